@@ -1,0 +1,50 @@
+# cvirt build: `make` -> build/cvirt; `make test` runs every test layer.
+CC      ?= cc
+PKGS    := jansson libcurl sqlite3 libsodium
+CFLAGS  ?= -O2 -g
+WERROR  ?= -Werror
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
+           -Isrc $(shell pkg-config --cflags $(PKGS))
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcivetweb -lpthread -lm
+SAN     ?= 0
+ifeq ($(SAN),1)
+BUILD   ?= build-san
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LDFLAGS += -fsanitize=address,undefined
+else
+BUILD   ?= build
+endif
+
+SRCS    := $(sort $(wildcard src/*.c src/*/*.c))
+OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
+LIBOBJS := $(filter-out $(BUILD)/src/main.o,$(OBJS))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+all: $(BUILD)/cvirt
+
+$(BUILD)/cvirt: $(OBJS)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBOBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+
+unit: $(UNIT_BINS)
+
+# The README's test command: installs dependencies, builds, runs every layer.
+test check:
+	tests/run
+
+deps:
+	scripts/install-deps
+
+clean:
+	rm -rf build build-san
+
+.PHONY: all unit test check deps clean
+-include $(OBJS:.o=.d)

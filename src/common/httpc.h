@@ -1,0 +1,27 @@
+/* httpc.h - HTTP client (libcurl) for CLI -> manager and manager <-> agent. */
+#ifndef CVIRT_HTTPC_H
+#define CVIRT_HTTPC_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#define HTTPC_RESP_MAX (64 * 1024 * 1024)
+
+struct httpc_resp {
+	long	 status;	/* HTTP status, 0 when no response */
+	char	*body;		/* NUL-terminated, owned */
+	size_t	 len;
+	json_t	*json;		/* parsed body when it was JSON, owned */
+	char	 err[256];	/* transport error or the server's "error" */
+};
+
+void	httpc_global_init(void);
+/* Any status is a success here (0); -1 only when no HTTP answer came.
+ * resp must be released with httpc_resp_free. body may be NULL. */
+int	httpc_request(const char *method, const char *url, const char *token,
+	    json_t *body, long timeout_ms, struct httpc_resp *resp);
+void	httpc_resp_free(struct httpc_resp *resp);
+/* Extra trust for https: CA file (NULL for the system store). */
+void	httpc_set_cafile(const char *path);
+
+#endif

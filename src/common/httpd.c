@@ -1,0 +1,412 @@
+/* httpd.c - route table dispatch, JSON replies and websockets over civetweb. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <civetweb.h>
+
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/util.h"
+
+struct httpd {
+	struct mg_context	*mg;
+	struct httpd_config	 cfg;
+};
+
+/* Per websocket connection: which route and its state. */
+struct httpd_ws_conn {
+	const struct httpd_ws_route	*route;
+	void				*state;
+};
+
+static const char *
+httpd_reason(int status)
+{
+	switch (status) {
+	case 200: return "OK";
+	case 201: return "Created";
+	case 202: return "Accepted";
+	case 204: return "No Content";
+	case 400: return "Bad Request";
+	case 401: return "Unauthorized";
+	case 403: return "Forbidden";
+	case 404: return "Not Found";
+	case 405: return "Method Not Allowed";
+	case 409: return "Conflict";
+	case 413: return "Payload Too Large";
+	case 415: return "Unsupported Media Type";
+	case 422: return "Unprocessable Entity";
+	case 429: return "Too Many Requests";
+	case 500: return "Internal Server Error";
+	case 502: return "Bad Gateway";
+	case 503: return "Service Unavailable";
+	case 504: return "Gateway Timeout";
+	default:  return "Status";
+	}
+}
+
+int
+httpd_reply_raw(struct httpd_req *r, int status, const char *ctype,
+    const void *buf, size_t len)
+{
+	r->status = status;
+	mg_printf(r->conn,
+	    "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: %s\r\n"
+	    "Content-Length: %zu\r\n"
+	    "Cache-Control: no-store\r\n"
+	    "X-Content-Type-Options: nosniff\r\n"
+	    "\r\n", status, httpd_reason(status), ctype, len);
+	if (len > 0 && strcmp(r->method, "HEAD") != 0)
+		mg_write(r->conn, buf, len);
+	return 0;
+}
+
+int
+httpd_reply_json(struct httpd_req *r, int status, json_t *body)
+{
+	char *s;
+	int rc;
+
+	s = json_dumps(body ? body : json_null(),
+	    JSON_COMPACT | JSON_ENCODE_ANY);
+	json_decref(body);
+	if (s == NULL)
+		return httpd_reply_raw(r, 500, "application/json",
+		    "{\"error\":\"out of memory\"}", 25);
+	rc = httpd_reply_raw(r, status, "application/json", s, strlen(s));
+	free(s);
+	return rc;
+}
+
+int
+httpd_reply_error(struct httpd_req *r, int status, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	return httpd_reply_json(r, status, json_pack("{s:s}", "error", msg));
+}
+
+int
+httpd_query(struct httpd_req *r, const char *name, char *out, size_t size)
+{
+	int n;
+
+	if (r->query == NULL)
+		return -1;
+	n = mg_get_var(r->query, strlen(r->query), name, out, size);
+	return n >= 0 ? 0 : -1;
+}
+
+/* Match "a/{}/b" against the path, capturing {} segments into r->params. */
+static int
+httpd_match(const char *pattern, const char *path, struct httpd_req *r)
+{
+	const char *p = pattern, *s = path;
+	int n = 0;
+
+	while (*p && *s) {
+		if (p[0] == '{' && p[1] == '}') {
+			const char *end = strchr(s, '/');
+			size_t len = end ? (size_t)(end - s) : strlen(s);
+			if (len == 0 || n >= HTTPD_MAX_PARAMS)
+				goto nomatch;
+			r->params[n] = strndup(s, len);
+			if (r->params[n] == NULL)
+				goto nomatch;
+			n++;
+			p += 2;
+			s += len;
+			continue;
+		}
+		if (*p != *s)
+			goto nomatch;
+		p++;
+		s++;
+	}
+	if (*p == '\0' && (*s == '\0' || (s[0] == '/' && s[1] == '\0'))) {
+		r->nparams = n;
+		return 1;
+	}
+nomatch:
+	while (n > 0)
+		free(r->params[--n]);
+	return 0;
+}
+
+static int
+httpd_read_body(struct httpd_req *r, const struct mg_request_info *ri)
+{
+	json_error_t jerr;
+	char *buf = NULL;
+	long long want = ri->content_length;
+	size_t len = 0;
+	int n, rc = -1;
+
+	if (want <= 0)
+		return 0;
+	if (want > HTTPD_BODY_MAX) {
+		httpd_reply_error(r, 413, "request body over %d bytes",
+		    HTTPD_BODY_MAX);
+		goto cleanup;
+	}
+	if ((buf = malloc((size_t)want + 1)) == NULL) {
+		httpd_reply_error(r, 500, "out of memory");
+		goto cleanup;
+	}
+	while (len < (size_t)want) {
+		n = mg_read(r->conn, buf + len, (size_t)want - len);
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len != (size_t)want) {
+		httpd_reply_error(r, 400, "request body truncated");
+		goto cleanup;
+	}
+	buf[len] = '\0';
+	r->body = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (r->body == NULL) {
+		httpd_reply_error(r, 400, "malformed JSON body: %s", jerr.text);
+		goto cleanup;
+	}
+	if (!json_is_object(r->body)) {
+		httpd_reply_error(r, 400, "request body must be a JSON object");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	free(buf);
+	return rc;
+}
+
+static int
+httpd_dispatch(struct mg_connection *conn, void *cbdata)
+{
+	struct httpd *h = cbdata;
+	const struct mg_request_info *ri = mg_get_request_info(conn);
+	const struct httpd_route *rt, *found = NULL;
+	struct httpd_req r;
+	const char *auth;
+	int path_matched = 0, rc, i;
+	size_t k;
+
+	memset(&r, 0, sizeof(r));
+	r.conn = conn;
+	r.method = ri->request_method;
+	r.path = ri->local_uri ? ri->local_uri : "/";
+	r.query = ri->query_string;
+	r.ctx = h->cfg.ctx;
+	snprintf(r.principal, sizeof(r.principal), "anonymous");
+	auth = mg_get_header(conn, "Authorization");
+	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
+		r.token = auth + 7;
+
+	for (k = 0; k < h->cfg.nroutes; k++) {
+		rt = &h->cfg.routes[k];
+		if (!httpd_match(rt->pattern, r.path, &r))
+			continue;
+		path_matched = 1;
+		if (strcmp(rt->method, r.method) == 0 ||
+		    (strcmp(r.method, "HEAD") == 0 &&
+		    strcmp(rt->method, "GET") == 0)) {
+			found = rt;
+			break;
+		}
+		for (i = 0; i < r.nparams; i++)
+			free(r.params[i]);
+		r.nparams = 0;
+	}
+	if (found == NULL) {
+		if (!path_matched && h->cfg.static_root &&
+		    strcmp(r.method, "GET") == 0 &&
+		    strncmp(r.path, "/api/", 5) != 0)
+			return 0;	/* let civetweb serve the file */
+		if (path_matched)
+			httpd_reply_error(&r, 405, "method %s not allowed on %s",
+			    r.method, r.path);
+		else
+			httpd_reply_error(&r, 404, "no such endpoint: %s",
+			    r.path);
+		goto done;
+	}
+	if (!(found->flags & HTTPD_NOAUTH) && h->cfg.auth) {
+		rc = h->cfg.auth(&r, found->min_role);
+		if (rc != 0) {
+			httpd_reply_error(&r, rc, rc == 401 ?
+			    "missing or invalid API token" :
+			    "permission denied for this operation");
+			goto done;
+		}
+	}
+	if (httpd_read_body(&r, ri) < 0)
+		goto done;
+	found->fn(&r);
+	if (r.status == 0)
+		httpd_reply_error(&r, 500, "internal error: no reply");
+done:
+	log_debug("%s %s -> %d (%s)", r.method, r.path, r.status, r.principal);
+	json_decref(r.body);
+	for (i = 0; i < r.nparams; i++)
+		free(r.params[i]);
+	return r.status ? r.status : 500;
+}
+
+/* Websocket glue: civetweb calls these per connection. */
+static int
+httpd_ws_connect(const struct mg_connection *c, void *cbdata)
+{
+	const struct httpd_ws_route *route = cbdata;
+	const struct mg_request_info *ri = mg_get_request_info(c);
+	struct httpd_ws_conn *wc;
+	struct httpd *h = mg_get_user_data(mg_get_context(c));
+
+	if ((wc = calloc(1, sizeof(*wc))) == NULL)
+		return 1;
+	wc->route = route;
+	wc->state = route->open((struct mg_connection *)c, ri->query_string,
+	    h->cfg.ctx);
+	if (wc->state == NULL) {
+		free(wc);
+		return 1;	/* refuse the upgrade */
+	}
+	mg_set_user_connection_data(c, wc);
+	return 0;
+}
+
+static void
+httpd_ws_ready(struct mg_connection *c, void *cbdata)
+{
+	struct httpd_ws_conn *wc = mg_get_user_connection_data(c);
+
+	(void)cbdata;
+	if (wc && wc->route->ready)
+		wc->route->ready(wc->state);
+}
+
+static int
+httpd_ws_data(struct mg_connection *c, int bits, char *data, size_t len,
+    void *cbdata)
+{
+	struct httpd_ws_conn *wc = mg_get_user_connection_data(c);
+	int op = bits & 0x0f;
+
+	(void)cbdata;
+	if (wc == NULL || op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
+		return 0;
+	if (op == MG_WEBSOCKET_OPCODE_TEXT || op == MG_WEBSOCKET_OPCODE_BINARY ||
+	    op == MG_WEBSOCKET_OPCODE_CONTINUATION)
+		wc->route->data(wc->state, data, len);
+	return 1;
+}
+
+static void
+httpd_ws_closed(const struct mg_connection *c, void *cbdata)
+{
+	struct httpd_ws_conn *wc = mg_get_user_connection_data(c);
+
+	(void)cbdata;
+	if (wc == NULL)
+		return;
+	mg_set_user_connection_data(c, NULL);
+	wc->route->close(wc->state);
+	free(wc);
+}
+
+int
+httpd_ws_send(struct mg_connection *c, const void *buf, size_t len)
+{
+	return mg_websocket_write(c, MG_WEBSOCKET_OPCODE_BINARY, buf, len) > 0 ?
+	    0 : -1;
+}
+
+void
+httpd_ws_close(struct mg_connection *c)
+{
+	mg_websocket_write(c, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, "", 0);
+}
+
+static int
+httpd_log_message(const struct mg_connection *c, const char *msg)
+{
+	(void)c;
+	log_debug("httpd: %s", msg);
+	return 1;
+}
+
+struct httpd *
+httpd_start(const struct httpd_config *cfg)
+{
+	struct mg_callbacks cb;
+	struct httpd *h = NULL;
+	char threads[16], cert[4096];
+	const char *opts[24];
+	int n = 0;
+	size_t k;
+
+	mg_init_library(MG_FEATURES_TLS | MG_FEATURES_WEBSOCKET);
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return NULL;
+	h->cfg = *cfg;
+	snprintf(threads, sizeof(threads), "%d", cfg->threads > 0 ? cfg->threads : 16);
+	opts[n++] = "listening_ports";
+	if (cfg->tls_cert) {
+		/* civetweb wants "PORTs" for TLS and one PEM with cert + key. */
+		static char ports[300];
+		snprintf(ports, sizeof(ports), "%ss", cfg->listen);
+		opts[n++] = ports;
+		if (util_fmt(cert, sizeof(cert), "%s", cfg->tls_cert) < 0)
+			goto fail;
+		opts[n++] = "ssl_certificate";
+		opts[n++] = cert;
+	} else {
+		opts[n++] = cfg->listen;
+	}
+	opts[n++] = "num_threads";
+	opts[n++] = threads;
+	opts[n++] = "request_timeout_ms";
+	opts[n++] = "600000";
+	opts[n++] = "enable_keep_alive";
+	opts[n++] = "yes";
+	opts[n++] = "websocket_timeout_ms";
+	opts[n++] = "3600000";
+	if (cfg->static_root) {
+		opts[n++] = "document_root";
+		opts[n++] = cfg->static_root;
+	}
+	opts[n] = NULL;
+
+	memset(&cb, 0, sizeof(cb));
+	cb.log_message = httpd_log_message;
+	h->mg = mg_start(&cb, h, opts);
+	if (h->mg == NULL) {
+		log_warnx("cannot listen on %s", cfg->listen);
+		goto fail;
+	}
+	mg_set_request_handler(h->mg, "/", httpd_dispatch, h);
+	for (k = 0; k < cfg->nws; k++)
+		mg_set_websocket_handler(h->mg, cfg->ws[k].uri, httpd_ws_connect,
+		    httpd_ws_ready, httpd_ws_data, httpd_ws_closed,
+		    (void *)&cfg->ws[k]);
+	return h;
+fail:
+	free(h);
+	return NULL;
+}
+
+void
+httpd_stop(struct httpd *h)
+{
+	if (h == NULL)
+		return;
+	mg_stop(h->mg);
+	free(h);
+}

@@ -1,0 +1,378 @@
+/* util.c - names, numbers, random ids, atomic files, time. */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "common/util.h"
+
+int
+util_name_valid(const char *s)
+{
+	size_t i, n;
+
+	if (s == NULL || !isalnum((unsigned char)s[0]))
+		return 0;
+	n = strlen(s);
+	if (n > UTIL_NAME_MAX)
+		return 0;
+	for (i = 1; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+			return 0;
+	}
+	return 1;
+}
+
+int
+util_uuid_valid(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || strlen(s) != UTIL_UUID_LEN)
+		return 0;
+	for (i = 0; i < UTIL_UUID_LEN; i++) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (s[i] != '-')
+				return 0;
+		} else if (!isxdigit((unsigned char)s[i]) ||
+		    isupper((unsigned char)s[i])) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
+int
+util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+	unsigned long long v;
+	char *end;
+
+	if (s == NULL || !isdigit((unsigned char)s[0])) {
+		errno = EINVAL;
+		return -1;
+	}
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno == ERANGE || *end != '\0') {
+		errno = *end ? EINVAL : ERANGE;
+		return -1;
+	}
+	if (v < min || v > max) {
+		errno = ERANGE;
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+int
+util_uuid_gen(char out[UTIL_UUID_LEN + 1])
+{
+	unsigned char b[16];
+
+	randombytes_buf(b, sizeof(b));
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, UTIL_UUID_LEN + 1,
+	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
+	    "%02x%02x%02x%02x%02x%02x",
+	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9],
+	    b[10], b[11], b[12], b[13], b[14], b[15]);
+	return 0;
+}
+
+int
+util_random_hex(char *out, size_t nbytes)
+{
+	unsigned char b[64];
+
+	if (nbytes > sizeof(b)) {
+		errno = EINVAL;
+		return -1;
+	}
+	randombytes_buf(b, nbytes);
+	sodium_bin2hex(out, nbytes * 2 + 1, b, nbytes);
+	return 0;
+}
+
+void
+util_hash_hex(const char *s, char out[UTIL_HASH_LEN + 1])
+{
+	unsigned char h[32];
+
+	crypto_generichash(h, sizeof(h), (const unsigned char *)s, strlen(s),
+	    NULL, 0);
+	sodium_bin2hex(out, UTIL_HASH_LEN + 1, h, sizeof(h));
+}
+
+int
+util_str_eq_ct(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+
+	if (la != lb)
+		return 0;
+	return sodium_memcmp(a, b, la) == 0;
+}
+
+int
+util_fmt(char *buf, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, size, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= size) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	return 0;
+}
+
+int
+util_mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	char *p;
+
+	if (util_fmt(tmp, sizeof(tmp), "%s", path) < 0)
+		return -1;
+	for (p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+int
+util_write_file_atomic(const char *path, const void *buf, size_t len,
+    mode_t mode)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX];
+	const char *p = buf;
+	char *slash;
+	int fd = -1, dfd = -1, rc = -1;
+	ssize_t n;
+
+	if (util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) < 0 ||
+	    util_fmt(dir, sizeof(dir), "%s", path) < 0)
+		goto cleanup;
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
+		goto cleanup;
+	while (len > 0) {
+		n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			goto cleanup;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	if (fsync(fd) < 0 || close(fd) < 0) {
+		fd = -1;
+		goto cleanup;
+	}
+	fd = -1;
+	if (rename(tmp, path) < 0)
+		goto cleanup;
+	slash = strrchr(dir, '/');
+	if (slash) {
+		*(slash == dir ? slash + 1 : slash) = '\0';
+		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
+			(void)fsync(dfd);
+	}
+	rc = 0;
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	if (dfd >= 0)
+		close(dfd);
+	if (rc < 0) {
+		int e = errno;
+		(void)unlink(tmp);
+		errno = e;
+	}
+	return rc;
+}
+
+char *
+util_read_file(const char *path, size_t max, size_t *lenp)
+{
+	char *buf = NULL, *ret = NULL;
+	size_t len = 0, cap = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	for (;;) {
+		if (len + 1 >= cap) {
+			size_t ncap = cap ? cap * 2 : 4096;
+			char *nb;
+			if (cap > max + 1) {
+				errno = EFBIG;
+				goto cleanup;
+			}
+			if ((nb = realloc(buf, ncap)) == NULL)
+				goto cleanup;
+			buf = nb;
+			cap = ncap;
+		}
+		n = read(fd, buf + len, cap - len - 1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			goto cleanup;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		if (len > max) {
+			errno = EFBIG;
+			goto cleanup;
+		}
+	}
+	buf[len] = '\0';
+	if (lenp)
+		*lenp = len;
+	ret = buf;
+	buf = NULL;
+cleanup:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+static int
+util_rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (flag == FTW_DP)
+		return rmdir(path);
+	return unlink(path);
+}
+
+int
+util_rm_rf(const char *path)
+{
+	if (nftw(path, util_rm_one, 16, FTW_DEPTH | FTW_PHYS) < 0 &&
+	    errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+int
+util_pid_alive(pid_t pid)
+{
+	char path[64], buf[512];
+	char *p;
+	FILE *f;
+	int alive = 0;
+
+	if (pid <= 0)
+		return 0;
+	if (kill(pid, 0) < 0 && errno != EPERM)
+		return 0;
+	/* A zombie is not alive: look at the state in /proc/PID/stat. */
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) && p[1] == ' ')
+		alive = p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return alive;
+}
+
+int
+util_pid_has_arg(pid_t pid, const char *needle)
+{
+	char path[64];
+	char *buf, *p;
+	size_t len;
+	int found = 0;
+
+	snprintf(path, sizeof(path), "/proc/%ld/cmdline", (long)pid);
+	if ((buf = util_read_file(path, 1 << 20, &len)) == NULL)
+		return 0;
+	for (p = buf; p < buf + len; p += strlen(p) + 1) {
+		if (strcmp(p, needle) == 0) {
+			found = 1;
+			break;
+		}
+	}
+	free(buf);
+	return found;
+}
+
+int64_t
+util_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+util_wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void
+util_time_iso(int64_t wall_ms, char *out, size_t size)
+{
+	time_t t = (time_t)(wall_ms / 1000);
+	struct tm tm;
+	char base[24];
+
+	gmtime_r(&t, &tm);
+	strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+	snprintf(out, size, "%s.%03dZ", base, (int)(wall_ms % 1000));
+}
+
+void
+util_sleep_ms(int64_t ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+int
+util_default_data_dir(char *out, size_t size)
+{
+	const char *home = getenv("HOME");
+
+	if (home == NULL || home[0] != '/')
+		home = "/root";
+	return util_fmt(out, size, "%s/.local/share/cvirt", home);
+}

@@ -1,0 +1,52 @@
+/* util.h - small helpers shared by every role: names, numbers, files, time. */
+#ifndef CVIRT_UTIL_H
+#define CVIRT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define UTIL_NAME_MAX  63	/* VM, host, storage, network, snapshot names */
+#define UTIL_UUID_LEN  36
+#define UTIL_TOKEN_LEN 64	/* hex characters of an API token */
+#define UTIL_HASH_LEN  64	/* hex characters of a token hash */
+
+/* Names: [A-Za-z0-9][A-Za-z0-9._-]{0,62}; never "." or "..", so a name is
+ * always safe as one path component. Returns 1 when valid. */
+int	 util_name_valid(const char *s);
+/* 1 when s is a canonical lower-case UUID. */
+int	 util_uuid_valid(const char *s);
+/* Decimal only, whole string, within [min, max]. 0 or -1 (errno EINVAL/ERANGE). */
+int	 util_parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out);
+int	 util_uuid_gen(char out[UTIL_UUID_LEN + 1]);
+/* Random lower-case hex of nbytes*2 characters into out (size >= 2n+1). */
+int	 util_random_hex(char *out, size_t nbytes);
+/* Hex BLAKE2b-256 of s into out (UTIL_HASH_LEN + 1 bytes). */
+void	 util_hash_hex(const char *s, char out[UTIL_HASH_LEN + 1]);
+/* Constant-time string equality. */
+int	 util_str_eq_ct(const char *a, const char *b);
+
+/* snprintf that returns -1 (errno ENAMETOOLONG) on truncation. */
+int	 util_fmt(char *buf, size_t size, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+int	 util_mkdir_p(const char *path, mode_t mode);
+/* Write via temp file + fsync + rename + fsync(dir). */
+int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
+	    mode_t mode);
+/* Whole file, NUL-terminated, at most max bytes (else -1, EFBIG).
+ * Caller frees. */
+char	*util_read_file(const char *path, size_t max, size_t *len);
+int	 util_rm_rf(const char *path);
+int	 util_pid_alive(pid_t pid);
+/* 1 if /proc/PID/cmdline contains the argument `needle`. */
+int	 util_pid_has_arg(pid_t pid, const char *needle);
+
+int64_t	 util_mono_ms(void);
+int64_t	 util_wall_ms(void);
+/* "2026-11-24T18:00:00.123Z" into out (>= 32 bytes). */
+void	 util_time_iso(int64_t wall_ms, char *out, size_t size);
+void	 util_sleep_ms(int64_t ms);
+/* Default data dir for `cvirt up` and the client: $HOME/.local/share/cvirt. */
+int	 util_default_data_dir(char *out, size_t size);
+
+#endif

@@ -1,0 +1,60 @@
+/* qemu_cmd.h - build a QEMU command line from a VM description. */
+#ifndef CVIRT_QEMU_CMD_H
+#define CVIRT_QEMU_CMD_H
+
+#include <sys/types.h>
+
+#define QEMU_MAX_DISKS 16
+#define QEMU_MAX_NICS  8
+
+struct qemu_disk {
+	char	path[4096];	/* image file */
+	char	format[16];	/* "qcow2" or "raw" */
+	int	readonly;
+	int	cdrom;
+};
+
+struct qemu_nic {
+	char	mac[18];	/* "52:54:00:12:34:56" */
+	char	type[16];	/* "user" or "tap" */
+	char	ifname[16];	/* tap device for "tap" */
+};
+
+struct qemu_vm_spec {
+	char			uuid[37];
+	char			name[64];
+	int			cpus;
+	int			memory_mib;
+	char			accel[8];	/* "kvm" or "tcg" */
+	char			kernel[4096];	/* direct boot, may be "" */
+	char			initrd[4096];
+	char			cmdline[1024];
+	struct qemu_disk	disks[QEMU_MAX_DISKS];
+	int			ndisks;
+	struct qemu_nic		nics[QEMU_MAX_NICS];
+	int			nnics;
+	char			qmp_path[108];	/* QMP unix socket (server) */
+	char			serial_path[108]; /* serial unix socket (server) */
+	char			serial_log[4096]; /* all serial output, appended */
+	char			pidfile[4096];
+	int			vnc_display;	/* -1: none; else unix socket path below */
+	char			vnc_path[108];
+	int			panic_device;	/* add -device pvpanic */
+	int			watchdog;	/* add -device i6300esb */
+	char			incoming[128];	/* "-incoming" URI or "" */
+	int			start_paused;	/* -S */
+};
+
+/* NULL-terminated argv, argv[0] is the QEMU binary ($CVIRT_QEMU or
+ * qemu-system-x86_64). Free with qemu_argv_free. Returns NULL (errno set)
+ * on a field that cannot be expressed (e.g. a comma in a path). */
+char	**qemu_build_argv(const struct qemu_vm_spec *spec);
+void	  qemu_argv_free(char **argv);
+
+/* fork + setsid + exec with stdout/stderr appended to logfile, stdin from
+ * /dev/null, all other fds closed; the QEMU process outlives its parent.
+ * Returns 0 and the pid, or -1 with a reason in err. */
+int	  qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile,
+	    pid_t *pid, char *err, size_t errsz);
+
+#endif

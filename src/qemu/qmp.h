@@ -1,0 +1,44 @@
+/* qmp.h - QMP transport: one JSON connection to one QEMU's monitor socket.
+ *
+ * Thread model: a struct qmp may be used from several threads. Commands are
+ * serialised by an internal lock; events that arrive while a command waits
+ * for its reply are queued and delivered (without the lock held) by the
+ * thread that calls qmp_dispatch_events() or when the command returns.
+ * Event callbacks may call qmp_command(). */
+#ifndef CVIRT_QMP_H
+#define CVIRT_QMP_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+struct qmp;
+
+/* event: name (e.g. "SHUTDOWN"); data: the event's "data" object or NULL.
+ * Both are borrowed for the duration of the call. */
+typedef void (*qmp_event_fn)(void *ud, const char *event, json_t *data);
+
+#define QMP_MSG_MAX (16 * 1024 * 1024)	/* longest line accepted from QEMU */
+
+/* Connect to a QMP unix socket (retrying until timeout_ms while the socket
+ * does not exist yet or refuses), read the greeting, negotiate
+ * capabilities. Returns NULL with a one-line reason in err. */
+struct qmp	*qmp_open(const char *sock_path, int timeout_ms,
+		    qmp_event_fn fn, void *ud, char *err, size_t errsz);
+/* Send {"execute": cmd, "arguments": args, "id": N} and wait for the reply
+ * with that id. args is borrowed (may be NULL). On success *ret (if ret is
+ * non-NULL) receives a new reference to "return". On a QMP error, a
+ * malformed reply, a timeout or a dead connection returns -1 with err like
+ * "QMP command 'stop' failed: <desc>"; after a timeout or EOF the
+ * connection is marked broken and every later call fails at once. */
+int		 qmp_command(struct qmp *q, const char *cmd, json_t *args,
+		    int timeout_ms, json_t **ret, char *err, size_t errsz);
+/* The socket fd, for poll(): readable means events (or EOF) are waiting. */
+int		 qmp_fd(struct qmp *q);
+/* Read whatever is available without blocking and deliver queued and new
+ * events. Returns 0, or -1 when the connection is closed or broken. */
+int		 qmp_dispatch_events(struct qmp *q);
+/* 1 once EOF/error has been seen. */
+int		 qmp_broken(struct qmp *q);
+void		 qmp_close(struct qmp *q);	/* accepts NULL */
+
+#endif

@@ -1,0 +1,1 @@
+#define CVIRT_VERSION "0.1.0"
