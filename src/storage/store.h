@@ -1,0 +1,38 @@
+/* store.h - storage domains: the on-disk layout every host shares.
+ *
+ *   DOMAIN/domain.json           {"name", "version"}
+ *   DOMAIN/vms/UUID/vm.json      VM metadata, versioned, written atomically
+ *   DOMAIN/vms/UUID/disk0.qcow2  disks
+ *   DOMAIN/vms/UUID/serial.log   serial output (QEMU appends; bounded)
+ *   DOMAIN/vms/UUID/serial.log.0 the previous serial chunk
+ *   DOMAIN/leases/               host leases (HA)
+ */
+#ifndef CVIRT_STORE_H
+#define CVIRT_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define STORE_META_VERSION 1
+
+/* Prepare a domain directory (creates it and its layout). */
+int	store_domain_init(const char *root, const char *name, char *err,
+	    size_t errsz);
+/* Usable: exists, is a directory, writable. 0 or -1 with reason. */
+int	store_domain_check(const char *root, char *err, size_t errsz);
+int	store_domain_space(const char *root, uint64_t *total, uint64_t *avail);
+int	store_vm_dir(const char *root, const char *uuid, char *out, size_t size);
+/* Create VM dir, blank disks ("size_mib" of each spec disk) and vm.json.
+ * On failure nothing is left behind. */
+int	store_vm_define(const char *root, json_t *spec, char *err, size_t errsz);
+int	store_vm_write_meta(const char *root, json_t *spec, char *err,
+	    size_t errsz);
+/* Reads vm.json; new reference or NULL. */
+json_t	*store_vm_read_meta(const char *root, const char *uuid);
+int	store_vm_remove(const char *root, const char *uuid);
+/* Absolute path of a disk file of the VM. */
+int	store_disk_path(const char *root, const char *uuid, const char *file,
+	    char *out, size_t size);
+
+#endif
