@@ -1,0 +1,235 @@
+/* agent.c - `cvirt agent`: start-up, options, signals, shutdown. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "agent/agent.h"
+#include "agent/agent_int.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/store.h"
+
+struct agent_cfg agent_cfg;
+
+static const char agent_usage[] =
+    "usage: cvirt agent --data DIR --manager URL --token-file FILE --name NAME\n"
+    "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
+    "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n";
+
+/* Read a token file: one line, surrounding white space ignored. */
+int
+agent_read_token(const char *path, char *out, size_t outsz)
+{
+	char *s;
+	size_t len;
+	int rc = -1;
+
+	if ((s = util_read_file(path, 4096, &len)) == NULL)
+		return -1;
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' ' ||
+	    s[len - 1] == '\r' || s[len - 1] == '\t'))
+		s[--len] = '\0';
+	if (len > 0 && util_fmt(out, outsz, "%s", s) == 0)
+		rc = 0;
+	free(s);
+	return rc;
+}
+
+static int
+agent_add_storage(const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	struct agent_storage *st;
+	char err[256];
+	int i;
+
+	if (eq == NULL || eq == arg || eq[1] != '/') {
+		log_error("--storage wants NAME=/absolute/path, not \"%s\"", arg);
+		return -1;
+	}
+	if (agent_cfg.nstorage >= AGENT_MAX_STORAGE) {
+		log_error("at most %d storage domains", AGENT_MAX_STORAGE);
+		return -1;
+	}
+	st = &agent_cfg.storage[agent_cfg.nstorage];
+	if ((size_t)(eq - arg) > UTIL_NAME_MAX) {
+		log_error("storage name too long");
+		return -1;
+	}
+	snprintf(st->name, sizeof(st->name), "%.*s", (int)(eq - arg), arg);
+	if (!util_name_valid(st->name) ||
+	    util_fmt(st->path, sizeof(st->path), "%s", eq + 1) < 0) {
+		log_error("invalid storage \"%s\"", arg);
+		return -1;
+	}
+	for (i = 0; i < agent_cfg.nstorage; i++) {
+		if (strcmp(agent_cfg.storage[i].name, st->name) == 0) {
+			log_error("storage %s given twice", st->name);
+			return -1;
+		}
+	}
+	if (store_domain_init(st->path, st->name, err, sizeof(err)) < 0)
+		log_warnx("storage %s: %s", st->name, err);
+	agent_cfg.nstorage++;
+	return 0;
+}
+
+/* Unix socket paths are limited to 108 bytes: use a short run dir. */
+static int
+agent_run_dir(void)
+{
+	char hash[UTIL_HASH_LEN + 1];
+	const char *base = getenv("XDG_RUNTIME_DIR");
+
+	if (util_fmt(agent_cfg.run, sizeof(agent_cfg.run), "%s/run",
+	    agent_cfg.data) == 0 && strlen(agent_cfg.run) < 80)
+		return util_mkdir_p(agent_cfg.run, 0700);
+	util_hash_hex(agent_cfg.data, hash);
+	if (geteuid() == 0 || base == NULL || base[0] != '/')
+		base = "/tmp";
+	if (util_fmt(agent_cfg.run, sizeof(agent_cfg.run), "%s/cvirt-%.12s",
+	    base, hash) < 0)
+		return -1;
+	return util_mkdir_p(agent_cfg.run, 0700);
+}
+
+static int
+agent_parse(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "manager", required_argument, NULL, 'm' },
+		{ "token-file", required_argument, NULL, 't' },
+		{ "name", required_argument, NULL, 'n' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "storage", required_argument, NULL, 's' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "stop-timeout", required_argument, NULL, 'T' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *tokfile = NULL, *accel = "auto";
+	uint64_t v;
+	int c;
+
+	agent_cfg.stop_timeout_s = 60;
+	agent_cfg.serial_max = 1024 * 1024;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s", optarg); break;
+		case 'm': snprintf(agent_cfg.manager, sizeof(agent_cfg.manager), "%s", optarg); break;
+		case 't': tokfile = optarg; break;
+		case 'n': snprintf(agent_cfg.name, sizeof(agent_cfg.name), "%s", optarg); break;
+		case 'l': snprintf(agent_cfg.listen, sizeof(agent_cfg.listen), "%s", optarg); break;
+		case 's': if (agent_add_storage(optarg) < 0) return -1; break;
+		case 'a': accel = optarg; break;
+		case 'T':
+			if (util_parse_u64(optarg, 0, 3600, &v) < 0) {
+				log_error("--stop-timeout wants 0..3600 seconds");
+				return -1;
+			}
+			agent_cfg.stop_timeout_s = (int)v;
+			break;
+		case 'h': fputs(agent_usage, stdout); exit(0);
+		default:
+			log_error("unknown or incomplete option %s", argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		log_error("unexpected argument %s", argv[optind]);
+		return -1;
+	}
+	if (!agent_cfg.data[0] || !agent_cfg.manager[0] || !tokfile ||
+	    !agent_cfg.name[0] || !agent_cfg.listen[0] || agent_cfg.nstorage == 0) {
+		log_error("missing options\n%s", agent_usage);
+		return -1;
+	}
+	if (!util_name_valid(agent_cfg.name)) {
+		log_error("invalid host name \"%s\"", agent_cfg.name);
+		return -1;
+	}
+	if (agent_read_token(tokfile, agent_cfg.token, sizeof(agent_cfg.token)) < 0) {
+		log_error("cannot read a token from %s: %s", tokfile,
+		    errno ? strerror(errno) : "empty file");
+		return -1;
+	}
+	if (accel_detect(accel, agent_cfg.accel, sizeof(agent_cfg.accel),
+	    agent_cfg.accel_reason, sizeof(agent_cfg.accel_reason)) < 0) {
+		log_error("--accel wants auto, kvm or tcg");
+		return -1;
+	}
+	return 0;
+}
+
+int
+agent_main(int argc, char **argv)
+{
+	struct httpd_config hc;
+	struct httpd *h = NULL;
+	struct sysinfo si;
+	char path[PATH_MAX];
+	sigset_t set;
+	int sig, rc = 1;
+
+	if (agent_parse(argc, argv) < 0)
+		return 2;
+	if (util_fmt(agent_cfg.url, sizeof(agent_cfg.url), "http://%s",
+	    agent_cfg.listen) < 0)
+		return 2;
+	agent_cfg.cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
+	if (sysinfo(&si) == 0)
+		agent_cfg.memory_mib = (int64_t)((uint64_t)si.totalram *
+		    si.mem_unit / (1024 * 1024));
+	if (util_mkdir_p(agent_cfg.data, 0700) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data) < 0 ||
+	    util_mkdir_p(path, 0700) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/logs", agent_cfg.data) < 0 ||
+	    util_mkdir_p(path, 0700) < 0 || agent_run_dir() < 0) {
+		log_error("cannot prepare %s: %s", agent_cfg.data, strerror(errno));
+		return 1;
+	}
+	log_info("host %s: accel %s (%s)", agent_cfg.name, agent_cfg.accel,
+	    agent_cfg.accel_reason);
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (vmhost_init() < 0)
+		goto cleanup;
+	vmhost_reattach();
+	memset(&hc, 0, sizeof(hc));
+	hc.listen = agent_cfg.listen;
+	hc.threads = 16;
+	hc.routes = agent_routes;
+	hc.nroutes = agent_nroutes;
+	hc.ws = &serial_ws_route;
+	hc.nws = 1;
+	hc.auth = agent_auth;
+	if ((h = httpd_start(&hc)) == NULL) {
+		log_error("cannot listen on %s", agent_cfg.listen);
+		goto cleanup;
+	}
+	if (report_start() < 0)
+		goto cleanup;
+	log_info("agent %s listening on %s", agent_cfg.name, agent_cfg.listen);
+	do {
+		if (sigwait(&set, &sig) != 0)
+			break;
+	} while (sig == SIGHUP);
+	log_info("signal %d: stopping the agent (VMs keep running)", sig);
+	report_stop();
+	rc = 0;
+cleanup:
+	httpd_stop(h);
+	return rc;
+}

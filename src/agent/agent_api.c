@@ -1,0 +1,219 @@
+/* agent_api.c - the agent's HTTP routes, called by the manager only. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_int.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/store.h"
+
+int
+agent_auth(struct httpd_req *r, int min_role)
+{
+	char key[128];
+
+	(void)min_role;
+	report_agent_key(key, sizeof(key));
+	if (r->token == NULL || key[0] == '\0' || !util_str_eq_ct(r->token, key))
+		return 401;
+	snprintf(r->principal, sizeof(r->principal), "manager");
+	return 0;
+}
+
+static const char *
+api_uuid(struct httpd_req *r)
+{
+	if (r->nparams < 1 || !util_uuid_valid(r->params[0])) {
+		httpd_reply_error(r, 400, "invalid VM uuid");
+		return NULL;
+	}
+	return r->params[0];
+}
+
+static int
+api_reply_result(struct httpd_req *r, int rc, int status, const char *err,
+    json_t *result)
+{
+	if (rc < 0) {
+		json_decref(result);
+		return httpd_reply_error(r, status, "%s", err);
+	}
+	return httpd_reply_json(r, 200, result ? result : json_object());
+}
+
+static json_t *
+api_info(void)
+{
+	json_t *st = json_array();
+	char err[256];
+	int i;
+
+	for (i = 0; i < agent_cfg.nstorage; i++) {
+		uint64_t total = 0, avail = 0;
+		int ok = store_domain_check(agent_cfg.storage[i].path, err,
+		    sizeof(err)) == 0 && store_domain_space(
+		    agent_cfg.storage[i].path, &total, &avail) == 0;
+		json_array_append_new(st, json_pack("{s:s, s:s, s:b, s:s, s:I, s:I}",
+		    "name", agent_cfg.storage[i].name,
+		    "path", agent_cfg.storage[i].path, "ok", ok,
+		    "error", ok ? "" : err,
+		    "total_bytes", (json_int_t)total,
+		    "free_bytes", (json_int_t)avail));
+	}
+	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o}",
+	    "name", agent_cfg.name, "url", agent_cfg.url,
+	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
+	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
+	    "storage", st, "vms", vmhost_list());
+}
+
+static int
+api_get_info(struct httpd_req *r)
+{
+	return httpd_reply_json(r, 200, api_info());
+}
+
+static int
+api_define(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if (r->body == NULL || strcmp(json_string_value(json_object_get(r->body,
+	    "uuid")) ? json_string_value(json_object_get(r->body, "uuid")) : "",
+	    uuid) != 0)
+		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
+	rc = vmhost_define(r->body, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_undefine(struct httpd_req *r)
+{
+	char err[512], storage[UTIL_NAME_MAX + 1];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0)
+		return httpd_reply_error(r, 400, "storage query parameter missing");
+	rc = vmhost_undefine(uuid, storage, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_start(struct httpd_req *r)
+{
+	json_t *result = NULL;
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if (r->body == NULL || !json_is_string(json_object_get(r->body, "uuid")) ||
+	    strcmp(json_string_value(json_object_get(r->body, "uuid")), uuid) != 0)
+		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
+	rc = vmhost_start(r->body, &result, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, result);
+}
+
+static int
+api_stop(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc, force;
+	json_int_t timeout = agent_cfg.stop_timeout_s;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	force = json_is_true(json_object_get(r->body, "force"));
+	if (json_is_integer(json_object_get(r->body, "timeout_s")))
+		timeout = json_integer_value(json_object_get(r->body, "timeout_s"));
+	if (timeout < 0 || timeout > 3600)
+		return httpd_reply_error(r, 400, "timeout_s must be 0..3600");
+	rc = vmhost_stop(uuid, force, (int)timeout, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_op(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	rc = vmhost_simple(uuid, r->params[1], err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_serial(struct httpd_req *r)
+{
+	char storage[UTIL_NAME_MAX + 1], off[32], dir[PATH_MAX], err[256];
+	const char *uuid = api_uuid(r), *root;
+	uint64_t offset = 0;
+	int64_t from = -1;
+	json_t *res;
+
+	if (uuid == NULL)
+		return 0;
+	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0 ||
+	    (root = vmhost_storage_path(storage)) == NULL)
+		return httpd_reply_error(r, 400, "unknown storage");
+	if (httpd_query(r, "offset", off, sizeof(off)) == 0) {
+		if (util_parse_u64(off, 0, INT64_MAX, &offset) < 0)
+			return httpd_reply_error(r, 400, "invalid offset");
+		from = (int64_t)offset;
+	}
+	if (store_vm_dir(root, uuid, dir, sizeof(dir)) < 0)
+		return httpd_reply_error(r, 400, "invalid VM uuid");
+	if ((res = serial_read(dir, from, err, sizeof(err))) == NULL)
+		return httpd_reply_error(r, 500, "%s", err);
+	return httpd_reply_json(r, 200, res);
+}
+
+static int
+api_console(struct httpd_req *r)
+{
+	char ticket[64];
+	struct avm *vm;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if ((vm = vmhost_get(uuid)) == NULL)
+		return httpd_reply_error(r, 404, "VM is not running on this host");
+	vmhost_put(vm);
+	if (serial_ticket_new(uuid, ticket, sizeof(ticket)) < 0)
+		return httpd_reply_error(r, 500, "cannot issue a ticket");
+	return httpd_reply_json(r, 200, json_pack("{s:s}", "ticket", ticket));
+}
+
+const struct httpd_route agent_routes[] = {
+	{ "GET",    "/agent/v1/info",                 api_get_info, 0, 0 },
+	{ "PUT",    "/agent/v1/vms/{}",               api_define, 0, 0 },
+	{ "DELETE", "/agent/v1/vms/{}",               api_undefine, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/start",         api_start, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/stop",          api_stop, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/console",       api_console, 0, 0 },
+	{ "GET",    "/agent/v1/vms/{}/serial",        api_serial, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/{}",            api_op, 0, 0 },
+};
+const size_t agent_nroutes = sizeof(agent_routes) / sizeof(agent_routes[0]);
+
+json_t *
+agent_info(void)
+{
+	return api_info();
+}

@@ -1,0 +1,183 @@
+/* report.c - registration with the manager and heartbeats (state reports). */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_int.h"
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/util.h"
+
+static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t report_cond = PTHREAD_COND_INITIALIZER;
+static int report_kicked, report_quit;
+static char report_key[128];		/* the agent key, "" before register */
+static int64_t report_interval_ms = 1000;
+static pthread_t report_thread;
+
+void
+report_agent_key(char *out, size_t outsz)
+{
+	pthread_mutex_lock(&report_lock);
+	snprintf(out, outsz, "%s", report_key);
+	pthread_mutex_unlock(&report_lock);
+}
+
+void
+report_kick(void)
+{
+	pthread_mutex_lock(&report_lock);
+	report_kicked = 1;
+	pthread_cond_signal(&report_cond);
+	pthread_mutex_unlock(&report_lock);
+}
+
+/* 0 registered; -1 retry later; -2 refused for good (bad token). */
+static int
+report_register(void)
+{
+	struct httpc_resp resp;
+	char url[640];
+	json_t *body = agent_info(), *key;
+	int rc = -1;
+
+	json_object_set_new(body, "version", json_string("1"));
+	snprintf(url, sizeof(url), "%s/api/v1/agent/register", agent_cfg.manager);
+	if (httpc_request("POST", url, agent_cfg.token, body, 10000, &resp) < 0) {
+		log_warnx("cannot reach the manager at %s: %s", agent_cfg.manager,
+		    resp.err);
+		goto cleanup;
+	}
+	if (resp.status == 401 || resp.status == 403) {
+		log_error("the manager refused this host: %s", resp.err);
+		rc = -2;
+		goto cleanup;
+	}
+	key = json_object_get(resp.json, "agent_key");
+	if (resp.status != 200 || !json_is_string(key)) {
+		log_warnx("registration failed: %s", resp.err[0] ? resp.err :
+		    "unexpected reply");
+		goto cleanup;
+	}
+	pthread_mutex_lock(&report_lock);
+	snprintf(report_key, sizeof(report_key), "%s", json_string_value(key));
+	if (json_is_integer(json_object_get(resp.json, "heartbeat_interval_ms")))
+		report_interval_ms = json_integer_value(json_object_get(resp.json,
+		    "heartbeat_interval_ms"));
+	if (report_interval_ms < 100 || report_interval_ms > 60000)
+		report_interval_ms = 1000;
+	pthread_mutex_unlock(&report_lock);
+	log_info("registered with the manager at %s as host %s",
+	    agent_cfg.manager, agent_cfg.name);
+	rc = 0;
+cleanup:
+	httpc_resp_free(&resp);
+	json_decref(body);
+	return rc;
+}
+
+/* 0 sent; -1 transport error; -2 the manager no longer knows us. */
+static int
+report_send(const char *key)
+{
+	struct httpc_resp resp;
+	char url[640];
+	json_t *exits = vmhost_exits(), *body;
+	int rc = -1;
+
+	body = json_pack("{s:s, s:o, s:O}", "name", agent_cfg.name,
+	    "vms", vmhost_list(), "exits", exits);
+	snprintf(url, sizeof(url), "%s/api/v1/agent/report", agent_cfg.manager);
+	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {
+		log_debug("report: %s", resp.err);
+		goto cleanup;
+	}
+	if (resp.status == 401 || resp.status == 404) {
+		rc = -2;
+		goto cleanup;
+	}
+	if (resp.status != 200) {
+		log_warnx("report refused: %s", resp.err);
+		goto cleanup;
+	}
+	vmhost_exits_ack(exits);
+	rc = 0;
+cleanup:
+	httpc_resp_free(&resp);
+	json_decref(exits);
+	json_decref(body);
+	return rc;
+}
+
+static void *
+report_main(void *arg)
+{
+	char key[128];
+	int64_t wait_ms;
+	int rc;
+
+	(void)arg;
+	for (;;) {
+		report_agent_key(key, sizeof(key));
+		if (key[0] == '\0') {
+			rc = report_register();
+			if (rc == -2) {
+				log_error("exiting: fix the token file and start "
+				    "the agent again");
+				exit(1);
+			}
+			wait_ms = rc == 0 ? 0 : 1000;
+		} else {
+			rc = report_send(key);
+			if (rc == -2) {
+				log_info("the manager does not know this host; "
+				    "registering again");
+				pthread_mutex_lock(&report_lock);
+				report_key[0] = '\0';
+				pthread_mutex_unlock(&report_lock);
+				continue;
+			}
+			pthread_mutex_lock(&report_lock);
+			wait_ms = report_interval_ms;
+			pthread_mutex_unlock(&report_lock);
+		}
+		pthread_mutex_lock(&report_lock);
+		if (!report_kicked && !report_quit && wait_ms > 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += wait_ms / 1000;
+			ts.tv_nsec += (wait_ms % 1000) * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(&report_cond, &report_lock, &ts);
+		}
+		report_kicked = 0;
+		if (report_quit) {
+			pthread_mutex_unlock(&report_lock);
+			break;
+		}
+		pthread_mutex_unlock(&report_lock);
+	}
+	return NULL;
+}
+
+int
+report_start(void)
+{
+	return pthread_create(&report_thread, NULL, report_main, NULL) == 0 ?
+	    0 : -1;
+}
+
+void
+report_stop(void)
+{
+	pthread_mutex_lock(&report_lock);
+	report_quit = 1;
+	pthread_cond_signal(&report_cond);
+	pthread_mutex_unlock(&report_lock);
+	pthread_join(report_thread, NULL);
+}

@@ -1,0 +1,316 @@
+/* serial.c - the serial console: bounded log on storage, live websocket. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+#include "agent/agent_int.h"
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define SERIAL_TICKETS   32
+#define SERIAL_TICKET_MS 30000
+
+/* ---- the log kept on storage ------------------------------------------ */
+
+/* Absolute offset of serial.log's first byte (bytes rotated away so far). */
+static int64_t
+serial_base(const char *dir)
+{
+	char path[PATH_MAX], *s;
+	uint64_t v = 0;
+
+	if (util_fmt(path, sizeof(path), "%s/serial.meta", dir) < 0 ||
+	    (s = util_read_file(path, 64, NULL)) == NULL)
+		return 0;
+	s[strcspn(s, "\n")] = '\0';
+	if (util_parse_u64(s, 0, INT64_MAX, &v) < 0)
+		v = 0;
+	free(s);
+	return (int64_t)v;
+}
+
+void
+serial_rotate(const char *dir, size_t max)
+{
+	char cur[PATH_MAX], old[PATH_MAX], meta[PATH_MAX], num[32];
+	char *buf = NULL;
+	size_t len;
+	struct stat st;
+	int fd = -1;
+
+	if (util_fmt(cur, sizeof(cur), "%s/serial.log", dir) < 0 ||
+	    util_fmt(old, sizeof(old), "%s/serial.log.0", dir) < 0 ||
+	    util_fmt(meta, sizeof(meta), "%s/serial.meta", dir) < 0)
+		return;
+	if (stat(cur, &st) < 0 || (size_t)st.st_size <= max)
+		return;
+	if ((buf = util_read_file(cur, max * 4, &len)) == NULL)
+		goto cleanup;
+	if (util_write_file_atomic(old, buf, len, 0644) < 0)
+		goto cleanup;
+	snprintf(num, sizeof(num), "%lld\n", (long long)(serial_base(dir) + (int64_t)len));
+	if (util_write_file_atomic(meta, num, strlen(num), 0644) < 0)
+		goto cleanup;
+	/* QEMU appends (O_APPEND): it goes on at the new end. Bytes written
+	 * between the read above and this truncate are the only loss. */
+	if ((fd = open(cur, O_WRONLY | O_CLOEXEC)) >= 0 && ftruncate(fd, 0) < 0)
+		log_warn("truncate %s", cur);
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+}
+
+/* Replace bytes that are not valid UTF-8 so the text fits in JSON. */
+static void
+serial_utf8_clean(unsigned char *s, size_t len)
+{
+	size_t i = 0, n, k;
+
+	while (i < len) {
+		unsigned char c = s[i];
+		if (c < 0x80) {
+			if (c == 0)
+				s[i] = '?';
+			i++;
+			continue;
+		}
+		n = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 :
+		    (c & 0xf8) == 0xf0 ? 4 : 0;
+		for (k = 1; n && k < n; k++)
+			if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
+				n = 0;
+		if (n == 2 && c < 0xc2)
+			n = 0;
+		if (n == 0) {
+			s[i++] = '?';
+			continue;
+		}
+		i += n;
+	}
+}
+
+json_t *
+serial_read(const char *dir, int64_t offset, char *err, size_t errsz)
+{
+	char cur[PATH_MAX], old[PATH_MAX];
+	char *a = NULL, *b = NULL, *all = NULL;
+	size_t la = 0, lb = 0;
+	int64_t base, start, from;
+	json_t *ret = NULL;
+
+	if (util_fmt(cur, sizeof(cur), "%s/serial.log", dir) < 0 ||
+	    util_fmt(old, sizeof(old), "%s/serial.log.0", dir) < 0) {
+		snprintf(err, errsz, "path too long");
+		goto cleanup;
+	}
+	base = serial_base(dir);
+	if ((a = util_read_file(old, 64 << 20, &la)) == NULL)
+		la = 0;
+	if ((b = util_read_file(cur, 64 << 20, &lb)) == NULL)
+		lb = 0;
+	start = base - (int64_t)la;
+	if (start < 0)
+		start = 0, la = (size_t)base;
+	from = offset < start ? start : offset;
+	if (from > base + (int64_t)lb)
+		from = base + (int64_t)lb;
+	if ((all = malloc(la + lb + 1)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		goto cleanup;
+	}
+	if (la)
+		memcpy(all, a, la);
+	if (lb)
+		memcpy(all + la, b, lb);
+	{
+		size_t skip = (size_t)(from - start), n = la + lb - skip;
+		serial_utf8_clean((unsigned char *)all + skip, n);
+		ret = json_pack("{s:s%, s:I, s:I}", "data", all + skip, n,
+		    "offset", (json_int_t)(base + (int64_t)lb),
+		    "size", (json_int_t)(la + lb));
+	}
+	if (ret == NULL)
+		snprintf(err, errsz, "cannot encode serial output");
+cleanup:
+	free(a);
+	free(b);
+	free(all);
+	return ret;
+}
+
+/* ---- one-use tickets for the console websocket ------------------------ */
+
+static struct {
+	char	ticket[33];
+	char	uuid[UTIL_UUID_LEN + 1];
+	int64_t	expires;
+} tickets[SERIAL_TICKETS];
+static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+serial_ticket_new(const char *uuid, char *out, size_t outsz)
+{
+	int i, slot = 0;
+	int64_t now = util_mono_ms();
+
+	if (outsz < 33)
+		return -1;
+	pthread_mutex_lock(&tickets_lock);
+	for (i = 0; i < SERIAL_TICKETS; i++) {
+		if (tickets[i].expires < now) {
+			slot = i;
+			break;
+		}
+		if (tickets[i].expires < tickets[slot].expires)
+			slot = i;
+	}
+	util_random_hex(tickets[slot].ticket, 16);
+	snprintf(tickets[slot].uuid, sizeof(tickets[slot].uuid), "%s", uuid);
+	tickets[slot].expires = now + SERIAL_TICKET_MS;
+	snprintf(out, outsz, "%s", tickets[slot].ticket);
+	pthread_mutex_unlock(&tickets_lock);
+	return 0;
+}
+
+static int
+serial_ticket_take(const char *ticket, char *uuid, size_t uuidsz)
+{
+	int i, rc = -1;
+	int64_t now = util_mono_ms();
+
+	pthread_mutex_lock(&tickets_lock);
+	for (i = 0; i < SERIAL_TICKETS; i++) {
+		if (tickets[i].expires >= now && tickets[i].ticket[0] &&
+		    util_str_eq_ct(tickets[i].ticket, ticket)) {
+			snprintf(uuid, uuidsz, "%s", tickets[i].uuid);
+			tickets[i].expires = 0;
+			tickets[i].ticket[0] = '\0';
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&tickets_lock);
+	return rc;
+}
+
+/* ---- the websocket bridge to QEMU's serial socket --------------------- */
+
+struct serial_conn {
+	struct mg_connection	*c;
+	int			 fd;
+	pthread_t		 reader;
+	int			 reader_started;
+};
+
+static void *
+serial_reader(void *arg)
+{
+	struct serial_conn *sc = arg;
+	char buf[4096];
+	ssize_t n;
+
+	for (;;) {
+		n = read(sc->fd, buf, sizeof(buf));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		if (httpd_ws_send(sc->c, buf, (size_t)n) < 0)
+			break;
+	}
+	httpd_ws_close(sc->c);
+	return NULL;
+}
+
+static void *
+serial_ws_open(struct mg_connection *c, const char *query, void *ctx)
+{
+	char ticket[64], uuid[UTIL_UUID_LEN + 1];
+	struct sockaddr_un sa;
+	struct serial_conn *sc = NULL;
+	struct avm *vm = NULL;
+	int fd = -1;
+
+	(void)ctx;
+	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
+	    sizeof(ticket)) < 0 || serial_ticket_take(ticket, uuid,
+	    sizeof(uuid)) < 0) {
+		log_warnx("console: invalid or expired ticket");
+		goto fail;
+	}
+	if ((vm = vmhost_get(uuid)) == NULL)
+		goto fail;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vm->serial_path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		log_warn("console: connect %s", vm->serial_path);
+		goto fail;
+	}
+	if ((sc = calloc(1, sizeof(*sc))) == NULL)
+		goto fail;
+	sc->c = c;
+	sc->fd = fd;
+	vmhost_put(vm);
+	return sc;
+fail:
+	if (fd >= 0)
+		close(fd);
+	vmhost_put(vm);
+	return NULL;
+}
+
+static void
+serial_ws_ready(void *state)
+{
+	struct serial_conn *sc = state;
+
+	if (pthread_create(&sc->reader, NULL, serial_reader, sc) == 0)
+		sc->reader_started = 1;
+}
+
+static void
+serial_ws_data(void *state, const char *buf, size_t len)
+{
+	struct serial_conn *sc = state;
+	ssize_t n;
+
+	while (len > 0) {
+		n = send(sc->fd, buf, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return;
+		buf += n;
+		len -= (size_t)n;
+	}
+}
+
+static void
+serial_ws_close(void *state)
+{
+	struct serial_conn *sc = state;
+
+	shutdown(sc->fd, SHUT_RDWR);
+	if (sc->reader_started)
+		pthread_join(sc->reader, NULL);
+	close(sc->fd);
+	free(sc);
+}
+
+const struct httpd_ws_route serial_ws_route = {
+	"/agent/v1/console", serial_ws_open, serial_ws_ready, serial_ws_data,
+	serial_ws_close,
+};

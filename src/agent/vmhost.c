@@ -1,0 +1,871 @@
+/* vmhost.c - the VMs this host runs: spawn, QMP events, stop, re-attach.
+ *
+ * Each running VM has a monitor thread that owns reading QMP events and
+ * notices QEMU's exit. Request threads send QMP commands directly (the QMP
+ * layer serialises them). Never hold vm->lock or the table lock across QMP
+ * or other I/O. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent/agent_int.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "qemu/qemu_cmd.h"
+#include "qemu/qmp.h"
+#include "storage/store.h"
+
+#define VMHOST_MAX 1024
+
+static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct avm *table[VMHOST_MAX];
+static pthread_mutex_t exits_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *exits;		/* [{uuid, state, reason, seq}] */
+static json_int_t exit_seq;
+
+static void vmhost_event(void *ud, const char *event, json_t *data);
+
+int
+vmhost_init(void)
+{
+	exits = json_array();
+	return exits ? 0 : -1;
+}
+
+const char *
+vmhost_storage_path(const char *name)
+{
+	int i;
+
+	for (i = 0; name && i < agent_cfg.nstorage; i++)
+		if (strcmp(agent_cfg.storage[i].name, name) == 0)
+			return agent_cfg.storage[i].path;
+	return NULL;
+}
+
+static void
+vmhost_free(struct avm *vm)
+{
+	qmp_close(vm->qmp);
+	pthread_mutex_destroy(&vm->lock);
+	pthread_cond_destroy(&vm->cond);
+	free(vm);
+}
+
+struct avm *
+vmhost_get(const char *uuid)
+{
+	struct avm *vm = NULL;
+	int i;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++) {
+		if (table[i] && strcmp(table[i]->uuid, uuid) == 0) {
+			vm = table[i];
+			pthread_mutex_lock(&vm->lock);
+			vm->refs++;
+			pthread_mutex_unlock(&vm->lock);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&table_lock);
+	return vm;
+}
+
+void
+vmhost_put(struct avm *vm)
+{
+	int last;
+
+	if (vm == NULL)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	last = --vm->refs == 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (last)
+		vmhost_free(vm);
+}
+
+/* Insert a new VM (one reference for the table, one for the caller). */
+static struct avm *
+vmhost_insert(const char *uuid, const char *name, const char *storage,
+    char *err, size_t errsz, int *status)
+{
+	struct avm *vm = NULL;
+	int i, slot = -1;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++) {
+		if (table[i] && strcmp(table[i]->uuid, uuid) == 0) {
+			snprintf(err, errsz, "VM %s is already running on this host",
+			    name);
+			*status = 409;
+			goto cleanup;
+		}
+		if (table[i] == NULL && slot < 0)
+			slot = i;
+	}
+	if (slot < 0) {
+		snprintf(err, errsz, "this host runs too many VMs");
+		*status = 409;
+		goto cleanup;
+	}
+	if ((vm = calloc(1, sizeof(*vm))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		*status = 500;
+		goto cleanup;
+	}
+	snprintf(vm->uuid, sizeof(vm->uuid), "%s", uuid);
+	snprintf(vm->name, sizeof(vm->name), "%s", name);
+	snprintf(vm->storage, sizeof(vm->storage), "%s", storage);
+	snprintf(vm->state, sizeof(vm->state), "starting");
+	pthread_mutex_init(&vm->lock, NULL);
+	pthread_cond_init(&vm->cond, NULL);
+	vm->refs = 2;
+	table[slot] = vm;
+cleanup:
+	pthread_mutex_unlock(&table_lock);
+	return vm;
+}
+
+static void
+vmhost_remove(struct avm *vm)
+{
+	int i;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++)
+		if (table[i] == vm)
+			table[i] = NULL;
+	pthread_mutex_unlock(&table_lock);
+	vmhost_put(vm);
+}
+
+static void
+vmhost_set_state(struct avm *vm, const char *state)
+{
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->state, sizeof(vm->state), "%s", state);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	report_kick();
+}
+
+static int
+vmhost_record_path(const char *uuid, char *out, size_t size)
+{
+	return util_fmt(out, size, "%s/vms/%s.json", agent_cfg.data, uuid);
+}
+
+/* What a restarted agent needs to find and re-attach to the QEMU. */
+static int
+vmhost_record_write(struct avm *vm)
+{
+	char path[PATH_MAX];
+	json_t *rec;
+	char *s = NULL;
+	int rc = -1;
+
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "uuid", vm->uuid,
+	    "name", vm->name, "storage", vm->storage, "dir", vm->dir,
+	    "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
+	    "pid", (json_int_t)vm->pid);
+	if (rec == NULL || vmhost_record_path(vm->uuid, path, sizeof(path)) < 0)
+		goto cleanup;
+	if ((s = json_dumps(rec, JSON_INDENT(2))) == NULL)
+		goto cleanup;
+	rc = util_write_file_atomic(path, s, strlen(s), 0600);
+cleanup:
+	free(s);
+	json_decref(rec);
+	return rc;
+}
+
+static void
+vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
+{
+	char path[PATH_MAX];
+
+	pthread_mutex_lock(&exits_lock);
+	json_array_append_new(exits, json_pack("{s:s, s:s, s:s, s:I}", "uuid",
+	    vm->uuid, "state", state, "reason", reason, "seq", ++exit_seq));
+	pthread_mutex_unlock(&exits_lock);
+	if (vmhost_record_path(vm->uuid, path, sizeof(path)) == 0)
+		(void)unlink(path);
+	(void)unlink(vm->qmp_path);
+	(void)unlink(vm->serial_path);
+}
+
+json_t *
+vmhost_exits(void)
+{
+	json_t *copy;
+
+	pthread_mutex_lock(&exits_lock);
+	copy = json_deep_copy(exits);
+	pthread_mutex_unlock(&exits_lock);
+	return copy;
+}
+
+void
+vmhost_exits_ack(json_t *sent)
+{
+	json_int_t last = 0;
+	json_t *e;
+	size_t i;
+
+	json_array_foreach(sent, i, e)
+		last = json_integer_value(json_object_get(e, "seq"));
+	pthread_mutex_lock(&exits_lock);
+	while (json_array_size(exits) > 0 && json_integer_value(json_object_get(
+	    json_array_get(exits, 0), "seq")) <= last)
+		json_array_remove(exits, 0);
+	pthread_mutex_unlock(&exits_lock);
+}
+
+json_t *
+vmhost_list(void)
+{
+	json_t *list = json_array();
+	int i;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++) {
+		struct avm *vm = table[i];
+		if (vm == NULL)
+			continue;
+		pthread_mutex_lock(&vm->lock);
+		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I}",
+		    "uuid", vm->uuid, "name", vm->name, "state", vm->state,
+		    "pid", (json_int_t)vm->pid));
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&table_lock);
+	return list;
+}
+
+/* Wait until QEMU is gone or ms passed; 1 when gone. */
+static int
+vmhost_wait_exit(struct avm *vm, int64_t ms)
+{
+	int64_t deadline = util_mono_ms() + ms;
+	int gone;
+
+	pthread_mutex_lock(&vm->lock);
+	while (!vm->exited) {
+		struct timespec ts;
+		int64_t left = deadline - util_mono_ms();
+		if (left <= 0)
+			break;
+		if (left > 200)
+			left = 200;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += (left % 1000) * 1000000L;
+		ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	}
+	gone = vm->exited;
+	pthread_mutex_unlock(&vm->lock);
+	return gone;
+}
+
+/* Reap (our child) or poll (re-attached) until the pid is gone. */
+static int
+vmhost_pid_gone(struct avm *vm, int64_t ms)
+{
+	int64_t deadline = util_mono_ms() + ms;
+
+	do {
+		if (vm->child && waitpid(vm->pid, NULL, WNOHANG) == vm->pid)
+			return 1;
+		if (!util_pid_alive(vm->pid))
+			return 1;
+		util_sleep_ms(20);
+	} while (util_mono_ms() < deadline);
+	return 0;
+}
+
+static void *
+vmhost_monitor(void *arg)
+{
+	struct avm *vm = arg;
+	int64_t last_rotate = 0;
+	const char *state;
+	struct pollfd pfd;
+
+	pfd.fd = qmp_fd(vm->qmp);
+	pfd.events = POLLIN;
+	for (;;) {
+		int n = poll(&pfd, 1, 1000);
+		if (n > 0 && qmp_dispatch_events(vm->qmp) < 0)
+			break;
+		if (n == 0 && vmhost_pid_gone(vm, 0))
+			break;
+		if (util_mono_ms() - last_rotate > 2000) {
+			serial_rotate(vm->dir, agent_cfg.serial_max);
+			last_rotate = util_mono_ms();
+		}
+	}
+	/* QMP closed: QEMU is exiting. Make sure it is really gone. */
+	if (!vmhost_pid_gone(vm, 5000)) {
+		log_warnx("vm %s: QMP closed but pid %d lives; killing it",
+		    vm->name, (int)vm->pid);
+		kill(vm->pid, SIGKILL);
+		vmhost_pid_gone(vm, 5000);
+	}
+	pthread_mutex_lock(&vm->lock);
+	state = (vm->clean_shutdown || vm->stop_requested) ? "stopped" : "failed";
+	pthread_mutex_unlock(&vm->lock);
+	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
+	vmhost_record_exit(vm, state, strcmp(state, "stopped") == 0 ?
+	    "shut down" : "QEMU exited unexpectedly");
+	pthread_mutex_lock(&vm->lock);
+	vm->exited = 1;
+	snprintf(vm->state, sizeof(vm->state), "%s", state);
+	pthread_cond_broadcast(&vm->cond);
+	pthread_mutex_unlock(&vm->lock);
+	vmhost_remove(vm);
+	report_kick();
+	vmhost_put(vm);		/* the monitor's own reference */
+	return NULL;
+}
+
+static int
+vmhost_monitor_start(struct avm *vm)
+{
+	pthread_attr_t attr;
+	int rc;
+
+	pthread_mutex_lock(&vm->lock);
+	vm->refs++;
+	pthread_mutex_unlock(&vm->lock);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&vm->monitor, &attr, vmhost_monitor, vm);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		vmhost_put(vm);
+		return -1;
+	}
+	vm->monitor_started = 1;
+	return 0;
+}
+
+/* QMP events, sorted by name (bsearch). */
+struct vmhost_evh {
+	const char	*name;
+	void		 (*fn)(struct avm *vm, json_t *data);
+};
+
+static void
+ev_guest_panicked(struct avm *vm, json_t *data)
+{
+	log_warnx("vm %s: guest panicked", vm->name);
+	vmhost_set_state(vm, "failed");
+}
+
+static void
+ev_powerdown(struct avm *vm, json_t *data)
+{
+	log_info("vm %s: ACPI power-down requested", vm->name);
+}
+
+static void
+ev_reset(struct avm *vm, json_t *data)
+{
+	pthread_mutex_lock(&vm->lock);
+	vm->boots++;
+	pthread_mutex_unlock(&vm->lock);
+	log_info("vm %s: reset", vm->name);
+}
+
+static void
+ev_resume(struct avm *vm, json_t *data)
+{
+	vmhost_set_state(vm, "running");
+}
+
+static void
+ev_shutdown(struct avm *vm, json_t *data)
+{
+	json_t *guest = json_object_get(data, "guest");
+
+	pthread_mutex_lock(&vm->lock);
+	vm->clean_shutdown = 1;
+	pthread_mutex_unlock(&vm->lock);
+	log_info("vm %s: shutdown (%s)", vm->name,
+	    json_is_true(guest) ? "by the guest" : "by the host");
+}
+
+static void
+ev_stop(struct avm *vm, json_t *data)
+{
+	int stopping;
+
+	pthread_mutex_lock(&vm->lock);
+	stopping = strcmp(vm->state, "stopping") == 0 || vm->clean_shutdown;
+	pthread_mutex_unlock(&vm->lock);
+	if (!stopping)
+		vmhost_set_state(vm, "paused");
+}
+
+static void
+ev_watchdog(struct avm *vm, json_t *data)
+{
+	log_warnx("vm %s: watchdog fired", vm->name);
+}
+
+static const struct vmhost_evh vmhost_events[] = {
+	{ "GUEST_PANICKED",	ev_guest_panicked },
+	{ "POWERDOWN",		ev_powerdown },
+	{ "RESET",		ev_reset },
+	{ "RESUME",		ev_resume },
+	{ "SHUTDOWN",		ev_shutdown },
+	{ "STOP",		ev_stop },
+	{ "WATCHDOG",		ev_watchdog },
+};
+
+static int
+vmhost_evh_cmp(const void *key, const void *elem)
+{
+	return strcmp(key, ((const struct vmhost_evh *)elem)->name);
+}
+
+static void
+vmhost_event(void *ud, const char *event, json_t *data)
+{
+	const struct vmhost_evh *h;
+
+	h = bsearch(event, vmhost_events, sizeof(vmhost_events) /
+	    sizeof(vmhost_events[0]), sizeof(vmhost_events[0]), vmhost_evh_cmp);
+	if (h)
+		h->fn(ud, data);
+	else
+		log_debug("vm event %s ignored", event);
+}
+
+static const char *
+jstr(json_t *o, const char *key)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : "";
+}
+
+/* Translate the manager's VM spec into a QEMU description. */
+static int
+vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
+    char *err, size_t errsz)
+{
+	const char *root = vmhost_storage_path(vm->storage);
+	json_t *d;
+	size_t i;
+
+	memset(q, 0, sizeof(*q));
+	snprintf(q->uuid, sizeof(q->uuid), "%s", vm->uuid);
+	snprintf(q->name, sizeof(q->name), "%s", vm->name);
+	q->cpus = (int)json_integer_value(json_object_get(spec, "cpus"));
+	q->memory_mib = (int)json_integer_value(json_object_get(spec, "memory_mib"));
+	snprintf(q->accel, sizeof(q->accel), "%s", agent_cfg.accel);
+	if (util_fmt(q->kernel, sizeof(q->kernel), "%s", jstr(spec, "kernel")) < 0 ||
+	    util_fmt(q->initrd, sizeof(q->initrd), "%s", jstr(spec, "initrd")) < 0 ||
+	    util_fmt(q->cmdline, sizeof(q->cmdline), "%s", jstr(spec, "cmdline")) < 0 ||
+	    util_fmt(q->serial_log, sizeof(q->serial_log), "%s/serial.log",
+	    vm->dir) < 0) {
+		snprintf(err, errsz, "kernel, initrd or cmdline too long");
+		return -1;
+	}
+	if (q->kernel[0] && access(q->kernel, R_OK) < 0) {
+		snprintf(err, errsz, "kernel %s is not readable on host %s",
+		    q->kernel, agent_cfg.name);
+		return -1;
+	}
+	if (q->initrd[0] && access(q->initrd, R_OK) < 0) {
+		snprintf(err, errsz, "initrd %s is not readable on host %s",
+		    q->initrd, agent_cfg.name);
+		return -1;
+	}
+	json_array_foreach(json_object_get(spec, "disks"), i, d) {
+		if (q->ndisks >= QEMU_MAX_DISKS ||
+		    store_disk_path(root, vm->uuid, jstr(d, "file"),
+		    q->disks[q->ndisks].path, sizeof(q->disks[0].path)) < 0) {
+			snprintf(err, errsz, "invalid disk in VM spec");
+			return -1;
+		}
+		snprintf(q->disks[q->ndisks].format, sizeof(q->disks[0].format),
+		    "%s", json_object_get(d, "format") ? jstr(d, "format") : "qcow2");
+		q->ndisks++;
+	}
+	json_array_foreach(json_object_get(spec, "nics"), i, d) {
+		if (q->nnics >= QEMU_MAX_NICS)
+			break;
+		snprintf(q->nics[q->nnics].mac, sizeof(q->nics[0].mac), "%s",
+		    jstr(d, "mac"));
+		snprintf(q->nics[q->nnics].type, sizeof(q->nics[0].type), "user");
+		q->nnics++;
+	}
+	snprintf(q->qmp_path, sizeof(q->qmp_path), "%s", vm->qmp_path);
+	snprintf(q->serial_path, sizeof(q->serial_path), "%s", vm->serial_path);
+	q->vnc_display = -1;
+	q->panic_device = 1;
+	q->start_paused = 1;
+	return 0;
+}
+
+/* The last line QEMU wrote to its log: the reason it failed to start. */
+static void
+vmhost_qemu_reason(const char *log, char *err, size_t errsz)
+{
+	char *buf, *p, *line;
+	size_t len;
+
+	if ((buf = util_read_file(log, 1 << 20, &len)) == NULL)
+		return;
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		buf[--len] = '\0';
+	p = strrchr(buf, '\n');
+	line = p ? p + 1 : buf;
+	if (*line)
+		snprintf(err, errsz, "QEMU failed to start: %s", line);
+	free(buf);
+}
+
+static int
+vmhost_paths(struct avm *vm, char *err, size_t errsz)
+{
+	const char *root = vmhost_storage_path(vm->storage);
+
+	if (root == NULL) {
+		snprintf(err, errsz, "storage %s is not attached to host %s",
+		    vm->storage, agent_cfg.name);
+		return -1;
+	}
+	if (store_vm_dir(root, vm->uuid, vm->dir, sizeof(vm->dir)) < 0 ||
+	    util_fmt(vm->qmp_path, sizeof(vm->qmp_path), "%s/%.8s.qmp",
+	    agent_cfg.run, vm->uuid) < 0 ||
+	    util_fmt(vm->serial_path, sizeof(vm->serial_path), "%s/%.8s.serial",
+	    agent_cfg.run, vm->uuid) < 0) {
+		snprintf(err, errsz, "path too long for VM %s", vm->name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
+    int *status)
+{
+	struct qemu_vm_spec q;
+	struct avm *vm = NULL;
+	char log[PATH_MAX];
+	int rc = -1, inserted = 0;
+
+	*status = 400;
+	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
+	    jstr(spec, "storage"), err, errsz, status);
+	if (vm == NULL)
+		goto cleanup;
+	inserted = 1;
+	*status = 400;
+	if (vmhost_paths(vm, err, errsz) < 0)
+		goto cleanup;
+	if (access(vm->dir, F_OK) < 0) {
+		snprintf(err, errsz, "VM %s has no files on storage %s",
+		    vm->name, vm->storage);
+		*status = 404;
+		goto cleanup;
+	}
+	if (vmhost_qemu_spec(spec, vm, &q, err, errsz) < 0 ||
+	    store_vm_write_meta(vmhost_storage_path(vm->storage), spec, err,
+	    errsz) < 0 ||
+	    util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
+	    vm->uuid) < 0)
+		goto cleanup;
+	(void)unlink(vm->qmp_path);
+	(void)unlink(vm->serial_path);
+	*status = 502;
+	if (qemu_spawn(&q, log, &vm->pid, err, errsz) < 0)
+		goto cleanup;
+	vm->child = 1;
+	vm->qmp = qmp_open(vm->qmp_path, 10000, vmhost_event, vm, err, errsz);
+	if (vm->qmp == NULL) {
+		vmhost_pid_gone(vm, 2000);
+		vmhost_qemu_reason(log, err, errsz);
+		goto cleanup;
+	}
+	if (vmhost_record_write(vm) < 0) {
+		snprintf(err, errsz, "cannot record VM state: %s", strerror(errno));
+		goto cleanup;
+	}
+	if (vmhost_monitor_start(vm) < 0) {
+		snprintf(err, errsz, "cannot start the VM monitor");
+		goto cleanup;
+	}
+	if (qmp_command(vm->qmp, "cont", NULL, 10000, NULL, err, errsz) < 0) {
+		pthread_mutex_lock(&vm->lock);
+		vm->stop_requested = 1;
+		pthread_mutex_unlock(&vm->lock);
+		kill(vm->pid, SIGKILL);
+		vmhost_wait_exit(vm, 5000);
+		inserted = 0;	/* the monitor removes it */
+		goto cleanup;
+	}
+	vmhost_set_state(vm, "running");
+	log_info("vm %s: started, QEMU pid %d", vm->name, (int)vm->pid);
+	*result = json_pack("{s:I, s:s}", "pid", (json_int_t)vm->pid,
+	    "state", "running");
+	*status = 200;
+	rc = 0;
+cleanup:
+	if (rc < 0 && vm && inserted) {
+		if (vm->pid > 0 && !vm->monitor_started) {
+			kill(vm->pid, SIGKILL);
+			vmhost_pid_gone(vm, 5000);
+			(void)unlink(vm->qmp_path);
+			(void)unlink(vm->serial_path);
+		}
+		if (!vm->monitor_started)
+			vmhost_remove(vm);
+	}
+	vmhost_put(vm);
+	return rc;
+}
+
+static struct avm *
+vmhost_get_running(const char *uuid, char *err, size_t errsz, int *status)
+{
+	struct avm *vm = vmhost_get(uuid);
+
+	if (vm == NULL) {
+		snprintf(err, errsz, "VM %s is not running on host %s", uuid,
+		    agent_cfg.name);
+		*status = 404;
+	}
+	return vm;
+}
+
+int
+vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
+    size_t errsz, int *status)
+{
+	char qerr[256];
+	struct avm *vm;
+	int rc = -1;
+
+	if ((vm = vmhost_get_running(uuid, err, errsz, status)) == NULL)
+		goto cleanup;
+	pthread_mutex_lock(&vm->lock);
+	vm->stop_requested = 1;
+	snprintf(vm->state, sizeof(vm->state), "stopping");
+	pthread_mutex_unlock(&vm->lock);
+	report_kick();
+	if (!force) {
+		/* ACPI power button first; a guest that ignores it is quit. */
+		if (qmp_command(vm->qmp, "system_powerdown", NULL, 5000, NULL,
+		    qerr, sizeof(qerr)) < 0)
+			log_warnx("vm %s: %s", vm->name, qerr);
+		else if (vmhost_wait_exit(vm, (int64_t)timeout_s * 1000))
+			goto done;
+		log_info("vm %s: no power-off after %d s, quitting QEMU",
+		    vm->name, timeout_s);
+	}
+	if (qmp_command(vm->qmp, "quit", NULL, 3000, NULL, qerr,
+	    sizeof(qerr)) < 0)
+		log_debug("vm %s: quit: %s", vm->name, qerr);
+	if (vmhost_wait_exit(vm, 5000))
+		goto done;
+	log_warnx("vm %s: QEMU ignores quit, killing pid %d", vm->name,
+	    (int)vm->pid);
+	kill(vm->pid, SIGKILL);
+	if (!vmhost_wait_exit(vm, 10000)) {
+		snprintf(err, errsz, "QEMU pid %d did not exit", (int)vm->pid);
+		*status = 500;
+		goto cleanup;
+	}
+done:
+	*status = 200;
+	rc = 0;
+cleanup:
+	vmhost_put(vm);
+	return rc;
+}
+
+int
+vmhost_simple(const char *uuid, const char *op, char *err, size_t errsz,
+    int *status)
+{
+	static const struct { const char *op, *qmp, *state; } ops[] = {
+		{ "pause",  "stop",         "paused" },
+		{ "resume", "cont",         "running" },
+		{ "reboot", "system_reset", NULL },
+	};
+	struct avm *vm = NULL;
+	size_t i;
+	int rc = -1;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+		if (strcmp(ops[i].op, op) == 0)
+			break;
+	if (i == sizeof(ops) / sizeof(ops[0])) {
+		snprintf(err, errsz, "unknown operation %s", op);
+		*status = 400;
+		goto cleanup;
+	}
+	if ((vm = vmhost_get_running(uuid, err, errsz, status)) == NULL)
+		goto cleanup;
+	if (qmp_command(vm->qmp, ops[i].qmp, NULL, 10000, NULL, err, errsz) < 0) {
+		*status = 502;
+		goto cleanup;
+	}
+	if (ops[i].state)
+		vmhost_set_state(vm, ops[i].state);
+	*status = 200;
+	rc = 0;
+cleanup:
+	vmhost_put(vm);
+	return rc;
+}
+
+int
+vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
+{
+	const char *root = vmhost_storage_path(jstr(spec, "storage"));
+
+	*status = 400;
+	if (root == NULL) {
+		snprintf(err, errsz, "storage %s is not attached to host %s",
+		    jstr(spec, "storage"), agent_cfg.name);
+		return -1;
+	}
+	if (json_object_get(spec, "kernel") && jstr(spec, "kernel")[0] &&
+	    access(jstr(spec, "kernel"), R_OK) < 0) {
+		snprintf(err, errsz, "kernel %s is not readable on host %s",
+		    jstr(spec, "kernel"), agent_cfg.name);
+		return -1;
+	}
+	if (json_object_get(spec, "initrd") && jstr(spec, "initrd")[0] &&
+	    access(jstr(spec, "initrd"), R_OK) < 0) {
+		snprintf(err, errsz, "initrd %s is not readable on host %s",
+		    jstr(spec, "initrd"), agent_cfg.name);
+		return -1;
+	}
+	if (store_vm_define(root, spec, err, errsz) < 0) {
+		*status = errno == EEXIST ? 409 : 500;
+		return -1;
+	}
+	*status = 200;
+	return 0;
+}
+
+int
+vmhost_undefine(const char *uuid, const char *storage, char *err,
+    size_t errsz, int *status)
+{
+	const char *root = vmhost_storage_path(storage);
+	struct avm *vm;
+
+	if (root == NULL) {
+		snprintf(err, errsz, "storage %s is not attached to host %s",
+		    storage, agent_cfg.name);
+		*status = 400;
+		return -1;
+	}
+	if ((vm = vmhost_get(uuid)) != NULL) {
+		vmhost_put(vm);
+		snprintf(err, errsz, "VM %s is running", uuid);
+		*status = 409;
+		return -1;
+	}
+	if (store_vm_remove(root, uuid) < 0) {
+		snprintf(err, errsz, "cannot remove VM files: %s",
+		    strerror(errno));
+		*status = 500;
+		return -1;
+	}
+	*status = 200;
+	return 0;
+}
+
+/* Adopt one recorded QEMU after an agent restart. */
+static void
+vmhost_adopt(json_t *rec)
+{
+	char err[256], qerr[256];
+	struct avm *vm = NULL;
+	json_t *st = NULL;
+	int status;
+	pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
+	const char *uuid = jstr(rec, "uuid");
+
+	if (!util_uuid_valid(uuid))
+		return;
+	vm = vmhost_insert(uuid, jstr(rec, "name"), jstr(rec, "storage"), err,
+	    sizeof(err), &status);
+	if (vm == NULL)
+		return;
+	vm->pid = pid;
+	if (vmhost_paths(vm, err, sizeof(err)) < 0 || !util_pid_alive(pid) ||
+	    !util_pid_has_arg(pid, uuid)) {
+		log_warnx("vm %s: QEMU pid %d is gone (exited while the agent "
+		    "was down)", vm->name, (int)pid);
+		vmhost_record_exit(vm, "stopped", "QEMU exited while the agent "
+		    "was down");
+		goto drop;
+	}
+	vm->qmp = qmp_open(vm->qmp_path, 5000, vmhost_event, vm, qerr,
+	    sizeof(qerr));
+	if (vm->qmp == NULL ||
+	    qmp_command(vm->qmp, "query-status", NULL, 5000, &st, qerr,
+	    sizeof(qerr)) < 0) {
+		log_warnx("vm %s: cannot re-attach to pid %d: %s", vm->name,
+		    (int)pid, qerr);
+		goto drop;	/* keep its record: a later restart may succeed */
+	}
+	snprintf(vm->state, sizeof(vm->state), "%s",
+	    json_is_true(json_object_get(st, "running")) ? "running" : "paused");
+	if (vmhost_monitor_start(vm) < 0)
+		goto drop;
+	log_info("vm %s: re-attached to QEMU pid %d (%s)", vm->name, (int)pid,
+	    vm->state);
+	json_decref(st);
+	vmhost_put(vm);
+	return;
+drop:
+	json_decref(st);
+	vmhost_remove(vm);
+	vmhost_put(vm);
+}
+
+void
+vmhost_reattach(void)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	if (util_fmt(dir, sizeof(dir), "%s/vms", agent_cfg.data) < 0 ||
+	    (d = opendir(dir)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		json_t *rec;
+		size_t n = strlen(de->d_name);
+
+		if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0 ||
+		    util_fmt(path, sizeof(path), "%s/%s", dir, de->d_name) < 0)
+			continue;
+		if ((rec = json_load_file(path, 0, NULL)) == NULL)
+			continue;
+		vmhost_adopt(rec);
+		json_decref(rec);
+	}
+	closedir(d);
+}
