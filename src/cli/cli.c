@@ -1,0 +1,370 @@
+/* cli.c - the client entry point: global options, command table, usage. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_int.h"
+#include "common/util.h"
+
+/* Every client command; usage and help here are the help text. */
+static const struct cli_cmd cli_cmds[] = {
+	{ "host", "list", cli_host_list, "[--json]",
+	    "list hypervisor hosts" },
+	{ "host", "show", cli_host_show, "HOST [--json]",
+	    "show one host" },
+	{ "host", "maintenance", cli_host_maintenance, "HOST on|off [--json]",
+	    "put a host into maintenance or take it out" },
+	{ "storage", "list", cli_storage_list, "[--json]",
+	    "list storage domains" },
+	{ "vm", "create", cli_vm_create,
+	    "NAME --cpus N --memory MIB [--disk MIB] [--image NAME]\n"
+	    "          [--kernel PATH [--initrd PATH] [--cmdline STR]] "
+	    "[--net NETWORK]\n"
+	    "          [--host HOST] [--storage S] [--ha] "
+	    "[--ha-monitor M] [--json]",
+	    "define a VM (it stays stopped)" },
+	{ "vm", "list", cli_vm_list, "[--json]",
+	    "list VMs" },
+	{ "vm", "show", cli_vm_show, "NAME [--json]",
+	    "show one VM" },
+	{ "vm", "start", cli_vm_start, "NAME [--host HOST] [--no-wait] [--json]",
+	    "start a VM and wait until it runs" },
+	{ "vm", "stop", cli_vm_stop,
+	    "NAME [--force] [--timeout S] [--no-wait] [--json]",
+	    "shut a VM down (ACPI, then forced after the timeout)" },
+	{ "vm", "reboot", cli_vm_reboot, "NAME [--force] [--no-wait] [--json]",
+	    "reboot a VM" },
+	{ "vm", "pause", cli_vm_pause, "NAME [--no-wait] [--json]",
+	    "pause a running VM" },
+	{ "vm", "resume", cli_vm_resume, "NAME [--no-wait] [--json]",
+	    "resume a paused VM" },
+	{ "vm", "delete", cli_vm_delete, "NAME [--force] [--no-wait] [--json]",
+	    "delete a VM and its disks (--force: even when running)" },
+	{ "vm", "serial", cli_vm_serial, "NAME [--follow] [--json]",
+	    "print the serial output captured so far" },
+	{ "vm", "console", cli_vm_console, "NAME",
+	    "interactive serial console (Ctrl-] detaches)" },
+	{ "task", "list", cli_task_list, "[--limit N] [--json]",
+	    "list tasks, newest first" },
+	{ "task", "show", cli_task_show, "ID [--json]",
+	    "show one task" },
+	{ "task", "wait", cli_task_waitcmd, "ID [--json]",
+	    "wait until a task ends" },
+	{ "event", "list", cli_event_list, "[--limit N] [--since ID] [--json]",
+	    "list events, newest first" },
+};
+#define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
+
+static const char cli_global_help[] =
+    "Global options (before or after the command):\n"
+    "  --url URL          manager URL (env CVIRT_URL; default "
+    CLI_DEFAULT_URL ")\n"
+    "  --token TOKEN      API token (env CVIRT_TOKEN)\n"
+    "  --token-file FILE  file holding the API token (env CVIRT_TOKEN_FILE;\n"
+    "                     default ~/.local/share/cvirt/admin.token if present)\n"
+    "  --json             print the API's JSON instead of tables\n"
+    "  --help             this text, or a command's usage\n";
+
+void
+cli_err(const char *fmt, ...)
+{
+	char raw[1024], clean[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	va_end(ap);
+	cli_out_clean(raw, clean, sizeof(clean));
+	fflush(stdout);
+	fprintf(stderr, "cvirt: %s\n", clean);
+}
+
+int
+cli_usage_error(struct cli_ctx *c, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (c != NULL && c->cmd != NULL)
+		cli_err("%s (try 'cvirt %s %s --help')", msg, c->cmd->noun,
+		    c->cmd->verb);
+	else
+		cli_err("%s (try 'cvirt --help')", msg);
+	return CLI_EXIT_USAGE;
+}
+
+int
+cli_fail(struct cli_ctx *c)
+{
+	return c->interrupted ? CLI_EXIT_INTR : CLI_EXIT_FAIL;
+}
+
+int
+cli_parse_num(const char *what, const char *s, uint64_t min, uint64_t max,
+    uint64_t *out)
+{
+	if (util_parse_u64(s, min, max, out) == 0)
+		return 0;
+	cli_err("%s must be a whole number from %llu to %llu, not \"%s\"",
+	    what, (unsigned long long)min, (unsigned long long)max, s);
+	return -1;
+}
+
+int
+cli_check_name(const char *what, const char *name)
+{
+	if (util_name_valid(name))
+		return 0;
+	cli_err("invalid %s name \"%s\" (letters, digits, '.', '_', '-'; "
+	    "at most %d, starting with a letter or digit)", what, name,
+	    UTIL_NAME_MAX);
+	return -1;
+}
+
+void
+cli_cmd_usage(const struct cli_cmd *cmd, int to_stderr)
+{
+	FILE *f = to_stderr ? stderr : stdout;
+
+	fprintf(f, "usage: cvirt %s %s %s\n  %s\n\n%s", cmd->noun, cmd->verb,
+	    cmd->usage, cmd->help, cli_global_help);
+}
+
+/* The command list, all of it or one noun's. */
+static void
+cli_usage(FILE *f, const char *noun)
+{
+	char syn[64];
+	size_t i;
+
+	fprintf(f, "usage: cvirt [GLOBAL OPTIONS] COMMAND [ARGS]\n\n"
+	    "Commands:\n");
+	for (i = 0; i < CLI_NCMDS; i++) {
+		if (noun != NULL && strcmp(noun, cli_cmds[i].noun) != 0)
+			continue;
+		snprintf(syn, sizeof(syn), "%s %s", cli_cmds[i].noun,
+		    cli_cmds[i].verb);
+		fprintf(f, "  %-18s %s\n", syn, cli_cmds[i].help);
+	}
+	if (noun == NULL)
+		fprintf(f, "\nDaemons: cvirt manager | agent | up | sim "
+		    "(see docs/cli.md)\n");
+	fprintf(f, "\n%s\n'cvirt NOUN VERB --help' shows a command's "
+	    "arguments.\n", cli_global_help);
+}
+
+static const struct cli_opt *
+cli_opt_find(const struct cli_opt *opts, const char *name, size_t len)
+{
+	for (; opts != NULL && opts->name != NULL; opts++) {
+		if (strlen(opts->name) == len &&
+		    strncmp(opts->name, name, len) == 0)
+			return opts;
+	}
+	return NULL;
+}
+
+/* One "--name[=value]" at argv[*i]; consumes its value. */
+static int
+cli_opt_one(struct cli_ctx *c, const struct cli_opt *opts, int argc,
+    char **argv, int *i)
+{
+	const struct cli_opt globals[] = {
+		{ "url",	CLI_OPT_STR,	&c->opt_url },
+		{ "token",	CLI_OPT_STR,	&c->opt_token },
+		{ "token-file",	CLI_OPT_STR,	&c->opt_token_file },
+		{ "json",	CLI_OPT_FLAG,	&c->json },
+		{ "help",	CLI_OPT_FLAG,	&c->help },
+		{ NULL,		CLI_OPT_FLAG,	NULL },
+	};
+	const char *a = argv[*i], *name = a + 2, *eq;
+	const struct cli_opt *o;
+	size_t len;
+
+	if (strcmp(a, "-h") == 0) {
+		c->help = 1;
+		return 0;
+	}
+	eq = strchr(name, '=');
+	len = eq ? (size_t)(eq - name) : strlen(name);
+	if (a[1] != '-' || (o = cli_opt_find(opts, name, len)) == NULL) {
+		if (a[1] != '-' || (o = cli_opt_find(globals, name, len)) == NULL)
+			return cli_usage_error(c, "unknown option %.*s",
+			    (int)(eq ? eq - a : (long)strlen(a)), a);
+	}
+	if (o->kind == CLI_OPT_FLAG) {
+		if (eq != NULL)
+			return cli_usage_error(c, "option --%s takes no value",
+			    o->name);
+		*(int *)o->dst = 1;
+		return 0;
+	}
+	if (eq != NULL) {
+		*(const char **)o->dst = eq + 1;
+		return 0;
+	}
+	if (*i + 1 >= argc)
+		return cli_usage_error(c, "option --%s needs a value", o->name);
+	*(const char **)o->dst = argv[++*i];
+	return 0;
+}
+
+int
+cli_opts_parse(struct cli_ctx *c, int argc, char **argv,
+    const struct cli_opt *opts, char **pos, int min, int max, int *npos,
+    int *rc)
+{
+	int i, n = 0, endopts = 0;
+
+	*rc = CLI_EXIT_USAGE;
+	for (i = 0; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (!endopts && strcmp(a, "--") == 0) {
+			endopts = 1;
+		} else if (!endopts && a[0] == '-' && a[1] != '\0') {
+			if (cli_opt_one(c, opts, argc, argv, &i) != 0)
+				return -1;
+		} else if (n >= max) {
+			if (!c->help) {
+				cli_usage_error(c, "unexpected argument \"%s\"",
+				    a);
+				return -1;
+			}
+		} else {
+			pos[n++] = argv[i];
+		}
+	}
+	if (c->help) {
+		cli_cmd_usage(c->cmd, 0);
+		*rc = CLI_EXIT_OK;
+		return -1;
+	}
+	if (n < min) {
+		cli_err("missing argument (usage: cvirt %s %s %s)",
+		    c->cmd->noun, c->cmd->verb, c->cmd->usage);
+		return -1;
+	}
+	if (npos != NULL)
+		*npos = n;
+	return 0;
+}
+
+/* Global options before the noun; returns the index of the noun. */
+static int
+cli_globals(struct cli_ctx *c, int argc, char **argv, int *rc)
+{
+	int i;
+
+	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+		if (strcmp(argv[i], "--") == 0)
+			return i + 1;
+		if (cli_opt_one(c, NULL, argc, argv, &i) != 0) {
+			*rc = CLI_EXIT_USAGE;
+			return -1;
+		}
+	}
+	return i;
+}
+
+static int
+cli_noun_known(const char *noun)
+{
+	size_t i;
+
+	for (i = 0; i < CLI_NCMDS; i++)
+		if (strcmp(cli_cmds[i].noun, noun) == 0)
+			return 1;
+	return 0;
+}
+
+static const struct cli_cmd *
+cli_cmd_find(const char *noun, const char *verb)
+{
+	size_t i;
+
+	for (i = 0; i < CLI_NCMDS; i++)
+		if (strcmp(cli_cmds[i].noun, noun) == 0 &&
+		    strcmp(cli_cmds[i].verb, verb) == 0)
+			return &cli_cmds[i];
+	return NULL;
+}
+
+/* "cvirt help [NOUN [VERB]]". */
+static int
+cli_help(int argc, char **argv)
+{
+	const struct cli_cmd *cmd;
+
+	if (argc >= 2 && (cmd = cli_cmd_find(argv[0], argv[1])) != NULL) {
+		cli_cmd_usage(cmd, 0);
+		return CLI_EXIT_OK;
+	}
+	if (argc >= 1 && cli_noun_known(argv[0]) && argc < 2) {
+		cli_usage(stdout, argv[0]);
+		return CLI_EXIT_OK;
+	}
+	if (argc >= 1)
+		return cli_usage_error(NULL, "unknown command \"%s%s%s\"",
+		    argv[0], argc >= 2 ? " " : "", argc >= 2 ? argv[1] : "");
+	cli_usage(stdout, NULL);
+	return CLI_EXIT_OK;
+}
+
+/* Finds and runs NOUN VERB; argv[0] is the noun. */
+static int
+cli_dispatch(struct cli_ctx *c, int argc, char **argv)
+{
+	const char *noun = argv[0], *verb = argc >= 2 ? argv[1] : NULL;
+
+	if (strcmp(noun, "help") == 0)
+		return cli_help(argc - 1, argv + 1);
+	if (!cli_noun_known(noun))
+		return cli_usage_error(NULL, "unknown command \"%s\"", noun);
+	if (verb == NULL || verb[0] == '-') {
+		if (c->help || (verb != NULL && (strcmp(verb, "--help") == 0 ||
+		    strcmp(verb, "-h") == 0))) {
+			cli_usage(stdout, noun);
+			return CLI_EXIT_OK;
+		}
+		cli_err("%s needs a command (try 'cvirt %s --help')", noun,
+		    noun);
+		return CLI_EXIT_USAGE;
+	}
+	if ((c->cmd = cli_cmd_find(noun, verb)) == NULL) {
+		cli_err("unknown command \"%s %s\" (try 'cvirt %s --help')",
+		    noun, verb, noun);
+		return CLI_EXIT_USAGE;
+	}
+	return c->cmd->fn(c, argc - 2, argv + 2);
+}
+
+int
+cli_main(int argc, char **argv)
+{
+	struct cli_ctx c;
+	int i, rc = CLI_EXIT_OK;
+
+	memset(&c, 0, sizeof(c));
+	if ((i = cli_globals(&c, argc, argv, &rc)) < 0)
+		goto cleanup;
+	if (i >= argc) {
+		if (c.help) {
+			cli_usage(stdout, NULL);
+		} else {
+			cli_usage(stderr, NULL);
+			rc = CLI_EXIT_USAGE;
+		}
+		goto cleanup;
+	}
+	rc = cli_dispatch(&c, argc - i, argv + i);
+cleanup:
+	cli_ctx_free(&c);
+	fflush(stdout);
+	return rc;
+}

@@ -1,0 +1,205 @@
+/* cli_api.c - the client's side of the REST API: URL, token, requests and
+ * turning every failure into one line for the user. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli_int.h"
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/util.h"
+
+#define CLI_TOKEN_FILE_MAX	4096
+#define CLI_REQ_TIMEOUT_MS	60000L
+
+static const char *
+cli_env(const char *name)
+{
+	const char *v = getenv(name);
+
+	return (v != NULL && v[0] != '\0') ? v : NULL;
+}
+
+/* Reads a token file: one line, surrounding white space dropped. */
+static int
+cli_token_read(struct cli_ctx *c, const char *path)
+{
+	char *buf = NULL, *s, *e;
+	size_t len;
+	int rc = -1;
+
+	if ((buf = util_read_file(path, CLI_TOKEN_FILE_MAX, &len)) == NULL) {
+		cli_err("cannot read token file %s: %s", path, strerror(errno));
+		goto cleanup;
+	}
+	for (s = buf; *s != '\0' && isspace((unsigned char)*s); s++)
+		;
+	for (e = s + strlen(s); e > s && isspace((unsigned char)e[-1]); e--)
+		;
+	*e = '\0';
+	for (e = s; *e != '\0' && isgraph((unsigned char)*e); e++)
+		;
+	if (*s == '\0' || *e != '\0') {
+		cli_err("token file %s does not hold a token", path);
+		goto cleanup;
+	}
+	if ((c->token = strdup(s)) == NULL) {
+		cli_err("out of memory");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	free(buf);
+	return rc;
+}
+
+/* Flags beat the environment; a token beats a token file; the file `cvirt
+ * up` writes is the fallback. */
+static int
+cli_token_resolve(struct cli_ctx *c)
+{
+	const char *tok = c->opt_token, *file = c->opt_token_file;
+	char dir[1024], dflt[1100];
+
+	if (tok == NULL && file == NULL) {
+		tok = cli_env("CVIRT_TOKEN");
+		if (tok == NULL)
+			file = cli_env("CVIRT_TOKEN_FILE");
+	}
+	if (tok != NULL) {
+		if ((c->token = strdup(tok)) == NULL) {
+			cli_err("out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	if (file != NULL)
+		return cli_token_read(c, file);
+	if (util_default_data_dir(dir, sizeof(dir)) == 0 &&
+	    util_fmt(dflt, sizeof(dflt), "%s/admin.token", dir) == 0 &&
+	    access(dflt, R_OK) == 0)
+		return cli_token_read(c, dflt);
+	return 0;	/* no token: the manager says 401 if it needs one */
+}
+
+int
+cli_ctx_resolve(struct cli_ctx *c)
+{
+	const char *url;
+	size_t n;
+
+	if (c->resolved)
+		return 0;
+	url = c->opt_url ? c->opt_url : cli_env("CVIRT_URL");
+	if (url == NULL)
+		url = CLI_DEFAULT_URL;
+	if (strncmp(url, "http://", 7) != 0 &&
+	    strncmp(url, "https://", 8) != 0) {
+		cli_err("invalid manager URL \"%s\" (expected http://HOST:PORT "
+		    "or https://HOST:PORT)", url);
+		return -1;
+	}
+	if (util_fmt(c->url, sizeof(c->url), "%s", url) != 0) {
+		cli_err("manager URL too long");
+		return -1;
+	}
+	for (n = strlen(c->url); n > 0 && c->url[n - 1] == '/'; n--)
+		c->url[n - 1] = '\0';
+	if (cli_token_resolve(c) != 0)
+		return -1;
+	c->resolved = 1;
+	return 0;
+}
+
+void
+cli_ctx_free(struct cli_ctx *c)
+{
+	if (c == NULL)
+		return;
+	free(c->token);
+	c->token = NULL;
+}
+
+/* The one line for a reply that is not a 2xx. */
+static void
+cli_api_errline(struct cli_ctx *c, const struct httpc_resp *r, char *err,
+    size_t errsize)
+{
+	json_t *e = json_object_get(r->json, "error");
+	const char *msg = json_is_string(e) ? json_string_value(e) : NULL;
+
+	if (r->status == 401 && c->token == NULL)
+		snprintf(err, errsize, "the manager wants an API token: use "
+		    "--token, --token-file or CVIRT_TOKEN");
+	else if (r->status == 401)
+		snprintf(err, errsize, "the manager refused the API token%s%s",
+		    msg ? ": " : "", msg ? msg : "");
+	else if (msg != NULL)
+		snprintf(err, errsize, "%s", msg);
+	else
+		snprintf(err, errsize, "the manager replied with HTTP status "
+		    "%ld", r->status);
+}
+
+int
+cli_api_try(struct cli_ctx *c, const char *method, const char *path,
+    json_t *body, json_t **out, char *err, size_t errsize)
+{
+	struct httpc_resp r;
+	char url[CLI_URL_MAX + CLI_PATH_MAX];
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	if (out != NULL)
+		*out = NULL;
+	if (cli_ctx_resolve(c) != 0) {
+		snprintf(err, errsize, "%s", "");
+		return -1;
+	}
+	if (util_fmt(url, sizeof(url), "%s/api/v1%s", c->url, path) != 0) {
+		snprintf(err, errsize, "request path too long");
+		return -1;
+	}
+	if (httpc_request(method, url, c->token, body, CLI_REQ_TIMEOUT_MS,
+	    &r) != 0) {
+		log_debug("%s %s: %s", method, url, r.err);
+		snprintf(err, errsize, "cannot reach the manager at %s: %s",
+		    c->url, r.err);
+		goto cleanup;
+	}
+	log_debug("%s %s -> %ld (%zu bytes)", method, url, r.status, r.len);
+	if (r.status < 200 || r.status > 299) {
+		cli_api_errline(c, &r, err, errsize);
+		goto cleanup;
+	}
+	if (r.len > 0 && r.json == NULL) {
+		snprintf(err, errsize, "unexpected reply from the manager "
+		    "(HTTP %ld, not JSON)", r.status);
+		goto cleanup;
+	}
+	if (out != NULL) {
+		*out = r.json;
+		r.json = NULL;
+	}
+	rc = 0;
+cleanup:
+	httpc_resp_free(&r);
+	return rc;
+}
+
+int
+cli_api(struct cli_ctx *c, const char *method, const char *path,
+    json_t *body, json_t **out)
+{
+	char err[512];
+
+	err[0] = '\0';
+	if (cli_api_try(c, method, path, body, out, err, sizeof(err)) == 0)
+		return 0;
+	if (err[0] != '\0')	/* empty: cli_ctx_resolve said it already */
+		cli_err("%s", err);
+	return -1;
+}
