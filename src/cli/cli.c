@@ -255,19 +255,19 @@ cli_opts_parse(struct cli_ctx *c, int argc, char **argv,
 	return 0;
 }
 
-/* Global options before the noun; returns the index of the noun. */
+/* Global options from argv[start] up to the next word; returns the index
+ * of that word (argc when none), or -1 after a complaint. */
 static int
-cli_globals(struct cli_ctx *c, int argc, char **argv, int *rc)
+cli_globals(struct cli_ctx *c, int argc, char **argv, int start)
 {
 	int i;
 
-	for (i = 1; i < argc && argv[i][0] == '-' && argv[i][1] != '\0'; i++) {
+	for (i = start; i < argc && argv[i][0] == '-' && argv[i][1] != '\0';
+	    i++) {
 		if (strcmp(argv[i], "--") == 0)
 			return i + 1;
-		if (cli_opt_one(c, NULL, argc, argv, &i) != 0) {
-			*rc = CLI_EXIT_USAGE;
+		if (cli_opt_one(c, NULL, argc, argv, &i) != 0)
 			return -1;
-		}
 	}
 	return i;
 }
@@ -316,19 +316,22 @@ cli_help(int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
-/* Finds and runs NOUN VERB; argv[0] is the noun. */
+/* Finds and runs NOUN VERB; argv[0] is the noun. Global options may sit
+ * between the noun and the verb too. */
 static int
 cli_dispatch(struct cli_ctx *c, int argc, char **argv)
 {
-	const char *noun = argv[0], *verb = argc >= 2 ? argv[1] : NULL;
+	const char *noun = argv[0];
+	int v;
 
 	if (strcmp(noun, "help") == 0)
 		return cli_help(argc - 1, argv + 1);
 	if (!cli_noun_known(noun))
 		return cli_usage_error(NULL, "unknown command \"%s\"", noun);
-	if (verb == NULL || verb[0] == '-') {
-		if (c->help || (verb != NULL && (strcmp(verb, "--help") == 0 ||
-		    strcmp(verb, "-h") == 0))) {
+	if ((v = cli_globals(c, argc, argv, 1)) < 0)
+		return CLI_EXIT_USAGE;
+	if (v >= argc) {
+		if (c->help) {
 			cli_usage(stdout, noun);
 			return CLI_EXIT_OK;
 		}
@@ -336,12 +339,12 @@ cli_dispatch(struct cli_ctx *c, int argc, char **argv)
 		    noun);
 		return CLI_EXIT_USAGE;
 	}
-	if ((c->cmd = cli_cmd_find(noun, verb)) == NULL) {
+	if ((c->cmd = cli_cmd_find(noun, argv[v])) == NULL) {
 		cli_err("unknown command \"%s %s\" (try 'cvirt %s --help')",
-		    noun, verb, noun);
+		    noun, argv[v], noun);
 		return CLI_EXIT_USAGE;
 	}
-	return c->cmd->fn(c, argc - 2, argv + 2);
+	return c->cmd->fn(c, argc - v - 1, argv + v + 1);
 }
 
 int
@@ -351,8 +354,10 @@ cli_main(int argc, char **argv)
 	int i, rc = CLI_EXIT_OK;
 
 	memset(&c, 0, sizeof(c));
-	if ((i = cli_globals(&c, argc, argv, &rc)) < 0)
+	if ((i = cli_globals(&c, argc, argv, 1)) < 0) {
+		rc = CLI_EXIT_USAGE;
 		goto cleanup;
+	}
 	if (i >= argc) {
 		if (c.help) {
 			cli_usage(stdout, NULL);

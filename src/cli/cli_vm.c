@@ -20,7 +20,7 @@
 #define CLI_VM_DISK_MAX		67108864
 #define CLI_VM_PATH_MAX		4095
 #define CLI_VM_CMDLINE_MAX	1024
-#define CLI_VM_TIMEOUT_MAX	86400
+#define CLI_VM_TIMEOUT_MAX	3600
 #define CLI_SERIAL_POLL_MS	200
 
 struct cli_vm_create_opts {
