@@ -22,25 +22,6 @@ static const char agent_usage[] =
     "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n";
 
-/* Read a token file: one line, surrounding white space ignored. */
-int
-agent_read_token(const char *path, char *out, size_t outsz)
-{
-	char *s;
-	size_t len;
-	int rc = -1;
-
-	if ((s = util_read_file(path, 4096, &len)) == NULL)
-		return -1;
-	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' ' ||
-	    s[len - 1] == '\r' || s[len - 1] == '\t'))
-		s[--len] = '\0';
-	if (len > 0 && util_fmt(out, outsz, "%s", s) == 0)
-		rc = 0;
-	free(s);
-	return rc;
-}
-
 static int
 agent_add_storage(const char *arg)
 {
@@ -156,7 +137,7 @@ agent_parse(int argc, char **argv)
 		log_error("invalid host name \"%s\"", agent_cfg.name);
 		return -1;
 	}
-	if (agent_read_token(tokfile, agent_cfg.token, sizeof(agent_cfg.token)) < 0) {
+	if (util_read_token(tokfile, agent_cfg.token, sizeof(agent_cfg.token)) < 0) {
 		log_error("cannot read a token from %s: %s", tokfile,
 		    errno ? strerror(errno) : "empty file");
 		return -1;

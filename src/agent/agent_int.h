@@ -65,9 +65,6 @@ struct avm {
 	int64_t		 boots;			/* RESET events since start */
 };
 
-/* agent.c */
-int	 agent_read_token(const char *path, char *out, size_t outsz);
-
 /* accel.c */
 int	 accel_detect(const char *mode, char *out, size_t outsz, char *why,
 	    size_t whysz);

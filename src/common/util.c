@@ -376,3 +376,24 @@ util_default_data_dir(char *out, size_t size)
 		home = "/root";
 	return util_fmt(out, size, "%s/.local/share/cvirt", home);
 }
+
+/* Read a token file: one line, surrounding white space ignored. */
+int
+util_read_token(const char *path, char *out, size_t outsz)
+{
+	char *s;
+	size_t len;
+	int rc = -1;
+
+	if ((s = util_read_file(path, 4096, &len)) == NULL)
+		return -1;
+	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' ' ||
+	    s[len - 1] == '\r' || s[len - 1] == '\t'))
+		s[--len] = '\0';
+	if (len == 0)
+		errno = ENODATA;
+	else if (util_fmt(out, outsz, "%s", s) == 0)
+		rc = 0;
+	free(s);
+	return rc;
+}

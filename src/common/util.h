@@ -48,5 +48,7 @@ void	 util_time_iso(int64_t wall_ms, char *out, size_t size);
 void	 util_sleep_ms(int64_t ms);
 /* Default data dir for `cvirt up` and the client: $HOME/.local/share/cvirt. */
 int	 util_default_data_dir(char *out, size_t size);
+/* First line of a token file, white space trimmed; -1 if unreadable/empty. */
+int	 util_read_token(const char *path, char *out, size_t outsz);
 
 #endif

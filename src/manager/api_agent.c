@@ -1,0 +1,199 @@
+/* api_agent.c - what agents call: registration and state reports. The
+ * manager's view converges to the agents' truth through these. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "manager/manager_int.h"
+
+#define JS(o, k) json_string_value(json_object_get((o), (k)))
+/* A report built before a task changed the VM may still be in flight:
+ * leave a freshly changed VM alone this long. */
+#define REPORT_SETTLE_MS 2000
+
+static int
+api_vm_settled(json_t *row, int64_t now)
+{
+	return json_is_null(json_object_get(row, "task_id")) &&
+	    now - json_integer_value(json_object_get(row, "updated")) >=
+	    REPORT_SETTLE_MS;
+}
+
+static void
+api_apply_exit(const char *host, json_t *e, int64_t now)
+{
+	json_t *row = db_row("SELECT * FROM vms WHERE uuid = ?", "s",
+	    JS(e, "uuid"));
+	const char *state = JS(e, "state");
+
+	if (row == NULL || !json_is_null(json_object_get(row, "task_id")) ||
+	    JS(row, "host") == NULL || strcmp(JS(row, "host"), host) != 0 ||
+	    state == NULL)
+		goto cleanup;
+	if (strcmp(state, "failed") != 0)
+		state = "stopped";
+	vm_set_state(JS(row, "uuid"), state, NULL, 0);
+	event_add(strcmp(state, "failed") == 0 ? "error" : "info", "vm.state",
+	    JS(row, "name"), "vm %s on host %s: %s (%s)", JS(row, "name"), host,
+	    state, JS(e, "reason") ? JS(e, "reason") : "exited");
+cleanup:
+	json_decref(row);
+}
+
+static void
+api_apply_running(const char *host, json_t *v, int64_t now)
+{
+	static const char *const ok[] = { "running", "paused", "starting",
+	    "stopping", "failed", NULL };
+	json_t *row = db_row("SELECT * FROM vms WHERE uuid = ?", "s",
+	    JS(v, "uuid"));
+	const char *state = JS(v, "state");
+	int64_t pid = json_integer_value(json_object_get(v, "pid"));
+	size_t i;
+
+	if (row == NULL) {
+		log_debug("host %s runs unknown VM %s", host, JS(v, "uuid"));
+		goto cleanup;
+	}
+	for (i = 0; state && ok[i] && strcmp(ok[i], state) != 0; i++)
+		;
+	if (state == NULL || ok[i] == NULL || !api_vm_settled(row, now))
+		goto cleanup;
+	if (strcmp(JS(row, "state"), state) != 0 || JS(row, "host") == NULL ||
+	    strcmp(JS(row, "host"), host) != 0 ||
+	    json_integer_value(json_object_get(row, "pid")) != pid) {
+		vm_set_state(JS(row, "uuid"), state, host, pid);
+		if (strcmp(JS(row, "state"), state) != 0)
+			event_add("info", "vm.state", JS(row, "name"),
+			    "vm %s on host %s: %s (was %s)", JS(row, "name"), host,
+			    state, JS(row, "state"));
+	}
+cleanup:
+	json_decref(row);
+}
+
+/* Apply one host's report: its VMs, its exits, and what it no longer runs. */
+static void
+api_apply_report(const char *host, json_t *vms, json_t *exits)
+{
+	json_t *rows, *row, *v, *seen = json_object();
+	int64_t now = util_wall_ms();
+	size_t i;
+
+	json_array_foreach(exits, i, v)
+		if (JS(v, "uuid"))
+			api_apply_exit(host, v, now);
+	json_array_foreach(vms, i, v) {
+		if (!JS(v, "uuid"))
+			continue;
+		json_object_set_new(seen, JS(v, "uuid"), json_true());
+		api_apply_running(host, v, now);
+	}
+	rows = db_query("SELECT * FROM vms WHERE host = ?", "s", host);
+	json_array_foreach(rows, i, row) {
+		if (json_object_get(seen, JS(row, "uuid")) ||
+		    !api_vm_settled(row, now))
+			continue;
+		vm_set_state(JS(row, "uuid"), "stopped", NULL, 0);
+		event_add("warning", "vm.state", JS(row, "name"), "vm %s is no "
+		    "longer running on host %s", JS(row, "name"), host);
+	}
+	json_decref(rows);
+	json_decref(seen);
+}
+
+static int
+api_agent_register(struct httpd_req *r)
+{
+	const char *name, *url, *accel, *reason;
+	char key[UTIL_TOKEN_LEN + 1];
+	int64_t cpus = 0, mem = 0;
+	json_t *info = NULL, *old = NULL;
+	char *infos = NULL;
+	int rc;
+
+	if (r->body == NULL ||
+	    api_str_field(r, "name", 255, &name) < 0 ||
+	    api_str_field(r, "url", 255, &url) < 0 ||
+	    api_str_field(r, "accel", 8, &accel) < 0 ||
+	    api_str_field(r, "accel_reason", 255, &reason) < 0 ||
+	    api_int_field(r, "cpus", 1, 65536, &cpus, NULL) < 0 ||
+	    api_int_field(r, "memory_mib", 1, INT64_C(1) << 40, &mem, NULL) < 0)
+		return r->status ? 0 : httpd_reply_error(r, 400, "body required");
+	if (name == NULL || !util_name_valid(name))
+		return httpd_reply_error(r, 400, "invalid host name");
+	if (url == NULL || (strncmp(url, "http://", 7) != 0 &&
+	    strncmp(url, "https://", 8) != 0))
+		return httpd_reply_error(r, 400, "url must be http(s)://HOST:PORT");
+	if (accel == NULL || (strcmp(accel, "kvm") != 0 && strcmp(accel, "tcg") != 0))
+		return httpd_reply_error(r, 400, "accel must be kvm or tcg");
+	if (!json_is_array(json_object_get(r->body, "storage")) ||
+	    !json_is_array(json_object_get(r->body, "vms")))
+		return httpd_reply_error(r, 400, "storage and vms must be lists");
+	util_random_hex(key, UTIL_TOKEN_LEN / 2);
+	info = json_pack("{s:O, s:O}", "storage", json_object_get(r->body,
+	    "storage"), "version", json_object_get(r->body, "version") ?
+	    json_object_get(r->body, "version") : json_null());
+	infos = json_dumps(info, JSON_COMPACT);
+	old = db_row("SELECT state FROM hosts WHERE name = ?", "s", name);
+	db_begin();
+	rc = db_exec("INSERT INTO hosts (name, url, state, accel, accel_reason, "
+	    "cpus, memory_mib, agent_key, last_seen, info, registered) VALUES "
+	    "(?, ?, 'up', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
+	    "url = excluded.url, state = 'up', accel = excluded.accel, "
+	    "accel_reason = excluded.accel_reason, cpus = excluded.cpus, "
+	    "memory_mib = excluded.memory_mib, agent_key = excluded.agent_key, "
+	    "last_seen = excluded.last_seen, info = excluded.info, "
+	    "registered = excluded.registered", "ssssiisisi", name, url, accel,
+	    reason, cpus, mem, key, util_wall_ms(), infos, util_wall_ms());
+	if (rc < 0) {
+		db_rollback();
+		httpd_reply_error(r, 500, "cannot record host %s", name);
+		goto cleanup;
+	}
+	api_apply_report(name, json_object_get(r->body, "vms"), NULL);
+	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
+	    name, url, accel, old ? "" : ", new host");
+	db_commit();
+	httpd_reply_json(r, 200, json_pack("{s:s, s:I}", "agent_key", key,
+	    "heartbeat_interval_ms", (json_int_t)mgr_cfg.heartbeat_interval_ms));
+cleanup:
+	free(infos);
+	json_decref(info);
+	json_decref(old);
+	return 0;
+}
+
+static int
+api_agent_report(struct httpd_req *r)
+{
+	const char *name = NULL, *self = r->principal + 5;	/* "host:" */
+	json_t *old;
+
+	if (r->body == NULL || api_str_field(r, "name", 255, &name) < 0)
+		return r->status ? 0 : httpd_reply_error(r, 400, "body required");
+	if (name == NULL || strcmp(name, self) != 0)
+		return httpd_reply_error(r, 403, "a host may only report on itself");
+	if (!json_is_array(json_object_get(r->body, "vms")) ||
+	    !json_is_array(json_object_get(r->body, "exits")))
+		return httpd_reply_error(r, 400, "vms and exits must be lists");
+	old = db_row("SELECT state FROM hosts WHERE name = ?", "s", self);
+	db_begin();
+	db_exec("UPDATE hosts SET last_seen = ?, state = 'up' WHERE name = ?",
+	    "is", util_wall_ms(), self);
+	api_apply_report(self, json_object_get(r->body, "vms"),
+	    json_object_get(r->body, "exits"));
+	if (old && strcmp(JS(old, "state"), "up") != 0)
+		event_add("info", "host.up", self, "host %s is reporting again",
+		    self);
+	db_commit();
+	json_decref(old);
+	return httpd_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+}
+
+const struct httpd_route api_agent_routes[] = {
+	{ "POST", "/api/v1/agent/register", api_agent_register, 0, ROLE_ADMIN },
+	{ "POST", "/api/v1/agent/report",   api_agent_report,   0, ROLE_AGENT },
+};
+const size_t api_agent_nroutes = sizeof(api_agent_routes) / sizeof(api_agent_routes[0]);

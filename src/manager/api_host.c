@@ -1,0 +1,119 @@
+/* api_host.c - /api/v1/hosts and /api/v1/storage. */
+#include <stdio.h>
+#include <string.h>
+
+#include "manager/manager_int.h"
+
+#define HOST_SELECT "SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE " \
+	"v.host = h.name) AS vms FROM hosts h"
+
+static int
+api_host_list(struct httpd_req *r)
+{
+	json_t *rows = db_query(HOST_SELECT " ORDER BY h.name", NULL), *row;
+	json_t *out = json_array();
+	size_t i;
+
+	json_array_foreach(rows, i, row)
+		json_array_append_new(out, host_json(row));
+	json_decref(rows);
+	return httpd_reply_json(r, 200, out);
+}
+
+static json_t *
+api_host_lookup(struct httpd_req *r)
+{
+	json_t *row = NULL;
+
+	if (util_name_valid(r->params[0]))
+		row = db_row(HOST_SELECT " WHERE h.name = ?", "s", r->params[0]);
+	if (row == NULL)
+		httpd_reply_error(r, 404, "host \"%.64s\" not found", r->params[0]);
+	return row;
+}
+
+static int
+api_host_show(struct httpd_req *r)
+{
+	json_t *row = api_host_lookup(r);
+
+	if (row) {
+		httpd_reply_json(r, 200, host_json(row));
+		json_decref(row);
+	}
+	return 0;
+}
+
+static int
+api_host_maintenance(struct httpd_req *r)
+{
+	static const char *const fields[] = { "enabled", NULL };
+	json_t *row;
+	int on = -1;
+
+	if ((row = api_host_lookup(r)) == NULL)
+		return 0;
+	json_decref(row);
+	if (r->body == NULL || api_check_fields(r, fields) < 0 ||
+	    api_bool_field(r, "enabled", &on) < 0)
+		return r->status ? 0 : httpd_reply_error(r, 400,
+		    "body {\"enabled\": true|false} required");
+	if (on < 0)
+		return httpd_reply_error(r, 400, "enabled is required");
+	db_exec("UPDATE hosts SET maintenance = ? WHERE name = ?", "is",
+	    (int64_t)on, r->params[0]);
+	event_add("info", on ? "host.maintenance" : "host.active", r->params[0],
+	    "host %s %s maintenance (by %s)", r->params[0],
+	    on ? "entered" : "left", r->principal);
+	row = db_row(HOST_SELECT " WHERE h.name = ?", "s", r->params[0]);
+	httpd_reply_json(r, 200, row ? host_json(row) : json_object());
+	json_decref(row);
+	return 0;
+}
+
+static int
+api_storage_list(struct httpd_req *r)
+{
+	json_t *rows = db_query("SELECT name, state, info FROM hosts ORDER BY "
+	    "name", NULL), *h, *s, *byname = json_object(), *out = json_array();
+	const char *key;
+	json_t *v;
+	size_t i, j;
+
+	json_array_foreach(rows, i, h) {
+		json_t *info = json_loads(json_string_value(json_object_get(h,
+		    "info")), 0, NULL);
+		json_array_foreach(json_object_get(info, "storage"), j, s) {
+			const char *n = json_string_value(json_object_get(s, "name"));
+			json_t *e;
+			if (n == NULL)
+				continue;
+			if ((e = json_object_get(byname, n)) == NULL) {
+				e = json_pack("{s:s, s:O, s:[], s:O, s:O}", "name", n,
+				    "path", json_object_get(s, "path"), "hosts",
+				    "total_bytes", json_object_get(s, "total_bytes"),
+				    "free_bytes", json_object_get(s, "free_bytes"));
+				json_object_set_new(byname, n, e);
+			}
+			json_array_append_new(json_object_get(e, "hosts"), json_pack(
+			    "{s:O, s:O, s:O}", "host", json_object_get(h, "name"),
+			    "ok", json_object_get(s, "ok"),
+			    "error", json_object_get(s, "error") ?
+			    json_object_get(s, "error") : json_null()));
+		}
+		json_decref(info);
+	}
+	json_object_foreach(byname, key, v)
+		json_array_append(out, v);
+	json_decref(byname);
+	json_decref(rows);
+	return httpd_reply_json(r, 200, out);
+}
+
+const struct httpd_route api_host_routes[] = {
+	{ "GET",  "/api/v1/hosts",                  api_host_list, 0, ROLE_VIEWER },
+	{ "GET",  "/api/v1/hosts/{}",               api_host_show, 0, ROLE_VIEWER },
+	{ "POST", "/api/v1/hosts/{}/maintenance",   api_host_maintenance, 0, ROLE_ADMIN },
+	{ "GET",  "/api/v1/storage",                api_storage_list, 0, ROLE_VIEWER },
+};
+const size_t api_host_nroutes = sizeof(api_host_routes) / sizeof(api_host_routes[0]);

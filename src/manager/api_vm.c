@@ -1,0 +1,425 @@
+/* api_vm.c - /api/v1/vms: create, list, show, lifecycle tasks, serial. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "manager/manager_int.h"
+
+#define JS(o, k) json_string_value(json_object_get((o), (k)))
+
+/* An absolute path without ".." components: it names a file on hosts. */
+static int
+api_path_ok(const char *p)
+{
+	const char *s;
+
+	if (p == NULL || p[0] != '/' || strlen(p) > 4095)
+		return 0;
+	for (s = p; (s = strstr(s, "..")) != NULL; s += 2)
+		if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
+			return 0;
+	return 1;
+}
+
+static int
+api_ha_monitor_ok(const char *m)
+{
+	static const char *const kinds[] = { "process", "panic", "watchdog",
+	    "heartbeat", NULL };
+	uint64_t port;
+	size_t i;
+
+	for (i = 0; kinds[i]; i++)
+		if (strcmp(m, kinds[i]) == 0)
+			return 1;
+	return strncmp(m, "tcp:", 4) == 0 &&
+	    util_parse_u64(m + 4, 1, 65535, &port) == 0;
+}
+
+/* Storage for a new VM: the one asked for, or the only one there is. */
+static int
+api_pick_storage(struct httpd_req *r, const char *want, char *out, size_t sz)
+{
+	json_t *hosts = db_query("SELECT info FROM hosts", NULL), *h, *s, *names;
+	size_t i, j;
+	int rc = -1;
+
+	names = json_object();
+	json_array_foreach(hosts, i, h) {
+		json_t *info = json_loads(JS(h, "info") ? JS(h, "info") : "{}", 0,
+		    NULL);
+		json_array_foreach(json_object_get(info, "storage"), j, s)
+			if (JS(s, "name"))
+				json_object_set_new(names, JS(s, "name"), json_true());
+		json_decref(info);
+	}
+	if (want) {
+		if (json_object_get(names, want) == NULL)
+			httpd_reply_error(r, 404, "storage \"%s\" not found", want);
+		else
+			rc = util_fmt(out, sz, "%s", want);
+	} else if (json_object_size(names) == 1) {
+		rc = util_fmt(out, sz, "%s", json_object_iter_key(
+		    json_object_iter(names)));
+	} else if (json_object_size(names) == 0) {
+		httpd_reply_error(r, 503, "no storage domain is known yet: no "
+		    "host has registered");
+	} else {
+		httpd_reply_error(r, 400, "several storage domains exist: choose "
+		    "one with --storage");
+	}
+	json_decref(names);
+	json_decref(hosts);
+	return rc;
+}
+
+static void
+api_new_mac(char *out, size_t sz)
+{
+	char hex[7], like[32];
+	json_t *row;
+	int tries;
+
+	for (tries = 0; tries < 16; tries++) {
+		util_random_hex(hex, 3);
+		snprintf(out, sz, "52:54:00:%.2s:%.2s:%.2s", hex, hex + 2, hex + 4);
+		snprintf(like, sizeof(like), "%%%s%%", out);
+		row = db_row("SELECT uuid FROM vms WHERE spec LIKE ?", "s", like);
+		if (row == NULL)
+			return;
+		json_decref(row);
+	}
+}
+
+/* Validate the create request into a spec; NULL after replying 4xx. */
+static json_t *
+api_vm_spec(struct httpd_req *r)
+{
+	static const char *const fields[] = { "name", "cpus", "memory_mib",
+	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
+	    "host", "storage", "ha", "ha_monitor", NULL };
+	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
+	    *mon;
+	int64_t cpus = 0, mem = 0, disk = 0;
+	int has_cpus, has_mem, has_disk, ha = 0;
+	char uuid[UTIL_UUID_LEN + 1], mac[18], storage[UTIL_NAME_MAX + 1];
+	json_t *spec, *row;
+
+	if (r->body == NULL) {
+		httpd_reply_error(r, 400, "a JSON body is required");
+		return NULL;
+	}
+	if (api_check_fields(r, fields) < 0 ||
+	    api_str_field(r, "name", 255, &name) < 0 ||
+	    api_int_field(r, "cpus", 1, 256, &cpus, &has_cpus) < 0 ||
+	    api_int_field(r, "memory_mib", 16, 4194304, &mem, &has_mem) < 0 ||
+	    api_int_field(r, "disk_mib", 1, 67108864, &disk, &has_disk) < 0 ||
+	    api_str_field(r, "image", 255, &image) < 0 ||
+	    api_str_field(r, "kernel", 4095, &kernel) < 0 ||
+	    api_str_field(r, "initrd", 4095, &initrd) < 0 ||
+	    api_str_field(r, "cmdline", 1024, &cmdline) < 0 ||
+	    api_str_field(r, "network", 255, &net) < 0 ||
+	    api_str_field(r, "host", 255, &host) < 0 ||
+	    api_str_field(r, "storage", 255, &st) < 0 ||
+	    api_str_field(r, "ha_monitor", 32, &mon) < 0 ||
+	    api_bool_field(r, "ha", &ha) < 0)
+		return NULL;
+	if (name == NULL || !util_name_valid(name)) {
+		httpd_reply_error(r, 400, "invalid VM name \"%.64s\": use 1-63 "
+		    "letters, digits, '.', '_' or '-', starting with a letter or "
+		    "digit", name ? name : "");
+		return NULL;
+	}
+	if (!has_cpus || !has_mem) {
+		httpd_reply_error(r, 400, "cpus and memory_mib are required");
+		return NULL;
+	}
+	if ((kernel && !api_path_ok(kernel)) || (initrd && !api_path_ok(initrd))) {
+		httpd_reply_error(r, 400, "kernel and initrd must be absolute "
+		    "paths without '..'");
+		return NULL;
+	}
+	if ((initrd || cmdline) && !kernel) {
+		httpd_reply_error(r, 400, "initrd and cmdline need a kernel");
+		return NULL;
+	}
+	if (image) {
+		httpd_reply_error(r, 404, "image \"%.64s\" not found", image);
+		return NULL;
+	}
+	if (net && strcmp(net, "user") != 0) {
+		httpd_reply_error(r, 404, "network \"%.64s\" not found", net);
+		return NULL;
+	}
+	if (mon && !api_ha_monitor_ok(mon)) {
+		httpd_reply_error(r, 400, "ha_monitor must be process, panic, "
+		    "watchdog, heartbeat or tcp:PORT");
+		return NULL;
+	}
+	if (host) {
+		if (!util_name_valid(host) || (row = db_row("SELECT name FROM "
+		    "hosts WHERE name = ?", "s", host)) == NULL) {
+			httpd_reply_error(r, 404, "host \"%.64s\" not found", host);
+			return NULL;
+		}
+		json_decref(row);
+	}
+	if (st && !util_name_valid(st)) {
+		httpd_reply_error(r, 404, "storage \"%.64s\" not found", st);
+		return NULL;
+	}
+	if (api_pick_storage(r, st, storage, sizeof(storage)) < 0)
+		return NULL;
+	util_uuid_gen(uuid);
+	api_new_mac(mac, sizeof(mac));
+	spec = json_pack("{s:s, s:s, s:I, s:I, s:s, s:[], s:[{s:s, s:s, s:s}],"
+	    " s:b, s:s}", "uuid", uuid, "name", name, "cpus", (json_int_t)cpus,
+	    "memory_mib", (json_int_t)mem, "storage", storage, "disks", "nics",
+	    "mac", mac, "network", "user", "model", "virtio", "ha", ha,
+	    "ha_monitor", mon ? mon : "process");
+	if (has_disk)
+		json_array_append_new(json_object_get(spec, "disks"), json_pack(
+		    "{s:s, s:s, s:s, s:I}", "name", "disk0", "file", "disk0.qcow2",
+		    "format", "qcow2", "size_mib", (json_int_t)disk));
+	if (kernel)
+		json_object_set_new(spec, "kernel", json_string(kernel));
+	if (initrd)
+		json_object_set_new(spec, "initrd", json_string(initrd));
+	if (cmdline)
+		json_object_set_new(spec, "cmdline", json_string(cmdline));
+	if (host)
+		json_object_set_new(spec, "host", json_string(host));
+	return spec;
+}
+
+static int
+api_vm_create(struct httpd_req *r)
+{
+	char host[UTIL_NAME_MAX + 1], path[128], err[512];
+	json_t *spec, *row = NULL;
+	char *s = NULL;
+	int status = 0;
+
+	if ((spec = api_vm_spec(r)) == NULL)
+		return 0;
+	s = json_dumps(spec, JSON_COMPACT);
+	if (db_exec("INSERT INTO vms (uuid, name, state, spec, created, updated)"
+	    " VALUES (?, ?, 'stopped', ?, ?, ?)", "sssii", JS(spec, "uuid"),
+	    JS(spec, "name"), s, util_wall_ms(), util_wall_ms()) < 0) {
+		httpd_reply_error(r, errno == EEXIST ? 409 : 500, errno == EEXIST ?
+		    "vm \"%s\" already exists" : "cannot record vm \"%s\"",
+		    JS(spec, "name"));
+		goto cleanup;
+	}
+	/* The files go on the storage domain through any host that sees it. */
+	if (agentc_host_with_storage(JS(spec, "storage"), JS(spec, "host"), host,
+	    sizeof(host)) < 0) {
+		httpd_reply_error(r, 503, "no host with storage %s is up",
+		    JS(spec, "storage"));
+		goto undo;
+	}
+	snprintf(path, sizeof(path), "/agent/v1/vms/%s", JS(spec, "uuid"));
+	if (agentc_call(host, "PUT", path, spec, 120000, &status, NULL, err,
+	    sizeof(err)) < 0 || status >= 400) {
+		httpd_reply_error(r, status >= 400 && status < 500 ? 400 : 502,
+		    "%s", err);
+		goto undo;
+	}
+	event_add("info", "vm.created", JS(spec, "name"), "vm %s created by %s",
+	    JS(spec, "name"), r->principal);
+	row = vm_find(JS(spec, "name"));
+	httpd_reply_json(r, 201, row ? vm_json(row) : json_object());
+	goto cleanup;
+undo:
+	db_exec("DELETE FROM vms WHERE uuid = ?", "s", JS(spec, "uuid"));
+cleanup:
+	json_decref(row);
+	json_decref(spec);
+	free(s);
+	return 0;
+}
+
+static int
+api_vm_list(struct httpd_req *r)
+{
+	json_t *rows = db_query("SELECT * FROM vms ORDER BY name", NULL), *row;
+	json_t *out = json_array();
+	size_t i;
+
+	json_array_foreach(rows, i, row)
+		json_array_append_new(out, vm_json(row));
+	json_decref(rows);
+	return httpd_reply_json(r, 200, out);
+}
+
+/* The VM named in the path, or NULL after replying 404. */
+static json_t *
+api_vm_lookup(struct httpd_req *r)
+{
+	json_t *row = NULL;
+
+	if (util_name_valid(r->params[0]))
+		row = vm_find(r->params[0]);
+	if (row == NULL)
+		httpd_reply_error(r, 404, "vm \"%.64s\" not found", r->params[0]);
+	return row;
+}
+
+static int
+api_vm_show(struct httpd_req *r)
+{
+	json_t *row = api_vm_lookup(r);
+
+	if (row == NULL)
+		return 0;
+	httpd_reply_json(r, 200, vm_json(row));
+	json_decref(row);
+	return 0;
+}
+
+static int
+api_vm_submit(struct httpd_req *r, const char *kind, json_t *params)
+{
+	char err[256];
+	int64_t id;
+
+	id = task_submit(kind, r->params[0], params, r->principal, err,
+	    sizeof(err));
+	json_decref(params);
+	if (id < 0)
+		return httpd_reply_error(r, errno == ENOENT ? 404 :
+		    errno == EBUSY ? 409 : 500, "%s", err);
+	return api_reply_task(r, id);
+}
+
+static int
+api_vm_action(struct httpd_req *r)
+{
+	static const char *const start_f[] = { "host", NULL };
+	static const char *const stop_f[] = { "force", "timeout_s", NULL };
+	static const char *const none_f[] = { "force", NULL };
+	const char *op = r->params[1], *host = NULL;
+	json_t *row, *params = json_object();
+	int64_t timeout = 0;
+	int force = 0, has_timeout = 0;
+	char kind[32];
+
+	if ((row = api_vm_lookup(r)) == NULL)
+		goto fail;
+	json_decref(row);
+	if (strcmp(op, "start") == 0) {
+		if (r->body && (api_check_fields(r, start_f) < 0 ||
+		    api_str_field(r, "host", 255, &host) < 0))
+			goto fail;
+		if (host)
+			json_object_set_new(params, "host", json_string(host));
+	} else if (strcmp(op, "stop") == 0) {
+		if (r->body && (api_check_fields(r, stop_f) < 0 ||
+		    api_bool_field(r, "force", &force) < 0 ||
+		    api_int_field(r, "timeout_s", 0, 3600, &timeout,
+		    &has_timeout) < 0))
+			goto fail;
+		json_object_set_new(params, "force", json_boolean(force));
+		if (has_timeout)
+			json_object_set_new(params, "timeout_s", json_integer(timeout));
+	} else if (strcmp(op, "reboot") == 0 || strcmp(op, "pause") == 0 ||
+	    strcmp(op, "resume") == 0) {
+		if (r->body && (api_check_fields(r, none_f) < 0 ||
+		    api_bool_field(r, "force", &force) < 0))
+			goto fail;
+	} else {
+		httpd_reply_error(r, 404, "no such action: %.32s", op);
+		goto fail;
+	}
+	snprintf(kind, sizeof(kind), "vm.%s", op);
+	return api_vm_submit(r, kind, params);
+fail:
+	json_decref(params);
+	return 0;
+}
+
+static int
+api_vm_delete(struct httpd_req *r)
+{
+	char force[8] = "";
+	json_t *row;
+
+	if ((row = api_vm_lookup(r)) == NULL)
+		return 0;
+	json_decref(row);
+	httpd_query(r, "force", force, sizeof(force));
+	return api_vm_submit(r, "vm.delete", json_pack("{s:b}", "force",
+	    strcmp(force, "1") == 0 || strcmp(force, "true") == 0));
+}
+
+static int
+api_vm_serial(struct httpd_req *r)
+{
+	char host[UTIL_NAME_MAX + 1], path[256], off[32] = "", err[512];
+	json_t *row, *spec = NULL, *reply = NULL;
+	uint64_t v;
+	int status = 0;
+
+	if ((row = api_vm_lookup(r)) == NULL)
+		return 0;
+	spec = vm_spec(row);
+	if (httpd_query(r, "offset", off, sizeof(off)) == 0 &&
+	    util_parse_u64(off, 0, INT64_MAX, &v) < 0) {
+		httpd_reply_error(r, 400, "offset must be a byte offset");
+		goto cleanup;
+	}
+	if (agentc_host_with_storage(JS(spec, "storage"), JS(row, "host"), host,
+	    sizeof(host)) < 0) {
+		httpd_reply_error(r, 503, "no host with storage %s is up",
+		    JS(spec, "storage"));
+		goto cleanup;
+	}
+	if (util_fmt(path, sizeof(path), "/agent/v1/vms/%s/serial?storage=%s%s%s",
+	    JS(row, "uuid"), JS(spec, "storage"), off[0] ? "&offset=" : "",
+	    off) < 0 || agentc_call(host, "GET", path, NULL, 10000, &status,
+	    &reply, err, sizeof(err)) < 0 || status != 200) {
+		httpd_reply_error(r, 502, "%s", err);
+		goto cleanup;
+	}
+	httpd_reply_json(r, 200, reply);
+	reply = NULL;
+cleanup:
+	json_decref(reply);
+	json_decref(spec);
+	json_decref(row);
+	return 0;
+}
+
+static int
+api_vm_console(struct httpd_req *r)
+{
+	char ticket[64], path[128];
+	json_t *row;
+
+	if ((row = api_vm_lookup(r)) == NULL)
+		return 0;
+	if (JS(row, "host") == NULL || strcmp(JS(row, "state"), "stopped") == 0) {
+		httpd_reply_error(r, 409, "vm \"%s\" is not running", r->params[0]);
+	} else if (console_ticket_new(JS(row, "uuid"), JS(row, "host"), ticket,
+	    sizeof(ticket)) < 0) {
+		httpd_reply_error(r, 500, "cannot issue a console ticket");
+	} else {
+		snprintf(path, sizeof(path), "/api/v1/console?ticket=%s", ticket);
+		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket", ticket,
+		    "path", path));
+	}
+	json_decref(row);
+	return 0;
+}
+
+const struct httpd_route api_vm_routes[] = {
+	{ "GET",    "/api/v1/vms",             api_vm_list,    0, ROLE_VIEWER },
+	{ "POST",   "/api/v1/vms",             api_vm_create,  0, ROLE_OPERATOR },
+	{ "GET",    "/api/v1/vms/{}",          api_vm_show,    0, ROLE_VIEWER },
+	{ "DELETE", "/api/v1/vms/{}",          api_vm_delete,  0, ROLE_OPERATOR },
+	{ "GET",    "/api/v1/vms/{}/serial",   api_vm_serial,  0, ROLE_VIEWER },
+	{ "POST",   "/api/v1/vms/{}/console",  api_vm_console, 0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/{}",       api_vm_action,  0, ROLE_OPERATOR },
+};
+const size_t api_vm_nroutes = sizeof(api_vm_routes) / sizeof(api_vm_routes[0]);

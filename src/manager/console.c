@@ -1,0 +1,219 @@
+/* console.c - the console websocket: client <-> manager <-> agent <-> QEMU.
+ * The manager relays frames between the client's websocket and one it
+ * opens to the VM's agent. */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <civetweb.h>
+
+#include "common/log.h"
+#include "manager/manager_int.h"
+
+#define CONSOLE_TICKETS   64
+#define CONSOLE_TICKET_MS 30000
+
+static struct {
+	char	ticket[33];
+	char	uuid[UTIL_UUID_LEN + 1];
+	char	host[UTIL_NAME_MAX + 1];
+	int64_t	expires;
+} tickets[CONSOLE_TICKETS];
+static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+
+int
+console_ticket_new(const char *uuid, const char *host, char *out, size_t outsz)
+{
+	int64_t now = util_mono_ms();
+	int i, slot = 0;
+
+	if (outsz < 33)
+		return -1;
+	pthread_mutex_lock(&tickets_lock);
+	for (i = 0; i < CONSOLE_TICKETS; i++) {
+		if (tickets[i].expires < now) {
+			slot = i;
+			break;
+		}
+		if (tickets[i].expires < tickets[slot].expires)
+			slot = i;
+	}
+	util_random_hex(tickets[slot].ticket, 16);
+	snprintf(tickets[slot].uuid, sizeof(tickets[slot].uuid), "%s", uuid);
+	snprintf(tickets[slot].host, sizeof(tickets[slot].host), "%s", host);
+	tickets[slot].expires = now + CONSOLE_TICKET_MS;
+	snprintf(out, outsz, "%s", tickets[slot].ticket);
+	pthread_mutex_unlock(&tickets_lock);
+	return 0;
+}
+
+static int
+console_ticket_take(const char *ticket, char *uuid, size_t usz, char *host,
+    size_t hsz)
+{
+	int64_t now = util_mono_ms();
+	int i, rc = -1;
+
+	pthread_mutex_lock(&tickets_lock);
+	for (i = 0; i < CONSOLE_TICKETS; i++) {
+		if (tickets[i].ticket[0] && tickets[i].expires >= now &&
+		    util_str_eq_ct(tickets[i].ticket, ticket)) {
+			snprintf(uuid, usz, "%s", tickets[i].uuid);
+			snprintf(host, hsz, "%s", tickets[i].host);
+			tickets[i].ticket[0] = '\0';
+			tickets[i].expires = 0;
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&tickets_lock);
+	return rc;
+}
+
+/* Shared by both directions; freed when both sides have let go. */
+struct console_link {
+	pthread_mutex_t		 lock;
+	struct mg_connection	*client;	/* the user's websocket */
+	struct mg_connection	*agent;		/* our websocket to the agent */
+	int			 client_gone;
+	int			 refs;
+};
+
+static void
+console_put(struct console_link *l)
+{
+	int last;
+
+	pthread_mutex_lock(&l->lock);
+	last = --l->refs == 0;
+	pthread_mutex_unlock(&l->lock);
+	if (last) {
+		pthread_mutex_destroy(&l->lock);
+		free(l);
+	}
+}
+
+static int
+console_from_agent(struct mg_connection *c, int bits, char *data, size_t len,
+    void *ud)
+{
+	struct console_link *l = ud;
+	int op = bits & 0x0f;
+
+	(void)c;
+	if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
+		return 0;
+	if (op != MG_WEBSOCKET_OPCODE_TEXT && op != MG_WEBSOCKET_OPCODE_BINARY &&
+	    op != MG_WEBSOCKET_OPCODE_CONTINUATION)
+		return 1;
+	pthread_mutex_lock(&l->lock);
+	if (!l->client_gone)
+		httpd_ws_send(l->client, data, len);
+	pthread_mutex_unlock(&l->lock);
+	return 1;
+}
+
+static void
+console_agent_closed(const struct mg_connection *c, void *ud)
+{
+	struct console_link *l = ud;
+
+	(void)c;
+	pthread_mutex_lock(&l->lock);
+	if (!l->client_gone)
+		httpd_ws_close(l->client);
+	pthread_mutex_unlock(&l->lock);
+	console_put(l);
+}
+
+/* Ask the agent for a ticket and open a websocket to it. */
+static struct mg_connection *
+console_dial(const char *host, const char *uuid, struct console_link *l)
+{
+	char path[256], err[256], hostport[160], *colon;
+	struct mg_connection *c = NULL;
+	json_t *reply = NULL, *row = NULL;
+	const char *url;
+	int status = 0;
+	uint64_t port;
+
+	snprintf(path, sizeof(path), "/agent/v1/vms/%s/console", uuid);
+	if (agentc_call(host, "POST", path, NULL, 10000, &status, &reply, err,
+	    sizeof(err)) < 0 || status != 200 ||
+	    !json_is_string(json_object_get(reply, "ticket"))) {
+		log_warnx("console: host %s: %s", host, err);
+		goto cleanup;
+	}
+	row = db_row("SELECT url FROM hosts WHERE name = ?", "s", host);
+	url = row ? json_string_value(json_object_get(row, "url")) : NULL;
+	if (url == NULL || strncmp(url, "http://", 7) != 0 ||
+	    util_fmt(hostport, sizeof(hostport), "%s", url + 7) < 0 ||
+	    (colon = strrchr(hostport, ':')) == NULL)
+		goto cleanup;
+	*colon = '\0';
+	colon[1 + strcspn(colon + 1, "/")] = '\0';
+	if (util_parse_u64(colon + 1, 1, 65535, &port) < 0 ||
+	    util_fmt(path, sizeof(path), "/agent/v1/console?ticket=%s",
+	    json_string_value(json_object_get(reply, "ticket"))) < 0)
+		goto cleanup;
+	c = mg_connect_websocket_client(hostport, (int)port, 0, err, sizeof(err),
+	    path, NULL, console_from_agent, console_agent_closed, l);
+	if (c == NULL)
+		log_warnx("console: cannot connect to host %s: %s", host, err);
+cleanup:
+	json_decref(reply);
+	json_decref(row);
+	return c;
+}
+
+static void *
+console_open(struct mg_connection *c, const char *query, void *ctx)
+{
+	char ticket[64], uuid[UTIL_UUID_LEN + 1], host[UTIL_NAME_MAX + 1];
+	struct console_link *l;
+
+	(void)ctx;
+	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
+	    sizeof(ticket)) < 0 || console_ticket_take(ticket, uuid,
+	    sizeof(uuid), host, sizeof(host)) < 0) {
+		log_warnx("console: invalid or expired ticket");
+		return NULL;
+	}
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	pthread_mutex_init(&l->lock, NULL);
+	l->client = c;
+	l->refs = 2;	/* the client side and the agent side */
+	if ((l->agent = console_dial(host, uuid, l)) == NULL) {
+		pthread_mutex_destroy(&l->lock);
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+static void
+console_data(void *state, const char *buf, size_t len)
+{
+	struct console_link *l = state;
+
+	mg_websocket_client_write(l->agent, MG_WEBSOCKET_OPCODE_BINARY, buf, len);
+}
+
+static void
+console_close(void *state)
+{
+	struct console_link *l = state;
+
+	pthread_mutex_lock(&l->lock);
+	l->client_gone = 1;
+	pthread_mutex_unlock(&l->lock);
+	/* Stops the agent side; its close callback drops the other ref. */
+	mg_close_connection(l->agent);
+	console_put(l);
+}
+
+const struct httpd_ws_route console_ws_route = {
+	"/api/v1/console", console_open, NULL, console_data, console_close,
+};

@@ -1,0 +1,215 @@
+/* manager.c - `cvirt manager`: options, start-up in order, shutdown in reverse. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/httpd.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "manager/manager.h"
+#include "manager/manager_int.h"
+
+struct mgr_cfg mgr_cfg;
+
+static const char manager_usage[] =
+    "usage: cvirt manager --data DIR --listen HOST:PORT [--db URL]\n"
+    "                     [--tls-cert FILE --tls-key FILE]\n"
+    "                     [--heartbeat-interval MS] [--heartbeat-timeout MS]\n";
+
+static int
+manager_parse(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "db", required_argument, NULL, 'b' },
+		{ "tls-cert", required_argument, NULL, 'c' },
+		{ "tls-key", required_argument, NULL, 'k' },
+		{ "heartbeat-interval", required_argument, NULL, 'i' },
+		{ "heartbeat-timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	uint64_t v;
+	int c;
+
+	mgr_cfg.heartbeat_interval_ms = 1000;
+	mgr_cfg.heartbeat_timeout_ms = 5000;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': snprintf(mgr_cfg.data, sizeof(mgr_cfg.data), "%s", optarg); break;
+		case 'l': snprintf(mgr_cfg.listen, sizeof(mgr_cfg.listen), "%s", optarg); break;
+		case 'b': snprintf(mgr_cfg.db_url, sizeof(mgr_cfg.db_url), "%s", optarg); break;
+		case 'c': snprintf(mgr_cfg.tls_cert, sizeof(mgr_cfg.tls_cert), "%s", optarg); break;
+		case 'k': snprintf(mgr_cfg.tls_key, sizeof(mgr_cfg.tls_key), "%s", optarg); break;
+		case 'i':
+		case 't':
+			if (util_parse_u64(optarg, 100, 600000, &v) < 0) {
+				log_error("--heartbeat-%s wants 100..600000 ms",
+				    c == 'i' ? "interval" : "timeout");
+				return -1;
+			}
+			if (c == 'i')
+				mgr_cfg.heartbeat_interval_ms = (int64_t)v;
+			else
+				mgr_cfg.heartbeat_timeout_ms = (int64_t)v;
+			break;
+		case 'h': fputs(manager_usage, stdout); exit(0);
+		default:
+			log_error("unknown or incomplete option %s\n%s",
+			    argv[optind - 1], manager_usage);
+			return -1;
+		}
+	}
+	if (optind < argc || !mgr_cfg.data[0] || !mgr_cfg.listen[0]) {
+		log_error("missing or unexpected arguments\n%s", manager_usage);
+		return -1;
+	}
+	if (!mgr_cfg.tls_cert[0] != !mgr_cfg.tls_key[0]) {
+		log_error("--tls-cert and --tls-key go together");
+		return -1;
+	}
+	if (mgr_cfg.heartbeat_timeout_ms <= mgr_cfg.heartbeat_interval_ms) {
+		log_error("--heartbeat-timeout must exceed --heartbeat-interval");
+		return -1;
+	}
+	return 0;
+}
+
+/* civetweb wants the key and the certificate in one PEM file. */
+static int
+manager_tls_pem(char *out, size_t outsz)
+{
+	char *key = NULL, *cert = NULL, *both = NULL;
+	size_t kl, cl;
+	int rc = -1;
+
+	if ((key = util_read_file(mgr_cfg.tls_key, 1 << 20, &kl)) == NULL ||
+	    (cert = util_read_file(mgr_cfg.tls_cert, 1 << 20, &cl)) == NULL) {
+		log_error("cannot read the TLS key or certificate: %s",
+		    strerror(errno));
+		goto cleanup;
+	}
+	if ((both = malloc(kl + cl + 2)) == NULL ||
+	    util_fmt(out, outsz, "%s/tls.pem", mgr_cfg.data) < 0)
+		goto cleanup;
+	memcpy(both, key, kl);
+	both[kl] = '\n';
+	memcpy(both + kl + 1, cert, cl);
+	rc = util_write_file_atomic(out, both, kl + cl + 1, 0600);
+cleanup:
+	free(key);
+	free(cert);
+	free(both);
+	return rc;
+}
+
+/* All route tables in one array for the server. */
+static struct httpd_route *
+manager_routes(size_t *n)
+{
+	const struct { const struct httpd_route *r; size_t n; } t[] = {
+		{ api_vm_routes, api_vm_nroutes },
+		{ api_host_routes, api_host_nroutes },
+		{ api_task_routes, api_task_nroutes },
+		{ api_agent_routes, api_agent_nroutes },
+		{ api_misc_routes, api_misc_nroutes },
+	};
+	struct httpd_route *all;
+	size_t i, total = 0;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		total += t[i].n;
+	if ((all = calloc(total, sizeof(*all))) == NULL)
+		return NULL;
+	for (*n = 0, i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		memcpy(all + *n, t[i].r, t[i].n * sizeof(*all));
+		*n += t[i].n;
+	}
+	return all;
+}
+
+static int
+manager_db_path(char *out, size_t outsz)
+{
+	if (mgr_cfg.db_url[0] == '\0')
+		return util_fmt(out, outsz, "%s/cvirt.db", mgr_cfg.data);
+	if (strncmp(mgr_cfg.db_url, "sqlite:", 7) == 0)
+		return util_fmt(out, outsz, "%s", mgr_cfg.db_url + 7);
+	log_error("unsupported --db \"%s\": this build speaks sqlite:PATH",
+	    mgr_cfg.db_url);
+	return -1;
+}
+
+int
+manager_main(int argc, char **argv)
+{
+	struct httpd_config hc;
+	struct httpd_route *routes = NULL;
+	struct httpd *h = NULL;
+	char dbpath[PATH_MAX], pem[PATH_MAX];
+	int sig, rc = 1, tasks = 0, mon = 0;
+	sigset_t set;
+
+	if (manager_parse(argc, argv) < 0)
+		return 2;
+	if (util_mkdir_p(mgr_cfg.data, 0700) < 0) {
+		log_error("cannot create %s: %s", mgr_cfg.data, strerror(errno));
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	if (manager_db_path(dbpath, sizeof(dbpath)) < 0 || db_open(dbpath) < 0 ||
+	    auth_init() < 0)
+		goto cleanup;
+	if (task_init(4) < 0)
+		goto cleanup;
+	tasks = 1;
+	if (hostmon_start() < 0)
+		goto cleanup;
+	mon = 1;
+	memset(&hc, 0, sizeof(hc));
+	if ((routes = manager_routes(&hc.nroutes)) == NULL)
+		goto cleanup;
+	hc.listen = mgr_cfg.listen;
+	hc.threads = 32;
+	hc.routes = routes;
+	hc.ws = &console_ws_route;
+	hc.nws = 1;
+	hc.auth = auth_check;
+	if (mgr_cfg.tls_cert[0]) {
+		if (manager_tls_pem(pem, sizeof(pem)) < 0)
+			goto cleanup;
+		hc.tls_cert = pem;
+	}
+	if ((h = httpd_start(&hc)) == NULL) {
+		log_error("cannot listen on %s", mgr_cfg.listen);
+		goto cleanup;
+	}
+	log_info("manager listening on %s (data %s)", mgr_cfg.listen,
+	    mgr_cfg.data);
+	do {
+		if (sigwait(&set, &sig) != 0)
+			break;
+	} while (sig == SIGHUP);
+	log_info("signal %d: stopping the manager", sig);
+	rc = 0;
+cleanup:
+	httpd_stop(h);
+	if (mon)
+		hostmon_stop();
+	if (tasks)
+		task_shutdown();
+	db_close();
+	free(routes);
+	return rc;
+}

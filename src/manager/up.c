@@ -1,0 +1,235 @@
+/* up.c - `cvirt up`: manager + one local agent + storage "local" on one
+ * machine, supervised in the foreground. */
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "manager/manager.h"
+
+struct up_child {
+	const char	*what;
+	char		*argv[20];
+	pid_t		 pid;
+	int64_t		 started;
+	int		 restarts;
+};
+
+static pid_t
+up_spawn(struct up_child *c)
+{
+	sigset_t none;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		execv(c->argv[0], c->argv);
+		fprintf(stderr, "cvirt up: cannot run %s: %s\n", c->argv[0],
+		    strerror(errno));
+		_exit(127);
+	}
+	c->pid = pid;
+	c->started = util_mono_ms();
+	return pid;
+}
+
+/* Poll url until it answers 200 (and, with want, its JSON "state" is want). */
+static int
+up_wait_http(const char *url, const char *token, const char *want, int ms)
+{
+	int64_t deadline = util_mono_ms() + ms;
+	struct httpc_resp r;
+
+	while (util_mono_ms() < deadline) {
+		if (httpc_request("GET", url, token, NULL, 2000, &r) == 0 &&
+		    r.status == 200 && (want == NULL || (json_is_string(
+		    json_object_get(r.json, "state")) && strcmp(json_string_value(
+		    json_object_get(r.json, "state")), want) == 0))) {
+			httpc_resp_free(&r);
+			return 0;
+		}
+		httpc_resp_free(&r);
+		util_sleep_ms(100);
+	}
+	return -1;
+}
+
+static void
+up_host_name(char *out, size_t outsz)
+{
+	char h[256];
+	size_t i;
+
+	if (gethostname(h, sizeof(h)) < 0 || !isalnum((unsigned char)h[0]))
+		snprintf(h, sizeof(h), "localhost");
+	h[strcspn(h, ".")] = '\0';
+	for (i = 0; h[i]; i++)
+		if (!isalnum((unsigned char)h[i]) && h[i] != '-' && h[i] != '_')
+			h[i] = '-';
+	snprintf(out, outsz, "%.63s", h);
+}
+
+static void
+up_stop(struct up_child *kids, int n)
+{
+	int64_t deadline;
+	int i;
+
+	for (i = n - 1; i >= 0; i--)
+		if (kids[i].pid > 0)
+			kill(kids[i].pid, SIGTERM);
+	deadline = util_mono_ms() + 10000;
+	for (i = n - 1; i >= 0; i--) {
+		while (kids[i].pid > 0 && util_mono_ms() < deadline) {
+			if (waitpid(kids[i].pid, NULL, WNOHANG) == kids[i].pid)
+				kids[i].pid = 0;
+			else
+				util_sleep_ms(50);
+		}
+		if (kids[i].pid > 0) {
+			kill(kids[i].pid, SIGKILL);
+			waitpid(kids[i].pid, NULL, 0);
+		}
+	}
+}
+
+/* Restart a child that died, at most 5 times in quick succession. */
+static int
+up_supervise(struct up_child *kids, int n, sigset_t *set)
+{
+	struct timespec ts = { 1, 0 };
+	int i, status, sig;
+
+	for (;;) {
+		sig = sigtimedwait(set, NULL, &ts);
+		if (sig > 0 && sig != SIGHUP)
+			return 0;
+		for (i = 0; i < n; i++) {
+			if (kids[i].pid <= 0 || waitpid(kids[i].pid, &status,
+			    WNOHANG) != kids[i].pid)
+				continue;
+			log_warnx("%s exited (status %d); restarting it",
+			    kids[i].what, WIFEXITED(status) ? WEXITSTATUS(status) :
+			    128 + WTERMSIG(status));
+			if (util_mono_ms() - kids[i].started > 60000)
+				kids[i].restarts = 0;
+			if (++kids[i].restarts > 5) {
+				log_error("%s keeps failing; giving up", kids[i].what);
+				kids[i].pid = 0;
+				return 1;
+			}
+			util_sleep_ms(500);
+			up_spawn(&kids[i]);
+		}
+	}
+}
+
+int
+up_main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "data", required_argument, NULL, 'd' },
+		{ "listen", required_argument, NULL, 'l' },
+		{ "accel", required_argument, NULL, 'a' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char data[PATH_MAX], listen[128] = "127.0.0.1:7480", exe[PATH_MAX];
+	char agentdata[PATH_MAX], token[PATH_MAX], storage[PATH_MAX + 8];
+	char url[160], alisten[160], name[64], hosturl[300], tok[256];
+	const char *accel = "auto";
+	struct up_child kids[2];
+	uint64_t port;
+	sigset_t set;
+	ssize_t n;
+	char *colon;
+	int c, rc = 1;
+
+	memset(kids, 0, sizeof(kids));
+	if (util_default_data_dir(data, sizeof(data)) < 0)
+		return 2;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'd': snprintf(data, sizeof(data), "%s", optarg); break;
+		case 'l': snprintf(listen, sizeof(listen), "%s", optarg); break;
+		case 'a': accel = optarg; break;
+		case 'h':
+			puts("usage: cvirt up [--data DIR] [--listen HOST:PORT] "
+			    "[--accel auto|kvm|tcg]");
+			return 0;
+		default:
+			log_error("unknown option %s (see cvirt up --help)",
+			    argv[optind - 1]);
+			return 2;
+		}
+	}
+	colon = strrchr(listen, ':');
+	if (colon == NULL || util_parse_u64(colon + 1, 1, 65534, &port) < 0) {
+		log_error("--listen wants HOST:PORT");
+		return 2;
+	}
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) < 0)
+		return 1;
+	exe[n] = '\0';
+	up_host_name(name, sizeof(name));
+	if (util_fmt(agentdata, sizeof(agentdata), "%s/agent", data) < 0 ||
+	    util_fmt(token, sizeof(token), "%s/admin.token", data) < 0 ||
+	    util_fmt(storage, sizeof(storage), "local=%s/storage/local", data) < 0 ||
+	    util_fmt(url, sizeof(url), "http://%s", listen) < 0 ||
+	    util_fmt(alisten, sizeof(alisten), "%.*s:%llu", (int)(colon - listen),
+	    listen, (unsigned long long)port + 1) < 0 ||
+	    util_mkdir_p(data, 0700) < 0) {
+		log_error("cannot prepare %s", data);
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+
+	kids[0] = (struct up_child){ "manager", { exe, "manager", "--data", data,
+	    "--listen", listen, NULL }, 0, 0, 0 };
+	kids[1] = (struct up_child){ "agent", { exe, "agent", "--data", agentdata,
+	    "--manager", url, "--token-file", token, "--name", name, "--listen",
+	    alisten, "--storage", storage, "--accel", (char *)accel, NULL },
+	    0, 0, 0 };
+	up_spawn(&kids[0]);
+	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/health", url);
+	if (up_wait_http(hosturl, NULL, NULL, 15000) < 0 ||
+	    util_read_token(token, tok, sizeof(tok)) < 0) {
+		log_error("the manager did not come up on %s", listen);
+		goto cleanup;
+	}
+	up_spawn(&kids[1]);
+	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/hosts/%s", url, name);
+	if (up_wait_http(hosturl, tok, "up", 20000) < 0) {
+		log_error("the local agent did not register");
+		goto cleanup;
+	}
+	printf("cvirt is up.\n"
+	    "  URL:        %s\n"
+	    "  token file: %s\n"
+	    "  host:       %s (storage \"local\" in %s/storage/local)\n"
+	    "Try:  cvirt host list;  cvirt vm create demo --cpus 1 --memory 256 "
+	    "--disk 1024\n"
+	    "Stop with Ctrl-C (VMs keep running and are re-attached next time).\n",
+	    url, token, name, data);
+	fflush(stdout);
+	rc = up_supervise(kids, 2, &set);
+cleanup:
+	up_stop(kids, 2);
+	return rc;
+}

@@ -1,0 +1,66 @@
+/* vm.c - VM objects: rows in the inventory, their JSON, state updates. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "manager/manager_int.h"
+
+json_t *
+vm_find(const char *name)
+{
+	return db_row("SELECT * FROM vms WHERE name = ?", "s", name);
+}
+
+json_t *
+vm_spec(json_t *row)
+{
+	const char *s = json_string_value(json_object_get(row, "spec"));
+
+	return s ? json_loads(s, 0, NULL) : NULL;
+}
+
+json_t *
+vm_json(json_t *row)
+{
+	json_t *spec = vm_spec(row), *o;
+	char created[40];
+	static const char *const copy[] = { "cpus", "memory_mib", "storage",
+	    "disks", "nics", "kernel", "initrd", "cmdline", "ha_monitor", NULL };
+	size_t i;
+
+	if (spec == NULL)
+		spec = json_object();
+	util_time_iso(json_integer_value(json_object_get(row, "created")),
+	    created, sizeof(created));
+	o = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:s, s:b}",
+	    "name", json_object_get(row, "name"),
+	    "uuid", json_object_get(row, "uuid"),
+	    "state", json_object_get(row, "state"),
+	    "host", json_object_get(row, "host"),
+	    "pid", json_object_get(row, "pid"),
+	    "task", json_object_get(row, "task_id"),
+	    "created", created,
+	    "ha", json_is_true(json_object_get(spec, "ha")));
+	for (i = 0; copy[i]; i++) {
+		json_t *v = json_object_get(spec, copy[i]);
+		json_object_set(o, copy[i], v ? v : json_null());
+	}
+	json_object_set(o, "placement", json_object_get(spec, "host") ?
+	    json_object_get(spec, "host") : json_null());
+	json_decref(spec);
+	return o;
+}
+
+void
+vm_set_state(const char *uuid, const char *state, const char *host,
+    int64_t pid)
+{
+	if (pid > 0)
+		db_exec("UPDATE vms SET state = ?, host = ?, pid = ?, updated = ? "
+		    "WHERE uuid = ?", "ssiis", state, host, pid, util_wall_ms(),
+		    uuid);
+	else
+		db_exec("UPDATE vms SET state = ?, host = ?, pid = NULL, "
+		    "updated = ? WHERE uuid = ?", "ssis", state, host,
+		    util_wall_ms(), uuid);
+}
