@@ -1,0 +1,69 @@
+"""pytest fixtures for cvirt's integration suite (see cvirt.py)."""
+
+import os
+import types
+
+import pytest
+
+import cvirt
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: boots several guests or restarts daemons")
+
+
+@pytest.fixture(scope="session")
+def cvirt_bin():
+    """Path of the cvirt binary under test ($CVIRT_BIN or build/cvirt)."""
+    path = cvirt.cvirt_bin()
+    if not os.access(path, os.X_OK):
+        if os.environ.get("CVIRT_BIN"):
+            pytest.fail("CVIRT_BIN=%s is not an executable" % path)
+        pytest.skip("%s not built: run `make` (tests/run does)" % path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def guest():
+    """The test guest: .kernel and .initrd paths (tests/guest/out)."""
+    kernel = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
+    initrd = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+    if not (os.path.exists(kernel) and os.path.exists(initrd)):
+        pytest.skip("test guest not built: run tests/guest/build-guest.sh "
+                    "(tests/run does)")
+    return types.SimpleNamespace(kernel=kernel, initrd=initrd)
+
+
+def _make_cluster(request, tmp_path_factory, hosts=("h1",), agent_extra=None):
+    logdir = tmp_path_factory.mktemp("logs")
+    cl = cvirt.Cluster(logdir=str(logdir))
+    request.addfinalizer(cl.cleanup)
+    cl.start(hosts=hosts, agent_extra=agent_extra)
+    return cl
+
+
+@pytest.fixture(scope="module")
+def cluster(request, tmp_path_factory, cvirt_bin):
+    """One cluster (manager + agent h1) shared by a test module."""
+    return _make_cluster(request, tmp_path_factory)
+
+
+@pytest.fixture
+def make_cluster(request, tmp_path_factory, cvirt_bin):
+    """Factory for a test's own cluster: make_cluster(hosts=("h1",),
+    agent_extra={"h1": [...]}); stopped when the test ends."""
+    def make(hosts=("h1",), agent_extra=None):
+        return _make_cluster(request, tmp_path_factory, hosts, agent_extra)
+    return make
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """On a failure, attach the tail of every live cluster's daemon logs."""
+    outcome = yield
+    rep = outcome.get_result()
+    if rep.failed and cvirt.Cluster.active:
+        for i, cl in enumerate(cvirt.Cluster.active):
+            rep.sections.append(("cvirt daemon logs (cluster %d, %s)"
+                                 % (i, cl.base), cl.logs()))

@@ -1,0 +1,520 @@
+"""Helpers for cvirt's integration tests: a throwaway cluster of real daemons.
+
+A Cluster runs `cvirt manager` and one or more `cvirt agent` processes on
+127.0.0.1 with every host sharing one storage directory, drives them through
+the `cvirt` CLI, and on stop() leaves nothing running: daemons get SIGTERM,
+then SIGKILL, and every QEMU process of this cluster's VMs is killed.
+"""
+
+import json as jsonlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+GUEST_DIR = os.path.join(REPO, "tests", "guest", "out")
+UUID_RE = re.compile(
+    r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+BOOT_ID_RE = re.compile(r"cvirt-guest: boot-id (" + UUID_RE.pattern + ")")
+
+
+def cvirt_bin():
+    """The cvirt binary under test: $CVIRT_BIN or build/cvirt."""
+    return os.environ.get("CVIRT_BIN") or os.path.join(REPO, "build", "cvirt")
+
+
+def wait_for(fn, timeout, what, interval=0.1):
+    """Calls fn until it returns something truthy and returns that.
+
+    Exceptions from fn count as "not yet"; on timeout raises AssertionError
+    naming `what` and the last exception or value seen.
+    """
+    deadline = time.monotonic() + timeout
+    last = None
+    while True:
+        try:
+            value = fn()
+            if value:
+                return value
+            last = "last value: %r" % (value,)
+        except Exception as e:  # noqa: BLE001 - retried until the deadline
+            last = "last error: %s: %s" % (type(e).__name__, e)
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %ss waiting for %s (%s)"
+                                 % (timeout, what, last))
+        time.sleep(interval)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cpu_has_virt():
+    """True when /proc/cpuinfo reports vmx or svm."""
+    with open("/proc/cpuinfo") as f:
+        return re.search(r"^flags\s*:.*\b(vmx|svm)\b", f.read(), re.M) \
+            is not None
+
+
+def expected_accel():
+    return "kvm" if cpu_has_virt() and os.path.exists("/dev/kvm") else "tcg"
+
+
+def proc_cmdline(pid):
+    """argv of a process as a list, or None when it is gone or a zombie."""
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    if not raw:
+        return None
+    return [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+
+
+def pid_alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def qemu_pids(uuid=None):
+    """Pids of live processes with `-uuid <uuid>` on their command line
+    (any -uuid when uuid is None) as {pid: uuid}."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        argv = proc_cmdline(int(entry))
+        if not argv:
+            continue
+        for i, a in enumerate(argv[:-1]):
+            if a == "-uuid" and (uuid is None or argv[i + 1] == uuid):
+                found[int(entry)] = argv[i + 1]
+    return found
+
+
+def qemu_pid(uuid):
+    """The one live QEMU pid of a VM, or None."""
+    pids = sorted(qemu_pids(uuid))
+    return pids[0] if pids else None
+
+
+def boot_ids(serial):
+    """Boot ids in order of appearance in a serial transcript."""
+    return BOOT_ID_RE.findall(serial)
+
+
+class CvirtError(AssertionError):
+    """A cvirt command that should have worked did not."""
+
+
+class Daemon:
+    """One cvirt daemon process and its log file."""
+
+    def __init__(self, name, argv, log_path, env):
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.proc = None
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        log.write(("---- %s: %s\n" % (time.strftime("%H:%M:%S"),
+                                      " ".join(self.argv))).encode())
+        log.flush()
+        self.proc = subprocess.Popen(
+            self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+            env=self.env, start_new_session=True)
+        log.close()
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal(self, sig):
+        if self.running():
+            self.proc.send_signal(sig)
+
+    def wait(self, timeout):
+        """Waits for exit; True if it exited."""
+        if self.proc is None:
+            return True
+        try:
+            self.proc.wait(timeout=timeout)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop(self, timeout=10):
+        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
+        if self.proc is None:
+            return None
+        if self.running():
+            self.proc.send_signal(signal.SIGTERM)
+            if not self.wait(timeout):
+                self.proc.kill()
+                self.wait(10)
+        return self.proc.returncode
+
+    def log_tail(self, lines=60):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Cluster:
+    """A manager plus agents on 127.0.0.1, all hosts sharing D/storage.
+
+    base: data directory D (kept short: QMP sockets live under it);
+    logdir: where daemon logs go (the test's tmp dir).
+    """
+
+    # Every Cluster not yet stopped, so failing tests can show their logs.
+    active = []
+
+    def __init__(self, base=None, logdir=None, bin=None):
+        self.bin = bin or cvirt_bin()
+        self.own_base = base is None
+        self.base = base or tempfile.mkdtemp(prefix="cvirt-it.", dir="/tmp")
+        self.logdir = logdir or os.path.join(self.base, "logs")
+        os.makedirs(self.logdir, exist_ok=True)
+        self.storage = os.path.join(self.base, "storage")
+        os.makedirs(self.storage, exist_ok=True)
+        self.mdir = os.path.join(self.base, "m")
+        self.token_file = os.path.join(self.mdir, "admin.token")
+        self.port = None
+        self.url = None
+        self.manager = None
+        self.agents = {}          # name -> Daemon
+        self.agent_ports = {}     # name -> port (kept across restarts)
+        self.agent_extra = {}     # name -> extra argv
+        self.uuids = set()        # every VM uuid this cluster has seen
+        self.env = self._env()
+        Cluster.active.append(self)
+
+    def _env(self):
+        env = dict(os.environ)
+        for k in ("CVIRT_URL", "CVIRT_TOKEN", "CVIRT_TOKEN_FILE"):
+            env.pop(k, None)
+        env["HOME"] = self.base
+        return env
+
+    # ---- daemons ---------------------------------------------------------
+
+    def start_manager(self, timeout=20):
+        if self.port is None:
+            self.port = free_port()
+            self.url = "http://127.0.0.1:%d" % self.port
+        os.makedirs(self.mdir, exist_ok=True)
+        self.manager = Daemon(
+            "manager",
+            [self.bin, "manager", "--data", self.mdir,
+             "--listen", "127.0.0.1:%d" % self.port],
+            os.path.join(self.logdir, "manager.log"), self.env)
+        self.manager.start()
+        wait_for(lambda: self._alive(self.manager) and
+                 os.path.exists(self.token_file) and
+                 os.path.getsize(self.token_file) > 0,
+                 timeout, "manager to write %s" % self.token_file)
+        wait_for(lambda: self._alive(self.manager) and self.health(),
+                 timeout, "manager health on %s" % self.url)
+        return self.manager
+
+    def _alive(self, daemon):
+        if not daemon.running():
+            raise CvirtError("%s exited with status %s:\n%s" % (
+                daemon.name, daemon.proc.returncode, daemon.log_tail()))
+        return True
+
+    def health(self):
+        status, body = self.http("GET", "/api/v1/health", auth=False)
+        return status == 200 and isinstance(body, dict) and \
+            body.get("status") == "ok"
+
+    def start_agent(self, name, extra=None, wait=True, timeout=30):
+        """Starts (or restarts, with the same arguments) agent `name`."""
+        if name not in self.agent_ports:
+            self.agent_ports[name] = free_port()
+        if extra is not None:
+            self.agent_extra[name] = list(extra)
+        adir = os.path.join(self.base, "a-" + name)
+        os.makedirs(adir, exist_ok=True)
+        d = Daemon(
+            "agent " + name,
+            [self.bin, "agent", "--data", adir, "--manager", self.url,
+             "--token-file", self.token_file, "--name", name,
+             "--listen", "127.0.0.1:%d" % self.agent_ports[name],
+             "--storage", "local=" + self.storage]
+            + self.agent_extra.get(name, []),
+            os.path.join(self.logdir, "agent-%s.log" % name), self.env)
+        self.agents[name] = d
+        d.start()
+        if wait:
+            self.wait_host(name, "up", timeout, daemon=d)
+        return d
+
+    def wait_host(self, name, state="up", timeout=30, daemon=None):
+        def check():
+            if daemon is not None:
+                self._alive(daemon)
+            hosts = self.cli("host", "list", json=True)
+            return any(h.get("name") == name and h.get("state") == state
+                       for h in hosts)
+        return wait_for(check, timeout, "host %s to be %s" % (name, state),
+                        interval=0.2)
+
+    def kill_agent(self, name, sig=signal.SIGKILL, timeout=10):
+        """Sends sig to agent `name` and waits until it has exited."""
+        d = self.agents[name]
+        d.signal(sig)
+        if not d.wait(timeout):
+            raise CvirtError("agent %s did not exit on signal %d"
+                             % (name, sig))
+        return d.proc.returncode
+
+    def start(self, hosts=("h1",), agent_extra=None):
+        """Manager plus one agent per name in hosts; waits until all are up."""
+        self.start_manager()
+        for h in hosts:
+            self.start_agent(h, extra=(agent_extra or {}).get(h), wait=False)
+        for h in hosts:
+            self.wait_host(h, "up", 30, daemon=self.agents[h])
+        return self
+
+    def start_up(self, timeout=30):
+        """Runs `cvirt up --data BASE/up --listen 127.0.0.1:PORT` as this
+        cluster's only daemon (self.manager); waits for its token file
+        (found under the data dir), health and one host up."""
+        self.port = free_port()
+        self.url = "http://127.0.0.1:%d" % self.port
+        data = os.path.join(self.base, "up")
+        self.manager = Daemon(
+            "up", [self.bin, "up", "--data", data,
+                   "--listen", "127.0.0.1:%d" % self.port],
+            os.path.join(self.logdir, "up.log"), self.env)
+        self.manager.start()
+
+        def token_file():
+            self._alive(self.manager)
+            for root, _, files in os.walk(data):
+                if "admin.token" in files:
+                    return os.path.join(root, "admin.token")
+            return None
+        self.token_file = wait_for(token_file, timeout,
+                                   "cvirt up to write admin.token")
+        wait_for(lambda: self._alive(self.manager) and self.health(),
+                 timeout, "cvirt up health on %s" % self.url)
+        wait_for(lambda: self._alive(self.manager) and
+                 [h for h in self.cli("host", "list", json=True)
+                  if h.get("state") == "up"],
+                 timeout, "cvirt up's local host to be up", interval=0.2)
+        return self
+
+    # ---- client ----------------------------------------------------------
+
+    def cli(self, *args, check=True, json=False, timeout=90, input=None):
+        """Runs `cvirt --url URL --token-file F ARGS...`.
+
+        Returns (rc, stdout, stderr); with json=True adds --json and returns
+        the parsed JSON (or, with check=False, (rc, parsed-or-None, stderr)).
+        check=True raises CvirtError on a non-zero exit.
+        """
+        argv = [self.bin, "--url", self.url, "--token-file", self.token_file]
+        argv += [str(a) for a in args]
+        if json:
+            argv.append("--json")
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True,
+                               timeout=timeout, env=self.env,
+                               input=input if input is not None else "",
+                               errors="replace")
+        except subprocess.TimeoutExpired as e:
+            raise CvirtError("timed out after %ss: %s" % (timeout, " ".join(
+                argv[5:]))) from e
+        if check and p.returncode != 0:
+            raise CvirtError("cvirt %s: exit %d\nstdout: %s\nstderr: %s" % (
+                " ".join(argv[5:]), p.returncode, p.stdout, p.stderr))
+        if not json:
+            return p.returncode, p.stdout, p.stderr
+        parsed = None
+        if p.returncode == 0 or p.stdout.strip():
+            try:
+                parsed = jsonlib.loads(p.stdout)
+            except ValueError as e:
+                if check:
+                    raise CvirtError("cvirt %s: not JSON: %r" % (
+                        " ".join(argv[5:]), p.stdout)) from e
+        self._note_uuids(parsed)
+        if check:
+            return parsed
+        return p.returncode, parsed, p.stderr
+
+    def _note_uuids(self, obj):
+        if isinstance(obj, dict):
+            u = obj.get("uuid")
+            if isinstance(u, str) and UUID_RE.fullmatch(u):
+                self.uuids.add(u)
+            for v in obj.values():
+                self._note_uuids(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                self._note_uuids(v)
+
+    def http(self, method, path, body=None, token=True, auth=True,
+             headers=None, timeout=10):
+        """Raw REST call; returns (status, parsed JSON or raw text).
+
+        body: a dict/list (sent as JSON) or bytes/str (sent as is).
+        token: True for the admin token, a string for another, None/False
+        (or auth=False) for no Authorization header.
+        """
+        data = None
+        hdrs = dict(headers or {})
+        if body is not None:
+            if isinstance(body, (dict, list)):
+                data = jsonlib.dumps(body).encode()
+            elif isinstance(body, str):
+                data = body.encode()
+            else:
+                data = body
+            hdrs.setdefault("Content-Type", "application/json")
+        if auth and token:
+            tok = self.token() if token is True else token
+            hdrs["Authorization"] = "Bearer " + tok
+        req = urllib.request.Request(self.url + path, data=data,
+                                     method=method, headers=hdrs)
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as r:
+                status, raw = r.status, r.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        text = raw.decode(errors="replace")
+        try:
+            return status, jsonlib.loads(text)
+        except ValueError:
+            return status, text
+
+    def token(self):
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+    # ---- VM helpers ------------------------------------------------------
+
+    def vm(self, name):
+        """`vm show NAME --json`."""
+        return self.cli("vm", "show", name, json=True)
+
+    def vm_names(self):
+        return sorted(v["name"] for v in self.cli("vm", "list", json=True))
+
+    def serial(self, name):
+        return self.cli("vm", "serial", name)[1]
+
+    def wait_serial(self, name, text, timeout=30, count=1):
+        """Waits until `text` appears at least `count` times in the serial
+        output; returns the whole transcript."""
+        def check():
+            s = self.serial(name)
+            return s if s.count(text) >= count else None
+        return wait_for(check, timeout, "%r in serial of %s" % (text, name),
+                        interval=0.3)
+
+    def wait_state(self, name, state, timeout=30):
+        return wait_for(lambda: (lambda v: v if v.get("state") == state
+                                 else None)(self.vm(name)),
+                        timeout, "VM %s to be %s" % (name, state),
+                        interval=0.2)
+
+    # ---- teardown --------------------------------------------------------
+
+    def known_uuids(self):
+        """Every VM uuid of this cluster: seen by the CLI, listed by the
+        manager, or present as a directory on the shared storage."""
+        uuids = set(self.uuids)
+        if self.manager is not None and self.manager.running():
+            try:
+                rc, vms, _ = self.cli("vm", "list", json=True, check=False,
+                                      timeout=10)
+                if rc == 0:
+                    self._note_uuids(vms)
+                    uuids |= self.uuids
+            except Exception:  # noqa: BLE001 - best effort at teardown
+                pass
+        for root, dirs, files in os.walk(self.base):
+            for n in dirs + files:
+                m = UUID_RE.search(n)
+                if m:
+                    uuids.add(m.group(0))
+        return uuids
+
+    def cluster_qemus(self):
+        """{pid: uuid} of QEMU processes belonging to this cluster."""
+        uuids = self.known_uuids()
+        found = {}
+        for pid, u in qemu_pids().items():
+            argv = proc_cmdline(pid) or []
+            if u in uuids or any(self.base + "/" in a for a in argv):
+                found[pid] = u
+        return found
+
+    def logs(self, lines=60):
+        """The tail of every daemon's log, for failure reports."""
+        out = []
+        for d in [self.manager] + list(self.agents.values()):
+            if d is not None:
+                out.append("==== %s (%s) ====\n%s" % (d.name, d.log_path,
+                                                      d.log_tail(lines)))
+        return "\n".join(out)
+
+    def stop(self):
+        """Stops every daemon and kills every QEMU of this cluster."""
+        uuids = self.known_uuids()
+        for d in self.agents.values():
+            d.signal(signal.SIGTERM)
+        for d in self.agents.values():
+            d.stop(timeout=10)
+        if self.manager is not None:
+            self.manager.stop(timeout=10)
+        self.uuids |= uuids
+        leftovers = self.cluster_qemus()
+        for pid in leftovers:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            wait_for(lambda: not any(pid_alive(p) for p in leftovers), 10,
+                     "QEMU processes %s to exit" % sorted(leftovers))
+        finally:
+            if self in Cluster.active:
+                Cluster.active.remove(self)
+        return leftovers
+
+    def cleanup(self):
+        """stop() and remove the data directory if this cluster made it."""
+        try:
+            self.stop()
+        finally:
+            if self.own_base and not os.environ.get("CVIRT_KEEP"):
+                shutil.rmtree(self.base, ignore_errors=True)

@@ -1,0 +1,465 @@
+"""Foundation acceptance: VM lifecycle with a real TCG guest, accel
+detection, agent restart with re-attach, input validation, the serial
+console and the REST basics. Written against shared/CONTRACT.md and
+docs/api.md.
+"""
+
+import fcntl
+import os
+import re
+import select
+import signal
+import subprocess
+import termios
+import time
+
+import pytest
+
+import cvirt
+from cvirt import boot_ids, pid_alive, qemu_pid, wait_for
+
+INIT = "cvirt-guest: init reached"
+CMDLINE = "console=ttyS0 cvirt.tick=1"
+TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
+
+
+def serial_or_empty(cl, name):
+    rc, out, _ = cl.cli("vm", "serial", name, check=False)
+    return out if rc == 0 else ""
+
+
+def last_tick(serial):
+    ticks = TICK_RE.findall(serial)
+    return int(ticks[-1]) if ticks else 0
+
+
+def create_guest_vm(cl, guest, name, cmdline=CMDLINE):
+    return cl.cli("vm", "create", name, "--cpus", 1, "--memory", 256,
+                  "--kernel", guest.kernel, "--initrd", guest.initrd,
+                  "--cmdline", cmdline)
+
+
+def start_and_boot(cl, name, timeout=40):
+    """Starts a stopped VM and waits for a boot id it did not have before."""
+    before = set(boot_ids(serial_or_empty(cl, name)))
+    cl.cli("vm", "start", name)
+    wait_for(lambda: set(boot_ids(cl.serial(name))) - before, timeout,
+             "a new boot of %s (%r on its serial)" % (name, INIT),
+             interval=0.3)
+    time.sleep(0.5)      # acpid starts just after the boot id is printed
+    return cl.vm(name)
+
+
+def ensure_running(cl, name, timeout=40):
+    """Brings a VM to running with its guest booted, reusing a running one."""
+    v = cl.vm(name)
+    if v["state"] == "paused":
+        cl.cli("vm", "resume", name)
+        v = cl.vm(name)
+    if v["state"] == "running":
+        cl.wait_serial(name, "cvirt-guest: boot-id", timeout)
+        return v
+    return start_and_boot(cl, name, timeout)
+
+
+def assert_one_line_error(rc, err, what):
+    assert rc != 0, "%s: expected failure, got exit 0" % what
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, "%s: want one line on stderr, got %r" % (what, err)
+
+
+def wait_qemu_gone(uuid, timeout=10):
+    wait_for(lambda: qemu_pid(uuid) is None, timeout,
+             "QEMU with -uuid %s to exit" % uuid)
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def t1(cluster, guest):
+    """VM t1 defined from the test guest (stopped); tests share it in order."""
+    create_guest_vm(cluster, guest, "t1")
+    return "t1"
+
+
+# -------------------------------------------------------------------- REST
+
+
+def test_rest_health_needs_no_token(cluster):
+    status, body = cluster.http("GET", "/api/v1/health", auth=False)
+    assert status == 200 and isinstance(body, dict), (status, body)
+    assert body.get("status") == "ok", body
+
+
+def test_rest_without_token_is_401(cluster):
+    status, body = cluster.http("GET", "/api/v1/vms", auth=False)
+    assert status == 401, body
+    assert isinstance(body, dict) and body.get("error"), body
+    status, body = cluster.http("GET", "/api/v1/vms", token="not-a-token")
+    assert status == 401, body
+
+
+def test_rest_unknown_route_is_404_json(cluster):
+    status, body = cluster.http("GET", "/api/v1/no-such-thing")
+    assert status == 404, body
+    assert isinstance(body, dict) and isinstance(body.get("error"), str)
+    status, body = cluster.http("GET", "/api/v1/vms/no-such-vm")
+    assert status == 404, body
+    assert isinstance(body, dict) and body.get("error")
+
+
+def test_rest_malformed_json_is_400(cluster):
+    before = cluster.vm_names()
+    for raw in ('{"name": "bad", "cpus": 1,', "not json", "[1, 2]",
+                '{"name": "bad", "cpus": "one", "memory_mib": 256}',
+                '{"name": "bad", "cpus": 1, "memory_mib": 256, "typo": 1}'):
+        status, body = cluster.http("POST", "/api/v1/vms", body=raw)
+        assert status == 400, (raw, status, body)
+        assert isinstance(body, dict) and body.get("error"), (raw, body)
+    assert cluster.vm_names() == before
+
+
+BAD_BODIES = [
+    ("cpus -1", {"name": "r1", "cpus": -1, "memory_mib": 256}),
+    ("cpus 0", {"name": "r1", "cpus": 0, "memory_mib": 256}),
+    ("cpus huge", {"name": "r1", "cpus": 99999, "memory_mib": 256}),
+    ("cpus float", {"name": "r1", "cpus": 1.5, "memory_mib": 256}),
+    ("memory 0", {"name": "r1", "cpus": 1, "memory_mib": 0}),
+    ("memory huge", {"name": "r1", "cpus": 1, "memory_mib": 2 ** 62}),
+    ("memory string", {"name": "r1", "cpus": 1, "memory_mib": "abc"}),
+    ("no memory", {"name": "r1", "cpus": 1}),
+    ("name ../x", {"name": "../x", "cpus": 1, "memory_mib": 256}),
+    ("name a/b", {"name": "a/b", "cpus": 1, "memory_mib": 256}),
+    ("name empty", {"name": "", "cpus": 1, "memory_mib": 256}),
+    ("name 100", {"name": "a" * 100, "cpus": 1, "memory_mib": 256}),
+    ("name number", {"name": 7, "cpus": 1, "memory_mib": 256}),
+    ("kernel relative", {"name": "r1", "cpus": 1, "memory_mib": 256,
+                         "kernel": "vmlinuz"}),
+    ("kernel dotdot", {"name": "r1", "cpus": 1, "memory_mib": 256,
+                       "kernel": "/boot/../etc/passwd"}),
+    ("ha_monitor bogus", {"name": "r1", "cpus": 1, "memory_mib": 256,
+                          "ha_monitor": "bogus"}),
+]
+
+
+@pytest.mark.parametrize("body", [b for _, b in BAD_BODIES],
+                         ids=[i for i, _ in BAD_BODIES])
+def test_rest_bad_vm_fields_are_400(cluster, body):
+    before = cluster.vm_names()
+    status, reply = cluster.http("POST", "/api/v1/vms", body=body)
+    assert status == 400, (body, status, reply)
+    assert isinstance(reply, dict) and reply.get("error"), reply
+    assert cluster.vm_names() == before
+
+
+def test_rest_duplicate_is_409(cluster):
+    body = {"name": "r-dup", "cpus": 1, "memory_mib": 64}
+    status, reply = cluster.http("POST", "/api/v1/vms", body=body)
+    assert status == 201, reply
+    try:
+        before = cluster.vm_names()
+        status, reply = cluster.http("POST", "/api/v1/vms", body=body)
+        assert status == 409, reply
+        assert cluster.vm_names() == before
+    finally:
+        cluster.cli("vm", "delete", "r-dup", check=False)
+
+
+# ------------------------------------------------------------- host, accel
+
+
+def test_host_reports_detected_accel(cluster):
+    h = cluster.cli("host", "show", "h1", json=True)
+    assert h["name"] == "h1"
+    assert h["state"] == "up"
+    # This machine has /dev/kvm but no vmx/svm: it must say tcg here.
+    assert h["accel"] == cvirt.expected_accel(), h
+    assert h["cpus"] >= 1 and h["memory_mib"] > 0
+    hosts = cluster.cli("host", "list", json=True)
+    assert isinstance(hosts, list) and [x["name"] for x in hosts] == ["h1"]
+
+
+def test_agent_accel_override_tcg(make_cluster):
+    cl = make_cluster(hosts=("h9",), agent_extra={"h9": ["--accel", "tcg"]})
+    assert cl.cli("host", "show", "h9", json=True)["accel"] == "tcg"
+
+
+# ---------------------------------------------------------------- bad input
+
+BAD_CREATES = [
+    ("cpus -1", ["v1", "--cpus", "-1", "--memory", "256"]),
+    ("cpus 0", ["v1", "--cpus", "0", "--memory", "256"]),
+    ("cpus huge", ["v1", "--cpus", "99999", "--memory", "256"]),
+    ("cpus overflow", ["v1", "--cpus", "99999999999999999999999",
+                       "--memory", "256"]),
+    ("cpus abc", ["v1", "--cpus", "abc", "--memory", "256"]),
+    ("memory abc", ["v1", "--cpus", "1", "--memory", "abc"]),
+    ("memory 0", ["v1", "--cpus", "1", "--memory", "0"]),
+    ("memory -5", ["v1", "--cpus", "1", "--memory", "-5"]),
+    ("memory huge", ["v1", "--cpus", "1", "--memory", "999999999999"]),
+    ("memory 12x", ["v1", "--cpus", "1", "--memory", "12x"]),
+    ("name ../x", ["../x", "--cpus", "1", "--memory", "256"]),
+    ("name a/b", ["a/b", "--cpus", "1", "--memory", "256"]),
+    ("name empty", ["", "--cpus", "1", "--memory", "256"]),
+    ("name 100 chars", ["a" * 100, "--cpus", "1", "--memory", "256"]),
+    ("name with space", ["a b", "--cpus", "1", "--memory", "256"]),
+    ("name leading dash", ["-x", "--cpus", "1", "--memory", "256"]),
+    ("no cpus", ["v1", "--memory", "256"]),
+    ("no name", ["--cpus", "1", "--memory", "256"]),
+    ("relative kernel", ["v1", "--cpus", "1", "--memory", "256",
+                         "--kernel", "vmlinuz"]),
+]
+
+
+@pytest.mark.parametrize("args", [a for _, a in BAD_CREATES],
+                         ids=[i for i, _ in BAD_CREATES])
+def test_bad_create_is_refused(cluster, args):
+    before = cluster.vm_names()
+    rc, _, err = cluster.cli("vm", "create", *args, check=False)
+    assert_one_line_error(rc, err, "vm create %r" % (args,))
+    assert cluster.vm_names() == before
+
+
+def test_duplicate_name_is_refused(cluster, guest):
+    create_guest_vm(cluster, guest, "dup1")
+    try:
+        before = cluster.vm_names()
+        assert before.count("dup1") == 1
+        rc, _, err = cluster.cli("vm", "create", "dup1", "--cpus", 2,
+                                 "--memory", 128, check=False)
+        assert_one_line_error(rc, err, "duplicate vm create")
+        assert cluster.vm_names() == before
+        assert cluster.vm("dup1")["cpus"] == 1
+    finally:
+        cluster.cli("vm", "delete", "dup1", check=False)
+    assert "dup1" not in cluster.vm_names()
+
+
+@pytest.mark.parametrize("verb", ["show", "start", "stop", "delete",
+                                  "pause", "resume", "reboot", "serial"])
+def test_unknown_vm_is_an_error(cluster, verb):
+    before = cluster.vm_names()
+    rc, _, err = cluster.cli("vm", verb, "no-such-vm", check=False)
+    assert_one_line_error(rc, err, "vm %s no-such-vm" % verb)
+    assert cluster.vm_names() == before
+
+
+# ------------------------------------------------------- lifecycle with t1
+
+
+def test_create_start_serial(cluster, t1):
+    v = cluster.vm(t1)
+    assert v["state"] == "stopped" and v["host"] is None, v
+    assert v["cpus"] == 1 and v["memory_mib"] == 256
+    assert cvirt.UUID_RE.fullmatch(v["uuid"]), v
+    assert t1 in cluster.vm_names()
+
+    cluster.cli("vm", "start", t1)
+    serial = cluster.wait_serial(t1, INIT, timeout=30)
+    assert len(boot_ids(serial)) >= 1, serial[-2000:]
+    v = cluster.vm(t1)
+    assert v["state"] == "running", v
+    assert v["host"] == "h1", v
+    pid = qemu_pid(v["uuid"])
+    assert pid is not None, "no QEMU with -uuid %s" % v["uuid"]
+    # The guest's ticker proves it keeps running.
+    tick = last_tick(serial)
+    wait_for(lambda: last_tick(cluster.serial(t1)) > tick, 10,
+             "the guest's tick to advance")
+
+
+def test_serial_console_interactive(cluster, t1):
+    ensure_running(cluster, t1)
+    master, slave = os.openpty()
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(
+        [cluster.bin, "--url", cluster.url, "--token-file",
+         cluster.token_file, "vm", "console", t1],
+        stdin=slave, stdout=slave, stderr=slave, env=cluster.env,
+        preexec_fn=ctty, close_fds=True)
+    os.close(slave)
+    out = bytearray()
+
+    def pump(until, timeout):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if until is not None and until in out:
+                return True
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:      # EIO: the client has exited
+                    return until is not None and until in out
+                if not chunk:
+                    return False
+                out.extend(chunk)
+            elif p.poll() is not None:
+                return until is not None and until in out
+        return until is not None and until in out
+
+    try:
+        pump(None, 1.5)                # let the client connect
+        assert p.poll() is None, "console exited early: %r" % bytes(out)
+        seen = False
+        for _ in range(3):
+            os.write(master, b"echo cvirt-$((6*7))\r")
+            if pump(b"cvirt-42", 8):
+                seen = True
+                break
+        assert seen, "no cvirt-42 on the console: %r" % bytes(out[-2000:])
+        os.write(master, b"\x1d")      # Ctrl-] detaches
+        rc = p.wait(timeout=10)
+        assert rc == 0, "console exited %d: %r" % (rc, bytes(out[-500:]))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    # Detaching leaves the VM alone.
+    assert cluster.vm(t1)["state"] == "running"
+
+
+def test_pause_resume(cluster, t1):
+    ensure_running(cluster, t1)
+    cluster.cli("vm", "pause", t1)
+    assert cluster.vm(t1)["state"] == "paused"
+    tick = last_tick(cluster.serial(t1))
+    time.sleep(2.5)
+    assert last_tick(cluster.serial(t1)) <= tick + 1, \
+        "guest kept ticking while paused"
+    cluster.cli("vm", "resume", t1)
+    assert cluster.vm(t1)["state"] == "running"
+    wait_for(lambda: last_tick(cluster.serial(t1)) > tick + 1, 10,
+             "ticks after resume")
+
+
+def test_reboot_gives_new_boot_id(cluster, t1):
+    ensure_running(cluster, t1)
+    before = boot_ids(cluster.serial(t1))
+    assert before
+    cluster.cli("vm", "reboot", t1)
+    wait_for(lambda: set(boot_ids(cluster.serial(t1))) - set(before), 40,
+             "a new boot id after reboot", interval=0.3)
+    assert cluster.vm(t1)["state"] == "running"
+
+
+def test_stop_graceful(cluster, t1):
+    v = ensure_running(cluster, t1)
+    uuid = v["uuid"]
+    assert qemu_pid(uuid) is not None
+    t0 = time.monotonic()
+    cluster.cli("vm", "stop", t1)
+    v = cluster.vm(t1)
+    assert v["state"] == "stopped", v
+    assert v["host"] is None, v
+    wait_qemu_gone(uuid)
+    # The guest saw the ACPI power button (acpid powered it off).
+    serial = serial_or_empty(cluster, t1)
+    if serial:
+        assert "power button, powering off" in serial, \
+            "stop took %.1fs without an ACPI shutdown" % (
+                time.monotonic() - t0)
+
+
+@pytest.mark.slow
+def test_agent_kill9_keeps_qemu_and_reattaches(cluster, t1):
+    v = ensure_running(cluster, t1)
+    uuid = v["uuid"]
+    pid = qemu_pid(uuid)
+    assert pid is not None
+    serial = cluster.serial(t1)
+    ids = boot_ids(serial)
+    inits = serial.count(INIT)
+    tick = last_tick(serial)
+
+    cluster.kill_agent("h1", signal.SIGKILL)
+    time.sleep(1.0)
+    assert pid_alive(pid), "QEMU died with its agent"
+    assert qemu_pid(uuid) == pid
+
+    cluster.start_agent("h1")
+    v = cluster.wait_state(t1, "running", timeout=30)
+    assert v["host"] == "h1", v
+    assert qemu_pid(uuid) == pid, "QEMU was replaced, not re-attached"
+    serial = wait_for(lambda: (lambda s: s if last_tick(s) > tick else None)(
+        cluster.serial(t1)), 15, "ticks after re-attach", interval=0.3)
+    assert boot_ids(serial)[-1] == ids[-1], "the guest rebooted"
+    assert serial.count(INIT) == inits, "a second init reached"
+
+    cluster.cli("vm", "stop", t1)
+    assert cluster.vm(t1)["state"] == "stopped"
+    wait_qemu_gone(uuid)
+
+
+def test_stop_force(cluster, t1):
+    v = cluster.vm(t1)
+    if v["state"] != "running":
+        cluster.cli("vm", "start", t1)
+    v = cluster.vm(t1)
+    assert v["state"] == "running", v
+    uuid = v["uuid"]
+    assert qemu_pid(uuid) is not None
+    t0 = time.monotonic()
+    cluster.cli("vm", "stop", t1, "--force")
+    assert time.monotonic() - t0 < 10, "forced stop was slow"
+    assert cluster.vm(t1)["state"] == "stopped"
+    wait_qemu_gone(uuid, timeout=5)
+
+
+def test_delete(cluster, t1):
+    v = cluster.vm(t1)
+    if v["state"] != "stopped":
+        cluster.cli("vm", "stop", t1, "--force")
+    cluster.cli("vm", "delete", t1)
+    assert t1 not in cluster.vm_names()
+    rc, _, err = cluster.cli("vm", "show", t1, check=False)
+    assert_one_line_error(rc, err, "vm show after delete")
+    assert not os.path.exists(os.path.join(cluster.storage, "vms", v["uuid"]))
+
+
+def test_delete_running_needs_force(cluster, guest):
+    create_guest_vm(cluster, guest, "t2")
+    cluster.cli("vm", "start", "t2")
+    v = cluster.vm("t2")
+    assert v["state"] == "running"
+    rc, _, err = cluster.cli("vm", "delete", "t2", check=False)
+    assert_one_line_error(rc, err, "delete of a running VM without --force")
+    assert cluster.vm("t2")["state"] == "running"
+    cluster.cli("vm", "delete", "t2", "--force")
+    assert "t2" not in cluster.vm_names()
+    wait_qemu_gone(v["uuid"])
+
+
+# ----------------------------------------------------------------- daemons
+
+
+def test_daemons_stop_cleanly_on_sigterm(make_cluster):
+    cl = make_cluster(hosts=("h1",))
+    cl.agents["h1"].signal(signal.SIGTERM)
+    assert cl.agents["h1"].wait(10), "agent ignored SIGTERM"
+    assert cl.agents["h1"].proc.returncode == 0
+    cl.manager.signal(signal.SIGTERM)
+    assert cl.manager.wait(10), "manager ignored SIGTERM"
+    assert cl.manager.proc.returncode == 0
+
+
+def test_up_runs_manager_agent_and_storage(tmp_path, cvirt_bin):
+    cl = cvirt.Cluster(logdir=str(tmp_path))
+    try:
+        cl.start_up()
+        hosts = cl.cli("host", "list", json=True)
+        assert len(hosts) == 1 and hosts[0]["state"] == "up", hosts
+        assert hosts[0]["accel"] == cvirt.expected_accel()
+        storage = cl.cli("storage", "list", json=True)
+        assert "local" in [s["name"] for s in storage], storage
+        cl.manager.signal(signal.SIGTERM)
+        assert cl.manager.wait(15), "cvirt up ignored SIGTERM"
+        assert cl.manager.proc.returncode == 0
+    finally:
+        cl.cleanup()
