@@ -64,6 +64,8 @@ static const char cli_global_help[] =
     "  --token TOKEN      API token (env CVIRT_TOKEN)\n"
     "  --token-file FILE  file holding the API token (env CVIRT_TOKEN_FILE;\n"
     "                     default ~/.local/share/cvirt/admin.token if present)\n"
+    "  --ca-file FILE     CA certificate(s) to trust for https (env "
+    "CVIRT_CA_FILE)\n"
     "  --json             print the API's JSON instead of tables\n"
     "  --help             this text, or a command's usage\n";
 
@@ -178,6 +180,7 @@ cli_opt_one(struct cli_ctx *c, const struct cli_opt *opts, int argc,
 		{ "url",	CLI_OPT_STR,	&c->opt_url },
 		{ "token",	CLI_OPT_STR,	&c->opt_token },
 		{ "token-file",	CLI_OPT_STR,	&c->opt_token_file },
+		{ "ca-file",	CLI_OPT_STR,	&c->opt_ca_file },
 		{ "json",	CLI_OPT_FLAG,	&c->json },
 		{ "help",	CLI_OPT_FLAG,	&c->help },
 		{ NULL,		CLI_OPT_FLAG,	NULL },

@@ -108,6 +108,15 @@ cli_ctx_resolve(struct cli_ctx *c)
 	}
 	for (n = strlen(c->url); n > 0 && c->url[n - 1] == '/'; n--)
 		c->url[n - 1] = '\0';
+	c->ca_file = c->opt_ca_file ? c->opt_ca_file : cli_env("CVIRT_CA_FILE");
+	if (c->ca_file != NULL) {
+		if (access(c->ca_file, R_OK) != 0) {
+			cli_err("cannot read CA file %s: %s", c->ca_file,
+			    strerror(errno));
+			return -1;
+		}
+		httpc_set_cafile(c->ca_file);
+	}
 	if (cli_token_resolve(c) != 0)
 		return -1;
 	c->resolved = 1;

@@ -18,6 +18,7 @@
 #define CLI_CON_DETACH		0x1d	/* Ctrl-] */
 #define CLI_CON_LINGER_MS	1500	/* after stdin EOF, wait for quiet */
 #define CLI_CON_CLOSE_WAIT_MS	1000	/* for the server's close reply */
+#define CLI_CON_CA_BUNDLE	"/etc/ssl/certs/ca-certificates.crt"
 
 /* Shared between the main thread and civetweb's reader thread. */
 struct cli_con {
@@ -209,6 +210,29 @@ cleanup:
 	return rc;
 }
 
+/* Opens the websocket; over https the server's certificate is checked
+ * against --ca-file, else the system's CA bundle (when there is one). */
+static struct mg_connection *
+cli_con_dial(struct cli_ctx *c, struct cli_con_target *t, struct cli_con *con,
+    char *ebuf, size_t esize)
+{
+	struct mg_client_options o;
+
+	ebuf[0] = '\0';
+	if (!t->tls)
+		return mg_connect_websocket_client(t->host, t->port, 0, ebuf,
+		    esize, t->path, NULL, cli_con_data, cli_con_close, con);
+	memset(&o, 0, sizeof(o));
+	o.host = t->host;
+	o.port = t->port;
+	o.host_name = t->host;
+	o.server_cert = c->ca_file;
+	if (o.server_cert == NULL && access(CLI_CON_CA_BUNDLE, R_OK) == 0)
+		o.server_cert = CLI_CON_CA_BUNDLE;
+	return mg_connect_websocket_client_secure(&o, ebuf, esize, t->path,
+	    NULL, cli_con_data, cli_con_close, con);
+}
+
 /* Sends n bytes from stdin; stops at Ctrl-]. 1 on detach, -1 on error. */
 static int
 cli_con_send(struct cli_con *con, const char *buf, size_t n)
@@ -382,9 +406,7 @@ cli_vm_console(struct cli_ctx *c, int argc, char **argv)
 		cli_err("cannot create a pipe: %s", strerror(errno));
 		goto cleanup;
 	}
-	ebuf[0] = '\0';
-	con.conn = mg_connect_websocket_client(t.host, t.port, t.tls, ebuf,
-	    sizeof(ebuf), t.path, NULL, cli_con_data, cli_con_close, &con);
+	con.conn = cli_con_dial(c, &t, &con, ebuf, sizeof(ebuf));
 	if (con.conn == NULL) {
 		cli_err("cannot open vm %s's console at %s: %s", pos[0],
 		    c->url, ebuf[0] ? ebuf : "connection failed");

@@ -24,12 +24,14 @@ struct cli_ctx {
 	const char		*opt_url;
 	const char		*opt_token;
 	const char		*opt_token_file;
+	const char		*opt_ca_file;
 	int			 json;		/* --json */
 	int			 help;		/* --help seen */
 	const struct cli_cmd	*cmd;		/* the command being run */
 	int			 resolved;
 	char			 url[CLI_URL_MAX];	/* no trailing '/' */
 	char			*token;			/* owned, or NULL */
+	const char		*ca_file;	/* extra trust for https, or NULL */
 	volatile int		 interrupted;	/* set by Ctrl-C while waiting */
 };
 
