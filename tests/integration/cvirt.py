@@ -482,9 +482,16 @@ class Cluster:
         """The tail of every daemon's log, for failure reports."""
         out = []
         for d in [self.manager] + list(self.agents.values()):
-            if d is not None:
-                out.append("==== %s (%s) ====\n%s" % (d.name, d.log_path,
-                                                      d.log_tail(lines)))
+            if d is None:
+                continue
+            if d.proc is not None and d.proc.poll() is not None:
+                rc = d.proc.returncode
+                state = "exited with %s" % (
+                    "signal %d" % -rc if rc < 0 else "status %d" % rc)
+            else:
+                state = "running"
+            out.append("==== %s, %s (%s) ====\n%s" % (
+                d.name, state, d.log_path, d.log_tail(lines)))
         return "\n".join(out)
 
     def stop(self):
