@@ -20,6 +20,8 @@ OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
 LIBOBJS := $(filter-out $(BUILD)/src/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Shared test helpers (e.g. the fake QMP server), linked into every test.
+UNIT_HELPERS := $(filter-out $(UNIT_SRCS),$(sort $(wildcard tests/unit/*.c)))
 
 all: $(BUILD)/cvirt
 
@@ -30,9 +32,9 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-$(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBOBJS)
+$(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(wildcard tests/unit/*.h) $(LIBOBJS)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(LIBOBJS) $(LDLIBS) -lcmocka
+	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(UNIT_HELPERS) $(LIBOBJS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 
