@@ -285,10 +285,13 @@ vmhost_pid_gone(struct avm *vm, int64_t ms)
 	int64_t deadline = util_mono_ms() + ms;
 
 	do {
-		if (vm->child && waitpid(vm->pid, NULL, WNOHANG) == vm->pid)
+		if (vm->child) {
+			pid_t r = waitpid(vm->pid, NULL, WNOHANG);
+			if (r == vm->pid || (r < 0 && errno == ECHILD))
+				return 1;
+		} else if (!util_pid_alive(vm->pid)) {
 			return 1;
-		if (!util_pid_alive(vm->pid))
-			return 1;
+		}
 		util_sleep_ms(20);
 	} while (util_mono_ms() < deadline);
 	return 0;
@@ -539,6 +542,23 @@ vmhost_qemu_reason(const char *log, char *err, size_t errsz)
 	free(buf);
 }
 
+/* A line in the serial log where each run of the VM begins. */
+static void
+vmhost_serial_mark(struct avm *vm, const char *log)
+{
+	char line[256], when[40];
+	int fd;
+
+	util_time_iso(util_wall_ms(), when, sizeof(when));
+	snprintf(line, sizeof(line), "\r\n[cvirt: %s starting on host %s at %s]"
+	    "\r\n", vm->name, agent_cfg.name, when);
+	if ((fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0)
+		return;
+	if (write(fd, line, strlen(line)) < 0)
+		log_warn("vm %s: serial log", vm->name);
+	close(fd);
+}
+
 static int
 vmhost_paths(struct avm *vm, char *err, size_t errsz)
 {
@@ -564,11 +584,16 @@ int
 vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
     int *status)
 {
-	struct qemu_vm_spec q;
+	struct qemu_vm_spec *q = NULL;	/* ~100 KiB: not on a server thread's stack */
 	struct avm *vm = NULL;
 	char log[PATH_MAX];
 	int rc = -1, inserted = 0;
 
+	*status = 500;
+	if ((q = malloc(sizeof(*q))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		goto cleanup;
+	}
 	*status = 400;
 	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
 	    jstr(spec, "storage"), err, errsz, status);
@@ -584,7 +609,7 @@ vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
 		*status = 404;
 		goto cleanup;
 	}
-	if (vmhost_qemu_spec(spec, vm, &q, err, errsz) < 0 ||
+	if (vmhost_qemu_spec(spec, vm, q, err, errsz) < 0 ||
 	    store_vm_write_meta(vmhost_storage_path(vm->storage), spec, err,
 	    errsz) < 0 ||
 	    util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
@@ -592,8 +617,9 @@ vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
 		goto cleanup;
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
+	vmhost_serial_mark(vm, q->serial_log);
 	*status = 502;
-	if (qemu_spawn(&q, log, &vm->pid, err, errsz) < 0)
+	if (qemu_spawn(q, log, &vm->pid, err, errsz) < 0)
 		goto cleanup;
 	vm->child = 1;
 	vm->qmp = qmp_open(vm->qmp_path, 10000, vmhost_event, vm, err, errsz);
@@ -637,6 +663,7 @@ cleanup:
 			vmhost_remove(vm);
 	}
 	vmhost_put(vm);
+	free(q);
 	return rc;
 }
 
