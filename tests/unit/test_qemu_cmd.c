@@ -1,0 +1,585 @@
+/* test_qemu_cmd.c - unit tests for the QEMU command line and for spawning QEMU. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "qemu/qemu_cmd.h"
+#include "qemu/qmp.h"
+
+#define T_UUID "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
+/* Bounded assignment to a char array field. */
+#define SET(f, v) snprintf((f), sizeof(f), "%s", (v))
+
+struct tstate {
+	char			 dir[64];
+	struct qemu_vm_spec	*spec;
+	char			 err[512];
+};
+
+static int
+setup(void **state)
+{
+	struct tstate *t = calloc(1, sizeof(*t));
+	struct qemu_vm_spec *s;
+
+	if (t == NULL || (t->spec = calloc(1, sizeof(*t->spec))) == NULL)
+		return -1;
+	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-qcmd-XXXXXX");
+	if (mkdtemp(t->dir) == NULL)
+		return -1;
+	s = t->spec;
+	snprintf(s->name, sizeof(s->name), "vm1");
+	snprintf(s->uuid, sizeof(s->uuid), "%s", T_UUID);
+	s->cpus = 2;
+	s->memory_mib = 512;
+	snprintf(s->accel, sizeof(s->accel), "tcg");
+	snprintf(s->qmp_path, sizeof(s->qmp_path), "%s/qmp.sock", t->dir);
+	snprintf(s->serial_path, sizeof(s->serial_path), "%s/serial.sock",
+	    t->dir);
+	snprintf(s->serial_log, sizeof(s->serial_log), "%s/serial.log", t->dir);
+	s->vnc_display = -1;
+	unsetenv("CVIRT_QEMU");
+	*state = t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct tstate *t = *state;
+
+	unsetenv("CVIRT_QEMU");
+	util_rm_rf(t->dir);
+	free(t->spec);
+	free(t);
+	return 0;
+}
+
+/* Index of option opt followed by val (val NULL: opt alone), or -1. */
+static int
+argv_find(char **argv, const char *opt, const char *val)
+{
+	int i;
+
+	for (i = 1; argv[i]; i++) {
+		if (strcmp(argv[i], opt) != 0)
+			continue;
+		if (val == NULL || (argv[i + 1] && strcmp(argv[i + 1], val) == 0))
+			return i;
+	}
+	return -1;
+}
+
+static void
+assert_pair(char **argv, const char *opt, const char *val)
+{
+	if (argv_find(argv, opt, val) < 0)
+		fail_msg("missing \"%s %s\"", opt, val ? val : "");
+}
+
+static void
+assert_no_opt(char **argv, const char *opt)
+{
+	if (argv_find(argv, opt, NULL) >= 0)
+		fail_msg("unexpected \"%s\"", opt);
+}
+
+/* Format into one of two rotating static buffers (test helper). */
+static char *
+t_fmt(const char *fmt, const char *a, const char *b)
+{
+	static char buf[2][8192];
+	static int k;
+
+	k ^= 1;
+	snprintf(buf[k], sizeof(buf[k]), fmt, a, b);
+	return buf[k];
+}
+
+static void
+test_argv_base(void **state)
+{
+	struct tstate *t = *state;
+	char **argv = qemu_build_argv(t->spec);
+
+	assert_non_null(argv);
+	assert_string_equal(argv[0], "qemu-system-x86_64");
+	assert_pair(argv, "-name", "guest=vm1,debug-threads=on");
+	assert_pair(argv, "-uuid", T_UUID);
+	assert_pair(argv, "-machine", "q35,accel=tcg");
+	assert_pair(argv, "-cpu", "max");
+	assert_pair(argv, "-smp", "2");
+	assert_pair(argv, "-m", "512");
+	assert_pair(argv, "-nodefaults", NULL);
+	assert_pair(argv, "-no-user-config", NULL);
+	assert_pair(argv, "-display", "none");
+	assert_pair(argv, "-chardev", t_fmt(
+	    "socket,id=qmp,path=%s/qmp.sock,server=on,wait=off", t->dir, NULL));
+	assert_pair(argv, "-mon", "chardev=qmp,mode=control");
+	assert_pair(argv, "-chardev", t_fmt("socket,id=serial0,path=%s/"
+	    "serial.sock,server=on,wait=off,logfile=%s/serial.log,logappend=on",
+	    t->dir, t->dir));
+	assert_pair(argv, "-serial", "chardev:serial0");
+	assert_no_opt(argv, "-S");
+	assert_no_opt(argv, "-kernel");
+	assert_no_opt(argv, "-incoming");
+	assert_no_opt(argv, "-pidfile");
+	assert_no_opt(argv, "-vnc");
+	assert_no_opt(argv, "-blockdev");
+	assert_no_opt(argv, "-netdev");
+	assert_no_opt(argv, "-device");
+	qemu_argv_free(argv);
+}
+
+static void
+test_argv_kvm_and_binary(void **state)
+{
+	struct tstate *t = *state;
+	char **argv;
+
+	snprintf(t->spec->accel, sizeof(t->spec->accel), "kvm");
+	setenv("CVIRT_QEMU", "/opt/qemu/bin/qemu-kvm", 1);
+	argv = qemu_build_argv(t->spec);
+	assert_non_null(argv);
+	assert_string_equal(argv[0], "/opt/qemu/bin/qemu-kvm");
+	assert_pair(argv, "-machine", "q35,accel=kvm");
+	assert_pair(argv, "-cpu", "host");
+	qemu_argv_free(argv);
+}
+
+static void
+test_argv_disks(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+
+	snprintf(s->disks[0].path, sizeof(s->disks[0].path), "/img/root.qcow2");
+	snprintf(s->disks[0].format, sizeof(s->disks[0].format), "qcow2");
+	snprintf(s->disks[1].path, sizeof(s->disks[1].path), "/img/data.raw");
+	snprintf(s->disks[1].format, sizeof(s->disks[1].format), "raw");
+	s->disks[1].readonly = 1;
+	snprintf(s->disks[2].path, sizeof(s->disks[2].path), "/img/boot.iso");
+	snprintf(s->disks[2].format, sizeof(s->disks[2].format), "raw");
+	s->disks[2].cdrom = 1;
+	s->ndisks = 3;
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk0-file,"
+	    "filename=/img/root.qcow2,read-only=off");
+	assert_pair(argv, "-blockdev", "driver=qcow2,node-name=disk0,"
+	    "file=disk0-file,read-only=off");
+	assert_pair(argv, "-device", "virtio-blk-pci,drive=disk0,id=virtio-disk0");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk1-file,"
+	    "filename=/img/data.raw,read-only=on");
+	assert_pair(argv, "-blockdev", "driver=raw,node-name=disk1,"
+	    "file=disk1-file,read-only=on");
+	assert_pair(argv, "-device", "virtio-blk-pci,drive=disk1,id=virtio-disk1");
+	/* A CD-ROM sits on q35's AHCI bus and is always read-only. */
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk2-file,"
+	    "filename=/img/boot.iso,read-only=on");
+	assert_pair(argv, "-device", "ide-cd,drive=disk2,bus=ide.0,id=sata-cd2");
+	qemu_argv_free(argv);
+}
+
+static void
+test_argv_nics(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+
+	snprintf(s->nics[0].mac, sizeof(s->nics[0].mac), "52:54:00:12:34:56");
+	snprintf(s->nics[0].type, sizeof(s->nics[0].type), "user");
+	snprintf(s->nics[1].mac, sizeof(s->nics[1].mac), "52:54:00:AB:cd:ef");
+	snprintf(s->nics[1].type, sizeof(s->nics[1].type), "tap");
+	snprintf(s->nics[1].ifname, sizeof(s->nics[1].ifname), "cv-tap1");
+	s->nnics = 2;
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-netdev", "user,id=net0");
+	assert_pair(argv, "-device",
+	    "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,id=nic0");
+	assert_pair(argv, "-netdev",
+	    "tap,id=net1,ifname=cv-tap1,script=no,downscript=no");
+	assert_pair(argv, "-device",
+	    "virtio-net-pci,netdev=net1,mac=52:54:00:AB:cd:ef,id=nic1");
+	qemu_argv_free(argv);
+}
+
+static void
+test_argv_kernel_boot(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+
+	snprintf(s->kernel, sizeof(s->kernel), "/boot/vmlinuz");
+	snprintf(s->initrd, sizeof(s->initrd), "/boot/initrd.img");
+	/* -append is a plain argument: commas are fine there. */
+	snprintf(s->cmdline, sizeof(s->cmdline), "console=ttyS0,115200 quiet");
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-kernel", "/boot/vmlinuz");
+	assert_pair(argv, "-initrd", "/boot/initrd.img");
+	assert_pair(argv, "-append", "console=ttyS0,115200 quiet");
+	qemu_argv_free(argv);
+
+	s->initrd[0] = s->cmdline[0] = '\0';
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-kernel", "/boot/vmlinuz");
+	assert_no_opt(argv, "-initrd");
+	assert_no_opt(argv, "-append");
+	qemu_argv_free(argv);
+}
+
+static void
+test_argv_extras(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+
+	s->panic_device = 1;
+	s->watchdog = 1;
+	s->start_paused = 1;
+	snprintf(s->incoming, sizeof(s->incoming), "tcp:0.0.0.0:49152");
+	snprintf(s->pidfile, sizeof(s->pidfile), "%s/qemu.pid", t->dir);
+	s->vnc_display = 0;
+	snprintf(s->vnc_path, sizeof(s->vnc_path), "%s/vnc.sock", t->dir);
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-device", "pvpanic");
+	assert_pair(argv, "-device", "i6300esb");
+	assert_pair(argv, "-action", "watchdog=none");
+	assert_pair(argv, "-S", NULL);
+	assert_pair(argv, "-incoming", "tcp:0.0.0.0:49152");
+	assert_pair(argv, "-pidfile", s->pidfile);
+	assert_pair(argv, "-vnc", t_fmt("unix:%s/vnc.sock", t->dir, NULL));
+	assert_no_opt(argv, "-display");
+	qemu_argv_free(argv);
+}
+
+/* Break one field of a valid spec; returns what was broken, NULL at end. */
+static const char *
+t_break(struct qemu_vm_spec *s, int i)
+{
+	switch (i) {
+	case 0: SET(s->disks[0].path, "/img/a,b.qcow2"); return "comma in disk";
+	case 1: SET(s->qmp_path, "/run/a,b.sock"); return "comma in qmp";
+	case 2: SET(s->serial_path, "/run/s,1"); return "comma in serial";
+	case 3: SET(s->serial_log, "/log/s,1"); return "comma in log";
+	case 4: SET(s->pidfile, "/run/q,pid"); return "comma in pidfile";
+	case 5: SET(s->kernel, "/boot/k,1"); return "comma in kernel";
+	case 6: SET(s->kernel, "/k"); SET(s->initrd, "/i,1");
+		return "comma in initrd";
+	case 7: s->vnc_display = 0; SET(s->vnc_path, "/v,1");
+		return "comma in vnc";
+	case 8: SET(s->disks[0].path, "/img/a\nb"); return "newline in disk";
+	case 9: SET(s->kernel, "/k"); SET(s->cmdline, "a\nb");
+		return "newline in cmdline";
+	case 10: SET(s->disks[0].path, ""); return "empty disk path";
+	case 11: SET(s->name, "a/b"); return "slash in name";
+	case 12: SET(s->name, ".."); return "dot-dot name";
+	case 13: SET(s->uuid, "not-a-uuid"); return "bad uuid";
+	case 14: s->cpus = 0; return "zero cpus";
+	case 15: s->memory_mib = 0; return "zero memory";
+	case 16: SET(s->accel, "xen"); return "unknown accel";
+	case 17: SET(s->disks[0].format, "vmdk"); return "unknown format";
+	case 18: SET(s->nics[0].type, "bridge"); return "unknown nic type";
+	case 19: SET(s->nics[0].type, "tap"); return "tap without ifname";
+	case 20: SET(s->nics[0].type, "tap"); SET(s->nics[0].ifname,
+		    "tap,0"); return "comma in ifname";
+	case 21: SET(s->nics[0].mac, "52:54:00:12:34"); return "short mac";
+	case 22: SET(s->nics[0].mac, "01:54:00:12:34:56");
+		return "multicast mac";
+	case 23: s->ndisks = QEMU_MAX_DISKS + 1; return "too many disks";
+	case 24: s->nnics = -1; return "negative nics";
+	case 25: SET(s->initrd, "/i"); return "initrd without kernel";
+	case 26: SET(s->qmp_path, ""); return "no qmp socket";
+	case 27: SET(s->incoming, "exec:a,b"); return "comma in incoming";
+	case 28:
+		for (s->ndisks = 0; s->ndisks < 7; s->ndisks++) {
+			s->disks[s->ndisks] = s->disks[0];
+			s->disks[s->ndisks].cdrom = 1;
+		}
+		return "more CD-ROMs than AHCI ports";
+	}
+	return NULL;
+}
+
+static void
+test_argv_rejects(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *good = t->spec, *s;
+	const char *what;
+	char **argv;
+	int i;
+
+	snprintf(good->disks[0].path, sizeof(good->disks[0].path), "/img/a");
+	snprintf(good->disks[0].format, sizeof(good->disks[0].format), "raw");
+	good->ndisks = 1;
+	snprintf(good->nics[0].mac, sizeof(good->nics[0].mac),
+	    "52:54:00:00:00:01");
+	snprintf(good->nics[0].type, sizeof(good->nics[0].type), "user");
+	good->nnics = 1;
+	argv = qemu_build_argv(good);
+	assert_non_null(argv);
+	qemu_argv_free(argv);
+	s = malloc(sizeof(*s));
+	assert_non_null(s);
+	for (i = 0; ; i++) {
+		*s = *good;
+		if ((what = t_break(s, i)) == NULL)
+			break;
+		errno = 0;
+		argv = qemu_build_argv(s);
+		if (argv != NULL || errno != EINVAL) {
+			qemu_argv_free(argv);
+			free(s);
+			fail_msg("accepted: %s", what);
+		}
+	}
+	free(s);
+	assert_int_equal(i, 29);
+	errno = 0;
+	assert_null(qemu_build_argv(NULL));
+	assert_int_equal(errno, EINVAL);
+	qemu_argv_free(NULL);
+}
+
+/* A stand-in for QEMU that reports what it was started with. */
+static const char t_script[] =
+	"#!/bin/sh\n"
+	"echo \"argv: $*\"\n"
+	"printf 'stdin: '; readlink /proc/$$/fd/0\n"
+	/* ls, not $(...): a command substitution would add a pipe. */
+	"ls -l /proc/$$/fd/\n"
+	"set -- $(cat /proc/$$/stat)\n"
+	"[ \"$6\" = \"$$\" ] && echo 'session leader'\n"
+	"grep -E '^Sig(Blk|Ign):' /proc/$$/status\n"
+	"exit 7\n";
+
+static void
+t_write_script(struct tstate *t, const char *name, const char *text,
+    mode_t mode)
+{
+	char path[256];
+
+	snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+	assert_int_equal(util_write_file_atomic(path, text, strlen(text), mode),
+	    0);
+	setenv("CVIRT_QEMU", path, 1);
+}
+
+static void
+test_spawn_detached(void **state)
+{
+	struct tstate *t = *state;
+	struct sigaction ign = { .sa_handler = SIG_IGN }, oldsa;
+	char logp[256], marker[256], *log;
+	sigset_t blk, oldset;
+	int status, mfd;
+	pid_t pid = 0;
+
+	t_write_script(t, "fake-qemu", t_script, 0755);
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	assert_int_equal(util_write_file_atomic(logp, "before\n", 7, 0640), 0);
+	/* An inherited fd, a blocked and an ignored signal must not leak. */
+	snprintf(marker, sizeof(marker), "%s/marker-fd", t->dir);
+	mfd = open(marker, O_WRONLY | O_CREAT, 0600);
+	assert_true(mfd >= 0);
+	sigemptyset(&blk);
+	sigaddset(&blk, SIGUSR1);
+	sigprocmask(SIG_BLOCK, &blk, &oldset);
+	sigaction(SIGUSR2, &ign, &oldsa);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), 0);
+	sigprocmask(SIG_SETMASK, &oldset, NULL);
+	sigaction(SIGUSR2, &oldsa, NULL);
+	close(mfd);
+	assert_true(pid > 0);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 7);
+	log = util_read_file(logp, 1 << 20, NULL);
+	assert_non_null(log);
+	assert_memory_equal(log, "before\n", 7);
+	assert_non_null(strstr(log, "argv: -name guest=vm1,debug-threads=on "));
+	assert_non_null(strstr(log, "stdin: /dev/null\n"));
+	assert_non_null(strstr(log, t_fmt(" 1 -> %s\n", logp, NULL)));
+	assert_non_null(strstr(log, t_fmt(" 2 -> %s\n", logp, NULL)));
+	assert_null(strstr(log, "marker-fd"));
+	assert_null(strstr(log, "pipe:"));
+	assert_null(strstr(log, "socket:"));
+	assert_non_null(strstr(log, "session leader\n"));
+	assert_non_null(strstr(log, "SigBlk:\t0000000000000000\n"));
+	assert_non_null(strstr(log, "SigIgn:\t0000000000000000\n"));
+	free(log);
+}
+
+static void
+test_spawn_exec_failure(void **state)
+{
+	struct tstate *t = *state;
+	char logp[256], bin[256], want[600];
+	pid_t pid = 0;
+
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	snprintf(bin, sizeof(bin), "%s/no-such-qemu", t->dir);
+	setenv("CVIRT_QEMU", bin, 1);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), -1);
+	snprintf(want, sizeof(want), "cannot run %s: No such file or directory",
+	    bin);
+	assert_string_equal(t->err, want);
+	/* The failed child was reaped: no zombie, no child left. */
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+
+	t_write_script(t, "not-executable", t_script, 0644);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), -1);
+	assert_non_null(strstr(t->err, "not-executable: Permission denied"));
+}
+
+static void
+test_spawn_bad_input(void **state)
+{
+	struct tstate *t = *state;
+	char logp[256];
+	pid_t pid = 0;
+
+	t_write_script(t, "fake-qemu", t_script, 0755);
+	snprintf(logp, sizeof(logp), "%s/missing-dir/qemu.log", t->dir);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), -1);
+	assert_non_null(strstr(t->err, "cannot open"));
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	SET(t->spec->serial_log, "/log/a,b");
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err,
+	    "cannot build QEMU command line: invalid VM description");
+	assert_int_equal(pid, 0);
+}
+
+/* 1 if prog is an executable in $PATH. */
+static int
+t_in_path(const char *prog)
+{
+	char path[4096], *p, *save = NULL, buf[8192];
+	const char *env = getenv("PATH");
+
+	snprintf(path, sizeof(path), "%s", env ? env : "/usr/bin:/bin");
+	for (p = strtok_r(path, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
+		snprintf(buf, sizeof(buf), "%s/%s", p, prog);
+		if (access(buf, X_OK) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void
+t_real_spec(struct tstate *t)
+{
+	struct qemu_vm_spec *s = t->spec;
+	char img[256];
+
+	snprintf(img, sizeof(img), "%s/disk.raw", t->dir);
+	assert_int_equal(util_write_file_atomic(img, "", 0, 0600), 0);
+	assert_int_equal(truncate(img, 1 << 20), 0);
+	snprintf(s->disks[0].path, sizeof(s->disks[0].path), "%s", img);
+	snprintf(s->disks[0].format, sizeof(s->disks[0].format), "raw");
+	/* The CD-ROM needs its own image: QEMU locks images. */
+	s->disks[1] = s->disks[0];
+	s->disks[1].cdrom = 1;
+	snprintf(s->disks[1].path, sizeof(s->disks[1].path), "%s/cd.iso",
+	    t->dir);
+	assert_int_equal(util_write_file_atomic(s->disks[1].path, "", 0, 0600),
+	    0);
+	s->ndisks = 2;
+	snprintf(s->nics[0].mac, sizeof(s->nics[0].mac), "52:54:00:00:00:01");
+	snprintf(s->nics[0].type, sizeof(s->nics[0].type), "user");
+	s->nnics = 1;
+	s->memory_mib = 64;
+	s->cpus = 1;
+	s->panic_device = s->watchdog = s->start_paused = 1;
+	snprintf(s->pidfile, sizeof(s->pidfile), "%s/qemu.pid", t->dir);
+}
+
+/* The command line is accepted by the real QEMU (skipped without one). */
+static void
+test_spawn_real_qemu(void **state)
+{
+	struct tstate *t = *state;
+	char logp[256], *pidtxt, *log;
+	struct qmp *q;
+	json_t *ret = NULL;
+	pid_t pid = 0;
+	int status;
+
+	if (!t_in_path("qemu-system-x86_64"))
+		skip();
+	t_real_spec(t);
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), 0);
+	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
+	if (q == NULL) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		log = util_read_file(logp, 1 << 20, NULL);
+		fail_msg("%s; QEMU said: %s", t->err, log ? log : "?");
+	}
+	assert_int_equal(qmp_command(q, "query-status", NULL, 5000, &ret,
+	    t->err, sizeof(t->err)), 0);
+	assert_string_equal(json_string_value(json_object_get(ret, "status")),
+	    "prelaunch");
+	json_decref(ret);
+	pidtxt = util_read_file(t->spec->pidfile, 64, NULL);
+	assert_non_null(pidtxt);
+	assert_int_equal(strtol(pidtxt, NULL, 10), pid);
+	free(pidtxt);
+	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
+	qmp_close(q);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_argv_base),
+		T(test_argv_kvm_and_binary),
+		T(test_argv_disks),
+		T(test_argv_nics),
+		T(test_argv_kernel_boot),
+		T(test_argv_extras),
+		T(test_argv_rejects),
+		T(test_spawn_detached),
+		T(test_spawn_exec_failure),
+		T(test_spawn_bad_input),
+		T(test_spawn_real_qemu),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
