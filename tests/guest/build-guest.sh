@@ -64,7 +64,11 @@ if [ -n "$PKG" ]; then
 			PKG=$(kernel_pkg || true)
 			[ -n "$PKG" ] && (cd "$tmpdl" && apt-get download -q "$PKG" >&2) || true
 		fi
-		mv "$tmpdl"/*.deb "$CACHE/" 2>/dev/null || true
+		if ls "$tmpdl"/*.deb >/dev/null 2>&1; then
+			# Keep only the newest kernel package in the cache.
+			rm -f "$CACHE"/linux-image-*.deb
+			mv "$tmpdl"/*.deb "$CACHE/"
+		fi
 		rm -rf "$tmpdl"
 		DEB=$(ls -t "$CACHE/${PKG}"_*.deb 2>/dev/null | head -n 1 || true)
 	fi
@@ -73,15 +77,13 @@ fi
 [ -n "$DEB" ] || DEB=$(ls -t "$CACHE"/linux-image-*.deb 2>/dev/null | head -n 1 || true)
 [ -n "$DEB" ] || die "could not get the linux-image-*-amd64 package"
 
-# --- extract once per package -------------------------------------------
-ROOT="$CACHE/$(basename "$DEB" .deb)"
-if [ ! -f "$ROOT/.extracted" ]; then
-	log "extracting $(basename "$DEB")"
-	rm -rf "$ROOT"
-	mkdir -p "$ROOT"
-	dpkg-deb -x "$DEB" "$ROOT"
-	touch "$ROOT/.extracted"
-fi
+# --- extract (into a scratch dir removed at exit: the tree is ~400 MiB) ---
+SCRATCH=$(mktemp -d "$OUT/build.XXXXXX")
+trap 'rm -rf "$SCRATCH"' EXIT
+ROOT="$SCRATCH/kernel"
+log "extracting $(basename "$DEB")"
+mkdir -p "$ROOT"
+dpkg-deb -x "$DEB" "$ROOT"
 KVER=$(ls "$ROOT/lib/modules" | head -n 1)
 [ -n "$KVER" ] || die "no lib/modules in $DEB"
 MODDIR="$ROOT/lib/modules/$KVER"
@@ -138,9 +140,8 @@ done
 BUSYBOX=$(dpkg -L busybox-static 2>/dev/null | grep -E '/bin/busybox$' | head -n 1 || true)
 [ -n "$BUSYBOX" ] && [ -x "$BUSYBOX" ] || die "busybox-static is not installed: run scripts/install-deps"
 
-STAGE=$(mktemp -d "$OUT/initrd.XXXXXX")
-trap 'rm -rf "$STAGE"' EXIT
-mkdir -p "$STAGE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,var/log,var/run,etc/acpi/PWRF,lib/modules,root}
+STAGE="$SCRATCH/initrd"
+mkdir -p "$STAGE" "$STAGE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,var/log,var/run,etc/acpi/PWRF,lib/modules,root}
 cp "$BUSYBOX" "$STAGE/bin/busybox"
 for applet in $("$BUSYBOX" --list-full); do
 	[ -e "$STAGE/$applet" ] || ln -s /bin/busybox "$STAGE/$applet"
