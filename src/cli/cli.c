@@ -217,6 +217,21 @@ cli_opt_one(struct cli_ctx *c, const struct cli_opt *opts, int argc,
 	return 0;
 }
 
+/* "vm create needs NAME": the usage up to its first option. */
+static void
+cli_missing(struct cli_ctx *c)
+{
+	const char *u = c->cmd->usage, *opt = strstr(u, " --");
+	size_t n = strcspn(u, "[\n");
+
+	if (opt != NULL && (size_t)(opt - u) < n)
+		n = (size_t)(opt - u);
+	while (n > 0 && u[n - 1] == ' ')
+		n--;
+	cli_usage_error(c, "%s %s needs %.*s", c->cmd->noun, c->cmd->verb,
+	    (int)n, u);
+}
+
 int
 cli_opts_parse(struct cli_ctx *c, int argc, char **argv,
     const struct cli_opt *opts, char **pos, int min, int max, int *npos,
@@ -249,8 +264,7 @@ cli_opts_parse(struct cli_ctx *c, int argc, char **argv,
 		return -1;
 	}
 	if (n < min) {
-		cli_err("missing argument (usage: cvirt %s %s %s)",
-		    c->cmd->noun, c->cmd->verb, c->cmd->usage);
+		cli_missing(c);
 		return -1;
 	}
 	if (npos != NULL)

@@ -17,6 +17,7 @@
 
 #define CLI_CON_DETACH		0x1d	/* Ctrl-] */
 #define CLI_CON_LINGER_MS	1500	/* after stdin EOF, wait for quiet */
+#define CLI_CON_LINGER_MAX_MS	5000	/* ... but no longer than this */
 #define CLI_CON_CLOSE_WAIT_MS	1000	/* for the server's close reply */
 #define CLI_CON_CA_BUNDLE	"/etc/ssl/certs/ca-certificates.crt"
 
@@ -273,7 +274,8 @@ cli_con_loop(struct cli_con *con)
 		if (eof_ms >= 0) {
 			quiet = atomic_load(&con->last_out_ms);
 			if (now - (quiet > eof_ms ? quiet : eof_ms) >=
-			    CLI_CON_LINGER_MS)
+			    CLI_CON_LINGER_MS || now - eof_ms >=
+			    CLI_CON_LINGER_MAX_MS)
 				return CLI_CON_DETACHED;
 			continue;
 		}

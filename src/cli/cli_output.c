@@ -42,7 +42,8 @@ cli_json_str(json_t *obj, const char *key, const char *dflt)
 	return json_is_string(v) ? json_string_value(v) : dflt;
 }
 
-/* A list of strings (or of objects with "name") as "a,b,c". */
+/* A list of strings, or of objects with "name" or "host" (and "ok": a
+ * false one is marked), as "a,b,c". */
 static void
 cli_out_names(json_t *arr, char *buf, size_t size)
 {
@@ -53,9 +54,10 @@ cli_out_names(json_t *arr, char *buf, size_t size)
 	buf[0] = '\0';
 	json_array_foreach(arr, i, v) {
 		const char *s = json_is_string(v) ? json_string_value(v) :
-		    cli_json_str(v, "name", "?");
+		    cli_json_str(v, "name", cli_json_str(v, "host", "?"));
 
-		n = snprintf(buf + off, size - off, "%s%s", i ? "," : "", s);
+		n = snprintf(buf + off, size - off, "%s%s%s", i ? "," : "", s,
+		    json_is_false(json_object_get(v, "ok")) ? "(not ok)" : "");
 		if (n < 0 || (size_t)n >= size - off)
 			break;
 		off += (size_t)n;
