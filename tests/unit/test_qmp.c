@@ -30,6 +30,7 @@ struct rec {
 	int		 seq[T_MAX_EVENTS];	/* data.seq, -1 without data */
 	struct qmp	*q;	/* set to run a command from the callback */
 	int		 nested_rc;
+	int		 depth, max_depth;	/* callbacks must not nest */
 };
 
 struct tstate {
@@ -49,6 +50,8 @@ rec_event(void *ud, const char *event, json_t *data)
 	char err[256];
 
 	pthread_mutex_lock(&r->mu);
+	if (++r->depth > r->max_depth)
+		r->max_depth = r->depth;
 	if (r->n < T_MAX_EVENTS) {
 		snprintf(r->names[r->n], sizeof(r->names[0]), "%s", event);
 		r->seq[r->n] = data ? (int)json_integer_value(
@@ -62,6 +65,9 @@ rec_event(void *ud, const char *event, json_t *data)
 		    &ret, err, sizeof(err));
 		json_decref(ret);
 	}
+	pthread_mutex_lock(&r->mu);
+	r->depth--;
+	pthread_mutex_unlock(&r->mu);
 }
 
 static int
@@ -347,6 +353,8 @@ test_callback_runs_command(void **state)
 	assert_int_equal(rec_count(&t->rec), 2);
 	assert_string_equal(t->rec.names[0], "RESUME");
 	assert_string_equal(t->rec.names[1], "AFTER");
+	/* AFTER waited for RESUME's callback to return. */
+	assert_int_equal(t->rec.max_depth, 1);
 	t_finish(t);
 }
 
@@ -514,6 +522,7 @@ test_timeout(void **state)
 	static const struct fake_step s[] = { FQ_HANDSHAKE,
 		FQ(FQ_EXPECT, "query-status"),
 		FQ(FQ_HANG, NULL) };
+	struct pollfd pfd;
 	int64_t t0;
 
 	t_open(t, s);
@@ -523,6 +532,9 @@ test_timeout(void **state)
 	assert_true(util_mono_ms() - t0 < T_TIMEOUT);
 	assert_string_equal(t->err,
 	    "QMP command 'query-status' failed: no reply within 100 ms");
+	/* A broken connection's fd polls readable, so event loops notice. */
+	pfd = (struct pollfd){ .fd = qmp_fd(t->q), .events = POLLIN };
+	assert_int_equal(poll(&pfd, 1, 0), 1);
 	t_assert_fails_fast(t, "QMP command 'stop' failed: "
 	    "connection unusable after an earlier timeout");
 	t_finish(t);

@@ -1,0 +1,268 @@
+/* test_util.c - unit tests for src/common/util.c: names, numbers, UUIDs, files. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/util.h"
+
+static void
+test_name_valid(void **state)
+{
+	static const char *good[] = { "a", "vm1", "Web-01", "db_2.prod", "a..b",
+	    "0", "x-", NULL };
+	static const char *bad[] = { "", ".", "..", "a/b", "/a", "-a", "_a",
+	    ".hidden", "a b", "a,b", "a:b", "a\nb", "caf\xc3\xa9", NULL };
+	char name[80];
+	int i;
+
+	for (i = 0; good[i]; i++) {
+		if (!util_name_valid(good[i]))
+			fail_msg("rejected \"%s\"", good[i]);
+	}
+	for (i = 0; bad[i]; i++) {
+		if (util_name_valid(bad[i]))
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+	assert_int_equal(util_name_valid(NULL), 0);
+	/* UTIL_NAME_MAX (63) characters is the longest name. */
+	memset(name, 'a', sizeof(name));
+	name[UTIL_NAME_MAX] = '\0';
+	assert_int_equal(util_name_valid(name), 1);
+	name[UTIL_NAME_MAX] = 'a';
+	name[UTIL_NAME_MAX + 1] = '\0';
+	assert_int_equal(util_name_valid(name), 0);
+}
+
+static void
+test_parse_u64_ok(void **state)
+{
+	uint64_t v = 0;
+
+	assert_int_equal(util_parse_u64("0", 0, 10, &v), 0);
+	assert_int_equal(v, 0);
+	assert_int_equal(util_parse_u64("42", 0, 100, &v), 0);
+	assert_int_equal(v, 42);
+	assert_int_equal(util_parse_u64("007", 0, 100, &v), 0);
+	assert_int_equal(v, 7);
+	assert_int_equal(util_parse_u64("18446744073709551615", 0, UINT64_MAX,
+	    &v), 0);
+	assert_true(v == UINT64_MAX);
+	/* Both ends of the range are inclusive. */
+	assert_int_equal(util_parse_u64("5", 5, 9, &v), 0);
+	assert_int_equal(v, 5);
+	assert_int_equal(util_parse_u64("9", 5, 9, &v), 0);
+	assert_int_equal(v, 9);
+}
+
+static void
+test_parse_u64_bad(void **state)
+{
+	static const char *inval[] = { "", "-1", "+1", " 1", "1 ", "12abc",
+	    "0x10", "1.5", "abc", "1e3", NULL };
+	static const struct {
+		const char	*s;
+		uint64_t	 min, max;
+	} range[] = {
+		{ "18446744073709551616", 0, UINT64_MAX },
+		{ "99999999999999999999999", 0, UINT64_MAX },
+		{ "4", 5, 9 },
+		{ "10", 5, 9 },
+		{ "0", 1, 1 },
+	};
+	uint64_t v;
+	size_t i;
+
+	for (i = 0; inval[i]; i++) {
+		v = 12345;
+		errno = 0;
+		if (util_parse_u64(inval[i], 0, UINT64_MAX, &v) != -1 ||
+		    errno != EINVAL || v != 12345)
+			fail_msg("\"%s\" not rejected with EINVAL", inval[i]);
+	}
+	for (i = 0; i < sizeof(range) / sizeof(range[0]); i++) {
+		v = 12345;
+		errno = 0;
+		if (util_parse_u64(range[i].s, range[i].min, range[i].max, &v) !=
+		    -1 || errno != ERANGE || v != 12345)
+			fail_msg("\"%s\" not rejected with ERANGE", range[i].s);
+	}
+	errno = 0;
+	assert_int_equal(util_parse_u64(NULL, 0, 1, &v), -1);
+	assert_int_equal(errno, EINVAL);
+}
+
+static void
+test_uuid(void **state)
+{
+	char ids[64][UTIL_UUID_LEN + 1];
+	int i, j;
+
+	for (i = 0; i < 64; i++) {
+		assert_int_equal(util_uuid_gen(ids[i]), 0);
+		assert_int_equal(strlen(ids[i]), UTIL_UUID_LEN);
+		if (!util_uuid_valid(ids[i]))
+			fail_msg("generated invalid uuid %s", ids[i]);
+		/* Random (version 4), RFC 4122 variant. */
+		assert_int_equal(ids[i][14], '4');
+		assert_non_null(strchr("89ab", ids[i][19]));
+		for (j = 0; j < i; j++)
+			assert_string_not_equal(ids[i], ids[j]);
+	}
+}
+
+static void
+test_uuid_valid(void **state)
+{
+	static const char *bad[] = { "",
+	    "6F1C2A9E-3B4D-4E5F-8A7B-0C1D2E3F4A5B",	/* upper case */
+	    "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5",	/* 35 chars */
+	    "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b0",	/* 37 chars */
+	    "6f1c2a9e3b4d-4e5f-8a7b-0c1d2e3f4a5b-",	/* dash moved */
+	    "6f1c2a9g-3b4d-4e5f-8a7b-0c1d2e3f4a5b",	/* not hex */
+	    "6f1c2a9e-3b4d-4e5f-8a7b 0c1d2e3f4a5b",
+	    NULL };
+	int i;
+
+	assert_int_equal(util_uuid_valid("6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"),
+	    1);
+	assert_int_equal(util_uuid_valid(NULL), 0);
+	for (i = 0; bad[i]; i++) {
+		if (util_uuid_valid(bad[i]))
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+}
+
+static void
+test_fmt(void **state)
+{
+	char buf[6];
+
+	assert_int_equal(util_fmt(buf, sizeof(buf), "%s", "12345"), 0);
+	assert_string_equal(buf, "12345");
+	errno = 0;
+	assert_int_equal(util_fmt(buf, sizeof(buf), "%s", "123456"), -1);
+	assert_int_equal(errno, ENAMETOOLONG);
+}
+
+/* Number of entries in dir other than . and .. */
+static int
+t_count_entries(const char *dir)
+{
+	struct dirent *de;
+	DIR *d = opendir(dir);
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static void
+test_files(void **state)
+{
+	char dir[] = "/tmp/cvirt-util-XXXXXX", path[128], bad[160];
+	static const char bin[] = "a\0b\nc";
+	struct stat st;
+	size_t len = 99;
+	char *s;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/state.json", dir);
+	assert_int_equal(util_write_file_atomic(path, "{\"x\": 1}\n", 9, 0600), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	s = util_read_file(path, 1024, &len);
+	assert_non_null(s);
+	assert_int_equal(len, 9);
+	assert_string_equal(s, "{\"x\": 1}\n");
+	free(s);
+	/* Overwrite is a replacement, leaving no temporary file behind. */
+	assert_int_equal(util_write_file_atomic(path, bin, sizeof(bin) - 1,
+	    0600), 0);
+	s = util_read_file(path, 1024, &len);
+	assert_non_null(s);
+	assert_int_equal(len, sizeof(bin) - 1);
+	assert_memory_equal(s, bin, sizeof(bin) - 1);
+	assert_int_equal(s[len], '\0');
+	free(s);
+	assert_int_equal(t_count_entries(dir), 1);
+	/* max is inclusive; one byte more is EFBIG. */
+	s = util_read_file(path, sizeof(bin) - 1, NULL);
+	assert_non_null(s);
+	free(s);
+	errno = 0;
+	assert_null(util_read_file(path, sizeof(bin) - 2, NULL));
+	assert_int_equal(errno, EFBIG);
+	assert_int_equal(util_write_file_atomic(path, "", 0, 0600), 0);
+	s = util_read_file(path, 0, &len);
+	assert_non_null(s);
+	assert_int_equal(len, 0);
+	assert_string_equal(s, "");
+	free(s);
+	snprintf(bad, sizeof(bad), "%s/missing/f", dir);
+	errno = 0;
+	assert_int_equal(util_write_file_atomic(bad, "x", 1, 0600), -1);
+	assert_int_equal(errno, ENOENT);
+	errno = 0;
+	assert_null(util_read_file(bad, 10, NULL));
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(util_rm_rf(dir), 0);
+	assert_int_equal(stat(dir, &st), -1);
+}
+
+static void
+test_read_file_large(void **state)
+{
+	char dir[] = "/tmp/cvirt-util-XXXXXX", path[128];
+	size_t n = 300 * 1000, len = 0, i;
+	char *buf, *s;
+
+	/* Bigger than any internal buffer step, to cover growth. */
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/big", dir);
+	buf = malloc(n);
+	assert_non_null(buf);
+	for (i = 0; i < n; i++)
+		buf[i] = (char)('a' + i % 26);
+	assert_int_equal(util_write_file_atomic(path, buf, n, 0644), 0);
+	s = util_read_file(path, n, &len);
+	assert_non_null(s);
+	assert_int_equal(len, n);
+	assert_memory_equal(s, buf, n);
+	free(s);
+	errno = 0;
+	assert_null(util_read_file(path, n - 1, NULL));
+	assert_int_equal(errno, EFBIG);
+	free(buf);
+	assert_int_equal(util_rm_rf(dir), 0);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_name_valid),
+		cmocka_unit_test(test_parse_u64_ok),
+		cmocka_unit_test(test_parse_u64_bad),
+		cmocka_unit_test(test_uuid),
+		cmocka_unit_test(test_uuid_valid),
+		cmocka_unit_test(test_fmt),
+		cmocka_unit_test(test_files),
+		cmocka_unit_test(test_read_file_large),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
