@@ -181,14 +181,36 @@ mkdir -p /dev/pts && mount -t devpts devpts /dev/pts
 while read -r m; do
 	insmod "/lib/modules/$m" 2>/dev/null || echo "cvirt-guest: insmod $m failed"
 done </etc/cvirt-modules
+# Power button (button.ko + evdev.ko) -> /etc/acpi/PWRF/00000080. acpid
+# scans /dev/input once, and devtmpfs creates nodes asynchronously: wait for
+# the button's node, then for acpid to hold it, all before "init reached" so
+# that a shutdown request right after it is not lost.
+pwrdev=""
+i=0
+while [ -z "$pwrdev" ] && [ $i -lt 100 ]; do
+	for n in /sys/class/input/event*; do
+		[ "$(cat "$n/device/name" 2>/dev/null)" = "Power Button" ] &&
+			[ -c "/dev/input/${n##*/}" ] && pwrdev="/dev/input/${n##*/}"
+	done
+	[ -n "$pwrdev" ] || usleep 20000
+	i=$((i + 1))
+done
+acpid -f -c /etc/acpi -l /var/log/acpid.log 2>/dev/null &
+apid=$!
+i=0
+while [ -n "$pwrdev" ] && [ $i -lt 100 ]; do
+	for fd in /proc/$apid/fd/*; do
+		[ "$(readlink "$fd")" = "$pwrdev" ] && break 2
+	done
+	usleep 20000
+	i=$((i + 1))
+done
+[ -n "$pwrdev" ] || echo "cvirt-guest: no power button input device"
 echo "cvirt-guest: init reached"
 echo "cvirt-guest: boot-id $(cat /proc/sys/kernel/random/uuid)"
 
 CMDLINE=" $(cat /proc/cmdline) "
 opt() { case "$CMDLINE" in *" cvirt.$1=1 "*) return 0 ;; esac; return 1; }
-
-# The power button's input device appears once button.ko binds.
-acpid -c /etc/acpi -l /var/log/acpid.log 2>/dev/null
 
 if opt panic; then
 	echo "cvirt-guest: panicking"
