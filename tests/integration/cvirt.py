@@ -59,6 +59,22 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_port_pair():
+    """A port P with P and P+1 free on 127.0.0.1 (cvirt up's agent listens
+    on the manager's port + 1)."""
+    for _ in range(50):
+        p = free_port()
+        if p >= 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p + 1))
+            except OSError:
+                continue
+        return p
+    raise RuntimeError("no two adjacent free ports")
+
+
 def cpu_has_virt():
     """True when /proc/cpuinfo reports vmx or svm."""
     with open("/proc/cpuinfo") as f:
@@ -306,7 +322,7 @@ class Cluster:
         """Runs `cvirt up --data BASE/up --listen 127.0.0.1:PORT` as this
         cluster's only daemon (self.manager); waits for its token file
         (found under the data dir), health and one host up."""
-        self.port = free_port()
+        self.port = free_port_pair()
         self.url = "http://127.0.0.1:%d" % self.port
         data = os.path.join(self.base, "up")
         self.manager = Daemon(
