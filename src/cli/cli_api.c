@@ -144,8 +144,7 @@ cli_api_errline(struct cli_ctx *c, const struct httpc_resp *r, char *err,
 		snprintf(err, errsize, "the manager wants an API token: use "
 		    "--token, --token-file or CVIRT_TOKEN");
 	else if (r->status == 401)
-		snprintf(err, errsize, "the manager refused the API token%s%s",
-		    msg ? ": " : "", msg ? msg : "");
+		snprintf(err, errsize, "the manager refused the API token");
 	else if (msg != NULL)
 		snprintf(err, errsize, "%s", msg);
 	else
@@ -179,7 +178,8 @@ cli_api_try(struct cli_ctx *c, const char *method, const char *path,
 		    c->url, r.err);
 		goto cleanup;
 	}
-	log_debug("%s %s -> %ld (%zu bytes)", method, url, r.status, r.len);
+	log_debug("%s %s -> %ld (%zu bytes)%s%s", method, url, r.status, r.len,
+	    r.err[0] ? ": " : "", r.err);
 	if (r.status < 200 || r.status > 299) {
 		cli_api_errline(c, &r, err, errsize);
 		goto cleanup;
