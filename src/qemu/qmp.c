@@ -20,6 +20,7 @@
 #define QMP_BUF_MIN	4096
 #define QMP_BUF_KEEP	(64 * 1024)	/* give back larger buffers when idle */
 #define QMP_FOREVER	INT64_MAX	/* deadline meaning "no limit" */
+#define QMP_BUF_MAX	((size_t)QMP_MSG_MAX + 2)	/* a line and its "\r\n" */
 
 struct qmp_event {
 	struct qmp_event	*next;
@@ -127,12 +128,11 @@ qmp_buf_room(struct qmp *q)
 	}
 	if (q->len < q->cap)
 		return 0;
-	/* A line may be QMP_MSG_MAX bytes plus its '\n'. */
-	if (q->cap >= (size_t)QMP_MSG_MAX + 1)
+	if (q->cap >= QMP_BUF_MAX)
 		return -1;
 	ncap = q->cap ? q->cap * 2 : QMP_BUF_MIN;
-	if (ncap > (size_t)QMP_MSG_MAX + 1)
-		ncap = (size_t)QMP_MSG_MAX + 1;
+	if (ncap > QMP_BUF_MAX)
+		ncap = QMP_BUF_MAX;
 	if ((nb = realloc(q->buf, ncap)) == NULL)
 		return -1;
 	q->buf = nb;
@@ -149,7 +149,7 @@ qmp_fill(struct qmp *q, int64_t deadline, char *why, size_t whysz)
 	int rc;
 
 	if (qmp_buf_room(q) < 0) {
-		if (q->cap >= (size_t)QMP_MSG_MAX + 1)
+		if (q->cap >= QMP_BUF_MAX)
 			qmp_errf(why, whysz, "message from QEMU longer than %d bytes",
 			    QMP_MSG_MAX);
 		else

@@ -271,6 +271,31 @@ fake_long(struct fake_qmp *f)
 	return 0;
 }
 
+/* The longest reply the client must accept: exactly QMP_MSG_MAX bytes
+ * before the "\r\n", padded with blanks (cheap to parse, even under
+ * valgrind). */
+static int
+fake_big(struct fake_qmp *f)
+{
+	char head[64], *line;
+	size_t hl;
+	int rc;
+
+	snprintf(head, sizeof(head), "{\"return\": {\"big\": true}, "
+	    "\"id\": %lld}", (long long)json_integer_value(f->last_id));
+	hl = strlen(head);
+	if ((line = malloc((size_t)QMP_MSG_MAX + 2)) == NULL) {
+		fake_fail(f, "out of memory");
+		return -1;
+	}
+	memcpy(line, head, hl);
+	memset(line + hl, ' ', (size_t)QMP_MSG_MAX - hl);
+	memcpy(line + QMP_MSG_MAX, "\r\n", 2);
+	rc = fake_send(f, line, (size_t)QMP_MSG_MAX + 2, 0);
+	free(line);
+	return rc;
+}
+
 /* Drain until the client hangs up; data is a mismatch unless quiet. */
 static int
 fake_wait_eof(struct fake_qmp *f, int quiet)
@@ -353,6 +378,8 @@ fake_step(struct fake_qmp *f, const struct fake_step *s)
 	case FQ_RAW:
 	case FQ_SPLIT:
 		return fake_raw(f, s->arg, s->op == FQ_SPLIT);
+	case FQ_BIG:
+		return fake_big(f);
 	case FQ_LONG:
 		return fake_long(f);
 	case FQ_HANG:

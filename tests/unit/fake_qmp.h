@@ -14,6 +14,7 @@ enum fake_op {
 	FQ_EVENT,	/* send {"event": arg, "data": {...}, "timestamp": ...} */
 	FQ_RAW,		/* send arg verbatim; "%ID%" becomes the last id */
 	FQ_SPLIT,	/* like FQ_RAW, a few bytes per write, pausing between */
+	FQ_BIG,		/* reply {"big": true} in a line QMP_MSG_MAX long */
 	FQ_LONG,	/* send a line longer than QMP_MSG_MAX, no newline; last */
 	FQ_CLOSE,	/* close the connection now; last */
 	FQ_HANG,	/* never answer: read until the client hangs up; last */

@@ -559,6 +559,26 @@ test_overlong_message(void **state)
 }
 
 static void
+test_longest_message(void **state)
+{
+	struct tstate *t = *state;
+	static const struct fake_step s[] = { FQ_HANDSHAKE,
+		FQ(FQ_EXPECT, "query-status"), FQ(FQ_BIG, NULL),
+		FQ(FQ_EXPECT, "stop"), FQ(FQ_RETURN, "{}"),
+		FQ(FQ_END, NULL) };
+	json_t *ret = NULL;
+
+	t_open(t, s);
+	assert_int_equal(qmp_command(t->q, "query-status", NULL, T_TIMEOUT,
+	    &ret, t->err, sizeof(t->err)), 0);
+	assert_true(json_is_true(json_object_get(ret, "big")));
+	json_decref(ret);
+	/* The big buffer is given back and the connection still works. */
+	assert_int_equal(t_cmd(t, "stop", T_TIMEOUT), 0);
+	t_finish(t);
+}
+
+static void
 test_connect_retry(void **state)
 {
 	struct tstate *t = *state;
@@ -732,6 +752,7 @@ main(void)
 		T(test_dispatch_unexpected_reply),
 		T(test_timeout),
 		T(test_overlong_message),
+		T(test_longest_message),
 		T(test_connect_retry),
 		T(test_connect_never),
 		T(test_connect_refused),
