@@ -33,8 +33,9 @@ def cvirt_bin():
 def wait_for(fn, timeout, what, interval=0.1):
     """Calls fn until it returns something truthy and returns that.
 
-    Exceptions from fn count as "not yet"; on timeout raises AssertionError
-    naming `what` and the last exception or value seen.
+    Exceptions from fn count as "not yet", except DaemonExited, which is
+    raised at once; on timeout raises AssertionError naming `what` and the
+    last exception or value seen.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -44,6 +45,8 @@ def wait_for(fn, timeout, what, interval=0.1):
             if value:
                 return value
             last = "last value: %r" % (value,)
+        except DaemonExited:
+            raise
         except Exception as e:  # noqa: BLE001 - retried until the deadline
             last = "last error: %s: %s" % (type(e).__name__, e)
         if time.monotonic() >= deadline:
@@ -137,6 +140,10 @@ def boot_ids(serial):
 
 class CvirtError(AssertionError):
     """A cvirt command that should have worked did not."""
+
+
+class DaemonExited(CvirtError):
+    """A daemon the test needs has exited (wait_for gives up at once)."""
 
 
 class Daemon:
@@ -259,7 +266,7 @@ class Cluster:
 
     def _alive(self, daemon):
         if not daemon.running():
-            raise CvirtError("%s exited with status %s:\n%s" % (
+            raise DaemonExited("%s exited with status %s:\n%s" % (
                 daemon.name, daemon.proc.returncode, daemon.log_tail()))
         return True
 
