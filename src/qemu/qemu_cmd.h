@@ -53,7 +53,9 @@ void	  qemu_argv_free(char **argv);
 
 /* fork + setsid + exec with stdout/stderr appended to logfile, stdin from
  * /dev/null, all other fds closed; the QEMU process outlives its parent.
- * Returns 0 and the pid, or -1 with a reason in err. */
+ * Returns 0 and the pid, or -1 with a reason in err (including "cannot run
+ * BIN: <strerror>" when exec fails). QEMU is the caller's child: the
+ * caller reaps it (waitpid/SIGCHLD). */
 int	  qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile,
 	    pid_t *pid, char *err, size_t errsz);
 

@@ -29,7 +29,8 @@ struct qmp	*qmp_open(const char *sock_path, int timeout_ms,
  * non-NULL) receives a new reference to "return". On a QMP error, a
  * malformed reply, a timeout or a dead connection returns -1 with err like
  * "QMP command 'stop' failed: <desc>"; after a timeout or EOF the
- * connection is marked broken and every later call fails at once. */
+ * connection is marked broken and every later call fails at once.
+ * For qmp_open and qmp_command, timeout_ms <= 0 means no time limit. */
 int		 qmp_command(struct qmp *q, const char *cmd, json_t *args,
 		    int timeout_ms, json_t **ret, char *err, size_t errsz);
 /* The socket fd, for poll(): readable means events (or EOF) are waiting. */
