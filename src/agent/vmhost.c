@@ -311,6 +311,10 @@ vmhost_monitor(void *arg)
 		int n = poll(&pfd, 1, 1000);
 		if (n > 0 && qmp_dispatch_events(vm->qmp) < 0)
 			break;
+		/* While a command is in flight its thread reads the socket
+		 * (and our events): don't spin on the readable fd. */
+		if (n > 0)
+			util_sleep_ms(5);
 		if (n == 0 && vmhost_pid_gone(vm, 0))
 			break;
 		if (util_mono_ms() - last_rotate > 2000) {

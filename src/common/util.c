@@ -387,6 +387,8 @@ util_read_token(const char *path, char *out, size_t outsz)
 
 	if ((s = util_read_file(path, 4096, &len)) == NULL)
 		return -1;
+	len = strcspn(s, "\n");
+	s[len] = '\0';
 	while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == ' ' ||
 	    s[len - 1] == '\r' || s[len - 1] == '\t'))
 		s[--len] = '\0';
