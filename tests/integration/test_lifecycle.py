@@ -1,0 +1,135 @@
+"""VM and host lifecycle beyond the basics: the manager's view converges to
+the agents' truth after a manager restart, state changes come from QEMU's
+events (guest power-off, QEMU crash), hosts go down when their reports
+stop, and tasks and events carry the contract's fields.
+"""
+
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from cvirt import boot_ids, qemu_pid, wait_for
+
+CMDLINE = "console=ttyS0 cvirt.tick=1"
+
+
+def boot(cl, guest, name):
+    cl.cli("vm", "create", name, "--cpus", 1, "--memory", 192,
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", CMDLINE)
+    cl.cli("vm", "start", name)
+    cl.wait_serial(name, "cvirt-guest: boot-id", 40)
+    time.sleep(0.5)
+    return cl.vm(name)
+
+
+def restart_manager(cl):
+    cl.manager.stop()
+    cl.start_manager()
+
+
+def test_manager_restart_keeps_running_vm(make_cluster, guest):
+    cl = make_cluster()
+    v = boot(cl, guest, "m1")
+    pid = qemu_pid(v["uuid"])
+    tasks_before = cl.cli("task", "list", json=True)
+    restart_manager(cl)
+    cl.wait_host("h1", "up", 20)
+    after = cl.vm("m1")
+    assert after["state"] == "running" and after["host"] == "h1"
+    assert qemu_pid(v["uuid"]) == pid, "the manager restart touched QEMU"
+    assert len(boot_ids(cl.serial("m1"))) == 1, "the guest rebooted"
+    ids = {t["id"] for t in cl.cli("task", "list", json=True)}
+    assert {t["id"] for t in tasks_before} <= ids, "tasks were lost"
+    # Still fully manageable after the restart.
+    cl.cli("vm", "stop", "m1", "--force")
+    assert cl.vm("m1")["state"] == "stopped"
+
+
+def test_vm_crash_while_manager_down_is_seen_after(make_cluster, guest):
+    cl = make_cluster()
+    v = boot(cl, guest, "m2")
+    cl.manager.stop()
+    os.kill(qemu_pid(v["uuid"]), signal.SIGKILL)
+    time.sleep(1.5)
+    cl.start_manager()
+    got = cl.wait_state("m2", "failed", 20)
+    assert got["host"] is None
+    events = cl.cli("event", "list", json=True)
+    assert any(e["object"] == "m2" and e["severity"] == "error"
+               for e in events), events
+
+
+def test_guest_poweroff_is_stopped_by_event(cluster, guest):
+    boot(cluster, guest, "p1")
+    rc, out, err = cluster.cli("vm", "console", "p1", check=False,
+                               input="poweroff -f\r", timeout=30)
+    assert rc == 0, err
+    got = cluster.wait_state("p1", "stopped", 20)
+    assert got["host"] is None
+    wait_for(lambda: qemu_pid(got["uuid"]) is None, 10, "QEMU to exit")
+
+
+def test_qemu_killed_is_failed(cluster, guest):
+    v = boot(cluster, guest, "k1")
+    os.kill(qemu_pid(v["uuid"]), signal.SIGKILL)
+    got = cluster.wait_state("k1", "failed", 15)
+    assert got["host"] is None
+    # A failed VM starts again.
+    cluster.cli("vm", "start", "k1")
+    assert cluster.vm("k1")["state"] == "running"
+    cluster.cli("vm", "stop", "k1", "--force")
+
+
+def test_host_down_when_reports_stop_and_up_again(cluster):
+    cluster.kill_agent("h1", signal.SIGKILL)
+    t0 = time.monotonic()
+    cluster.wait_host("h1", "down", 15)
+    took = time.monotonic() - t0
+    assert took < 12, "host declared down after %.1f s" % took
+    events = cluster.cli("event", "list", json=True)
+    assert any(e["kind"] == "host.down" and e["object"] == "h1"
+               for e in events)
+    cluster.start_agent("h1")
+    assert any(h["name"] == "h1" and h["state"] == "up"
+               for h in cluster.cli("host", "list", json=True))
+
+
+def test_task_and_event_fields(cluster, guest):
+    cluster.cli("vm", "create", "f1", "--cpus", 1, "--memory", 64,
+                "--kernel", guest.kernel, "--initrd", guest.initrd)
+    cluster.cli("vm", "start", "f1")
+    tasks = cluster.cli("task", "list", json=True)
+    t = next(t for t in tasks if t["vm"] == "f1" and t["kind"] == "vm.start")
+    for k in ("id", "kind", "state", "progress", "error", "result"):
+        assert k in t, k
+    assert t["state"] == "succeeded" and t["progress"] == 100
+    assert t["error"] is None and t["result"]["host"] == "h1"
+    shown = cluster.cli("task", "show", str(t["id"]), json=True)
+    assert shown["id"] == t["id"]
+    rc, _, err = cluster.cli("task", "show", "999999", check=False)
+    assert rc != 0 and "not found" in err
+    ev = cluster.cli("event", "list", json=True)
+    assert ev and all({"id", "time", "severity", "kind", "message"} <= set(e)
+                      for e in ev)
+    cluster.cli("vm", "delete", "f1", "--force")
+    assert "f1" not in cluster.vm_names()
+
+
+def test_busy_vm_refuses_a_second_operation(cluster, guest):
+    cluster.cli("vm", "create", "b1", "--cpus", 1, "--memory", 64,
+                "--kernel", guest.kernel, "--initrd", guest.initrd)
+    status, task = cluster.http("POST", "/api/v1/vms/b1/start")
+    assert status == 202, task
+    status, body = cluster.http("POST", "/api/v1/vms/b1/stop")
+    # Either the start is still running (409 busy) or it already finished
+    # and the stop is accepted; never both at once.
+    assert status in (202, 409), body
+    if status == 409:
+        assert "busy" in body["error"]
+    wait_for(lambda: cluster.http("GET", "/api/v1/vms/b1")[1]["task"] is None,
+             30, "b1 to be idle")
+    cluster.cli("vm", "delete", "b1", "--force")
