@@ -15,10 +15,8 @@
 #include "agent/agent_int.h"
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/ticket.h"
 #include "common/util.h"
-
-#define SERIAL_TICKETS   32
-#define SERIAL_TICKET_MS 30000
 
 /* ---- the log kept on storage ------------------------------------------ */
 
@@ -151,57 +149,12 @@ cleanup:
 
 /* ---- one-use tickets for the console websocket ------------------------ */
 
-static struct {
-	char	ticket[33];
-	char	uuid[UTIL_UUID_LEN + 1];
-	int64_t	expires;
-} tickets[SERIAL_TICKETS];
-static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ticket_store serial_tickets = TICKET_STORE_INIT(30000);
 
 int
 serial_ticket_new(const char *uuid, char *out, size_t outsz)
 {
-	int i, slot = 0;
-	int64_t now = util_mono_ms();
-
-	if (outsz < 33)
-		return -1;
-	pthread_mutex_lock(&tickets_lock);
-	for (i = 0; i < SERIAL_TICKETS; i++) {
-		if (tickets[i].expires < now) {
-			slot = i;
-			break;
-		}
-		if (tickets[i].expires < tickets[slot].expires)
-			slot = i;
-	}
-	util_random_hex(tickets[slot].ticket, 16);
-	snprintf(tickets[slot].uuid, sizeof(tickets[slot].uuid), "%s", uuid);
-	tickets[slot].expires = now + SERIAL_TICKET_MS;
-	snprintf(out, outsz, "%s", tickets[slot].ticket);
-	pthread_mutex_unlock(&tickets_lock);
-	return 0;
-}
-
-static int
-serial_ticket_take(const char *ticket, char *uuid, size_t uuidsz)
-{
-	int i, rc = -1;
-	int64_t now = util_mono_ms();
-
-	pthread_mutex_lock(&tickets_lock);
-	for (i = 0; i < SERIAL_TICKETS; i++) {
-		if (tickets[i].expires >= now && tickets[i].ticket[0] &&
-		    util_str_eq_ct(tickets[i].ticket, ticket)) {
-			snprintf(uuid, uuidsz, "%s", tickets[i].uuid);
-			tickets[i].expires = 0;
-			tickets[i].ticket[0] = '\0';
-			rc = 0;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&tickets_lock);
-	return rc;
+	return ticket_issue(&serial_tickets, uuid, out, outsz);
 }
 
 /* ---- the websocket bridge to QEMU's serial socket --------------------- */
@@ -244,7 +197,7 @@ serial_ws_open(struct mg_connection *c, const char *query, void *ctx)
 
 	(void)ctx;
 	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
-	    sizeof(ticket)) < 0 || serial_ticket_take(ticket, uuid,
+	    sizeof(ticket)) < 0 || ticket_redeem(&serial_tickets, ticket, uuid,
 	    sizeof(uuid)) < 0) {
 		log_warnx("console: invalid or expired ticket");
 		goto fail;

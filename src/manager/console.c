@@ -9,66 +9,36 @@
 #include <civetweb.h>
 
 #include "common/log.h"
+#include "common/ticket.h"
 #include "manager/manager_int.h"
 
-#define CONSOLE_TICKETS   64
-#define CONSOLE_TICKET_MS 30000
-
-static struct {
-	char	ticket[33];
-	char	uuid[UTIL_UUID_LEN + 1];
-	char	host[UTIL_NAME_MAX + 1];
-	int64_t	expires;
-} tickets[CONSOLE_TICKETS];
-static pthread_mutex_t tickets_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct ticket_store console_tickets = TICKET_STORE_INIT(30000);
 
 int
 console_ticket_new(const char *uuid, const char *host, char *out, size_t outsz)
 {
-	int64_t now = util_mono_ms();
-	int i, slot = 0;
+	char data[TICKET_DATA];
 
-	if (outsz < 33)
+	if (util_fmt(data, sizeof(data), "%s %s", uuid, host) < 0)
 		return -1;
-	pthread_mutex_lock(&tickets_lock);
-	for (i = 0; i < CONSOLE_TICKETS; i++) {
-		if (tickets[i].expires < now) {
-			slot = i;
-			break;
-		}
-		if (tickets[i].expires < tickets[slot].expires)
-			slot = i;
-	}
-	util_random_hex(tickets[slot].ticket, 16);
-	snprintf(tickets[slot].uuid, sizeof(tickets[slot].uuid), "%s", uuid);
-	snprintf(tickets[slot].host, sizeof(tickets[slot].host), "%s", host);
-	tickets[slot].expires = now + CONSOLE_TICKET_MS;
-	snprintf(out, outsz, "%s", tickets[slot].ticket);
-	pthread_mutex_unlock(&tickets_lock);
-	return 0;
+	return ticket_issue(&console_tickets, data, out, outsz);
 }
 
+/* Redeem a ticket into the VM's uuid and host. */
 static int
 console_ticket_take(const char *ticket, char *uuid, size_t usz, char *host,
     size_t hsz)
 {
-	int64_t now = util_mono_ms();
-	int i, rc = -1;
+	char data[TICKET_DATA], *sp;
 
-	pthread_mutex_lock(&tickets_lock);
-	for (i = 0; i < CONSOLE_TICKETS; i++) {
-		if (tickets[i].ticket[0] && tickets[i].expires >= now &&
-		    util_str_eq_ct(tickets[i].ticket, ticket)) {
-			snprintf(uuid, usz, "%s", tickets[i].uuid);
-			snprintf(host, hsz, "%s", tickets[i].host);
-			tickets[i].ticket[0] = '\0';
-			tickets[i].expires = 0;
-			rc = 0;
-			break;
-		}
-	}
-	pthread_mutex_unlock(&tickets_lock);
-	return rc;
+	if (ticket_redeem(&console_tickets, ticket, data, sizeof(data)) < 0 ||
+	    (sp = strchr(data, ' ')) == NULL)
+		return -1;
+	*sp = '\0';
+	if (util_fmt(uuid, usz, "%s", data) < 0 ||
+	    util_fmt(host, hsz, "%s", sp + 1) < 0)
+		return -1;
+	return 0;
 }
 
 /* Shared by both directions; freed when both sides have let go. */
