@@ -204,9 +204,12 @@ api_vm_create(struct httpd_req *r)
 	if ((spec = api_vm_spec(r)) == NULL)
 		return 0;
 	s = json_dumps(spec, JSON_COMPACT);
-	if (db_exec("INSERT INTO vms (uuid, name, state, spec, created, updated)"
-	    " VALUES (?, ?, 'stopped', ?, ?, ?)", "sssii", JS(spec, "uuid"),
-	    JS(spec, "name"), s, util_wall_ms(), util_wall_ms()) < 0) {
+	if (db_exec("INSERT INTO vms (uuid, name, state, spec, cpus, memory_mib,"
+	    " created, updated) VALUES (?, ?, 'stopped', ?, ?, ?, ?, ?)",
+	    "sssiiii", JS(spec, "uuid"), JS(spec, "name"), s,
+	    (int64_t)json_integer_value(json_object_get(spec, "cpus")),
+	    (int64_t)json_integer_value(json_object_get(spec, "memory_mib")),
+	    util_wall_ms(), util_wall_ms()) < 0) {
 		httpd_reply_error(r, errno == EEXIST ? 409 : 500, errno == EEXIST ?
 		    "vm \"%s\" already exists" : "cannot record vm \"%s\"",
 		    JS(spec, "name"));

@@ -1,19 +1,26 @@
-/* db.c - the inventory in SQLite (WAL): schema, migrations, query helpers.
- * One connection behind a recursive lock; callers never hold it across
- * I/O with agents or QEMU. */
+/* db.c - the inventory: one storage interface over SQLite (WAL, default) or
+ * PostgreSQL, the shared schema migrations and the query helpers. One
+ * connection behind a recursive lock; callers never hold it across I/O with
+ * agents or QEMU.
+ *
+ * Migrations are written once for both backends: INTEGER (64-bit on both),
+ * TEXT, "INTEGER PRIMARY KEY AUTOINCREMENT" for ids, upserts with ON
+ * CONFLICT (never INSERT OR REPLACE/IGNORE), no JSON functions; append only. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include <sqlite3.h>
-
 #include "common/log.h"
+#include "common/util.h"
+#include "manager/db_int.h"
 #include "manager/manager_int.h"
 
-static sqlite3 *db;
-static pthread_mutex_t db_lock;
+static const struct db_backend *be;
+static pthread_mutex_t db_lock = PTHREAD_MUTEX_INITIALIZER;
+static int db_lock_ready;
 
 /* Migrations run in order; meta.schema_version says how many have run. */
 static const char *const db_migrations[] = {
@@ -36,162 +43,162 @@ static const char *const db_migrations[] = {
 	"CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL, severity TEXT NOT NULL, kind TEXT NOT NULL,"
 	"  object TEXT, message TEXT NOT NULL);",
+	/* 2: the spec's size as columns, so placement sums without JSON
+	 * functions (db_fixup fills rows written before). */
+	"ALTER TABLE vms ADD COLUMN cpus INTEGER;"
+	"ALTER TABLE vms ADD COLUMN memory_mib INTEGER;",
 };
+
+static int
+db_schema_version(size_t *have)
+{
+	json_t *row;
+	uint64_t v = 0;
+	int t;
+
+	*have = 0;
+	if ((t = be->has_table("meta")) <= 0)
+		return t;
+	row = db_row("SELECT value FROM meta WHERE key = 'schema_version'", NULL);
+	if (row != NULL && util_parse_u64(json_string_value(json_object_get(row,
+	    "value")), 0, 1000000, &v) < 0) {
+		json_decref(row);
+		log_error("database: unreadable schema_version");
+		return -1;
+	}
+	json_decref(row);
+	*have = (size_t)v;
+	return 0;
+}
+
+/* Each migration and its version number commit together. */
+static int
+db_migrate_one(size_t i)
+{
+	char *ddl = NULL, ver[24];
+	int rc = -1;
+
+	ddl = strcmp(be->name, "postgresql") == 0 ? db_pg_ddl(db_migrations[i]) :
+	    strdup(db_migrations[i]);
+	snprintf(ver, sizeof(ver), "%zu", i + 1);
+	if (ddl == NULL || db_begin() < 0)
+		goto cleanup;
+	if (be->script(ddl) < 0 || db_exec("INSERT INTO meta (key, value) "
+	    "VALUES ('schema_version', ?) ON CONFLICT (key) DO UPDATE SET "
+	    "value = excluded.value", "s", ver) < 0) {
+		db_rollback();
+		goto cleanup;
+	}
+	rc = db_commit();
+cleanup:
+	if (rc < 0)
+		log_error("database migration %zu failed", i + 1);
+	free(ddl);
+	return rc;
+}
 
 static int
 db_migrate(void)
 {
-	sqlite3_stmt *st = NULL;
-	size_t have = 0, i;
-	char *msg = NULL;
+	size_t have, i, n = sizeof(db_migrations) / sizeof(db_migrations[0]);
 	int rc = -1;
 
-	if (sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE "
-	    "key='schema_version'", -1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		have = (size_t)sqlite3_column_int64(st, 0);
-	sqlite3_finalize(st);
-	if (have > sizeof(db_migrations) / sizeof(db_migrations[0])) {
-		log_error("database schema %zu is newer than this cvirt", have);
+	if (be->migrate_lock(1) < 0)
 		return -1;
+	if (db_schema_version(&have) < 0)
+		goto cleanup;
+	if (have > n) {
+		log_error("database schema %zu is newer than this cvirt (%zu)",
+		    have, n);
+		goto cleanup;
 	}
-	for (i = have; i < sizeof(db_migrations) / sizeof(db_migrations[0]); i++) {
-		char ver[96];
-
-		snprintf(ver, sizeof(ver), "INSERT OR REPLACE INTO meta VALUES"
-		    "('schema_version', '%zu');", i + 1);
-		if (sqlite3_exec(db, "BEGIN", NULL, NULL, &msg) != SQLITE_OK ||
-		    sqlite3_exec(db, db_migrations[i], NULL, NULL, &msg) != SQLITE_OK ||
-		    sqlite3_exec(db, ver, NULL, NULL, &msg) != SQLITE_OK ||
-		    sqlite3_exec(db, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-			log_error("database migration %zu: %s", i + 1,
-			    msg ? msg : "failed");
-			sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	for (i = have; i < n; i++)
+		if (db_migrate_one(i) < 0)
 			goto cleanup;
-		}
-	}
 	rc = 0;
 cleanup:
-	sqlite3_free(msg);
+	be->migrate_lock(0);
 	return rc;
 }
 
+/* Rows written before migration 2 get their size columns from the spec. */
+static void
+db_fixup(void)
+{
+	json_t *rows, *row, *spec;
+	size_t i;
+
+	rows = db_query("SELECT uuid, spec FROM vms WHERE memory_mib IS NULL",
+	    NULL);
+	json_array_foreach(rows, i, row) {
+		spec = json_loads(json_string_value(json_object_get(row, "spec")),
+		    0, NULL);
+		db_exec("UPDATE vms SET cpus = ?, memory_mib = ? WHERE uuid = ?",
+		    "iis", json_integer_value(json_object_get(spec, "cpus")),
+		    json_integer_value(json_object_get(spec, "memory_mib")),
+		    json_string_value(json_object_get(row, "uuid")));
+		json_decref(spec);
+	}
+	json_decref(rows);
+}
+
 int
-db_open(const char *path)
+db_open(const char *url)
 {
 	pthread_mutexattr_t ma;
+	const char *target = url;
 
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
-	pthread_mutex_init(&db_lock, &ma);
-	pthread_mutexattr_destroy(&ma);
-	if (sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX, NULL) != SQLITE_OK) {
-		log_error("cannot open database %s: %s", path,
-		    db ? sqlite3_errmsg(db) : "out of memory");
+	if (!db_lock_ready) {
+		pthread_mutexattr_init(&ma);
+		pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+		pthread_mutex_init(&db_lock, &ma);
+		pthread_mutexattr_destroy(&ma);
+		db_lock_ready = 1;
+	}
+	if (strncmp(url, "postgresql://", 13) == 0 ||
+	    strncmp(url, "postgres://", 11) == 0) {
+		be = &db_pg_backend;
+	} else {
+		be = &db_sqlite_backend;
+		if (strncmp(url, "sqlite:", 7) == 0)
+			target = url + 7;
+	}
+	if (be->open(target) < 0) {
+		be = NULL;
 		return -1;
 	}
-	sqlite3_busy_timeout(db, 5000);
-	sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-	    "PRAGMA foreign_keys=ON;", NULL, NULL, NULL);
-	return db_migrate();
+	if (db_migrate() < 0) {
+		db_close();
+		return -1;
+	}
+	db_fixup();
+	log_info("inventory: %s", be->name);
+	return 0;
 }
 
 void
 db_close(void)
 {
-	if (db)
-		sqlite3_close(db);
-	db = NULL;
+	if (be)
+		be->close();
+	be = NULL;
 }
 
-static sqlite3_stmt *
-db_prepare(const char *sql, const char *types, va_list ap)
+const char *
+db_backend_name(void)
 {
-	sqlite3_stmt *st = NULL;
-	int i, rc = SQLITE_OK;
-
-	if (sqlite3_prepare_v2(db, sql, -1, &st, NULL) != SQLITE_OK) {
-		log_error("db: %s: %s", sqlite3_errmsg(db), sql);
-		return NULL;
-	}
-	for (i = 0; types && types[i] && rc == SQLITE_OK; i++) {
-		const char *s;
-		switch (types[i]) {
-		case 's':
-			s = va_arg(ap, const char *);
-			rc = s ? sqlite3_bind_text(st, i + 1, s, -1,
-			    SQLITE_TRANSIENT) : sqlite3_bind_null(st, i + 1);
-			break;
-		case 'i':
-			rc = sqlite3_bind_int64(st, i + 1, va_arg(ap, int64_t));
-			break;
-		default:
-			rc = sqlite3_bind_null(st, i + 1);
-			break;
-		}
-	}
-	if (rc != SQLITE_OK) {
-		log_error("db: bind: %s", sqlite3_errmsg(db));
-		sqlite3_finalize(st);
-		return NULL;
-	}
-	return st;
-}
-
-static json_t *
-db_row_json(sqlite3_stmt *st)
-{
-	json_t *o = json_object();
-	int i, n = sqlite3_column_count(st);
-
-	for (i = 0; i < n; i++) {
-		const char *name = sqlite3_column_name(st, i);
-		switch (sqlite3_column_type(st, i)) {
-		case SQLITE_INTEGER:
-			json_object_set_new(o, name,
-			    json_integer(sqlite3_column_int64(st, i)));
-			break;
-		case SQLITE_NULL:
-			json_object_set_new(o, name, json_null());
-			break;
-		default:
-			json_object_set_new(o, name, json_stringn(
-			    (const char *)sqlite3_column_text(st, i),
-			    (size_t)sqlite3_column_bytes(st, i)));
-			break;
-		}
-	}
-	return o;
+	return be ? be->name : "none";
 }
 
 static json_t *
 db_vquery(const char *sql, const char *types, va_list ap, int first)
 {
-	sqlite3_stmt *st;
-	json_t *rows = NULL, *ret = NULL;
-	int rc;
+	json_t *r;
 
 	pthread_mutex_lock(&db_lock);
-	if ((st = db_prepare(sql, types, ap)) == NULL)
-		goto cleanup;
-	rows = json_array();
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		json_array_append_new(rows, db_row_json(st));
-		if (first)
-			break;
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		log_error("db: %s: %s", sqlite3_errmsg(db), sql);
-		goto cleanup;
-	}
-	ret = rows;
-	rows = NULL;
-cleanup:
-	sqlite3_finalize(st);
+	r = be->query(sql, types, ap, first);
 	pthread_mutex_unlock(&db_lock);
-	json_decref(rows);
-	return ret;
+	return r;
 }
 
 json_t *
@@ -226,43 +233,34 @@ db_row(const char *sql, const char *types, ...)
 int
 db_exec(const char *sql, const char *types, ...)
 {
-	sqlite3_stmt *st;
 	va_list ap;
-	int rc = -1, step;
+	int rc;
 
 	pthread_mutex_lock(&db_lock);
 	va_start(ap, types);
-	st = db_prepare(sql, types, ap);
+	rc = be->exec(sql, types, ap);
 	va_end(ap);
-	if (st == NULL)
-		goto cleanup;
-	step = sqlite3_step(st);
-	if (step == SQLITE_DONE || step == SQLITE_ROW) {
-		rc = sqlite3_changes(db);
-	} else if ((step & 0xff) == SQLITE_CONSTRAINT) {
-		errno = EEXIST;
-	} else {
-		log_error("db: %s: %s", sqlite3_errmsg(db), sql);
-		errno = EIO;
-	}
-cleanup:
-	sqlite3_finalize(st);
 	pthread_mutex_unlock(&db_lock);
 	return rc;
 }
 
+/* Valid right after the INSERT, under the lock (inside a transaction). */
 int64_t
 db_last_id(void)
 {
-	return sqlite3_last_insert_rowid(db);
+	int64_t id;
+
+	pthread_mutex_lock(&db_lock);
+	id = be->last_id();
+	pthread_mutex_unlock(&db_lock);
+	return id;
 }
 
 int
 db_begin(void)
 {
 	pthread_mutex_lock(&db_lock);
-	if (sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK) {
-		log_error("db: begin: %s", sqlite3_errmsg(db));
+	if (be->script(be->begin_sql) < 0) {
 		pthread_mutex_unlock(&db_lock);
 		return -1;
 	}
@@ -272,12 +270,10 @@ db_begin(void)
 int
 db_commit(void)
 {
-	int rc = sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK ? 0 : -1;
+	int rc = be->script("COMMIT");
 
-	if (rc < 0) {
-		log_error("db: commit: %s", sqlite3_errmsg(db));
-		sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
-	}
+	if (rc < 0)
+		be->script("ROLLBACK");
 	pthread_mutex_unlock(&db_lock);
 	return rc;
 }
@@ -285,6 +281,6 @@ db_commit(void)
 void
 db_rollback(void)
 {
-	sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	be->script("ROLLBACK");
 	pthread_mutex_unlock(&db_lock);
 }

@@ -139,10 +139,11 @@ manager_db_path(char *out, size_t outsz)
 {
 	if (mgr_cfg.db_url[0] == '\0')
 		return util_fmt(out, outsz, "%s/cvirt.db", mgr_cfg.data);
-	if (strncmp(mgr_cfg.db_url, "sqlite:", 7) == 0)
-		return util_fmt(out, outsz, "%s", mgr_cfg.db_url + 7);
-	log_error("unsupported --db \"%s\": this build speaks sqlite:PATH",
-	    mgr_cfg.db_url);
+	if ((strncmp(mgr_cfg.db_url, "sqlite:", 7) == 0 && mgr_cfg.db_url[7]) ||
+	    strncmp(mgr_cfg.db_url, "postgresql://", 13) == 0 ||
+	    strncmp(mgr_cfg.db_url, "postgres://", 11) == 0)
+		return util_fmt(out, outsz, "%s", mgr_cfg.db_url);
+	log_error("unsupported --db URL: want sqlite:PATH or postgresql://...");
 	return -1;
 }
 

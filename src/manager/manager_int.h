@@ -23,10 +23,14 @@ struct mgr_cfg {
 };
 extern struct mgr_cfg mgr_cfg;
 
-/* db.c: one SQLite connection behind a recursive lock. Parameter types:
- * 's' string (NULL binds NULL), 'i' int64, 'n' NULL (no argument). */
-int	 db_open(const char *path);
+/* db.c: the inventory (SQLite or PostgreSQL), one connection behind a
+ * recursive lock. SQL uses "?" placeholders and the common dialect (see
+ * db.c). Parameter types: 's' string (NULL binds NULL), 'i' int64, 'n'
+ * NULL (no argument). */
+/* url: "sqlite:PATH", a plain path, or "postgresql://..." (libpq). */
+int	 db_open(const char *url);
 void	 db_close(void);
+const char *db_backend_name(void);	/* "sqlite" or "postgresql" */
 /* Rows as an array of objects keyed by column name; NULL on error. */
 json_t	*db_query(const char *sql, const char *types, ...);
 /* First row or NULL (none or error; errno ENOENT when none). */

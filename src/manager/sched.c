@@ -57,8 +57,8 @@ sched_pick(json_t *vm, const char *want, char *out, size_t outsz, char *err,
 	int rc = -1;
 
 	spec = json_loads(json_string_value(json_object_get(vm, "spec")), 0, NULL);
-	hosts = db_query("SELECT h.*, (SELECT COALESCE(SUM(json_extract(v.spec,"
-	    " '$.memory_mib')), 0) FROM vms v WHERE v.host = h.name AND v.uuid != ?)"
+	hosts = db_query("SELECT h.*, (SELECT COALESCE(SUM(v.memory_mib), 0) "
+	    "FROM vms v WHERE v.host = h.name AND v.uuid != ?)"
 	    " AS used_mib FROM hosts h ORDER BY h.name", "s",
 	    json_string_value(json_object_get(vm, "uuid")));
 	json_array_foreach(hosts, i, h) {

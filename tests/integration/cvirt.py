@@ -233,6 +233,7 @@ class Cluster:
         self.agent_ports = {}     # name -> port (kept across restarts)
         self.agent_extra = {}     # name -> extra argv
         self.uuids = set()        # every VM uuid this cluster has seen
+        self.db_url = None        # this cluster's PostgreSQL database
         self.env = self._env()
         Cluster.active.append(self)
 
@@ -245,6 +246,26 @@ class Cluster:
 
     # ---- daemons ---------------------------------------------------------
 
+    def db_args(self):
+        """["--db", URL] when the suite runs on PostgreSQL ($CVIRT_TEST_PG,
+        a server URL from tests/pg-server): each cluster gets its own
+        database, kept across manager restarts; [] on SQLite."""
+        server = os.environ.get("CVIRT_TEST_PG")
+        if not server:
+            return []
+        if self.db_url is None:
+            name = "cvirt_" + re.sub(r"[^a-z0-9]", "_",
+                                     os.path.basename(self.base).lower())
+            p = subprocess.run(
+                ["psql", "-q", "-v", "ON_ERROR_STOP=1", server, "-c",
+                 'CREATE DATABASE "%s"' % name],
+                capture_output=True, text=True, env=self.env)
+            if p.returncode != 0:
+                raise CvirtError("cannot create database %s: %s"
+                                 % (name, p.stderr))
+            self.db_url = server.rsplit("/", 1)[0] + "/" + name
+        return ["--db", self.db_url]
+
     def start_manager(self, timeout=20):
         if self.port is None:
             self.port = free_port()
@@ -253,7 +274,7 @@ class Cluster:
         self.manager = Daemon(
             "manager",
             [self.bin, "manager", "--data", self.mdir,
-             "--listen", "127.0.0.1:%d" % self.port],
+             "--listen", "127.0.0.1:%d" % self.port] + self.db_args(),
             os.path.join(self.logdir, "manager.log"), self.env)
         self.manager.start()
         wait_for(lambda: self._alive(self.manager) and
