@@ -20,7 +20,8 @@ struct agent_cfg agent_cfg;
 static const char agent_usage[] =
     "usage: cvirt agent --data DIR --manager URL --token-file FILE --name NAME\n"
     "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
-    "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n";
+    "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
+    "                   [--memory MIB] [--migration-address IP]\n";
 
 static int
 agent_add_storage(const char *arg)
@@ -92,6 +93,8 @@ agent_parse(int argc, char **argv)
 		{ "storage", required_argument, NULL, 's' },
 		{ "accel", required_argument, NULL, 'a' },
 		{ "stop-timeout", required_argument, NULL, 'T' },
+		{ "migration-address", required_argument, NULL, 'M' },
+		{ "memory", required_argument, NULL, 'R' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -117,6 +120,20 @@ agent_parse(int argc, char **argv)
 				return -1;
 			}
 			agent_cfg.stop_timeout_s = (int)v;
+			break;
+		case 'M':
+			if (util_fmt(agent_cfg.migration_addr,
+			    sizeof(agent_cfg.migration_addr), "%s", optarg) < 0) {
+				log_error("--migration-address too long");
+				return -1;
+			}
+			break;
+		case 'R':
+			if (util_parse_u64(optarg, 64, UINT64_C(1) << 32, &v) < 0) {
+				log_error("--memory wants MiB for VMs, 64..4294967296");
+				return -1;
+			}
+			agent_cfg.memory_mib = (int64_t)v;
 			break;
 		case 'h': fputs(agent_usage, stdout); exit(0);
 		default:
@@ -154,6 +171,7 @@ int
 agent_main(int argc, char **argv)
 {
 	struct httpd_config hc;
+	struct httpd_ws_route ws[2];
 	struct httpd *h = NULL;
 	struct sysinfo si;
 	char path[PATH_MAX];
@@ -166,7 +184,17 @@ agent_main(int argc, char **argv)
 	    agent_cfg.listen) < 0)
 		return 2;
 	agent_cfg.cpus = (int)sysconf(_SC_NPROCESSORS_ONLN);
-	if (sysinfo(&si) == 0)
+	/* Migrations arrive on the address the manager reaches us on. */
+	if (agent_cfg.migration_addr[0] == '\0') {
+		const char *colon = strrchr(agent_cfg.listen, ':');
+		int n = colon ? (int)(colon - agent_cfg.listen) : 0;
+		snprintf(agent_cfg.migration_addr, sizeof(agent_cfg.migration_addr),
+		    "%.*s", n, agent_cfg.listen);
+		if (n == 0 || strcmp(agent_cfg.migration_addr, "0.0.0.0") == 0)
+			snprintf(agent_cfg.migration_addr,
+			    sizeof(agent_cfg.migration_addr), "127.0.0.1");
+	}
+	if (agent_cfg.memory_mib == 0 && sysinfo(&si) == 0)
 		agent_cfg.memory_mib = (int64_t)((uint64_t)si.totalram *
 		    si.mem_unit / (1024 * 1024));
 	if (util_mkdir_p(agent_cfg.data, 0700) < 0 ||
@@ -193,8 +221,10 @@ agent_main(int argc, char **argv)
 	hc.threads = 16;
 	hc.routes = agent_routes;
 	hc.nroutes = agent_nroutes;
-	hc.ws = &serial_ws_route;
-	hc.nws = 1;
+	ws[0] = serial_ws_route;
+	ws[1] = vnc_ws_route;
+	hc.ws = ws;
+	hc.nws = 2;
 	hc.auth = agent_auth;
 	if ((h = httpd_start(&hc)) == NULL) {
 		log_error("cannot listen on %s", agent_cfg.listen);

@@ -121,7 +121,7 @@ api_start(struct httpd_req *r)
 	if (r->body == NULL || !json_is_string(json_object_get(r->body, "uuid")) ||
 	    strcmp(json_string_value(json_object_get(r->body, "uuid")), uuid) != 0)
 		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
-	rc = vmhost_start(r->body, &result, err, sizeof(err), &status);
+	rc = vmhost_start(r->body, 0, &result, err, sizeof(err), &status);
 	return api_reply_result(r, rc, status, err, result);
 }
 
@@ -200,14 +200,96 @@ api_console(struct httpd_req *r)
 	return httpd_reply_json(r, 200, json_pack("{s:s}", "ticket", ticket));
 }
 
+static int
+api_incoming(struct httpd_req *r)
+{
+	json_t *result = NULL;
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if (r->body == NULL || !json_is_string(json_object_get(r->body, "uuid")) ||
+	    strcmp(json_string_value(json_object_get(r->body, "uuid")), uuid) != 0)
+		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
+	rc = mig_incoming(r->body, &result, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, result);
+}
+
+static int
+api_migrate(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	if (r->body == NULL)
+		return httpd_reply_error(r, 400, "a JSON body is required");
+	rc = mig_start(uuid, r->body, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_migration(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500;
+	const char *uuid = api_uuid(r);
+	json_t *res;
+
+	if (uuid == NULL)
+		return 0;
+	res = mig_status(uuid, err, sizeof(err), &status);
+	return api_reply_result(r, res ? 0 : -1, status, err, res);
+}
+
+static int
+api_migrate_cancel(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	rc = mig_cancel(uuid, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+static int
+api_migrate_finish(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	rc = mig_finish(uuid, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
 const struct httpd_route agent_routes[] = {
+	{ "POST",   "/agent/v1/vms/{}/incoming",      api_incoming, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/migrate",       api_migrate, 0, 0 },
+	{ "GET",    "/agent/v1/vms/{}/migration",     api_migration, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/migrate-cancel", api_migrate_cancel, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/migrate-finish", api_migrate_finish, 0, 0 },
 	{ "GET",    "/agent/v1/info",                 api_get_info, 0, 0 },
 	{ "PUT",    "/agent/v1/vms/{}",               api_define, 0, 0 },
 	{ "DELETE", "/agent/v1/vms/{}",               api_undefine, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/start",         api_start, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/stop",          api_stop, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/console",       api_console, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/vnc",           vnc_api_ticket, 0, 0 },
 	{ "GET",    "/agent/v1/vms/{}/serial",        api_serial, 0, 0 },
+	{ "POST",   "/agent/v1/block/{}/snapshot",    blockapi_snapshot, 0, 0 },
+	{ "POST",   "/agent/v1/jobs",                 blockapi_job_start, 0, 0 },
+	{ "GET",    "/agent/v1/jobs/{}",              blockapi_job_get, 0, 0 },
+	{ "DELETE", "/agent/v1/files/{}/{}",          blockapi_remove, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/{}",            api_op, 0, 0 },
 };
 const size_t agent_nroutes = sizeof(agent_routes) / sizeof(agent_routes[0]);

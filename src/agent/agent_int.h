@@ -27,6 +27,7 @@ struct agent_cfg {
 	char			token[256];
 	char			name[UTIL_NAME_MAX + 1];
 	char			listen[128];
+	char			migration_addr[64];	/* where we receive migrations */
 	char			url[160];	/* how the manager reaches us */
 	struct agent_storage	storage[AGENT_MAX_STORAGE];
 	int			nstorage;
@@ -61,6 +62,9 @@ struct avm {
 	int		 exited;		/* QEMU is gone */
 	int		 clean_shutdown;	/* SHUTDOWN event or stop requested */
 	int		 stop_requested;
+	int		 incoming;		/* waiting for a migration stream */
+	int		 migrating;		/* outgoing migration under way */
+	int		 migrated;		/* handed over: its exit is no failure */
 	int		 refs;
 	int64_t		 boots;			/* RESET events since start */
 };
@@ -79,8 +83,11 @@ void	 vmhost_put(struct avm *vm);
 int	 vmhost_define(json_t *spec, char *err, size_t errsz, int *status);
 int	 vmhost_undefine(const char *uuid, const char *storage, char *err,
 	    size_t errsz, int *status);
-int	 vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
-	    int *status);
+/* incoming: start QEMU with "-incoming defer" to receive a migration. */
+int	 vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
+	    size_t errsz, int *status);
+/* Set the state and report it at once. */
+void	 vmhost_set_state(struct avm *vm, const char *state);
 int	 vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
 	    size_t errsz, int *status);
 /* op: "pause", "resume", "reboot" */
@@ -93,6 +100,15 @@ json_t	*vmhost_exits(void);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
 
+/* migrate.c: live migration, both ends */
+int	 mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,
+	    int *status);
+int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
+	    int *status);
+json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
+int	 mig_cancel(const char *uuid, char *err, size_t errsz, int *status);
+int	 mig_finish(const char *uuid, char *err, size_t errsz, int *status);
+
 /* serial.c */
 /* Serial output kept for the VM in dir from absolute offset (-1: all kept).
  * New reference {"data","offset","size"} or NULL with err. */
@@ -100,8 +116,23 @@ json_t	*serial_read(const char *dir, int64_t offset, char *err, size_t errsz);
 /* Keep serial.log bounded: move it to serial.log.0 past max bytes. */
 void	 serial_rotate(const char *dir, size_t max);
 extern const struct httpd_ws_route serial_ws_route;
+/* A websocket <-> unix socket bridge (serial and VNC consoles): open
+ * connects to path and returns the state for the three callbacks, or NULL. */
+void	*serial_bridge_open(struct mg_connection *c, const char *path);
+void	 serial_bridge_ready(void *state);
+void	 serial_bridge_data(void *state, const char *buf, size_t len);
+void	 serial_bridge_close(void *state);
+
+/* vnc.c: the graphical console, QEMU's VNC server on a unix socket */
+int	 vnc_socket_path(const struct avm *vm, char *out, size_t outsz);
+int	 vnc_api_ticket(struct httpd_req *r);	/* POST .../vms/{uuid}/vnc */
+extern const struct httpd_ws_route vnc_ws_route;
 /* A one-use ticket for the console websocket of the VM (30 s). */
 int	 serial_ticket_new(const char *uuid, char *out, size_t outsz);
+
+/* stats.c: counters for the UI's charts, sent with each report: {"host":
+ * {...}, "vms": {UUID: {...}}} for the VMs in vms (vmhost_list); new ref. */
+json_t	*stats_json(json_t *vms);
 
 /* report.c: registration and heartbeats */
 int	 report_start(void);
@@ -109,6 +140,61 @@ void	 report_kick(void);		/* send a report now */
 void	 report_stop(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
+
+/* ajob.c: background jobs (backups, copies, merges) the manager polls */
+#define AJOB_ID_LEN 16
+struct ajob;
+/* Runs in the job's own thread with args (borrowed); *result (a new
+ * reference or NULL) is kept as the job's result, also on failure. */
+typedef int (*ajob_fn)(struct ajob *j, json_t *args, json_t **result,
+	    char *err, size_t errsz);
+/* Start fn in a thread; args is stolen. The id goes to id (>= 17 bytes). */
+int	 ajob_start(ajob_fn fn, json_t *args, char *id, size_t idsz);
+void	 ajob_progress(struct ajob *j, int pct);
+/* {id, state, progress, error?, result?}; new reference or NULL. */
+json_t	*ajob_get(const char *id);
+
+/* blockops.c: snapshots of a VM's disks (running: QMP; stopped: qemu-img).
+ * Each takes the manager's VM spec and gives the updated spec. */
+int	 blk_snapshot_create(json_t *spec, const char *snap, json_t **out,
+	    char *err, size_t errsz, int *status);
+int	 blk_snapshot_revert(json_t *spec, const char *snap, json_t **out,
+	    char *err, size_t errsz, int *status);
+/* qmp_command on the VM with args stolen (may be NULL). */
+int	 blk_qmp(struct avm *vm, const char *cmd, json_t *args, json_t **ret,
+	    char *err, size_t errsz);
+/* Wait for the block jobs named in ids to end (completing ready ones),
+ * progress from p0 to p1 into j (may be NULL), dismiss them; a failed job
+ * cancels the others. 0 when all succeeded, else -1 with the first error. */
+int	 blk_jobs_wait(struct avm *vm, json_t *ids, struct ajob *j, int p0,
+	    int p1, char *err, size_t errsz);
+/* Job: {spec, snapshot}; result {spec} (also when it failed half-way). */
+int	 blk_snapshot_delete_job(struct ajob *j, json_t *args, json_t **result,
+	    char *err, size_t errsz);
+
+/* backupops.c: backups, disk copies, images (jobs and plain calls) */
+/* Job: {spec, id, storage}; result: the backup's manifest. */
+int	 bk_backup_job(struct ajob *j, json_t *args, json_t **result,
+	    char *err, size_t errsz);
+/* Job: {storage, spec, sources:[{path, format?, sha256?, linked?}]}:
+ * a new VM dir whose disks are copies (or overlays) of the sources. */
+int	 bk_copy_job(struct ajob *j, json_t *args, json_t **result, char *err,
+	    size_t errsz);
+/* Job: {file, name, storage}; result {file, virtual_size, size_bytes, ...}. */
+int	 bk_import_job(struct ajob *j, json_t *args, json_t **result,
+	    char *err, size_t errsz);
+/* Job: {storage, id}: recompute every checksum of a backup. */
+int	 bk_verify_job(struct ajob *j, json_t *args, json_t **result,
+	    char *err, size_t errsz);
+/* kind "images" or "backups": remove DOMAIN/kind/name[.qcow2]. */
+int	 bk_remove(const char *storage, const char *kind, const char *name,
+	    char *err, size_t errsz, int *status);
+
+/* blockapi.c: the /agent/v1/block, jobs, images and backups routes */
+int	 blockapi_snapshot(struct httpd_req *r);
+int	 blockapi_job_start(struct httpd_req *r);
+int	 blockapi_job_get(struct httpd_req *r);
+int	 blockapi_remove(struct httpd_req *r);
 
 /* agent_api.c */
 extern const struct httpd_route agent_routes[];

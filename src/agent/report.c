@@ -34,6 +34,43 @@ report_kick(void)
 	pthread_mutex_unlock(&report_lock);
 }
 
+static void *
+report_stop_one(void *arg)
+{
+	char err[256];
+	int status;
+
+	if (vmhost_stop(arg, 1, 0, err, sizeof(err), &status) < 0)
+		log_warnx("stopping a stale copy of VM %s: %s", (char *)arg, err);
+	free(arg);
+	return NULL;
+}
+
+/* The manager may tell us to end copies it knows run elsewhere (a source
+ * left paused after a migration whose end we missed). */
+static void
+report_apply_reply(json_t *reply)
+{
+	json_t *v;
+	size_t i;
+
+	json_array_foreach(json_object_get(reply, "stop"), i, v) {
+		pthread_t t;
+		char *uuid;
+
+		if (!json_is_string(v) || !util_uuid_valid(json_string_value(v)))
+			continue;
+		log_warnx("the manager says VM %s runs elsewhere: stopping this "
+		    "copy", json_string_value(v));
+		if ((uuid = strdup(json_string_value(v))) == NULL)
+			continue;
+		if (pthread_create(&t, NULL, report_stop_one, uuid) != 0)
+			free(uuid);
+		else
+			pthread_detach(t);
+	}
+}
+
 /* 0 registered; -1 retry later; -2 refused for good (bad token). */
 static int
 report_register(void)
@@ -71,6 +108,7 @@ report_register(void)
 	pthread_mutex_unlock(&report_lock);
 	log_info("registered with the manager at %s as host %s",
 	    agent_cfg.manager, agent_cfg.name);
+	report_apply_reply(resp.json);
 	rc = 0;
 cleanup:
 	httpc_resp_free(&resp);
@@ -89,6 +127,8 @@ report_send(const char *key)
 
 	body = json_pack("{s:s, s:o, s:O}", "name", agent_cfg.name,
 	    "vms", vmhost_list(), "exits", exits);
+	json_object_set_new(body, "stats", stats_json(json_object_get(body,
+	    "vms")));
 	snprintf(url, sizeof(url), "%s/api/v1/agent/report", agent_cfg.manager);
 	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {
 		log_debug("report: %s", resp.err);
@@ -103,6 +143,7 @@ report_send(const char *key)
 		goto cleanup;
 	}
 	vmhost_exits_ack(exits);
+	report_apply_reply(resp.json);
 	rc = 0;
 cleanup:
 	httpc_resp_free(&resp);

@@ -149,7 +149,7 @@ vmhost_remove(struct avm *vm)
 	vmhost_put(vm);
 }
 
-static void
+void
 vmhost_set_state(struct avm *vm, const char *state)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -330,11 +330,18 @@ vmhost_monitor(void *arg)
 		vmhost_pid_gone(vm, 5000);
 	}
 	pthread_mutex_lock(&vm->lock);
-	state = (vm->clean_shutdown || vm->stop_requested) ? "stopped" : "failed";
+	if (vm->migrated)
+		state = "migrated";
+	else if (vm->incoming)
+		state = "incoming-failed";
+	else if (vm->clean_shutdown || vm->stop_requested)
+		state = "stopped";
+	else
+		state = "failed";
 	pthread_mutex_unlock(&vm->lock);
 	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
-	vmhost_record_exit(vm, state, strcmp(state, "stopped") == 0 ?
-	    "shut down" : "QEMU exited unexpectedly");
+	vmhost_record_exit(vm, state, strcmp(state, "failed") != 0 ? state :
+	    "QEMU exited unexpectedly");
 	pthread_mutex_lock(&vm->lock);
 	vm->exited = 1;
 	snprintf(vm->state, sizeof(vm->state), "%s", state);
@@ -396,8 +403,29 @@ ev_reset(struct avm *vm, json_t *data)
 }
 
 static void
+ev_migration(struct avm *vm, json_t *data)
+{
+	const char *st = json_string_value(json_object_get(data, "status"));
+	int out;
+
+	if (st == NULL)
+		return;
+	pthread_mutex_lock(&vm->lock);
+	out = vm->migrating;
+	if (strcmp(st, "failed") == 0 || strcmp(st, "cancelled") == 0)
+		vm->migrating = 0;
+	pthread_mutex_unlock(&vm->lock);
+	log_debug("vm %s: migration %s", vm->name, st);
+	if (out && strcmp(st, "completed") == 0)
+		vmhost_set_state(vm, "postmigrate");
+}
+
+static void
 ev_resume(struct avm *vm, json_t *data)
 {
+	pthread_mutex_lock(&vm->lock);
+	vm->incoming = 0;
+	pthread_mutex_unlock(&vm->lock);
 	vmhost_set_state(vm, "running");
 }
 
@@ -419,7 +447,8 @@ ev_stop(struct avm *vm, json_t *data)
 	int stopping;
 
 	pthread_mutex_lock(&vm->lock);
-	stopping = strcmp(vm->state, "stopping") == 0 || vm->clean_shutdown;
+	stopping = strcmp(vm->state, "stopping") == 0 || vm->clean_shutdown ||
+	    vm->migrating || vm->migrated;
 	pthread_mutex_unlock(&vm->lock);
 	if (!stopping)
 		vmhost_set_state(vm, "paused");
@@ -433,6 +462,7 @@ ev_watchdog(struct avm *vm, json_t *data)
 
 static const struct vmhost_evh vmhost_events[] = {
 	{ "GUEST_PANICKED",	ev_guest_panicked },
+	{ "MIGRATION",		ev_migration },
 	{ "POWERDOWN",		ev_powerdown },
 	{ "RESET",		ev_reset },
 	{ "RESUME",		ev_resume },
@@ -522,7 +552,9 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 	}
 	snprintf(q->qmp_path, sizeof(q->qmp_path), "%s", vm->qmp_path);
 	snprintf(q->serial_path, sizeof(q->serial_path), "%s", vm->serial_path);
-	q->vnc_display = -1;
+	/* The graphical console (vnc.c) on a unix socket next to the serial one. */
+	q->vnc_display = vnc_socket_path(vm, q->vnc_path, sizeof(q->vnc_path)) == 0 ?
+	    0 : -1;
 	q->panic_device = 1;
 	q->start_paused = 1;
 	return 0;
@@ -585,8 +617,8 @@ vmhost_paths(struct avm *vm, char *err, size_t errsz)
 }
 
 int
-vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
-    int *status)
+vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
+    size_t errsz, int *status)
 {
 	struct qemu_vm_spec *q = NULL;	/* ~100 KiB: not on a server thread's stack */
 	struct avm *vm = NULL;
@@ -613,15 +645,22 @@ vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
 		*status = 404;
 		goto cleanup;
 	}
-	if (vmhost_qemu_spec(spec, vm, q, err, errsz) < 0 ||
+	vm->incoming = incoming;
+	/* While a migration comes in, the source still owns vm.json. */
+	if (vmhost_qemu_spec(spec, vm, q, err, errsz) < 0 || (!incoming &&
 	    store_vm_write_meta(vmhost_storage_path(vm->storage), spec, err,
-	    errsz) < 0 ||
+	    errsz) < 0) ||
 	    util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
 	    vm->uuid) < 0)
 		goto cleanup;
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
-	vmhost_serial_mark(vm, q->serial_log);
+	if (incoming) {
+		snprintf(q->incoming, sizeof(q->incoming), "defer");
+		q->start_paused = 0;	/* run as soon as the state is in */
+	} else {
+		vmhost_serial_mark(vm, q->serial_log);
+	}
 	*status = 502;
 	if (qemu_spawn(q, log, &vm->pid, err, errsz) < 0)
 		goto cleanup;
@@ -638,6 +677,14 @@ vmhost_start(json_t *spec, json_t **result, char *err, size_t errsz,
 	}
 	if (vmhost_monitor_start(vm) < 0) {
 		snprintf(err, errsz, "cannot start the VM monitor");
+		goto cleanup;
+	}
+	if (incoming) {
+		vmhost_set_state(vm, "incoming");
+		*result = json_pack("{s:I, s:s}", "pid", (json_int_t)vm->pid,
+		    "state", "incoming");
+		*status = 200;
+		rc = 0;
 		goto cleanup;
 	}
 	if (qmp_command(vm->qmp, "cont", NULL, 10000, NULL, err, errsz) < 0) {
@@ -861,8 +908,21 @@ vmhost_adopt(json_t *rec)
 		    (int)pid, qerr);
 		goto drop;	/* keep its record: a later restart may succeed */
 	}
-	snprintf(vm->state, sizeof(vm->state), "%s",
-	    json_is_true(json_object_get(st, "running")) ? "running" : "paused");
+	{
+		const char *qs = json_string_value(json_object_get(st, "status"));
+
+		if (qs && strcmp(qs, "postmigrate") == 0) {
+			vm->migrated = 1;	/* its state lives elsewhere now */
+			snprintf(vm->state, sizeof(vm->state), "postmigrate");
+		} else if (qs && strcmp(qs, "inmigrate") == 0) {
+			vm->incoming = 1;
+			snprintf(vm->state, sizeof(vm->state), "incoming");
+		} else {
+			snprintf(vm->state, sizeof(vm->state), "%s",
+			    json_is_true(json_object_get(st, "running")) ?
+			    "running" : "paused");
+		}
+	}
 	if (vmhost_monitor_start(vm) < 0)
 		goto drop;
 	log_info("vm %s: re-attached to QEMU pid %d (%s)", vm->name, (int)pid,

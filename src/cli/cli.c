@@ -23,7 +23,8 @@ static const struct cli_cmd cli_cmds[] = {
 	    "          [--kernel PATH [--initrd PATH] [--cmdline STR]] "
 	    "[--net NETWORK]\n"
 	    "          [--host HOST] [--storage S] [--ha] "
-	    "[--ha-monitor M] [--json]",
+	    "[--ha-monitor M]\n"
+	    "          [--affinity GROUP] [--anti-affinity GROUP] [--json]",
 	    "define a VM (it stays stopped)" },
 	{ "vm", "list", cli_vm_list, "[--json]",
 	    "list VMs" },
@@ -46,6 +47,13 @@ static const struct cli_cmd cli_cmds[] = {
 	    "print the serial output captured so far" },
 	{ "vm", "console", cli_vm_console, "NAME",
 	    "interactive serial console (Ctrl-] detaches)" },
+	{ "vm", "migrate", cli_vm_migrate, "NAME [--to HOST] [--downtime-ms N] "
+	    "[--bandwidth MIBS] [--timeout S] [--no-auto-converge] [--no-wait] "
+	    "[--json]", "live-migrate a running VM; prints downtime_ms" },
+	{ "cluster", "show", cli_cluster_show, "[--json]",
+	    "cluster settings (overcommit, migration, balancer)" },
+	{ "cluster", "set", cli_cluster_set, "KEY=VALUE...",
+	    "change cluster settings, e.g. balancer_mode=automatic" },
 	{ "task", "list", cli_task_list, "[--limit N] [--json]",
 	    "list tasks, newest first" },
 	{ "task", "show", cli_task_show, "ID [--json]",
@@ -54,6 +62,23 @@ static const struct cli_cmd cli_cmds[] = {
 	    "wait until a task ends" },
 	{ "event", "list", cli_event_list, "[--limit N] [--since ID] [--json]",
 	    "list events, newest first" },
+	{ "user", "create", cli_user_create,
+	    "NAME --role admin|operator|viewer [--password | --password-file F]"
+	    " [--json]",
+	    "create a user and print its API token" },
+	{ "user", "list", cli_user_list, "[--json]",
+	    "list users" },
+	{ "user", "delete", cli_user_delete, "NAME",
+	    "delete a user and every token of it" },
+	{ "user", "token", cli_user_token, "NAME [--revoke] [--json]",
+	    "print a new API token (the old ones stop working), or revoke all" },
+	{ "user", "passwd", cli_user_passwd, "NAME [--password-file F]",
+	    "set a user's password for the web UI (read from stdin)" },
+	{ "host", "join-token", cli_host_join_token, "[--ttl S] [--json]",
+	    "print a token that lets one new agent join (default 1 h)" },
+	{ "audit", "list", cli_audit_list,
+	    "[--limit N] [--user NAME] [--json]",
+	    "list the audit log (who changed what), newest first" },
 };
 #define CLI_NCMDS (sizeof(cli_cmds) / sizeof(cli_cmds[0]))
 

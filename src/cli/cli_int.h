@@ -166,6 +166,20 @@ int	 cli_vm_resume(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_delete(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_serial(struct cli_ctx *c, int argc, char **argv);
 
+/* cli_cluster.c */
+int	 cli_vm_migrate(struct cli_ctx *c, int argc, char **argv);
+int	 cli_cluster_show(struct cli_ctx *c, int argc, char **argv);
+int	 cli_cluster_set(struct cli_ctx *c, int argc, char **argv);
+
+/* cli_user.c */
+int	 cli_user_create(struct cli_ctx *c, int argc, char **argv);
+int	 cli_user_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_user_delete(struct cli_ctx *c, int argc, char **argv);
+int	 cli_user_token(struct cli_ctx *c, int argc, char **argv);
+int	 cli_user_passwd(struct cli_ctx *c, int argc, char **argv);
+int	 cli_host_join_token(struct cli_ctx *c, int argc, char **argv);
+int	 cli_audit_list(struct cli_ctx *c, int argc, char **argv);
+
 /* cli_console.c */
 int	 cli_vm_console(struct cli_ctx *c, int argc, char **argv);
 

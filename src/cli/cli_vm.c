@@ -26,6 +26,7 @@
 struct cli_vm_create_opts {
 	const char	*cpus, *memory, *disk, *image, *kernel, *initrd;
 	const char	*cmdline, *net, *host, *storage, *ha_monitor;
+	const char	*affinity, *anti_affinity;
 	int		 ha;
 };
 
@@ -118,6 +119,11 @@ cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 	if (o->ha_monitor)
 		json_object_set_new(body, "ha_monitor",
 		    json_string(o->ha_monitor));
+	if (o->affinity)
+		json_object_set_new(body, "affinity", json_string(o->affinity));
+	if (o->anti_affinity)
+		json_object_set_new(body, "anti_affinity",
+		    json_string(o->anti_affinity));
 	return 0;
 }
 
@@ -169,6 +175,8 @@ cli_vm_create(struct cli_ctx *c, int argc, char **argv)
 		{ "storage", CLI_OPT_STR, &o.storage },
 		{ "ha", CLI_OPT_FLAG, &o.ha },
 		{ "ha-monitor", CLI_OPT_STR, &o.ha_monitor },
+		{ "affinity", CLI_OPT_STR, &o.affinity },
+		{ "anti-affinity", CLI_OPT_STR, &o.anti_affinity },
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
 	json_t *body = NULL, *vm = NULL;

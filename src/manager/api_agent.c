@@ -31,6 +31,10 @@ api_apply_exit(const char *host, json_t *e, int64_t now)
 	    JS(row, "host") == NULL || strcmp(JS(row, "host"), host) != 0 ||
 	    state == NULL)
 		goto cleanup;
+	/* A source that handed its VM over, or a destination whose incoming
+	 * migration failed, did not end the VM. */
+	if (strcmp(state, "migrated") == 0 || strcmp(state, "incoming-failed") == 0)
+		goto cleanup;
 	if (strcmp(state, "failed") != 0)
 		state = "stopped";
 	vm_set_state(JS(row, "uuid"), state, NULL, 0);
@@ -42,7 +46,7 @@ cleanup:
 }
 
 static void
-api_apply_running(const char *host, json_t *v, int64_t now)
+api_apply_running(const char *host, json_t *v, int64_t now, json_t *stop)
 {
 	static const char *const ok[] = { "running", "paused", "starting",
 	    "stopping", "failed", NULL };
@@ -54,6 +58,14 @@ api_apply_running(const char *host, json_t *v, int64_t now)
 
 	if (row == NULL) {
 		log_debug("host %s runs unknown VM %s", host, JS(v, "uuid"));
+		goto cleanup;
+	}
+	/* A paused source copy left after a migration that completed while
+	 * its agent was away: the VM runs elsewhere, end this copy. */
+	if (state && strcmp(state, "postmigrate") == 0 && JS(row, "host") &&
+	    strcmp(JS(row, "host"), host) != 0 &&
+	    strcmp(JS(row, "state"), "running") == 0) {
+		json_array_append_new(stop, json_string(JS(v, "uuid")));
 		goto cleanup;
 	}
 	for (i = 0; state && ok[i] && strcmp(ok[i], state) != 0; i++)
@@ -75,7 +87,7 @@ cleanup:
 
 /* Apply one host's report: its VMs, its exits, and what it no longer runs. */
 static void
-api_apply_report(const char *host, json_t *vms, json_t *exits)
+api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
 {
 	json_t *rows, *row, *v, *seen = json_object();
 	int64_t now = util_wall_ms();
@@ -88,7 +100,7 @@ api_apply_report(const char *host, json_t *vms, json_t *exits)
 		if (!JS(v, "uuid"))
 			continue;
 		json_object_set_new(seen, JS(v, "uuid"), json_true());
-		api_apply_running(host, v, now);
+		api_apply_running(host, v, now, stop);
 	}
 	rows = db_query("SELECT * FROM vms WHERE host = ?", "s", host);
 	json_array_foreach(rows, i, row) {
@@ -109,7 +121,7 @@ api_agent_register(struct httpd_req *r)
 	const char *name, *url, *accel, *reason;
 	char key[UTIL_TOKEN_LEN + 1];
 	int64_t cpus = 0, mem = 0;
-	json_t *info = NULL, *old = NULL;
+	json_t *info = NULL, *old = NULL, *stop = json_array();
 	char *infos = NULL;
 	int rc;
 
@@ -138,6 +150,13 @@ api_agent_register(struct httpd_req *r)
 	infos = json_dumps(info, JSON_COMPACT);
 	old = db_row("SELECT state FROM hosts WHERE name = ?", "s", name);
 	db_begin();
+	/* A join token admits one new host, then only that host again. */
+	if (r->role == ROLE_JOIN && users_join_claim(r->token, name) < 0) {
+		db_rollback();
+		httpd_reply_error(r, 401, "join token already used by another "
+		    "host, expired, or host %s exists", name);
+		goto cleanup;
+	}
 	rc = db_exec("INSERT INTO hosts (name, url, state, accel, accel_reason, "
 	    "cpus, memory_mib, agent_key, last_seen, info, registered) VALUES "
 	    "(?, ?, 'up', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -152,16 +171,18 @@ api_agent_register(struct httpd_req *r)
 		httpd_reply_error(r, 500, "cannot record host %s", name);
 		goto cleanup;
 	}
-	api_apply_report(name, json_object_get(r->body, "vms"), NULL);
+	api_apply_report(name, json_object_get(r->body, "vms"), NULL, stop);
 	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
 	    name, url, accel, old ? "" : ", new host");
 	db_commit();
-	httpd_reply_json(r, 200, json_pack("{s:s, s:I}", "agent_key", key,
-	    "heartbeat_interval_ms", (json_int_t)mgr_cfg.heartbeat_interval_ms));
+	httpd_reply_json(r, 200, json_pack("{s:s, s:I, s:O}", "agent_key", key,
+	    "heartbeat_interval_ms", (json_int_t)mgr_cfg.heartbeat_interval_ms,
+	    "stop", stop));
 cleanup:
 	free(infos);
 	json_decref(info);
 	json_decref(old);
+	json_decref(stop);
 	return 0;
 }
 
@@ -169,7 +190,7 @@ static int
 api_agent_report(struct httpd_req *r)
 {
 	const char *name = NULL, *self = r->principal + 5;	/* "host:" */
-	json_t *old;
+	json_t *old, *stop;
 
 	if (r->body == NULL || api_str_field(r, "name", 255, &name) < 0)
 		return r->status ? 0 : httpd_reply_error(r, 400, "body required");
@@ -182,18 +203,21 @@ api_agent_report(struct httpd_req *r)
 	db_begin();
 	db_exec("UPDATE hosts SET last_seen = ?, state = 'up' WHERE name = ?",
 	    "is", util_wall_ms(), self);
+	stop = json_array();
 	api_apply_report(self, json_object_get(r->body, "vms"),
-	    json_object_get(r->body, "exits"));
+	    json_object_get(r->body, "exits"), stop);
 	if (old && strcmp(JS(old, "state"), "up") != 0)
 		event_add("info", "host.up", self, "host %s is reporting again",
 		    self);
 	db_commit();
 	json_decref(old);
-	return httpd_reply_json(r, 200, json_pack("{s:b}", "ok", 1));
+	stats_record(self, json_object_get(r->body, "stats"));
+	return httpd_reply_json(r, 200, json_pack("{s:b, s:o}", "ok", 1, "stop",
+	    stop));
 }
 
 const struct httpd_route api_agent_routes[] = {
-	{ "POST", "/api/v1/agent/register", api_agent_register, 0, ROLE_ADMIN },
+	{ "POST", "/api/v1/agent/register", api_agent_register, 0, ROLE_JOIN },
 	{ "POST", "/api/v1/agent/report",   api_agent_report,   0, ROLE_AGENT },
 };
 const size_t api_agent_nroutes = sizeof(api_agent_routes) / sizeof(api_agent_routes[0]);

@@ -65,6 +65,21 @@ api_host_maintenance(struct httpd_req *r)
 	event_add("info", on ? "host.maintenance" : "host.active", r->params[0],
 	    "host %s %s maintenance (by %s)", r->params[0],
 	    on ? "entered" : "left", r->principal);
+	/* Entering maintenance empties the host: a task when VMs run there. */
+	row = db_row("SELECT COUNT(*) AS n FROM vms WHERE host = ? AND state IN "
+	    "('running', 'paused')", "s", r->params[0]);
+	if (on && row && json_integer_value(json_object_get(row, "n")) > 0) {
+		json_t *p = json_pack("{s:s}", "host", r->params[0]);
+		char err[256];
+		int64_t id = task_submit("host.evacuate", NULL, p, r->principal,
+		    err, sizeof(err));
+		json_decref(p);
+		json_decref(row);
+		if (id < 0)
+			return httpd_reply_error(r, 500, "%s", err);
+		return api_reply_task(r, id);
+	}
+	json_decref(row);
 	row = db_row(HOST_SELECT " WHERE h.name = ?", "s", r->params[0]);
 	httpd_reply_json(r, 200, row ? host_json(row) : json_object());
 	json_decref(row);

@@ -98,9 +98,10 @@ api_vm_spec(struct httpd_req *r)
 {
 	static const char *const fields[] = { "name", "cpus", "memory_mib",
 	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
-	    "host", "storage", "ha", "ha_monitor", NULL };
+	    "host", "storage", "ha", "ha_monitor", "affinity", "anti_affinity",
+	    NULL };
 	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
-	    *mon;
+	    *mon, *aff = NULL, *anti = NULL;
 	int64_t cpus = 0, mem = 0, disk = 0;
 	int has_cpus, has_mem, has_disk, ha = 0;
 	char uuid[UTIL_UUID_LEN + 1], mac[18], storage[UTIL_NAME_MAX + 1];
@@ -123,6 +124,8 @@ api_vm_spec(struct httpd_req *r)
 	    api_str_field(r, "host", 255, &host) < 0 ||
 	    api_str_field(r, "storage", 255, &st) < 0 ||
 	    api_str_field(r, "ha_monitor", 32, &mon) < 0 ||
+	    api_str_field(r, "affinity", 255, &aff) < 0 ||
+	    api_str_field(r, "anti_affinity", 255, &anti) < 0 ||
 	    api_bool_field(r, "ha", &ha) < 0)
 		return NULL;
 	if (name == NULL || !util_name_valid(name)) {
@@ -165,6 +168,11 @@ api_vm_spec(struct httpd_req *r)
 		}
 		json_decref(row);
 	}
+	if ((aff && !util_name_valid(aff)) || (anti && !util_name_valid(anti))) {
+		httpd_reply_error(r, 400, "affinity and anti_affinity are group "
+		    "names: letters, digits, '.', '_' or '-'");
+		return NULL;
+	}
 	if (st && !util_name_valid(st)) {
 		httpd_reply_error(r, 404, "storage \"%.64s\" not found", st);
 		return NULL;
@@ -190,6 +198,10 @@ api_vm_spec(struct httpd_req *r)
 		json_object_set_new(spec, "cmdline", json_string(cmdline));
 	if (host)
 		json_object_set_new(spec, "host", json_string(host));
+	if (aff)
+		json_object_set_new(spec, "affinity", json_string(aff));
+	if (anti)
+		json_object_set_new(spec, "anti_affinity", json_string(anti));
 	return spec;
 }
 
@@ -296,12 +308,52 @@ api_vm_submit(struct httpd_req *r, const char *kind, json_t *params)
 	return api_reply_task(r, id);
 }
 
+/* Migration options: all optional; "to" picks the host (else placement). */
+static int
+api_vm_migrate_params(struct httpd_req *r, const char *const fields[],
+    json_t *params)
+{
+	static const struct { const char *key; int64_t min, max; } nums[] = {
+		{ "downtime_ms", 1, 60000 },
+		{ "bandwidth_mibs", 0, 1000000 },
+		{ "timeout_s", 5, 86400 },
+	};
+	const char *to = NULL;
+	int64_t v;
+	int has, ac = 1;
+	size_t i;
+
+	if (r->body == NULL)
+		return 0;
+	if (api_check_fields(r, fields) < 0 ||
+	    api_str_field(r, "to", 255, &to) < 0 ||
+	    api_bool_field(r, "auto_converge", &ac) < 0)
+		return -1;
+	if (to && !util_name_valid(to)) {
+		httpd_reply_error(r, 404, "host \"%.64s\" not found", to);
+		return -1;
+	}
+	if (to)
+		json_object_set_new(params, "to", json_string(to));
+	json_object_set_new(params, "auto_converge", json_boolean(ac));
+	for (i = 0; i < sizeof(nums) / sizeof(nums[0]); i++) {
+		if (api_int_field(r, nums[i].key, nums[i].min, nums[i].max, &v,
+		    &has) < 0)
+			return -1;
+		if (has)
+			json_object_set_new(params, nums[i].key, json_integer(v));
+	}
+	return 0;
+}
+
 static int
 api_vm_action(struct httpd_req *r)
 {
 	static const char *const start_f[] = { "host", NULL };
 	static const char *const stop_f[] = { "force", "timeout_s", NULL };
 	static const char *const none_f[] = { "force", NULL };
+	static const char *const mig_f[] = { "to", "downtime_ms",
+	    "bandwidth_mibs", "timeout_s", "auto_converge", NULL };
 	const char *op = r->params[1], *host = NULL;
 	json_t *row, *params = json_object();
 	int64_t timeout = 0;
@@ -326,6 +378,9 @@ api_vm_action(struct httpd_req *r)
 		json_object_set_new(params, "force", json_boolean(force));
 		if (has_timeout)
 			json_object_set_new(params, "timeout_s", json_integer(timeout));
+	} else if (strcmp(op, "migrate") == 0) {
+		if (api_vm_migrate_params(r, mig_f, params) < 0)
+			goto fail;
 	} else if (strcmp(op, "reboot") == 0 || strcmp(op, "pause") == 0 ||
 	    strcmp(op, "resume") == 0) {
 		if (r->body && (api_check_fields(r, none_f) < 0 ||

@@ -18,7 +18,8 @@ struct mgr_cfg mgr_cfg;
 static const char manager_usage[] =
     "usage: cvirt manager --data DIR --listen HOST:PORT [--db URL]\n"
     "                     [--tls-cert FILE --tls-key FILE]\n"
-    "                     [--heartbeat-interval MS] [--heartbeat-timeout MS]\n";
+    "                     [--heartbeat-interval MS] [--heartbeat-timeout MS]\n"
+    "                     [--web-root DIR]\n";
 
 static int
 manager_parse(int argc, char **argv)
@@ -29,6 +30,7 @@ manager_parse(int argc, char **argv)
 		{ "db", required_argument, NULL, 'b' },
 		{ "tls-cert", required_argument, NULL, 'c' },
 		{ "tls-key", required_argument, NULL, 'k' },
+		{ "web-root", required_argument, NULL, 'w' },
 		{ "heartbeat-interval", required_argument, NULL, 'i' },
 		{ "heartbeat-timeout", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
@@ -47,6 +49,7 @@ manager_parse(int argc, char **argv)
 		case 'b': snprintf(mgr_cfg.db_url, sizeof(mgr_cfg.db_url), "%s", optarg); break;
 		case 'c': snprintf(mgr_cfg.tls_cert, sizeof(mgr_cfg.tls_cert), "%s", optarg); break;
 		case 'k': snprintf(mgr_cfg.tls_key, sizeof(mgr_cfg.tls_key), "%s", optarg); break;
+		case 'w': snprintf(mgr_cfg.web_root, sizeof(mgr_cfg.web_root), "%s", optarg); break;
 		case 'i':
 		case 't':
 			if (util_parse_u64(optarg, 100, 600000, &v) < 0) {
@@ -119,6 +122,11 @@ manager_routes(size_t *n)
 		{ api_task_routes, api_task_nroutes },
 		{ api_agent_routes, api_agent_nroutes },
 		{ api_misc_routes, api_misc_nroutes },
+		{ api_users_routes, api_users_nroutes },
+		{ api_login_routes, api_login_nroutes },
+		{ api_audit_routes, api_audit_nroutes },
+		{ api_cluster_routes, api_cluster_nroutes },
+		{ api_web_routes, api_web_nroutes },
 	};
 	struct httpd_route *all;
 	size_t i, total = 0;
@@ -154,7 +162,7 @@ manager_main(int argc, char **argv)
 	struct httpd_route *routes = NULL;
 	struct httpd *h = NULL;
 	char dbpath[PATH_MAX], pem[PATH_MAX];
-	int sig, rc = 1, tasks = 0, mon = 0;
+	int sig, rc = 1, tasks = 0, mon = 0, bal = 0;
 	sigset_t set;
 
 	if (manager_parse(argc, argv) < 0)
@@ -172,12 +180,15 @@ manager_main(int argc, char **argv)
 	if (manager_db_path(dbpath, sizeof(dbpath)) < 0 || db_open(dbpath) < 0 ||
 	    auth_init() < 0)
 		goto cleanup;
-	if (task_init(4) < 0)
+	if (cluster_load() < 0 || task_init(4) < 0)
 		goto cleanup;
 	tasks = 1;
 	if (hostmon_start() < 0)
 		goto cleanup;
 	mon = 1;
+	if (balancer_start() < 0)
+		goto cleanup;
+	bal = 1;
 	memset(&hc, 0, sizeof(hc));
 	if ((routes = manager_routes(&hc.nroutes)) == NULL)
 		goto cleanup;
@@ -187,6 +198,13 @@ manager_main(int argc, char **argv)
 	hc.ws = &console_ws_route;
 	hc.nws = 1;
 	hc.auth = auth_check;
+	hc.done = audit_request;
+	if (mgr_cfg.web_root[0] && web_root_check(mgr_cfg.web_root) < 0)
+		goto cleanup;
+	if (!mgr_cfg.web_root[0] &&
+	    web_root_find(mgr_cfg.web_root, sizeof(mgr_cfg.web_root)) < 0)
+		log_info("no web UI files found: the UI is not served");
+	hc.static_root = mgr_cfg.web_root[0] ? mgr_cfg.web_root : NULL;
 	if (mgr_cfg.tls_cert[0]) {
 		if (manager_tls_pem(pem, sizeof(pem)) < 0)
 			goto cleanup;
@@ -205,7 +223,10 @@ manager_main(int argc, char **argv)
 	log_info("signal %d: stopping the manager", sig);
 	rc = 0;
 cleanup:
+	api_web_shutdown();
 	httpd_stop(h);
+	if (bal)
+		balancer_stop();
 	if (mon)
 		hostmon_stop();
 	if (tasks)

@@ -9,7 +9,8 @@
 #include "common/httpd.h"
 #include "common/util.h"
 
-enum role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN, ROLE_AGENT };
+enum role { ROLE_NONE, ROLE_VIEWER, ROLE_OPERATOR, ROLE_ADMIN, ROLE_AGENT,
+    ROLE_JOIN };	/* ROLE_JOIN routes: an admin token or a join token */
 
 /* Written at start-up, read-only afterwards. */
 struct mgr_cfg {
@@ -20,6 +21,7 @@ struct mgr_cfg {
 	char	tls_key[PATH_MAX];
 	int64_t	heartbeat_interval_ms;	/* agents report this often */
 	int64_t	heartbeat_timeout_ms;	/* host down after this silence */
+	char	web_root[PATH_MAX];	/* the UI's files; "" when none */
 };
 extern struct mgr_cfg mgr_cfg;
 
@@ -46,6 +48,29 @@ void	 db_rollback(void);
 /* auth.c */
 int	 auth_init(void);	/* admin token on first start */
 int	 auth_check(struct httpd_req *r, int min_role);
+/* Role from its name ("admin", ...) or ROLE_NONE; and back. */
+int	 auth_role_parse(const char *s);
+const char *auth_role_name(int role);
+
+/* users.c: users, API tokens, password login, join tokens */
+/* A new API token for user name (replacing the old ones when replace);
+ * out gets the plain token, only its hash is stored. */
+int	 users_token_new(const char *name, int replace, char *out, size_t outsz);
+/* Bind join token tok to host on its first use (it must be unexpired and
+ * host must not exist yet); later uses by the same host pass. 0 or -1. */
+int	 users_join_claim(const char *tok, const char *host);
+extern const struct httpd_route api_users_routes[];
+extern const size_t api_users_nroutes;
+
+/* login.c: argon2id hashes (at most two at a time), POST /login|logout */
+int	 login_pw_hash(const char *pw, char *out, size_t outsz);
+extern const struct httpd_route api_login_routes[];
+extern const size_t api_login_nroutes;
+
+/* audit.c: who did what; called by the server after every request. */
+void	 audit_request(struct httpd_req *r);
+extern const struct httpd_route api_audit_routes[];
+extern const size_t api_audit_nroutes;
 
 /* event.c */
 void	 event_add(const char *severity, const char *kind, const char *object,
@@ -81,10 +106,38 @@ int	 agentc_call(const char *host, const char *method, const char *path,
 int	 agentc_host_with_storage(const char *st, const char *prefer,
 	    char *out, size_t outsz);
 
+/* cluster.c: cluster-wide settings (meta table), one validated copy. */
+struct cluster_settings {
+	int	mem_overcommit_pct;
+	int	cpu_overcommit_pct;
+	int	migration_downtime_ms;
+	int	migration_bandwidth_mibs;	/* 0: unlimited */
+	int	migration_timeout_s;
+	int	balancer_threshold_pct;
+	int	balancer_interval_s;
+	int	balancer_cooldown_s;
+	char	balancer_mode[16];		/* off, advise, automatic */
+};
+int	 cluster_load(void);
+void	 cluster_get(struct cluster_settings *out);
+json_t	*cluster_json(void);
+int	 cluster_update(json_t *body, char *err, size_t errsz);
+extern const struct httpd_route api_cluster_routes[];
+extern const size_t api_cluster_nroutes;
+
 /* sched.c */
-/* Pick a host for the VM row; 0 or -1 with a reason naming every host. */
-int	 sched_pick(json_t *vm, const char *want, char *out, size_t outsz,
-	    char *err, size_t errsz);
+/* Pick a host for the VM row (want: only that host; exclude: never that
+ * one); 0 or -1 with a reason naming every host considered. */
+int	 sched_pick(json_t *vm, const char *want, const char *exclude,
+	    char *out, size_t outsz, char *err, size_t errsz);
+/* Per host: memory_mib, mem_used_mib, cpus_used, state; new reference. */
+json_t	*sched_loads(void);
+
+/* migrate.c: live migration, evacuation, the balancer */
+int	 vmops_migrate(struct task *t);
+int	 hostops_evacuate(struct task *t);
+int	 balancer_start(void);
+void	 balancer_stop(void);
 
 /* vm.c: VM objects */
 json_t	*vm_json(json_t *row);
@@ -102,6 +155,32 @@ int	 vmops_pause(struct task *t);
 int	 vmops_resume(struct task *t);
 int	 vmops_delete(struct task *t);
 
+/* storops.c: storage task handlers (snapshots, backups, copies, images) */
+int	 storops_snapshot_create(struct task *t);
+int	 storops_snapshot_revert(struct task *t);
+int	 storops_snapshot_delete(struct task *t);
+int	 storops_backup_create(struct task *t);
+int	 storops_backup_restore(struct task *t);
+int	 storops_backup_verify(struct task *t);
+int	 storops_vm_clone(struct task *t);
+int	 storops_image_import(struct task *t);
+/* Path of storage domain name as the hosts see it; 0 or -1. */
+int	 storops_storage_path(const char *name, char *out, size_t outsz);
+/* Store an updated VM spec (DB; the agent wrote vm.json). */
+int	 storops_save_spec(const char *uuid, json_t *spec);
+
+/* api_storage.c, api_snapshot.c: images, backups, clones, snapshots */
+extern const struct httpd_route api_storage_routes[], api_snapshot_routes[];
+extern const size_t api_storage_nroutes, api_snapshot_nroutes;
+/* The first disk of a VM created from image name (a linked clone on it),
+ * size_mib at least the image's; NULL after replying 4xx. */
+json_t	*api_image_disk(struct httpd_req *r, const char *image,
+	    const char *storage, int64_t size_mib);
+/* Insert a new stopped VM row for spec; -1 after replying 409/500. */
+int	 api_vm_insert(struct httpd_req *r, json_t *spec);
+/* Wait up to ms for task id to end (fast operations answer at once). */
+void	 api_task_settle(int64_t id, int ms);
+
 /* hostmon.c */
 int	 hostmon_start(void);
 void	 hostmon_stop(void);
@@ -113,6 +192,23 @@ extern const struct httpd_route api_vm_routes[], api_host_routes[],
 extern const size_t api_vm_nroutes, api_host_nroutes, api_task_nroutes,
     api_agent_nroutes, api_misc_nroutes;
 extern const struct httpd_ws_route console_ws_route;
+
+/* api_web.c: the web UI's files and its live stream */
+extern const struct httpd_route api_web_routes[];
+extern const size_t api_web_nroutes;
+/* The UI's files next to the binary (DIR/web, DIR/../share/cvirt/web) or
+ * /usr/share/cvirt/web; -1 and "" when none has an index.html. */
+int	 web_root_find(char *out, size_t outsz);
+int	 web_root_check(const char *dir);
+void	 api_web_shutdown(void);	/* ends open streams */
+
+/* stats.c: the last minutes of usage per host and VM, from agent reports */
+void	 stats_record(const char *host, json_t *stats);
+/* {"max_samples", "samples": [{t, cpu_pct, mem_mib, ...}]}; key "vm:UUID"
+ * or "host:NAME"; new reference. */
+json_t	*stats_series_json(const char *key);
+/* {"hosts": {NAME: sample}, "vms": {NAME: sample}}: current ones only. */
+json_t	*stats_all_json(void);
 
 /* console.c: one-use ticket (30 s) for the console websocket of a VM. */
 int	 console_ticket_new(const char *uuid, const char *host, char *out,

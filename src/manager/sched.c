@@ -1,97 +1,207 @@
-/* sched.c - placement: filter the hosts that can run a VM, then score them. */
+/* sched.c - placement: filter the hosts that can run a VM, then score them
+ * (balanced memory load by default). Affinity groups keep VMs together,
+ * anti-affinity groups keep them apart. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "manager/manager_int.h"
 
-/* Why the host cannot run the VM, or NULL when it can. */
-static const char *
-sched_filter(json_t *host, json_t *spec, int64_t used_mib, char *why,
-    size_t whysz)
+#define JS(o, k) json_string_value(json_object_get((o), (k)))
+#define JI(o, k) json_integer_value(json_object_get((o), (k)))
+
+/* What one host carries: the VMs placed on it (running or on their way). */
+struct sched_host {
+	json_t	*row;
+	int64_t	 mem_used, cpus_used;
+	json_t	*groups;	/* affinity/anti-affinity groups present */
+};
+
+static void
+sched_tally(struct sched_host *hs, size_t n, const char *skip_uuid)
 {
-	const char *state = json_string_value(json_object_get(host, "state"));
-	const char *st = json_string_value(json_object_get(spec, "storage"));
-	int64_t mem = json_integer_value(json_object_get(host, "memory_mib"));
-	int64_t need = json_integer_value(json_object_get(spec, "memory_mib"));
-	json_t *info, *s;
+	json_t *vms, *v;
+	size_t i, k;
+
+	vms = db_query("SELECT uuid, host, spec FROM vms WHERE host IS NOT NULL",
+	    NULL);
+	json_array_foreach(vms, i, v) {
+		json_t *spec;
+
+		if (skip_uuid && strcmp(JS(v, "uuid"), skip_uuid) == 0)
+			continue;
+		for (k = 0; k < n; k++)
+			if (strcmp(JS(hs[k].row, "name"), JS(v, "host")) == 0)
+				break;
+		if (k == n || (spec = vm_spec(v)) == NULL)
+			continue;
+		hs[k].mem_used += JI(spec, "memory_mib");
+		hs[k].cpus_used += JI(spec, "cpus");
+		if (JS(spec, "affinity"))
+			json_object_set_new(hs[k].groups, JS(spec, "affinity"),
+			    json_string("affinity"));
+		if (JS(spec, "anti_affinity"))
+			json_object_set_new(hs[k].groups, JS(spec, "anti_affinity"),
+			    json_string("anti"));
+		json_decref(spec);
+	}
+	json_decref(vms);
+}
+
+/* Is the affinity group g already placed on some other host than h? */
+static int
+sched_group_elsewhere(struct sched_host *hs, size_t n, size_t h, const char *g)
+{
+	size_t k;
+
+	for (k = 0; k < n; k++)
+		if (k != h && json_object_get(hs[k].groups, g))
+			return 1;
+	return 0;
+}
+
+/* Why host h cannot take the VM, or NULL when it can. */
+static const char *
+sched_filter(struct sched_host *hs, size_t n, size_t h, json_t *spec,
+    const struct cluster_settings *cs, char *why, size_t whysz)
+{
+	json_t *row = hs[h].row, *info, *s;
+	const char *st = JS(spec, "storage"), *acc = JS(spec, "accel");
+	int64_t cap = JI(row, "memory_mib") * cs->mem_overcommit_pct / 100;
+	int64_t cpucap = JI(row, "cpus") * cs->cpu_overcommit_pct / 100;
 	size_t i;
 	int has = 0;
 
-	if (strcmp(state, "up") != 0) {
-		snprintf(why, whysz, "%s", state);
-		return why;
-	}
-	if (json_integer_value(json_object_get(host, "maintenance"))) {
-		snprintf(why, whysz, "in maintenance");
-		return why;
-	}
-	if (mem - used_mib < need) {
-		snprintf(why, whysz, "not enough memory (need %lld MiB, free "
-		    "%lld MiB)", (long long)need, (long long)(mem - used_mib));
-		return why;
-	}
-	info = json_loads(json_string_value(json_object_get(host, "info")), 0,
-	    NULL);
-	json_array_foreach(json_object_get(info, "storage"), i, s) {
-		const char *n = json_string_value(json_object_get(s, "name"));
-		if (n && st && strcmp(n, st) == 0 &&
+	if (strcmp(JS(row, "state"), "up") != 0)
+		return snprintf(why, whysz, "%s", JS(row, "state")), why;
+	if (JI(row, "maintenance"))
+		return snprintf(why, whysz, "in maintenance"), why;
+	if (acc && strcmp(acc, JS(row, "accel") ? JS(row, "accel") : "") != 0)
+		return snprintf(why, whysz, "accel %s, the VM needs %s",
+		    JS(row, "accel"), acc), why;
+	if (cap - hs[h].mem_used < JI(spec, "memory_mib"))
+		return snprintf(why, whysz, "not enough memory (need %lld MiB, "
+		    "free %lld MiB)", (long long)JI(spec, "memory_mib"),
+		    (long long)(cap - hs[h].mem_used)), why;
+	if (cpucap - hs[h].cpus_used < JI(spec, "cpus"))
+		return snprintf(why, whysz, "not enough vCPUs (need %lld, free "
+		    "%lld)", (long long)JI(spec, "cpus"),
+		    (long long)(cpucap - hs[h].cpus_used)), why;
+	info = json_loads(JS(row, "info") ? JS(row, "info") : "{}", 0, NULL);
+	json_array_foreach(json_object_get(info, "storage"), i, s)
+		if (st && JS(s, "name") && strcmp(JS(s, "name"), st) == 0 &&
 		    json_is_true(json_object_get(s, "ok")))
 			has = 1;
-	}
 	json_decref(info);
-	if (!has) {
-		snprintf(why, whysz, "no storage %s", st ? st : "?");
-		return why;
-	}
+	if (!has)
+		return snprintf(why, whysz, "no storage %s", st ? st : "?"), why;
+	if (JS(spec, "anti_affinity") &&
+	    json_object_get(hs[h].groups, JS(spec, "anti_affinity")))
+		return snprintf(why, whysz, "anti-affinity group %s is there",
+		    JS(spec, "anti_affinity")), why;
+	if (JS(spec, "affinity") && !json_object_get(hs[h].groups,
+	    JS(spec, "affinity")) && sched_group_elsewhere(hs, n, h,
+	    JS(spec, "affinity")))
+		return snprintf(why, whysz, "affinity group %s runs elsewhere",
+		    JS(spec, "affinity")), why;
 	return NULL;
 }
 
 int
-sched_pick(json_t *vm, const char *want, char *out, size_t outsz, char *err,
-    size_t errsz)
+sched_pick(json_t *vm, const char *want, const char *exclude, char *out,
+    size_t outsz, char *err, size_t errsz)
 {
-	json_t *hosts, *h, *spec;
+	struct cluster_settings cs;
+	struct sched_host *hs = NULL;
+	json_t *hosts, *spec;
 	char why[160], reasons[1024] = "";
-	int64_t best_free = -1;
-	size_t i, len = 0;
-	int rc = -1;
+	double best = 1e18;
+	size_t i, n, len = 0;
+	int rc = -1, considered = 0;
 
-	spec = json_loads(json_string_value(json_object_get(vm, "spec")), 0, NULL);
-	hosts = db_query("SELECT h.*, (SELECT COALESCE(SUM(v.memory_mib), 0) "
-	    "FROM vms v WHERE v.host = h.name AND v.uuid != ?)"
-	    " AS used_mib FROM hosts h ORDER BY h.name", "s",
-	    json_string_value(json_object_get(vm, "uuid")));
-	json_array_foreach(hosts, i, h) {
-		const char *name = json_string_value(json_object_get(h, "name"));
-		int64_t used = json_integer_value(json_object_get(h, "used_mib"));
-		int64_t freem = json_integer_value(json_object_get(h, "memory_mib")) - used;
+	cluster_get(&cs);
+	spec = vm_spec(vm);
+	hosts = db_query("SELECT * FROM hosts ORDER BY name", NULL);
+	n = json_array_size(hosts);
+	if (spec == NULL || (hs = calloc(n ? n : 1, sizeof(*hs))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		goto cleanup;
+	}
+	for (i = 0; i < n; i++) {
+		hs[i].row = json_array_get(hosts, i);
+		hs[i].groups = json_object();
+	}
+	sched_tally(hs, n, JS(vm, "uuid"));
+	for (i = 0; i < n; i++) {
+		const char *name = JS(hs[i].row, "name");
+		double load;
 
-		if (want && strcmp(want, name) != 0)
+		if ((want && strcmp(want, name) != 0) ||
+		    (exclude && strcmp(exclude, name) == 0))
 			continue;
-		if (sched_filter(h, spec, used, why, sizeof(why))) {
-			int n = snprintf(reasons + len, sizeof(reasons) - len,
+		considered++;
+		if (sched_filter(hs, n, i, spec, &cs, why, sizeof(why))) {
+			int k = snprintf(reasons + len, sizeof(reasons) - len,
 			    "%s%s: %s", len ? "; " : "", name, why);
-			if (n > 0 && (size_t)n < sizeof(reasons) - len)
-				len += (size_t)n;
+			if (k > 0 && (size_t)k < sizeof(reasons) - len)
+				len += (size_t)k;
 			continue;
 		}
-		/* Balanced load: the host with the most free memory. */
-		if (freem > best_free) {
-			best_free = freem;
+		/* Balanced load: the lowest memory load once the VM is there. */
+		load = (double)(hs[i].mem_used + JI(spec, "memory_mib")) /
+		    (double)(JI(hs[i].row, "memory_mib") ?
+		    JI(hs[i].row, "memory_mib") : 1);
+		if (load < best) {
+			best = load;
 			snprintf(out, outsz, "%s", name);
 			rc = 0;
 		}
 	}
 	if (rc < 0) {
-		if (want && len == 0)
+		if (want && considered == 0)
 			snprintf(err, errsz, "host %s not found", want);
-		else if (len == 0)
-			snprintf(err, errsz, "no host is registered");
+		else if (considered == 0)
+			snprintf(err, errsz, "no other host is registered");
 		else
-			snprintf(err, errsz, "no host can run vm %s: %s",
-			    json_string_value(json_object_get(vm, "name")), reasons);
+			snprintf(err, errsz, "no host can run vm %s: %s", JS(vm,
+			    "name"), reasons);
 	}
+cleanup:
+	for (i = 0; hs && i < n; i++)
+		json_decref(hs[i].groups);
+	free(hs);
 	json_decref(hosts);
 	json_decref(spec);
 	return rc;
+}
+
+json_t *
+sched_loads(void)
+{
+	struct sched_host *hs;
+	json_t *hosts = db_query("SELECT * FROM hosts ORDER BY name", NULL);
+	json_t *out = json_array();
+	size_t i, n = json_array_size(hosts);
+
+	if ((hs = calloc(n ? n : 1, sizeof(*hs))) == NULL)
+		goto cleanup;
+	for (i = 0; i < n; i++) {
+		hs[i].row = json_array_get(hosts, i);
+		hs[i].groups = json_object();
+	}
+	sched_tally(hs, n, NULL);
+	for (i = 0; i < n; i++) {
+		json_array_append_new(out, json_pack("{s:s, s:s, s:b, s:I, s:I, "
+		    "s:I}", "name", JS(hs[i].row, "name"), "state",
+		    JS(hs[i].row, "state"), "maintenance",
+		    JI(hs[i].row, "maintenance") != 0, "memory_mib",
+		    (json_int_t)JI(hs[i].row, "memory_mib"), "mem_used_mib",
+		    (json_int_t)hs[i].mem_used, "cpus_used",
+		    (json_int_t)hs[i].cpus_used));
+		json_decref(hs[i].groups);
+	}
+	free(hs);
+cleanup:
+	json_decref(hosts);
+	return out;
 }

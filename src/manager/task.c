@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "manager/manager_int.h"
 
 #define TASK_QUEUE 4096
@@ -16,7 +17,9 @@ static const struct {
 	const char	*kind;
 	task_fn		 fn;
 } task_kinds[] = {
+	{ "host.evacuate", hostops_evacuate },
 	{ "vm.delete",	vmops_delete },
+	{ "vm.migrate",	vmops_migrate },
 	{ "vm.pause",	vmops_pause },
 	{ "vm.reboot",	vmops_reboot },
 	{ "vm.resume",	vmops_resume },
@@ -95,6 +98,9 @@ task_run(int64_t id)
 	if (!ok && t.err[0] == '\0')
 		snprintf(t.err, sizeof(t.err), "%s failed", t.kind);
 	task_finish(&t, ok);
+	metrics_observe(METRICS_TASK, t.kind, ok ? "succeeded" : "failed",
+	    (double)(util_wall_ms() - json_integer_value(json_object_get(row,
+	    "created"))) / 1000.0);
 cleanup:
 	json_decref(t.params);
 	json_decref(t.result);

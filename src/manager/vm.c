@@ -25,7 +25,8 @@ vm_json(json_t *row)
 	json_t *spec = vm_spec(row), *o;
 	char created[40];
 	static const char *const copy[] = { "cpus", "memory_mib", "storage",
-	    "disks", "nics", "kernel", "initrd", "cmdline", "ha_monitor", NULL };
+	    "disks", "nics", "kernel", "initrd", "cmdline", "ha_monitor",
+	    "affinity", "anti_affinity", NULL };
 	size_t i;
 
 	if (spec == NULL)

@@ -61,7 +61,7 @@ vmops_start(struct task *t)
 	spec = vm_spec(row);
 	if (want == NULL)
 		want = JS(spec, "host");
-	if (sched_pick(row, want, host, sizeof(host), t->err,
+	if (sched_pick(row, want, NULL, host, sizeof(host), t->err,
 	    sizeof(t->err)) < 0)
 		goto cleanup;
 	task_progress(t, 20);

@@ -7,6 +7,7 @@
 #   cvirt.disktick=1   write "tick N" at offset 0 of /dev/vda every 0.2 s
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
+#   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
 # The guest always prints "cvirt-guest: init reached" and
 # "cvirt-guest: boot-id <uuid>", powers off on an ACPI power button press
 # (QMP system_powerdown) and runs a shell on ttyS0.
@@ -236,6 +237,17 @@ if opt disktick; then
 		else
 			echo "cvirt-guest: disktick: no /dev/vda"
 		fi
+	) &
+fi
+
+# Keep dirtying 64 MiB of memory with random data (a busy guest to migrate).
+if opt memhog; then
+	(
+		mkdir -p /hog && mount -t tmpfs -o size=80m tmpfs /hog &&
+			echo "cvirt-guest: memhog running"
+		while :; do
+			dd if=/dev/urandom of=/hog/x bs=1M count=64 conv=notrunc 2>/dev/null
+		done
 	) &
 fi
 

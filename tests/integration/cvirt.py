@@ -269,12 +269,13 @@ class Cluster:
     def start_manager(self, timeout=20):
         if self.port is None:
             self.port = free_port()
-            self.url = "http://127.0.0.1:%d" % self.port
+            self.url = "http://%s:%d" % (self.addr("manager"), self.port)
         os.makedirs(self.mdir, exist_ok=True)
         self.manager = Daemon(
             "manager",
-            [self.bin, "manager", "--data", self.mdir,
-             "--listen", "127.0.0.1:%d" % self.port] + self.db_args(),
+            self.wrap("manager", [self.bin, "manager", "--data", self.mdir,
+             "--listen", "%s:%d" % (self.addr("manager"), self.port)]
+            + self.db_args()),
             os.path.join(self.logdir, "manager.log"), self.env)
         self.manager.start()
         wait_for(lambda: self._alive(self.manager) and
@@ -284,6 +285,15 @@ class Cluster:
         wait_for(lambda: self._alive(self.manager) and self.health(),
                  timeout, "manager health on %s" % self.url)
         return self.manager
+
+    # Hooks for clusters whose hosts live in network namespaces (netns.py).
+    def addr(self, role):
+        """The IP a role (manager, a host name) listens on."""
+        return "127.0.0.1"
+
+    def wrap(self, role, argv):
+        """The argv that runs argv for role (manager, a host, client)."""
+        return argv
 
     def _alive(self, daemon):
         if not daemon.running():
@@ -306,11 +316,11 @@ class Cluster:
         os.makedirs(adir, exist_ok=True)
         d = Daemon(
             "agent " + name,
-            [self.bin, "agent", "--data", adir, "--manager", self.url,
+            self.wrap(name, [self.bin, "agent", "--data", adir, "--manager", self.url,
              "--token-file", self.token_file, "--name", name,
-             "--listen", "127.0.0.1:%d" % self.agent_ports[name],
+             "--listen", "%s:%d" % (self.addr(name), self.agent_ports[name]),
              "--storage", "local=" + self.storage]
-            + self.agent_extra.get(name, []),
+            + self.agent_extra.get(name, [])),
             os.path.join(self.logdir, "agent-%s.log" % name), self.env)
         self.agents[name] = d
         d.start()
@@ -388,6 +398,7 @@ class Cluster:
         argv += [str(a) for a in args]
         if json:
             argv.append("--json")
+        argv = self.wrap("client", argv)
         try:
             p = subprocess.run(argv, capture_output=True, text=True,
                                timeout=timeout, env=self.env,

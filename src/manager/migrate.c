@@ -1,0 +1,375 @@
+/* migrate.c - live migration orchestrated by the manager: the destination
+ * waits with -incoming, the source sends, we watch QEMU's own figures, and
+ * the source ends only once the destination runs. Any failure before that
+ * leaves the VM running on the source and the destination cleaned up. */
+#include <stdio.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "manager/manager_int.h"
+
+#define JS(o, k) json_string_value(json_object_get((o), (k)))
+#define JI(o, k) json_integer_value(json_object_get((o), (k)))
+
+/* One agent call about the VM; -1 with err on failure (no answer or 4xx/5xx). */
+static int
+mig_call(const char *host, const char *method, const char *uuid,
+    const char *op, json_t *body, long timeout_ms, json_t **reply, char *err,
+    size_t errsz)
+{
+	char path[160];
+	int status = 0;
+
+	snprintf(path, sizeof(path), "/agent/v1/vms/%s/%s", uuid, op);
+	if (agentc_call(host, method, path, body, timeout_ms, &status, reply,
+	    err, errsz) < 0)
+		return -1;
+	if (status >= 400) {
+		if (reply) {
+			json_decref(*reply);
+			*reply = NULL;
+		}
+		return -1;
+	}
+	return 0;
+}
+
+static int
+mig_host_alive(const char *host)
+{
+	char err[256];
+	int status = 0;
+
+	return agentc_call(host, "GET", "/agent/v1/info", NULL, 1500, &status,
+	    NULL, err, sizeof(err)) == 0 && status == 200;
+}
+
+/* Clean up the destination's waiting QEMU. */
+static void
+mig_abort_dest(const char *dest, const char *uuid)
+{
+	char err[256];
+	json_t *b = json_pack("{s:b, s:i}", "force", 1, "timeout_s", 0);
+
+	if (mig_call(dest, "POST", uuid, "stop", b, 15000, NULL, err,
+	    sizeof(err)) < 0)
+		log_warnx("migration: cleaning up on %s: %s", dest, err);
+	json_decref(b);
+}
+
+struct mig_watch {
+	const char	*src, *dest, *uuid;
+	int64_t		 deadline;
+	int		 lo, hi;	/* task progress range */
+	json_t		*final;		/* query-migrate at the end */
+	char		 err[512];
+};
+
+/* After a cancel: did QEMU complete anyway? Asks the source, then the
+ * destination (the source's agent may be gone). */
+static int
+mig_settled_on_dest(struct mig_watch *w)
+{
+	json_t *st = NULL;
+	char err[256];
+	int done = 0, i;
+
+	for (i = 0; i < 20 && !done; i++) {
+		if (mig_call(w->src, "GET", w->uuid, "migration", NULL, 3000, &st,
+		    err, sizeof(err)) == 0) {
+			const char *s = JS(json_object_get(st, "migration"), "status");
+			if (s && strcmp(s, "completed") == 0) {
+				w->final = json_incref(json_object_get(st, "migration"));
+				done = 1;
+			} else if (s && strcmp(s, "cancelling") != 0) {
+				json_decref(st);
+				break;	/* cancelled or failed: the source runs */
+			}
+			json_decref(st);
+			st = NULL;
+		} else if (mig_call(w->dest, "GET", w->uuid, "migration", NULL,
+		    3000, &st, err, sizeof(err)) == 0) {
+			done = JS(st, "status") && strcmp(JS(st, "status"),
+			    "running") == 0;
+			json_decref(st);
+			st = NULL;
+			if (!done)
+				break;
+		}
+		if (!done)
+			util_sleep_ms(100);
+	}
+	if (done)
+		w->err[0] = '\0';
+	return done;
+}
+
+/* Poll the source until QEMU says completed (0) or failed/cancelled or we
+ * gave up (-1, the migration cancelled and the source running). */
+static int
+mig_watch(struct task *t, struct mig_watch *w)
+{
+	int64_t last_ping = 0;
+	int src_fail = 0;
+
+	for (;;) {
+		json_t *st = NULL, *m;
+		const char *status;
+		char err[256];
+
+		util_sleep_ms(50);
+		if (util_mono_ms() > w->deadline) {
+			snprintf(w->err, sizeof(w->err), "migration did not finish "
+			    "in time: cancelled, the VM stays on %s", w->src);
+			goto cancel;
+		}
+		if (util_mono_ms() - last_ping > 1000) {
+			last_ping = util_mono_ms();
+			if (!mig_host_alive(w->dest)) {
+				snprintf(w->err, sizeof(w->err), "destination host "
+				    "%s stopped answering: cancelled, the VM stays "
+				    "on %s", w->dest, w->src);
+				goto cancel;
+			}
+		}
+		if (mig_call(w->src, "GET", w->uuid, "migration", NULL, 3000, &st,
+		    err, sizeof(err)) < 0) {
+			/* The source agent may be gone while QEMU goes on: ask
+			 * the destination whether the VM runs there now. */
+			json_t *d = NULL;
+			int done = mig_call(w->dest, "GET", w->uuid, "migration",
+			    NULL, 3000, &d, err, sizeof(err)) == 0 && JS(d, "status") &&
+			    strcmp(JS(d, "status"), "running") == 0;
+			json_decref(d);
+			if (done)
+				return 0;
+			if (++src_fail % 20 == 1)
+				log_warnx("migration: source %s: %s", w->src, err);
+			continue;
+		}
+		src_fail = 0;
+		m = json_object_get(st, "migration");
+		status = JS(m, "status") ? JS(m, "status") : "none";
+		if (strcmp(status, "completed") == 0) {
+			w->final = json_incref(m);
+			json_decref(st);
+			return 0;
+		}
+		if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+			snprintf(w->err, sizeof(w->err), "migration %s: %s", status,
+			    JS(m, "error-desc") ? JS(m, "error-desc") : "QEMU gave no "
+			    "reason");
+			json_decref(st);
+			return -1;
+		}
+		{
+			json_t *ram = json_object_get(m, "ram");
+			int64_t done = JI(ram, "transferred"), left = JI(ram, "remaining");
+			if (done + left > 0)
+				task_progress(t, w->lo + (int)((w->hi - w->lo) * done /
+				    (done + left)));
+		}
+		json_decref(st);
+	}
+cancel:
+	{
+		char err[256];
+		if (mig_call(w->src, "POST", w->uuid, "migrate-cancel", NULL, 5000,
+		    NULL, err, sizeof(err)) < 0)
+			log_warnx("migration: cancel on %s: %s", w->src, err);
+	}
+	/* The migration may have completed just before the cancel: then the
+	 * destination runs and must not be torn down. */
+	if (mig_settled_on_dest(w))
+		return 0;
+	return -1;
+}
+
+/* Wait until the destination's QEMU says running. */
+static int
+mig_dest_running(const char *dest, const char *uuid, int64_t *pid)
+{
+	int64_t deadline = util_mono_ms() + 10000;
+	char err[256];
+
+	while (util_mono_ms() < deadline) {
+		json_t *d = NULL;
+		int ok = mig_call(dest, "GET", uuid, "migration", NULL, 3000, &d,
+		    err, sizeof(err)) == 0 && JS(d, "status") &&
+		    strcmp(JS(d, "status"), "running") == 0;
+		if (ok)
+			*pid = JI(d, "pid");
+		json_decref(d);
+		if (ok)
+			return 0;
+		util_sleep_ms(20);
+	}
+	return -1;
+}
+
+/* Move one running VM (row) to dest. */
+static int
+mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
+    json_t **result)
+{
+	struct cluster_settings cs;
+	struct mig_watch w;
+	json_t *spec = vm_spec(row), *reply = NULL, *body = NULL;
+	const char *uuid = JS(row, "uuid"), *src = JS(row, "host");
+	const char *prev = JS(row, "state");
+	int64_t t0 = util_mono_ms(), pid = 0;
+	int rc = -1;
+
+	cluster_get(&cs);
+	memset(&w, 0, sizeof(w));
+	vm_set_state(uuid, "migrating", src, JI(row, "pid"));
+	if (mig_call(dest, "POST", uuid, "incoming", spec, 30000, &reply, t->err,
+	    sizeof(t->err)) < 0) {
+		vm_set_state(uuid, prev, src, JI(row, "pid"));
+		goto cleanup;
+	}
+	body = json_pack("{s:s, s:I, s:I, s:b}", "uri", JS(reply, "uri"),
+	    "downtime_ms", (json_int_t)(json_is_integer(json_object_get(t->params,
+	    "downtime_ms")) ? JI(t->params, "downtime_ms") :
+	    cs.migration_downtime_ms), "bandwidth_mibs", (json_int_t)(
+	    json_is_integer(json_object_get(t->params, "bandwidth_mibs")) ?
+	    JI(t->params, "bandwidth_mibs") : cs.migration_bandwidth_mibs),
+	    "auto_converge", !json_is_false(json_object_get(t->params,
+	    "auto_converge")));
+	if (mig_call(src, "POST", uuid, "migrate", body, 15000, NULL, t->err,
+	    sizeof(t->err)) < 0) {
+		mig_abort_dest(dest, uuid);
+		vm_set_state(uuid, prev, src, JI(row, "pid"));
+		goto cleanup;
+	}
+	w.src = src;
+	w.dest = dest;
+	w.uuid = uuid;
+	w.lo = lo;
+	w.hi = hi;
+	w.deadline = util_mono_ms() + (int64_t)1000 * (json_is_integer(
+	    json_object_get(t->params, "timeout_s")) ? JI(t->params, "timeout_s") :
+	    cs.migration_timeout_s);
+	if (mig_watch(t, &w) < 0 || mig_dest_running(dest, uuid, &pid) < 0) {
+		if (w.err[0] == '\0')
+			snprintf(w.err, sizeof(w.err), "the destination did not "
+			    "start running; the VM stays on %s", src);
+		snprintf(t->err, sizeof(t->err), "%s", w.err);
+		mig_abort_dest(dest, uuid);
+		vm_set_state(uuid, prev, src, JI(row, "pid"));
+		goto cleanup;
+	}
+	/* The destination runs: only now does the source copy end. */
+	vm_set_state(uuid, "running", dest, pid);
+	if (mig_call(src, "POST", uuid, "migrate-finish", NULL, 15000, NULL,
+	    t->err, sizeof(t->err)) < 0)
+		log_warnx("migration of %s: source %s not cleaned yet (%s); it "
+		    "is told to stop its paused copy when it reports", JS(row,
+		    "name"), src, t->err);
+	t->err[0] = '\0';
+	*result = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "from", src, "to",
+	    dest, "downtime_ms", (json_int_t)JI(w.final, "downtime"),
+	    "total_ms", (json_int_t)JI(w.final, "total-time"),
+	    "transferred_bytes", (json_int_t)JI(json_object_get(w.final, "ram"),
+	    "transferred"), "elapsed_ms", (json_int_t)(util_mono_ms() - t0));
+	event_add("info", "vm.migrated", JS(row, "name"), "vm %s migrated from "
+	    "%s to %s: downtime %lld ms, total %lld ms", JS(row, "name"), src,
+	    dest, (long long)JI(w.final, "downtime"),
+	    (long long)JI(w.final, "total-time"));
+	rc = 0;
+cleanup:
+	json_decref(w.final);
+	json_decref(body);
+	json_decref(reply);
+	json_decref(spec);
+	return rc;
+}
+
+int
+vmops_migrate(struct task *t)
+{
+	const char *to = JS(t->params, "to");
+	char dest[UTIL_NAME_MAX + 1];
+	json_t *row = vm_find(t->vm);
+	int rc = -1;
+
+	if (row == NULL) {
+		snprintf(t->err, sizeof(t->err), "vm \"%s\" not found", t->vm);
+		goto cleanup;
+	}
+	if (strcmp(JS(row, "state"), "running") != 0 &&
+	    strcmp(JS(row, "state"), "paused") != 0) {
+		snprintf(t->err, sizeof(t->err), "vm \"%s\" is %s: only a running "
+		    "or paused VM migrates", t->vm, JS(row, "state"));
+		goto cleanup;
+	}
+	if (to && strcmp(to, JS(row, "host")) == 0) {
+		snprintf(t->err, sizeof(t->err), "vm \"%s\" already runs on %s",
+		    t->vm, to);
+		goto cleanup;
+	}
+	if (sched_pick(row, to, JS(row, "host"), dest, sizeof(dest), t->err,
+	    sizeof(t->err)) < 0)
+		goto cleanup;
+	task_progress(t, 5);
+	rc = mig_one(t, row, dest, 5, 99, &t->result);
+cleanup:
+	json_decref(row);
+	return rc;
+}
+
+/* Maintenance: move every running VM off the host, one at a time. */
+int
+hostops_evacuate(struct task *t)
+{
+	const char *host = JS(t->params, "host");
+	json_t *rows, *row;
+	char dest[UTIL_NAME_MAX + 1], err[512], failed[1024] = "";
+	size_t i, n, moved = 0, flen = 0;
+
+	rows = db_query("SELECT * FROM vms WHERE host = ? AND state IN "
+	    "('running', 'paused') ORDER BY name", "s", host);
+	n = json_array_size(rows);
+	json_array_foreach(rows, i, row) {
+		json_t *res = NULL;
+		int lo = (int)(100 * i / (n ? n : 1)), hi = (int)(100 * (i + 1) / n);
+		int ok;
+
+		/* Take the VM like a task would, so nobody else acts on it. */
+		if (db_exec("UPDATE vms SET task_id = ? WHERE uuid = ? AND task_id "
+		    "IS NULL", "is", t->id, JS(row, "uuid")) != 1) {
+			ok = 0;
+			snprintf(err, sizeof(err), "busy");
+		} else {
+			ok = sched_pick(row, NULL, host, dest, sizeof(dest), err,
+			    sizeof(err)) == 0 && mig_one(t, row, dest, lo, hi,
+			    &res) == 0;
+			if (!ok && t->err[0])
+				snprintf(err, sizeof(err), "%s", t->err);
+			db_exec("UPDATE vms SET task_id = NULL WHERE uuid = ? AND "
+			    "task_id = ?", "si", JS(row, "uuid"), t->id);
+		}
+		json_decref(res);
+		t->err[0] = '\0';
+		if (ok) {
+			moved++;
+		} else {
+			int k = snprintf(failed + flen, sizeof(failed) - flen,
+			    "%s%s (%s)", flen ? "; " : "", JS(row, "name"), err);
+			if (k > 0 && (size_t)k < sizeof(failed) - flen)
+				flen += (size_t)k;
+		}
+		task_progress(t, hi > 99 ? 99 : hi);
+	}
+	json_decref(rows);
+	t->result = json_pack("{s:s, s:I, s:I}", "host", host, "moved",
+	    (json_int_t)moved, "failed", (json_int_t)(n - moved));
+	if (moved < n) {
+		snprintf(t->err, sizeof(t->err), "host %s: %zu of %zu VMs could "
+		    "not move: %s", host, n - moved, n, failed);
+		return -1;
+	}
+	event_add("info", "host.evacuated", host, "host %s evacuated: %zu VMs "
+	    "moved", host, moved);
+	return 0;
+}
