@@ -206,6 +206,7 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	r.query = ri->query_string;
 	r.ctx = h->cfg.ctx;
 	snprintf(r.principal, sizeof(r.principal), "anonymous");
+	snprintf(r.remote, sizeof(r.remote), "%s", ri->remote_addr);
 	auth = mg_get_header(conn, "Authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
 		r.token = auth + 7;
@@ -254,6 +255,8 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 		httpd_reply_error(&r, 500, "internal error: no reply");
 done:
 	log_debug("%s %s -> %d (%s)", r.method, r.path, r.status, r.principal);
+	if (h->cfg.done)
+		h->cfg.done(&r);
 	json_decref(r.body);
 	for (i = 0; i < r.nparams; i++)
 		free(r.params[i]);

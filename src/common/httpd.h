@@ -25,6 +25,8 @@ struct httpd_req {
 	const char		*token;		/* bearer token or NULL */
 	int			 role;		/* set by the auth hook */
 	char			 principal[64];	/* who, for the audit/event log */
+	char			 remote[64];	/* client address */
+	char			 peer_cn[64];	/* verified TLS client cert CN or "" */
 	int			 status;	/* status sent, for logging */
 };
 
@@ -70,6 +72,8 @@ struct httpd_config {
 	httpd_auth_fn			 auth;
 	void				*ctx;
 	const char			*static_root;	/* served at / when set */
+	/* Called after every routed request (audit log); may be NULL. */
+	void				 (*done)(struct httpd_req *r);
 };
 
 struct httpd	*httpd_start(const struct httpd_config *cfg);

@@ -1,4 +1,5 @@
-/* auth.c - API tokens: created once, stored only as hashes, checked per request. */
+/* auth.c - API tokens: created once, stored only as hashes, checked per
+ * request against the user's current role; agent keys and join tokens. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,8 +7,33 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "common/log.h"
 #include "manager/manager_int.h"
+
+static const char *const auth_roles[] = {
+	[ROLE_VIEWER] = "viewer", [ROLE_OPERATOR] = "operator",
+	[ROLE_ADMIN] = "admin",
+};
+
+int
+auth_role_parse(const char *s)
+{
+	int i;
+
+	for (i = ROLE_VIEWER; s != NULL && i <= ROLE_ADMIN; i++)
+		if (strcmp(s, auth_roles[i]) == 0)
+			return i;
+	return ROLE_NONE;
+}
+
+const char *
+auth_role_name(int role)
+{
+	return role >= ROLE_VIEWER && role <= ROLE_ADMIN ? auth_roles[role] :
+	    "none";
+}
 
 int
 auth_init(void)
@@ -16,7 +42,13 @@ auth_init(void)
 	char line[UTIL_TOKEN_LEN + 2];
 	json_t *row;
 
-	if (util_fmt(path, sizeof(path), "%s/admin.token", mgr_cfg.data) < 0)
+	if (sodium_init() < 0 ||
+	    util_fmt(path, sizeof(path), "%s/admin.token", mgr_cfg.data) < 0)
+		return -1;
+	/* The first admin is a user like any other (its role may not drop). */
+	if (db_exec("INSERT INTO users (name, role, created) VALUES ('admin', ?, ?)"
+	    " ON CONFLICT(name) DO NOTHING", "ii", (int64_t)ROLE_ADMIN,
+	    util_wall_ms()) < 0)
 		return -1;
 	if (util_read_token(path, token, sizeof(token)) < 0) {
 		if (errno != ENOENT) {
@@ -41,33 +73,81 @@ auth_init(void)
 	return 0;
 }
 
+/* Agent routes: the key the manager handed out at registration; over
+ * mutual TLS the certificate must name the same host. */
+static int
+auth_agent(struct httpd_req *r)
+{
+	json_t *row;
+	const char *name;
+	int rc = 401;
+
+	row = db_row("SELECT name FROM hosts WHERE agent_key = ?", "s", r->token);
+	if (row == NULL || (name = json_string_value(json_object_get(row,
+	    "name"))) == NULL)
+		goto cleanup;
+	if (r->peer_cn[0] != '\0' && strcmp(r->peer_cn, name) != 0) {
+		log_warnx("agent key of host %s presented with the certificate "
+		    "of %s", name, r->peer_cn);
+		goto cleanup;
+	}
+	snprintf(r->principal, sizeof(r->principal), "host:%s", name);
+	r->role = ROLE_AGENT;
+	rc = 0;
+cleanup:
+	json_decref(row);
+	return rc;
+}
+
+/* A join token that is unexpired, or already bound to a host. */
+static int
+auth_join(struct httpd_req *r, const char *hash)
+{
+	json_t *row;
+
+	row = db_row("SELECT id FROM join_tokens WHERE hash = ? AND "
+	    "(host IS NOT NULL OR expires > ?)", "si", hash, util_wall_ms());
+	if (row == NULL)
+		return 401;
+	snprintf(r->principal, sizeof(r->principal), "join:%s",
+	    json_string_value(json_object_get(row, "id")));
+	r->role = ROLE_JOIN;
+	json_decref(row);
+	return 0;
+}
+
 int
 auth_check(struct httpd_req *r, int min_role)
 {
 	char hash[UTIL_HASH_LEN + 1];
-	json_t *row = NULL;
+	json_t *row = NULL, *exp;
 	int rc = 401;
 
 	if (r->token == NULL || r->token[0] == '\0' || strlen(r->token) > 256)
 		goto cleanup;
 	if (min_role == ROLE_AGENT) {
-		row = db_row("SELECT name FROM hosts WHERE agent_key = ?", "s",
-		    r->token);
-		if (row == NULL)
-			goto cleanup;
-		snprintf(r->principal, sizeof(r->principal), "host:%s",
-		    json_string_value(json_object_get(row, "name")));
-		r->role = ROLE_AGENT;
-		rc = 0;
+		rc = auth_agent(r);
 		goto cleanup;
 	}
 	util_hash_hex(r->token, hash);
-	row = db_row("SELECT name, role FROM tokens WHERE hash = ?", "s", hash);
-	if (row == NULL)
+	row = db_row("SELECT t.name AS name, u.role AS role, t.expires AS "
+	    "expires FROM tokens t JOIN users u ON u.name = t.name "
+	    "WHERE t.hash = ?", "s", hash);
+	if (row == NULL) {
+		if (min_role == ROLE_JOIN)
+			rc = auth_join(r, hash);
 		goto cleanup;
+	}
+	exp = json_object_get(row, "expires");
+	if (json_is_integer(exp) && json_integer_value(exp) <= util_wall_ms()) {
+		db_exec("DELETE FROM tokens WHERE hash = ?", "s", hash);
+		goto cleanup;
+	}
 	r->role = (int)json_integer_value(json_object_get(row, "role"));
 	snprintf(r->principal, sizeof(r->principal), "%s",
 	    json_string_value(json_object_get(row, "name")));
+	if (min_role == ROLE_JOIN)
+		min_role = ROLE_ADMIN;
 	rc = r->role >= min_role ? 0 : 403;
 cleanup:
 	json_decref(row);

@@ -47,6 +47,18 @@ static const char *const db_migrations[] = {
 	 * functions (db_fixup fills rows written before). */
 	"ALTER TABLE vms ADD COLUMN cpus INTEGER;"
 	"ALTER TABLE vms ADD COLUMN memory_mib INTEGER;",
+	/* 3: users (argon2id password hashes), token kinds and expiry,
+	 * one-use join tokens for agents, the audit log. */
+	"CREATE TABLE users (name TEXT PRIMARY KEY, role INTEGER NOT NULL,"
+	"  password TEXT, created INTEGER NOT NULL);"
+	"ALTER TABLE tokens ADD COLUMN kind TEXT NOT NULL DEFAULT 'api';"
+	"ALTER TABLE tokens ADD COLUMN expires INTEGER;"
+	"CREATE TABLE join_tokens (hash TEXT PRIMARY KEY, id TEXT NOT NULL,"
+	"  created INTEGER NOT NULL, expires INTEGER NOT NULL, host TEXT,"
+	"  creator TEXT);"
+	"CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  time INTEGER NOT NULL, principal TEXT NOT NULL, remote TEXT,"
+	"  method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL);",
 };
 
 static int

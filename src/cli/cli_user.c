@@ -1,0 +1,275 @@
+/* cli_user.c - `cvirt user ...`, `cvirt host join-token` and
+ * `cvirt audit list`: users, tokens, passwords, join tokens, the audit log. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "cli/cli_int.h"
+#include "common/util.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
+#define CLI_PW_MAX 1024
+
+/* A password from a file (first line) or stdin; on a terminal it is asked
+ * for without echo. 0 or -1 after one line. */
+static int
+cli_password_read(const char *file, char *out, size_t size)
+{
+	struct termios old, raw;
+	FILE *f = stdin;
+	int tty = 0, rc = -1;
+	size_t n;
+
+	if (file != NULL && (f = fopen(file, "r")) == NULL) {
+		cli_err("cannot read %s: %s", file, strerror(errno));
+		return -1;
+	}
+	if (file == NULL && isatty(STDIN_FILENO) &&
+	    tcgetattr(STDIN_FILENO, &old) == 0) {
+		tty = 1;
+		raw = old;
+		raw.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw);
+		fputs("Password: ", stderr);
+	}
+	if (fgets(out, (int)size, f) == NULL) {
+		cli_err("no password given");
+		goto cleanup;
+	}
+	n = strcspn(out, "\r\n");
+	if (out[n] == '\0' && n == size - 1) {
+		cli_err("password longer than %zu bytes", size - 2);
+		goto cleanup;
+	}
+	out[n] = '\0';
+	rc = 0;
+cleanup:
+	if (tty) {
+		tcsetattr(STDIN_FILENO, TCSAFLUSH, &old);
+		fputc('\n', stderr);
+	}
+	if (f != stdin)
+		fclose(f);
+	return rc;
+}
+
+int
+cli_user_create(struct cli_ctx *c, int argc, char **argv)
+{
+	const char *role = NULL, *pwfile = NULL;
+	int with_pw = 0;
+	const struct cli_opt opts[] = {
+		{ "role", CLI_OPT_STR, &role },
+		{ "password-file", CLI_OPT_STR, &pwfile },
+		{ "password", CLI_OPT_FLAG, &with_pw },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	char *pos[1], pw[CLI_PW_MAX + 2];
+	json_t *body = NULL, *reply = NULL;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	if (role == NULL)
+		return cli_usage_error(c, "user create needs --role "
+		    "admin|operator|viewer");
+	rc = CLI_EXIT_FAIL;
+	if (cli_check_name("user", pos[0]) != 0)
+		goto cleanup;
+	if (strcmp(role, "admin") != 0 && strcmp(role, "operator") != 0 &&
+	    strcmp(role, "viewer") != 0) {
+		cli_err("--role must be admin, operator or viewer, not \"%s\"",
+		    role);
+		goto cleanup;
+	}
+	body = json_pack("{s:s, s:s}", "name", pos[0], "role", role);
+	if (pwfile != NULL || with_pw) {
+		if (cli_password_read(pwfile, pw, sizeof(pw)) != 0)
+			goto cleanup;
+		json_object_set_new(body, "password", json_string(pw));
+	}
+	if (cli_api(c, "POST", "/users", body, &reply) != 0)
+		goto cleanup;
+	if (c->json)
+		cli_out_json(reply);
+	else
+		printf("%s\n", cli_json_str(reply, "token", ""));
+	rc = CLI_EXIT_OK;
+cleanup:
+	json_decref(body);
+	json_decref(reply);
+	return rc;
+}
+
+int
+cli_user_list(struct cli_ctx *c, int argc, char **argv)
+{
+	static const struct cli_col cols[] = {
+		{ "NAME", "name", CLI_F_STR }, { "ROLE", "role", CLI_F_STR },
+		{ "PASSWORD", "password", CLI_F_BOOL },
+		{ "TOKENS", "tokens", CLI_F_STR },
+		{ "CREATED", "created", CLI_F_STR },
+	};
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, NULL, 0, 0, NULL, &rc) != 0)
+		return rc;
+	return cli_out_list(c, "/users", cols, NELEM(cols));
+}
+
+/* One request on /users/NAME[/sub]; prints the JSON or line. */
+static int
+cli_user_call(struct cli_ctx *c, const char *method, const char *name,
+    const char *sub, json_t *body, const char *line_key, const char *line)
+{
+	json_t *reply = NULL;
+	char path[160];
+	int rc = CLI_EXIT_FAIL;
+
+	if (cli_check_name("user", name) != 0)
+		goto cleanup;
+	snprintf(path, sizeof(path), "/users/%s%s", name, sub);
+	if (cli_api(c, method, path, body, &reply) != 0)
+		goto cleanup;
+	if (c->json)
+		cli_out_json(reply);
+	else if (line_key != NULL)
+		printf("%s\n", cli_json_str(reply, line_key, ""));
+	else
+		printf(line, name);
+	rc = CLI_EXIT_OK;
+cleanup:
+	json_decref(reply);
+	return rc;
+}
+
+int
+cli_user_delete(struct cli_ctx *c, int argc, char **argv)
+{
+	char *pos[1];
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	return cli_user_call(c, "DELETE", pos[0], "", NULL, NULL,
+	    "user %s deleted\n");
+}
+
+int
+cli_user_token(struct cli_ctx *c, int argc, char **argv)
+{
+	int revoke = 0;
+	const struct cli_opt opts[] = {
+		{ "revoke", CLI_OPT_FLAG, &revoke },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	char *pos[1];
+	json_t *body;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	body = json_pack("{s:b}", "revoke", revoke);
+	rc = cli_user_call(c, "POST", pos[0], "/token", body,
+	    revoke ? NULL : "token", "every token of user %s is revoked\n");
+	json_decref(body);
+	return rc;
+}
+
+int
+cli_user_passwd(struct cli_ctx *c, int argc, char **argv)
+{
+	const char *pwfile = NULL;
+	const struct cli_opt opts[] = {
+		{ "password-file", CLI_OPT_STR, &pwfile },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	char *pos[1], pw[CLI_PW_MAX + 2];
+	json_t *body;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	if (cli_check_name("user", pos[0]) != 0 ||
+	    cli_password_read(pwfile, pw, sizeof(pw)) != 0)
+		return CLI_EXIT_FAIL;
+	body = json_pack("{s:s}", "password", pw);
+	rc = cli_user_call(c, "POST", pos[0], "/password", body, NULL,
+	    "password of user %s set\n");
+	json_decref(body);
+	return rc;
+}
+
+int
+cli_host_join_token(struct cli_ctx *c, int argc, char **argv)
+{
+	const char *ttl = NULL;
+	const struct cli_opt opts[] = {
+		{ "ttl", CLI_OPT_STR, &ttl },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	json_t *body = json_object(), *reply = NULL;
+	uint64_t v;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, NULL, 0, 0, NULL, &rc) != 0)
+		goto cleanup;
+	rc = CLI_EXIT_FAIL;
+	if (ttl != NULL) {
+		if (cli_parse_num("--ttl", ttl, 60, 604800, &v) != 0)
+			goto cleanup;
+		json_object_set_new(body, "ttl_s", json_integer((json_int_t)v));
+	}
+	if (cli_api(c, "POST", "/join-tokens", body, &reply) != 0)
+		goto cleanup;
+	if (c->json)
+		cli_out_json(reply);
+	else
+		printf("%s\n", cli_json_str(reply, "token", ""));
+	rc = CLI_EXIT_OK;
+cleanup:
+	json_decref(body);
+	json_decref(reply);
+	return rc;
+}
+
+int
+cli_audit_list(struct cli_ctx *c, int argc, char **argv)
+{
+	static const struct cli_col cols[] = {
+		{ "ID", "id", CLI_F_STR }, { "TIME", "time", CLI_F_STR },
+		{ "USER", "user", CLI_F_STR }, { "REMOTE", "remote", CLI_F_STR },
+		{ "METHOD", "method", CLI_F_STR }, { "PATH", "path", CLI_F_STR },
+		{ "STATUS", "status", CLI_F_STR },
+	};
+	const char *limit = NULL, *user = NULL;
+	const struct cli_opt opts[] = {
+		{ "limit", CLI_OPT_STR, &limit },
+		{ "user", CLI_OPT_STR, &user },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	char path[CLI_PATH_MAX];
+	uint64_t n = 100;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, NULL, 0, 0, NULL, &rc) != 0)
+		return rc;
+	if (limit != NULL && cli_parse_num("--limit", limit, 1, 100000, &n) != 0)
+		return CLI_EXIT_FAIL;
+	if (user != NULL && strlen(user) > 70) {
+		cli_err("--user too long");
+		return CLI_EXIT_FAIL;
+	}
+	/* Principals are user names or host:NAME / join:ID: URL-safe. */
+	if (user != NULL && strspn(user, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-:") != strlen(user)) {
+		cli_err("invalid --user \"%s\"", user);
+		return CLI_EXIT_FAIL;
+	}
+	snprintf(path, sizeof(path), "/audit?limit=%llu%s%s",
+	    (unsigned long long)n, user ? "&user=" : "", user ? user : "");
+	return cli_out_list(c, path, cols, NELEM(cols));
+}
