@@ -23,7 +23,7 @@ UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Shared test helpers (e.g. the fake QMP server), linked into every test.
 UNIT_HELPERS := $(filter-out $(UNIT_SRCS),$(sort $(wildcard tests/unit/*.c)))
 
-all: $(BUILD)/cvirt
+all: $(BUILD)/cvirt web
 
 $(BUILD)/cvirt: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
@@ -38,6 +38,13 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(wildcard tests/unit/*.h) $(LI
 
 unit: $(UNIT_BINS)
 
+# The web UI: web/ plus browser libraries vendored from npm (scripts/build-web).
+WEB_SRCS := $(shell find web -type f 2>/dev/null)
+web: $(BUILD)/web/index.html
+
+$(BUILD)/web/index.html: $(WEB_SRCS) package-lock.json scripts/build-web
+	scripts/build-web $(BUILD)/web
+
 # The README's test command: installs dependencies, builds, runs every layer.
 test check:
 	tests/run
@@ -48,5 +55,5 @@ deps:
 clean:
 	rm -rf build build-san
 
-.PHONY: all unit test check deps clean
+.PHONY: all unit web test check deps clean
 -include $(OBJS:.o=.d)

@@ -157,7 +157,7 @@ serial_ticket_new(const char *uuid, char *out, size_t outsz)
 	return ticket_issue(&serial_tickets, uuid, out, outsz);
 }
 
-/* ---- the websocket bridge to QEMU's serial socket --------------------- */
+/* ---- the websocket bridge to a QEMU unix socket (serial, VNC) --------- */
 
 struct serial_conn {
 	struct mg_connection	*c;
@@ -186,47 +186,55 @@ serial_reader(void *arg)
 	return NULL;
 }
 
-static void *
-serial_ws_open(struct mg_connection *c, const char *query, void *ctx)
+void *
+serial_bridge_open(struct mg_connection *c, const char *path)
 {
-	char ticket[64], uuid[UTIL_UUID_LEN + 1];
 	struct sockaddr_un sa;
 	struct serial_conn *sc = NULL;
-	struct avm *vm = NULL;
 	int fd = -1;
 
-	(void)ctx;
-	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
-	    sizeof(ticket)) < 0 || ticket_redeem(&serial_tickets, ticket, uuid,
-	    sizeof(uuid)) < 0) {
-		log_warnx("console: invalid or expired ticket");
-		goto fail;
-	}
-	if ((vm = vmhost_get(uuid)) == NULL)
-		goto fail;
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", vm->serial_path);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
 	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		log_warn("console: connect %s", vm->serial_path);
+		log_warn("console: connect %s", path);
 		goto fail;
 	}
 	if ((sc = calloc(1, sizeof(*sc))) == NULL)
 		goto fail;
 	sc->c = c;
 	sc->fd = fd;
-	vmhost_put(vm);
 	return sc;
 fail:
 	if (fd >= 0)
 		close(fd);
-	vmhost_put(vm);
 	return NULL;
 }
 
-static void
-serial_ws_ready(void *state)
+static void *
+serial_ws_open(struct mg_connection *c, const char *query, void *ctx)
+{
+	char ticket[64], uuid[UTIL_UUID_LEN + 1];
+	struct avm *vm = NULL;
+	void *sc;
+
+	(void)ctx;
+	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
+	    sizeof(ticket)) < 0 || ticket_redeem(&serial_tickets, ticket, uuid,
+	    sizeof(uuid)) < 0) {
+		log_warnx("console: invalid or expired ticket");
+		return NULL;
+	}
+	if ((vm = vmhost_get(uuid)) == NULL)
+		return NULL;
+	sc = serial_bridge_open(c, vm->serial_path);
+	vmhost_put(vm);
+	return sc;
+}
+
+void
+serial_bridge_ready(void *state)
 {
 	struct serial_conn *sc = state;
 
@@ -234,8 +242,8 @@ serial_ws_ready(void *state)
 		sc->reader_started = 1;
 }
 
-static void
-serial_ws_data(void *state, const char *buf, size_t len)
+void
+serial_bridge_data(void *state, const char *buf, size_t len)
 {
 	struct serial_conn *sc = state;
 	ssize_t n;
@@ -251,8 +259,8 @@ serial_ws_data(void *state, const char *buf, size_t len)
 	}
 }
 
-static void
-serial_ws_close(void *state)
+void
+serial_bridge_close(void *state)
 {
 	struct serial_conn *sc = state;
 
@@ -264,6 +272,6 @@ serial_ws_close(void *state)
 }
 
 const struct httpd_ws_route serial_ws_route = {
-	"/agent/v1/console", serial_ws_open, serial_ws_ready, serial_ws_data,
-	serial_ws_close,
+	"/agent/v1/console", serial_ws_open, serial_bridge_ready,
+	serial_bridge_data, serial_bridge_close,
 };

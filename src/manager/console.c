@@ -1,6 +1,6 @@
-/* console.c - the console websocket: client <-> manager <-> agent <-> QEMU.
+/* console.c - the console websockets: client <-> manager <-> agent <-> QEMU.
  * The manager relays frames between the client's websocket and one it
- * opens to the VM's agent. */
+ * opens to the VM's agent; the ticket says which console (serial or VNC). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,26 +15,36 @@
 static struct ticket_store console_tickets = TICKET_STORE_INIT(30000);
 
 int
-console_ticket_new(const char *uuid, const char *host, char *out, size_t outsz)
+console_ticket_kind(const char *uuid, const char *host, const char *kind,
+    char *out, size_t outsz)
 {
 	char data[TICKET_DATA];
 
-	if (util_fmt(data, sizeof(data), "%s %s", uuid, host) < 0)
+	if (util_fmt(data, sizeof(data), "%s %s %s", uuid, host, kind) < 0)
 		return -1;
 	return ticket_issue(&console_tickets, data, out, outsz);
 }
 
-/* Redeem a ticket into the VM's uuid and host. */
+int
+console_ticket_new(const char *uuid, const char *host, char *out, size_t outsz)
+{
+	return console_ticket_kind(uuid, host, "serial", out, outsz);
+}
+
+/* Redeem a ticket into the VM's uuid, host and console kind. */
 static int
 console_ticket_take(const char *ticket, char *uuid, size_t usz, char *host,
-    size_t hsz)
+    size_t hsz, int *vnc)
 {
-	char data[TICKET_DATA], *sp;
+	char data[TICKET_DATA], *sp, *kind;
 
 	if (ticket_redeem(&console_tickets, ticket, data, sizeof(data)) < 0 ||
-	    (sp = strchr(data, ' ')) == NULL)
+	    (sp = strchr(data, ' ')) == NULL ||
+	    (kind = strchr(sp + 1, ' ')) == NULL)
 		return -1;
 	*sp = '\0';
+	*kind++ = '\0';
+	*vnc = strcmp(kind, "vnc") == 0;
 	if (util_fmt(uuid, usz, "%s", data) < 0 ||
 	    util_fmt(host, hsz, "%s", sp + 1) < 0)
 		return -1;
@@ -99,7 +109,8 @@ console_agent_closed(const struct mg_connection *c, void *ud)
 
 /* Ask the agent for a ticket and open a websocket to it. */
 static struct mg_connection *
-console_dial(const char *host, const char *uuid, struct console_link *l)
+console_dial(const char *host, const char *uuid, int vnc,
+    struct console_link *l)
 {
 	char path[256], err[256], hostport[160], *colon;
 	struct mg_connection *c = NULL;
@@ -108,7 +119,8 @@ console_dial(const char *host, const char *uuid, struct console_link *l)
 	int status = 0;
 	uint64_t port;
 
-	snprintf(path, sizeof(path), "/agent/v1/vms/%s/console", uuid);
+	snprintf(path, sizeof(path), "/agent/v1/vms/%s/%s", uuid,
+	    vnc ? "vnc" : "console");
 	if (agentc_call(host, "POST", path, NULL, 10000, &status, &reply, err,
 	    sizeof(err)) < 0 || status != 200 ||
 	    !json_is_string(json_object_get(reply, "ticket"))) {
@@ -124,7 +136,8 @@ console_dial(const char *host, const char *uuid, struct console_link *l)
 	*colon = '\0';
 	colon[1 + strcspn(colon + 1, "/")] = '\0';
 	if (util_parse_u64(colon + 1, 1, 65535, &port) < 0 ||
-	    util_fmt(path, sizeof(path), "/agent/v1/console?ticket=%s",
+	    util_fmt(path, sizeof(path), "/agent/v1/%s?ticket=%s",
+	    vnc ? "vnc" : "console",
 	    json_string_value(json_object_get(reply, "ticket"))) < 0)
 		goto cleanup;
 	c = mg_connect_websocket_client(hostport, (int)port, 0, err, sizeof(err),
@@ -142,11 +155,12 @@ console_open(struct mg_connection *c, const char *query, void *ctx)
 {
 	char ticket[64], uuid[UTIL_UUID_LEN + 1], host[UTIL_NAME_MAX + 1];
 	struct console_link *l;
+	int vnc = 0;
 
 	(void)ctx;
 	if (query == NULL || mg_get_var(query, strlen(query), "ticket", ticket,
 	    sizeof(ticket)) < 0 || console_ticket_take(ticket, uuid,
-	    sizeof(uuid), host, sizeof(host)) < 0) {
+	    sizeof(uuid), host, sizeof(host), &vnc) < 0) {
 		log_warnx("console: invalid or expired ticket");
 		return NULL;
 	}
@@ -155,7 +169,7 @@ console_open(struct mg_connection *c, const char *query, void *ctx)
 	pthread_mutex_init(&l->lock, NULL);
 	l->client = c;
 	l->refs = 2;	/* the client side and the agent side */
-	if ((l->agent = console_dial(host, uuid, l)) == NULL) {
+	if ((l->agent = console_dial(host, uuid, vnc, l)) == NULL) {
 		pthread_mutex_destroy(&l->lock);
 		free(l);
 		return NULL;

@@ -117,6 +117,7 @@ static struct httpd_route *
 manager_routes(size_t *n)
 {
 	const struct { const struct httpd_route *r; size_t n; } t[] = {
+		{ api_web_routes, api_web_nroutes },	/* before vms/{}/{} */
 		{ api_vm_routes, api_vm_nroutes },
 		{ api_host_routes, api_host_nroutes },
 		{ api_task_routes, api_task_nroutes },
@@ -126,7 +127,6 @@ manager_routes(size_t *n)
 		{ api_login_routes, api_login_nroutes },
 		{ api_audit_routes, api_audit_nroutes },
 		{ api_cluster_routes, api_cluster_nroutes },
-		{ api_web_routes, api_web_nroutes },
 	};
 	struct httpd_route *all;
 	size_t i, total = 0;
@@ -198,6 +198,12 @@ manager_main(int argc, char **argv)
 	hc.ws = &console_ws_route;
 	hc.nws = 1;
 	hc.auth = auth_check;
+	if (mgr_cfg.web_root[0] && web_root_check(mgr_cfg.web_root) < 0)
+		goto cleanup;
+	if (!mgr_cfg.web_root[0] &&
+	    web_root_find(mgr_cfg.web_root, sizeof(mgr_cfg.web_root)) < 0)
+		log_info("no web UI files found: the UI is not served");
+	hc.static_root = mgr_cfg.web_root[0] ? mgr_cfg.web_root : NULL;
 	hc.done = audit_request;
 	if (mgr_cfg.web_root[0] && web_root_check(mgr_cfg.web_root) < 0)
 		goto cleanup;

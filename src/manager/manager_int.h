@@ -213,6 +213,9 @@ json_t	*stats_all_json(void);
 /* console.c: one-use ticket (30 s) for the console websocket of a VM. */
 int	 console_ticket_new(const char *uuid, const char *host, char *out,
 	    size_t outsz);
+/* kind: "serial" or "vnc" (the graphical console). */
+int	 console_ticket_kind(const char *uuid, const char *host, const char *kind,
+	    char *out, size_t outsz);
 
 /* api_util.c: strict request decoding shared by the API files */
 /* Every key of body must be in the NULL-terminated allowed list. */

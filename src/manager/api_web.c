@@ -1,0 +1,225 @@
+/* api_web.c - what the web UI needs beyond the REST objects: where its files
+ * are, and a server-sent-events stream of the cluster's state. */
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <civetweb.h>
+
+#include "common/log.h"
+#include "common/ticket.h"
+#include "manager/manager_int.h"
+
+#define STREAM_POLL_MS      500
+#define STREAM_KEEPALIVE_MS 10000
+#define STREAM_TASKS        30
+#define STREAM_EVENTS       30
+
+static struct ticket_store stream_tickets = TICKET_STORE_INIT(30000);
+static atomic_int stream_quit;
+
+static int
+web_has_index(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+
+	return util_fmt(path, sizeof(path), "%s/index.html", dir) == 0 &&
+	    stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int
+web_root_find(char *out, size_t outsz)
+{
+	char exe[PATH_MAX], *slash;
+	ssize_t n;
+
+	/* Next to the binary (build/cvirt -> build/web, BIN/cvirt -> BIN/../share). */
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) > 0) {
+		exe[n] = '\0';
+		if ((slash = strrchr(exe, '/')) != NULL)
+			*slash = '\0';
+		if (util_fmt(out, outsz, "%s/web", exe) == 0 && web_has_index(out))
+			return 0;
+		if (util_fmt(out, outsz, "%s/../share/cvirt/web", exe) == 0 &&
+		    web_has_index(out))
+			return 0;
+	}
+	if (util_fmt(out, outsz, "/usr/share/cvirt/web") == 0 &&
+	    web_has_index(out))
+		return 0;
+	out[0] = '\0';
+	return -1;
+}
+
+int
+web_root_check(const char *dir)
+{
+	if (!web_has_index(dir)) {
+		log_error("--web-root %s: no index.html there", dir);
+		return -1;
+	}
+	return 0;
+}
+
+void
+api_web_shutdown(void)
+{
+	atomic_store(&stream_quit, 1);
+}
+
+/* POST /api/v1/stream/ticket: EventSource cannot send a header, so the page
+ * trades its token for a one-use ticket first. */
+static int
+api_stream_ticket(struct httpd_req *r)
+{
+	char ticket[TICKET_LEN + 1], path[96];
+
+	if (ticket_issue(&stream_tickets, r->principal, ticket,
+	    sizeof(ticket)) < 0 ||
+	    util_fmt(path, sizeof(path), "/api/v1/stream?ticket=%s", ticket) < 0)
+		return httpd_reply_error(r, 500, "cannot issue a ticket");
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket",
+	    ticket, "path", path));
+}
+
+/* Everything the UI shows that changes: hosts, VMs, recent tasks, events. */
+static json_t *
+stream_snapshot(void)
+{
+	json_t *out = json_object(), *rows, *row, *arr;
+	size_t i;
+
+	rows = db_query("SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE "
+	    "v.host = h.name) AS vms FROM hosts h ORDER BY h.name", NULL);
+	arr = json_array();
+	json_array_foreach(rows, i, row)
+		json_array_append_new(arr, host_json(row));
+	json_decref(rows);
+	json_object_set_new(out, "hosts", arr);
+	rows = db_query("SELECT * FROM vms ORDER BY name", NULL);
+	arr = json_array();
+	json_array_foreach(rows, i, row)
+		json_array_append_new(arr, vm_json(row));
+	json_decref(rows);
+	json_object_set_new(out, "vms", arr);
+	rows = db_query("SELECT * FROM tasks ORDER BY id DESC LIMIT ?", "i",
+	    (int64_t)STREAM_TASKS);
+	arr = json_array();
+	json_array_foreach(rows, i, row)
+		json_array_append_new(arr, task_json(row));
+	json_decref(rows);
+	json_object_set_new(out, "tasks", arr);
+	rows = db_query("SELECT * FROM events ORDER BY id DESC LIMIT ?", "i",
+	    (int64_t)STREAM_EVENTS);
+	arr = json_array();
+	json_array_foreach(rows, i, row)
+		json_array_append_new(arr, event_json(row));
+	json_decref(rows);
+	json_object_set_new(out, "events", arr);
+	json_object_set_new(out, "stats", stats_all_json());
+	return out;
+}
+
+/* GET /api/v1/vms/{name}/stats and /hosts/{name}/stats: the kept samples,
+ * oldest first. */
+static int
+api_vm_stats(struct httpd_req *r)
+{
+	char key[UTIL_UUID_LEN + 8];
+	json_t *row = NULL, *out;
+
+	if (util_name_valid(r->params[0]))
+		row = vm_find(r->params[0]);
+	if (row == NULL)
+		return httpd_reply_error(r, 404, "vm \"%.64s\" not found",
+		    r->params[0]);
+	snprintf(key, sizeof(key), "vm:%s",
+	    json_string_value(json_object_get(row, "uuid")));
+	json_decref(row);
+	out = stats_series_json(key);
+	json_object_set_new(out, "vm", json_string(r->params[0]));
+	return httpd_reply_json(r, 200, out);
+}
+
+static int
+api_host_stats(struct httpd_req *r)
+{
+	char key[UTIL_NAME_MAX + 8];
+	json_t *row = NULL, *out;
+
+	if (util_name_valid(r->params[0]))
+		row = db_row("SELECT name FROM hosts WHERE name = ?", "s",
+		    r->params[0]);
+	if (row == NULL)
+		return httpd_reply_error(r, 404, "host \"%.64s\" not found",
+		    r->params[0]);
+	json_decref(row);
+	snprintf(key, sizeof(key), "host:%s", r->params[0]);
+	out = stats_series_json(key);
+	json_object_set_new(out, "host", json_string(r->params[0]));
+	return httpd_reply_json(r, 200, out);
+}
+
+static int
+stream_send(struct mg_connection *c, const char *event, const char *data)
+{
+	return mg_printf(c, "event: %s\ndata: %s\n\n", event, data) > 0 ? 0 : -1;
+}
+
+/* GET /api/v1/stream?ticket=T: a "state" event with the whole snapshot
+ * whenever it changes (checked every 500 ms); a comment as keep-alive. */
+static int
+api_stream(struct httpd_req *r)
+{
+	char ticket[64], who[TICKET_DATA], *cur = NULL, *last = NULL;
+	int64_t quiet = 0;
+	json_t *snap;
+
+	if (httpd_query(r, "ticket", ticket, sizeof(ticket)) < 0 ||
+	    ticket_redeem(&stream_tickets, ticket, who, sizeof(who)) < 0)
+		return httpd_reply_error(r, 401, "invalid or expired stream ticket");
+	snprintf(r->principal, sizeof(r->principal), "%.63s", who);
+	r->status = 200;
+	mg_printf(r->conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
+	    "\r\nCache-Control: no-store\r\nConnection: close\r\n"
+	    "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n");
+	while (!atomic_load(&stream_quit)) {
+		if ((snap = stream_snapshot()) == NULL ||
+		    (cur = json_dumps(snap, JSON_COMPACT)) == NULL) {
+			json_decref(snap);
+			break;
+		}
+		json_decref(snap);
+		if (last == NULL || strcmp(cur, last) != 0) {
+			if (stream_send(r->conn, "state", cur) < 0)
+				break;
+			free(last);
+			last = cur;
+			cur = NULL;
+			quiet = 0;
+		} else if ((quiet += STREAM_POLL_MS) >= STREAM_KEEPALIVE_MS) {
+			if (mg_printf(r->conn, ": keep-alive\n\n") <= 0)
+				break;
+			quiet = 0;
+		}
+		free(cur);
+		cur = NULL;
+		util_sleep_ms(STREAM_POLL_MS);
+	}
+	free(cur);
+	free(last);
+	return 0;
+}
+
+const struct httpd_route api_web_routes[] = {
+	{ "POST", "/api/v1/stream/ticket",   api_stream_ticket, 0, ROLE_VIEWER },
+	{ "GET",  "/api/v1/stream",          api_stream, HTTPD_NOAUTH, 0 },
+	{ "GET",  "/api/v1/vms/{}/stats",    api_vm_stats, 0, ROLE_VIEWER },
+	{ "GET",  "/api/v1/hosts/{}/stats",  api_host_stats, 0, ROLE_VIEWER },
+};
+const size_t api_web_nroutes = sizeof(api_web_routes) / sizeof(api_web_routes[0]);

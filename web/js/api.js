@@ -1,0 +1,117 @@
+// api.js - the REST client: bearer token kept across reloads, JSON in/out,
+// {"error"} turned into ApiError, and the live state stream.
+
+const KEY = 'cvirt.token';
+
+export class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+export const session = {
+  get token() {
+    return sessionStorage.getItem(KEY) || localStorage.getItem(KEY) || '';
+  },
+  save(token, remember) {
+    sessionStorage.setItem(KEY, token);
+    if (remember) localStorage.setItem(KEY, token);
+    else localStorage.removeItem(KEY);
+  },
+  clear() {
+    sessionStorage.removeItem(KEY);
+    localStorage.removeItem(KEY);
+  },
+};
+
+// Routes this manager has (from its OpenAPI document), so the UI offers only
+// what works instead of probing and getting 404s.
+let routes = null;
+
+export async function loadRoutes() {
+  const r = await fetch('/api/v1/openapi.json');
+  const doc = await r.json();
+  routes = new Set();
+  for (const [path, ops] of Object.entries(doc.paths || {})) {
+    for (const m of Object.keys(ops)) {
+      routes.add(m.toUpperCase() + ' ' + path.replace(/\{[^}]*\}/g, '{}'));
+    }
+  }
+}
+
+// has('POST', '/vms/{}/migrate')
+export function has(method, path) {
+  return routes !== null && routes.has(method + ' ' + path);
+}
+
+export async function api(method, path, body, token) {
+  const headers = { Accept: 'application/json' };
+  const tok = token === undefined ? session.token : token;
+  if (tok) headers.Authorization = 'Bearer ' + tok;
+  const init = { method, headers };
+  if (body !== undefined) {
+    headers['Content-Type'] = 'application/json';
+    init.body = JSON.stringify(body);
+  }
+  let r;
+  try {
+    r = await fetch('/api/v1' + path, init);
+  } catch (e) {
+    throw new ApiError(0, 'cannot reach the manager: ' + e.message);
+  }
+  const text = await r.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch (e) {
+    data = null;
+  }
+  if (!r.ok) {
+    const msg = data && data.error ? data.error : r.status + ' ' + r.statusText;
+    if (r.status === 401) window.dispatchEvent(new CustomEvent('cvirt-unauthorized'));
+    throw new ApiError(r.status, msg);
+  }
+  return data;
+}
+
+export const enc = encodeURIComponent;
+
+// Server-sent events: trade the token for a one-use ticket, then listen.
+// onState(snapshot) on every change; onStatus('live'|'reconnecting').
+export function openStream(onState, onStatus) {
+  let es = null;
+  let closed = false;
+  let timer = null;
+
+  async function connect() {
+    if (closed) return;
+    try {
+      const t = await api('POST', '/stream/ticket');
+      if (closed) return;
+      es = new EventSource(t.path);
+      es.addEventListener('state', (e) => {
+        onStatus('live');
+        onState(JSON.parse(e.data));
+      });
+      es.onerror = () => {
+        es.close();
+        es = null;
+        retry();
+      };
+    } catch (e) {
+      retry();
+    }
+  }
+  function retry() {
+    if (closed) return;
+    onStatus('reconnecting');
+    timer = setTimeout(connect, 2000);
+  }
+  connect();
+  return () => {
+    closed = true;
+    clearTimeout(timer);
+    if (es) es.close();
+  };
+}
