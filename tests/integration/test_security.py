@@ -1,0 +1,302 @@
+"""Security: users and roles, tokens stored as hashes and revocable, password
+login with rate limiting, the audit log, and agent admission (join tokens;
+a refused agent is never listed; a host reports only on itself)."""
+
+import os
+import re
+import sqlite3
+
+import pytest
+
+import cvirt
+
+TOKEN_RE = re.compile(r"^[0-9a-f]{64}$")
+BAD = "0" * 64
+
+# (method, path, body) of routes that need operator or admin.
+VM_MUTATIONS = [
+    ("POST", "/api/v1/vms", {"name": "x", "cpus": 1, "memory_mib": 64}),
+    ("DELETE", "/api/v1/vms/nosuch", None),
+    ("POST", "/api/v1/vms/nosuch/start", {}),
+    ("POST", "/api/v1/vms/nosuch/stop", {}),
+    ("POST", "/api/v1/vms/nosuch/reboot", {}),
+    ("POST", "/api/v1/vms/nosuch/pause", None),
+    ("POST", "/api/v1/vms/nosuch/resume", None),
+    ("POST", "/api/v1/vms/nosuch/console", None),
+    ("POST", "/api/v1/tasks/999999/cancel", None),
+]
+ADMIN_ONLY = [
+    ("POST", "/api/v1/hosts/h1/maintenance", {"enabled": False}),
+    ("GET", "/api/v1/users", None),
+    ("POST", "/api/v1/users", {"name": "zz", "role": "bogus"}),
+    ("GET", "/api/v1/users/nosuch", None),
+    ("DELETE", "/api/v1/users/nosuch", None),
+    ("POST", "/api/v1/users/nosuch/token", {}),
+    ("GET", "/api/v1/join-tokens", None),
+    ("POST", "/api/v1/join-tokens", {"ttl_s": 1}),
+    ("DELETE", "/api/v1/join-tokens/0123456789abcdef", None),
+    ("GET", "/api/v1/audit", None),
+    ("POST", "/api/v1/agent/register", {}),
+]
+READS = ["/api/v1/vms", "/api/v1/hosts", "/api/v1/hosts/h1",
+         "/api/v1/tasks", "/api/v1/events", "/api/v1/storage"]
+
+
+def openapi_mutations(cl):
+    """Non-GET operations the manager's OpenAPI document lists, with {x}
+    parameters filled in, so routes added later are covered too."""
+    status, doc = cl.http("GET", "/api/v1/openapi.json", auth=False)
+    assert status == 200
+    out = []
+    for path, ops in doc["paths"].items():
+        for method in ops:
+            if method.upper() in ("GET", "HEAD"):
+                continue
+            p = re.sub(r"\{[^}]*\}", "nosuch", path)
+            if not p.startswith("/api/v1") and not p.startswith("/metrics"):
+                p = "/api/v1" + p
+            out.append((method.upper(), p, {}))
+    return out
+
+
+def make_user(cl, name, role):
+    rc, out, err = cl.cli("user", "create", name, "--role", role)
+    token = out.strip()
+    assert TOKEN_RE.match(token), (out, err)
+    return token
+
+
+@pytest.fixture(scope="module")
+def users(cluster):
+    return {
+        "viewer": make_user(cluster, "sec-viewer", "viewer"),
+        "operator": make_user(cluster, "sec-operator", "operator"),
+        "admin": make_user(cluster, "sec-admin", "admin"),
+    }
+
+
+def test_no_token_or_wrong_token_is_401(cluster):
+    routes = VM_MUTATIONS + ADMIN_ONLY + [("GET", p, None) for p in READS]
+    for method, path, body in routes:
+        for token in (None, BAD, "not a token at all"):
+            status, reply = cluster.http(method, path, body=body,
+                                         token=token)
+            assert status == 401, (method, path, token, status, reply)
+            assert isinstance(reply, dict) and reply.get("error"), reply
+    # Health stays open for load balancers.
+    assert cluster.http("GET", "/api/v1/health", auth=False)[0] == 200
+
+
+def test_viewer_reads_but_every_mutation_is_403(cluster, users):
+    tok = users["viewer"]
+    for path in READS:
+        status, reply = cluster.http("GET", path, token=tok)
+        assert status == 200, (path, status, reply)
+    mutations = VM_MUTATIONS + ADMIN_ONLY + openapi_mutations(cluster)
+    assert len(mutations) > 15
+    for method, path, body in mutations:
+        status, reply = cluster.http(method, path, body=body, token=tok)
+        assert status == 403, (method, path, status, reply)
+        assert "permission denied" in reply["error"]
+    # The CLI says so in one line and exits 1.
+    argv = [cluster.bin, "--url", cluster.url, "--token", tok,
+            "vm", "create", "v1", "--cpus", "1", "--memory", "64"]
+    p = cvirt.subprocess.run(argv, capture_output=True, text=True,
+                             env=cluster.env, timeout=30)
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1 and "permission denied" in p.stderr
+    assert "v1" not in cluster.vm_names()
+
+
+def test_operator_runs_vms_but_not_users_or_hosts(cluster, users):
+    tok = users["operator"]
+    for method, path, body in ADMIN_ONLY:
+        status, reply = cluster.http(method, path, body=body, token=tok)
+        assert status == 403, (method, path, status, reply)
+    for method, path, body in VM_MUTATIONS:
+        status, reply = cluster.http(method, path, body=body, token=tok)
+        assert status not in (401, 403), (method, path, status, reply)
+    status, vm = cluster.http("POST", "/api/v1/vms", token=tok, body={
+        "name": "op-vm", "cpus": 1, "memory_mib": 64})
+    assert status == 201, vm
+    status, task = cluster.http("DELETE", "/api/v1/vms/op-vm", token=tok)
+    assert status == 202, task
+
+
+def test_admin_may_do_everything(cluster, users):
+    tok = users["admin"]
+    for method, path, body in VM_MUTATIONS + ADMIN_ONLY:
+        if path == "/api/v1/vms":
+            body = {"name": "adm-vm", "cpus": 1, "memory_mib": 64}
+        status, reply = cluster.http(method, path, body=body, token=tok)
+        assert status not in (401, 403), (method, path, status, reply)
+    cluster.cli("vm", "delete", "adm-vm")
+
+
+def test_tokens_are_hashes_and_revocable(cluster, users):
+    rc, out, _ = cluster.cli("user", "list")
+    assert re.search(r"^sec-viewer\s+viewer\s", out, re.M), out
+    assert re.search(r"^admin\s+admin\s", out, re.M), out
+    tok = make_user(cluster, "sec-rev", "operator")
+    assert cluster.http("GET", "/api/v1/vms", token=tok)[0] == 200
+    # A new token replaces the old one.
+    new = cluster.cli("user", "token", "sec-rev")[1].strip()
+    assert TOKEN_RE.match(new) and new != tok
+    assert cluster.http("GET", "/api/v1/vms", token=tok)[0] == 401
+    assert cluster.http("GET", "/api/v1/vms", token=new)[0] == 200
+    cluster.cli("user", "token", "sec-rev", "--revoke")
+    assert cluster.http("GET", "/api/v1/vms", token=new)[0] == 401
+    # Deleting a user ends its tokens; the database never held them.
+    admin_tok = users["admin"]
+    cluster.cli("user", "delete", "sec-admin")
+    assert cluster.http("GET", "/api/v1/vms", token=admin_tok)[0] == 401
+    rc, _, err = cluster.cli("user", "delete", "admin", check=False)
+    assert rc == 1 and "yourself" in err
+    rc, _, err = cluster.cli("user", "create", "bad/name", "--role", "viewer",
+                             check=False)
+    assert rc == 1 and err.count("\n") == 1
+    rc, _, err = cluster.cli("user", "create", "x1", "--role", "root",
+                             check=False)
+    assert rc == 1 and "role" in err
+    db = sqlite3.connect(os.path.join(cluster.mdir, "cvirt.db"))
+    try:
+        dump = "\n".join(db.iterdump())
+        hashes = [r[0] for r in db.execute("SELECT hash FROM tokens")]
+    finally:
+        db.close()
+    for t in (users["viewer"], users["operator"], cluster.token(), new):
+        assert t not in dump
+    assert hashes and all(TOKEN_RE.match(h) for h in hashes)
+
+
+def test_audit_records_who_and_what(cluster, users):
+    cluster.http("POST", "/api/v1/vms", token=users["operator"], body={
+        "name": "audit-vm", "cpus": 1, "memory_mib": 64})
+    cluster.http("POST", "/api/v1/users", token=users["viewer"],
+                 body={"name": "evil", "role": "admin"})
+    entries = cluster.cli("audit", "list", "--limit", "500", json=True)
+    assert any(e["user"] == "sec-operator" and e["method"] == "POST" and
+               e["path"] == "/api/v1/vms" and e["status"] == 201
+               for e in entries), entries[:10]
+    assert any(e["user"] == "sec-viewer" and e["path"] == "/api/v1/users"
+               and e["status"] == 403 for e in entries)
+    assert all(e["remote"] == "127.0.0.1" for e in entries)
+    mine = cluster.cli("audit", "list", "--user", "sec-operator", json=True)
+    assert mine and all(e["user"] == "sec-operator" for e in mine)
+    cluster.cli("vm", "delete", "audit-vm")
+
+
+def agent_argv_token(cl, tokfile):
+    return ["--token-file", tokfile]
+
+
+def write_token(cl, name, token):
+    path = os.path.join(cl.base, name)
+    with open(path, "w") as f:
+        f.write(token + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def host_names(cl):
+    return [h["name"] for h in cl.cli("host", "list", json=True)]
+
+
+def test_agent_with_wrong_token_is_refused_and_never_listed(cluster):
+    bad = write_token(cluster, "bad.token", BAD)
+    d = cluster.start_agent("intruder", extra=["--token-file", bad],
+                            wait=False)
+    assert d.wait(20), "the refused agent kept running"
+    assert d.proc.returncode == 1
+    assert "refused" in d.log_tail()
+    assert "intruder" not in host_names(cluster)
+    status, _ = cluster.http("GET", "/api/v1/hosts/intruder")
+    assert status == 404
+
+
+def test_join_token_admits_one_host(cluster):
+    tok = cluster.cli("host", "join-token", "--ttl", "600")[1].strip()
+    assert TOKEN_RE.match(tok)
+    path = write_token(cluster, "join.token", tok)
+    cluster.start_agent("joined", extra=["--token-file", path])
+    # The same token cannot bring in a second host...
+    d = cluster.start_agent("second", extra=["--token-file", path],
+                            wait=False)
+    assert d.wait(20) and d.proc.returncode == 1
+    assert "second" not in host_names(cluster)
+    # ...but the host it admitted may come back with it.
+    cluster.kill_agent("joined")
+    cluster.start_agent("joined")
+    listed = cluster.cli("host", "join-token", json=True)
+    assert "token" in listed and "expires" in listed
+    status, tokens = cluster.http("GET", "/api/v1/join-tokens")
+    assert any(t.get("host") == "joined" for t in tokens), tokens
+    # A join token is not an API token.
+    assert cluster.http("GET", "/api/v1/vms", token=tok)[0] == 401
+    # Nor may it take over an existing host's name.
+    tok2 = cluster.cli("host", "join-token")[1].strip()
+    status, reply = cluster.http("POST", "/api/v1/agent/register", token=tok2,
+                                 body={"name": "h1", "url": "http://x:1",
+                                       "accel": "tcg", "cpus": 1,
+                                       "memory_mib": 64, "storage": [],
+                                       "vms": []})
+    assert status == 401, reply
+
+
+def test_a_host_reports_only_on_itself(cluster):
+    tok = cluster.cli("host", "join-token")[1].strip()
+    body = {"name": "fake1", "url": "http://127.0.0.1:9", "accel": "tcg",
+            "cpus": 1, "memory_mib": 64, "storage": [], "vms": []}
+    status, reply = cluster.http("POST", "/api/v1/agent/register", token=tok,
+                                 body=body)
+    assert status == 200, reply
+    key = reply["agent_key"]
+    status, reply = cluster.http("POST", "/api/v1/agent/report", token=key,
+                                 body={"name": "h1", "vms": [], "exits": []})
+    assert status == 403, reply
+    status, reply = cluster.http("POST", "/api/v1/agent/report", token=key,
+                                 body={"name": "fake1", "vms": [],
+                                       "exits": []})
+    assert status == 200, reply
+    # An agent key is not an API token.
+    assert cluster.http("GET", "/api/v1/vms", token=key)[0] == 401
+
+
+def test_password_login_and_rate_limit(cluster):
+    make_user(cluster, "sec-ui", "viewer")
+    cluster.cli("user", "passwd", "sec-ui", input="correct horse\n")
+    status, reply = cluster.http("POST", "/api/v1/login", auth=False,
+                                 body={"name": "sec-ui",
+                                       "password": "correct horse"})
+    assert status == 200, reply
+    session = reply["token"]
+    assert reply["role"] == "viewer"
+    assert cluster.http("GET", "/api/v1/vms", token=session)[0] == 200
+    assert cluster.http("POST", "/api/v1/vms", token=session,
+                        body={"name": "s", "cpus": 1,
+                              "memory_mib": 64})[0] == 403
+    db = sqlite3.connect(os.path.join(cluster.mdir, "cvirt.db"))
+    try:
+        pw = db.execute("SELECT password FROM users WHERE name = 'sec-ui'"
+                        ).fetchone()[0]
+    finally:
+        db.close()
+    assert pw.startswith("$argon2id$") and "correct horse" not in pw
+    assert cluster.http("POST", "/api/v1/logout", token=session)[0] == 200
+    assert cluster.http("GET", "/api/v1/vms", token=session)[0] == 401
+    for body in ({"name": "sec-ui"}, {"name": "sec-ui", "password": 5},
+                 {"name": "sec-ui", "password": "x", "extra": 1}):
+        assert cluster.http("POST", "/api/v1/login", auth=False,
+                            body=body)[0] == 400
+    statuses = []
+    for _ in range(7):
+        statuses.append(cluster.http("POST", "/api/v1/login", auth=False,
+                                     body={"name": "sec-ui",
+                                           "password": "wrong guess"})[0])
+    assert statuses[:5] == [401] * 5, statuses
+    assert statuses[5:] == [429, 429], statuses
+    # Even the right password waits out the window.
+    status, reply = cluster.http("POST", "/api/v1/login", auth=False,
+                                 body={"name": "sec-ui",
+                                       "password": "correct horse"})
+    assert status == 429 and "try again" in reply["error"]
