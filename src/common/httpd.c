@@ -142,6 +142,32 @@ nomatch:
 	return 0;
 }
 
+int
+httpd_json_depth_ok(const char *buf, size_t len, int max)
+{
+	int depth = 0, in_str = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char ch = buf[i];
+
+		if (in_str) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_str = 0;
+		} else if (ch == '"') {
+			in_str = 1;
+		} else if (ch == '[' || ch == '{') {
+			if (++depth > max)
+				return 0;
+		} else if (ch == ']' || ch == '}') {
+			depth--;
+		}
+	}
+	return 1;
+}
+
 static int
 httpd_read_body(struct httpd_req *r, const struct mg_request_info *ri)
 {
@@ -173,6 +199,13 @@ httpd_read_body(struct httpd_req *r, const struct mg_request_info *ri)
 		goto cleanup;
 	}
 	buf[len] = '\0';
+	/* jansson recurses per level: deep nesting would exhaust the worker's
+	 * stack before its own limit. */
+	if (!httpd_json_depth_ok(buf, len, HTTPD_JSON_DEPTH)) {
+		httpd_reply_error(r, 400, "JSON nested deeper than %d levels",
+		    HTTPD_JSON_DEPTH);
+		goto cleanup;
+	}
 	r->body = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (r->body == NULL) {
 		httpd_reply_error(r, 400, "malformed JSON body: %s", jerr.text);

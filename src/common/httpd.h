@@ -8,6 +8,7 @@
 
 #define HTTPD_MAX_PARAMS 4
 #define HTTPD_BODY_MAX   (1024 * 1024)
+#define HTTPD_JSON_DEPTH 32		/* nesting levels a body may have */
 
 struct mg_connection;
 struct httpd;
@@ -86,6 +87,8 @@ int	httpd_reply_raw(struct httpd_req *r, int status, const char *ctype,
 	    const void *buf, size_t len);
 /* Copy a query variable; 0 when present, -1 when absent or too long. */
 int	httpd_query(struct httpd_req *r, const char *name, char *out, size_t size);
+/* 1 when JSON text nests at most max arrays/objects deep (pure). */
+int	httpd_json_depth_ok(const char *buf, size_t len, int max);
 int	httpd_ws_send(struct mg_connection *c, const void *buf, size_t len);
 void	httpd_ws_close(struct mg_connection *c);
 

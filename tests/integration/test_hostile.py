@@ -1,0 +1,167 @@
+"""Hostile input: hundreds of malformed, oversized, mistyped and random
+requests all get a 4xx (with a JSON error when they reach the API), the
+manager stays healthy and fast, and nothing is created or lost."""
+
+import json
+import random
+import socket
+import time
+
+import pytest
+
+SEED = 20261124
+NAMES = ["", ".", "..", "../x", "a/b", "/etc/passwd", "..\\x", "a b", "a\nb",
+         "-lead", "x" * 64, "x" * 5000, "\u00e9t\u00e9", "a\u0000b", "$(id)",
+         "a;b", "%2e%2e", "*", "a\tb", "~root"]
+WRONG_TYPES = [True, 1.5, [], {}, [1], {"a": 1}]
+# Per field of POST /vms: values of the wrong type or out of range.
+VM_BAD = {
+    "name": WRONG_TYPES + [1, "", "../x", "x" * 100],
+    "cpus": WRONG_TYPES + ["1", 0, -1, 257, 2 ** 63 - 1, -2 ** 63],
+    "memory_mib": WRONG_TYPES + ["64", 0, 15, 2 ** 40],
+    "disk_mib": WRONG_TYPES + ["1", 0, -5, 2 ** 62],
+    "kernel": WRONG_TYPES + [1, "rel/path", "/a/../b", "/" + "k" * 5000],
+    "initrd": WRONG_TYPES + [1, "rel", "/x/../../etc/shadow"],
+    "cmdline": WRONG_TYPES + [1, "c" * 5000],
+    "ha": ["yes", 1, [], {}],
+    "ha_monitor": WRONG_TYPES + [1, "psychic", "tcp:0", "tcp:99999",
+                                 "tcp:x"],
+    "host": WRONG_TYPES + [1, "../h", "nosuchhost"],
+    "storage": WRONG_TYPES + [1, "../s", "nosuchstorage"],
+}
+INT_BAD = WRONG_TYPES + ["5", -1, 2 ** 63 - 1, -2 ** 63]
+
+
+def raw_request(cl, data, timeout=5):
+    """Sends bytes on a fresh connection; returns the status or None when
+    the server closed without answering."""
+    with socket.create_connection(("127.0.0.1", cl.port), timeout=timeout) as s:
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        buf = b""
+        try:
+            while len(buf) < 65536:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                buf += chunk
+        except OSError:
+            pass
+    if not buf.startswith(b"HTTP/1."):
+        return None, buf
+    return int(buf.split(b" ", 2)[1]), buf
+
+
+def request_bodies(rng):
+    """(method, path, body) triples: bad JSON, wrong types, bad names."""
+    reqs = []
+    for n in NAMES:
+        reqs.append(("POST", "/api/v1/vms",
+                     {"name": n, "cpus": 1, "memory_mib": 64}))
+        reqs.append(("POST", "/api/v1/users", {"name": n, "role": "viewer"}))
+    for field, values in VM_BAD.items():
+        for v in values:
+            body = {"name": "hostile", "cpus": 1, "memory_mib": 64}
+            body[field] = v
+            reqs.append(("POST", "/api/v1/vms", body))
+    for v in INT_BAD:
+        reqs.append(("POST", "/api/v1/vms/keep/stop", {"timeout_s": v}))
+        reqs.append(("POST", "/api/v1/join-tokens", {"ttl_s": v}))
+    for v in [1.5, [], {}, [1], {"a": 1}, 1, "yes"]:
+        reqs.append(("POST", "/api/v1/hosts/h1/maintenance", {"enabled": v}))
+        reqs.append(("POST", "/api/v1/users", {"name": "u", "role": v}))
+        reqs.append(("POST", "/api/v1/login", {"name": v, "password": "x"}))
+        reqs.append(("POST", "/api/v1/vms/keep/reboot", {"force": v}))
+    reqs.append(("POST", "/api/v1/vms", {"name": "k", "cpus": 1,
+                                         "memory_mib": 64, "bogus": 1}))
+    reqs.append(("POST", "/api/v1/vms", {"name": "keep", "cpus": 1,
+                                         "memory_mib": 64}))
+    reqs.append(("POST", "/api/v1/vms", {"name": "k", "cpus": 1,
+                                         "memory_mib": 64,
+                                         "kernel": "/a/../../etc/shadow"}))
+    for raw in (b"", b"{", b"[]", b"\"str\"", b"12", b"null", b"{\"a\":}",
+                b"{\"name\":\"a\",\"name\":\"b\"}", b"\xff\xfe\x00",
+                b"[" * 100000 + b"]" * 100000, b"{\"a\":" * 5000):
+        reqs.append(("POST", "/api/v1/vms", raw))
+    for _ in range(150):
+        n = rng.randint(1, 2000)
+        reqs.append(("POST", rng.choice(["/api/v1/vms", "/api/v1/users",
+                                         "/api/v1/vms/keep/start",
+                                         "/api/v1/login",
+                                         "/api/v1/agent/register"]),
+                     bytes(rng.getrandbits(8) for _ in range(n))))
+    for path in ("/api/v1/vms/..%2F..%2Fetc%2Fpasswd",
+                 "/api/v1/vms/" + "a" * 4000, "/api/v1/tasks?limit=-1",
+                 "/api/v1/tasks?limit=abc", "/api/v1/tasks/1e9",
+                 "/api/v1/tasks/99999999999999999999999",
+                 "/api/v1/events?limit=99999999999", "/api/v1/vms/keep/serial"
+                 "?offset=-5", "/api/v1/vms/keep/serial?offset=zz",
+                 "/api/v1/users/..",
+                 "/api/v1/nosuch", "/api/v1/vms/keep/teleport"):
+        reqs.append(("GET", path, None))
+    reqs.append(("DELETE", "/api/v1/vms/..", None))
+    reqs.append(("DELETE", "/api/v1/users/..%2Fadmin", None))
+    return reqs
+
+
+def snapshot(cl):
+    return (cl.vm("keep"), cl.vm_names(),
+            [u["name"] for u in cl.cli("user", "list", json=True)],
+            [h["name"] for h in cl.cli("host", "list", json=True)])
+
+
+@pytest.mark.slow
+def test_hostile_requests_get_4xx_and_change_nothing(cluster):
+    cluster.cli("vm", "create", "keep", "--cpus", "1", "--memory", "64")
+    before = snapshot(cluster)
+    rng = random.Random(SEED)
+    reqs = request_bodies(rng)
+    assert len(reqs) > 300
+    bad = []
+    for method, path, body in reqs:
+        status, reply = cluster.http(method, path, body=body, timeout=20)
+        if not (400 <= status < 500) or not (
+                isinstance(reply, dict) and isinstance(reply.get("error"),
+                                                       str)):
+            bad.append((method, path, repr(body)[:80], status,
+                        repr(reply)[:200]))
+    assert not bad, "\n".join(map(str, bad[:20]))
+
+    # Oversized: body, headers, token.
+    big = b"{\"name\":\"" + b"x" * (2 * 1024 * 1024) + b"\"}"
+    status, reply = cluster.http("POST", "/api/v1/vms", body=big, timeout=30)
+    assert status == 413, (status, reply)
+    status, reply = cluster.http("GET", "/api/v1/vms", token="t" * 20000)
+    assert 400 <= status < 500
+    status, _ = cluster.http("GET", "/api/v1/vms",
+                             headers={"X-Junk": "j" * 60000})
+    assert 400 <= status < 500 or status == 200
+
+    # Raw protocol garbage: a 4xx or a closed connection, never a 5xx.
+    tok = cluster.token().encode()
+    raws = [b"GARBAGE\r\n\r\n", b"GET\r\n\r\n", b"\x16\x03\x01\x02\x00\x01",
+            b"POST /api/v1/vms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + tok + b"\r\nContent-Length: 100\r\n\r\n{\"name\"",
+            b"POST /api/v1/vms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + tok + b"\r\nContent-Length: -5\r\n\r\n{}",
+            b"POST /api/v1/vms HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+            + tok + b"\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"GET /" + b"a" * 100000 + b" HTTP/1.1\r\n\r\n",
+            b"GET /api/v1/vms HTTP/9.9\r\n\r\n"]
+    for _ in range(50):
+        raws.append(bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 3000))))
+    for data in raws:
+        status, buf = raw_request(cluster, data)
+        assert status is None or 400 <= status < 500, (data[:80], buf[:200])
+
+    # Healthy, fast and unchanged afterwards.
+    t0 = time.monotonic()
+    assert cluster.health()
+    assert time.monotonic() - t0 < 2
+    assert cluster.manager.running()
+    after = snapshot(cluster)
+    assert after == before
+    cluster.cli("vm", "delete", "keep")
