@@ -1,0 +1,269 @@
+"""Cluster acceptance (issue 4) on hosts in network namespaces: live
+migration keeps the guest running (ticks, disk writes, one QEMU, QEMU's own
+downtime), busy guests converge or are cancelled cleanly, agent crashes
+mid-migration never leave two copies, maintenance empties a host,
+placement explains refusals, the balancer moves load."""
+
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from cvirt import boot_ids, qemu_pids, wait_for
+from netns import NetnsCluster
+
+TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
+BASE = "console=ttyS0 cvirt.tick=1"
+
+
+@pytest.fixture(scope="module")
+def nc(request, guest, cvirt_bin):
+    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
+    request.addfinalizer(cl.stop)
+    mem = ["--memory", "1024"]
+    cl.start(hosts=("h1", "h2", "h3"),
+             agent_extra={"h1": mem, "h2": mem, "h3": mem})
+    return cl
+
+
+def ticks(serial):
+    return [int(n) for n in TICK_RE.findall(serial)]
+
+
+def boot(cl, guest, name, host, extra="", memory=128, disk=None, cpus=1):
+    args = ["vm", "create", name, "--cpus", cpus, "--memory", memory,
+            "--kernel", guest.kernel, "--initrd", guest.initrd,
+            "--cmdline", (BASE + " " + extra).strip()]
+    if disk:
+        args += ["--disk", disk]
+    cl.cli(*args)
+    cl.cli("vm", "start", name, "--host", host)
+    cl.wait_serial(name, "cvirt-guest: tick 2", 60)
+    return cl.vm(name)
+
+
+def one_qemu(uuid, timeout=15):
+    wait_for(lambda: len(qemu_pids(uuid)) == 1, timeout,
+             "exactly one QEMU for %s" % uuid)
+    return next(iter(qemu_pids(uuid)))
+
+
+def qemu_parent(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        return int(f.read().rsplit(")", 1)[1].split()[1])
+
+
+def disk_tick(storage, uuid):
+    """The counter the guest writes at offset 0 of its disk (read shared)."""
+    img = os.path.join(storage, "vms", uuid, "disk0.qcow2")
+    p = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                        "read -v 0 16", img], capture_output=True, text=True)
+    text = "".join(ln.split("  ")[-1] for ln in p.stdout.splitlines()
+                   if ln[:8].isalnum() and ":" in ln[:10])
+    m = re.search(r"tick (\d+)", text.replace(".", " "))
+    return int(m.group(1)) if m else None
+
+
+def assert_ticks_strictly_increasing(serial):
+    """Two copies of the guest would print a tick twice or go backwards."""
+    seq = ticks(serial)
+    bad = [(a, b) for a, b in zip(seq, seq[1:]) if b != a + 1]
+    assert not bad, "tick sequence broken (two copies?): %r" % bad[:5]
+
+
+def test_migration_keeps_guest_running(nc, guest):
+    v = boot(nc, guest, "mv", "h1", "cvirt.disktick=1", disk=16)
+    wait_for(lambda: disk_tick(nc.storage, v["uuid"]), 20, "disk ticks")
+    before_tick = ticks(nc.serial("mv"))[-1]
+    before_disk = disk_tick(nc.storage, v["uuid"])
+    res = nc.cli("vm", "migrate", "mv", "--to", "h2", json=True)
+    assert res["state"] == "succeeded", res
+    r = res["result"]
+    assert r["from"] == "h1" and r["to"] == "h2"
+    assert 0 <= r["downtime_ms"] < 1000 and r["total_ms"] > 0
+    assert r["transferred_bytes"] > 0
+    after = nc.vm("mv")
+    assert after["state"] == "running" and after["host"] == "h2"
+    pid = one_qemu(v["uuid"])
+    assert qemu_parent(pid) == nc.agents["h2"].pid, "QEMU is not h2's child"
+    wait_for(lambda: ticks(nc.serial("mv"))[-1] >= before_tick + 3, 20,
+             "ticks to continue after the migration")
+    wait_for(lambda: (disk_tick(nc.storage, v["uuid"]) or 0) > before_disk + 5,
+             20, "disk writes to continue after the migration")
+    serial = nc.serial("mv")
+    assert len(boot_ids(serial)) == 1, "the guest rebooted"
+    assert_ticks_strictly_increasing(serial)
+    # And back, through placement's choice this time.
+    res = nc.cli("vm", "migrate", "mv", "--to", "h1", json=True)
+    assert res["result"]["to"] == "h1"
+    nc.cli("vm", "stop", "mv", "--force")
+
+
+def test_busy_guest_migrates_with_auto_converge(nc, guest):
+    v = boot(nc, guest, "busy", "h1", "cvirt.memhog=1", memory=256)
+    nc.wait_serial("busy", "cvirt-guest: memhog running", 30)
+    time.sleep(2)
+    res = nc.cli("vm", "migrate", "busy", "--to", "h3", "--timeout", 120,
+                 json=True, timeout=150)
+    assert res["state"] == "succeeded", res
+    assert nc.vm("busy")["host"] == "h3"
+    one_qemu(v["uuid"])
+    before = ticks(nc.serial("busy"))[-1]
+    wait_for(lambda: ticks(nc.serial("busy"))[-1] > before, 20, "ticks")
+
+
+def test_busy_guest_cancelled_cleanly_on_timeout(nc, guest):
+    v = nc.vm("busy")
+    src = v["host"]
+    dest = "h1" if src != "h1" else "h2"
+    rc, out, err = nc.cli("vm", "migrate", "busy", "--to", dest,
+                          "--bandwidth", 1, "--timeout", 5,
+                          "--no-auto-converge", check=False, timeout=60)
+    assert rc != 0 and "did not finish in time" in err, (rc, out, err)
+    after = nc.vm("busy")
+    assert after["state"] == "running" and after["host"] == src
+    one_qemu(v["uuid"])
+    before = ticks(nc.serial("busy"))[-1]
+    wait_for(lambda: ticks(nc.serial("busy"))[-1] > before, 20, "ticks")
+
+
+def start_slow_migration(nc, name, dest):
+    rc, out, err = nc.cli("vm", "migrate", name, "--to", dest, "--bandwidth",
+                          2, "--timeout", 90, "--no-wait", check=False)
+    assert rc == 0, err
+    task_id = int(re.search(r"\d+", out).group(0))
+    wait_for(lambda: nc.cli("task", "show", task_id, json=True)["progress"]
+             > 5, 30, "the migration to be under way")
+    return task_id
+
+
+def wait_task_end(nc, task_id, timeout=120):
+    return wait_for(lambda: (lambda t: t if t["state"] in
+                             ("succeeded", "failed", "cancelled") else None)(
+        nc.cli("task", "show", task_id, json=True)), timeout,
+        "task %d to end" % task_id, interval=0.5)
+
+
+def test_killing_destination_agent_leaves_vm_on_source(nc, guest):
+    v = nc.vm("busy")
+    src = v["host"]
+    dest = "h1" if src != "h1" else "h2"
+    task_id = start_slow_migration(nc, "busy", dest)
+    nc.kill_agent(dest)
+    t = wait_task_end(nc, task_id)
+    assert t["state"] == "failed" and "stopped answering" in t["error"], t
+    after = nc.vm("busy")
+    assert after["state"] == "running" and after["host"] == src
+    one_qemu(v["uuid"], 30)
+    nc.start_agent(dest)
+    before = ticks(nc.serial("busy"))[-1]
+    wait_for(lambda: ticks(nc.serial("busy"))[-1] > before, 20, "ticks")
+
+
+def test_killing_source_agent_never_yields_two_copies(nc, guest):
+    v = nc.vm("busy")
+    uuid, src = v["uuid"], v["host"]
+    dest = "h1" if src != "h1" else "h2"
+    counts, stop = [], threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            counts.append(len(qemu_pids(uuid)))
+            time.sleep(0.05)
+    th = threading.Thread(target=sample)
+    th.start()
+    try:
+        task_id = start_slow_migration(nc, "busy", dest)
+        nc.kill_agent(src)
+        time.sleep(3)
+        nc.start_agent(src)
+        t = wait_task_end(nc, task_id)
+        host = dest if t["state"] == "succeeded" else src
+        got = nc.wait_state("busy", "running", 30)
+        assert got["host"] == host, (t, got)
+        one_qemu(uuid, 30)
+    finally:
+        stop.set()
+        th.join()
+    # A paused source copy may exist for a moment; never more than that.
+    assert max(counts) <= 2
+    assert_ticks_strictly_increasing(nc.serial("busy"))
+    nc.cli("vm", "stop", "busy", "--force")
+
+
+def test_maintenance_empties_host_and_takes_nothing_new(nc, guest):
+    for n in ("e1", "e2"):
+        boot(nc, guest, n, "h2", memory=96)
+    res = nc.cli("host", "maintenance", "h2", "on", json=True, timeout=120)
+    assert res["state"] == "succeeded", res
+    assert res["result"]["moved"] == 2
+    for n in ("e1", "e2"):
+        v = nc.vm(n)
+        assert v["state"] == "running" and v["host"] != "h2", v
+    assert nc.cli("host", "show", "h2", json=True)["state"] == "maintenance"
+    nc.cli("vm", "create", "e3", "--cpus", 1, "--memory", 96,
+           "--kernel", guest.kernel, "--initrd", guest.initrd)
+    rc, _, err = nc.cli("vm", "start", "e3", "--host", "h2", check=False)
+    assert rc != 0 and "maintenance" in err
+    nc.cli("vm", "start", "e3")
+    assert nc.vm("e3")["host"] != "h2"
+    nc.cli("host", "maintenance", "h2", "off")
+    assert nc.cli("host", "show", "h2", json=True)["state"] == "up"
+    for n in ("e1", "e2", "e3"):
+        nc.cli("vm", "delete", n, "--force")
+
+
+def test_placement_refuses_with_reasons(nc, guest):
+    nc.cli("vm", "create", "huge", "--cpus", 1, "--memory", 4096,
+           "--kernel", guest.kernel, "--initrd", guest.initrd)
+    rc, _, err = nc.cli("vm", "start", "huge", check=False)
+    assert rc != 0
+    for h in ("h1", "h2", "h3"):
+        assert h + ": not enough memory" in err, err
+    assert nc.vm("huge")["state"] == "stopped"
+    nc.cli("vm", "delete", "huge")
+
+
+def test_anti_affinity_spreads_vms(nc, guest):
+    hosts = set()
+    for n in ("a1", "a2", "a3"):
+        nc.cli("vm", "create", n, "--cpus", 1, "--memory", 64,
+               "--anti-affinity", "web", "--kernel", guest.kernel,
+               "--initrd", guest.initrd)
+        nc.cli("vm", "start", n)
+        hosts.add(nc.vm(n)["host"])
+    assert len(hosts) == 3
+    nc.cli("vm", "create", "a4", "--cpus", 1, "--memory", 64,
+           "--anti-affinity", "web", "--kernel", guest.kernel,
+           "--initrd", guest.initrd)
+    rc, _, err = nc.cli("vm", "start", "a4", check=False)
+    assert rc != 0 and "anti-affinity group web" in err
+    for n in ("a1", "a2", "a3", "a4"):
+        nc.cli("vm", "delete", n, "--force")
+
+
+def test_balancer_advises_then_moves(nc, guest):
+    for n in ("b1", "b2", "b3"):
+        boot(nc, guest, n, "h1", memory=160)
+    since = max([e["id"] for e in nc.cli("event", "list", json=True)] + [0])
+    nc.cli("cluster", "set", "balancer_mode=advise",
+           "balancer_threshold_pct=20", "balancer_interval_s=1")
+    ev = wait_for(lambda: [e for e in nc.cli("event", "list", "--since",
+                                                since, json=True)
+                           if e["kind"] == "balancer.advice"], 15,
+                  "balancer advice")
+    assert "from h1" in ev[0]["message"]
+    assert all(nc.vm(n)["host"] == "h1" for n in ("b1", "b2", "b3"))
+    nc.cli("cluster", "set", "balancer_mode=automatic")
+    wait_for(lambda: {nc.vm(n)["host"] for n in ("b1", "b2", "b3")} !=
+             {"h1"}, 40, "the balancer to move a VM off h1")
+    moves = [e for e in nc.cli("event", "list", "--since", since, json=True)
+             if e["kind"] == "balancer.move"]
+    assert moves and "memory load" in moves[0]["message"]
+    nc.cli("cluster", "set", "balancer_mode=off")
+    for n in ("b1", "b2", "b3"):
+        nc.cli("vm", "delete", n, "--force")
