@@ -18,7 +18,7 @@
 struct agent_cfg agent_cfg;
 
 static const char agent_usage[] =
-    "usage: cvirt agent --data DIR --manager URL --token-file FILE --name NAME\n"
+    "usage: cvirt agent --data DIR --manager URL[,URL...] --token-file FILE --name NAME\n"
     "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
     "                   [--memory MIB] [--migration-address IP]\n";

@@ -16,6 +16,7 @@ static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
 static int64_t report_interval_ms = 1000;
 static pthread_t report_thread;
+static size_t report_mgr;		/* which of --manager URL1,URL2,... */
 
 void
 report_agent_key(char *out, size_t outsz)
@@ -72,6 +73,38 @@ report_apply_reply(json_t *reply)
 }
 
 /* 0 registered; -1 retry later; -2 refused for good (bad token). */
+/* The current manager's URL + path; only the report thread calls this. */
+static void
+report_url(char *out, size_t outsz, const char *path)
+{
+	char base[512];
+
+	if (util_list_item(agent_cfg.manager, report_mgr, base, sizeof(base)) < 0) {
+		report_mgr = 0;
+		util_list_item(agent_cfg.manager, 0, base, sizeof(base));
+	}
+	snprintf(out, outsz, "%s%s", base, path);
+}
+
+/* Unreachable or a standby (503): try the next manager of the list. */
+static void
+report_failover(const struct httpc_resp *resp)
+{
+	char next[512];
+
+	if (resp->status != 0 && resp->status != 503)
+		return;
+	if (util_list_item(agent_cfg.manager, report_mgr + 1, next,
+	    sizeof(next)) == 0)
+		report_mgr++;
+	else if (report_mgr == 0)
+		return;		/* a single manager */
+	else
+		report_mgr = 0;
+	util_list_item(agent_cfg.manager, report_mgr, next, sizeof(next));
+	log_info("trying the manager at %s", next);
+}
+
 static int
 report_register(void)
 {
@@ -81,10 +114,15 @@ report_register(void)
 	int rc = -1;
 
 	json_object_set_new(body, "version", json_string("1"));
-	snprintf(url, sizeof(url), "%s/api/v1/agent/register", agent_cfg.manager);
+	report_url(url, sizeof(url), "/api/v1/agent/register");
 	if (httpc_request("POST", url, agent_cfg.token, body, 10000, &resp) < 0) {
-		log_warnx("cannot reach the manager at %s: %s", agent_cfg.manager,
-		    resp.err);
+		log_warnx("cannot reach the manager at %s: %s", url, resp.err);
+		resp.status = 0;
+		report_failover(&resp);
+		goto cleanup;
+	}
+	if (resp.status == 503) {
+		report_failover(&resp);
 		goto cleanup;
 	}
 	if (resp.status == 401 || resp.status == 403) {
@@ -106,8 +144,8 @@ report_register(void)
 	if (report_interval_ms < 100 || report_interval_ms > 60000)
 		report_interval_ms = 1000;
 	pthread_mutex_unlock(&report_lock);
-	log_info("registered with the manager at %s as host %s",
-	    agent_cfg.manager, agent_cfg.name);
+	log_info("registered with the manager at %s as host %s", url,
+	    agent_cfg.name);
 	report_apply_reply(resp.json);
 	rc = 0;
 cleanup:
@@ -129,9 +167,15 @@ report_send(const char *key)
 	    "vms", vmhost_list(), "exits", exits);
 	json_object_set_new(body, "stats", stats_json(json_object_get(body,
 	    "vms")));
-	snprintf(url, sizeof(url), "%s/api/v1/agent/report", agent_cfg.manager);
+	report_url(url, sizeof(url), "/api/v1/agent/report");
 	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {
 		log_debug("report: %s", resp.err);
+		resp.status = 0;
+		report_failover(&resp);
+		goto cleanup;
+	}
+	if (resp.status == 503) {
+		report_failover(&resp);
 		goto cleanup;
 	}
 	if (resp.status == 401 || resp.status == 404) {

@@ -85,6 +85,9 @@ cli_token_resolve(struct cli_ctx *c)
 	return 0;	/* no token: the manager says 401 if it needs one */
 }
 
+/* Every manager URL the user gave (comma-separated). */
+static char cli_api_urls[4 * CLI_URL_MAX];
+
 int
 cli_ctx_resolve(struct cli_ctx *c)
 {
@@ -96,16 +99,19 @@ cli_ctx_resolve(struct cli_ctx *c)
 	url = c->opt_url ? c->opt_url : cli_env("CVIRT_URL");
 	if (url == NULL)
 		url = CLI_DEFAULT_URL;
-	if (strncmp(url, "http://", 7) != 0 &&
-	    strncmp(url, "https://", 8) != 0) {
+	/* URL1,URL2,...: managers sharing one database; the first that
+	 * answers (not a standby) serves. */
+	for (n = 0; util_list_item(url, n, c->url, sizeof(c->url)) == 0; n++)
+		if (strncmp(c->url, "http://", 7) != 0 &&
+		    strncmp(c->url, "https://", 8) != 0)
+			break;
+	if (n == 0 || util_list_item(url, n, c->url, sizeof(c->url)) == 0 ||
+	    util_fmt(cli_api_urls, sizeof(cli_api_urls), "%s", url) != 0) {
 		cli_err("invalid manager URL \"%s\" (expected http://HOST:PORT "
-		    "or https://HOST:PORT)", url);
+		    "or https://HOST:PORT, several separated by commas)", url);
 		return -1;
 	}
-	if (util_fmt(c->url, sizeof(c->url), "%s", url) != 0) {
-		cli_err("manager URL too long");
-		return -1;
-	}
+	util_list_item(url, 0, c->url, sizeof(c->url));
 	for (n = strlen(c->url); n > 0 && c->url[n - 1] == '/'; n--)
 		c->url[n - 1] = '\0';
 	c->ca_file = c->opt_ca_file ? c->opt_ca_file : cli_env("CVIRT_CA_FILE");
@@ -152,6 +158,33 @@ cli_api_errline(struct cli_ctx *c, const struct httpc_resp *r, char *err,
 		    "%ld", r->status);
 }
 
+/* After a transport error or a standby's 503 on c->url: the next manager
+ * of the list that answers becomes c->url. 0 when one did. */
+static int
+cli_api_failover(struct cli_ctx *c, const char *method, const char *path,
+    json_t *body, struct httpc_resp *r)
+{
+	char base[CLI_URL_MAX], url[CLI_URL_MAX + CLI_PATH_MAX];
+	size_t i;
+
+	for (i = 0; util_list_item(cli_api_urls, i, base, sizeof(base)) == 0;
+	    i++) {
+		if (strncmp(base, c->url, strlen(c->url)) == 0 ||
+		    util_fmt(url, sizeof(url), "%s/api/v1%s", base, path) != 0)
+			continue;
+		httpc_resp_free(r);
+		memset(r, 0, sizeof(*r));
+		if (httpc_request(method, url, c->token, body,
+		    CLI_REQ_TIMEOUT_MS, r) == 0 && r->status != 503) {
+			log_debug("%s %s -> %ld (failed over)", method, url,
+			    r->status);
+			snprintf(c->url, sizeof(c->url), "%s", base);
+			return 0;
+		}
+	}
+	return -1;
+}
+
 int
 cli_api_try(struct cli_ctx *c, const char *method, const char *path,
     json_t *body, json_t **out, char *err, size_t errsize)
@@ -171,8 +204,11 @@ cli_api_try(struct cli_ctx *c, const char *method, const char *path,
 		snprintf(err, errsize, "request path too long");
 		return -1;
 	}
-	if (httpc_request(method, url, c->token, body, CLI_REQ_TIMEOUT_MS,
-	    &r) != 0) {
+	if ((httpc_request(method, url, c->token, body, CLI_REQ_TIMEOUT_MS,
+	    &r) != 0 || r.status == 503) && strchr(cli_api_urls, ',') &&
+	    cli_api_failover(c, method, path, body, &r) == 0)
+		;	/* r is the answer of another manager */
+	else if (r.status == 0) {
 		log_debug("%s %s: %s", method, url, r.err);
 		snprintf(err, errsize, "cannot reach the manager at %s: %s",
 		    c->url, r.err);

@@ -4,12 +4,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include <civetweb.h>
 
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/util.h"
 
 struct httpd {
@@ -228,10 +230,12 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const struct httpd_route *rt, *found = NULL;
 	struct httpd_req r;
+	struct timespec t0, t1;
 	const char *auth;
 	int path_matched = 0, rc, i;
 	size_t k;
 
+	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&r, 0, sizeof(r));
 	r.conn = conn;
 	r.method = ri->request_method;
@@ -274,10 +278,12 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	}
 	if (!(found->flags & HTTPD_NOAUTH) && h->cfg.auth) {
 		rc = h->cfg.auth(&r, found->min_role);
-		if (rc != 0) {
+		if (rc != 0 && r.status == 0) {	/* the hook may reply itself */
 			httpd_reply_error(&r, rc, rc == 401 ?
 			    "missing or invalid API token" :
 			    "permission denied for this operation");
+			goto done;
+		} else if (rc != 0) {
 			goto done;
 		}
 	}
@@ -287,6 +293,10 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	if (r.status == 0)
 		httpd_reply_error(&r, 500, "internal error: no reply");
 done:
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	metrics_observe(METRICS_HTTP, r.method, found ? found->pattern :
+	    "unmatched", (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	log_debug("%s %s -> %d (%s)", r.method, r.path, r.status, r.principal);
 	if (h->cfg.done)
 		h->cfg.done(&r);

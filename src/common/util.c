@@ -399,3 +399,27 @@ util_read_token(const char *path, char *out, size_t outsz)
 	free(s);
 	return rc;
 }
+
+int
+util_list_item(const char *list, size_t idx, char *out, size_t outsz)
+{
+	const char *p = list, *end;
+	size_t n;
+
+	for (; idx > 0 && p; idx--)
+		if ((p = strchr(p, ',')) != NULL)
+			p++;
+	if (p == NULL)
+		return -1;
+	while (*p == ' ')
+		p++;
+	end = strchr(p, ',');
+	n = end ? (size_t)(end - p) : strlen(p);
+	while (n > 0 && p[n - 1] == ' ')
+		n--;
+	if (n == 0 || n >= outsz)
+		return -1;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}

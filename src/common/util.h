@@ -50,5 +50,8 @@ void	 util_sleep_ms(int64_t ms);
 int	 util_default_data_dir(char *out, size_t size);
 /* First line of a token file, white space trimmed; -1 if unreadable/empty. */
 int	 util_read_token(const char *path, char *out, size_t outsz);
+/* Item idx of a comma-separated list ("URL1,URL2"), blanks trimmed, into
+ * out; -1 when there is no such item or it does not fit. */
+int	 util_list_item(const char *list, size_t idx, char *out, size_t outsz);
 
 #endif

@@ -212,6 +212,7 @@ api_agent_report(struct httpd_req *r)
 	db_commit();
 	json_decref(old);
 	stats_record(self, json_object_get(r->body, "stats"));
+	usage_record(self, json_object_get(r->body, "stats"));
 	return httpd_reply_json(r, 200, json_pack("{s:b, s:o}", "ok", 1, "stop",
 	    stop));
 }

@@ -9,8 +9,9 @@
 static int
 api_health(struct httpd_req *r)
 {
-	return httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "status", "ok",
-	    "version", CVIRT_VERSION));
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "status",
+	    "ok", "version", CVIRT_VERSION, "role", ha_is_leader() ? "leader" :
+	    "standby"));
 }
 
 /* "/api/v1/vms/{}/{}" -> "/vms/{vm}/{action}" with its parameter names. */
@@ -124,6 +125,7 @@ api_metrics(struct httpd_req *r)
 	    "SELECT state AS k, COUNT(*) AS n FROM vms GROUP BY state", "state");
 	api_metrics_group(f, "cvirt_tasks", "Tasks by state.",
 	    "SELECT state AS k, COUNT(*) AS n FROM tasks GROUP BY state", "state");
+	api_metrics_write(f);
 	fclose(f);
 	httpd_reply_raw(r, 200, "text/plain; version=0.0.4", buf, len);
 	free(buf);

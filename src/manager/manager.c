@@ -155,6 +155,24 @@ manager_db_path(char *out, size_t outsz)
 	return -1;
 }
 
+/* The leader's background services (ha.c calls this once it leads). */
+static int lead_tasks, lead_mon, lead_bal;
+
+static int
+manager_lead(void)
+{
+	if (task_init(4) < 0)
+		return -1;
+	lead_tasks = 1;
+	if (hostmon_start() < 0)
+		return -1;
+	lead_mon = 1;
+	if (balancer_start() < 0)
+		return -1;
+	lead_bal = 1;
+	return 0;
+}
+
 int
 manager_main(int argc, char **argv)
 {
@@ -162,7 +180,7 @@ manager_main(int argc, char **argv)
 	struct httpd_route *routes = NULL;
 	struct httpd *h = NULL;
 	char dbpath[PATH_MAX], pem[PATH_MAX];
-	int sig, rc = 1, tasks = 0, mon = 0, bal = 0;
+	int sig, rc = 1;
 	sigset_t set;
 
 	if (manager_parse(argc, argv) < 0)
@@ -180,15 +198,8 @@ manager_main(int argc, char **argv)
 	if (manager_db_path(dbpath, sizeof(dbpath)) < 0 || db_open(dbpath) < 0 ||
 	    auth_init() < 0)
 		goto cleanup;
-	if (cluster_load() < 0 || task_init(4) < 0)
+	if (cluster_load() < 0 || ha_start(dbpath, manager_lead) < 0)
 		goto cleanup;
-	tasks = 1;
-	if (hostmon_start() < 0)
-		goto cleanup;
-	mon = 1;
-	if (balancer_start() < 0)
-		goto cleanup;
-	bal = 1;
 	memset(&hc, 0, sizeof(hc));
 	if ((routes = manager_routes(&hc.nroutes)) == NULL)
 		goto cleanup;
@@ -197,7 +208,7 @@ manager_main(int argc, char **argv)
 	hc.routes = routes;
 	hc.ws = &console_ws_route;
 	hc.nws = 1;
-	hc.auth = auth_check;
+	hc.auth = ha_auth;
 	if (mgr_cfg.web_root[0] && web_root_check(mgr_cfg.web_root) < 0)
 		goto cleanup;
 	if (!mgr_cfg.web_root[0] &&
@@ -230,13 +241,15 @@ manager_main(int argc, char **argv)
 	rc = 0;
 cleanup:
 	api_web_shutdown();
+	ha_stop();
 	httpd_stop(h);
-	if (bal)
+	if (lead_bal)
 		balancer_stop();
-	if (mon)
+	if (lead_mon)
 		hostmon_stop();
-	if (tasks)
+	if (lead_tasks)
 		task_shutdown();
+	ha_close();
 	db_close();
 	free(routes);
 	return rc;

@@ -3,6 +3,7 @@
 #define CVIRT_MANAGER_INT_H
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -44,6 +45,22 @@ int64_t	 db_last_id(void);
 int	 db_begin(void);
 int	 db_commit(void);
 void	 db_rollback(void);
+
+/* ha.c: leader election on PostgreSQL (always the leader on SQLite). */
+/* Calls lead() now (SQLite) or from its thread once leading. */
+int	 ha_start(const char *db_url, int (*lead)(void));
+void	 ha_stop(void);		/* no take-over from now on */
+void	 ha_close(void);	/* release the lock (services stopped) */
+int	 ha_is_leader(void);
+/* The server's auth hook: 503 on a standby, else auth_check. */
+int	 ha_auth(struct httpd_req *r, int min_role);
+
+/* usage.c: latest usage counters per host/VM from agent reports */
+void	 usage_record(const char *host, json_t *stats);
+/* names: uuid -> VM name; VMs missing from it are skipped. */
+void	 usage_write_metrics(FILE *f, json_t *names);
+/* api_metrics.c: /metrics beyond the inventory counts */
+void	 api_metrics_write(FILE *f);
 
 /* auth.c */
 int	 auth_init(void);	/* admin token on first start */
