@@ -180,6 +180,23 @@ int	 cli_user_passwd(struct cli_ctx *c, int argc, char **argv);
 int	 cli_host_join_token(struct cli_ctx *c, int argc, char **argv);
 int	 cli_audit_list(struct cli_ctx *c, int argc, char **argv);
 
+/* cli_storage.c: images, snapshots, backups, clones, templates */
+int	 cli_image_import(struct cli_ctx *c, int argc, char **argv);
+int	 cli_image_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_image_delete(struct cli_ctx *c, int argc, char **argv);
+int	 cli_snapshot_create(struct cli_ctx *c, int argc, char **argv);
+int	 cli_snapshot_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_snapshot_revert(struct cli_ctx *c, int argc, char **argv);
+int	 cli_snapshot_delete(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_create(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_show(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_restore(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_verify(struct cli_ctx *c, int argc, char **argv);
+int	 cli_backup_delete(struct cli_ctx *c, int argc, char **argv);
+int	 cli_vm_clone(struct cli_ctx *c, int argc, char **argv);
+int	 cli_vm_template(struct cli_ctx *c, int argc, char **argv);
+
 /* cli_console.c */
 int	 cli_vm_console(struct cli_ctx *c, int argc, char **argv);
 

@@ -147,10 +147,13 @@ api_vm_spec(struct httpd_req *r)
 		httpd_reply_error(r, 400, "initrd and cmdline need a kernel");
 		return NULL;
 	}
-	if (image) {
+	if (image && (!util_name_valid(image) || (row = db_row("SELECT name "
+	    "FROM images WHERE name = ?", "s", image)) == NULL)) {
 		httpd_reply_error(r, 404, "image \"%.64s\" not found", image);
 		return NULL;
 	}
+	if (image)
+		json_decref(row);
 	if (net && strcmp(net, "user") != 0) {
 		httpd_reply_error(r, 404, "network \"%.64s\" not found", net);
 		return NULL;
@@ -186,7 +189,15 @@ api_vm_spec(struct httpd_req *r)
 	    "memory_mib", (json_int_t)mem, "storage", storage, "disks", "nics",
 	    "mac", mac, "network", "user", "model", "virtio", "ha", ha,
 	    "ha_monitor", mon ? mon : "process");
-	if (has_disk)
+	if (image) {
+		/* A linked clone on the image, at least --disk MiB large. */
+		json_t *d = api_image_disk(r, image, storage, has_disk ? disk : 0);
+		if (d == NULL) {
+			json_decref(spec);
+			return NULL;
+		}
+		json_array_append_new(json_object_get(spec, "disks"), d);
+	} else if (has_disk)
 		json_array_append_new(json_object_get(spec, "disks"), json_pack(
 		    "{s:s, s:s, s:s, s:I}", "name", "disk0", "file", "disk0.qcow2",
 		    "format", "qcow2", "size_mib", (json_int_t)disk));

@@ -59,6 +59,16 @@ static const char *const db_migrations[] = {
 	"CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT,"
 	"  time INTEGER NOT NULL, principal TEXT NOT NULL, remote TEXT,"
 	"  method TEXT NOT NULL, path TEXT NOT NULL, status INTEGER NOT NULL);",
+	/* storage: imported images and backups (snapshots live in the VM
+	 * spec, so they travel with vm.json on shared storage). */
+	"CREATE TABLE images (name TEXT PRIMARY KEY, storage TEXT NOT NULL,"
+	"  file TEXT NOT NULL, format TEXT NOT NULL, virtual_size INTEGER NOT"
+	"  NULL, size_bytes INTEGER NOT NULL, sha256 TEXT, state TEXT NOT NULL,"
+	"  created INTEGER NOT NULL);"
+	"CREATE TABLE backups (id TEXT PRIMARY KEY, vm TEXT NOT NULL,"
+	"  vm_uuid TEXT NOT NULL, storage TEXT NOT NULL, state TEXT NOT NULL,"
+	"  size_bytes INTEGER, manifest TEXT, created INTEGER NOT NULL);"
+	"CREATE INDEX backups_vm ON backups(vm);",
 };
 
 static int

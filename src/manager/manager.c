@@ -90,6 +90,9 @@ manager_tls_pem(char *out, size_t outsz)
 {
 	char *key = NULL, *cert = NULL, *both = NULL;
 	size_t kl, cl;
+		/* Before api_vm: its POST /vms/{}/{} would take ours. */
+		{ api_storage_routes, api_storage_nroutes },
+		{ api_snapshot_routes, api_snapshot_nroutes },
 	int rc = -1;
 
 	if ((key = util_read_file(mgr_cfg.tls_key, 1 << 20, &kl)) == NULL ||

@@ -18,6 +18,14 @@ static const struct {
 	task_fn		 fn;
 } task_kinds[] = {
 	{ "host.evacuate", hostops_evacuate },
+	{ "backup.create", storops_backup_create },
+	{ "backup.restore", storops_backup_restore },
+	{ "backup.verify", storops_backup_verify },
+	{ "image.import", storops_image_import },
+	{ "snapshot.create", storops_snapshot_create },
+	{ "snapshot.delete", storops_snapshot_delete },
+	{ "snapshot.revert", storops_snapshot_revert },
+	{ "vm.clone",	storops_vm_clone },
 	{ "vm.delete",	vmops_delete },
 	{ "vm.migrate",	vmops_migrate },
 	{ "vm.pause",	vmops_pause },

@@ -11,6 +11,7 @@
 #include "common/log.h"
 #include "common/proc.h"
 #include "common/util.h"
+#include "storage/qimg.h"
 #include "storage/store.h"
 
 int
@@ -197,7 +198,12 @@ store_vm_define(const char *root, json_t *spec, char *err, size_t errsz)
 			snprintf(err, errsz, "invalid disk file name");
 			goto cleanup;
 		}
-		if (store_disk_create(path, mib, err, errsz) < 0)
+		if (json_is_string(json_object_get(d, "backing"))) {
+			/* A linked clone on an image: an overlay of the size. */
+			if (qimg_create(path, (int64_t)mib << 20, json_string_value(
+			    json_object_get(d, "backing")), err, errsz) < 0)
+				goto cleanup;
+		} else if (store_disk_create(path, mib, err, errsz) < 0)
 			goto cleanup;
 	}
 	if (store_vm_write_meta(root, spec, err, errsz) < 0)

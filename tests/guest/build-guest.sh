@@ -4,7 +4,9 @@
 #
 # Guest kernel command line options (besides console=ttyS0):
 #   cvirt.tick=1       print "cvirt-guest: tick N" on the console every second
-#   cvirt.disktick=1   write "tick N" at offset 0 of /dev/vda every 0.2 s
+#   cvirt.disktick=1   write "tick N" at offset 0 of /dev/vda every 0.2 s and
+#                      print "cvirt-guest: disktick N" once it is written;
+#                      first prints "cvirt-guest: disk had: <first line>"
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
@@ -227,11 +229,15 @@ if opt disktick; then
 		i=0
 		while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 		if [ -b /dev/vda ]; then
+			# What the disk held at boot (a reverted or restored disk).
+			echo "cvirt-guest: disk had: $(dd if=/dev/vda bs=512 count=1 iflag=direct 2>/dev/null | head -n 1 | tr -cd 'a-z0-9 ')"
 			n=0
 			while :; do
 				n=$((n + 1))
 				echo "tick $n" | dd of=/dev/vda bs=512 count=1 conv=sync,notrunc,fsync oflag=direct 2>/dev/null
 				sync
+				# Printed once the write is on the disk.
+				echo "cvirt-guest: disktick $n"
 				sleep 0.2
 			done
 		else
