@@ -1,6 +1,6 @@
 # cvirt build: `make` -> build/cvirt; `make test` runs every test layer.
 CC      ?= cc
-PKGS    := jansson libcurl sqlite3 libsodium libpq
+PKGS    := jansson libcurl sqlite3 libsodium libpq openssl
 CFLAGS  ?= -O2 -g
 WERROR  ?= -Werror
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \

@@ -11,11 +11,13 @@
 
 #include "common/httpd.h"
 #include "common/log.h"
+#include "common/tls.h"
 #include "common/metrics.h"
 #include "common/util.h"
 
 struct httpd {
 	struct mg_context	*mg;
+	struct tls_front	*tls;	/* TLS in front of a loopback listener */
 	struct httpd_config	 cfg;
 };
 
@@ -244,6 +246,13 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	r.ctx = h->cfg.ctx;
 	snprintf(r.principal, sizeof(r.principal), "anonymous");
 	snprintf(r.remote, sizeof(r.remote), "%s", ri->remote_addr);
+	/* Behind TLS: the real client and its certificate, and nobody may
+	 * reach the loopback listener around it. */
+	if (h->tls && tls_front_peer(h->tls, ri->remote_port, r.remote,
+	    sizeof(r.remote), r.peer_cn, sizeof(r.peer_cn)) < 0) {
+		httpd_reply_error(&r, 400, "this server speaks HTTPS only");
+		goto done;
+	}
 	auth = mg_get_header(conn, "Authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
 		r.token = auth + 7;
@@ -388,34 +397,51 @@ httpd_log_message(const struct mg_connection *c, const char *msg)
 	return 1;
 }
 
+/* The public listener: TLS relayed to civetweb's loopback port. */
+static int
+httpd_tls_start(struct httpd *h)
+{
+	struct tls_front_config tc;
+	struct mg_server_port port;
+	char err[512];
+
+	if (mg_get_server_ports(h->mg, 1, &port) != 1) {
+		log_warnx("cannot find the HTTP server's loopback port");
+		return -1;
+	}
+	memset(&tc, 0, sizeof(tc));
+	tc.listen = h->cfg.listen;
+	tc.cert = h->cfg.tls_cert;
+	tc.key = h->cfg.tls_key ? h->cfg.tls_key : h->cfg.tls_cert;
+	tc.client_ca = h->cfg.tls_client_ca;
+	tc.require_client = h->cfg.tls_require_client;
+	tc.backend_port = port.port;
+	if ((h->tls = tls_front_start(&tc, err, sizeof(err))) == NULL) {
+		log_warnx("TLS on %s: %s", h->cfg.listen, err);
+		return -1;
+	}
+	return 0;
+}
+
 struct httpd *
 httpd_start(const struct httpd_config *cfg)
 {
 	struct mg_callbacks cb;
 	struct httpd *h = NULL;
-	char threads[16], cert[4096];
+	char threads[16];
 	const char *opts[24];
 	int n = 0;
 	size_t k;
 
-	mg_init_library(MG_FEATURES_TLS | MG_FEATURES_WEBSOCKET);
+	/* Debian's civetweb binds OpenSSL 1.1 names at run time and crashes
+	 * on OpenSSL 3: TLS is ours (tls.c), civetweb stays plain. */
+	mg_init_library(MG_FEATURES_WEBSOCKET);
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	h->cfg = *cfg;
 	snprintf(threads, sizeof(threads), "%d", cfg->threads > 0 ? cfg->threads : 16);
 	opts[n++] = "listening_ports";
-	if (cfg->tls_cert) {
-		/* civetweb wants "PORTs" for TLS and one PEM with cert + key. */
-		static char ports[300];
-		snprintf(ports, sizeof(ports), "%ss", cfg->listen);
-		opts[n++] = ports;
-		if (util_fmt(cert, sizeof(cert), "%s", cfg->tls_cert) < 0)
-			goto fail;
-		opts[n++] = "ssl_certificate";
-		opts[n++] = cert;
-	} else {
-		opts[n++] = cfg->listen;
-	}
+	opts[n++] = cfg->tls_cert ? "127.0.0.1:0" : cfg->listen;
 	opts[n++] = "num_threads";
 	opts[n++] = threads;
 	opts[n++] = "request_timeout_ms";
@@ -442,8 +468,12 @@ httpd_start(const struct httpd_config *cfg)
 		mg_set_websocket_handler(h->mg, cfg->ws[k].uri, httpd_ws_connect,
 		    httpd_ws_ready, httpd_ws_data, httpd_ws_closed,
 		    (void *)&cfg->ws[k]);
+	if (cfg->tls_cert && httpd_tls_start(h) < 0)
+		goto fail;
 	return h;
 fail:
+	if (h->mg)
+		mg_stop(h->mg);
 	free(h);
 	return NULL;
 }
@@ -453,6 +483,7 @@ httpd_stop(struct httpd *h)
 {
 	if (h == NULL)
 		return;
+	tls_front_stop(h->tls);
 	mg_stop(h->mg);
 	free(h);
 }

@@ -63,8 +63,10 @@ struct httpd_ws_route {
 
 struct httpd_config {
 	const char			*listen;	/* HOST:PORT */
-	const char			*tls_cert;	/* PEM cert (+key) or NULL */
-	const char			*tls_key;
+	const char			*tls_cert;	/* PEM cert chain or NULL */
+	const char			*tls_key;	/* PEM key (NULL: in tls_cert) */
+	const char			*tls_client_ca;	/* verify client certs */
+	int				 tls_require_client; /* no cert: refused */
 	int				 threads;
 	const struct httpd_route	*routes;
 	size_t				 nroutes;

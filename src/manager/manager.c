@@ -84,37 +84,6 @@ manager_parse(int argc, char **argv)
 	return 0;
 }
 
-/* civetweb wants the key and the certificate in one PEM file. */
-static int
-manager_tls_pem(char *out, size_t outsz)
-{
-	char *key = NULL, *cert = NULL, *both = NULL;
-	size_t kl, cl;
-		/* Before api_vm: its POST /vms/{}/{} would take ours. */
-		{ api_storage_routes, api_storage_nroutes },
-		{ api_snapshot_routes, api_snapshot_nroutes },
-	int rc = -1;
-
-	if ((key = util_read_file(mgr_cfg.tls_key, 1 << 20, &kl)) == NULL ||
-	    (cert = util_read_file(mgr_cfg.tls_cert, 1 << 20, &cl)) == NULL) {
-		log_error("cannot read the TLS key or certificate: %s",
-		    strerror(errno));
-		goto cleanup;
-	}
-	if ((both = malloc(kl + cl + 2)) == NULL ||
-	    util_fmt(out, outsz, "%s/tls.pem", mgr_cfg.data) < 0)
-		goto cleanup;
-	memcpy(both, key, kl);
-	both[kl] = '\n';
-	memcpy(both + kl + 1, cert, cl);
-	rc = util_write_file_atomic(out, both, kl + cl + 1, 0600);
-cleanup:
-	free(key);
-	free(cert);
-	free(both);
-	return rc;
-}
-
 /* All route tables in one array for the server. */
 static struct httpd_route *
 manager_routes(size_t *n)
@@ -182,7 +151,7 @@ manager_main(int argc, char **argv)
 	struct httpd_config hc;
 	struct httpd_route *routes = NULL;
 	struct httpd *h = NULL;
-	char dbpath[PATH_MAX], pem[PATH_MAX];
+	char dbpath[PATH_MAX];
 	int sig, rc = 1;
 	sigset_t set;
 
@@ -226,9 +195,8 @@ manager_main(int argc, char **argv)
 		log_info("no web UI files found: the UI is not served");
 	hc.static_root = mgr_cfg.web_root[0] ? mgr_cfg.web_root : NULL;
 	if (mgr_cfg.tls_cert[0]) {
-		if (manager_tls_pem(pem, sizeof(pem)) < 0)
-			goto cleanup;
-		hc.tls_cert = pem;
+		hc.tls_cert = mgr_cfg.tls_cert;
+		hc.tls_key = mgr_cfg.tls_key;
 	}
 	if ((h = httpd_start(&hc)) == NULL) {
 		log_error("cannot listen on %s", mgr_cfg.listen);
