@@ -1,0 +1,489 @@
+/* tls.c - TLS termination with OpenSSL: accepts on the public address,
+ * verifies client certificates when asked, and relays each connection to
+ * the plain HTTP server on loopback, remembering who is behind it. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "common/log.h"
+#include "common/tls.h"
+
+#define TLS_MAX_CONNS		512
+#define TLS_HANDSHAKE_MS	10000
+#define TLS_IDLE_MS		(3600 * 1000)	/* as the websocket timeout */
+#define TLS_BUF			16384
+
+struct tls_peer {
+	int	used;
+	int	port;			/* backend connection's source port */
+	char	remote[64];
+	char	cn[64];
+};
+
+struct tls_front {
+	SSL_CTX			*ctx;
+	int			 lfd;
+	int			 wake[2];
+	int			 backend_port;
+	pthread_t		 thread;
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 cond;
+	int			 quit;
+	int			 nconns;
+	struct tls_peer		 peers[TLS_MAX_CONNS];
+};
+
+struct tls_conn {
+	struct tls_front	*t;
+	int			 fd;
+	char			 remote[64];
+};
+
+static void
+tls_err(char *err, size_t errsz, const char *what)
+{
+	unsigned long e = ERR_get_error();
+
+	snprintf(err, errsz, "%s: %s", what, e ? ERR_reason_error_string(e) :
+	    strerror(errno));
+	ERR_clear_error();
+}
+
+static SSL_CTX *
+tls_ctx(const struct tls_front_config *cfg, char *err, size_t errsz)
+{
+	STACK_OF(X509_NAME) *names;
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL) {
+		tls_err(err, errsz, "TLS context");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
+		tls_err(err, errsz, cfg->cert);
+		goto fail;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		tls_err(err, errsz, cfg->key);
+		goto fail;
+	}
+	if (cfg->client_ca != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, cfg->client_ca, NULL) != 1 ||
+		    (names = SSL_load_client_CA_file(cfg->client_ca)) == NULL) {
+			tls_err(err, errsz, cfg->client_ca);
+			goto fail;
+		}
+		SSL_CTX_set_client_CA_list(ctx, names);
+		SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | (cfg->require_client ?
+		    SSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
+	}
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int
+tls_listen(const char *hostport, char *err, size_t errsz)
+{
+	struct addrinfo hints, *ai = NULL;
+	char host[256];
+	const char *colon = strrchr(hostport, ':');
+	int fd = -1, one = 1;
+
+	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
+		snprintf(err, errsz, "listen address must be HOST:PORT");
+		return -1;
+	}
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE;
+	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0) {
+		snprintf(err, errsz, "cannot resolve %s", hostport);
+		return -1;
+	}
+	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+		snprintf(err, errsz, "cannot listen on %s: %s", hostport,
+		    strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(ai);
+	return fd;
+}
+
+/* Waits for fd to be ready for what SSL asked; 0 ready, -1 timeout/quit. */
+static int
+tls_wait(int fd, int want_write, int ms)
+{
+	struct pollfd p = { .fd = fd, .events = want_write ? POLLOUT : POLLIN };
+
+	return poll(&p, 1, ms) > 0 ? 0 : -1;
+}
+
+static int
+tls_handshake(SSL *ssl, int fd)
+{
+	int r, e;
+
+	for (;;) {
+		if ((r = SSL_accept(ssl)) == 1)
+			return 0;
+		e = SSL_get_error(ssl, r);
+		if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) ||
+		    tls_wait(fd, e == SSL_ERROR_WANT_WRITE, TLS_HANDSHAKE_MS) < 0)
+			return -1;
+	}
+}
+
+/* The verified client certificate's common name, "" when none. */
+static void
+tls_peer_cn(SSL *ssl, char *cn, size_t cnsz)
+{
+	X509 *cert;
+
+	cn[0] = '\0';
+	if (SSL_get_verify_result(ssl) != X509_V_OK ||
+	    (cert = SSL_get1_peer_certificate(ssl)) == NULL)
+		return;
+	if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
+	    NID_commonName, cn, (int)cnsz) < 0)
+		cn[0] = '\0';
+	X509_free(cert);
+}
+
+static int
+tls_backend(struct tls_front *t, int *port)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	/* Bind first so the source address is fixed before we record it. */
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
+		goto fail;
+	*port = ntohs(sa.sin_port);
+	sa.sin_port = htons((uint16_t)t->backend_port);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto fail;
+	return fd;
+fail:
+	close(fd);
+	return -1;
+}
+
+static void
+tls_peer_set(struct tls_front *t, int port, const char *remote,
+    const char *cn, int add)
+{
+	int i;
+
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < TLS_MAX_CONNS; i++) {
+		struct tls_peer *p = &t->peers[i];
+		if (add && !p->used) {
+			p->used = 1;
+			p->port = port;
+			snprintf(p->remote, sizeof(p->remote), "%s", remote);
+			snprintf(p->cn, sizeof(p->cn), "%s", cn);
+			break;
+		}
+		if (!add && p->used && p->port == port) {
+			p->used = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+}
+
+int
+tls_front_peer(struct tls_front *t, int port, char *remote, size_t rsz,
+    char *cn, size_t cnsz)
+{
+	int i, rc = -1;
+
+	pthread_mutex_lock(&t->lock);
+	for (i = 0; i < TLS_MAX_CONNS; i++) {
+		if (t->peers[i].used && t->peers[i].port == port) {
+			snprintf(remote, rsz, "%s", t->peers[i].remote);
+			snprintf(cn, cnsz, "%s", t->peers[i].cn);
+			rc = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&t->lock);
+	return rc;
+}
+
+/* Writes all of buf through SSL on a non-blocking socket. */
+static int
+tls_write_all(SSL *ssl, int fd, const char *buf, size_t len)
+{
+	size_t off = 0;
+	int r, e;
+
+	while (off < len) {
+		r = SSL_write(ssl, buf + off, (int)(len - off));
+		if (r > 0) {
+			off += (size_t)r;
+			continue;
+		}
+		e = SSL_get_error(ssl, r);
+		if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) ||
+		    tls_wait(fd, e == SSL_ERROR_WANT_WRITE, TLS_HANDSHAKE_MS) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+tls_plain_write_all(int fd, const char *buf, size_t len)
+{
+	ssize_t n;
+
+	while (len > 0) {
+		if ((n = write(fd, buf, len)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Moves bytes both ways until either side closes or stays idle. */
+static void
+tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
+{
+	char buf[TLS_BUF];
+	struct pollfd p[2];
+	ssize_t n;
+	int r, e;
+
+	for (;;) {
+		if (SSL_pending(ssl) == 0) {
+			p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
+			p[1] = (struct pollfd){ .fd = bfd, .events = POLLIN };
+			r = poll(p, 2, 1000);
+			if (r < 0 && errno != EINTR)
+				return;
+			pthread_mutex_lock(&t->lock);
+			e = t->quit;
+			pthread_mutex_unlock(&t->lock);
+			if (e || r == 0) {
+				if (e)
+					return;
+				continue;
+			}
+			if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+				if ((n = read(bfd, buf, sizeof(buf))) <= 0 ||
+				    tls_write_all(ssl, fd, buf, (size_t)n) < 0)
+					return;
+			}
+			if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+		}
+		r = SSL_read(ssl, buf, sizeof(buf));
+		if (r > 0) {
+			if (tls_plain_write_all(bfd, buf, (size_t)r) < 0)
+				return;
+			continue;
+		}
+		e = SSL_get_error(ssl, r);
+		if (e == SSL_ERROR_WANT_READ)
+			continue;
+		if (e != SSL_ERROR_WANT_WRITE ||
+		    tls_wait(fd, 1, TLS_HANDSHAKE_MS) < 0)
+			return;
+	}
+}
+
+static void *
+tls_conn_main(void *arg)
+{
+	struct tls_conn *c = arg;
+	struct tls_front *t = c->t;
+	char cn[64];
+	SSL *ssl = NULL;
+	int bfd = -1, port = 0;
+
+	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
+	if ((ssl = SSL_new(t->ctx)) == NULL || SSL_set_fd(ssl, c->fd) != 1)
+		goto cleanup;
+	if (tls_handshake(ssl, c->fd) < 0) {
+		log_debug("tls: handshake with %s failed: %s", c->remote,
+		    ERR_reason_error_string(ERR_peek_last_error()));
+		goto cleanup;
+	}
+	tls_peer_cn(ssl, cn, sizeof(cn));
+	if ((bfd = tls_backend(t, &port)) < 0) {
+		log_warnx("tls: cannot reach the HTTP server: %s",
+		    strerror(errno));
+		goto cleanup;
+	}
+	tls_peer_set(t, port, c->remote, cn, 1);
+	tls_relay(t, ssl, c->fd, bfd);
+	tls_peer_set(t, port, NULL, NULL, 0);
+	SSL_shutdown(ssl);
+cleanup:
+	ERR_clear_error();
+	SSL_free(ssl);
+	if (bfd >= 0)
+		close(bfd);
+	close(c->fd);
+	pthread_mutex_lock(&t->lock);
+	t->nconns--;
+	pthread_cond_broadcast(&t->cond);
+	pthread_mutex_unlock(&t->lock);
+	free(c);
+	return NULL;
+}
+
+static void
+tls_accept_one(struct tls_front *t)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	struct tls_conn *c;
+	pthread_attr_t attr;
+	pthread_t th;
+	int fd, ok;
+
+	if ((fd = accept4(t->lfd, (struct sockaddr *)&ss, &len,
+	    SOCK_CLOEXEC)) < 0)
+		return;
+	pthread_mutex_lock(&t->lock);
+	ok = t->nconns < TLS_MAX_CONNS;
+	if (ok)
+		t->nconns++;
+	pthread_mutex_unlock(&t->lock);
+	if (!ok || (c = calloc(1, sizeof(*c))) == NULL)
+		goto refuse;
+	c->t = t;
+	c->fd = fd;
+	if (getnameinfo((struct sockaddr *)&ss, len, c->remote,
+	    sizeof(c->remote), NULL, 0, NI_NUMERICHOST) != 0)
+		snprintf(c->remote, sizeof(c->remote), "?");
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	if (pthread_create(&th, &attr, tls_conn_main, c) == 0) {
+		pthread_attr_destroy(&attr);
+		return;
+	}
+	pthread_attr_destroy(&attr);
+	free(c);
+refuse:
+	close(fd);
+	if (ok) {
+		pthread_mutex_lock(&t->lock);
+		t->nconns--;
+		pthread_mutex_unlock(&t->lock);
+	} else {
+		log_warnx("tls: %d connections open, refusing more",
+		    TLS_MAX_CONNS);
+	}
+}
+
+static void *
+tls_accept_main(void *arg)
+{
+	struct tls_front *t = arg;
+	struct pollfd p[2];
+
+	for (;;) {
+		p[0] = (struct pollfd){ .fd = t->lfd, .events = POLLIN };
+		p[1] = (struct pollfd){ .fd = t->wake[0], .events = POLLIN };
+		if (poll(p, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (p[1].revents)
+			break;
+		if (p[0].revents & POLLIN)
+			tls_accept_one(t);
+	}
+	return NULL;
+}
+
+struct tls_front *
+tls_front_start(const struct tls_front_config *cfg, char *err, size_t errsz)
+{
+	struct tls_front *t;
+
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		return NULL;
+	}
+	t->lfd = t->wake[0] = t->wake[1] = -1;
+	t->backend_port = cfg->backend_port;
+	pthread_mutex_init(&t->lock, NULL);
+	pthread_cond_init(&t->cond, NULL);
+	if ((t->ctx = tls_ctx(cfg, err, errsz)) == NULL ||
+	    (t->lfd = tls_listen(cfg->listen, err, errsz)) < 0)
+		goto fail;
+	if (pipe2(t->wake, O_CLOEXEC) < 0 ||
+	    pthread_create(&t->thread, NULL, tls_accept_main, t) != 0) {
+		snprintf(err, errsz, "cannot start the TLS listener");
+		goto fail;
+	}
+	return t;
+fail:
+	if (t->lfd >= 0)
+		close(t->lfd);
+	if (t->wake[0] >= 0) {
+		close(t->wake[0]);
+		close(t->wake[1]);
+	}
+	SSL_CTX_free(t->ctx);
+	free(t);
+	return NULL;
+}
+
+void
+tls_front_stop(struct tls_front *t)
+{
+	if (t == NULL)
+		return;
+	if (write(t->wake[1], "x", 1) < 0)
+		log_warnx("tls: cannot wake the listener");
+	pthread_join(t->thread, NULL);
+	close(t->lfd);
+	/* Connection threads notice quit within a poll interval. */
+	pthread_mutex_lock(&t->lock);
+	t->quit = 1;
+	while (t->nconns > 0)
+		pthread_cond_wait(&t->cond, &t->lock);
+	pthread_mutex_unlock(&t->lock);
+	close(t->wake[0]);
+	close(t->wake[1]);
+	SSL_CTX_free(t->ctx);
+	free(t);
+}

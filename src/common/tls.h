@@ -1,0 +1,31 @@
+/* tls.h - TLS termination (OpenSSL) in front of the HTTP server: Debian's
+ * civetweb loads an OpenSSL 1.1 symbol table at run time and crashes on
+ * OpenSSL 3, so the server listens in plain on loopback behind this. */
+#ifndef CVIRT_TLS_H
+#define CVIRT_TLS_H
+
+#include <stddef.h>
+
+struct tls_front;
+
+struct tls_front_config {
+	const char	*listen;	/* public HOST:PORT */
+	const char	*cert;		/* PEM certificate (chain) */
+	const char	*key;		/* PEM private key */
+	const char	*client_ca;	/* CA for client certs, or NULL */
+	int		 require_client; /* refuse clients without a cert */
+	int		 backend_port;	/* plain server on 127.0.0.1 */
+};
+
+/* Listens and relays each TLS connection to the backend; NULL with err. */
+struct tls_front *tls_front_start(const struct tls_front_config *cfg,
+	    char *err, size_t errsz);
+void	 tls_front_stop(struct tls_front *t);
+/* Who is behind the backend connection whose source port is port: the
+ * client's address and the CN of its verified certificate ("" when none).
+ * 0 when port is one of ours, -1 otherwise (a connection that bypassed
+ * TLS). */
+int	 tls_front_peer(struct tls_front *t, int port, char *remote,
+	    size_t rsz, char *cn, size_t cnsz);
+
+#endif
