@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_int.h"
+#include "common/httpc.h"
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -21,7 +22,8 @@ static const char agent_usage[] =
     "usage: cvirt agent --data DIR --manager URL[,URL...] --token-file FILE --name NAME\n"
     "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
-    "                   [--memory MIB] [--migration-address IP]\n";
+    "                   [--memory MIB] [--migration-address IP]\n"
+    "                   [--ca-file FILE]\n";
 
 static int
 agent_add_storage(const char *arg)
@@ -95,6 +97,7 @@ agent_parse(int argc, char **argv)
 		{ "stop-timeout", required_argument, NULL, 'T' },
 		{ "migration-address", required_argument, NULL, 'M' },
 		{ "memory", required_argument, NULL, 'R' },
+		{ "ca-file", required_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -114,6 +117,7 @@ agent_parse(int argc, char **argv)
 		case 'l': snprintf(agent_cfg.listen, sizeof(agent_cfg.listen), "%s", optarg); break;
 		case 's': if (agent_add_storage(optarg) < 0) return -1; break;
 		case 'a': accel = optarg; break;
+		case 'C': httpc_set_cafile(optarg); break;
 		case 'T':
 			if (util_parse_u64(optarg, 0, 3600, &v) < 0) {
 				log_error("--stop-timeout wants 0..3600 seconds");
@@ -173,6 +177,7 @@ agent_main(int argc, char **argv)
 	struct httpd_config hc;
 	struct httpd_ws_route ws[2];
 	struct httpd *h = NULL;
+	struct httpd_config tls;
 	struct sysinfo si;
 	char path[PATH_MAX];
 	sigset_t set;
@@ -194,6 +199,9 @@ agent_main(int argc, char **argv)
 			snprintf(agent_cfg.migration_addr,
 			    sizeof(agent_cfg.migration_addr), "127.0.0.1");
 	}
+	/* A cluster with certificates: join for one, serve TLS. */
+	if (agent_tls_setup(&tls) < 0)
+		return 1;
 	if (agent_cfg.memory_mib == 0 && sysinfo(&si) == 0)
 		agent_cfg.memory_mib = (int64_t)((uint64_t)si.totalram *
 		    si.mem_unit / (1024 * 1024));
@@ -226,6 +234,10 @@ agent_main(int argc, char **argv)
 	hc.ws = ws;
 	hc.nws = 2;
 	hc.auth = agent_auth;
+	hc.tls_cert = tls.tls_cert;
+	hc.tls_key = tls.tls_key;
+	hc.tls_client_ca = tls.tls_client_ca;
+	hc.tls_require_client = tls.tls_require_client;
 	if ((h = httpd_start(&hc)) == NULL) {
 		log_error("cannot listen on %s", agent_cfg.listen);
 		goto cleanup;

@@ -203,4 +203,9 @@ int	 agent_auth(struct httpd_req *r, int min_role);
 /* Host facts, storage and VMs as reported to the manager; new reference. */
 json_t	*agent_info(void);
 
+/* agent_tls.c: with an https manager, this host's certificate from the
+ * cluster CA (asked for with the token on first start) and the TLS
+ * settings for its server in *hc (zeroed otherwise); 0 or -1 (refused). */
+int	 agent_tls_setup(struct httpd_config *hc);
+
 #endif

@@ -8,6 +8,7 @@
 #include "common/httpc.h"
 
 static const char *httpc_cafile;
+static const char *httpc_cert, *httpc_key;	/* client certificate */
 
 void
 httpc_global_init(void)
@@ -19,6 +20,13 @@ void
 httpc_set_cafile(const char *path)
 {
 	httpc_cafile = path;
+}
+
+void
+httpc_set_client_cert(const char *cert, const char *key)
+{
+	httpc_cert = cert;
+	httpc_key = key;
 }
 
 static size_t
@@ -64,6 +72,10 @@ httpc_request(const char *method, const char *url, const char *token,
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
 	if (httpc_cafile)
 		curl_easy_setopt(c, CURLOPT_CAINFO, httpc_cafile);
+	if (httpc_cert) {
+		curl_easy_setopt(c, CURLOPT_SSLCERT, httpc_cert);
+		curl_easy_setopt(c, CURLOPT_SSLKEY, httpc_key);
+	}
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
 	if (token) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);

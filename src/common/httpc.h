@@ -23,5 +23,8 @@ int	httpc_request(const char *method, const char *url, const char *token,
 void	httpc_resp_free(struct httpc_resp *resp);
 /* Extra trust for https: CA file (NULL for the system store). */
 void	httpc_set_cafile(const char *path);
+/* Client certificate and key (PEM files) for https, or NULL. The strings
+ * must outlive every request. */
+void	httpc_set_client_cert(const char *cert, const char *key);
 
 #endif

@@ -79,13 +79,20 @@ static int
 auth_agent(struct httpd_req *r)
 {
 	json_t *row;
-	const char *name;
+	const char *name, *url;
 	int rc = 401;
 
-	row = db_row("SELECT name FROM hosts WHERE agent_key = ?", "s", r->token);
+	row = db_row("SELECT name, url FROM hosts WHERE agent_key = ?", "s",
+	    r->token);
 	if (row == NULL || (name = json_string_value(json_object_get(row,
 	    "name"))) == NULL)
 		goto cleanup;
+	url = json_string_value(json_object_get(row, "url"));
+	/* A host that joined with a certificate must keep presenting it. */
+	if (r->peer_cn[0] == '\0' && url && strncmp(url, "https://", 8) == 0) {
+		log_warnx("agent key of host %s without its certificate", name);
+		goto cleanup;
+	}
 	if (r->peer_cn[0] != '\0' && strcmp(r->peer_cn, name) != 0) {
 		log_warnx("agent key of host %s presented with the certificate "
 		    "of %s", name, r->peer_cn);

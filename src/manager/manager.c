@@ -98,6 +98,7 @@ manager_routes(size_t *n)
 		{ api_users_routes, api_users_nroutes },
 		{ api_login_routes, api_login_nroutes },
 		{ api_audit_routes, api_audit_nroutes },
+		{ api_pki_routes, api_pki_nroutes },
 		{ api_cluster_routes, api_cluster_nroutes },
 	};
 	struct httpd_route *all;
@@ -197,6 +198,8 @@ manager_main(int argc, char **argv)
 	if (mgr_cfg.tls_cert[0]) {
 		hc.tls_cert = mgr_cfg.tls_cert;
 		hc.tls_key = mgr_cfg.tls_key;
+		if (pki_mgr_init(&hc) < 0)
+			goto cleanup;
 	}
 	if ((h = httpd_start(&hc)) == NULL) {
 		log_error("cannot listen on %s", mgr_cfg.listen);

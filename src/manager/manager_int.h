@@ -84,6 +84,12 @@ int	 login_pw_hash(const char *pw, char *out, size_t outsz);
 extern const struct httpd_route api_login_routes[];
 extern const size_t api_login_nroutes;
 
+/* api_pki.c: with TLS on, the cluster CA, our client certificate for
+ * agents and client-certificate checks on the API server in *hc. */
+int	 pki_mgr_init(struct httpd_config *hc);
+extern const struct httpd_route api_pki_routes[];
+extern const size_t api_pki_nroutes;
+
 /* audit.c: who did what; called by the server after every request. */
 void	 audit_request(struct httpd_req *r);
 extern const struct httpd_route api_audit_routes[];

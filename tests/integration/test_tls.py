@@ -87,6 +87,16 @@ def tls_cluster(request, certs, tmp_path_factory, cvirt_bin):
     logdir = tmp_path_factory.mktemp("logs")
     cl = TlsCluster(certs, logdir=str(logdir))
     request.addfinalizer(cl.cleanup)
+    # Cluster.http (urllib) trusts the test CA through OpenSSL's default.
+    old = os.environ.get("SSL_CERT_FILE")
+    os.environ["SSL_CERT_FILE"] = cl.ca
+
+    def restore():
+        if old is None:
+            os.environ.pop("SSL_CERT_FILE", None)
+        else:
+            os.environ["SSL_CERT_FILE"] = old
+    request.addfinalizer(restore)
     cl.start_manager()
     return cl
 
@@ -122,3 +132,128 @@ def test_cli_over_https(tls_cluster):
                         cl.token_file, "user", "list"], env=env,
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and p.stderr.count("\n") == 1, p.stderr
+
+
+def start_tls_agent(cl, name, tokfile, wait=True):
+    return cl.start_agent(name, extra=["--ca-file", cl.ca,
+                                       "--token-file", tokfile], wait=wait)
+
+
+def pki(cl, *parts):
+    return os.path.join(cl.mdir, "pki", *parts)
+
+
+def agent_url(cl, name):
+    return cl.cli("host", "show", name, json=True)["url"]
+
+
+def test_agent_joins_with_mutual_tls(tls_cluster, guest):
+    cl = tls_cluster
+    start_tls_agent(cl, "h1", cl.token_file)
+    url = agent_url(cl, "h1")
+    assert url.startswith("https://127.0.0.1:"), url
+    adir = os.path.join(cl.base, "a-h1", "pki")
+    assert sorted(os.listdir(adir)) == ["agent.key", "agent.pem", "ca.pem"]
+    assert os.stat(os.path.join(adir, "agent.key")).st_mode & 0o077 == 0
+    # The manager drives the agent over mutual TLS: define, start, stop.
+    cl.cli("vm", "create", "m1", "--cpus", "1", "--memory", "128",
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", "console=ttyS0")
+    cl.cli("vm", "start", "m1")
+    cl.wait_serial("m1", "init reached", timeout=60)
+    cl.cli("vm", "stop", "m1", "--force")
+    cl.cli("vm", "delete", "m1")
+    # The agent serves only clients with a certificate from the cluster CA.
+    base = ["curl", "-sS", "--max-time", "5", "--cacert", pki(cl, "ca.pem")]
+    info = url + "/agent/v1/info"
+    p = subprocess.run(base + [info], capture_output=True, text=True)
+    assert p.returncode != 0, p.stdout
+    certs = cl.certdir
+    p = subprocess.run(base + ["--cert", os.path.join(certs, "evil.pem"),
+                               "--key", os.path.join(certs, "evil.key"),
+                               info], capture_output=True, text=True)
+    assert p.returncode != 0, p.stdout
+    p = subprocess.run(base + ["--cert", pki(cl, "manager.pem"), "--key",
+                               pki(cl, "manager.key"), "-w", "%{http_code}",
+                               info], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.endswith("401"), p.stdout
+
+
+def test_agent_with_wrong_token_gets_no_certificate(tls_cluster):
+    cl = tls_cluster
+    bad = os.path.join(cl.base, "bad.token")
+    with open(bad, "w") as f:
+        f.write("f" * 64 + "\n")
+    d = start_tls_agent(cl, "intruder", bad, wait=False)
+    assert d.wait(20) and d.proc.returncode == 1
+    assert "refused" in d.log_tail()
+    assert not os.path.exists(os.path.join(cl.base, "a-intruder", "pki",
+                                           "agent.pem"))
+    assert "intruder" not in [h["name"] for h in
+                              cl.cli("host", "list", json=True)]
+
+
+def test_join_token_then_certificate_names_the_host(tls_cluster):
+    cl = tls_cluster
+    tok = cl.cli("host", "join-token")[1].strip()
+    path = os.path.join(cl.base, "join.token")
+    with open(path, "w") as f:
+        f.write(tok + "\n")
+    start_tls_agent(cl, "h2", path)
+    assert agent_url(cl, "h2").startswith("https://")
+    # The join token is spent on h2: no certificate for another name.
+    d = start_tls_agent(cl, "h3", path, wait=False)
+    assert d.wait(20) and d.proc.returncode == 1
+    # h2 restarts with its certificate and the same token.
+    cl.kill_agent("h2")
+    start_tls_agent(cl, "h2", path)
+
+
+def test_reports_need_the_hosts_own_certificate(tls_cluster):
+    """A host that joined with a certificate cannot be impersonated with
+    its agent key alone, nor with another host's certificate."""
+    cl = tls_cluster
+    work = os.path.join(cl.base, "fake")
+    os.makedirs(work, exist_ok=True)
+    keys = {}
+    for name in ("fake1", "fake2"):
+        openssl("req", "-newkey", "ec", "-pkeyopt",
+                "ec_paramgen_curve:prime256v1", "-nodes", "-keyout",
+                name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name,
+                cwd=work)
+        with open(os.path.join(work, name + ".csr")) as f:
+            csr = f.read()
+        tok = cl.cli("host", "join-token")[1].strip()
+        status, reply = cl.http("POST", "/api/v1/agent/certificate",
+                                token=tok, body={"name": name, "csr": csr,
+                                                 "address": "127.0.0.1"})
+        assert status == 200, reply
+        with open(os.path.join(work, name + ".pem"), "w") as f:
+            f.write(reply["cert"])
+        status, reply = cl.http("POST", "/api/v1/agent/register", token=tok,
+                                body={"name": name,
+                                      "url": "https://127.0.0.1:9",
+                                      "accel": "tcg", "cpus": 1,
+                                      "memory_mib": 64, "storage": [],
+                                      "vms": []})
+        assert status == 200, reply
+        keys[name] = reply["agent_key"]
+    body = '{"name": "fake1", "vms": [], "exits": []}'
+
+    def report(cert):
+        argv = ["curl", "-sS", "--max-time", "5", "--cacert", cl.ca,
+                "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                "Authorization: Bearer " + keys["fake1"], "-H",
+                "Content-Type: application/json", "--data", body]
+        if cert:
+            argv += ["--cert", cert + ".pem", "--key", cert + ".key"]
+        p = subprocess.run(argv + [cl.url + "/api/v1/agent/report"],
+                           capture_output=True, text=True, cwd=work)
+        return p.stdout
+    assert report("fake1") == "200"
+    assert report(None) == "401"
+    assert report("fake2") == "401"
+    # A certificate not from the cluster CA does not get through TLS.
+    shutil.copy(os.path.join(cl.certdir, "evil.pem"), work)
+    shutil.copy(os.path.join(cl.certdir, "evil.key"), work)
+    assert report("evil") in ("000", "")

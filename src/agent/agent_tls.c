@@ -1,0 +1,137 @@
+/* agent_tls.c - this host's place in a cluster with certificates: a key
+ * of its own, a certificate from the cluster CA asked for once with the
+ * admin or join token, then mutual TLS both ways. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_int.h"
+#include "common/httpc.h"
+#include "common/log.h"
+#include "common/pki.h"
+#include "common/util.h"
+
+static char tls_key[PATH_MAX], tls_cert[PATH_MAX], tls_ca[PATH_MAX];
+
+/* The host part of --listen, which the certificate must name. */
+static void
+agent_tls_address(char *out, size_t outsz)
+{
+	const char *colon = strrchr(agent_cfg.listen, ':');
+	int n = colon ? (int)(colon - agent_cfg.listen) : 0;
+
+	if (n > 1 && agent_cfg.listen[0] == '[')
+		snprintf(out, outsz, "%.*s", n - 2, agent_cfg.listen + 1);
+	else
+		snprintf(out, outsz, "%.*s", n, agent_cfg.listen);
+}
+
+/* Saves what the manager answered; 0 or -1. */
+static int
+agent_tls_save(json_t *reply)
+{
+	const char *cert = json_string_value(json_object_get(reply, "cert"));
+	const char *ca = json_string_value(json_object_get(reply, "ca"));
+
+	if (cert == NULL || ca == NULL || strlen(cert) > PKI_PEM_MAX ||
+	    strlen(ca) > PKI_PEM_MAX) {
+		log_error("the manager sent no certificate");
+		return -1;
+	}
+	if (util_write_file_atomic(tls_ca, ca, strlen(ca), 0644) < 0 ||
+	    util_write_file_atomic(tls_cert, cert, strlen(cert), 0644) < 0) {
+		log_error("cannot save the certificate: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* 0 got one; 1 the cluster has no certificates; -1 refused. Retries
+ * while no manager answers (SIGTERM still ends the agent here). */
+static int
+agent_tls_join(const char *csr)
+{
+	struct httpc_resp resp;
+	char url[640], first[512], addr[128];
+	json_t *body;
+	int rc;
+
+	snprintf(first, sizeof(first), "%.*s", (int)strcspn(agent_cfg.manager,
+	    ","), agent_cfg.manager);
+	snprintf(url, sizeof(url), "%s/api/v1/agent/certificate", first);
+	agent_tls_address(addr, sizeof(addr));
+	body = json_pack("{s:s, s:s, s:s}", "name", agent_cfg.name, "csr", csr,
+	    "address", addr);
+	for (;;) {
+		if (httpc_request("POST", url, agent_cfg.token, body, 10000,
+		    &resp) == 0)
+			break;
+		log_warnx("cannot reach the manager at %s: %s", first, resp.err);
+		httpc_resp_free(&resp);
+		util_sleep_ms(1000);
+	}
+	if (resp.status == 200)
+		rc = agent_tls_save(resp.json);
+	else if (resp.status == 409)
+		rc = 1;
+	else {
+		log_error("the manager refused this host a certificate: %s",
+		    resp.err);
+		rc = -1;
+	}
+	httpc_resp_free(&resp);
+	json_decref(body);
+	return rc;
+}
+
+int
+agent_tls_setup(struct httpd_config *hc)
+{
+	char dir[PATH_MAX], err[256];
+	char *csr = NULL;
+	int rc = -1;
+
+	memset(hc, 0, sizeof(*hc));
+	if (strncmp(agent_cfg.manager, "https://", 8) != 0)
+		return 0;
+	if (util_fmt(dir, sizeof(dir), "%s/pki", agent_cfg.data) < 0 ||
+	    util_fmt(tls_key, sizeof(tls_key), "%s/agent.key", dir) < 0 ||
+	    util_fmt(tls_cert, sizeof(tls_cert), "%s/agent.pem", dir) < 0 ||
+	    util_fmt(tls_ca, sizeof(tls_ca), "%s/ca.pem", dir) < 0 ||
+	    util_mkdir_p(dir, 0700) < 0) {
+		log_error("cannot prepare %s/pki: %s", agent_cfg.data,
+		    strerror(errno));
+		return -1;
+	}
+	if (!pki_cert_valid(tls_cert, tls_ca)) {
+		if (pki_key_ensure(tls_key, err, sizeof(err)) < 0 ||
+		    (csr = pki_csr(tls_key, agent_cfg.name, err,
+		    sizeof(err))) == NULL) {
+			log_error("%s", err);
+			goto cleanup;
+		}
+		if ((rc = agent_tls_join(csr)) != 0) {
+			if (rc == 1) {
+				log_info("the cluster has no certificates: "
+				    "plain HTTP to this host");
+				rc = 0;
+			}
+			goto cleanup;
+		}
+		log_info("host %s joined the cluster's CA", agent_cfg.name);
+	}
+	hc->tls_cert = tls_cert;
+	hc->tls_key = tls_key;
+	hc->tls_client_ca = tls_ca;
+	hc->tls_require_client = 1;
+	httpc_set_client_cert(tls_cert, tls_key);
+	if (util_fmt(agent_cfg.url, sizeof(agent_cfg.url), "https://%s",
+	    agent_cfg.listen) < 0)
+		goto cleanup;
+	rc = 0;
+cleanup:
+	free(csr);
+	return rc;
+}

@@ -1,0 +1,27 @@
+/* pki.h - the cluster's certificates (OpenSSL): a CA the manager creates,
+ * keys and signing requests on hosts, certificates signed at join. */
+#ifndef CVIRT_PKI_H
+#define CVIRT_PKI_H
+
+#include <stddef.h>
+
+#define PKI_PEM_MAX	(64 * 1024)
+
+/* An EC P-256 key at path (mode 0600) unless one is there; 0 or -1. */
+int	 pki_key_ensure(const char *path, char *err, size_t errsz);
+/* A PEM certificate signing request for the key at keypath with subject
+ * CN=cn; malloc'd, NULL with err. */
+char	*pki_csr(const char *keypath, const char *cn, char *err, size_t errsz);
+/* dir/ca.key and dir/ca.pem (10 years) unless both exist; 0 or -1. */
+int	 pki_ca_ensure(const char *dir, char *err, size_t errsz);
+/* Signs the public key of csr_pem with the CA in dir. The subject is
+ * CN=cn whatever the request says; san (IP address or DNS name, may be
+ * NULL) becomes the subjectAltName; usable for TLS servers and clients.
+ * PEM, malloc'd, or NULL with err. */
+char	*pki_sign(const char *dir, const char *csr_pem, const char *cn,
+	    const char *san, int days, char *err, size_t errsz);
+/* 1 when the certificate at path is signed by the CA at capath and not
+ * expired. */
+int	 pki_cert_valid(const char *path, const char *capath);
+
+#endif
