@@ -190,6 +190,12 @@ int	 bk_verify_job(struct ajob *j, json_t *args, json_t **result,
 int	 bk_remove(const char *storage, const char *kind, const char *name,
 	    char *err, size_t errsz, int *status);
 
+/* bootmedia.c: the VM's --cdrom and its cloud-init seed, appended to the
+ * QEMU description after its disks (the seed is rebuilt in dir). */
+struct qemu_vm_spec;
+int	 bootmedia_add(json_t *spec, const char *dir, struct qemu_vm_spec *q,
+	    char *err, size_t errsz);
+
 /* blockapi.c: the /agent/v1/block, jobs, images and backups routes */
 int	 blockapi_snapshot(struct httpd_req *r);
 int	 blockapi_job_start(struct httpd_req *r);

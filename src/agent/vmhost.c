@@ -542,6 +542,9 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 		    "%s", json_object_get(d, "format") ? jstr(d, "format") : "qcow2");
 		q->ndisks++;
 	}
+	/* After the disks, so snapshot/backup disk indices stay the same. */
+	if (bootmedia_add(spec, vm->dir, q, err, errsz) < 0)
+		return -1;
 	json_array_foreach(json_object_get(spec, "nics"), i, d) {
 		if (q->nnics >= QEMU_MAX_NICS)
 			break;

@@ -24,7 +24,9 @@ static const struct cli_cmd cli_cmds[] = {
 	    "[--net NETWORK]\n"
 	    "          [--host HOST] [--storage S] [--ha] "
 	    "[--ha-monitor M]\n"
-	    "          [--affinity GROUP] [--anti-affinity GROUP] [--json]",
+	    "          [--affinity GROUP] [--anti-affinity GROUP]\n"
+	    "          [--cdrom ISO] [--hostname H] [--user-data FILE] "
+	    "[--ssh-key FILE] [--json]",
 	    "define a VM (it stays stopped)" },
 	{ "vm", "list", cli_vm_list, "[--json]",
 	    "list VMs" },

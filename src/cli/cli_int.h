@@ -196,6 +196,10 @@ int	 cli_backup_verify(struct cli_ctx *c, int argc, char **argv);
 int	 cli_backup_delete(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_clone(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_template(struct cli_ctx *c, int argc, char **argv);
+/* vm create's --cdrom, --hostname, --user-data FILE, --ssh-key FILE (each
+ * may be NULL) into body; -1 after printing one line. */
+int	 cli_vm_boot_media(const char *cdrom, const char *hostname,
+	    const char *user_data, const char *ssh_key, json_t *body);
 
 /* cli_console.c */
 int	 cli_vm_console(struct cli_ctx *c, int argc, char **argv);

@@ -1,5 +1,6 @@
 /* cli_storage.c - `cvirt image|snapshot|backup ...` and `vm clone|template`:
  * thin layers over /api/v1/images, /vms/NAME/snapshots, /backups. */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -444,4 +445,61 @@ cli_vm_template(struct cli_ctx *c, int argc, char **argv)
 		printf("vm %s is now a template\n", pos[0]);
 	json_decref(vm);
 	return CLI_EXIT_OK;
+}
+
+/* ---- boot media for vm create ------------------------------------------- */
+
+/* A small text file's content (user-data, a public key). */
+static char *
+cli_st_read(const char *opt, const char *path, size_t max)
+{
+	size_t len;
+	char *s = util_read_file(path, max, &len);
+
+	if (s == NULL)
+		cli_err("%s %s: %s", opt, path, errno == EFBIG ?
+		    "file too large" : strerror(errno));
+	else if (strlen(s) != len) {
+		cli_err("%s %s: not a text file", opt, path);
+		free(s);
+		s = NULL;
+	}
+	return s;
+}
+
+int
+cli_vm_boot_media(const char *cdrom, const char *hostname,
+    const char *user_data, const char *ssh_key, json_t *body)
+{
+	char abs[PATH_MAX], *text = NULL;
+	json_t *ci;
+
+	if (cdrom) {
+		if (realpath(cdrom, abs) == NULL && cdrom[0] != '/') {
+			cli_err("--cdrom %s: %s", cdrom, strerror(errno));
+			return -1;
+		}
+		json_object_set_new(body, "cdrom", json_string(realpath(cdrom,
+		    abs) ? abs : cdrom));
+	}
+	if (!hostname && !user_data && !ssh_key)
+		return 0;
+	ci = json_object();
+	json_object_set_new(body, "cloud_init", ci);
+	if (hostname)
+		json_object_set_new(ci, "hostname", json_string(hostname));
+	if (user_data) {
+		if ((text = cli_st_read("--user-data", user_data, 65536)) == NULL)
+			return -1;
+		json_object_set_new(ci, "user_data", json_string(text));
+		free(text);
+	}
+	if (ssh_key) {
+		if ((text = cli_st_read("--ssh-key", ssh_key, 8192)) == NULL)
+			return -1;
+		text[strcspn(text, "\r\n")] = '\0';
+		json_object_set_new(ci, "ssh_keys", json_pack("[s]", text));
+		free(text);
+	}
+	return 0;
 }

@@ -27,6 +27,7 @@ struct cli_vm_create_opts {
 	const char	*cpus, *memory, *disk, *image, *kernel, *initrd;
 	const char	*cmdline, *net, *host, *storage, *ha_monitor;
 	const char	*affinity, *anti_affinity;
+	const char	*cdrom, *hostname, *user_data, *ssh_key; /* boot media */
 	int		 ha;
 };
 
@@ -150,7 +151,9 @@ cli_vm_create_body(const char *name, const struct cli_vm_create_opts *o)
 	if (o->disk)
 		json_object_set_new(body, "disk_mib", json_integer(
 		    (json_int_t)disk));
-	if (cli_vm_create_refs(o, body) != 0)
+	if (cli_vm_create_refs(o, body) != 0 ||
+	    cli_vm_boot_media(o->cdrom, o->hostname, o->user_data, o->ssh_key,
+	    body) != 0)
 		goto fail;
 	return body;
 fail:
@@ -177,6 +180,10 @@ cli_vm_create(struct cli_ctx *c, int argc, char **argv)
 		{ "ha-monitor", CLI_OPT_STR, &o.ha_monitor },
 		{ "affinity", CLI_OPT_STR, &o.affinity },
 		{ "anti-affinity", CLI_OPT_STR, &o.anti_affinity },
+		{ "cdrom", CLI_OPT_STR, &o.cdrom },
+		{ "hostname", CLI_OPT_STR, &o.hostname },
+		{ "user-data", CLI_OPT_STR, &o.user_data },
+		{ "ssh-key", CLI_OPT_STR, &o.ssh_key },
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
 	json_t *body = NULL, *vm = NULL;

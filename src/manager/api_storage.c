@@ -117,6 +117,102 @@ api_st_newspec(json_t *src, const char *name, const char *st)
 	return ns;
 }
 
+/* ---- boot media --------------------------------------------------------- */
+
+static int
+api_printable(const char *s, int quotes_ok)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f ||
+		    (!quotes_ok && (*s == '"' || *s == '\\')))
+			return 0;
+	return 1;
+}
+
+/* cloud_init {hostname?, user_data?, ssh_keys?} into a clean object. */
+static json_t *
+api_cloud_init(struct httpd_req *r, json_t *ci, const char *vmname)
+{
+	json_t *keys = json_object_get(ci, "ssh_keys"), *k, *out;
+	const char *host = json_string_value(json_object_get(ci, "hostname"));
+	const char *ud = json_string_value(json_object_get(ci, "user_data"));
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach(ci, key, v) {
+		if (strcmp(key, "hostname") != 0 && strcmp(key, "user_data") != 0 &&
+		    strcmp(key, "ssh_keys") != 0) {
+			httpd_reply_error(r, 400, "unknown cloud_init field "
+			    "\"%.32s\"", key);
+			return NULL;
+		}
+	}
+	if (host == NULL)
+		host = vmname;
+	if (!util_name_valid(host) || strchr(host, '_')) {
+		httpd_reply_error(r, 400, "cloud_init hostname must be letters, "
+		    "digits, '-' and '.'");
+		return NULL;
+	}
+	if ((json_object_get(ci, "user_data") && (ud == NULL ||
+	    json_string_length(json_object_get(ci, "user_data")) > 65536 ||
+	    strlen(ud) != json_string_length(json_object_get(ci, "user_data"))))) {
+		httpd_reply_error(r, 400, "cloud_init user_data must be text of at "
+		    "most 64 KiB");
+		return NULL;
+	}
+	if (keys && (!json_is_array(keys) || json_array_size(keys) > 32)) {
+		httpd_reply_error(r, 400, "ssh_keys must be a list of at most 32 "
+		    "keys");
+		return NULL;
+	}
+	json_array_foreach(keys, i, k) {
+		if (!json_is_string(k) || json_string_length(k) > 8192 ||
+		    json_string_length(k) < 8 || !api_printable(json_string_value(k),
+		    0)) {
+			httpd_reply_error(r, 400, "ssh key %zu is not one line of an "
+			    "OpenSSH public key", i + 1);
+			return NULL;
+		}
+	}
+	out = json_pack("{s:s, s:O}", "hostname", host, "ssh_keys", keys ? keys :
+	    json_array());
+	if (ud)
+		json_object_set_new(out, "user_data", json_string(ud));
+	return out;
+}
+
+int
+api_vm_boot_media(struct httpd_req *r, json_t *spec)
+{
+	json_t *cd = json_object_get(r->body, "cdrom");
+	json_t *ci = json_object_get(r->body, "cloud_init"), *c;
+	const char *p;
+
+	if (cd && !json_is_null(cd)) {
+		p = json_string_value(cd);
+		if (p == NULL || p[0] != '/' || strlen(p) > 4095 || strstr(p,
+		    "/../") || strchr(p, ',') || !api_printable(p, 1)) {
+			httpd_reply_error(r, 400, "cdrom must be an absolute path "
+			    "(no '..' or ',') readable on the hosts");
+			return -1;
+		}
+		json_object_set(spec, "cdrom", cd);
+	}
+	if (ci && !json_is_null(ci)) {
+		if (!json_is_object(ci)) {
+			httpd_reply_error(r, 400, "cloud_init must be an object");
+			return -1;
+		}
+		if ((c = api_cloud_init(r, ci, json_string_value(json_object_get(
+		    spec, "name")))) == NULL)
+			return -1;
+		json_object_set_new(spec, "cloud_init", c);
+	}
+	return 0;
+}
+
 /* ---- images ------------------------------------------------------------- */
 
 static json_t *

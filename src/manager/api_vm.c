@@ -99,7 +99,7 @@ api_vm_spec(struct httpd_req *r)
 	static const char *const fields[] = { "name", "cpus", "memory_mib",
 	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
 	    "host", "storage", "ha", "ha_monitor", "affinity", "anti_affinity",
-	    NULL };
+	    "cdrom", "cloud_init", NULL };
 	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
 	    *mon, *aff = NULL, *anti = NULL;
 	int64_t cpus = 0, mem = 0, disk = 0;
@@ -213,6 +213,10 @@ api_vm_spec(struct httpd_req *r)
 		json_object_set_new(spec, "affinity", json_string(aff));
 	if (anti)
 		json_object_set_new(spec, "anti_affinity", json_string(anti));
+	if (api_vm_boot_media(r, spec) < 0) {
+		json_decref(spec);
+		return NULL;
+	}
 	return spec;
 }
 

@@ -199,6 +199,9 @@ extern const size_t api_storage_nroutes, api_snapshot_nroutes;
  * size_mib at least the image's; NULL after replying 4xx. */
 json_t	*api_image_disk(struct httpd_req *r, const char *image,
 	    const char *storage, int64_t size_mib);
+/* The create request's cdrom and cloud_init, checked, into spec; -1
+ * after replying 400. */
+int	 api_vm_boot_media(struct httpd_req *r, json_t *spec);
 /* Insert a new stopped VM row for spec; -1 after replying 409/500. */
 int	 api_vm_insert(struct httpd_req *r, json_t *spec);
 /* Wait up to ms for task id to end (fast operations answer at once). */

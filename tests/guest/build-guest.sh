@@ -10,6 +10,8 @@
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
+# A vfat volume with meta-data (a cloud-init NoCloud seed) makes it print
+# "cvirt-guest: cloud-init hostname=H ssh-keys=N" and set the hostname.
 # The guest always prints "cvirt-guest: init reached" and
 # "cvirt-guest: boot-id <uuid>", powers off on an ACPI power button press
 # (QMP system_powerdown) and runs a shell on ttyS0.
@@ -100,7 +102,8 @@ WANT=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
 	virtio_blk failover net_failover virtio_net
 	pvpanic pvpanic-mmio pvpanic-pci
 	watchdog i6300esb
-	button evdev)
+	button evdev
+	fat vfat nls_cp437 nls_utf8 nls_ascii)
 
 # Path (relative to MODDIR) of a module by name, or nothing.
 mod_path() {
@@ -214,6 +217,21 @@ echo "cvirt-guest: boot-id $(cat /proc/sys/kernel/random/uuid)"
 
 CMDLINE=" $(cat /proc/cmdline) "
 opt() { case "$CMDLINE" in *" cvirt.$1=1 "*) return 0 ;; esac; return 1; }
+
+# cloud-init NoCloud seed: a vfat volume holding meta-data (and user-data).
+mkdir -p /run/cidata
+for d in /dev/vd?; do
+	[ -b "$d" ] && mount -t vfat -o ro "$d" /run/cidata 2>/dev/null || continue
+	if [ -f /run/cidata/meta-data ]; then
+		h=$(sed -n 's/^local-hostname: *//p' /run/cidata/meta-data | head -n 1)
+		[ -n "$h" ] && hostname "$h"
+		k=$(cat /run/cidata/meta-data /run/cidata/user-data 2>/dev/null | grep -c 'ssh-')
+		echo "cvirt-guest: cloud-init hostname=$h ssh-keys=$k"
+		[ -f /run/cidata/user-data ] &&
+			echo "cvirt-guest: cloud-init user-data: $(grep -v '^#' /run/cidata/user-data | grep -m 1 'runcmd-marker' | tr -cd 'a-zA-Z0-9 _:-')"
+	fi
+	umount /run/cidata
+done
 
 if opt panic; then
 	echo "cvirt-guest: panicking"

@@ -1,0 +1,83 @@
+"""Full virtualization boot paths: a VM boots from a BIOS-bootable disk image
+(SeaBIOS -> SYSLINUX -> kernel, no --kernel given), and a cloud-init NoCloud
+seed (hostname, ssh key, user-data) reaches the guest; an ISO attaches as a
+CD-ROM.
+"""
+
+import os
+import subprocess
+
+import cvirt
+from cvirt import qemu_pid
+
+REPO = cvirt.REPO
+USER_DATA = "#cloud-config\nruncmd:\n  - echo runcmd-marker-42\n"
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000 t@x"
+
+
+def test_bios_boot_from_image_with_cloud_init(make_cluster, guest, tmp_path):
+    cl = make_cluster()
+    img = tmp_path / "boot.img"
+    subprocess.run([os.path.join(REPO, "tests", "guest", "build-bootdisk.sh"),
+                    str(img), "console=ttyS0"], check=True)
+    cl.cli("image", "import", str(img), "--name", "bootdisk")
+    (tmp_path / "ud.yaml").write_text(USER_DATA)
+    (tmp_path / "key.pub").write_text(KEY + "\n")
+    cl.cli("vm", "create", "b1", "--cpus", 1, "--memory", 192, "--image",
+           "bootdisk", "--hostname", "web-01", "--user-data",
+           str(tmp_path / "ud.yaml"), "--ssh-key", str(tmp_path / "key.pub"))
+    v = cl.vm("b1")
+    assert v["kernel"] is None and v["disks"][0]["size_mib"] >= 1
+    cl.cli("vm", "start", "b1")
+    s = cl.wait_serial("b1", "cvirt-guest: cloud-init hostname=", 90)
+    # The firmware's boot loader ran: no direct kernel boot.
+    assert "SYSLINUX" in s
+    argv = cvirt.proc_cmdline(qemu_pid(v["uuid"]))
+    assert "-kernel" not in argv
+    assert "cvirt-guest: cloud-init hostname=web-01 ssh-keys=1" in s, s[-2000:]
+    assert "runcmd-marker-42" in s
+    # The guest really took the hostname.
+    out = cl.cli("vm", "console", "b1", input="hostname\r", timeout=30)[1]
+    assert "web-01" in out
+    cl.cli("vm", "stop", "b1", "--force")
+
+
+def test_boot_media_are_validated(make_cluster, tmp_path):
+    cl = make_cluster()
+    iso = tmp_path / "x.iso"
+    d = tmp_path / "isodir"
+    d.mkdir()
+    (d / "README").write_text("cvirt test cd\n")
+    subprocess.run(["genisoimage", "-quiet", "-V", "CVIRTCD", "-o", str(iso),
+                    str(d)], check=True)
+    cl.cli("vm", "create", "c1", "--cpus", 1, "--memory", 64, "--disk", 16,
+           "--cdrom", str(iso))
+    assert cl.vm("c1")["state"] == "stopped"
+    cl.cli("vm", "start", "c1")
+    argv = cvirt.proc_cmdline(qemu_pid(cl.vm("c1")["uuid"]))
+    assert any(a.startswith("ide-cd,") for a in argv), argv
+    assert any(str(iso) in a for a in argv), argv
+    cl.cli("vm", "stop", "c1", "--force")
+
+    def refused(status_body, text):
+        status, body = status_body
+        assert status == 400 and text in body.get("error", ""), (status, body)
+
+    base = {"name": "c2", "cpus": 1, "memory_mib": 64}
+    refused(cl.http("POST", "/api/v1/vms", dict(base, cdrom="rel.iso")),
+            "cdrom")
+    refused(cl.http("POST", "/api/v1/vms", dict(base, cloud_init={"x": 1})),
+            "unknown cloud_init field")
+    refused(cl.http("POST", "/api/v1/vms", dict(
+        base, cloud_init={"hostname": "bad_name"})), "hostname")
+    refused(cl.http("POST", "/api/v1/vms", dict(
+        base, cloud_init={"ssh_keys": ["ssh-rsa \"AAA\nx"]})), "ssh key")
+    rc, _, err = cl.cli("vm", "create", "c3", "--cpus", 1, "--memory", 64,
+                        "--ssh-key", "/nonexistent.pub", check=False)
+    assert rc == 1 and "--ssh-key /nonexistent.pub" in err
+    # An ISO that vanished is reported when the VM starts.
+    cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64, "--cdrom",
+           "/nonexistent/x.iso")
+    rc, _, err = cl.cli("vm", "start", "c4", check=False)
+    assert rc == 1 and "cdrom /nonexistent/x.iso is not readable" in err
+    assert cl.vm_names() == ["c1", "c4"]
