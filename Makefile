@@ -45,6 +45,25 @@ web: $(BUILD)/web/index.html
 $(BUILD)/web/index.html: $(WEB_SRCS) package-lock.json scripts/build-web
 	scripts/build-web $(BUILD)/web
 
+# libFuzzer targets (clang): tests/fuzz/fuzz_*.c against every source file
+# built with ASan/UBSan; `make fuzz` builds, tests/run runs each briefly.
+FUZZ_CC     ?= clang
+FUZZ_BUILD  := build-fuzz
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS)) \
+               -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
+FUZZ_OBJS   := $(filter-out $(FUZZ_BUILD)/src/main.o,$(SRCS:%.c=$(FUZZ_BUILD)/%.o))
+
+$(FUZZ_BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+
 # The README's test command: installs dependencies, builds, runs every layer.
 test check:
 	tests/run
@@ -53,7 +72,8 @@ deps:
 	scripts/install-deps
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
-.PHONY: all unit web test check deps clean
+.PHONY: all unit web fuzz test check deps clean
 -include $(OBJS:.o=.d)
+-include $(FUZZ_OBJS:.o=.d)

@@ -1,0 +1,68 @@
+/* fuzz_config.c - libFuzzer target: the option parser every command uses
+ * (global and command options, --name=value, "--", positionals) and the
+ * value checks behind it (numbers, names, UUIDs). Input: NUL-separated
+ * words. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli_int.h"
+#include "common/util.h"
+
+static int
+fuzz_nop(struct cli_ctx *c, int argc, char **argv)
+{
+	(void)c; (void)argc; (void)argv;
+	return 0;
+}
+
+static const struct cli_cmd fuzz_cmd = { "vm", "create", fuzz_nop,
+    "NAME --cpus N [--ha]", "fuzz" };
+
+static void
+fuzz_values(const char *w)
+{
+	uint64_t v;
+
+	if (util_parse_u64(w, 1, 256, &v) == 0 && (v < 1 || v > 256))
+		abort();
+	if (util_name_valid(w) && (strchr(w, '/') || strcmp(w, ".") == 0 ||
+	    strcmp(w, "..") == 0 || strlen(w) > UTIL_NAME_MAX))
+		abort();
+	if (util_uuid_valid(w) && strlen(w) != UTIL_UUID_LEN)
+		abort();
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char *buf, *argv[64], *pos[2];
+	const char *cpus = NULL;
+	int ha = 0, argc = 0, npos = 0, rc;
+	struct cli_opt opts[] = {
+		{ "cpus", CLI_OPT_STR, &cpus },
+		{ "ha", CLI_OPT_FLAG, &ha },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	struct cli_ctx c;
+	size_t i, start = 0;
+
+	if ((buf = malloc(size + 1)) == NULL)
+		return 0;
+	memcpy(buf, data, size);
+	buf[size] = '\0';
+	for (i = 0; i <= size && argc < 64; i++) {
+		if (buf[i] == '\0') {
+			argv[argc++] = buf + start;
+			fuzz_values(buf + start);
+			start = i + 1;
+		}
+	}
+	memset(&c, 0, sizeof(c));
+	c.cmd = &fuzz_cmd;
+	if (cli_opts_parse(&c, argc, argv, opts, pos, 1, 2, &npos, &rc) == 0 &&
+	    (npos < 1 || npos > 2))
+		abort();
+	free(buf);
+	return 0;
+}
