@@ -172,11 +172,41 @@ httpd_json_depth_ok(const char *buf, size_t len, int max)
 	return 1;
 }
 
+int
+httpd_route_match(const char *pattern, const char *path, struct httpd_req *r)
+{
+	return httpd_match(pattern, path, r);
+}
+
+json_t *
+httpd_json_decode(const char *buf, size_t len, char *err, size_t errsz)
+{
+	json_error_t jerr;
+	json_t *j;
+
+	/* jansson recurses per level: deep nesting would exhaust the worker's
+	 * stack before its own limit. */
+	if (!httpd_json_depth_ok(buf, len, HTTPD_JSON_DEPTH)) {
+		snprintf(err, errsz, "JSON nested deeper than %d levels",
+		    HTTPD_JSON_DEPTH);
+		return NULL;
+	}
+	if ((j = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
+		snprintf(err, errsz, "malformed JSON body: %s", jerr.text);
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		snprintf(err, errsz, "request body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
 static int
 httpd_read_body(struct httpd_req *r, const struct mg_request_info *ri)
 {
-	json_error_t jerr;
-	char *buf = NULL;
+	char *buf = NULL, err[256];
 	long long want = ri->content_length;
 	size_t len = 0;
 	int n, rc = -1;
@@ -203,20 +233,8 @@ httpd_read_body(struct httpd_req *r, const struct mg_request_info *ri)
 		goto cleanup;
 	}
 	buf[len] = '\0';
-	/* jansson recurses per level: deep nesting would exhaust the worker's
-	 * stack before its own limit. */
-	if (!httpd_json_depth_ok(buf, len, HTTPD_JSON_DEPTH)) {
-		httpd_reply_error(r, 400, "JSON nested deeper than %d levels",
-		    HTTPD_JSON_DEPTH);
-		goto cleanup;
-	}
-	r->body = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (r->body == NULL) {
-		httpd_reply_error(r, 400, "malformed JSON body: %s", jerr.text);
-		goto cleanup;
-	}
-	if (!json_is_object(r->body)) {
-		httpd_reply_error(r, 400, "request body must be a JSON object");
+	if ((r->body = httpd_json_decode(buf, len, err, sizeof(err))) == NULL) {
+		httpd_reply_error(r, 400, "%s", err);
 		goto cleanup;
 	}
 	rc = 0;

@@ -91,6 +91,14 @@ int	httpd_reply_raw(struct httpd_req *r, int status, const char *ctype,
 int	httpd_query(struct httpd_req *r, const char *name, char *out, size_t size);
 /* 1 when JSON text nests at most max arrays/objects deep (pure). */
 int	httpd_json_depth_ok(const char *buf, size_t len, int max);
+/* A request body as the server decodes it: a JSON object, no duplicate
+ * keys, bounded nesting; new reference or NULL with err (pure). */
+json_t	*httpd_json_decode(const char *buf, size_t len, char *err,
+	    size_t errsz);
+/* 1 when path matches pattern, with the {} segments in r->params (the
+ * caller frees them); 0 otherwise (pure). */
+int	httpd_route_match(const char *pattern, const char *path,
+	    struct httpd_req *r);
 int	httpd_ws_send(struct mg_connection *c, const void *buf, size_t len);
 void	httpd_ws_close(struct mg_connection *c);
 

@@ -658,3 +658,34 @@ qmp_close(struct qmp *q)
 	free(q->buf);
 	free(q);
 }
+
+int
+qmp_parse_line(const char *line, size_t n, json_t **msg, int *event,
+    char *why, size_t whysz)
+{
+	json_error_t jerr;
+	enum qmp_kind kind;
+
+	*msg = NULL;
+	if ((*msg = json_loadb(line, n, JSON_REJECT_DUPLICATES |
+	    JSON_DECODE_ANY, &jerr)) == NULL) {
+		qmp_errf(why, whysz, "malformed reply from QEMU (%s)", jerr.text);
+		return -1;
+	}
+	if (!json_is_object(*msg)) {
+		qmp_errf(why, whysz, "malformed reply from QEMU (not an object)");
+		goto bad;
+	}
+	if ((kind = qmp_classify(*msg, why, whysz)) == QMP_KIND_BAD)
+		goto bad;
+	if (kind == QMP_KIND_BAD_EVENT) {
+		qmp_errf(why, whysz, "malformed event from QEMU");
+		goto bad;
+	}
+	*event = kind == QMP_KIND_EVENT;
+	return 0;
+bad:
+	json_decref(*msg);
+	*msg = NULL;
+	return -1;
+}

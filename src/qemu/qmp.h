@@ -41,5 +41,10 @@ int		 qmp_dispatch_events(struct qmp *q);
 /* 1 once EOF/error has been seen. */
 int		 qmp_broken(struct qmp *q);
 void		 qmp_close(struct qmp *q);	/* accepts NULL */
+/* One QMP message (a line without its newline) decoded and checked as the
+ * transport does: 0 with *msg (new reference) and *event set, or -1 with
+ * why. Pure: for tests and the fuzzer. */
+int		 qmp_parse_line(const char *line, size_t n, json_t **msg,
+		    int *event, char *why, size_t whysz);
 
 #endif

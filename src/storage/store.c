@@ -141,10 +141,17 @@ store_vm_read_meta(const char *root, const char *uuid)
 
 	char dir[PATH_MAX];
 
+	char err[256], *buf;
+	json_t *m;
+	size_t len;
+
 	if (store_vm_dir(root, uuid, dir, sizeof(dir)) < 0 ||
-	    util_fmt(path, sizeof(path), "%s/vm.json", dir) < 0)
+	    util_fmt(path, sizeof(path), "%s/vm.json", dir) < 0 ||
+	    (buf = util_read_file(path, STORE_META_MAX, &len)) == NULL)
 		return NULL;
-	return json_load_file(path, JSON_REJECT_DUPLICATES, NULL);
+	m = store_meta_parse(buf, len, err, sizeof(err));
+	free(buf);
+	return m;
 }
 
 static int

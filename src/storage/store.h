@@ -28,8 +28,14 @@ int	store_vm_dir(const char *root, const char *uuid, char *out, size_t size);
 int	store_vm_define(const char *root, json_t *spec, char *err, size_t errsz);
 int	store_vm_write_meta(const char *root, json_t *spec, char *err,
 	    size_t errsz);
-/* Reads vm.json; new reference or NULL. */
+/* Reads vm.json (checked by store_meta_parse); new reference or NULL. */
 json_t	*store_vm_read_meta(const char *root, const char *uuid);
+/* meta.c: vm.json content checked before use (size, types, uuid, names,
+ * disk files as single names, absolute kernel/initrd without ".."); new
+ * reference or NULL with err. Pure: for tests and the fuzzer. */
+#define STORE_META_MAX	(1024 * 1024)
+json_t	*store_meta_parse(const char *buf, size_t len, char *err,
+	    size_t errsz);
 int	store_vm_remove(const char *root, const char *uuid);
 /* Absolute path of a disk file of the VM. */
 int	store_disk_path(const char *root, const char *uuid, const char *file,
