@@ -28,4 +28,18 @@ void	 tls_front_stop(struct tls_front *t);
 int	 tls_front_peer(struct tls_front *t, int port, char *remote,
 	    size_t rsz, char *cn, size_t cnsz);
 
+/* Client side: a loopback port whose first connection (within 10 s) is
+ * relayed over TLS to host:port, for clients (civetweb's websocket client)
+ * that cannot speak TLS themselves. The server's certificate is checked
+ * against ca_file (NULL: the system's store) and host before this returns. */
+struct tls_tunnel_config {
+	const char	*host;
+	int		 port;
+	const char	*ca_file;
+	const char	*cert;		/* client certificate, or NULL */
+	const char	*key;
+};
+int	 tls_tunnel_open(const struct tls_tunnel_config *cfg, int *local_port,
+	    char *err, size_t errsz);
+
 #endif

@@ -9,6 +9,7 @@
 #include "common/httpc.h"
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/tls.h"
 #include "manager/manager_int.h"
 
 #define PKI_HOST_DAYS	825
@@ -60,6 +61,20 @@ cleanup:
 	free(csr);
 	free(cert);
 	return rc;
+}
+
+int
+pki_mgr_tunnel(const char *host, int port, int *local_port, char *err,
+    size_t errsz)
+{
+	struct tls_tunnel_config tc = { .host = host, .port = port,
+	    .ca_file = pki_ca, .cert = pki_cert, .key = pki_key };
+
+	if (!pki_ready) {
+		snprintf(err, errsz, "this cluster has no certificates");
+		return -1;
+	}
+	return tls_tunnel_open(&tc, local_port, err, errsz);
 }
 
 static int

@@ -116,7 +116,7 @@ console_dial(const char *host, const char *uuid, int vnc,
 	struct mg_connection *c = NULL;
 	json_t *reply = NULL, *row = NULL;
 	const char *url;
-	int status = 0;
+	int status = 0, tls, lport = 0;
 	uint64_t port;
 
 	snprintf(path, sizeof(path), "/agent/v1/vms/%s/%s", uuid,
@@ -129,8 +129,9 @@ console_dial(const char *host, const char *uuid, int vnc,
 	}
 	row = db_row("SELECT url FROM hosts WHERE name = ?", "s", host);
 	url = row ? json_string_value(json_object_get(row, "url")) : NULL;
-	if (url == NULL || strncmp(url, "http://", 7) != 0 ||
-	    util_fmt(hostport, sizeof(hostport), "%s", url + 7) < 0 ||
+	tls = url != NULL && strncmp(url, "https://", 8) == 0;
+	if (url == NULL || (!tls && strncmp(url, "http://", 7) != 0) ||
+	    util_fmt(hostport, sizeof(hostport), "%s", url + (tls ? 8 : 7)) < 0 ||
 	    (colon = strrchr(hostport, ':')) == NULL)
 		goto cleanup;
 	*colon = '\0';
@@ -140,7 +141,15 @@ console_dial(const char *host, const char *uuid, int vnc,
 	    vnc ? "vnc" : "console",
 	    json_string_value(json_object_get(reply, "ticket"))) < 0)
 		goto cleanup;
-	c = mg_connect_websocket_client(hostport, (int)port, 0, err, sizeof(err),
+	/* civetweb's client cannot do TLS with this OpenSSL: a loopback
+	 * tunnel with our client certificate can. */
+	if (tls && pki_mgr_tunnel(hostport, (int)port, &lport, err,
+	    sizeof(err)) < 0) {
+		log_warnx("console: host %s: %s", host, err);
+		goto cleanup;
+	}
+	c = mg_connect_websocket_client(tls ? "127.0.0.1" : hostport,
+	    tls ? lport : (int)port, 0, err, sizeof(err),
 	    path, NULL, console_from_agent, console_agent_closed, l);
 	if (c == NULL)
 		log_warnx("console: cannot connect to host %s: %s", host, err);

@@ -87,6 +87,9 @@ extern const size_t api_login_nroutes;
 /* api_pki.c: with TLS on, the cluster CA, our client certificate for
  * agents and client-certificate checks on the API server in *hc. */
 int	 pki_mgr_init(struct httpd_config *hc);
+/* A loopback port relayed over mutual TLS to an agent at host:port. */
+int	 pki_mgr_tunnel(const char *host, int port, int *local_port, char *err,
+	    size_t errsz);
 extern const struct httpd_route api_pki_routes[];
 extern const size_t api_pki_nroutes;
 

@@ -18,6 +18,9 @@
 #include "qemu/qemu_cmd.h"
 
 #define QEMU_DEFAULT_BIN	"qemu-system-x86_64"
+/* seccomp filter of every VM; -runas is not used (see docs/security.md). */
+#define QEMU_SANDBOX	"on,obsolete=deny,elevateprivileges=deny,spawn=deny," \
+	"resourcecontrol=deny"
 #define QEMU_MAX_CPUS		255
 #define QEMU_MIN_MIB		16
 #define QEMU_MAX_MIB		(4 * 1024 * 1024)	/* 4 TiB */
@@ -224,6 +227,10 @@ qemu_add_base(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	qemu_argv_addf(a, "%d", s->memory_mib);
 	qemu_argv_add(a, "-nodefaults");
 	qemu_argv_add(a, "-no-user-config");
+	/* seccomp: a guest that breaks into QEMU cannot exec, change
+	 * credentials, use obsolete syscalls or change scheduling. */
+	qemu_argv_add(a, "-sandbox");
+	qemu_argv_add(a, QEMU_SANDBOX);
 	if (s->vnc_display >= 0 && s->vnc_path[0]) {
 		/* -nodefaults drops the VGA card; VNC needs one to show. */
 		qemu_argv_add(a, "-vnc");

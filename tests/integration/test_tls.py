@@ -161,6 +161,12 @@ def test_agent_joins_with_mutual_tls(tls_cluster, guest):
            "--cmdline", "console=ttyS0")
     cl.cli("vm", "start", "m1")
     cl.wait_serial("m1", "init reached", timeout=60)
+    # The console crosses both TLS hops: CLI -> manager (wss, checked
+    # against --ca-file) and manager -> agent (mutual TLS).
+    rc, out, err = cl.cli("vm", "console", "m1", check=False,
+                          input="echo tls-$((6*7))\r", timeout=30)
+    assert rc == 0, err
+    assert "tls-42" in out, out
     cl.cli("vm", "stop", "m1", "--force")
     cl.cli("vm", "delete", "m1")
     # The agent serves only clients with a certificate from the cluster CA.

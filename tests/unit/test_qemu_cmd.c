@@ -140,6 +140,8 @@ test_argv_base(void **state)
 	assert_pair(argv, "-m", "512");
 	assert_pair(argv, "-nodefaults", NULL);
 	assert_pair(argv, "-no-user-config", NULL);
+	assert_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,"
+	    "spawn=deny,resourcecontrol=deny");
 	assert_pair(argv, "-display", "none");
 	assert_pair(argv, "-chardev", t_fmt(
 	    "socket,id=qmp,path=%s/qmp.sock,server=on,wait=off", t->dir, NULL));
