@@ -6,6 +6,9 @@
 #include "manager/manager_int.h"
 #include "version.h"
 
+const struct httpd_route *api_routes_all;
+size_t api_routes_nall;
+
 static int
 api_health(struct httpd_req *r)
 {
@@ -82,10 +85,15 @@ api_openapi(struct httpd_req *r)
 {
 	json_t *paths = json_object();
 
-	api_openapi_add(paths, api_vm_routes, api_vm_nroutes);
-	api_openapi_add(paths, api_host_routes, api_host_nroutes);
-	api_openapi_add(paths, api_task_routes, api_task_nroutes);
-	api_openapi_add(paths, api_misc_routes, api_misc_nroutes);
+	/* Every route the server has (the UI offers what is listed here). */
+	if (api_routes_all != NULL) {
+		api_openapi_add(paths, api_routes_all, api_routes_nall);
+	} else {
+		api_openapi_add(paths, api_vm_routes, api_vm_nroutes);
+		api_openapi_add(paths, api_host_routes, api_host_nroutes);
+		api_openapi_add(paths, api_task_routes, api_task_nroutes);
+		api_openapi_add(paths, api_misc_routes, api_misc_nroutes);
+	}
 	return httpd_reply_json(r, 200, json_pack("{s:s, s:{s:s, s:s}, "
 	    "s:[{s:s}], s:o, s:{s:{s:{s:s, s:s}}}, s:[{s:[]}]}",
 	    "openapi", "3.0.3", "info", "title", "cvirt API", "version",

@@ -125,6 +125,36 @@ stream_snapshot(void)
 	return out;
 }
 
+/* POST /api/v1/vms/{name}/vnc: a one-use ticket for the graphical console,
+ * relayed by console.c like the serial one. */
+static int
+api_vm_vnc(struct httpd_req *r)
+{
+	char ticket[64], path[128];
+	const char *host, *state;
+	json_t *row = NULL;
+
+	if (util_name_valid(r->params[0]))
+		row = vm_find(r->params[0]);
+	if (row == NULL)
+		return httpd_reply_error(r, 404, "vm \"%.64s\" not found",
+		    r->params[0]);
+	host = json_string_value(json_object_get(row, "host"));
+	state = json_string_value(json_object_get(row, "state"));
+	if (host == NULL || state == NULL || strcmp(state, "stopped") == 0 ||
+	    strcmp(state, "failed") == 0)
+		httpd_reply_error(r, 409, "vm \"%s\" is not running", r->params[0]);
+	else if (console_ticket_kind(json_string_value(json_object_get(row,
+	    "uuid")), host, "vnc", ticket, sizeof(ticket)) < 0 ||
+	    util_fmt(path, sizeof(path), "/api/v1/console?ticket=%s", ticket) < 0)
+		httpd_reply_error(r, 500, "cannot issue a console ticket");
+	else
+		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket",
+		    ticket, "path", path));
+	json_decref(row);
+	return 0;
+}
+
 /* GET /api/v1/vms/{name}/stats and /hosts/{name}/stats: the kept samples,
  * oldest first. */
 static int
@@ -220,6 +250,7 @@ const struct httpd_route api_web_routes[] = {
 	{ "POST", "/api/v1/stream/ticket",   api_stream_ticket, 0, ROLE_VIEWER },
 	{ "GET",  "/api/v1/stream",          api_stream, HTTPD_NOAUTH, 0 },
 	{ "GET",  "/api/v1/vms/{}/stats",    api_vm_stats, 0, ROLE_VIEWER },
+	{ "POST", "/api/v1/vms/{}/vnc",      api_vm_vnc, 0, ROLE_OPERATOR },
 	{ "GET",  "/api/v1/hosts/{}/stats",  api_host_stats, 0, ROLE_VIEWER },
 };
 const size_t api_web_nroutes = sizeof(api_web_routes) / sizeof(api_web_routes[0]);

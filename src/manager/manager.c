@@ -176,6 +176,8 @@ manager_main(int argc, char **argv)
 	memset(&hc, 0, sizeof(hc));
 	if ((routes = manager_routes(&hc.nroutes)) == NULL)
 		goto cleanup;
+	api_routes_all = routes;
+	api_routes_nall = hc.nroutes;
 	hc.listen = mgr_cfg.listen;
 	hc.threads = 32;
 	hc.routes = routes;

@@ -221,6 +221,10 @@ extern const struct httpd_route api_vm_routes[], api_host_routes[],
 extern const size_t api_vm_nroutes, api_host_nroutes, api_task_nroutes,
     api_agent_nroutes, api_misc_nroutes;
 extern const struct httpd_ws_route console_ws_route;
+/* api_misc.c: all routes the server has, for the OpenAPI document (set by
+ * manager.c before the server starts). */
+extern const struct httpd_route *api_routes_all;
+extern size_t api_routes_nall;
 
 /* api_web.c: the web UI's files and its live stream */
 extern const struct httpd_route api_web_routes[];

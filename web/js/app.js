@@ -1,6 +1,6 @@
 // app.js - the UI's shell: login, navigation, the live state store fed by
 // the manager's event stream, and the hash router that mounts each view.
-import { api, session, openStream, loadRoutes, ApiError } from './api.js';
+import { api, session, openStream, loadRoutes, has, ApiError } from './api.js';
 import { h, replace, progress, badge, link, ago } from './ui.js';
 import { dashboardView } from './views/dashboard.js';
 import { hostsView, hostView } from './views/hosts.js';
@@ -42,11 +42,30 @@ let shell = null;
 
 function loginView(root, message) {
   const err = h('p', { class: 'error', id: 'login-error', role: 'alert' }, message || '');
+  const remember = h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'remember', id: 'remember' }), ' Keep me signed in on this browser');
   const tokenForm = h('form', { class: 'login', id: 'login-token' },
     h('label', { for: 'token' }, 'API token'),
-    h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password', required: true }),
-    h('label', { class: 'check' }, h('input', { type: 'checkbox', name: 'remember' }), ' Keep me signed in on this browser'),
+    h('input', { id: 'token', name: 'token', type: 'password', autocomplete: 'current-password' }),
+    h('button', { type: 'submit', class: 'primary' }, 'Log in with token'));
+  const pwForm = h('form', { class: 'login', id: 'login-password', hidden: true },
+    h('label', { for: 'user' }, 'User name'),
+    h('input', { id: 'user', name: 'user', autocomplete: 'username' }),
+    h('label', { for: 'password' }, 'Password'),
+    h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password' }),
     h('button', { type: 'submit', class: 'primary' }, 'Log in'));
+  const canPw = has('POST', '/login');
+  const tabT = h('button', { type: 'button', 'aria-selected': 'true', id: 'use-token' }, 'API token');
+  const tabP = h('button', { type: 'button', 'aria-selected': 'false', id: 'use-password' }, 'User and password');
+  const pick = (pw) => {
+    tokenForm.hidden = pw;
+    pwForm.hidden = !pw;
+    tabT.setAttribute('aria-selected', String(!pw));
+    tabP.setAttribute('aria-selected', String(pw));
+    err.textContent = '';
+    (pw ? pwForm.user : tokenForm.token).focus();
+  };
+  tabT.addEventListener('click', () => pick(false));
+  tabP.addEventListener('click', () => pick(true));
   tokenForm.addEventListener('submit', async (e) => {
     e.preventDefault();
     const tok = tokenForm.token.value.trim();
@@ -60,17 +79,36 @@ function loginView(root, message) {
       err.textContent = ex.status === 401 ? 'That token is not valid.' : ex.message;
       return;
     }
-    session.save(tok, tokenForm.remember.checked);
+    session.save(tok, remember.querySelector('input').checked);
     start();
+  });
+  pwForm.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const name = pwForm.user.value.trim();
+    const password = pwForm.password.value;
+    if (!name || !password) {
+      err.textContent = 'Enter your user name and password.';
+      return;
+    }
+    try {
+      const r = await api('POST', '/login', { name, password }, '');
+      session.save(r.token, remember.querySelector('input').checked);
+      start();
+    } catch (ex) {
+      err.textContent = ex.message;
+    }
   });
   replace(root, h('main', { class: 'login-page' },
     h('h1', {}, 'cvirt'),
-    h('p', {}, 'Sign in with an API token (cvirt up prints where the admin token is).'),
-    tokenForm, err));
+    canPw ? h('div', { class: 'login-tabs' }, tabT, tabP) : null,
+    h('p', { class: 'muted' }, 'cvirt up prints where the admin API token is.'),
+    tokenForm, pwForm, remember, err));
   tokenForm.token.focus();
 }
 
-function logout(message) {
+function logout(message, ended) {
+  // Ends a password session on the manager too (API tokens stay valid).
+  if (!ended && session.token && has('POST', '/logout')) api('POST', '/logout', {}).catch(() => {});
   session.clear();
   if (closeStream) closeStream();
   closeStream = null;
@@ -147,7 +185,7 @@ async function boot() {
   await loadRoutes();
   window.addEventListener('hashchange', route);
   window.addEventListener('cvirt-unauthorized', () => {
-    if (shell) logout('Your session is no longer valid; log in again.');
+    if (shell) logout('Your session is no longer valid; log in again.', true);
   });
   if (!session.token) {
     loginView(root);

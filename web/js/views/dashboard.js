@@ -52,8 +52,8 @@ export function dashboardView() {
         h('strong', {}, by[k]), ' ', badge(k))));
     replace(tasks, table(['Task', 'VM', 'State', 'Progress', 'Updated'], s.tasks.slice(0, 8).map((t) =>
       h('tr', {}, h('td', {}, t.kind), h('td', {}, t.vm || '—'), h('td', {}, badge(t.state)),
-        h('td', { class: 'pcell' }, progress(t.progress, t.state, 'task ' + t.id)), h('td', {}, ago(t.updated))))),
-    'No tasks yet.');
+        h('td', { class: 'pcell' }, progress(t.progress, t.state, 'task ' + t.id)), h('td', {}, ago(t.updated)))),
+    'No tasks yet.'));
     replace(events, table(['When', 'Severity', 'Kind', 'Object', 'Message'], eventRows(s.events.slice(0, 8)), 'No events yet.'));
   }
   return { el, update };

@@ -1,6 +1,6 @@
 // vm.js - one VM: actions, configuration, disks, NICs, snapshots, backups,
 // events, usage charts, and its serial and graphical consoles.
-import { api, enc, has } from '../api.js';
+import { api, enc } from '../api.js';
 import { h, replace, badge, link, mib, table, toast, dialog, ago, when } from '../ui.js';
 import { chartSet } from '../charts.js';
 import { eventRows } from './dashboard.js';
@@ -71,7 +71,7 @@ export function actionButtons(v, s, compact) {
     b('Reboot', () => act(v.name, 'reboot'), '', st === 'running' && !compact),
     b('Pause', () => act(v.name, 'pause'), '', st === 'running'),
     b('Resume', () => act(v.name, 'resume'), 'primary', st === 'paused'),
-    b('Migrate', () => migrate(v, s), '', st === 'running' && has('POST', '/vms/{}/migrate') && !compact),
+    b('Migrate', () => migrate(v, s), '', st === 'running' && s.hosts.length > 1 && !compact),
     b('Delete', () => confirmDelete(v), 'danger', (st === 'stopped' || st === 'failed') && !compact),
   ];
   return list.filter(Boolean);
@@ -150,9 +150,9 @@ export function vmView(name) {
         ['Kernel', v.kernel || '—'], ['Initrd', v.initrd || '—'], ['Command line', v.cmdline || '—'],
         ['Created', when(v.created)], ['QEMU pid', v.pid || '—']].map(([k, x]) => [h('dt', {}, k), h('dd', {}, x)]));
       replace(disks, table(['Name', 'Size', 'Format', 'File'], (v.disks || []).map((d) =>
-        h('tr', {}, h('td', {}, d.name), h('td', {}, mib(d.size_mib)), h('td', {}, d.format), h('td', {}, d.file)))), 'No disks.'));
+        h('tr', {}, h('td', {}, d.name), h('td', {}, mib(d.size_mib)), h('td', {}, d.format), h('td', {}, d.file))), 'No disks.'));
       replace(nics, table(['MAC', 'Network', 'Model'], (v.nics || []).map((n) =>
-        h('tr', {}, h('td', {}, n.mac), h('td', {}, n.network), h('td', {}, n.model)))), 'No network interfaces.'));
+        h('tr', {}, h('td', {}, n.mac), h('td', {}, n.network), h('td', {}, n.model))), 'No network interfaces.'));
       serial.state(v.state);
       vnc.state(v.state);
     }

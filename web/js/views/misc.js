@@ -1,0 +1,81 @@
+// misc.js - storage domains, networks and the task list (live progress).
+import { api, has, enc } from '../api.js';
+import { h, replace, table, badge, bytes, progress, ago, link, toast } from '../ui.js';
+
+export function storageView() {
+  const body = h('div');
+  const el = h('div', {}, h('h1', {}, 'Storage domains'), body);
+  let timer = null;
+  async function load() {
+    try {
+      const list = await api('GET', '/storage');
+      replace(body, table(['Name', 'Path', 'Used', 'Free', 'Total', 'Hosts'], list.map((d) => {
+        const used = d.total_bytes ? (d.total_bytes - d.free_bytes) * 100 / d.total_bytes : 0;
+        return h('tr', { dataset: { storage: d.name } }, h('td', {}, d.name), h('td', {}, d.path),
+          h('td', { class: 'pcell' }, progress(used, 'used', 'used space of ' + d.name)),
+          h('td', {}, bytes(d.free_bytes)), h('td', {}, bytes(d.total_bytes)),
+          h('td', {}, (d.hosts || []).map((x) => h('span', { class: 'chip ' + (x.ok ? 'ok' : 'bad'), title: x.error || '' },
+            x.host + (x.ok ? '' : ' (unusable)')))));
+      }), 'No storage domains.'));
+    } catch (e) {
+      replace(body, h('p', { class: 'error' }, e.message));
+    }
+  }
+  load();
+  timer = setInterval(load, 5000);
+  return { el, update() {}, unmount() { clearInterval(timer); } };
+}
+
+// Networks: the manager's list when it has one, else the networks VMs use.
+export function networksView() {
+  const body = h('div');
+  const el = h('div', {}, h('h1', {}, 'Networks'), body);
+  let api_list = null;
+  if (has('GET', '/networks')) {
+    api('GET', '/networks').then((l) => { api_list = l; }).catch((e) => replace(body, h('p', { class: 'error' }, e.message)));
+  }
+  function update(s) {
+    const use = new Map();
+    for (const v of s.vms) for (const n of v.nics || []) {
+      const key = n.network || 'user';
+      if (!use.has(key)) use.set(key, []);
+      use.get(key).push(v.name);
+    }
+    const names = api_list ? api_list.map((n) => n.name) : [...use.keys()];
+    replace(body, h('p', { class: 'muted' }, api_list ? '' : 'NICs use user-mode networking (NAT per VM) unless a network is named.'),
+      table(['Network', 'Type', 'VMs'], names.map((n) => {
+        const def = api_list ? api_list.find((x) => x.name === n) : null;
+        return h('tr', { dataset: { network: n } }, h('td', {}, n), h('td', {}, def ? def.type || '—' : n === 'user' ? 'user-mode NAT' : '—'),
+          h('td', {}, (use.get(n) || []).map((v) => [link('#/vms/' + enc(v), v), ' '])));
+      }), 'No VM has a network interface yet.'));
+  }
+  return { el, update };
+}
+
+export function tasksView() {
+  const body = h('div');
+  const state = h('select', { id: 'filter-task-state', 'aria-label': 'Filter by state' }, h('option', { value: '' }, 'Any state'),
+    ['queued', 'running', 'succeeded', 'failed', 'cancelled'].map((k) => h('option', { value: k }, k)));
+  const el = h('div', {}, h('h1', {}, 'Tasks'), h('div', { class: 'filters' }, state), body);
+  let last = null;
+  state.addEventListener('input', () => last && update(last));
+  async function cancel(t) {
+    try {
+      await api('POST', '/tasks/' + t.id + '/cancel', {});
+      toast('Task ' + t.id + ' cancelled.');
+    } catch (e) {
+      toast(e.message, 'error');
+    }
+  }
+  function update(s) {
+    last = s;
+    const rows = s.tasks.filter((t) => !state.value || t.state === state.value);
+    replace(body, table(['#', 'Task', 'VM', 'State', 'Progress', 'Started', 'Updated', 'Error', ''], rows.map((t) =>
+      h('tr', { dataset: { task: t.id, kind: t.kind } }, h('td', {}, t.id), h('td', {}, t.kind),
+        h('td', {}, t.vm ? link('#/vms/' + enc(t.vm), t.vm) : '—'), h('td', {}, badge(t.state)),
+        h('td', { class: 'pcell' }, progress(t.progress, t.state, 'task ' + t.id + ' ' + t.kind)),
+        h('td', {}, ago(t.created)), h('td', {}, ago(t.updated)), h('td', { class: 'err' }, t.error || ''),
+        h('td', {}, t.state === 'queued' ? h('button', { onclick: () => cancel(t) }, 'Cancel') : null))), 'No tasks yet.'));
+  }
+  return { el, update };
+}
