@@ -74,6 +74,10 @@ deps:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all unit web fuzz test check deps clean
+.PHONY: all unit web fuzz test check deps clean install deb bench
 -include $(OBJS:.o=.d)
 -include $(FUZZ_OBJS:.o=.d)
+# Every bench/bench_*.py -> bench/results.json and bench/results.md.
+bench: $(BUILD)/cvirt
+	bench/run
+

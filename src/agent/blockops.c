@@ -436,7 +436,7 @@ blk_jobs_wait(struct avm *vm, json_t *ids, struct ajob *j, int p0, int p1,
 			cancelled = 1;
 		}
 		util_sleep_ms(wait_ms);
-		if (wait_ms < 100)
+		if (wait_ms < 20)
 			wait_ms *= 2;
 	}
 	json_decref(jobs);

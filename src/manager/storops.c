@@ -84,7 +84,7 @@ storops_job(struct task *t, const char *host, json_t *body, int p0, int p1,
 	    JS(reply, "job") ? JS(reply, "job") : "");
 	for (;;) {
 		util_sleep_ms(wait_ms);
-		if (wait_ms < 200)
+		if (wait_ms < 50)
 			wait_ms *= 2;
 		json_decref(st);
 		st = NULL;
@@ -304,9 +304,11 @@ storops_backup_create(struct task *t)
 	if (json_is_integer(json_object_get(t->params, "keep")))
 		storops_retention(t, host, json_integer_value(json_object_get(
 		    t->params, "keep")));
-	t->result = json_pack("{s:s, s:s, s:O, s:O, s:s}", "id", id, "vm", t->vm,
-	    "created", json_object_get(m, "created"), "size_bytes",
-	    json_object_get(m, "size_bytes"), "storage", st);
+	t->result = json_pack("{s:s, s:s, s:O, s:O, s:s, s:O?, s:O?}", "id", id,
+	    "vm", t->vm, "created", json_object_get(m, "created"), "size_bytes",
+	    json_object_get(m, "size_bytes"), "storage", st, "copy_ms",
+	    json_object_get(m, "copy_ms"), "seal_ms", json_object_get(m,
+	    "seal_ms"));
 	rc = 0;
 cleanup:
 	if (rc < 0)

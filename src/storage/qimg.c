@@ -6,7 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <sodium.h>
+#include <openssl/evp.h>
 
 #include "common/proc.h"
 #include "common/util.h"
@@ -157,13 +157,16 @@ qimg_resize(const char *path, int64_t size_mib, char *err, size_t errsz)
 	    errsz);
 }
 
+/* OpenSSL's SHA-256 uses the CPU's SHA extensions where there are some: a
+ * backup's checksum then costs a fraction of its copy. */
 int
 qimg_sha256(const char *path, char out[QIMG_SHA256_HEX + 1], uint64_t *bytes,
     char *err, size_t errsz)
 {
-	crypto_hash_sha256_state st;
-	unsigned char digest[crypto_hash_sha256_BYTES];
-	unsigned char *buf = NULL;
+	static const char hex[] = "0123456789abcdef";
+	unsigned char digest[EVP_MAX_MD_SIZE], *buf = NULL;
+	EVP_MD_CTX *ctx = NULL;
+	unsigned int dlen = 0, i;
 	uint64_t total = 0;
 	ssize_t n;
 	int fd, rc = -1;
@@ -172,12 +175,12 @@ qimg_sha256(const char *path, char out[QIMG_SHA256_HEX + 1], uint64_t *bytes,
 		snprintf(err, errsz, "cannot read %s: %s", path, strerror(errno));
 		return -1;
 	}
-	if ((buf = malloc(1 << 20)) == NULL) {
-		snprintf(err, errsz, "out of memory");
+	if ((buf = malloc(1 << 20)) == NULL || (ctx = EVP_MD_CTX_new()) == NULL ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+		snprintf(err, errsz, "cannot start a checksum");
 		goto cleanup;
 	}
 	(void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-	crypto_hash_sha256_init(&st);
 	while ((n = read(fd, buf, 1 << 20)) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
@@ -186,15 +189,27 @@ qimg_sha256(const char *path, char out[QIMG_SHA256_HEX + 1], uint64_t *bytes,
 			    strerror(errno));
 			goto cleanup;
 		}
-		crypto_hash_sha256_update(&st, buf, (unsigned long long)n);
+		if (EVP_DigestUpdate(ctx, buf, (size_t)n) != 1) {
+			snprintf(err, errsz, "checksum failed");
+			goto cleanup;
+		}
 		total += (uint64_t)n;
 	}
-	crypto_hash_sha256_final(&st, digest);
-	sodium_bin2hex(out, QIMG_SHA256_HEX + 1, digest, sizeof(digest));
+	if (EVP_DigestFinal_ex(ctx, digest, &dlen) != 1 || dlen * 2 >
+	    QIMG_SHA256_HEX) {
+		snprintf(err, errsz, "checksum failed");
+		goto cleanup;
+	}
+	for (i = 0; i < dlen; i++) {
+		out[2 * i] = hex[digest[i] >> 4];
+		out[2 * i + 1] = hex[digest[i] & 15];
+	}
+	out[2 * dlen] = '\0';
 	if (bytes)
 		*bytes = total;
 	rc = 0;
 cleanup:
+	EVP_MD_CTX_free(ctx);
 	free(buf);
 	close(fd);
 	return rc;
