@@ -213,5 +213,10 @@ json_t	*agent_info(void);
  * cluster CA (asked for with the token on first start) and the TLS
  * settings for its server in *hc (zeroed otherwise); 0 or -1 (refused). */
 int	 agent_tls_setup(struct httpd_config *hc);
+/* With certificates: the next migration of this QEMU goes over TLS
+ * (peer: the destination's address when sending, NULL when receiving). */
+struct qmp;
+int	 agent_tls_migration(struct qmp *q, const char *peer, char *err,
+	    size_t errsz);
 
 #endif

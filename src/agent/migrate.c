@@ -94,6 +94,7 @@ mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,
 	snprintf(uri, sizeof(uri), "tcp:%s:%d", agent_cfg.migration_addr, port);
 	args = json_pack("{s:s}", "uri", uri);
 	if (mig_caps(vm, 0, err, errsz) < 0 ||
+	    agent_tls_migration(vm->qmp, NULL, err, errsz) < 0 ||
 	    qmp_command(vm->qmp, "migrate-incoming", args, 10000, NULL, err,
 	    errsz) < 0)
 		goto fail;
@@ -114,6 +115,25 @@ cleanup:
 	json_decref(res);
 	vmhost_put(vm);
 	return rc;
+}
+
+/* The destination's address from "tcp:HOST:PORT": its certificate must
+ * name it when the cluster has certificates. */
+static int
+mig_tls(struct avm *vm, const char *uri, char *err, size_t errsz)
+{
+	char host[128];
+	const char *h = uri + 4, *colon = strrchr(h, ':');
+
+	if (colon == NULL || (size_t)(colon - h) >= sizeof(host)) {
+		snprintf(err, errsz, "uri must be tcp:HOST:PORT");
+		return -1;
+	}
+	if (h[0] == '[')
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - h) - 2, h + 1);
+	else
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
+	return agent_tls_migration(vm->qmp, host, err, errsz);
 }
 
 int
@@ -146,7 +166,8 @@ mig_start(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 	    "max-bandwidth", bw ? bw * 1024 * 1024 : (json_int_t)1 << 40);
 	if (mig_caps(vm, !json_is_false(json_object_get(p, "auto_converge")),
 	    err, errsz) < 0 || qmp_command(vm->qmp, "migrate-set-parameters",
-	    args, 5000, NULL, err, errsz) < 0)
+	    args, 5000, NULL, err, errsz) < 0 ||
+	    mig_tls(vm, uri, err, errsz) < 0)
 		goto cleanup;
 	json_decref(args);
 	args = json_pack("{s:s}", "uri", uri);

@@ -224,26 +224,53 @@ cleanup:
 	return rc;
 }
 
-/* "IP:a.b.c.d" or "DNS:name" for san; -1 when it is neither. */
+/* One "IP:a.b.c.d" or "DNS:name" entry appended to out. */
+static int
+pki_san_one(const char *v, size_t n, char *out, size_t outsz)
+{
+	unsigned char buf[16];
+	char one[256];
+	size_t used = strlen(out);
+
+	if (n == 0 || n >= sizeof(one))
+		return -1;
+	memcpy(one, v, n);
+	one[n] = '\0';
+	if (inet_pton(AF_INET, one, buf) == 1 ||
+	    inet_pton(AF_INET6, one, buf) == 1)
+		return util_fmt(out + used, outsz - used, "%sIP:%s",
+		    used ? "," : "", one);
+	if (strspn(one, "abcdefghijklmnopqrstuvwxyz"
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != n)
+		return -1;
+	return util_fmt(out + used, outsz - used, "%sDNS:%s", used ? "," : "",
+	    one);
+}
+
+/* "a,b": addresses or DNS names, at most 8; -1 on anything else. */
 static int
 pki_san(const char *san, char *out, size_t outsz)
 {
-	unsigned char buf[16];
+	const char *p = san;
+	size_t n;
+	int count = 0;
 
-	if (inet_pton(AF_INET, san, buf) == 1 ||
-	    inet_pton(AF_INET6, san, buf) == 1)
-		return util_fmt(out, outsz, "IP:%s", san);
-	if (san[0] == '\0' || strspn(san, "abcdefghijklmnopqrstuvwxyz"
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-") != strlen(san))
-		return -1;
-	return util_fmt(out, outsz, "DNS:%s", san);
+	out[0] = '\0';
+	for (;;) {
+		n = strcspn(p, ",");
+		if (++count > 8 || pki_san_one(p, n, out, outsz) < 0)
+			return -1;
+		if (p[n] == '\0')
+			return 0;
+		p += n + 1;
+	}
 }
 
 char *
 pki_sign(const char *dir, const char *csr_pem, const char *cn,
     const char *san, int days, char *err, size_t errsz)
 {
-	char kp[4096], cp[4096], sanval[300];
+	char kp[4096], cp[4096], sanval[2400];
 	EVP_PKEY *cakey = NULL, *pub = NULL;
 	X509 *ca = NULL, *c = NULL;
 	X509_REQ *req = NULL;

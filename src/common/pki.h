@@ -15,8 +15,9 @@ char	*pki_csr(const char *keypath, const char *cn, char *err, size_t errsz);
 /* dir/ca.key and dir/ca.pem (10 years) unless both exist; 0 or -1. */
 int	 pki_ca_ensure(const char *dir, char *err, size_t errsz);
 /* Signs the public key of csr_pem with the CA in dir. The subject is
- * CN=cn whatever the request says; san (IP address or DNS name, may be
- * NULL) becomes the subjectAltName; usable for TLS servers and clients.
+ * CN=cn whatever the request says; san ("ADDR[,ADDR...]": IP addresses
+ * or DNS names, at most 8; may be NULL) becomes the subjectAltName; usable
+ * for TLS servers and clients.
  * PEM, malloc'd, or NULL with err. */
 char	*pki_sign(const char *dir, const char *csr_pem, const char *cn,
 	    const char *san, int days, char *err, size_t errsz);

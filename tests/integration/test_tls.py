@@ -153,7 +153,8 @@ def test_agent_joins_with_mutual_tls(tls_cluster, guest):
     url = agent_url(cl, "h1")
     assert url.startswith("https://127.0.0.1:"), url
     adir = os.path.join(cl.base, "a-h1", "pki")
-    assert sorted(os.listdir(adir)) == ["agent.key", "agent.pem", "ca.pem"]
+    assert sorted(os.listdir(adir)) == ["agent.key", "agent.pem", "ca.pem",
+                                        "qemu"]
     assert os.stat(os.path.join(adir, "agent.key")).st_mode & 0o077 == 0
     # The manager drives the agent over mutual TLS: define, start, stop.
     cl.cli("vm", "create", "m1", "--cpus", "1", "--memory", "128",
@@ -263,3 +264,30 @@ def test_reports_need_the_hosts_own_certificate(tls_cluster):
     shutil.copy(os.path.join(cl.certdir, "evil.pem"), work)
     shutil.copy(os.path.join(cl.certdir, "evil.key"), work)
     assert report("evil") in ("000", "")
+
+
+def test_migration_stream_over_tls(tls_cluster, guest):
+    """Both agents hold cluster certificates: QEMU migrates with its
+    tls-creds-x509 objects, each side checking the other's certificate."""
+    cl = tls_cluster
+    for h in ("h1", "h2"):
+        if cl.agents.get(h) is None or not cl.agents[h].running():
+            start_tls_agent(cl, h, cl.token_file)
+    cl.cli("vm", "create", "mg", "--cpus", "1", "--memory", "128",
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", "console=ttyS0", "--host", "h1")
+    cl.cli("vm", "start", "mg", "--host", "h1")
+    cl.wait_serial("mg", "init reached", timeout=60)
+    res = cl.cli("vm", "migrate", "mg", "--to", "h2", json=True)
+    assert res["state"] == "succeeded", res
+    vm = cl.wait_state("mg", "running")
+    assert vm["host"] == "h2"
+    assert "migration stream over TLS (127.0.0.1)" in \
+        cl.agents["h1"].log_tail(200)
+    assert "migration stream over TLS (incoming)" in \
+        cl.agents["h2"].log_tail(200)
+    rc, out, err = cl.cli("vm", "console", "mg", check=False,
+                          input="echo moved-$((20+22))\r", timeout=30)
+    assert rc == 0 and "moved-42" in out, (out, err)
+    cl.cli("vm", "stop", "mg", "--force")
+    cl.cli("vm", "delete", "mg")
