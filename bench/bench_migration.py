@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Migration benchmark: `vm migrate` of idle 256 MiB and 1 GiB guests and
+of a busy guest between two agents over loopback, side by side with a raw
+QEMU-to-QEMU migration of the same guest (the floor: no cvirt at all).
+Downtime and total time are QEMU's own figures; migration_total_ms is the
+`cvirt vm migrate` command end to end. Prints one JSON object (bench/run).
+
+env: CVIRT_BIN, BENCH_MIG_RUNS (default 5).
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import cvirt  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_MIG_RUNS", "5"))
+KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
+INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+
+
+def log(msg):
+    print("bench_migration: " + msg, file=sys.stderr, flush=True)
+
+
+def figure(samples, unit, peer=None, peer_name=None, target=None):
+    f = {"value": round(statistics.median(samples), 3),
+         "min": round(min(samples), 3), "max": round(max(samples), 3),
+         "runs": len(samples), "unit": unit}
+    if peer is not None:
+        f["peer"] = round(peer, 3)
+        f["peer_name"] = peer_name
+        f["ratio"] = round(f["value"] / peer, 3) if peer else None
+    if target:
+        f["target"] = target
+    return f
+
+
+class Qmp:
+    """Just enough QMP for the raw floor."""
+
+    def __init__(self, path):
+        for _ in range(200):
+            try:
+                self.s = socket.socket(socket.AF_UNIX)
+                self.s.connect(path)
+                break
+            except OSError:
+                time.sleep(0.02)
+        self.f = self.s.makefile("rw")
+        self.f.readline()
+        self.cmd("qmp_capabilities")
+
+    def cmd(self, name, **args):
+        self.f.write(json.dumps({"execute": name, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            m = json.loads(self.f.readline())
+            if "return" in m or "error" in m:
+                return m.get("return", m.get("error"))
+
+
+def raw_qemu(tmp, mem, incoming=None, extra=""):
+    name = "dst" if incoming else "src"
+    sock = os.path.join(tmp, name + ".qmp")
+    argv = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max",
+            "-m", str(mem), "-nodefaults", "-display", "none", "-serial",
+            "file:" + os.path.join(tmp, name + ".serial"), "-qmp",
+            "unix:%s,server=on,wait=off" % sock, "-kernel", KERNEL,
+            "-initrd", INITRD, "-append", "console=ttyS0 " + extra]
+    if incoming:
+        argv += ["-incoming", incoming]
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL), sock
+
+
+def raw_floor(mem, extra=""):
+    """One raw migration of a booted guest: (downtime_ms, total_ms)."""
+    with tempfile.TemporaryDirectory(prefix="bench-mig.") as tmp:
+        src, ssock = raw_qemu(tmp, mem, extra=extra)
+        try:
+            cvirt.wait_for(lambda: "init reached" in open(
+                os.path.join(tmp, "src.serial"), errors="replace").read(), 60,
+                "raw guest boot")
+            time.sleep(2 if "memhog" in extra else 0.5)
+            port = cvirt.free_port()
+            dst, dsock = raw_qemu(tmp, mem, "tcp:127.0.0.1:%d" % port, extra)
+            try:
+                q = Qmp(ssock)
+                Qmp(dsock)
+                q.cmd("migrate-set-capabilities", capabilities=[
+                    {"capability": "auto-converge", "state": True}])
+                q.cmd("migrate-set-parameters", **{"downtime-limit": 10})
+                q.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
+                while True:
+                    st = q.cmd("query-migrate")
+                    if st.get("status") in ("completed", "failed",
+                                            "cancelled"):
+                        break
+                    time.sleep(0.01)
+                return st.get("downtime", 0), st.get("total-time", 0)
+            finally:
+                dst.kill()
+                dst.wait()
+        finally:
+            src.kill()
+            src.wait()
+
+
+def cvirt_runs(cl, name, mem, extra):
+    cl.cli("vm", "create", name, "--cpus", 1, "--memory", mem, "--kernel",
+           KERNEL, "--initrd", INITRD, "--cmdline", "console=ttyS0 " + extra)
+    cl.cli("vm", "start", name, "--host", "h1")
+    cl.wait_serial(name, "cvirt-guest: boot-id", 60)
+    time.sleep(2 if "memhog" in extra else 0.5)
+    down, total, e2e = [], [], []
+    for i in range(RUNS):
+        to = "h2" if i % 2 == 0 else "h1"
+        t0 = time.monotonic()
+        task = cl.cli("vm", "migrate", name, "--to", to, json=True,
+                      timeout=300)
+        e2e.append((time.monotonic() - t0) * 1000)
+        down.append(task["result"]["downtime_ms"])
+        total.append(task["result"]["total_ms"])
+        log("%s run %d: downtime %s ms, total %s ms, end to end %.0f ms" % (
+            name, i, down[-1], total[-1], e2e[-1]))
+    cl.cli("vm", "delete", name, "--force")
+    return down, total, e2e
+
+
+def main():
+    out = {}
+    cl = cvirt.Cluster()
+    try:
+        cl.start(hosts=("h1", "h2"))
+        cases = (("256mib", 256, ""), ("", 1024, ""),
+                 ("busy", 512, "cvirt.memhog=1"))
+        for suffix, mem, extra in cases:
+            tag = ("_" + suffix) if suffix else ""
+            down, total, e2e = cvirt_runs(cl, "bm" + (suffix or "1g"), mem,
+                                          extra)
+            floors = [raw_floor(mem, extra) for _ in range(3)]
+            fd = statistics.median(f[0] for f in floors)
+            ft = statistics.median(f[1] for f in floors)
+            log("raw QEMU %s: downtime %s ms, total %s ms" % (
+                suffix or "1g", fd, ft))
+            out["migration_downtime_ms" + tag] = figure(
+                down, "ms", fd, "raw QEMU migrate", "<= 10 ms")
+            out["migration_qemu_total_ms" + tag] = figure(
+                total, "ms", ft, "raw QEMU migrate")
+            out["migration_total_ms" + tag] = figure(
+                e2e, "ms", ft, "raw QEMU migrate (QEMU total)",
+                "<= 1000 ms" if not suffix else None)
+        out["migration_virsh_note"] = ("virsh migrate needs two libvirt "
+                                       "hosts; not run on this machine")
+    finally:
+        cl.stop()
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
