@@ -266,8 +266,9 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	snprintf(r.remote, sizeof(r.remote), "%s", ri->remote_addr);
 	/* Behind TLS: the real client and its certificate, and nobody may
 	 * reach the loopback listener around it. */
-	if (h->tls && tls_front_peer(h->tls, ri->remote_port, r.remote,
-	    sizeof(r.remote), r.peer_cn, sizeof(r.peer_cn)) < 0) {
+	if (h->tls && (strcmp(ri->remote_addr, "127.0.0.1") != 0 ||
+	    tls_front_peer(h->tls, ri->remote_port, r.remote,
+	    sizeof(r.remote), r.peer_cn, sizeof(r.peer_cn)) < 0)) {
 		httpd_reply_error(&r, 400, "this server speaks HTTPS only");
 		goto done;
 	}

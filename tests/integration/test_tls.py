@@ -57,7 +57,8 @@ class TlsCluster(cvirt.Cluster):
             [self.bin, "manager", "--data", self.mdir,
              "--listen", "127.0.0.1:%d" % self.port,
              "--tls-cert", os.path.join(self.certdir, "server.pem"),
-             "--tls-key", os.path.join(self.certdir, "server.key")],
+             "--tls-key", os.path.join(self.certdir, "server.key")]
+            + self.db_args(),
             os.path.join(self.logdir, "manager.log"), self.env)
         self.manager.start()
         cvirt.wait_for(lambda: self._alive(self.manager) and
