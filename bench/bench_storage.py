@@ -217,19 +217,20 @@ def main():
         med = statistics.median
         out["backup_mibs"] = figure(
             [mib / s for s in bk], "MiB/s", round(mib / med(cv), 1),
-            "qemu-img convert -t writeback")
+            "qemu-img convert -t writeback",
+            ratio=round(med(cv) / med(bk), 3))
         ratio = round(med(cv) / med(bk), 3)
         out["backup_throughput_ratio_vs_qemu_img"] = {
-            "value": ratio, "ratio": ratio, "target": ">= 0.9",
+            "value": ratio, "target": ">= 0.9",
             "peer_name": "convert with the output flushed, as a finished "
             "backup is"}
         ratio = round(med(cvu) / med(cp), 3)
         out["backup_copy_ratio_vs_qemu_img_noflush"] = {
-            "value": ratio, "ratio": ratio, "peer_name": "the block job's "
+            "value": ratio, "peer_name": "the block job's "
             "copy alone (no sync, no checksum) against unflushed convert"}
         ratio = round(med(cvu) / med(bk), 3)
         out["backup_throughput_ratio_vs_qemu_img_noflush"] = {
-            "value": ratio, "ratio": ratio, "peer_name": "convert with its "
+            "value": ratio, "peer_name": "convert with its "
             "default unsafe cache (nothing flushed)"}
         print(json.dumps(out))
     finally:

@@ -208,8 +208,9 @@ def test_backup_out_of_space_fails_cleanly(st):
     kept = st.cli("backup", "list", "w", json=True)
     assert [b["id"] for b in kept] == [task["result"]["id"]], \
         "--keep 1 keeps only the newest backup"
-    assert not os.path.exists(os.path.join(st.bk, "backups",
-                                           st.facts["backup"]))
+    if "backup" in st.facts:
+        assert not os.path.exists(os.path.join(st.bk, "backups",
+                                               st.facts["backup"]))
     st.facts["backup"] = task["result"]["id"]
 
 
@@ -347,3 +348,60 @@ def test_images_templates_and_clones(st, tmp_path):
     assert read_tick(lp) == 4242 and read_tick(fp) == 4242
     for n in ("lc", "fc"):
         st.cli("vm", "delete", n)
+
+
+def test_snapshot_out_of_space_leaves_vm_and_chain(st, guest):
+    if st.small is None:
+        pytest.skip("needs root to mount a small tmpfs")
+    st.cli("vm", "create", "ws", "--cpus", 1, "--memory", 128, "--disk", 16,
+           "--storage", "small", "--kernel", guest.kernel, "--initrd",
+           guest.initrd, "--cmdline", "console=ttyS0")
+    st.cli("vm", "start", "ws")
+    st.wait_serial("ws", "cvirt-guest: init reached", 60)
+    uuid = st.vm("ws")["uuid"]
+    vdir = os.path.join(st.small, "vms", uuid)
+    files = sorted(os.listdir(vdir))
+    disks = st.vm("ws")["disks"]
+    filler = os.path.join(st.small, "filler")
+    subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=1M",
+                    "count=100"], capture_output=True)
+    try:
+        rc, _, err = st.cli("snapshot", "create", "ws", "full1", check=False)
+        assert rc == 1 and "No space left on device" in err, (rc, err)
+        assert st.vm("ws")["state"] == "running"
+        assert st.vm("ws")["disks"] == disks, "the chain did not change"
+        assert sorted(os.listdir(vdir)) == files, "no overlay left behind"
+        assert st.cli("snapshot", "list", "ws", json=True) == []
+    finally:
+        os.unlink(filler)
+    st.cli("snapshot", "create", "ws", "full1")
+    assert st.vm("ws")["disks"][0]["file"] != disks[0]["file"]
+    st.cli("vm", "delete", "ws", "--force")
+
+
+def test_missing_and_read_only_domains_are_reported_per_host(
+        make_cluster, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a read-only tmpfs")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1M,ro", "tmpfs",
+                    str(ro)], check=True)
+    try:
+        cl = make_cluster(agent_extra={"h1": [
+            "--storage", "ro=" + str(ro),
+            "--storage", "gone=" + str(ro / "nosuch")]})
+        doms = {d["name"]: d for d in cl.cli("storage", "list", json=True)}
+        assert doms["local"]["hosts"][0]["ok"] is True
+        for n, text in (("ro", "not writable"), ("gone", "missing")):
+            h = doms[n]["hosts"][0]
+            assert h["host"] == "h1" and h["ok"] is False, doms[n]
+            assert text in h["error"], h
+        rc, _, err = cl.cli("vm", "create", "x", "--cpus", 1, "--memory", 64,
+                            "--disk", 1, "--storage", "ro", check=False)
+        assert rc == 1 and "storage ro" in err, err
+        assert cl.vm_names() == []
+        out = cl.cli("storage", "list")[1]
+        assert "h1 (not ok)" in out or "(not ok)" in out, out
+    finally:
+        subprocess.run(["umount", "-l", str(ro)], check=False)
