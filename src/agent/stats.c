@@ -25,6 +25,34 @@ stats_field(const char *text, const char *key)
 	return -1;
 }
 
+/* Bytes read and written by whole disks (those in /sys/block, not
+ * partitions; loop and ram devices left out). */
+static void
+stats_disks(json_t *o)
+{
+	char *ds = util_read_file("/proc/diskstats", 1 << 20, NULL);
+	char *line, *save = NULL, name[64], path[128];
+	unsigned long long rd, wr, rd_total = 0, wr_total = 0;
+
+	if (ds == NULL)
+		return;
+	for (line = strtok_r(ds, "\n", &save); line;
+	    line = strtok_r(NULL, "\n", &save)) {
+		/* major minor name reads merged sectors ms writes merged sectors */
+		if (sscanf(line, " %*u %*u %63s %*u %*u %llu %*u %*u %*u %llu",
+		    name, &rd, &wr) != 3 || strncmp(name, "loop", 4) == 0 ||
+		    strncmp(name, "ram", 3) == 0 ||
+		    util_fmt(path, sizeof(path), "/sys/block/%s", name) < 0 ||
+		    access(path, F_OK) != 0)
+			continue;
+		rd_total += rd * 512;
+		wr_total += wr * 512;
+	}
+	json_object_set_new(o, "disk_read_bytes", json_integer((json_int_t)rd_total));
+	json_object_set_new(o, "disk_write_bytes", json_integer((json_int_t)wr_total));
+	free(ds);
+}
+
 static json_t *
 stats_host(void)
 {
@@ -59,6 +87,7 @@ stats_host(void)
 	}
 	json_object_set_new(o, "net_rx_bytes", json_integer((json_int_t)rx));
 	json_object_set_new(o, "net_tx_bytes", json_integer((json_int_t)tx));
+	stats_disks(o);
 	free(stat);
 	free(mem);
 	free(net);

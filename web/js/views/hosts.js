@@ -57,10 +57,10 @@ export function hostView(name) {
       ['CPUs', host.cpus], ['Memory', mib(host.memory_mib)], ['Agent', host.url], ['Version', host.version || '—'],
       ['Last seen', ago(host.last_seen)]].map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]));
     replace(storage, table(['Domain', 'Path', 'Usable'], (host.storage || []).map((d) =>
-      h('tr', {}, h('td', {}, d.name), h('td', {}, d.path), h('td', {}, d.ok ? 'yes' : 'no')))), 'No storage.');
+      h('tr', {}, h('td', {}, d.name), h('td', {}, d.path), h('td', {}, d.ok ? 'yes' : 'no'))), 'No storage.'));
     replace(vms, table(['Name', 'State', 'CPUs', 'Memory'], s.vms.filter((v) => v.host === name).map((v) =>
       h('tr', {}, h('td', {}, link('#/vms/' + v.name, v.name)), h('td', {}, badge(v.state)),
-        h('td', {}, v.cpus), h('td', {}, mib(v.memory_mib))))), 'No VMs run here.');
+        h('td', {}, v.cpus), h('td', {}, mib(v.memory_mib)))), 'No VMs run here.'));
     charts.push(s.stats.hosts[name]);
   }
   return { el, update };

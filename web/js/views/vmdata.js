@@ -71,34 +71,43 @@ export function backupsPanel(vm) {
   const list = h('div');
   const create = h('button', { class: 'primary', id: 'backup-create' }, 'Back up now');
   const el = h('div', {}, h('div', { class: 'toolbar' }, create), list);
-  const base = '/vms/' + enc(vm) + '/backups';
   async function refresh() {
-    if (!has('GET', '/vms/{}/backups') && !has('POST', '/vms/{}/backups')) {
+    if (!has('GET', '/backups') || !has('POST', '/vms/{}/backups')) {
       create.hidden = true;
       replace(list, h('p', { class: 'empty' }, 'This manager does not offer backups.'));
       return;
     }
-    if (!has('GET', '/vms/{}/backups')) {
-      replace(list, h('p', { class: 'empty' }, 'Backups are taken as tasks; see the task list.'));
-      return;
-    }
     try {
-      const items = await api('GET', base);
-      replace(list, table(['Backup', 'Created', 'Size', 'Actions'], items.map((b) => h('tr', { dataset: { backup: b.id || b.name } },
-        h('td', {}, b.name || b.id), h('td', {}, when(b.created)), h('td', {}, b.size_bytes ? mib(b.size_bytes / 1048576) : '—'),
-        h('td', { class: 'actions' }, h('button', { onclick: () => restore(b) }, 'Restore')))), 'No backups yet.'));
+      const items = await api('GET', '/backups?vm=' + enc(vm));
+      replace(list, table(['Backup', 'State', 'Created', 'Storage', 'Size', 'Actions'], items.map((b) => h('tr', { dataset: { backup: b.id } },
+        h('td', {}, b.id), h('td', {}, b.state), h('td', {}, when(b.created)), h('td', {}, b.storage),
+        h('td', {}, b.size_bytes ? mib(b.size_bytes / 1048576) : '—'),
+        h('td', { class: 'actions' },
+          h('button', { onclick: () => restore(b), disabled: b.state !== 'ok' }, 'Restore as new VM'),
+          h('button', { onclick: () => run('verify ' + b.id, 'POST', '/backups/' + enc(b.id) + '/verify', {}), disabled: b.state !== 'ok' }, 'Verify'),
+          h('button', { class: 'danger', onclick: () => remove(b) }, 'Delete')))), 'No backups yet.'));
     } catch (e) {
       replace(list, h('p', { class: 'error' }, e.message));
     }
   }
   async function restore(b) {
-    const id = b.id || b.name;
-    const r = await dialog('Restore ' + vm + ' from ' + id + '?', [h('p', {}, 'The VM\'s disks are replaced with this backup. The VM must be stopped.')],
-      [['ok', 'Restore', 'danger'], ['cancel', 'Cancel']]);
-    if (r) run('restore ' + id, 'POST', base + '/' + enc(id) + '/restore', {});
+    const input = h('input', { name: 'name', id: 'restore-name', autocomplete: 'off', value: vm + '-restored' });
+    const err = h('p', { class: 'field-error', id: 'restore-name-error' });
+    const r = await dialog('Restore backup ' + b.id, [h('p', {}, 'The backup becomes a new, stopped VM (a full copy of its disks).'),
+      h('label', { for: 'restore-name' }, 'New VM name'), input, err], [['ok', 'Restore', 'primary'], ['cancel', 'Cancel']], (f) => {
+      const v = f.name.value;
+      err.textContent = NAME_RE.test(v) ? '' : 'Letters, digits, ".", "_" and "-", starting with a letter or digit (at most 63).';
+      return NAME_RE.test(v) ? '' : 'bad';
+    });
+    if (r) run('restore ' + b.id, 'POST', '/backups/' + enc(b.id) + '/restore', { name: r.data.get('name') });
+  }
+  async function remove(b) {
+    const r = await dialog('Delete backup ' + b.id + '?', [h('p', {}, 'Its files are removed from storage.')],
+      [['ok', 'Delete', 'danger'], ['cancel', 'Cancel']]);
+    if (r && await run('delete backup ' + b.id, 'DELETE', '/backups/' + enc(b.id))) setTimeout(refresh, 1000);
   }
   create.addEventListener('click', async () => {
-    if (await run('backup of ' + vm, 'POST', base, {})) setTimeout(refresh, 1000);
+    if (await run('backup of ' + vm, 'POST', '/vms/' + enc(vm) + '/backups', {})) setTimeout(refresh, 1000);
   });
   return { el, refresh };
 }
