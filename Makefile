@@ -64,6 +64,34 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 
 fuzz: $(FUZZ_BINS)
 
+# `make install DESTDIR=... PREFIX=/usr`: the binary, systemd units, config
+# files, bash completion, docs and (when built) the web UI.
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= /etc
+install: $(BUILD)/cvirt
+	install -D -m 0755 $(BUILD)/cvirt $(DESTDIR)$(PREFIX)/bin/cvirt
+	for u in cvirt-manager cvirt-agent; do \
+		sed 's|/usr/bin/cvirt|$(PREFIX)/bin/cvirt|; s|/etc/cvirt|$(SYSCONFDIR)/cvirt|' \
+		    packaging/$$u.service >$(BUILD)/$$u.service && \
+		install -D -m 0644 $(BUILD)/$$u.service \
+		    $(DESTDIR)$(PREFIX)/lib/systemd/system/$$u.service || exit 1; \
+	done
+	install -D -m 0640 packaging/manager.conf $(DESTDIR)$(SYSCONFDIR)/cvirt/manager.conf
+	install -D -m 0640 packaging/agent.conf $(DESTDIR)$(SYSCONFDIR)/cvirt/agent.conf
+	install -D -m 0644 packaging/cvirt.bash-completion \
+	    $(DESTDIR)$(PREFIX)/share/bash-completion/completions/cvirt
+	for d in README.md docs/*.md; do \
+		install -D -m 0644 $$d $(DESTDIR)$(PREFIX)/share/doc/cvirt/$$(basename $$d) || exit 1; \
+	done
+	if [ -f $(BUILD)/web/index.html ]; then \
+		mkdir -p $(DESTDIR)$(PREFIX)/share/cvirt && \
+		cp -R $(BUILD)/web $(DESTDIR)$(PREFIX)/share/cvirt/; \
+	fi
+
+# dist/cvirt_VERSION_ARCH.deb (scripts/build-deb).
+deb:
+	scripts/build-deb dist
+
 # The README's test command: installs dependencies, builds, runs every layer.
 test check:
 	tests/run

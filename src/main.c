@@ -7,6 +7,7 @@
 #include "common/httpc.h"
 #include "common/log.h"
 #include "manager/manager.h"
+#include "sim/sim.h"
 #include "version.h"
 
 struct role {
@@ -18,6 +19,7 @@ struct role {
 static const struct role roles[] = {
 	{ "agent",	agent_main },
 	{ "manager",	manager_main },
+	{ "sim",	sim_main },
 	{ "up",		up_main },
 };
 

@@ -10,6 +10,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_int.h"
+#include "common/config.h"
 #include "common/httpc.h"
 #include "common/httpd.h"
 #include "common/log.h"
@@ -21,6 +22,7 @@ struct agent_cfg agent_cfg;
 static const char agent_usage[] =
     "usage: cvirt agent --data DIR --manager URL[,URL...] --token-file FILE --name NAME\n"
     "                   --listen HOST:PORT --storage NAME=PATH [--storage ...]\n"
+    "                   [--config FILE (default /etc/cvirt/agent.conf)]\n"
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
     "                   [--memory MIB] [--migration-address IP]\n"
     "                   [--ca-file FILE]\n";
@@ -183,7 +185,8 @@ agent_main(int argc, char **argv)
 	sigset_t set;
 	int sig, rc = 1;
 
-	if (agent_parse(argc, argv) < 0)
+	if (config_args("agent", &argc, &argv) < 0 ||
+	    agent_parse(argc, argv) < 0)
 		return 2;
 	if (util_fmt(agent_cfg.url, sizeof(agent_cfg.url), "http://%s",
 	    agent_cfg.listen) < 0)

@@ -188,6 +188,15 @@ report_send(const char *key)
 	}
 	vmhost_exits_ack(exits);
 	report_apply_reply(resp.json);
+	/* A large cluster asks its hosts to report less often. */
+	if (json_is_integer(json_object_get(resp.json, "heartbeat_interval_ms"))) {
+		json_int_t iv = json_integer_value(json_object_get(resp.json,
+		    "heartbeat_interval_ms"));
+		pthread_mutex_lock(&report_lock);
+		if (iv >= 100 && iv <= 60000)
+			report_interval_ms = iv;
+		pthread_mutex_unlock(&report_lock);
+	}
 	rc = 0;
 cleanup:
 	httpc_resp_free(&resp);

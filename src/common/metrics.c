@@ -31,6 +31,8 @@ static const struct {
 	[METRICS_TASK] = { "cvirt_task_duration_seconds",
 	    "Time from submission to the end of a task, by kind.", "kind",
 	    "result" },
+	[METRICS_SCHED] = { "cvirt_placement_duration_seconds",
+	    "Time to choose a host for a VM.", "result", NULL },
 };
 
 static struct metrics_series metrics_tab[METRICS_NFAMILIES][METRICS_SERIES];
@@ -122,7 +124,7 @@ metrics_escape(const char *in, char *out, size_t outsz)
 static void
 metrics_write_family(FILE *f, size_t fam)
 {
-	char a[2 * METRICS_LABEL], b[2 * METRICS_LABEL];
+	char a[2 * METRICS_LABEL], b[2 * METRICS_LABEL], lab[5 * METRICS_LABEL];
 	const char *n = metrics_fams[fam].name;
 	uint64_t cum;
 	size_t i, k;
@@ -134,19 +136,19 @@ metrics_write_family(FILE *f, size_t fam)
 
 		metrics_escape(s->l1, a, sizeof(a));
 		metrics_escape(s->l2, b, sizeof(b));
+		/* The labels of this series: k1="a" or k1="a",k2="b". */
+		snprintf(lab, sizeof(lab), metrics_fams[fam].k2 ?
+		    "%s=\"%s\",%s=\"%s\"" : "%s=\"%s\"", metrics_fams[fam].k1, a,
+		    metrics_fams[fam].k2, b);
 		for (cum = 0, k = 0; k < METRICS_NB; k++) {
 			cum += s->buckets[k];
-			fprintf(f, "%s_bucket{%s=\"%s\",%s=\"%s\",le=\"%g\"} %llu\n",
-			    n, metrics_fams[fam].k1, a, metrics_fams[fam].k2, b,
+			fprintf(f, "%s_bucket{%s,le=\"%g\"} %llu\n", n, lab,
 			    metrics_bounds[k], (unsigned long long)cum);
 		}
-		fprintf(f, "%s_bucket{%s=\"%s\",%s=\"%s\",le=\"+Inf\"} %llu\n",
-		    n, metrics_fams[fam].k1, a, metrics_fams[fam].k2, b,
+		fprintf(f, "%s_bucket{%s,le=\"+Inf\"} %llu\n", n, lab,
 		    (unsigned long long)s->count);
-		fprintf(f, "%s_sum{%s=\"%s\",%s=\"%s\"} %.6f\n", n,
-		    metrics_fams[fam].k1, a, metrics_fams[fam].k2, b, s->sum);
-		fprintf(f, "%s_count{%s=\"%s\",%s=\"%s\"} %llu\n", n,
-		    metrics_fams[fam].k1, a, metrics_fams[fam].k2, b,
+		fprintf(f, "%s_sum{%s} %.6f\n", n, lab, s->sum);
+		fprintf(f, "%s_count{%s} %llu\n", n, lab,
 		    (unsigned long long)s->count);
 	}
 }

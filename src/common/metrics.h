@@ -9,6 +9,7 @@
 enum metrics_family {
 	METRICS_HTTP,		/* labels: method, route; seconds */
 	METRICS_TASK,		/* labels: kind, result; seconds */
+	METRICS_SCHED,		/* labels: result, (unused); seconds */
 	METRICS_NFAMILIES
 };
 

@@ -45,20 +45,20 @@ cleanup:
 	json_decref(row);
 }
 
+/* row: the VM's inventory row (borrowed), NULL when unknown. */
 static void
-api_apply_running(const char *host, json_t *v, int64_t now, json_t *stop)
+api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
+    json_t *stop)
 {
 	static const char *const ok[] = { "running", "paused", "starting",
 	    "stopping", "failed", NULL };
-	json_t *row = db_row("SELECT * FROM vms WHERE uuid = ?", "s",
-	    JS(v, "uuid"));
 	const char *state = JS(v, "state");
 	int64_t pid = json_integer_value(json_object_get(v, "pid"));
 	size_t i;
 
 	if (row == NULL) {
 		log_debug("host %s runs unknown VM %s", host, JS(v, "uuid"));
-		goto cleanup;
+		return;
 	}
 	/* A paused source copy left after a migration that completed while
 	 * its agent was away: the VM runs elsewhere, end this copy. */
@@ -66,12 +66,12 @@ api_apply_running(const char *host, json_t *v, int64_t now, json_t *stop)
 	    strcmp(JS(row, "host"), host) != 0 &&
 	    strcmp(JS(row, "state"), "running") == 0) {
 		json_array_append_new(stop, json_string(JS(v, "uuid")));
-		goto cleanup;
+		return;
 	}
 	for (i = 0; state && ok[i] && strcmp(ok[i], state) != 0; i++)
 		;
 	if (state == NULL || ok[i] == NULL || !api_vm_settled(row, now))
-		goto cleanup;
+		return;
 	if (strcmp(JS(row, "state"), state) != 0 || JS(row, "host") == NULL ||
 	    strcmp(JS(row, "host"), host) != 0 ||
 	    json_integer_value(json_object_get(row, "pid")) != pid) {
@@ -81,28 +81,41 @@ api_apply_running(const char *host, json_t *v, int64_t now, json_t *stop)
 			    "vm %s on host %s: %s (was %s)", JS(row, "name"), host,
 			    state, JS(row, "state"));
 	}
-cleanup:
-	json_decref(row);
 }
 
-/* Apply one host's report: its VMs, its exits, and what it no longer runs. */
+/* The columns reconciliation reads (not the spec: reports are hot). */
+#define REPORT_COLS "SELECT uuid, name, state, host, pid, task_id, updated " \
+	"FROM vms "
+
+/* Apply one host's report: its VMs, its exits, and what it no longer runs.
+ * One query for the VMs the inventory places on the host; one more only
+ * per reported VM placed elsewhere; writes only for changes. */
 static void
 api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
 {
-	json_t *rows, *row, *v, *seen = json_object();
+	json_t *rows, *row, *v, *seen = json_object(), *byuuid = json_object();
 	int64_t now = util_wall_ms();
 	size_t i;
 
 	json_array_foreach(exits, i, v)
 		if (JS(v, "uuid"))
 			api_apply_exit(host, v, now);
+	rows = db_query(REPORT_COLS "WHERE host = ?", "s", host);
+	json_array_foreach(rows, i, row)
+		json_object_set(byuuid, JS(row, "uuid"), row);
 	json_array_foreach(vms, i, v) {
 		if (!JS(v, "uuid"))
 			continue;
 		json_object_set_new(seen, JS(v, "uuid"), json_true());
-		api_apply_running(host, v, now, stop);
+		if ((row = json_object_get(byuuid, JS(v, "uuid"))) != NULL) {
+			api_apply_running(host, v, row, now, stop);
+			continue;
+		}
+		row = db_row(REPORT_COLS "WHERE uuid = ?", "s", JS(v, "uuid"));
+		api_apply_running(host, v, row, now, stop);
+		json_decref(row);
 	}
-	rows = db_query("SELECT * FROM vms WHERE host = ?", "s", host);
+	json_decref(byuuid);
 	json_array_foreach(rows, i, row) {
 		if (json_object_get(seen, JS(row, "uuid")) ||
 		    !api_vm_settled(row, now))
@@ -176,7 +189,7 @@ api_agent_register(struct httpd_req *r)
 	    name, url, accel, old ? "" : ", new host");
 	db_commit();
 	httpd_reply_json(r, 200, json_pack("{s:s, s:I, s:O}", "agent_key", key,
-	    "heartbeat_interval_ms", (json_int_t)mgr_cfg.heartbeat_interval_ms,
+	    "heartbeat_interval_ms", (json_int_t)hb_interval_ms(),
 	    "stop", stop));
 cleanup:
 	free(infos);
@@ -213,8 +226,8 @@ api_agent_report(struct httpd_req *r)
 	json_decref(old);
 	stats_record(self, json_object_get(r->body, "stats"));
 	usage_record(self, json_object_get(r->body, "stats"));
-	return httpd_reply_json(r, 200, json_pack("{s:b, s:o}", "ok", 1, "stop",
-	    stop));
+	return httpd_reply_json(r, 200, json_pack("{s:b, s:o, s:I}", "ok", 1,
+	    "stop", stop, "heartbeat_interval_ms", (json_int_t)hb_interval_ms()));
 }
 
 const struct httpd_route api_agent_routes[] = {

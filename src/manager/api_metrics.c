@@ -61,6 +61,13 @@ api_metrics_manager(FILE *f)
 	    "(holds the leader lease), 0 on a standby.\n"
 	    "# TYPE cvirt_manager_leader gauge\ncvirt_manager_leader %d\n",
 	    ha_is_leader());
+	fprintf(f, "# HELP cvirt_heartbeat_interval_seconds How often agents "
+	    "are asked to report.\n# TYPE cvirt_heartbeat_interval_seconds "
+	    "gauge\ncvirt_heartbeat_interval_seconds %.3f\n"
+	    "# HELP cvirt_heartbeat_timeout_seconds Silence after which a host "
+	    "is down.\n# TYPE cvirt_heartbeat_timeout_seconds gauge\n"
+	    "cvirt_heartbeat_timeout_seconds %.3f\n",
+	    (double)hb_interval_ms() / 1000.0, (double)hb_timeout_ms() / 1000.0);
 	fprintf(f, "# HELP cvirt_manager_resident_memory_bytes Resident memory "
 	    "of the manager process.\n"
 	    "# TYPE cvirt_manager_resident_memory_bytes gauge\n"

@@ -137,7 +137,8 @@ ha_close(void)
 int
 ha_auth(struct httpd_req *r, int min_role)
 {
-	if (!atomic_load(&ha_leader)) {
+	/* Metrics stay readable so monitoring sees which manager leads. */
+	if (!atomic_load(&ha_leader) && strcmp(r->path, "/metrics") != 0) {
 		httpd_reply_error(r, 503, "this manager is a standby; ask the "
 		    "leader");
 		return 503;

@@ -47,7 +47,8 @@ host_json(json_t *row)
 static void
 hostmon_check(void)
 {
-	int64_t cutoff = util_wall_ms() - mgr_cfg.heartbeat_timeout_ms;
+	int64_t timeout = hb_timeout_ms();
+	int64_t cutoff = util_wall_ms() - timeout;
 	json_t *rows, *h;
 	size_t i;
 
@@ -62,7 +63,7 @@ hostmon_check(void)
 		    "state = 'up' AND last_seen < ?", "si", name, cutoff) == 1)
 			event_add("warning", "host.down", name, "host %s is down: "
 			    "no report for %lld ms (timeout %lld ms)", name,
-			    (long long)age, (long long)mgr_cfg.heartbeat_timeout_ms);
+			    (long long)age, (long long)timeout);
 	}
 	json_decref(rows);
 }

@@ -55,6 +55,11 @@ int	 ha_is_leader(void);
 /* The server's auth hook: 503 on a standby, else auth_check. */
 int	 ha_auth(struct httpd_req *r, int min_role);
 
+/* heartbeat.c: the report interval agents are told and the silence
+ * after which a host is down, both growing past 250 hosts per second. */
+int64_t	 hb_interval_ms(void);
+int64_t	 hb_timeout_ms(void);
+
 /* usage.c: latest usage counters per host/VM from agent reports */
 void	 usage_record(const char *host, json_t *stats);
 /* names: uuid -> VM name; VMs missing from it are skipped. */

@@ -5,6 +5,7 @@ URLs are refused.
 """
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -136,6 +137,8 @@ def test_ha_standby_takes_over(make_cluster, guest):
                  .get("role") == "standby", 20, "manager 2 as a standby")
         status, body = cl.http("GET", "/api/v1/vms")
         assert status == 503 and "standby" in body["error"]
+        status, text = cl.http("GET", "/metrics")
+        assert status == 200 and "cvirt_manager_leader 0" in text
         # Agents and the CLI know both managers.
         cl.url = url1 + "," + url2
         cl.start_agent("h1")
@@ -165,3 +168,47 @@ def test_ha_standby_takes_over(make_cluster, guest):
     finally:
         m2.stop()
         cl.url = url1
+
+
+def test_sim_hosts_and_vms_converge(make_cluster, tmp_path):
+    """`cvirt sim` (small here; bench/bench_scale.py runs 1,000 x 20):
+    simulated hosts register and report through the agent protocol, their
+    VMs are created and started through the API and stay running."""
+    cl = make_cluster(hosts=())
+    out = open(tmp_path / "sim.out", "w+")
+    err = open(tmp_path / "sim.log", "w")
+    sim = subprocess.Popen([cl.bin, "sim", "--manager", cl.url,
+                            "--token-file", cl.token_file, "--hosts", "20",
+                            "--vms-per-host", "3", "--listen",
+                            "127.0.0.1:%d" % free_port(), "--prefix", "s"],
+                           stdout=out, stderr=err)
+    try:
+        def converged():
+            assert sim.poll() is None, open(tmp_path / "sim.log").read()
+            out.seek(0)
+            return re.search(r"converged: 20 hosts up, 60 VMs running",
+                             out.read())
+        wait_for(converged, 90, "the simulated cluster to converge",
+                 interval=0.5)
+        hosts = cl.cli("host", "list", json=True)
+        assert sorted(h["name"] for h in hosts) == \
+            ["s-%05d" % i for i in range(20)]
+        assert all(h["state"] == "up" for h in hosts)
+        vms = cl.cli("vm", "list", json=True)
+        assert len(vms) == 60 and all(v["state"] == "running" for v in vms)
+        assert all(v["host"] == "s-%s" % v["name"][4:9] for v in vms)
+        # Operations reach the simulated host and stay put.
+        cl.cli("vm", "stop", "s-vm00007-001")
+        cl.cli("vm", "pause", "s-vm00003-002")
+        time.sleep(3)      # a few heartbeats
+        assert cl.vm("s-vm00007-001")["state"] == "stopped"
+        assert cl.vm("s-vm00003-002")["state"] == "paused"
+        cl.cli("vm", "start", "s-vm00007-001")
+        assert cl.vm("s-vm00007-001")["state"] == "running"
+        status, text = cl.http("GET", "/metrics")
+        fams = parse_metrics(text)
+        assert samples(fams, "cvirt_vm_cpu_seconds", vm="s-vm00010-000")
+        assert samples(fams, "cvirt_vms", state="running")[0].value == 59
+    finally:
+        sim.terminate()
+        assert sim.wait(20) == 0

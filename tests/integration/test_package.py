@@ -1,0 +1,137 @@
+"""Packaging: the .deb from scripts/build-deb holds the binary, units,
+config files, completion and docs with the right metadata; its units pass
+`systemd-analyze verify`; and the manager starts from the package's files
+exactly as the unit's ExecStart line runs it (config file included).
+"""
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import urllib.request
+
+import pytest
+
+from cvirt import REPO, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("dpkg-deb") is None,
+                                reason="dpkg-deb not installed")
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    p = subprocess.run([os.path.join(REPO, "scripts", "build-deb"),
+                        str(out)], capture_output=True, text=True,
+                       timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    path = p.stdout.strip().splitlines()[-1]
+    assert os.path.exists(path)
+    root = tmp_path_factory.mktemp("root")
+    subprocess.run(["dpkg-deb", "-x", path, str(root)], check=True)
+    return path, str(root)
+
+
+def test_deb_contents_and_metadata(deb):
+    path, _ = deb
+    files = subprocess.run(["dpkg-deb", "-c", path], check=True,
+                           capture_output=True, text=True).stdout
+    for f in ("./usr/bin/cvirt",
+              "./usr/lib/systemd/system/cvirt-manager.service",
+              "./usr/lib/systemd/system/cvirt-agent.service",
+              "./etc/cvirt/manager.conf", "./etc/cvirt/agent.conf",
+              "./usr/share/bash-completion/completions/cvirt",
+              "./usr/share/doc/cvirt/operations.md"):
+        assert re.search(r"\s%s$" % re.escape(f), files, re.M), f
+    assert re.search(r"^-rwxr-xr-x root/root .* \./usr/bin/cvirt$", files,
+                     re.M)
+    info = subprocess.run(["dpkg-deb", "-f", path, "Package", "Version",
+                           "Depends"], check=True, capture_output=True,
+                          text=True).stdout
+    assert "Package: cvirt" in info
+    for dep in ("libpq5", "libsqlite3-0", "libjansson4", "qemu-system-x86"):
+        assert dep in info, dep
+    conffiles = subprocess.run(["dpkg-deb", "-I", path, "conffiles"],
+                               check=True, capture_output=True,
+                               text=True).stdout.split()
+    assert conffiles == ["/etc/cvirt/manager.conf", "/etc/cvirt/agent.conf"]
+
+
+def unit_for_root(root, name, tmp_path):
+    """The packaged unit with paths moved under the extracted root."""
+    with open(os.path.join(root, "usr/lib/systemd/system", name)) as f:
+        text = f.read()
+    text = text.replace("/usr/bin/cvirt", root + "/usr/bin/cvirt")
+    out = tmp_path / name
+    out.write_text(text)
+    return str(out), text
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze not installed")
+def test_units_verify(deb, tmp_path):
+    _, root = deb
+    for name in ("cvirt-manager.service", "cvirt-agent.service"):
+        unit, _ = unit_for_root(root, name, tmp_path)
+        p = subprocess.run(["systemd-analyze", "verify", unit],
+                           capture_output=True, text=True)
+        errors = [line for line in p.stderr.splitlines()
+                  if name in line and "not found" not in line]
+        assert p.returncode == 0 and not errors, p.stderr
+
+
+def test_manager_starts_like_the_unit(deb, tmp_path):
+    _, root = deb
+    _, text = unit_for_root(root, "cvirt-manager.service", tmp_path)
+    argv = shlex.split(re.search(r"^ExecStart=(.*)$", text, re.M).group(1))
+    # The packaged config file, with this test's data dir and port.
+    conf = os.path.join(root, "etc/cvirt/manager.conf")
+    port = free_port()
+    with open(conf) as f:
+        body = f.read()
+    body = re.sub(r"^data = .*$", "data = %s" % (tmp_path / "data"), body,
+                  flags=re.M)
+    body = re.sub(r"^listen = .*$", "listen = 127.0.0.1:%d" % port, body,
+                  flags=re.M)
+    with open(conf, "w") as f:
+        f.write(body)
+    argv = [a.replace("/etc/cvirt", root + "/etc/cvirt") for a in argv]
+    assert argv[1:] == ["manager", "--config", conf]
+    log = open(tmp_path / "manager.log", "wb")
+    p = subprocess.Popen(argv, stdout=log, stderr=log)
+    try:
+        def health():
+            assert p.poll() is None, open(tmp_path / "manager.log").read()
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
+                                        % port, timeout=2) as r:
+                return r.status == 200
+        wait_for(health, 20, "the packaged manager to answer")
+        assert os.path.exists(tmp_path / "data" / "admin.token")
+        assert os.path.exists(tmp_path / "data" / "cvirt.db")
+    finally:
+        p.terminate()
+        assert p.wait(20) == 0
+    # A flag given after the config file wins over it.
+    port2 = free_port()
+    p = subprocess.Popen(argv + ["--listen", "127.0.0.1:%d" % port2],
+                         stdout=log, stderr=log)
+    try:
+        def health2():
+            assert p.poll() is None, open(tmp_path / "manager.log").read()
+            with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
+                                        % port2, timeout=2) as r:
+                return r.status == 200
+        wait_for(health2, 20, "the manager on the flag's port")
+    finally:
+        p.terminate()
+        p.wait(20)
+    v = subprocess.run([argv[0], "version"], capture_output=True, text=True,
+                       check=True).stdout
+    assert v.startswith("cvirt ")
+    # A bad line in a config file: one clear error, non-zero exit.
+    bad = tmp_path / "bad.conf"
+    bad.write_text("data /tmp/x\n")
+    r = subprocess.run([argv[0], "manager", "--config", str(bad)],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode != 0 and "bad.conf:1" in r.stderr
