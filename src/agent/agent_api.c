@@ -299,3 +299,4 @@ agent_info(void)
 {
 	return api_info();
 }
+	{ "POST",   "/agent/v1/block/{}/disk",        blockapi_disk, 0, 0 },

@@ -48,6 +48,34 @@ blockapi_snapshot(struct httpd_req *r)
 	return httpd_reply_json(r, 200, out);
 }
 
+/* POST /agent/v1/block/UUID/disk {op: add|resize, spec, disk?, size_mib} */
+int
+blockapi_disk(struct httpd_req *r)
+{
+	json_t *spec = json_object_get(r->body, "spec"), *out = NULL;
+	const char *op = json_string_value(json_object_get(r->body, "op"));
+	const char *disk = json_string_value(json_object_get(r->body, "disk"));
+	const char *uuid = json_string_value(json_object_get(spec, "uuid"));
+	json_int_t mib = json_integer_value(json_object_get(r->body, "size_mib"));
+	char err[512];
+	int status = 500, rc;
+
+	if (r->nparams < 1 || uuid == NULL || strcmp(uuid, r->params[0]) != 0)
+		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
+	if (op == NULL || mib < 1 || mib > 67108864)
+		return httpd_reply_error(r, 400, "op and size_mib 1..67108864 are "
+		    "required");
+	if (strcmp(op, "add") == 0)
+		rc = disk_add(spec, mib, &out, err, sizeof(err), &status);
+	else if (strcmp(op, "resize") == 0 && disk && util_name_valid(disk))
+		rc = disk_resize(spec, disk, mib, &out, err, sizeof(err), &status);
+	else
+		return httpd_reply_error(r, 400, "unknown op or disk");
+	if (rc < 0)
+		return httpd_reply_error(r, status, "%s", err);
+	return httpd_reply_json(r, 200, out);
+}
+
 /* POST /agent/v1/jobs {kind, ...}: 202 {job} */
 int
 blockapi_job_start(struct httpd_req *r)

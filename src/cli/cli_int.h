@@ -196,6 +196,9 @@ int	 cli_backup_verify(struct cli_ctx *c, int argc, char **argv);
 int	 cli_backup_delete(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_clone(struct cli_ctx *c, int argc, char **argv);
 int	 cli_vm_template(struct cli_ctx *c, int argc, char **argv);
+int	 cli_disk_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_disk_add(struct cli_ctx *c, int argc, char **argv);
+int	 cli_disk_resize(struct cli_ctx *c, int argc, char **argv);
 /* vm create's --cdrom, --hostname, --user-data FILE, --ssh-key FILE (each
  * may be NULL) into body; -1 after printing one line. */
 int	 cli_vm_boot_media(const char *cdrom, const char *hostname,

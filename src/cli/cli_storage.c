@@ -447,6 +447,82 @@ cli_vm_template(struct cli_ctx *c, int argc, char **argv)
 	return CLI_EXIT_OK;
 }
 
+/* ---- disks -------------------------------------------------------------- */
+
+int
+cli_disk_list(struct cli_ctx *c, int argc, char **argv)
+{
+	static const struct cli_col cols[] = {
+		{ "NAME", "name", CLI_F_STR }, { "SIZE", "size_mib", CLI_F_MIB },
+		{ "FORMAT", "format", CLI_F_STR }, { "FILE", "file", CLI_F_STR },
+	};
+	char *pos[1], path[128];
+	json_t *vm = NULL;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	if (cli_check_name("VM", pos[0]) != 0)
+		return CLI_EXIT_FAIL;
+	snprintf(path, sizeof(path), "/vms/%s", pos[0]);
+	if (cli_api(c, "GET", path, NULL, &vm) != 0)
+		return CLI_EXIT_FAIL;
+	if (c->json)
+		cli_out_json(json_object_get(vm, "disks"));
+	else
+		cli_out_table(json_object_get(vm, "disks"), cols, NELEM(cols));
+	json_decref(vm);
+	return CLI_EXIT_OK;
+}
+
+/* disk add VM --size MIB; disk resize VM DISK --size MIB */
+static int
+cli_disk_op(struct cli_ctx *c, int argc, char **argv, int resize)
+{
+	const char *size = NULL;
+	int no_wait = 0, rc;
+	struct cli_opt opts[] = {
+		{ "size", CLI_OPT_STR, &size },
+		{ "no-wait", CLI_OPT_FLAG, &no_wait },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	struct cli_st_done done = { resize ? "vm %s: disk %s resized" :
+	    "vm %s: disk added%s", NULL, NULL };
+	char *pos[2], path[192];
+	uint64_t mib;
+
+	if (cli_opts_parse(c, argc, argv, opts, pos, resize ? 2 : 1,
+	    resize ? 2 : 1, NULL, &rc) != 0)
+		return rc;
+	if (size == NULL)
+		return cli_usage_error(c, "--size is required");
+	if (cli_check_name("VM", pos[0]) != 0 ||
+	    (resize && cli_check_name("disk", pos[1]) != 0) ||
+	    cli_parse_num("--size (MiB)", size, 1, 67108864, &mib) != 0)
+		return CLI_EXIT_FAIL;
+	if (resize)
+		snprintf(path, sizeof(path), "/vms/%s/disks/%s/resize", pos[0],
+		    pos[1]);
+	else
+		snprintf(path, sizeof(path), "/vms/%s/disks", pos[0]);
+	done.a = pos[0];
+	done.b = resize ? pos[1] : "";
+	return cli_st_task(c, "POST", path, json_pack("{s:I}", "size_mib",
+	    (json_int_t)mib), no_wait, &done);
+}
+
+int
+cli_disk_add(struct cli_ctx *c, int argc, char **argv)
+{
+	return cli_disk_op(c, argc, argv, 0);
+}
+
+int
+cli_disk_resize(struct cli_ctx *c, int argc, char **argv)
+{
+	return cli_disk_op(c, argc, argv, 1);
+}
+
 /* ---- boot media for vm create ------------------------------------------- */
 
 /* A small text file's content (user-data, a public key). */

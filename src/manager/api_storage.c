@@ -598,6 +598,62 @@ api_backup_delete(struct httpd_req *r)
 	return 0;
 }
 
+/* ---- disks -------------------------------------------------------------- */
+
+/* POST /vms/NAME/disks {size_mib} and /vms/NAME/disks/DISK/resize. */
+static int
+api_disk_op(struct httpd_req *r, const char *kind, const char *disk)
+{
+	static const char *const fields[] = { "size_mib", NULL };
+	json_t *row = util_name_valid(r->params[0]) ? vm_find(r->params[0]) :
+	    NULL, *spec = NULL, *d;
+	int64_t mib = 0;
+	int has = 0, found = 0, rc = 0;
+	size_t i;
+
+	if (row == NULL)
+		return httpd_reply_error(r, 404, "vm \"%.64s\" not found",
+		    r->params[0]);
+	spec = vm_spec(row);
+	json_array_foreach(json_object_get(spec, "disks"), i, d)
+		if (disk && strcmp(JS(d, "name"), disk) == 0)
+			found = 1;
+	if (r->body == NULL || api_check_fields(r, fields) < 0 ||
+	    api_int_field(r, "size_mib", 1, 67108864, &mib, &has) < 0) {
+		if (r->status == 0)
+			httpd_reply_error(r, 400, "a JSON body {\"size_mib\"} is "
+			    "required");
+	} else if (!has) {
+		httpd_reply_error(r, 400, "size_mib is required");
+	} else if (disk && (!util_name_valid(disk) || !found)) {
+		httpd_reply_error(r, 404, "disk \"%.64s\" of vm \"%s\" not found",
+		    disk, r->params[0]);
+	} else if (!disk && strcmp(JS(row, "state"), "stopped") != 0 &&
+	    strcmp(JS(row, "state"), "failed") != 0) {
+		httpd_reply_error(r, 409, "vm \"%s\" is %s: stop it to add a disk",
+		    r->params[0], JS(row, "state"));
+	} else {
+		rc = api_st_submit(r, kind, r->params[0], disk ? json_pack("{s:I, "
+		    "s:s}", "size_mib", (json_int_t)mib, "disk", disk) :
+		    json_pack("{s:I}", "size_mib", (json_int_t)mib));
+	}
+	json_decref(spec);
+	json_decref(row);
+	return rc;
+}
+
+static int
+api_disk_add(struct httpd_req *r)
+{
+	return api_disk_op(r, "disk.add", NULL);
+}
+
+static int
+api_disk_resize(struct httpd_req *r)
+{
+	return api_disk_op(r, "disk.resize", r->params[1]);
+}
+
 /* ---- clones and templates ----------------------------------------------- */
 
 static int
@@ -669,6 +725,8 @@ const struct httpd_route api_storage_routes[] = {
 	{ "POST",   "/api/v1/backups/{}/restore", api_backup_restore, 0, ROLE_OPERATOR },
 	{ "POST",   "/api/v1/backups/{}/verify",  api_backup_verify, 0, ROLE_OPERATOR },
 	{ "POST",   "/api/v1/vms/{}/backups",     api_backup_create, 0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/disks",       api_disk_add, 0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/disks/{}/resize", api_disk_resize, 0, ROLE_OPERATOR },
 	{ "POST",   "/api/v1/vms/{}/clone",       api_vm_clone, 0, ROLE_OPERATOR },
 	{ "POST",   "/api/v1/vms/{}/template",    api_vm_template, 0, ROLE_OPERATOR },
 };

@@ -219,6 +219,56 @@ storops_snapshot_revert(struct task *t)
 	return storops_snapshot_call(t, "revert");
 }
 
+/* disk.add (VM stopped) and disk.resize (running or not). */
+static int
+storops_disk_call(struct task *t, const char *op)
+{
+	char host[UTIL_NAME_MAX + 1], path[160];
+	json_t *row = NULL, *spec = NULL, *body = NULL, *reply = NULL;
+	int rc = -1;
+
+	if (storops_load(t, t->vm, &row, &spec) < 0)
+		return -1;
+	if (storops_vm_host(t, row, spec, host, sizeof(host)) < 0)
+		goto cleanup;
+	body = json_pack("{s:s, s:O, s:O, s:O?}", "op", op, "spec", spec,
+	    "size_mib", json_object_get(t->params, "size_mib"), "disk",
+	    json_object_get(t->params, "disk"));
+	snprintf(path, sizeof(path), "/agent/v1/block/%s/disk", JS(row, "uuid"));
+	if (storops_call(t, host, "POST", path, body, 120000, &reply) < 0)
+		goto cleanup;
+	if (storops_save_spec(JS(row, "uuid"), json_object_get(reply, "spec")) < 0) {
+		snprintf(t->err, sizeof(t->err), "cannot record the new disks");
+		goto cleanup;
+	}
+	t->result = json_pack("{s:O}", "disks", json_object_get(json_object_get(
+	    reply, "spec"), "disks"));
+	event_add("info", strcmp(op, "add") == 0 ? "disk.added" : "disk.resized",
+	    t->vm, "vm %s: disk %s %s (%lld MiB)", t->vm, strcmp(op, "add") == 0 ?
+	    (JS(reply, "disk") ? JS(reply, "disk") : "?") : JS(t->params, "disk"),
+	    strcmp(op, "add") == 0 ? "added" : "resized",
+	    (long long)json_integer_value(json_object_get(t->params, "size_mib")));
+	rc = 0;
+cleanup:
+	json_decref(reply);
+	json_decref(body);
+	json_decref(spec);
+	json_decref(row);
+	return rc;
+}
+
+int
+storops_disk_add(struct task *t)
+{
+	return storops_disk_call(t, "add");
+}
+
+int
+storops_disk_resize(struct task *t)
+{
+	return storops_disk_call(t, "resize");
+}
+
 int
 storops_snapshot_delete(struct task *t)
 {

@@ -21,6 +21,8 @@ static const struct {
 	{ "backup.create", storops_backup_create },
 	{ "backup.restore", storops_backup_restore },
 	{ "backup.verify", storops_backup_verify },
+	{ "disk.add",	storops_disk_add },
+	{ "disk.resize", storops_disk_resize },
 	{ "image.import", storops_image_import },
 	{ "snapshot.create", storops_snapshot_create },
 	{ "snapshot.delete", storops_snapshot_delete },

@@ -198,7 +198,8 @@ def test_backup_out_of_space_fails_cleanly(st):
     wait_ticks_past(st, "w", n0 + 3)
     left = []
     for root, dirs, files in os.walk(st.small):
-        left += [os.path.join(root, n) for n in files]
+        if os.path.relpath(root, st.small).split(os.sep)[0] != "leases":
+            left += [os.path.join(root, n) for n in files]
     assert left == [os.path.join(st.small, "domain.json")], left
     assert {b["id"] for b in st.cli("backup", "list", json=True)} == ids
     # And a backup to a roomy domain still works afterwards.
@@ -405,3 +406,37 @@ def test_missing_and_read_only_domains_are_reported_per_host(
         assert "h1 (not ok)" in out or "(not ok)" in out, out
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
+
+
+def test_disks_are_added_and_grown(st):
+    def vsize(vm, i):
+        v = st.vm(vm)
+        p = os.path.join(st.storage, "vms", v["uuid"], v["disks"][i]["file"])
+        return json.loads(subprocess.run(
+            ["qemu-img", "info", "-U", "--output=json", p], check=True,
+            capture_output=True, text=True).stdout)["virtual-size"]
+
+    assert st.vm("wr")["state"] == "stopped"
+    st.cli("disk", "add", "wr", "--size", 32)
+    disks = st.cli("disk", "list", "wr", json=True)
+    assert [d["name"] for d in disks] == ["disk0", "disk1"]
+    assert vsize("wr", 1) == 32 << 20
+    st.cli("disk", "resize", "wr", "disk1", "--size", 48)
+    assert vsize("wr", 1) == 48 << 20
+    assert st.cli("disk", "list", "wr", json=True)[1]["size_mib"] == 48
+    # A running VM's disk grows through QEMU, under the guest.
+    assert st.vm("w")["state"] == "running"
+    st.cli("disk", "resize", "w", "disk0", "--size", 300)
+    assert vsize("w", 0) == 300 << 20
+    assert st.vm("w")["state"] == "running"
+    for args, text in ((("disk", "resize", "w", "disk0", "--size", 100),
+                        "can only grow"),
+                       (("disk", "resize", "w", "disk9", "--size", 400),
+                        'disk "disk9" of vm "w" not found'),
+                       (("disk", "add", "w", "--size", 10),
+                        "stop it to add a disk"),
+                       (("disk", "add", "wr", "--size", 0), "--size"),
+                       (("disk", "add", "nosuch", "--size", 10),
+                        'vm "nosuch" not found')):
+        rc, _, err = st.cli(*args, check=False)
+        assert rc != 0 and text in err, (args, err)
