@@ -287,6 +287,7 @@ const struct httpd_route agent_routes[] = {
 	{ "POST",   "/agent/v1/vms/{}/vnc",           vnc_api_ticket, 0, 0 },
 	{ "GET",    "/agent/v1/vms/{}/serial",        api_serial, 0, 0 },
 	{ "POST",   "/agent/v1/block/{}/snapshot",    blockapi_snapshot, 0, 0 },
+	{ "POST",   "/agent/v1/block/{}/disk",        blockapi_disk, 0, 0 },
 	{ "POST",   "/agent/v1/jobs",                 blockapi_job_start, 0, 0 },
 	{ "GET",    "/agent/v1/jobs/{}",              blockapi_job_get, 0, 0 },
 	{ "DELETE", "/agent/v1/files/{}/{}",          blockapi_remove, 0, 0 },
@@ -299,4 +300,3 @@ agent_info(void)
 {
 	return api_info();
 }
-	{ "POST",   "/agent/v1/block/{}/disk",        blockapi_disk, 0, 0 },
