@@ -96,6 +96,10 @@ deb:
 test check:
 	tests/run
 
+# Every bench/bench_*.py -> bench/results.json and bench/results.md.
+bench: $(BUILD)/cvirt
+	bench/run
+
 deps:
 	scripts/install-deps
 
@@ -105,7 +109,3 @@ clean:
 .PHONY: all unit web fuzz test check deps clean install deb bench
 -include $(OBJS:.o=.d)
 -include $(FUZZ_OBJS:.o=.d)
-# Every bench/bench_*.py -> bench/results.json and bench/results.md.
-bench: $(BUILD)/cvirt
-	bench/run
-

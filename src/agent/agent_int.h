@@ -190,6 +190,12 @@ int	 bk_verify_job(struct ajob *j, json_t *args, json_t **result,
 int	 bk_remove(const char *storage, const char *kind, const char *name,
 	    char *err, size_t errsz, int *status);
 
+/* diskops.c: add a blank disk (VM stopped), grow a disk (running or not) */
+int	 disk_add(json_t *spec, int64_t size_mib, json_t **out, char *err,
+	    size_t errsz, int *status);
+int	 disk_resize(json_t *spec, const char *disk, int64_t size_mib,
+	    json_t **out, char *err, size_t errsz, int *status);
+
 /* bootmedia.c: the VM's --cdrom and its cloud-init seed, appended to the
  * QEMU description after its disks (the seed is rebuilt in dir). */
 struct qemu_vm_spec;
@@ -198,17 +204,12 @@ int	 bootmedia_add(json_t *spec, const char *dir, struct qemu_vm_spec *q,
 
 /* blockapi.c: the /agent/v1/block, jobs, images and backups routes */
 int	 blockapi_snapshot(struct httpd_req *r);
+int	 blockapi_disk(struct httpd_req *r);
 int	 blockapi_job_start(struct httpd_req *r);
 int	 blockapi_job_get(struct httpd_req *r);
 int	 blockapi_remove(struct httpd_req *r);
 
 /* agent_api.c */
-/* diskops.c: add a blank disk (VM stopped), grow a disk (running or not) */
-int	 disk_add(json_t *spec, int64_t size_mib, json_t **out, char *err,
-	    size_t errsz, int *status);
-int	 disk_resize(json_t *spec, const char *disk, int64_t size_mib,
-	    json_t **out, char *err, size_t errsz, int *status);
-
 extern const struct httpd_route agent_routes[];
 extern const size_t agent_nroutes;
 int	 agent_auth(struct httpd_req *r, int min_role);
@@ -217,7 +218,6 @@ json_t	*agent_info(void);
 
 /* agent_tls.c: with an https manager, this host's certificate from the
  * cluster CA (asked for with the token on first start) and the TLS
-int	 blockapi_disk(struct httpd_req *r);
  * settings for its server in *hc (zeroed otherwise); 0 or -1 (refused). */
 int	 agent_tls_setup(struct httpd_config *hc);
 /* With certificates: the next migration of this QEMU goes over TLS

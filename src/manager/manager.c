@@ -93,6 +93,9 @@ manager_routes(size_t *n)
 {
 	const struct { const struct httpd_route *r; size_t n; } t[] = {
 		{ api_web_routes, api_web_nroutes },	/* before vms/{}/{} */
+		/* Before api_vm: its POST /vms/{}/{} would take ours. */
+		{ api_storage_routes, api_storage_nroutes },
+		{ api_snapshot_routes, api_snapshot_nroutes },
 		{ api_vm_routes, api_vm_nroutes },
 		{ api_host_routes, api_host_nroutes },
 		{ api_task_routes, api_task_nroutes },

@@ -195,6 +195,8 @@ int	 storops_backup_restore(struct task *t);
 int	 storops_backup_verify(struct task *t);
 int	 storops_vm_clone(struct task *t);
 int	 storops_image_import(struct task *t);
+int	 storops_disk_add(struct task *t);
+int	 storops_disk_resize(struct task *t);
 /* Path of storage domain name as the hosts see it; 0 or -1. */
 int	 storops_storage_path(const char *name, char *out, size_t outsz);
 /* Store an updated VM spec (DB; the agent wrote vm.json). */
@@ -211,8 +213,6 @@ json_t	*api_image_disk(struct httpd_req *r, const char *image,
  * after replying 400. */
 int	 api_vm_boot_media(struct httpd_req *r, json_t *spec);
 /* Insert a new stopped VM row for spec; -1 after replying 409/500. */
-int	 storops_disk_add(struct task *t);
-int	 storops_disk_resize(struct task *t);
 int	 api_vm_insert(struct httpd_req *r, json_t *spec);
 /* Wait up to ms for task id to end (fast operations answer at once). */
 void	 api_task_settle(int64_t id, int ms);
