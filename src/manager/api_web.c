@@ -18,9 +18,11 @@
 #define STREAM_KEEPALIVE_MS 10000
 #define STREAM_TASKS        30
 #define STREAM_EVENTS       30
+#define STREAM_MAX          8		/* each holds a server thread */
 
 static struct ticket_store stream_tickets = TICKET_STORE_INIT(30000);
 static atomic_int stream_quit;
+static atomic_int stream_open;		/* streams being served */
 
 static int
 web_has_index(const char *dir)
@@ -79,6 +81,9 @@ api_stream_ticket(struct httpd_req *r)
 {
 	char ticket[TICKET_LEN + 1], path[96];
 
+	if (atomic_load(&stream_open) >= STREAM_MAX)
+		return httpd_reply_error(r, 503, "too many live streams open "
+		    "(%d); close a page or poll the API", STREAM_MAX);
 	if (ticket_issue(&stream_tickets, r->principal, ticket,
 	    sizeof(ticket)) < 0 ||
 	    util_fmt(path, sizeof(path), "/api/v1/stream?ticket=%s", ticket) < 0)
@@ -87,42 +92,38 @@ api_stream_ticket(struct httpd_req *r)
 	    ticket, "path", path));
 }
 
-/* Everything the UI shows that changes: hosts, VMs, recent tasks, events. */
 static json_t *
-stream_snapshot(void)
+stream_rows(const char *sql, int64_t limit, json_t *(*conv)(json_t *))
 {
-	json_t *out = json_object(), *rows, *row, *arr;
+	json_t *rows = limit > 0 ? db_query(sql, "i", limit) :
+	    db_query(sql, NULL), *row, *arr = json_array();
 	size_t i;
 
-	rows = db_query("SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE "
-	    "v.host = h.name) AS vms FROM hosts h ORDER BY h.name", NULL);
-	arr = json_array();
 	json_array_foreach(rows, i, row)
-		json_array_append_new(arr, host_json(row));
+		json_array_append_new(arr, conv(row));
 	json_decref(rows);
-	json_object_set_new(out, "hosts", arr);
-	rows = db_query("SELECT * FROM vms ORDER BY name", NULL);
-	arr = json_array();
-	json_array_foreach(rows, i, row)
-		json_array_append_new(arr, vm_json(row));
-	json_decref(rows);
-	json_object_set_new(out, "vms", arr);
-	rows = db_query("SELECT * FROM tasks ORDER BY id DESC LIMIT ?", "i",
-	    (int64_t)STREAM_TASKS);
-	arr = json_array();
-	json_array_foreach(rows, i, row)
-		json_array_append_new(arr, task_json(row));
-	json_decref(rows);
-	json_object_set_new(out, "tasks", arr);
-	rows = db_query("SELECT * FROM events ORDER BY id DESC LIMIT ?", "i",
-	    (int64_t)STREAM_EVENTS);
-	arr = json_array();
-	json_array_foreach(rows, i, row)
-		json_array_append_new(arr, event_json(row));
-	json_decref(rows);
-	json_object_set_new(out, "events", arr);
-	json_object_set_new(out, "stats", stats_all_json());
-	return out;
+	return arr;
+}
+
+/* What changes often and is small: hosts, recent tasks and events, the
+ * latest usage samples. VMs go in their own event, sent only on a change. */
+static json_t *
+stream_state(void)
+{
+	return json_pack("{s:o, s:o, s:o, s:o}",
+	    "hosts", stream_rows("SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE "
+	    "v.host = h.name) AS vms FROM hosts h ORDER BY h.name", 0, host_json),
+	    "tasks", stream_rows("SELECT * FROM tasks ORDER BY id DESC LIMIT ?",
+	    STREAM_TASKS, task_json),
+	    "events", stream_rows("SELECT * FROM events ORDER BY id DESC LIMIT ?",
+	    STREAM_EVENTS, event_json),
+	    "stats", stats_all_json());
+}
+
+static json_t *
+stream_vms(void)
+{
+	return stream_rows("SELECT * FROM vms ORDER BY name", 0, vm_json);
 }
 
 /* POST /api/v1/vms/{name}/vnc: a one-use ticket for the graphical console,
@@ -195,54 +196,69 @@ api_host_stats(struct httpd_req *r)
 	return httpd_reply_json(r, 200, out);
 }
 
+/* Send event `name` with j's JSON when it differs from *last (which then
+ * takes it). 1 sent, 0 unchanged, -1 the client is gone or out of memory. */
 static int
-stream_send(struct mg_connection *c, const char *event, const char *data)
+stream_part(struct mg_connection *c, const char *name, json_t *j, char **last)
 {
-	return mg_printf(c, "event: %s\ndata: %s\n\n", event, data) > 0 ? 0 : -1;
+	char *cur = j ? json_dumps(j, JSON_COMPACT) : NULL;
+	int rc = 0;
+
+	json_decref(j);
+	if (cur == NULL)
+		return -1;
+	if (*last == NULL || strcmp(cur, *last) != 0) {
+		if (mg_printf(c, "event: %s\ndata: %s\n\n", name, cur) <= 0) {
+			free(cur);
+			return -1;
+		}
+		free(*last);
+		*last = cur;
+		return 1;
+	}
+	free(cur);
+	return rc;
 }
 
-/* GET /api/v1/stream?ticket=T: a "state" event with the whole snapshot
- * whenever it changes (checked every 500 ms); a comment as keep-alive. */
+/* GET /api/v1/stream?ticket=T: "vms" (the VM list) and "state" (the rest)
+ * events, each sent at once and again when it changes (checked every
+ * 500 ms); a comment as keep-alive. Each stream holds a server thread for
+ * as long as the page is open, hence the cap at the ticket. */
 static int
 api_stream(struct httpd_req *r)
 {
-	char ticket[64], who[TICKET_DATA], *cur = NULL, *last = NULL;
+	char ticket[64], who[TICKET_DATA], *vms = NULL, *state = NULL;
 	int64_t quiet = 0;
-	json_t *snap;
+	int a, b;
 
 	if (httpd_query(r, "ticket", ticket, sizeof(ticket)) < 0 ||
 	    ticket_redeem(&stream_tickets, ticket, who, sizeof(who)) < 0)
 		return httpd_reply_error(r, 401, "invalid or expired stream ticket");
+	if (atomic_fetch_add(&stream_open, 1) >= STREAM_MAX) {
+		atomic_fetch_sub(&stream_open, 1);
+		return httpd_reply_error(r, 503, "too many live streams open");
+	}
 	snprintf(r->principal, sizeof(r->principal), "%.63s", who);
 	r->status = 200;
 	mg_printf(r->conn, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream"
 	    "\r\nCache-Control: no-store\r\nConnection: close\r\n"
 	    "X-Accel-Buffering: no\r\n\r\nretry: 2000\n\n");
 	while (!atomic_load(&stream_quit)) {
-		if ((snap = stream_snapshot()) == NULL ||
-		    (cur = json_dumps(snap, JSON_COMPACT)) == NULL) {
-			json_decref(snap);
+		if ((a = stream_part(r->conn, "vms", stream_vms(), &vms)) < 0 ||
+		    (b = stream_part(r->conn, "state", stream_state(), &state)) < 0)
 			break;
-		}
-		json_decref(snap);
-		if (last == NULL || strcmp(cur, last) != 0) {
-			if (stream_send(r->conn, "state", cur) < 0)
-				break;
-			free(last);
-			last = cur;
-			cur = NULL;
+		if (a || b) {
 			quiet = 0;
 		} else if ((quiet += STREAM_POLL_MS) >= STREAM_KEEPALIVE_MS) {
 			if (mg_printf(r->conn, ": keep-alive\n\n") <= 0)
 				break;
 			quiet = 0;
 		}
-		free(cur);
-		cur = NULL;
 		util_sleep_ms(STREAM_POLL_MS);
 	}
-	free(cur);
-	free(last);
+	atomic_fetch_sub(&stream_open, 1);
+	free(vms);
+	free(state);
 	return 0;
 }
 

@@ -9,6 +9,7 @@ suite's Cluster helper (tests/integration/cvirt.py), prints one JSON line
 
 import json
 import os
+import shutil
 import signal
 import sys
 
@@ -16,6 +17,21 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import cvirt  # noqa: E402
+
+
+def kill_leftovers(cl):
+    """SIGKILL every daemon and QEMU whose command line names our data
+    directory, then remove it (when the helper's own cleanup failed)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        argv = cvirt.proc_cmdline(int(entry)) or []
+        if any(cl.base + "/" in a or a == cl.base for a in argv):
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+    shutil.rmtree(cl.base, ignore_errors=True)
 
 
 def main():
@@ -26,7 +42,11 @@ def main():
     def stop(*_):
         if not stopping:
             stopping.append(1)
-            cl.cleanup()
+            try:
+                cl.cleanup()
+            except Exception as e:  # noqa: BLE001 - still leave nothing
+                sys.stderr.write("cluster.py: cleanup: %s\n" % e)
+                kill_leftovers(cl)
         sys.exit(0)
 
     signal.signal(signal.SIGTERM, stop)

@@ -77,36 +77,67 @@ export async function api(method, path, body, token) {
 
 export const enc = encodeURIComponent;
 
-// Server-sent events: trade the token for a one-use ticket, then listen.
-// onState(snapshot) on every change; onStatus('live'|'reconnecting').
+// Server-sent events: trade the token for a one-use ticket, then listen to
+// "vms" (the VM list, sent when it changes) and "state" (the rest).
+// onState(snapshot) on every change; onStatus('live'|'reconnecting'|'polling').
+// When the manager has no stream to spare (503) the UI polls every 2 s and
+// tries the stream again every 30 s.
 export function openStream(onState, onStatus) {
   let es = null;
   let closed = false;
   let timer = null;
+  let vms = null;
+  let state = null;
+  let polls = 0;
+  const emit = () => { if (vms && state) onState({ ...state, vms }); };
 
   async function connect() {
     if (closed) return;
+    let t;
     try {
-      const t = await api('POST', '/stream/ticket');
-      if (closed) return;
-      es = new EventSource(t.path);
-      es.addEventListener('state', (e) => {
-        onStatus('live');
-        onState(JSON.parse(e.data));
-      });
-      es.onerror = () => {
-        es.close();
-        es = null;
-        retry();
-      };
+      t = await api('POST', '/stream/ticket');
     } catch (e) {
-      retry();
+      if (e.status === 503) poll();
+      else retry();
+      return;
     }
+    if (closed) return;
+    es = new EventSource(t.path);
+    es.addEventListener('vms', (e) => {
+      vms = JSON.parse(e.data);
+      onStatus('live');
+      emit();
+    });
+    es.addEventListener('state', (e) => {
+      state = JSON.parse(e.data);
+      onStatus('live');
+      emit();
+    });
+    es.onerror = () => {
+      es.close();
+      es = null;
+      retry();
+    };
   }
   function retry() {
     if (closed) return;
     onStatus('reconnecting');
     timer = setTimeout(connect, 2000);
+  }
+  async function poll() {
+    if (closed) return;
+    onStatus('polling');
+    try {
+      const [hosts, v, tasks, events] = await Promise.all([api('GET', '/hosts'), api('GET', '/vms'),
+        api('GET', '/tasks?limit=30'), api('GET', '/events?limit=30')]);
+      vms = v;
+      state = { hosts, tasks, events, stats: { hosts: {}, vms: {} } };
+      emit();
+    } catch (e) {
+      onStatus('reconnecting');
+    }
+    polls = (polls + 1) % 15;
+    timer = setTimeout(polls === 0 ? connect : poll, 2000);
   }
   connect();
   return () => {

@@ -174,7 +174,7 @@ async function start() {
   const root = document.getElementById('app');
   buildShell(root);
   closeStream = openStream((s) => store.set(s), (st) => {
-    shell.status.textContent = st === 'live' ? 'live' : 'reconnecting…';
+    shell.status.textContent = st === 'live' ? 'live' : st === 'polling' ? 'polling (no live stream free)' : 'reconnecting…';
     shell.status.className = 'live ' + st;
   });
   route();
