@@ -129,6 +129,9 @@ api_snap_create(struct httpd_req *r)
 	} else if (json_array_size(json_object_get(spec, "disks")) == 0) {
 		httpd_reply_error(r, 409, "vm \"%s\" has no disks to snapshot",
 		    r->params[0]);
+	} else if (json_is_true(json_object_get(spec, "template"))) {
+		httpd_reply_error(r, 409, "vm \"%s\" is a template: its disks are "
+		    "the base of its clones", r->params[0]);
 	} else {
 		rc = api_snap_submit(r, "snapshot.create", name, 5000);
 	}

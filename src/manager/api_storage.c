@@ -520,6 +520,8 @@ api_st_new_vm(struct httpd_req *r, json_t *src, const char *kind,
 	if (api_st_pick(r, st ? st : defst, storage, sizeof(storage)) < 0)
 		goto cleanup;
 	ns = api_st_newspec(src, name, storage);
+	if (linked)	/* the template must outlive this clone */
+		json_object_set(ns, "linked_to", json_object_get(src, "uuid"));
 	if (api_vm_insert(r, ns) < 0)
 		goto cleanup;
 	json_object_set_new(params, "linked", json_boolean(linked));
@@ -625,6 +627,9 @@ api_disk_op(struct httpd_req *r, const char *kind, const char *disk)
 			    "required");
 	} else if (!has) {
 		httpd_reply_error(r, 400, "size_mib is required");
+	} else if (disk && json_is_true(json_object_get(spec, "template"))) {
+		httpd_reply_error(r, 409, "vm \"%s\" is a template: its disks are "
+		    "the base of its clones", r->params[0]);
 	} else if (disk && (!util_name_valid(disk) || !found)) {
 		httpd_reply_error(r, 404, "disk \"%.64s\" of vm \"%s\" not found",
 		    disk, r->params[0]);
@@ -655,6 +660,36 @@ api_disk_resize(struct httpd_req *r)
 }
 
 /* ---- clones and templates ----------------------------------------------- */
+
+int
+api_vm_guard(struct httpd_req *r, const char *name, const char *op)
+{
+	json_t *row = vm_find(name), *spec = NULL, *user = NULL;
+	char like[128];
+	int rc = 0;
+
+	if (row == NULL)
+		return 0;	/* the caller reports unknown VMs */
+	spec = vm_spec(row);
+	if (json_is_true(json_object_get(spec, "template")) &&
+	    strcmp(op, "start") == 0) {
+		httpd_reply_error(r, 409, "vm \"%s\" is a template: clone it to "
+		    "run it", name);
+		rc = -1;
+	} else if (strcmp(op, "delete") == 0 && util_fmt(like, sizeof(like),
+	    "%%\"linked_to\":\"%s\"%%", json_string_value(json_object_get(row,
+	    "uuid"))) == 0 && (user = db_row("SELECT name FROM vms WHERE spec "
+	    "LIKE ?", "s", like)) != NULL) {
+		httpd_reply_error(r, 409, "vm \"%s\" is the base of linked clone "
+		    "\"%s\": delete the clones first", name, JS(user, "name"));
+		rc = -1;
+	}
+	json_decref(user);
+	json_decref(spec);
+	json_decref(row);
+	return rc;
+}
+
 
 static int
 api_vm_clone(struct httpd_req *r)

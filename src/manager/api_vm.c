@@ -407,6 +407,8 @@ api_vm_action(struct httpd_req *r)
 		goto fail;
 	json_decref(row);
 	if (strcmp(op, "start") == 0) {
+		if (api_vm_guard(r, r->params[0], "start") < 0)
+			goto fail;
 		if (r->body && (api_check_fields(r, start_f) < 0 ||
 		    api_str_field(r, "host", 255, &host) < 0))
 			goto fail;
@@ -449,6 +451,8 @@ api_vm_delete(struct httpd_req *r)
 	if ((row = api_vm_lookup(r)) == NULL)
 		return 0;
 	json_decref(row);
+	if (api_vm_guard(r, r->params[0], "delete") < 0)
+		return 0;
 	httpd_query(r, "force", force, sizeof(force));
 	return api_vm_submit(r, "vm.delete", json_pack("{s:b}", "force",
 	    strcmp(force, "1") == 0 || strcmp(force, "true") == 0));

@@ -212,6 +212,9 @@ json_t	*api_image_disk(struct httpd_req *r, const char *image,
 /* The create request's cdrom and cloud_init, checked, into spec; -1
  * after replying 400. */
 int	 api_vm_boot_media(struct httpd_req *r, json_t *spec);
+/* Refuse op ("start", "delete") on VM name when it is a template (start)
+ * or the base of linked clones (delete): -1 after replying 409. */
+int	 api_vm_guard(struct httpd_req *r, const char *name, const char *op);
 /* Insert a new stopped VM row for spec; -1 after replying 409/500. */
 int	 api_vm_insert(struct httpd_req *r, json_t *spec);
 /* Wait up to ms for task id to end (fast operations answer at once). */

@@ -347,6 +347,14 @@ def test_images_templates_and_clones(st, tmp_path):
     assert linfo["backing-filename"] == p
     assert "backing-filename" not in finfo, "a full clone stands alone"
     assert read_tick(lp) == 4242 and read_tick(fp) == 4242
+    # The template's disks are the clones' base: it stays as it is.
+    for args, text in ((("vm", "start", "t1"), "is a template"),
+                       (("vm", "delete", "t1"), 'linked clone "lc"'),
+                       (("snapshot", "create", "t1", "s"), "is a template"),
+                       (("disk", "resize", "t1", "disk0", "--size", 128),
+                        "is a template")):
+        rc, _, err = st.cli(*args, check=False)
+        assert rc != 0 and text in err, (args, err)
     for n in ("lc", "fc"):
         st.cli("vm", "delete", n)
 
