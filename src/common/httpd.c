@@ -64,6 +64,7 @@ httpd_reply_raw(struct httpd_req *r, int status, const char *ctype,
 	    "Content-Length: %zu\r\n"
 	    "Cache-Control: no-store\r\n"
 	    "X-Content-Type-Options: nosniff\r\n"
+	    "Connection: close\r\n"
 	    "\r\n", status, httpd_reason(status), ctype, len);
 	if (len > 0 && strcmp(r->method, "HEAD") != 0)
 		mg_write(r->conn, buf, len);
@@ -264,12 +265,13 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	r.ctx = h->cfg.ctx;
 	snprintf(r.principal, sizeof(r.principal), "anonymous");
 	snprintf(r.remote, sizeof(r.remote), "%s", ri->remote_addr);
-	/* Behind TLS: the real client and its certificate, and nobody may
-	 * reach the loopback listener around it. */
+	/* Behind the front: the real client and its certificate, and
+	 * nobody may reach the loopback listener around it. */
 	if (h->tls && (strcmp(ri->remote_addr, "127.0.0.1") != 0 ||
 	    tls_front_peer(h->tls, ri->remote_port, r.remote,
 	    sizeof(r.remote), r.peer_cn, sizeof(r.peer_cn)) < 0)) {
-		httpd_reply_error(&r, 400, "this server speaks HTTPS only");
+		httpd_reply_error(&r, 400, "connect through the server's "
+		    "address");
 		goto done;
 	}
 	auth = mg_get_header(conn, "Authorization");
@@ -416,7 +418,8 @@ httpd_log_message(const struct mg_connection *c, const char *msg)
 	return 1;
 }
 
-/* The public listener: TLS relayed to civetweb's loopback port. */
+/* The public listener: the front (TLS or plain) relaying to civetweb's
+ * loopback port. */
 static int
 httpd_tls_start(struct httpd *h)
 {
@@ -436,7 +439,7 @@ httpd_tls_start(struct httpd *h)
 	tc.require_client = h->cfg.tls_require_client;
 	tc.backend_port = port.port;
 	if ((h->tls = tls_front_start(&tc, err, sizeof(err))) == NULL) {
-		log_warnx("TLS on %s: %s", h->cfg.listen, err);
+		log_warnx("cannot serve on %s: %s", h->cfg.listen, err);
 		return -1;
 	}
 	return 0;
@@ -459,14 +462,17 @@ httpd_start(const struct httpd_config *cfg)
 		return NULL;
 	h->cfg = *cfg;
 	snprintf(threads, sizeof(threads), "%d", cfg->threads > 0 ? cfg->threads : 16);
+	/* civetweb gives a worker to a connection for as long as its client
+	 * takes: it listens on loopback behind our front (tls.c), which reads
+	 * each request whole first; one request per connection. */
 	opts[n++] = "listening_ports";
-	opts[n++] = cfg->tls_cert ? "127.0.0.1:0" : cfg->listen;
+	opts[n++] = "127.0.0.1:0";
 	opts[n++] = "num_threads";
 	opts[n++] = threads;
 	opts[n++] = "request_timeout_ms";
 	opts[n++] = "600000";
 	opts[n++] = "enable_keep_alive";
-	opts[n++] = "yes";
+	opts[n++] = "no";
 	opts[n++] = "websocket_timeout_ms";
 	opts[n++] = "3600000";
 	if (cfg->static_root) {
@@ -487,7 +493,7 @@ httpd_start(const struct httpd_config *cfg)
 		mg_set_websocket_handler(h->mg, cfg->ws[k].uri, httpd_ws_connect,
 		    httpd_ws_ready, httpd_ws_data, httpd_ws_closed,
 		    (void *)&cfg->ws[k]);
-	if (cfg->tls_cert && httpd_tls_start(h) < 0)
+	if (httpd_tls_start(h) < 0)
 		goto fail;
 	return h;
 fail:

@@ -1,6 +1,8 @@
-/* tls.c - TLS termination with OpenSSL: accepts on the public address,
- * verifies client certificates when asked, and relays each connection to
- * the plain HTTP server on loopback, remembering who is behind it. */
+/* tls.c - the server's front: accepts on the public address (TLS with
+ * OpenSSL, client certificates verified when asked, or plain), reads each
+ * request whole within a deadline, then relays the connection to the HTTP
+ * server on loopback, remembering who is behind it. Slow or stalled
+ * clients so cost a front thread, never one of the server's workers. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -21,11 +23,16 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/util.h"
 
-#define TLS_MAX_CONNS		512
+#define TLS_MAX_CONNS		1024
 #define TLS_HANDSHAKE_MS	10000
-#define TLS_IDLE_MS		(3600 * 1000)	/* as the websocket timeout */
 #define TLS_BUF			16384
+#define TLS_HEAD_MAX		16384	/* request line and headers */
+#define TLS_BODY_MAX		(1024 * 1024)	/* bodies read ahead */
+#define TLS_BUFFERED_MAX	(64 * 1024 * 1024)	/* all of them */
+#define TLS_REQUEST_MS		10000	/* to send a whole request */
+#define TLS_PER_ADDR		256	/* connections from one address */
 
 struct tls_peer {
 	int	used;
@@ -44,12 +51,15 @@ struct tls_front {
 	pthread_cond_t		 cond;
 	int			 quit;
 	int			 nconns;
+	size_t			 buffered;	/* bytes of requests read ahead */
 	struct tls_peer		 peers[TLS_MAX_CONNS];
+	char			 active[TLS_MAX_CONNS][64]; /* client addresses */
 };
 
 struct tls_conn {
 	struct tls_front	*t;
 	int			 fd;
+	int			 slot;		/* in t->active */
 	char			 remote[64];
 };
 
@@ -243,13 +253,23 @@ tls_front_peer(struct tls_front *t, int port, char *remote, size_t rsz,
 	return rc;
 }
 
-/* Writes all of buf through SSL on a non-blocking socket. */
+/* Writes all of buf to the client (through SSL unless ssl is NULL) on a
+ * non-blocking socket. */
 static int
 tls_write_all(SSL *ssl, int fd, const char *buf, size_t len)
 {
 	size_t off = 0;
+	ssize_t w;
 	int r, e;
 
+	while (ssl == NULL && off < len) {
+		if ((w = write(fd, buf + off, len - off)) > 0)
+			off += (size_t)w;
+		else if (w < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		else if (tls_wait(fd, 1, TLS_HANDSHAKE_MS) < 0)
+			return -1;
+	}
 	while (off < len) {
 		r = SSL_write(ssl, buf + off, (int)(len - off));
 		if (r > 0) {
@@ -281,34 +301,63 @@ tls_plain_write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* Reads from the client: >0 bytes, 0 at EOF or on an error, -1 when it
+ * would block (*want_write: wait for POLLOUT rather than POLLIN). */
+static ssize_t
+tls_client_read(SSL *ssl, int fd, char *buf, size_t n, int *want_write)
+{
+	ssize_t r;
+	int e;
+
+	*want_write = 0;
+	if (ssl == NULL) {
+		r = read(fd, buf, n);
+		if (r < 0 && (errno == EAGAIN || errno == EINTR))
+			return -1;
+		return r < 0 ? 0 : r;
+	}
+	if ((e = SSL_read(ssl, buf, (int)n)) > 0)
+		return e;
+	e = SSL_get_error(ssl, e);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		*want_write = e == SSL_ERROR_WANT_WRITE;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tls_quitting(struct tls_front *t)
+{
+	int q = 0;
+
+	if (t != NULL) {
+		pthread_mutex_lock(&t->lock);
+		q = t->quit;
+		pthread_mutex_unlock(&t->lock);
+	}
+	return q;
+}
+
 /* Moves bytes both ways until either side closes (or t, when not NULL,
- * is stopping). */
+ * is stopping). ssl NULL: the client speaks plain. */
 static void
 tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 {
 	char buf[TLS_BUF];
 	struct pollfd p[2];
 	ssize_t n;
-	int r, e;
+	int r, ww;
 
 	for (;;) {
-		if (SSL_pending(ssl) == 0) {
+		if (ssl == NULL || SSL_pending(ssl) == 0) {
 			p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
 			p[1] = (struct pollfd){ .fd = bfd, .events = POLLIN };
 			r = poll(p, 2, 1000);
-			if (r < 0 && errno != EINTR)
+			if ((r < 0 && errno != EINTR) || tls_quitting(t))
 				return;
-			e = 0;
-			if (t != NULL) {
-				pthread_mutex_lock(&t->lock);
-				e = t->quit;
-				pthread_mutex_unlock(&t->lock);
-			}
-			if (e || r == 0) {
-				if (e)
-					return;
+			if (r <= 0)
 				continue;
-			}
 			if (p[1].revents & (POLLIN | POLLHUP | POLLERR)) {
 				if ((n = read(bfd, buf, sizeof(buf))) <= 0 ||
 				    tls_write_all(ssl, fd, buf, (size_t)n) < 0)
@@ -317,19 +366,118 @@ tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 			if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 		}
-		r = SSL_read(ssl, buf, sizeof(buf));
-		if (r > 0) {
-			if (tls_plain_write_all(bfd, buf, (size_t)r) < 0)
-				return;
-			continue;
-		}
-		e = SSL_get_error(ssl, r);
-		if (e == SSL_ERROR_WANT_READ)
-			continue;
-		if (e != SSL_ERROR_WANT_WRITE ||
-		    tls_wait(fd, 1, TLS_HANDSHAKE_MS) < 0)
+		n = tls_client_read(ssl, fd, buf, sizeof(buf), &ww);
+		if (n == 0)
 			return;
+		if (n > 0) {
+			if (tls_plain_write_all(bfd, buf, (size_t)n) < 0)
+				return;
+		} else if (ww && tls_wait(fd, 1, TLS_HANDSHAKE_MS) < 0) {
+			return;
+		}
 	}
+}
+
+static void
+tls_reply(SSL *ssl, int fd, int status, const char *reason, const char *msg)
+{
+	char out[512];
+	int n;
+
+	n = snprintf(out, sizeof(out), "HTTP/1.1 %d %s\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
+	    "\r\n{\"error\":\"%s\"}", status, reason, strlen(msg) + 12, msg);
+	if (n > 0 && (size_t)n < sizeof(out))
+		tls_write_all(ssl, fd, out, (size_t)n);
+}
+
+/* How much of a request to read ahead: the head, plus a body of known
+ * length (unless the client waits for 100-continue or the budget is
+ * spent). head is NUL-terminated. */
+static size_t
+tls_want(struct tls_front *t, const char *head, size_t headlen,
+    size_t *reserved)
+{
+	const char *cl = strcasestr(head, "\r\ncontent-length:");
+	char num[24];
+	uint64_t v;
+	size_t n;
+
+	*reserved = 0;
+	if (cl == NULL || strcasestr(head, "\r\nexpect:"))
+		return headlen;
+	cl += 17;
+	cl += strspn(cl, " \t");
+	n = strspn(cl, "0123456789");
+	if (n == 0 || n >= sizeof(num))
+		return headlen;
+	snprintf(num, sizeof(num), "%.*s", (int)n, cl);
+	if (util_parse_u64(num, 0, TLS_BODY_MAX, &v) < 0)
+		return headlen;	/* the server refuses it (413) at once */
+	pthread_mutex_lock(&t->lock);
+	if (t->buffered + v <= TLS_BUFFERED_MAX) {
+		t->buffered += v;
+		*reserved = (size_t)v;
+	}
+	pthread_mutex_unlock(&t->lock);
+	return headlen + *reserved;
+}
+
+/* Reads the first request whole; its bytes (malloc'd) in *out. 0 with
+ * *outlen, or -1 after replying (timeout, oversized head) or at EOF. */
+static int
+tls_read_request(struct tls_front *t, SSL *ssl, int fd, char **out,
+    size_t *outlen, size_t *reserved)
+{
+	int64_t deadline = util_mono_ms() + TLS_REQUEST_MS;
+	size_t len = 0, cap = TLS_HEAD_MAX + 1, want = 0;
+	char *buf = malloc(cap), *end, *nb;
+	ssize_t n;
+	int ww, rc = -1;
+
+	*reserved = 0;
+	while (buf != NULL && (want == 0 || len < want)) {
+		n = tls_client_read(ssl, fd, buf + len, cap - 1 - len, &ww);
+		if (n == 0)
+			goto cleanup;
+		if (n < 0) {
+			int64_t left = deadline - util_mono_ms();
+			if (left > 0 && tls_wait(fd, ww, (int)left) == 0)
+				continue;
+			tls_reply(ssl, fd, 408, "Request Timeout",
+			    "the request did not arrive in time");
+			goto cleanup;
+		}
+		len += (size_t)n;
+		buf[len] = '\0';
+		if (want != 0)
+			continue;
+		if ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL) {
+			if (len < cap - 1)
+				continue;
+			tls_reply(ssl, fd, 431, "Request Header Fields Too Large",
+			    "request headers over 16 KiB");
+			goto cleanup;
+		}
+		*end = '\0';
+		want = tls_want(t, buf, (size_t)(end - buf) + 4, reserved);
+		*end = '\r';
+		if (want > cap - 1) {
+			if ((nb = realloc(buf, want + 1)) == NULL)
+				goto cleanup;
+			buf = nb;
+			cap = want + 1;
+		}
+	}
+	if (buf == NULL)
+		return -1;
+	*out = buf;
+	*outlen = len;
+	buf = NULL;
+	rc = 0;
+cleanup:
+	free(buf);
+	return rc;
 }
 
 static void *
@@ -337,40 +485,73 @@ tls_conn_main(void *arg)
 {
 	struct tls_conn *c = arg;
 	struct tls_front *t = c->t;
-	char cn[64];
+	char cn[64] = "", *req = NULL;
+	size_t reqlen = 0, reserved = 0;
 	SSL *ssl = NULL;
 	int bfd = -1, port = 0;
 
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
-	if ((ssl = SSL_new(t->ctx)) == NULL || SSL_set_fd(ssl, c->fd) != 1)
-		goto cleanup;
-	if (tls_handshake(ssl, c->fd) < 0) {
-		log_debug("tls: handshake with %s failed: %s", c->remote,
-		    ERR_reason_error_string(ERR_peek_last_error()));
-		goto cleanup;
+	if (t->ctx != NULL) {
+		if ((ssl = SSL_new(t->ctx)) == NULL ||
+		    SSL_set_fd(ssl, c->fd) != 1)
+			goto cleanup;
+		if (tls_handshake(ssl, c->fd) < 0) {
+			log_debug("tls: handshake with %s failed: %s", c->remote,
+			    ERR_reason_error_string(ERR_peek_last_error()));
+			goto cleanup;
+		}
+		tls_peer_cn(ssl, cn, sizeof(cn));
 	}
-	tls_peer_cn(ssl, cn, sizeof(cn));
+	if (tls_read_request(t, ssl, c->fd, &req, &reqlen, &reserved) < 0)
+		goto cleanup;
 	if ((bfd = tls_backend(t, &port)) < 0) {
-		log_warnx("tls: cannot reach the HTTP server: %s",
+		log_warnx("front: cannot reach the HTTP server: %s",
 		    strerror(errno));
 		goto cleanup;
 	}
 	tls_peer_set(t, port, c->remote, cn, 1);
-	tls_relay(t, ssl, c->fd, bfd);
+	if (tls_plain_write_all(bfd, req, reqlen) == 0)
+		tls_relay(t, ssl, c->fd, bfd);
 	tls_peer_set(t, port, NULL, NULL, 0);
-	SSL_shutdown(ssl);
+	if (ssl)
+		SSL_shutdown(ssl);
 cleanup:
 	ERR_clear_error();
 	SSL_free(ssl);
+	free(req);
 	if (bfd >= 0)
 		close(bfd);
 	close(c->fd);
 	pthread_mutex_lock(&t->lock);
+	t->buffered -= reserved;
+	t->active[c->slot][0] = '\0';
 	t->nconns--;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
 	free(c);
 	return NULL;
+}
+
+/* A free slot for a client address, or -1 when full or when the address
+ * has TLS_PER_ADDR connections already. Under t->lock. */
+static int
+tls_slot(struct tls_front *t, const char *remote)
+{
+	int i, same = 0, free_slot = -1;
+
+	for (i = 0; i < TLS_MAX_CONNS; i++) {
+		if (t->active[i][0] == '\0') {
+			if (free_slot < 0)
+				free_slot = i;
+		} else if (strcmp(t->active[i], remote) == 0) {
+			same++;
+		}
+	}
+	if (same >= TLS_PER_ADDR || free_slot < 0)
+		return -1;
+	snprintf(t->active[free_slot], sizeof(t->active[free_slot]), "%s",
+	    remote);
+	return free_slot;
 }
 
 static void
@@ -381,23 +562,31 @@ tls_accept_one(struct tls_front *t)
 	struct tls_conn *c;
 	pthread_attr_t attr;
 	pthread_t th;
-	int fd, ok;
+	int fd;
 
 	if ((fd = accept4(t->lfd, (struct sockaddr *)&ss, &len,
 	    SOCK_CLOEXEC)) < 0)
 		return;
-	pthread_mutex_lock(&t->lock);
-	ok = t->nconns < TLS_MAX_CONNS;
-	if (ok)
-		t->nconns++;
-	pthread_mutex_unlock(&t->lock);
-	if (!ok || (c = calloc(1, sizeof(*c))) == NULL)
-		goto refuse;
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		close(fd);
+		return;
+	}
 	c->t = t;
 	c->fd = fd;
 	if (getnameinfo((struct sockaddr *)&ss, len, c->remote,
 	    sizeof(c->remote), NULL, 0, NI_NUMERICHOST) != 0)
 		snprintf(c->remote, sizeof(c->remote), "?");
+	pthread_mutex_lock(&t->lock);
+	if ((c->slot = tls_slot(t, c->remote)) >= 0)
+		t->nconns++;
+	pthread_mutex_unlock(&t->lock);
+	if (c->slot < 0) {
+		log_warnx("front: too many connections from %s, refusing",
+		    c->remote);
+		close(fd);
+		free(c);
+		return;
+	}
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_attr_setstacksize(&attr, 256 * 1024);
@@ -406,17 +595,12 @@ tls_accept_one(struct tls_front *t)
 		return;
 	}
 	pthread_attr_destroy(&attr);
-	free(c);
-refuse:
 	close(fd);
-	if (ok) {
-		pthread_mutex_lock(&t->lock);
-		t->nconns--;
-		pthread_mutex_unlock(&t->lock);
-	} else {
-		log_warnx("tls: %d connections open, refusing more",
-		    TLS_MAX_CONNS);
-	}
+	pthread_mutex_lock(&t->lock);
+	t->active[c->slot][0] = '\0';
+	t->nconns--;
+	pthread_mutex_unlock(&t->lock);
+	free(c);
 }
 
 static void *
@@ -451,7 +635,7 @@ tls_front_start(const struct tls_front_config *cfg, char *err, size_t errsz)
 	t->backend_port = cfg->backend_port;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
-	if ((t->ctx = tls_ctx(cfg, err, errsz)) == NULL ||
+	if ((cfg->cert != NULL && (t->ctx = tls_ctx(cfg, err, errsz)) == NULL) ||
 	    (t->lfd = tls_listen(cfg->listen, err, errsz)) < 0)
 		goto fail;
 	if (pipe2(t->wake, O_CLOEXEC) < 0 ||

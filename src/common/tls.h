@@ -1,6 +1,8 @@
-/* tls.h - TLS termination (OpenSSL) in front of the HTTP server: Debian's
+/* tls.h - the front of the HTTP server: TLS (OpenSSL) or plain, each
+ * request read whole within a deadline before the server sees it. Debian's
  * civetweb loads an OpenSSL 1.1 symbol table at run time and crashes on
- * OpenSSL 3, so the server listens in plain on loopback behind this. */
+ * OpenSSL 3, and gives each connection a worker for as long as the client
+ * takes, so civetweb listens in plain on loopback behind this. */
 #ifndef CVIRT_TLS_H
 #define CVIRT_TLS_H
 
@@ -10,7 +12,7 @@ struct tls_front;
 
 struct tls_front_config {
 	const char	*listen;	/* public HOST:PORT */
-	const char	*cert;		/* PEM certificate (chain) */
+	const char	*cert;		/* PEM certificate (chain); NULL: plain */
 	const char	*key;		/* PEM private key */
 	const char	*client_ca;	/* CA for client certs, or NULL */
 	int		 require_client; /* refuse clients without a cert */

@@ -157,6 +157,25 @@ def test_hostile_requests_get_4xx_and_change_nothing(cluster):
         status, buf = raw_request(cluster, data)
         assert status is None or 400 <= status < 500, (data[:80], buf[:200])
 
+    # Stalled clients (slowloris: a head or a body that never ends) cost
+    # the manager nothing it needs to answer others.
+    stalled = []
+    try:
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", cluster.port),
+                                         timeout=5)
+            s.sendall(b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\n"
+                      b"Content-Length: 100\r\n\r\n{" if i % 2 else
+                      b"GET /api/v1/health HTTP/1.1\r\nHost: x\r\n")
+            stalled.append(s)
+        t0 = time.monotonic()
+        assert cluster.health()
+        assert cluster.cli("vm", "list", json=True)
+        assert time.monotonic() - t0 < 3
+    finally:
+        for s in stalled:
+            s.close()
+
     # Healthy, fast and unchanged afterwards.
     t0 = time.monotonic()
     assert cluster.health()
