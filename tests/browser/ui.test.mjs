@@ -238,6 +238,32 @@ test('maintenance mode from the host page', async () => {
   await page.locator('h1 .badge', { hasText: 'up' }).waitFor({ timeout: 30000 });
 });
 
+test('log in with a user name and password; logging out ends the session', async () => {
+  await api(cl, 'POST', '/users', { name: 'olga', role: 'operator', password: 'correct horse 42' });
+  await page.locator('#logout').click();
+  await page.locator('#use-password').click();
+  expectHttp = ['401 /api/v1/login'];
+  await page.locator('#user').fill('olga');
+  await page.locator('#password').fill('wrong password');
+  await page.locator('#password').press('Enter');
+  await page.locator('#login-error', { hasText: 'wrong user name or password' }).waitFor();
+  await page.locator('#password').fill('correct horse 42');
+  await page.locator('#password').press('Enter');
+  await page.locator('.host-card[data-host="h1"]').waitFor();
+  const tok = await page.evaluate(() => sessionStorage.getItem('cvirt.token'));
+  assert.ok(tok && tok !== cl.token, 'no session token kept');
+  const ok = await fetch(cl.url + '/api/v1/hosts', { headers: { Authorization: 'Bearer ' + tok } });
+  assert.equal(ok.status, 200);
+  await page.locator('#logout').click();
+  await page.locator('#token').waitFor();
+  await waitFor(async () => (await fetch(cl.url + '/api/v1/hosts', { headers: { Authorization: 'Bearer ' + tok } })).status === 401,
+    10000, 'the session to end');
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('cvirt.token')), null);
+  await page.locator('#token').fill(cl.token);
+  await page.locator('#token').press('Enter');
+  await page.locator('.host-card[data-host="h1"]').waitFor();
+});
+
 test('every view renders; screenshots are kept', async () => {
   const views = [['#/', 'dashboard', '.host-card'], ['#/hosts', 'hosts', 'tr[data-host="h1"]'],
     ['#/hosts/h1', 'host-detail', '.charts'], ['#/vms', 'vms', 'tr[data-vm="web2"]'],
