@@ -218,6 +218,9 @@ agent_main(int argc, char **argv)
 	}
 	log_info("host %s: accel %s (%s)", agent_cfg.name, agent_cfg.accel,
 	    agent_cfg.accel_reason);
+	/* Forked before any thread exists; it outlives this process. */
+	if (lease_keeper_start() < 0)
+		log_warn("cannot start the lease keeper");
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -254,6 +257,13 @@ agent_main(int argc, char **argv)
 	} while (sig == SIGHUP);
 	log_info("signal %d: stopping the agent (VMs keep running)", sig);
 	report_stop();
+	{
+		/* With no VM left the host leaves: its leases go too. */
+		json_t *vms = vmhost_list();
+		if (json_array_size(vms) == 0)
+			lease_keeper_stop();
+		json_decref(vms);
+	}
 	rc = 0;
 cleanup:
 	httpd_stop(h);

@@ -56,6 +56,10 @@ api_info(void)
 		int ok = store_domain_check(agent_cfg.storage[i].path, err,
 		    sizeof(err)) == 0 && store_domain_space(
 		    agent_cfg.storage[i].path, &total, &avail) == 0;
+		if (ok && !lease_storage_ok(agent_cfg.storage[i].name)) {
+			snprintf(err, sizeof(err), "its lease cannot be renewed");
+			ok = 0;
+		}
 		json_array_append_new(st, json_pack("{s:s, s:s, s:b, s:s, s:I, s:I}",
 		    "name", agent_cfg.storage[i].name,
 		    "path", agent_cfg.storage[i].path, "ok", ok,
@@ -272,7 +276,33 @@ api_migrate_finish(struct httpd_req *r)
 	return api_reply_result(r, rc, status, err, NULL);
 }
 
+/* Peers ask this to tell "the manager is gone" from "I am cut off". */
+static int
+api_ping(struct httpd_req *r)
+{
+	return httpd_reply_json(r, 200, json_pack("{s:s}", "name",
+	    agent_cfg.name));
+}
+
+/* Every host's lease on a storage domain, as seen from here. */
+static int
+api_leases(struct httpd_req *r)
+{
+	char storage[UTIL_NAME_MAX + 1], err[256];
+	const char *root;
+	json_t *l;
+
+	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0 ||
+	    (root = vmhost_storage_path(storage)) == NULL)
+		return httpd_reply_error(r, 400, "unknown storage");
+	if ((l = lease_read_all(root, err, sizeof(err))) == NULL)
+		return httpd_reply_error(r, 503, "%s", err);
+	return httpd_reply_json(r, 200, json_pack("{s:o}", "leases", l));
+}
+
 const struct httpd_route agent_routes[] = {
+	{ "GET",    "/agent/v1/ping",                 api_ping, HTTPD_NOAUTH, 0 },
+	{ "GET",    "/agent/v1/leases",               api_leases, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/incoming",      api_incoming, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/migrate",       api_migrate, 0, 0 },
 	{ "GET",    "/agent/v1/vms/{}/migration",     api_migration, 0, 0 },

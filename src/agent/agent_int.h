@@ -65,6 +65,9 @@ struct avm {
 	int		 incoming;		/* waiting for a migration stream */
 	int		 migrating;		/* outgoing migration under way */
 	int		 migrated;		/* handed over: its exit is no failure */
+	int		 ha;			/* restarted by the manager on failure */
+	char		 ha_monitor[16];	/* process, panic, watchdog, ... */
+	char		 fail_reason[96];	/* why its exit is a failure */
 	int		 refs;
 	int64_t		 boots;			/* RESET events since start */
 };
@@ -108,6 +111,16 @@ int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
 json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_cancel(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_finish(const char *uuid, char *err, size_t errsz, int *status);
+
+/* lease.c: storage leases, self-fencing, isolation records */
+int	 lease_keeper_start(void);	/* before any thread starts */
+void	 lease_keeper_stop(void);
+int	 lease_storage_ok(const char *name);
+json_t	*lease_read_all(const char *root, char *err, size_t errsz);
+int	 lease_isolation_record(json_t *stopped);
+void	 lease_isolation_clear(void);
+/* Power off the HA VMs (isolation response); their uuids, new reference. */
+json_t	*vmhost_isolate(void);
 
 /* serial.c */
 /* Serial output kept for the VM in dir from absolute offset (-1: all kept).

@@ -35,6 +35,96 @@ report_kick(void)
 	pthread_mutex_unlock(&report_lock);
 }
 
+/* Isolation: cut off from the manager and from every peer. The settings
+ * and peer list come with the manager's replies; the report thread owns
+ * them. */
+static json_t *iso_peers;
+static int64_t iso_after_ms = 5000, iso_last_ok;
+static char iso_response[16] = "poweroff";
+static int iso_isolated, iso_noted;
+
+static void
+report_take_settings(json_t *reply)
+{
+	json_t *p = json_object_get(reply, "peers");
+	const char *resp = json_string_value(json_object_get(reply,
+	    "isolation_response"));
+
+	if (json_is_array(p)) {
+		json_decref(iso_peers);
+		iso_peers = json_incref(p);
+	}
+	if (json_is_integer(json_object_get(reply, "isolation_ms")))
+		iso_after_ms = json_integer_value(json_object_get(reply,
+		    "isolation_ms"));
+	if (resp && (strcmp(resp, "poweroff") == 0 || strcmp(resp, "leave") == 0))
+		snprintf(iso_response, sizeof(iso_response), "%s", resp);
+}
+
+static int
+report_peer_answers(void)
+{
+	struct httpc_resp r;
+	char url[640];
+	json_t *p;
+	size_t i;
+	int ok = 0;
+
+	json_array_foreach(iso_peers, i, p) {
+		if (i >= 5 || ok || !json_is_string(p))
+			break;
+		snprintf(url, sizeof(url), "%s/agent/v1/ping", json_string_value(p));
+		ok = httpc_request("GET", url, NULL, NULL, 1000, &r) == 0 &&
+		    r.status == 200;
+		httpc_resp_free(&r);
+	}
+	return ok;
+}
+
+static void
+report_isolation_check(int ok)
+{
+	int64_t now = util_mono_ms();
+	json_t *stopped;
+
+	if (ok) {
+		if (iso_isolated)
+			log_info("the manager answers again: isolation over");
+		if (iso_isolated || iso_noted)
+			lease_isolation_clear();
+		iso_isolated = iso_noted = 0;
+		iso_last_ok = now;
+		return;
+	}
+	if (iso_isolated || iso_last_ok == 0 || now - iso_last_ok < iso_after_ms)
+		return;
+	if (json_array_size(iso_peers) == 0 || report_peer_answers()) {
+		if (!iso_noted)
+			log_warnx("the manager has not answered for %lld ms, but "
+			    "%s: not isolated, VMs keep running",
+			    (long long)(now - iso_last_ok),
+			    json_array_size(iso_peers) ? "peers answer" :
+			    "no peer is known to ask");
+		iso_noted = 1;
+		return;
+	}
+	iso_isolated = 1;
+	if (strcmp(iso_response, "leave") == 0) {
+		stopped = json_array();
+		log_error("isolated from the manager and every peer for %lld ms: "
+		    "leaving VMs running (isolation response: leave)",
+		    (long long)(now - iso_last_ok));
+	} else {
+		stopped = vmhost_isolate();
+		log_error("isolated from the manager and every peer for %lld ms: "
+		    "powered off %zu HA VM(s) (isolation response: poweroff)",
+		    (long long)(now - iso_last_ok), json_array_size(stopped));
+	}
+	if (lease_isolation_record(stopped) < 0)
+		log_warn("cannot record the isolation on storage");
+	json_decref(stopped);
+}
+
 static void *
 report_stop_one(void *arg)
 {
@@ -55,6 +145,7 @@ report_apply_reply(json_t *reply)
 	json_t *v;
 	size_t i;
 
+	report_take_settings(reply);
 	json_array_foreach(json_object_get(reply, "stop"), i, v) {
 		pthread_t t;
 		char *uuid;
@@ -217,6 +308,7 @@ report_main(void *arg)
 		report_agent_key(key, sizeof(key));
 		if (key[0] == '\0') {
 			rc = report_register();
+			report_isolation_check(rc == 0);
 			if (rc == -2) {
 				log_error("exiting: fix the token file and start "
 				    "the agent again");
@@ -225,6 +317,7 @@ report_main(void *arg)
 			wait_ms = rc == 0 ? 0 : 1000;
 		} else {
 			rc = report_send(key);
+			report_isolation_check(rc == 0);
 			if (rc == -2) {
 				log_info("the manager does not know this host; "
 				    "registering again");

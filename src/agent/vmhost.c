@@ -174,10 +174,11 @@ vmhost_record_write(struct avm *vm)
 	char *s = NULL;
 	int rc = -1;
 
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "uuid", vm->uuid,
-	    "name", vm->name, "storage", vm->storage, "dir", vm->dir,
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s}", "uuid",
+	    vm->uuid, "name", vm->name, "storage", vm->storage, "dir", vm->dir,
 	    "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
-	    "pid", (json_int_t)vm->pid);
+	    "pid", (json_int_t)vm->pid, "ha", vm->ha, "ha_monitor",
+	    vm->ha_monitor);
 	if (rec == NULL || vmhost_record_path(vm->uuid, path, sizeof(path)) < 0)
 		goto cleanup;
 	if ((s = json_dumps(rec, JSON_INDENT(2))) == NULL)
@@ -297,12 +298,24 @@ vmhost_pid_gone(struct avm *vm, int64_t ms)
 	return 0;
 }
 
+/* The keeper killed QEMUs moments ago (its status says a lease failed). */
+static int
+vmhost_fenced_recently(void)
+{
+	int i;
+
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if (!lease_storage_ok(agent_cfg.storage[i].name))
+			return 1;
+	return 0;
+}
+
 static void *
 vmhost_monitor(void *arg)
 {
 	struct avm *vm = arg;
 	int64_t last_rotate = 0;
-	const char *state;
+	const char *state, *reason = NULL;
 	struct pollfd pfd;
 
 	pfd.fd = qmp_fd(vm->qmp);
@@ -330,7 +343,10 @@ vmhost_monitor(void *arg)
 		vmhost_pid_gone(vm, 5000);
 	}
 	pthread_mutex_lock(&vm->lock);
-	if (vm->migrated)
+	if (vm->fail_reason[0] && !vm->migrated) {
+		state = "failed";
+		reason = vm->fail_reason;
+	} else if (vm->migrated)
 		state = "migrated";
 	else if (vm->incoming)
 		state = "incoming-failed";
@@ -340,8 +356,10 @@ vmhost_monitor(void *arg)
 		state = "failed";
 	pthread_mutex_unlock(&vm->lock);
 	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
-	vmhost_record_exit(vm, state, strcmp(state, "failed") != 0 ? state :
-	    "QEMU exited unexpectedly");
+	if (reason == NULL && strcmp(state, "failed") == 0)
+		reason = vmhost_fenced_recently() ? "fenced: the storage lease "
+		    "could not be renewed" : "QEMU exited unexpectedly";
+	vmhost_record_exit(vm, state, reason ? reason : state);
 	pthread_mutex_lock(&vm->lock);
 	vm->exited = 1;
 	snprintf(vm->state, sizeof(vm->state), "%s", state);
@@ -384,6 +402,9 @@ static void
 ev_guest_panicked(struct avm *vm, json_t *data)
 {
 	log_warnx("vm %s: guest panicked", vm->name);
+	pthread_mutex_lock(&vm->lock);
+	snprintf(vm->fail_reason, sizeof(vm->fail_reason), "guest panicked");
+	pthread_mutex_unlock(&vm->lock);
 	vmhost_set_state(vm, "failed");
 }
 
@@ -457,7 +478,18 @@ ev_stop(struct avm *vm, json_t *data)
 static void
 ev_watchdog(struct avm *vm, json_t *data)
 {
+	int act;
+
 	log_warnx("vm %s: watchdog fired", vm->name);
+	pthread_mutex_lock(&vm->lock);
+	act = strcmp(vm->ha_monitor, "watchdog") == 0;
+	if (act)
+		snprintf(vm->fail_reason, sizeof(vm->fail_reason),
+		    "the guest watchdog fired");
+	pthread_mutex_unlock(&vm->lock);
+	/* The guest stopped petting it: end it so HA restarts it. */
+	if (act)
+		kill(vm->pid, SIGKILL);
 }
 
 static const struct vmhost_evh vmhost_events[] = {
@@ -649,6 +681,9 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		goto cleanup;
 	}
 	vm->incoming = incoming;
+	vm->ha = json_is_true(json_object_get(spec, "ha"));
+	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
+	    jstr(spec, "ha_monitor")[0] ? jstr(spec, "ha_monitor") : "process");
 	/* While a migration comes in, the source still owns vm.json. */
 	if (vmhost_qemu_spec(spec, vm, q, err, errsz) < 0 || (!incoming &&
 	    store_vm_write_meta(vmhost_storage_path(vm->storage), spec, err,
@@ -894,6 +929,9 @@ vmhost_adopt(json_t *rec)
 	if (vm == NULL)
 		return;
 	vm->pid = pid;
+	vm->ha = json_is_true(json_object_get(rec, "ha"));
+	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
+	    jstr(rec, "ha_monitor")[0] ? jstr(rec, "ha_monitor") : "process");
 	if (vmhost_paths(vm, err, sizeof(err)) < 0 || !util_pid_alive(pid) ||
 	    !util_pid_has_arg(pid, uuid)) {
 		log_warnx("vm %s: QEMU pid %d is gone (exited while the agent "
@@ -962,4 +1000,34 @@ vmhost_reattach(void)
 		json_decref(rec);
 	}
 	closedir(d);
+}
+
+json_t *
+vmhost_isolate(void)
+{
+	struct avm *list[VMHOST_MAX];
+	json_t *stopped = json_array();
+	char err[256];
+	int i, n = 0, status;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++) {
+		if (table[i] == NULL || !table[i]->ha)
+			continue;
+		pthread_mutex_lock(&table[i]->lock);
+		table[i]->refs++;
+		snprintf(table[i]->fail_reason, sizeof(table[i]->fail_reason),
+		    "isolated: powered off by the isolation response");
+		pthread_mutex_unlock(&table[i]->lock);
+		list[n++] = table[i];
+	}
+	pthread_mutex_unlock(&table_lock);
+	for (i = 0; i < n; i++) {
+		if (vmhost_stop(list[i]->uuid, 1, 0, err, sizeof(err), &status) == 0)
+			json_array_append_new(stopped, json_string(list[i]->uuid));
+		else
+			log_warnx("isolation: vm %s: %s", list[i]->name, err);
+		vmhost_put(list[i]);
+	}
+	return stopped;
 }

@@ -41,6 +41,12 @@ api_apply_exit(const char *host, json_t *e, int64_t now)
 	event_add(strcmp(state, "failed") == 0 ? "error" : "info", "vm.state",
 	    JS(row, "name"), "vm %s on host %s: %s (%s)", JS(row, "name"), host,
 	    state, JS(e, "reason") ? JS(e, "reason") : "exited");
+	/* A failure is HA's to handle; a guest that shut itself down meant it. */
+	if (strcmp(state, "failed") == 0)
+		failover_vm_failed(JS(row, "name"), host, JS(e, "reason"));
+	else
+		db_exec("UPDATE vms SET desired = 'stopped' WHERE uuid = ?", "s",
+		    JS(row, "uuid"));
 cleanup:
 	json_decref(row);
 }
@@ -188,9 +194,13 @@ api_agent_register(struct httpd_req *r)
 	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
 	    name, url, accel, old ? "" : ", new host");
 	db_commit();
-	httpd_reply_json(r, 200, json_pack("{s:s, s:I, s:O}", "agent_key", key,
-	    "heartbeat_interval_ms", (json_int_t)hb_interval_ms(),
-	    "stop", stop));
+	{
+		json_t *reply = json_pack("{s:s, s:I, s:O}", "agent_key", key,
+		    "heartbeat_interval_ms", (json_int_t)hb_interval_ms(),
+		    "stop", stop);
+		failover_agent_hints(name, reply);
+		httpd_reply_json(r, 200, reply);
+	}
 cleanup:
 	free(infos);
 	json_decref(info);
@@ -203,7 +213,7 @@ static int
 api_agent_report(struct httpd_req *r)
 {
 	const char *name = NULL, *self = r->principal + 5;	/* "host:" */
-	json_t *old, *stop;
+	json_t *old, *stop, *reply;
 
 	if (r->body == NULL || api_str_field(r, "name", 255, &name) < 0)
 		return r->status ? 0 : httpd_reply_error(r, 400, "body required");
@@ -226,8 +236,10 @@ api_agent_report(struct httpd_req *r)
 	json_decref(old);
 	stats_record(self, json_object_get(r->body, "stats"));
 	usage_record(self, json_object_get(r->body, "stats"));
-	return httpd_reply_json(r, 200, json_pack("{s:b, s:o, s:I}", "ok", 1,
-	    "stop", stop, "heartbeat_interval_ms", (json_int_t)hb_interval_ms()));
+	reply = json_pack("{s:b, s:o, s:I}", "ok", 1, "stop", stop,
+	    "heartbeat_interval_ms", (json_int_t)hb_interval_ms());
+	failover_agent_hints(self, reply);
+	return httpd_reply_json(r, 200, reply);
 }
 
 const struct httpd_route api_agent_routes[] = {

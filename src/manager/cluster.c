@@ -24,9 +24,29 @@ static const struct cluster_key cluster_keys[] = {
 	CK(balancer_threshold_pct, 1, 100, 20),
 	CK(balancer_interval_s, 1, 86400, 60),
 	CK(balancer_cooldown_s, 0, 86400, 300),
+	CK(ha_lease_timeout_ms, 2000, 600000, 5000),
+	CK(ha_max_restarts, 0, 100, 3),
+	CK(ha_restart_window_s, 10, 86400, 600),
+	CK(ha_reserve_hosts, 0, 100, 0),
+};
+
+/* Settings that take one of a few words. */
+struct cluster_word {
+	const char		*name;
+	const char *const	*allowed;
+	const char		*def;
+	size_t			 off;
 };
 static const char *const balancer_modes[] = { "off", "advise", "automatic",
     NULL };
+static const char *const isolation_responses[] = { "poweroff", "leave", NULL };
+static const struct cluster_word cluster_words[] = {
+	{ "balancer_mode", balancer_modes, "off",
+	    offsetof(struct cluster_settings, balancer_mode) },
+	{ "ha_isolation_response", isolation_responses, "poweroff",
+	    offsetof(struct cluster_settings, ha_isolation_response) },
+};
+#define NWORDS (sizeof(cluster_words) / sizeof(cluster_words[0]))
 
 static pthread_mutex_t cluster_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct cluster_settings cluster_cur;
@@ -46,7 +66,6 @@ cluster_load(void)
 	size_t i;
 
 	memset(&s, 0, sizeof(s));
-	snprintf(s.balancer_mode, sizeof(s.balancer_mode), "off");
 	for (i = 0; i < sizeof(cluster_keys) / sizeof(cluster_keys[0]); i++) {
 		const struct cluster_key *k = &cluster_keys[i];
 		uint64_t v;
@@ -59,12 +78,20 @@ cluster_load(void)
 			*cluster_field(&s, k) = (int)v;
 		json_decref(row);
 	}
-	row = db_row("SELECT value FROM meta WHERE key = 'cluster.balancer_mode'",
-	    NULL);
-	if (row)
-		snprintf(s.balancer_mode, sizeof(s.balancer_mode), "%s",
-		    json_string_value(json_object_get(row, "value")));
-	json_decref(row);
+	for (i = 0; i < NWORDS; i++) {
+		char *dst = (char *)&s + cluster_words[i].off;
+		const char *v;
+		size_t k;
+
+		snprintf(dst, 16, "%s", cluster_words[i].def);
+		snprintf(key, sizeof(key), "cluster.%s", cluster_words[i].name);
+		row = db_row("SELECT value FROM meta WHERE key = ?", "s", key);
+		v = row ? json_string_value(json_object_get(row, "value")) : NULL;
+		for (k = 0; v && cluster_words[i].allowed[k]; k++)
+			if (strcmp(v, cluster_words[i].allowed[k]) == 0)
+				snprintf(dst, 16, "%s", v);
+		json_decref(row);
+	}
 	pthread_mutex_lock(&cluster_lock);
 	cluster_cur = s;
 	pthread_mutex_unlock(&cluster_lock);
@@ -90,7 +117,9 @@ cluster_json(void)
 	for (i = 0; i < sizeof(cluster_keys) / sizeof(cluster_keys[0]); i++)
 		json_object_set_new(o, cluster_keys[i].name,
 		    json_integer(*cluster_field(&s, &cluster_keys[i])));
-	json_object_set_new(o, "balancer_mode", json_string(s.balancer_mode));
+	for (i = 0; i < NWORDS; i++)
+		json_object_set_new(o, cluster_words[i].name,
+		    json_string((char *)&s + cluster_words[i].off));
 	return o;
 }
 
@@ -114,14 +143,23 @@ cluster_update(json_t *body, char *err, size_t errsz)
 	int rc = -1;
 
 	json_object_foreach(body, key, v) {
-		if (strcmp(key, "balancer_mode") == 0) {
-			for (i = 0; balancer_modes[i]; i++)
-				if (json_is_string(v) && strcmp(json_string_value(v),
-				    balancer_modes[i]) == 0)
+		for (i = 0; i < NWORDS; i++)
+			if (strcmp(cluster_words[i].name, key) == 0)
+				break;
+		if (i < NWORDS) {
+			const char *const *a = cluster_words[i].allowed;
+			size_t k;
+
+			for (k = 0; a[k]; k++)
+				if (json_is_string(v) &&
+				    strcmp(json_string_value(v), a[k]) == 0)
 					break;
-			if (balancer_modes[i] == NULL) {
-				snprintf(err, errsz, "balancer_mode must be off, "
-				    "advise or automatic");
+			if (a[k] == NULL) {
+				snprintf(err, errsz, "%s must be %s%s%s", key, a[0],
+				    a[1] ? " or " : "", a[1] ? a[1] : "");
+				if (a[1] && a[2])
+					snprintf(err, errsz, "%s must be %s, %s or %s",
+					    key, a[0], a[1], a[2]);
 				return -1;
 			}
 			continue;

@@ -69,6 +69,15 @@ static const char *const db_migrations[] = {
 	"  vm_uuid TEXT NOT NULL, storage TEXT NOT NULL, state TEXT NOT NULL,"
 	"  size_bytes INTEGER, manifest TEXT, created INTEGER NOT NULL);"
 	"CREATE INDEX backups_vm ON backups(vm);",
+	/* HA: what the user wants of a VM (running/stopped), so a failure is
+	 * told from a stop. */
+	"ALTER TABLE vms ADD COLUMN desired TEXT;",
+	/* scale: placement sums sizes from an index alone; vms.grouped says
+	 * whether the spec names an (anti-)affinity group (NULL: unknown,
+	 * read the spec; db_fixup fills it). */
+	"ALTER TABLE vms ADD COLUMN grouped INTEGER;"
+	"CREATE INDEX vms_placement ON vms(grouped, host, memory_mib, cpus,"
+	"  uuid);",
 };
 
 static int
@@ -143,21 +152,25 @@ cleanup:
 	return rc;
 }
 
-/* Rows written before migration 2 get their size columns from the spec. */
+/* Rows written before the placement columns (or by paths that do not
+ * set them) get them from the spec. */
 static void
 db_fixup(void)
 {
 	json_t *rows, *row, *spec;
 	size_t i;
 
-	rows = db_query("SELECT uuid, spec FROM vms WHERE memory_mib IS NULL",
-	    NULL);
+	rows = db_query("SELECT uuid, spec FROM vms WHERE memory_mib IS NULL OR "
+	    "cpus IS NULL OR grouped IS NULL", NULL);
 	json_array_foreach(rows, i, row) {
 		spec = json_loads(json_string_value(json_object_get(row, "spec")),
 		    0, NULL);
-		db_exec("UPDATE vms SET cpus = ?, memory_mib = ? WHERE uuid = ?",
-		    "iis", json_integer_value(json_object_get(spec, "cpus")),
+		db_exec("UPDATE vms SET cpus = ?, memory_mib = ?, grouped = ? "
+		    "WHERE uuid = ?", "iiis",
+		    json_integer_value(json_object_get(spec, "cpus")),
 		    json_integer_value(json_object_get(spec, "memory_mib")),
+		    (int64_t)(json_object_get(spec, "affinity") != NULL ||
+		    json_object_get(spec, "anti_affinity") != NULL),
 		    json_string_value(json_object_get(row, "uuid")));
 		json_decref(spec);
 	}

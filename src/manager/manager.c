@@ -135,7 +135,7 @@ manager_db_path(char *out, size_t outsz)
 }
 
 /* The leader's background services (ha.c calls this once it leads). */
-static int lead_tasks, lead_mon, lead_bal;
+static int lead_tasks, lead_mon, lead_bal, lead_fo;
 
 static int
 manager_lead(void)
@@ -149,6 +149,9 @@ manager_lead(void)
 	if (balancer_start() < 0)
 		return -1;
 	lead_bal = 1;
+	if (failover_start() < 0)
+		return -1;
+	lead_fo = 1;
 	return 0;
 }
 
@@ -229,6 +232,8 @@ cleanup:
 	api_web_shutdown();
 	ha_stop();
 	httpd_stop(h);
+	if (lead_fo)
+		failover_stop();
 	if (lead_bal)
 		balancer_stop();
 	if (lead_mon)

@@ -147,7 +147,12 @@ struct cluster_settings {
 	int	balancer_threshold_pct;
 	int	balancer_interval_s;
 	int	balancer_cooldown_s;
+	int	ha_lease_timeout_ms;		/* a lease this old is dead */
+	int	ha_max_restarts;		/* in place, per window */
+	int	ha_restart_window_s;
+	int	ha_reserve_hosts;		/* admission control */
 	char	balancer_mode[16];		/* off, advise, automatic */
+	char	ha_isolation_response[16];	/* poweroff, leave */
 };
 int	 cluster_load(void);
 void	 cluster_get(struct cluster_settings *out);
@@ -163,6 +168,17 @@ int	 sched_pick(json_t *vm, const char *want, const char *exclude,
 	    char *out, size_t outsz, char *err, size_t errsz);
 /* Per host: memory_mib, mem_used_mib, cpus_used, state; new reference. */
 json_t	*sched_loads(void);
+
+/* failover.c: host failure (heartbeat + lease), VM restarts, admission */
+int	 failover_start(void);
+void	 failover_stop(void);
+/* A VM's QEMU failed on host: remember it for the restart policy. */
+void	 failover_vm_failed(const char *name, const char *host,
+	    const char *reason);
+/* 0, or -1 with err when starting this HA VM would break the reserve. */
+int	 failover_admit(json_t *vm, char *err, size_t errsz);
+/* Peers and isolation settings for an agent's reply (added to reply). */
+void	 failover_agent_hints(const char *host, json_t *reply);
 
 /* migrate.c: live migration, evacuation, the balancer */
 int	 vmops_migrate(struct task *t);

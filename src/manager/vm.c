@@ -33,13 +33,15 @@ vm_json(json_t *row)
 		spec = json_object();
 	util_time_iso(json_integer_value(json_object_get(row, "created")),
 	    created, sizeof(created));
-	o = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:s, s:b}",
+	o = json_pack("{s:O, s:O, s:O, s:O, s:O, s:O, s:O, s:s, s:b}",
 	    "name", json_object_get(row, "name"),
 	    "uuid", json_object_get(row, "uuid"),
 	    "state", json_object_get(row, "state"),
 	    "host", json_object_get(row, "host"),
 	    "pid", json_object_get(row, "pid"),
 	    "task", json_object_get(row, "task_id"),
+	    "desired", json_object_get(row, "desired") ?
+	    json_object_get(row, "desired") : json_null(),
 	    "created", created,
 	    "ha", json_is_true(json_object_get(spec, "ha")));
 	for (i = 0; copy[i]; i++) {

@@ -61,16 +61,23 @@ vmops_start(struct task *t)
 	spec = vm_spec(row);
 	if (want == NULL)
 		want = JS(spec, "host");
-	if (sched_pick(row, want, NULL, host, sizeof(host), t->err,
-	    sizeof(t->err)) < 0)
+	if (failover_admit(row, t->err, sizeof(t->err)) < 0 ||
+	    sched_pick(row, want, JS(t->params, "exclude"), host, sizeof(host),
+	    t->err, sizeof(t->err)) < 0)
 		goto cleanup;
 	task_progress(t, 20);
 	vm_set_state(JS(row, "uuid"), "starting", host, 0);
 	if (vmops_agent(t, host, "POST", JS(row, "uuid"), "/start", spec, 60000,
 	    &reply) < 0) {
 		vm_set_state(JS(row, "uuid"), "stopped", NULL, 0);
+		/* A failed HA restart counts against in-place restarts. */
+		if (JS(t->params, "reason") && strcmp(JS(t->params, "reason"),
+		    "ha") == 0)
+			failover_vm_failed(t->vm, host, t->err);
 		goto cleanup;
 	}
+	db_exec("UPDATE vms SET desired = 'running' WHERE uuid = ?", "s",
+	    JS(row, "uuid"));
 	vm_set_state(JS(row, "uuid"), "running", host,
 	    json_integer_value(json_object_get(reply, "pid")));
 	event_add("info", "vm.started", t->vm, "vm %s started on host %s", t->vm,
@@ -121,6 +128,9 @@ vmops_stop(struct task *t)
 	body = json_pack("{s:b, s:I}", "force",
 	    json_is_true(json_object_get(t->params, "force")), "timeout_s",
 	    (json_int_t)timeout);
+	/* The user wants it off: HA leaves it alone from now on. */
+	db_exec("UPDATE vms SET desired = 'stopped' WHERE uuid = ?", "s",
+	    JS(row, "uuid"));
 	vm_set_state(JS(row, "uuid"), "stopping", host, 0);
 	task_progress(t, 20);
 	if (vmops_agent(t, host, "POST", JS(row, "uuid"), "/stop", body,

@@ -425,6 +425,23 @@ class Cluster:
             return parsed
         return p.returncode, parsed, p.stderr
 
+    def cluster_keepers(self):
+        """Lease keepers (forked by this cluster's agents, they outlive
+        them) still running."""
+        found = set()
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    if f.read().strip() != "cvirt-keeper":
+                        continue
+            except OSError:
+                continue
+            if any(self.base in a for a in (proc_cmdline(int(d)) or [])):
+                found.add(int(d))
+        return found
+
     def _note_uuids(self, obj):
         if isinstance(obj, dict):
             u = obj.get("uuid")
@@ -559,7 +576,7 @@ class Cluster:
         if self.manager is not None:
             self.manager.stop(timeout=10)
         self.uuids |= uuids
-        leftovers = self.cluster_qemus()
+        leftovers = set(self.cluster_qemus()) | self.cluster_keepers()
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)

@@ -4,7 +4,9 @@ agent traffic and migration streams cross real (virtual) links. Every
 address is inside namespaces this helper creates and deletes."""
 
 import json as jsonlib
+import os
 import random
+import signal
 import subprocess
 
 from cvirt import Cluster, CvirtError
@@ -87,6 +89,25 @@ class NetnsCluster(Cluster):
             return status, jsonlib.loads(text)
         except ValueError:
             return status, text
+
+    def crash_host(self, role):
+        """Kills every process of the host at once (agent, keeper, QEMUs)."""
+        p = subprocess.run(["ip", "netns", "pids", self.ns[role]],
+                           capture_output=True, text=True)
+        pids = [int(x) for x in p.stdout.split()]
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.agents[role].wait(10)
+        return pids
+
+    def cut(self, role, up=False):
+        """Takes the role's only network link down (or up again)."""
+        i = list(self.ns).index(role)
+        _ip("-n", self.ns[role], "link", "set", "%sa%d" % (self.tag, i),
+            "up" if up else "down")
 
     def _teardown(self):
         for ns in reversed(self.nsnames):

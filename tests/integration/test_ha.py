@@ -1,0 +1,222 @@
+"""HA fault injection (issue 5) on three hosts in network namespaces: host
+crash, agent crash only, QEMU crash, guest panic, isolation of one host, a
+partition that isolates the manager, storage lost by one host, manager
+restarts. A sampler counts the QEMU processes of each HA VM all along: a
+VM never runs twice."""
+
+import os
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from cvirt import boot_ids, qemu_pid, qemu_pids, wait_for
+from netns import NetnsCluster
+
+BASE = "console=ttyS0 cvirt.tick=1"
+
+
+@pytest.fixture(scope="module")
+def hc(request, guest, cvirt_bin):
+    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
+    request.addfinalizer(cl.stop)
+    cl.start(hosts=("h1", "h2", "h3"))
+    return cl
+
+
+class Sampler:
+    """Counts a VM's QEMU processes every 50 ms while it runs."""
+
+    def __init__(self, uuid):
+        self.uuid, self.max, self.stop_ev = uuid, 0, threading.Event()
+        self.t = threading.Thread(target=self.run)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            self.max = max(self.max, len(qemu_pids(self.uuid)))
+            time.sleep(0.05)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join()
+        return self.max
+
+
+def ha_vm(cl, guest, name, host, extra="", monitor=None, disk=None):
+    args = ["vm", "create", name, "--cpus", 1, "--memory", 128, "--ha",
+            "--kernel", guest.kernel, "--initrd", guest.initrd,
+            "--cmdline", (BASE + " " + extra).strip()]
+    if monitor:
+        args += ["--ha-monitor", monitor]
+    if disk:
+        args += ["--disk", disk]
+    cl.cli(*args)
+    cl.cli("vm", "start", name, "--host", host)
+    cl.wait_serial(name, "cvirt-guest: tick 1", 60)
+    return cl.vm(name)
+
+
+def wait_running_on(cl, name, hosts, timeout=40):
+    return wait_for(lambda: (lambda v: v if v["state"] == "running" and
+                             v["host"] in hosts else None)(cl.vm(name)),
+                    timeout, "%s running on one of %s" % (name, hosts),
+                    interval=0.2)
+
+
+def read_disk(storage, uuid, offset, length=32):
+    img = os.path.join(storage, "vms", uuid, "disk0.qcow2")
+    p = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c",
+                        "read -v %d %d" % (offset, length), img],
+                       capture_output=True, text=True)
+    return "".join(ln.split("  ")[-1] for ln in p.stdout.splitlines()
+                   if ":" in ln[:10])
+
+
+def test_host_crash_restarts_ha_vm_elsewhere(hc, guest):
+    v = ha_vm(hc, guest, "ha1", "h1", disk=8)
+    # Data on its own disk, written before the crash.
+    rc, _, err = hc.cli("vm", "console", "ha1", check=False, timeout=30,
+                        input="echo precrashdata | dd of=/dev/vda bs=512 "
+                              "seek=100 conv=fsync\r")
+    assert rc == 0, err
+    wait_for(lambda: "precrashdata" in read_disk(hc.storage, v["uuid"],
+                                                  51200), 10, "disk data")
+    s = Sampler(v["uuid"])
+    t0 = time.monotonic()
+    hc.crash_host("h1")
+    try:
+        wait_running_on(hc, "ha1", ("h2", "h3"), 30)
+        took = time.monotonic() - t0
+    finally:
+        assert s.stop() <= 1, "ha1 ran twice"
+    assert took < 20, "failover took %.1f s" % took
+    assert hc.cli("host", "show", "h1", json=True)["state"] == "fenced"
+    hc.wait_serial("ha1", "cvirt-guest: boot-id", 40, count=2)
+    assert "precrashdata" in read_disk(hc.storage, v["uuid"], 51200)
+    ev = [e for e in hc.cli("event", "list", json=True)
+          if e["kind"] == "host.fenced" and e["object"] == "h1"]
+    assert ev and "lease not renewed" in ev[0]["message"]
+    hc.start_agent("h1")
+    assert len(qemu_pids(v["uuid"])) == 1
+
+
+def test_agent_crash_only_leaves_vm_where_it_is(hc, guest):
+    v = ha_vm(hc, guest, "ha2", "h2")
+    pid = qemu_pid(v["uuid"])
+    s = Sampler(v["uuid"])
+    hc.kill_agent("h2")
+    try:
+        hc.wait_host("h2", "down", 20)
+        time.sleep(8)       # past the lease timeout: the keeper renews on
+        assert hc.cli("host", "show", "h2", json=True)["state"] == "down"
+        assert qemu_pid(v["uuid"]) == pid
+        hc.start_agent("h2")
+        got = wait_running_on(hc, "ha2", ("h2",), 20)
+    finally:
+        assert s.stop() <= 1
+    assert qemu_pid(v["uuid"]) == pid and got["host"] == "h2"
+    assert len(boot_ids(hc.serial("ha2"))) == 1
+
+
+def test_qemu_crash_restarts_in_place(hc, guest):
+    v = hc.vm("ha2")
+    pid = qemu_pid(v["uuid"])
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: (lambda p: p and p != pid)(qemu_pid(v["uuid"])), 20,
+             "ha2 restarted")
+    assert wait_running_on(hc, "ha2", ("h2",), 20)["host"] == "h2"
+    hc.wait_serial("ha2", "cvirt-guest: boot-id", 40, count=2)
+
+
+def test_guest_panic_restarts_and_user_stop_is_final(hc, guest):
+    hc.cli("vm", "create", "pan", "--cpus", 1, "--memory", 128, "--ha",
+           "--ha-monitor", "panic", "--kernel", guest.kernel, "--initrd",
+           guest.initrd, "--cmdline", BASE + " cvirt.panic=1")
+    hc.cli("vm", "start", "pan", "--host", "h3")
+    hc.wait_serial("pan", "cvirt-guest: panicking", 40, count=2)
+    ev = [e for e in hc.cli("event", "list", json=True)
+          if e["kind"] == "ha.restart" and e["object"] == "pan"]
+    assert ev, "no HA restart after the panic"
+    hc.cli("vm", "stop", "pan", "--force")
+    time.sleep(5)
+    v = hc.vm("pan")
+    assert v["state"] == "stopped" and not qemu_pids(v["uuid"]), v
+    hc.cli("vm", "delete", "pan")
+
+
+def test_isolated_host_powers_off_and_vm_runs_elsewhere(hc, guest):
+    v = ha_vm(hc, guest, "ha3", "h3")
+    s = Sampler(v["uuid"])
+    hc.cut("h3")
+    try:
+        wait_running_on(hc, "ha3", ("h1", "h2"), 40)
+    finally:
+        hc.cut("h3", up=True)
+    hc.wait_host("h3", "up", 30)
+    time.sleep(2)
+    assert s.stop() <= 1, "ha3 ran twice"
+    assert len(qemu_pids(v["uuid"])) == 1
+    ev = [e for e in hc.cli("event", "list", json=True)
+          if e["kind"] == "host.isolated" and e["object"] == "h3"]
+    assert ev and "powered off 1" in ev[0]["message"]
+
+
+def test_manager_partition_restarts_nothing(hc, guest):
+    vms = {n: qemu_pid(hc.vm(n)["uuid"]) for n in ("ha1", "ha2", "ha3")}
+    hc.cut("manager")
+    time.sleep(12)
+    hc.cut("manager", up=True)
+    for h in ("h1", "h2", "h3"):
+        hc.wait_host(h, "up", 30)
+    time.sleep(2)
+    for n, pid in vms.items():
+        v = hc.vm(n)
+        assert v["state"] == "running" and qemu_pid(v["uuid"]) == pid, n
+
+
+def test_storage_lost_by_one_host_fences_and_restarts(hc, guest):
+    v = hc.vm("ha2")       # on h2
+    lease = os.path.join(hc.storage, "leases", "h2.json")
+    s = Sampler(v["uuid"])
+    os.unlink(lease)
+    os.mkdir(lease)         # renewals on h2 now fail: as if storage is gone
+    try:
+        got = wait_running_on(hc, "ha2", ("h1", "h3"), 40)
+    finally:
+        os.rmdir(lease)
+        assert s.stop() <= 1
+    assert got["host"] != "h2"
+    ev = [e for e in hc.cli("event", "list", json=True)
+          if e["object"] == "ha2" and "fenced" in e["message"]]
+    assert ev
+
+
+def test_manager_restart_restarts_nothing(hc, guest):
+    vms = {n: qemu_pid(hc.vm(n)["uuid"]) for n in ("ha1", "ha2", "ha3")}
+    hc.manager.stop()
+    hc.start_manager()
+    for h in ("h1", "h2", "h3"):
+        hc.wait_host(h, "up", 30)
+    time.sleep(8)
+    for n, pid in vms.items():
+        assert qemu_pid(hc.vm(n)["uuid"]) == pid, n
+
+
+def test_manager_restart_during_failover(hc, guest):
+    v = hc.vm("ha3")
+    host = v["host"]
+    s = Sampler(v["uuid"])
+    hc.crash_host(host)
+    time.sleep(3)
+    hc.manager.signal(signal.SIGKILL)
+    hc.manager.wait(10)
+    hc.start_manager()
+    try:
+        others = tuple(h for h in ("h1", "h2", "h3") if h != host)
+        wait_running_on(hc, "ha3", others, 45)
+    finally:
+        assert s.stop() <= 1
+    hc.start_agent(host)
