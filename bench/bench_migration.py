@@ -97,7 +97,10 @@ def raw_floor(mem, extra=""):
                 Qmp(dsock)
                 q.cmd("migrate-set-capabilities", capabilities=[
                     {"capability": "auto-converge", "state": True}])
-                q.cmd("migrate-set-parameters", **{"downtime-limit": 10})
+                # The same limits cvirt sets: 10 ms, no bandwidth cap
+                # (QEMU's default cap would make the floor look slow).
+                q.cmd("migrate-set-parameters", **{"downtime-limit": 10,
+                                                   "max-bandwidth": 1 << 40})
                 q.cmd("migrate", uri="tcp:127.0.0.1:%d" % port)
                 while True:
                     st = q.cmd("query-migrate")
