@@ -51,6 +51,17 @@ cleanup:
 	json_decref(row);
 }
 
+static int
+api_host_up(const char *name)
+{
+	json_t *h = db_row("SELECT name FROM hosts WHERE name = ? AND state = "
+	    "'up'", "s", name);
+	int up = h != NULL;
+
+	json_decref(h);
+	return up;
+}
+
 /* row: the VM's inventory row (borrowed), NULL when unknown. */
 static void
 api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
@@ -78,6 +89,19 @@ api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
 		;
 	if (state == NULL || ok[i] == NULL || !api_vm_settled(row, now))
 		return;
+	/* Recorded as running on another host that is up: this copy is one
+	 * too many (a VM never runs twice). */
+	if (JS(row, "host") && strcmp(JS(row, "host"), host) != 0 &&
+	    (strcmp(state, "running") == 0 || strcmp(state, "paused") == 0) &&
+	    (strcmp(JS(row, "state"), "running") == 0 ||
+	    strcmp(JS(row, "state"), "paused") == 0) &&
+	    api_host_up(JS(row, "host"))) {
+		json_array_append_new(stop, json_string(JS(v, "uuid")));
+		event_add("error", "vm.duplicate", JS(row, "name"), "vm %s "
+		    "reported running on %s while it runs on %s: stopping the "
+		    "copy on %s", JS(row, "name"), host, JS(row, "host"), host);
+		return;
+	}
 	if (strcmp(JS(row, "state"), state) != 0 || JS(row, "host") == NULL ||
 	    strcmp(JS(row, "host"), host) != 0 ||
 	    json_integer_value(json_object_get(row, "pid")) != pid) {
