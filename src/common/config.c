@@ -112,7 +112,10 @@ config_args(const char *role, int *argc, char ***argv)
 	out = NULL;	/* lives until exit, like the original argv */
 	rc = 0;
 cleanup:
-	free(out);	/* on error; the strings are few and we exit */
+	/* On error out holds argv[0] and the file's strings only. */
+	for (i = 1; out != NULL && i < n; i++)
+		free(out[i]);
+	free(out);
 	free(text);
 	return rc;
 }

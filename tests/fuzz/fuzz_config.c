@@ -1,12 +1,17 @@
-/* fuzz_config.c - libFuzzer target: the option parser every command uses
- * (global and command options, --name=value, "--", positionals) and the
- * value checks behind it (numbers, names, UUIDs). Input: NUL-separated
- * words. */
+/* fuzz_config.c - libFuzzer target: the daemons' config file parser
+ * (config_args: the input is the file), then the option parser every
+ * command uses (global and command options, --name=value, "--",
+ * positionals) and the value checks behind it (numbers, names, UUIDs) on
+ * the input as NUL-separated words. */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <unistd.h>
+
 #include "cli/cli_int.h"
+#include "common/config.h"
 #include "common/util.h"
 
 static int
@@ -33,6 +38,56 @@ fuzz_values(const char *w)
 		abort();
 }
 
+static char fuzz_path[64];
+
+static void
+fuzz_unlink(void)
+{
+	unlink(fuzz_path);
+}
+
+/* The input as a config file: every line either refused or turned into
+ * "--key [value]" arguments ahead of the command line. */
+static void
+fuzz_config_file(const uint8_t *data, size_t size)
+{
+	char *path = fuzz_path;
+	char *orig[] = { "cvirt", "--config", path, "--data", "/d", NULL };
+	char **argv = orig;
+	int argc = 5, i, j, ours;
+	FILE *f;
+
+	if (path[0] == '\0') {
+		snprintf(fuzz_path, sizeof(fuzz_path), "%s/cvirt-fuzz-%d.conf",
+		    access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+		    (int)getpid());
+		atexit(fuzz_unlink);
+	}
+	/* No fsync: this file only needs to be read back at once. */
+	if ((f = fopen(path, "w")) == NULL)
+		return;
+	if (fwrite(data, 1, size, f) != size) {
+		fclose(f);
+		return;
+	}
+	fclose(f);
+	if (config_args("manager", &argc, &argv) < 0 || argv == orig)
+		return;
+	/* The command line comes last and --config is gone. */
+	if (argc < 3 || strcmp(argv[argc - 1], "/d") != 0 ||
+	    strcmp(argv[argc - 2], "--data") != 0 || argv[argc] != NULL)
+		abort();
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0)
+			abort();
+		for (ours = 0, j = 0; orig[j]; j++)
+			ours |= argv[i] == orig[j];
+		if (!ours)
+			free(argv[i]);
+	}
+	free(argv);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -47,6 +102,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct cli_ctx c;
 	size_t i, start = 0;
 
+	fuzz_config_file(data, size);
 	if ((buf = malloc(size + 1)) == NULL)
 		return 0;
 	memcpy(buf, data, size);
