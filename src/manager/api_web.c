@@ -74,6 +74,15 @@ api_web_shutdown(void)
 	atomic_store(&stream_quit, 1);
 }
 
+/* GET /api/v1/session: who the token belongs to, so the UI offers only
+ * what the role allows. */
+static int
+api_session(struct httpd_req *r)
+{
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "name",
+	    r->principal, "role", auth_role_name(r->role)));
+}
+
 /* POST /api/v1/stream/ticket: EventSource cannot send a header, so the page
  * trades its token for a one-use ticket first. */
 static int
@@ -263,6 +272,7 @@ api_stream(struct httpd_req *r)
 }
 
 const struct httpd_route api_web_routes[] = {
+	{ "GET",  "/api/v1/session",         api_session, 0, ROLE_VIEWER },
 	{ "POST", "/api/v1/stream/ticket",   api_stream_ticket, 0, ROLE_VIEWER },
 	{ "GET",  "/api/v1/stream",          api_stream, HTTPD_NOAUTH, 0 },
 	{ "GET",  "/api/v1/vms/{}/stats",    api_vm_stats, 0, ROLE_VIEWER },

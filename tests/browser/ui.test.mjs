@@ -240,6 +240,7 @@ test('maintenance mode from the host page', async () => {
 
 test('log in with a user name and password; logging out ends the session', async () => {
   await api(cl, 'POST', '/users', { name: 'olga', role: 'operator', password: 'correct horse 42' });
+  await page.goto(cl.url + '/#/');
   await page.locator('#logout').click();
   await page.locator('#use-password').click();
   expectHttp = ['401 /api/v1/login'];
@@ -262,6 +263,32 @@ test('log in with a user name and password; logging out ends the session', async
   await page.locator('#token').fill(cl.token);
   await page.locator('#token').press('Enter');
   await page.locator('.host-card[data-host="h1"]').waitFor();
+});
+
+test('a viewer sees the cluster but is offered no actions', async () => {
+  await api(cl, 'POST', '/users', { name: 'vera', role: 'viewer', password: 'just looking 42' });
+  await page.locator('#logout').click();
+  await page.locator('#use-password').click();
+  await page.locator('#user').fill('vera');
+  await page.locator('#password').fill('just looking 42');
+  await page.locator('#password').press('Enter');
+  await page.locator('#whoami', { hasText: 'vera (viewer)' }).waitFor();
+  await page.goto(cl.url + '/#/vms');
+  await page.locator('tr[data-vm="web2"]').waitFor();
+  assert.equal(await page.locator('#create-vm').count(), 0);
+  assert.equal(await page.locator('tr[data-vm="web2"] button').count(), 0);
+  await page.goto(cl.url + '/#/vms/web2');
+  await page.locator('h1', { hasText: 'web2' }).waitFor();
+  assert.equal(await page.locator('#vm-actions button').count(), 0);
+  await page.getByRole('tab', { name: 'Serial console' }).click();
+  await page.locator('#serial-status', { hasText: 'operator role' }).waitFor();
+  await page.goto(cl.url + '/#/hosts/h1');
+  await page.locator('h1', { hasText: 'h1' }).waitFor();
+  assert.equal(await page.locator('#maintenance').isVisible(), false);
+  await page.locator('#logout').click();
+  await page.locator('#token').fill(cl.token);
+  await page.locator('#token').press('Enter');
+  await page.locator('#whoami', { hasText: '(admin)' }).waitFor();
 });
 
 test('every view renders; screenshots are kept', async () => {

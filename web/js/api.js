@@ -77,6 +77,24 @@ export async function api(method, path, body, token) {
 
 export const enc = encodeURIComponent;
 
+// Who is logged in (GET /session); the UI hides what the role may not do.
+export const me = { name: '', role: '' };
+const RANK = { viewer: 1, operator: 2, admin: 3 };
+
+export async function loadMe() {
+  me.name = '';
+  me.role = '';
+  if (!has('GET', '/session')) return;
+  const r = await api('GET', '/session');
+  me.name = r.name;
+  me.role = r.role;
+}
+
+// allowed('operator'): true when the role is at least that (or unknown).
+export function allowed(min) {
+  return !me.role || (RANK[me.role] || 0) >= RANK[min];
+}
+
 // Server-sent events: trade the token for a one-use ticket, then listen to
 // "vms" (the VM list, sent when it changes) and "state" (the rest).
 // onState(snapshot) on every change; onStatus('live'|'reconnecting'|'polling').

@@ -1,6 +1,6 @@
 // app.js - the UI's shell: login, navigation, the live state store fed by
 // the manager's event stream, and the hash router that mounts each view.
-import { api, session, openStream, loadRoutes, has, ApiError } from './api.js';
+import { api, session, openStream, loadRoutes, loadMe, me, has, ApiError } from './api.js';
 import { h, replace, progress, badge, link, ago } from './ui.js';
 import { dashboardView } from './views/dashboard.js';
 import { hostsView, hostView } from './views/hosts.js';
@@ -134,6 +134,7 @@ function taskPanel(s) {
 
 function buildShell(root) {
   const status = h('span', { class: 'live', id: 'live' }, 'connecting…');
+  const who = me.name ? h('span', { class: 'who', id: 'whoami' }, me.name + ' (' + me.role + ')') : null;
   const main = h('main', { id: 'view', tabindex: '-1' });
   const tasks = h('section', { class: 'taskpanel', 'aria-label': 'Recent tasks' });
   const links = nav.map(([href, text]) => h('a', { href }, text));
@@ -141,7 +142,7 @@ function buildShell(root) {
     h('header', {},
       h('a', { class: 'brand', href: '#/' }, 'cvirt'),
       h('nav', { 'aria-label': 'Main' }, links),
-      status,
+      status, who,
       h('button', { class: 'link', id: 'logout', onclick: () => logout('Logged out.') }, 'Log out')),
     main,
     h('footer', {}, h('h2', {}, 'Recent tasks'), tasks));
@@ -172,6 +173,11 @@ function route() {
 
 async function start() {
   const root = document.getElementById('app');
+  try {
+    await loadMe();
+  } catch (e) {
+    if (e.status === 401) return;	// cvirt-unauthorized shows the login page
+  }
   buildShell(root);
   closeStream = openStream((s) => store.set(s), (st) => {
     shell.status.textContent = st === 'live' ? 'live' : st === 'polling' ? 'polling (no live stream free)' : 'reconnecting…';

@@ -3,7 +3,7 @@
 // relays to the VM's agent after a one-use ticket (POST .../console|vnc).
 import { Terminal } from '../vendor/xterm/xterm.js';
 import RFB from '../vendor/novnc/core/rfb.js';
-import { api, enc } from './api.js';
+import { api, enc, allowed, me } from './api.js';
 import { h } from './ui.js';
 
 function wsUrl(path) {
@@ -28,6 +28,10 @@ export function serialConsole(name) {
   }
   async function connect() {
     disconnect();
+    if (!allowed('operator')) {
+      say('Consoles need the operator role; you are ' + me.role + '.');
+      return;
+    }
     if (!LIVE.includes(vmState)) {
       say('The VM is ' + (vmState || 'not running') + ': start it to use its console.');
       return;
@@ -90,6 +94,10 @@ export function vncConsole(name) {
   }
   async function connect() {
     disconnect();
+    if (!allowed('operator')) {
+      say('Consoles need the operator role; you are ' + me.role + '.');
+      return;
+    }
     if (!LIVE.includes(vmState)) {
       say('The VM is ' + (vmState || 'not running') + ': start it to see its screen.');
       return;

@@ -1,6 +1,6 @@
 // hosts.js - the host list and one host's detail: facts, usage charts,
 // storage, its VMs, and maintenance mode.
-import { api, enc } from '../api.js';
+import { api, enc, allowed } from '../api.js';
 import { h, replace, badge, link, mib, table, toast, ago } from '../ui.js';
 import { chartSet } from '../charts.js';
 import { hostUsage } from './dashboard.js';
@@ -25,7 +25,7 @@ export function hostView(name) {
   const storage = h('div');
   const vms = h('div');
   const charts = chartSet('host ' + name);
-  const maint = h('button', { id: 'maintenance' }, 'Maintenance…');
+  const maint = h('button', { id: 'maintenance', hidden: !allowed('admin') }, 'Maintenance…');
   const el = h('div', {}, head,
     h('div', { class: 'toolbar' }, maint),
     h('section', {}, h('h2', {}, 'Usage'), charts.el),

@@ -1,6 +1,6 @@
 // vm.js - one VM: actions, configuration, disks, NICs, snapshots, backups,
 // events, usage charts, and its serial and graphical consoles.
-import { api, enc } from '../api.js';
+import { api, enc, allowed } from '../api.js';
 import { h, replace, badge, link, mib, table, toast, dialog, ago, when } from '../ui.js';
 import { chartSet } from '../charts.js';
 import { eventRows } from './dashboard.js';
@@ -58,6 +58,7 @@ async function forceStop(v) {
 
 // The buttons that make sense in v's state (compact: the list's row).
 export function actionButtons(v, s, compact) {
+  if (!allowed('operator')) return [];
   const busy = ['starting', 'stopping', 'migrating'].includes(v.state);
   const b = (label, fn, cls, show) => (show ? h('button', {
     class: cls || '', 'data-action': label.toLowerCase().replace(/[^a-z]+/g, '-'), disabled: busy && label !== 'Force stop',

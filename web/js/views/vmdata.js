@@ -1,6 +1,6 @@
 // vmdata.js - a VM's snapshots and backups tabs: list, create, revert or
 // restore, delete. Shown only when the manager has those routes.
-import { api, enc, has } from '../api.js';
+import { api, enc, has, allowed } from '../api.js';
 import { h, replace, table, toast, dialog, when, mib } from '../ui.js';
 
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/;
@@ -30,7 +30,7 @@ async function run(label, method, path, body) {
 
 export function snapshotsPanel(vm) {
   const list = h('div');
-  const create = h('button', { class: 'primary', id: 'snapshot-create' }, 'Take snapshot');
+  const create = h('button', { class: 'primary', id: 'snapshot-create', hidden: !allowed('operator') }, 'Take snapshot');
   const el = h('div', {}, h('div', { class: 'toolbar' }, create), list);
   const base = '/vms/' + enc(vm) + '/snapshots';
   async function refresh() {
@@ -43,9 +43,9 @@ export function snapshotsPanel(vm) {
       const snaps = await api('GET', base);
       replace(list, table(['Name', 'Created', 'VM state', 'Actions'], snaps.map((s) => h('tr', { dataset: { snapshot: s.name } },
         h('td', {}, s.name), h('td', {}, when(s.created)), h('td', {}, s.vm_state || (s.running ? 'running' : 'stopped')),
-        h('td', { class: 'actions' },
+        h('td', { class: 'actions' }, allowed('operator') ? [
           h('button', { onclick: () => revert(s.name) }, 'Revert'),
-          h('button', { class: 'danger', onclick: () => remove(s.name) }, 'Delete')))), 'No snapshots yet.'));
+          h('button', { class: 'danger', onclick: () => remove(s.name) }, 'Delete')] : null))), 'No snapshots yet.'));
     } catch (e) {
       replace(list, h('p', { class: 'error' }, e.message));
     }
@@ -69,7 +69,7 @@ export function snapshotsPanel(vm) {
 
 export function backupsPanel(vm) {
   const list = h('div');
-  const create = h('button', { class: 'primary', id: 'backup-create' }, 'Back up now');
+  const create = h('button', { class: 'primary', id: 'backup-create', hidden: !allowed('operator') }, 'Back up now');
   const el = h('div', {}, h('div', { class: 'toolbar' }, create), list);
   async function refresh() {
     if (!has('GET', '/backups') || !has('POST', '/vms/{}/backups')) {
@@ -82,10 +82,10 @@ export function backupsPanel(vm) {
       replace(list, table(['Backup', 'State', 'Created', 'Storage', 'Size', 'Actions'], items.map((b) => h('tr', { dataset: { backup: b.id } },
         h('td', {}, b.id), h('td', {}, b.state), h('td', {}, when(b.created)), h('td', {}, b.storage),
         h('td', {}, b.size_bytes ? mib(b.size_bytes / 1048576) : '—'),
-        h('td', { class: 'actions' },
+        h('td', { class: 'actions' }, !allowed('operator') ? null : [
           h('button', { onclick: () => restore(b), disabled: b.state !== 'ok' }, 'Restore as new VM'),
           h('button', { onclick: () => run('verify ' + b.id, 'POST', '/backups/' + enc(b.id) + '/verify', {}), disabled: b.state !== 'ok' }, 'Verify'),
-          h('button', { class: 'danger', onclick: () => remove(b) }, 'Delete')))), 'No backups yet.'));
+          h('button', { class: 'danger', onclick: () => remove(b) }, 'Delete')]))), 'No backups yet.'));
     } catch (e) {
       replace(list, h('p', { class: 'error' }, e.message));
     }

@@ -1,6 +1,7 @@
 // vms.js - the VM list with filters (name, state, host) and per-row actions.
 import { h, replace, badge, link, mib, table } from '../ui.js';
 import { actionButtons } from './vm.js';
+import { allowed } from '../api.js';
 
 export function vmsView() {
   const q = new URLSearchParams((location.hash.split('?')[1]) || '');
@@ -13,7 +14,7 @@ export function vmsView() {
   const body = h('div');
   const count = h('span', { class: 'muted' });
   const el = h('div', {},
-    h('div', { class: 'head' }, h('h1', {}, 'Virtual machines'), h('a', { class: 'button primary', href: '#/vms/new', id: 'create-vm' }, 'Create VM')),
+    h('div', { class: 'head' }, h('h1', {}, 'Virtual machines'), allowed('operator') ? h('a', { class: 'button primary', href: '#/vms/new', id: 'create-vm' }, 'Create VM') : null),
     h('div', { class: 'filters' }, text, state, host, count), body);
   let last = null;
   for (const f of [text, state, host]) f.addEventListener('input', () => last && update(last));
