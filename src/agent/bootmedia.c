@@ -1,7 +1,7 @@
 /* bootmedia.c - what a VM boots and configures itself from besides its
  * disks: an installer ISO as a CD-ROM, and a cloud-init NoCloud seed (a small
  * vfat volume labelled CIDATA with meta-data and user-data, rebuilt at every
- * start from the spec so edits apply on the next boot). */
+ * start from the spec so edits apply on the next boot), and UEFI firmware. */
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,6 +16,9 @@
 #include "qemu/qemu_cmd.h"
 
 #define SEED_KIB	"2048"
+
+static int bootmedia_disks(json_t *spec, const char *dir,
+    struct qemu_vm_spec *q, char *err, size_t errsz);
 
 static const char *
 js(json_t *o, const char *key)
@@ -118,8 +121,70 @@ cleanup:
 	return rc;
 }
 
+/* OVMF code and variable template: $CVIRT_OVMF_CODE/_VARS, else Debian's
+ * 4 MiB pair, else the 2 MiB one (code and vars must come as a pair). */
+static int
+bm_ovmf(char *code, size_t csz, char *vars, size_t vsz)
+{
+	static const char *const pairs[][2] = {
+		{ "/usr/share/OVMF/OVMF_CODE_4M.fd", "/usr/share/OVMF/OVMF_VARS_4M.fd" },
+		{ "/usr/share/OVMF/OVMF_CODE.fd", "/usr/share/OVMF/OVMF_VARS.fd" },
+	};
+	const char *ec = getenv("CVIRT_OVMF_CODE"), *ev = getenv("CVIRT_OVMF_VARS");
+	size_t i;
+
+	if (ec && ev && ec[0] && ev[0])
+		return util_fmt(code, csz, "%s", ec) < 0 ||
+		    util_fmt(vars, vsz, "%s", ev) < 0 ? -1 : 0;
+	for (i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+		if (access(pairs[i][0], R_OK) == 0 && access(pairs[i][1], R_OK) == 0)
+			return util_fmt(code, csz, "%s", pairs[i][0]) < 0 ||
+			    util_fmt(vars, vsz, "%s", pairs[i][1]) < 0 ? -1 : 0;
+	return -1;
+}
+
+/* UEFI: OVMF's code, and the VM's own NVRAM on its storage (a copy of the
+ * template on first start), so its boot entries follow it to any host. */
+static int
+bm_uefi(const char *dir, struct qemu_vm_spec *q, char *err, size_t errsz)
+{
+	char tmpl[PATH_MAX];
+	char *buf;
+	size_t len;
+
+	if (bm_ovmf(q->fw_code, sizeof(q->fw_code), tmpl, sizeof(tmpl)) < 0) {
+		snprintf(err, errsz, "UEFI firmware (OVMF) is not installed on "
+		    "host %s", agent_cfg.name);
+		return -1;
+	}
+	if (util_fmt(q->fw_vars, sizeof(q->fw_vars), "%s/uefi-vars.fd",
+	    dir) < 0)
+		return -1;
+	if (access(q->fw_vars, F_OK) == 0)
+		return 0;
+	if ((buf = util_read_file(tmpl, 64 << 20, &len)) == NULL ||
+	    util_write_file_atomic(q->fw_vars, buf, len, 0644) < 0) {
+		snprintf(err, errsz, "cannot create the UEFI variable store: %s",
+		    strerror(errno));
+		free(buf);
+		return -1;
+	}
+	free(buf);
+	return 0;
+}
+
 int
 bootmedia_add(json_t *spec, const char *dir, struct qemu_vm_spec *q,
+    char *err, size_t errsz)
+{
+	if (strcmp(js(spec, "firmware"), "uefi") == 0 &&
+	    bm_uefi(dir, q, err, errsz) < 0)
+		return -1;
+	return bootmedia_disks(spec, dir, q, err, errsz);
+}
+
+static int
+bootmedia_disks(json_t *spec, const char *dir, struct qemu_vm_spec *q,
     char *err, size_t errsz)
 {
 	const char *cdrom = js(spec, "cdrom");

@@ -26,7 +26,8 @@ static const struct cli_cmd cli_cmds[] = {
 	    "[--ha-monitor M]\n"
 	    "          [--affinity GROUP] [--anti-affinity GROUP]\n"
 	    "          [--cdrom ISO] [--hostname H] [--user-data FILE] "
-	    "[--ssh-key FILE] [--json]",
+	    "[--ssh-key FILE]\n"
+	    "          [--firmware bios|uefi] [--json]",
 	    "define a VM (it stays stopped)" },
 	{ "vm", "list", cli_vm_list, "[--json]",
 	    "list VMs" },

@@ -203,6 +203,8 @@ int	 cli_disk_resize(struct cli_ctx *c, int argc, char **argv);
  * may be NULL) into body; -1 after printing one line. */
 int	 cli_vm_boot_media(const char *cdrom, const char *hostname,
 	    const char *user_data, const char *ssh_key, json_t *body);
+/* --firmware bios|uefi (may be NULL) into body; -1 after one line. */
+int	 cli_vm_firmware(const char *firmware, json_t *body);
 
 /* cli_console.c */
 int	 cli_vm_console(struct cli_ctx *c, int argc, char **argv);

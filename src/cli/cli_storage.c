@@ -579,3 +579,16 @@ cli_vm_boot_media(const char *cdrom, const char *hostname,
 	}
 	return 0;
 }
+
+int
+cli_vm_firmware(const char *firmware, json_t *body)
+{
+	if (firmware == NULL)
+		return 0;
+	if (strcmp(firmware, "bios") != 0 && strcmp(firmware, "uefi") != 0) {
+		cli_err("--firmware must be bios or uefi, not \"%s\"", firmware);
+		return -1;
+	}
+	json_object_set_new(body, "firmware", json_string(firmware));
+	return 0;
+}

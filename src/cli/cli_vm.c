@@ -28,6 +28,7 @@ struct cli_vm_create_opts {
 	const char	*cmdline, *net, *host, *storage, *ha_monitor;
 	const char	*affinity, *anti_affinity;
 	const char	*cdrom, *hostname, *user_data, *ssh_key; /* boot media */
+	const char	*firmware;
 	int		 ha;
 };
 
@@ -153,7 +154,7 @@ cli_vm_create_body(const char *name, const struct cli_vm_create_opts *o)
 		    (json_int_t)disk));
 	if (cli_vm_create_refs(o, body) != 0 ||
 	    cli_vm_boot_media(o->cdrom, o->hostname, o->user_data, o->ssh_key,
-	    body) != 0)
+	    body) != 0 || cli_vm_firmware(o->firmware, body) != 0)
 		goto fail;
 	return body;
 fail:
@@ -184,6 +185,7 @@ cli_vm_create(struct cli_ctx *c, int argc, char **argv)
 		{ "hostname", CLI_OPT_STR, &o.hostname },
 		{ "user-data", CLI_OPT_STR, &o.user_data },
 		{ "ssh-key", CLI_OPT_STR, &o.ssh_key },
+		{ "firmware", CLI_OPT_STR, &o.firmware },
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
 	json_t *body = NULL, *vm = NULL;

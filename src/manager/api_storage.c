@@ -188,7 +188,17 @@ api_vm_boot_media(struct httpd_req *r, json_t *spec)
 {
 	json_t *cd = json_object_get(r->body, "cdrom");
 	json_t *ci = json_object_get(r->body, "cloud_init"), *c;
+	json_t *fw = json_object_get(r->body, "firmware");
 	const char *p;
+
+	if (fw && !json_is_null(fw)) {
+		p = json_string_value(fw);
+		if (p == NULL || (strcmp(p, "bios") != 0 && strcmp(p, "uefi") != 0)) {
+			httpd_reply_error(r, 400, "firmware must be bios or uefi");
+			return -1;
+		}
+		json_object_set(spec, "firmware", fw);
+	}
 
 	if (cd && !json_is_null(cd)) {
 		p = json_string_value(cd);

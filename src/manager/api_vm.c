@@ -100,7 +100,7 @@ api_vm_spec(struct httpd_req *r)
 	static const char *const fields[] = { "name", "cpus", "memory_mib",
 	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
 	    "host", "storage", "ha", "ha_monitor", "affinity", "anti_affinity",
-	    "cdrom", "cloud_init", NULL };
+	    "cdrom", "cloud_init", "firmware", NULL };
 	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
 	    *mon, *aff = NULL, *anti = NULL;
 	int64_t cpus = 0, mem = 0, disk = 0;

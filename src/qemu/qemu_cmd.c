@@ -197,7 +197,9 @@ qemu_check_spec(const struct qemu_vm_spec *s)
 	    (s->pidfile[0] && !qemu_opt_safe(s->pidfile)) ||
 	    (s->vnc_display >= 0 && s->vnc_path[0] &&
 	    !qemu_opt_safe(s->vnc_path)) ||
-	    (s->incoming[0] && !qemu_opt_safe(s->incoming)))
+	    (s->incoming[0] && !qemu_opt_safe(s->incoming)) ||
+	    (s->fw_code[0] && (!qemu_opt_safe(s->fw_code) ||
+	    !qemu_opt_safe(s->fw_vars))))
 		return -1;
 	if (s->kernel[0] ? (!qemu_opt_safe(s->kernel) ||
 	    (s->initrd[0] && !qemu_opt_safe(s->initrd)) ||
@@ -315,6 +317,15 @@ qemu_add_nics(struct qemu_argv *a, const struct qemu_vm_spec *s)
 static void
 qemu_add_extras(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
+	if (s->fw_code[0]) {
+		/* UEFI (OVMF): code read-only, the VM's own variable store. */
+		qemu_argv_add(a, "-drive");
+		qemu_argv_addf(a, "if=pflash,format=raw,unit=0,readonly=on,"
+		    "file=%s", s->fw_code);
+		qemu_argv_add(a, "-drive");
+		qemu_argv_addf(a, "if=pflash,format=raw,unit=1,file=%s",
+		    s->fw_vars);
+	}
 	if (s->kernel[0]) {
 		qemu_argv_add(a, "-kernel");
 		qemu_argv_add(a, s->kernel);

@@ -43,6 +43,8 @@ struct qemu_vm_spec {
 	int			watchdog;	/* add -device i6300esb */
 	char			incoming[128];	/* "-incoming" URI or "" */
 	int			start_paused;	/* -S */
+	char			fw_code[4096];	/* UEFI: firmware (read-only pflash) or "" */
+	char			fw_vars[4096];	/* UEFI: this VM's NVRAM (pflash 1) */
 };
 
 /* NULL-terminated argv, argv[0] is the QEMU binary ($CVIRT_QEMU or

@@ -81,3 +81,27 @@ def test_boot_media_are_validated(make_cluster, tmp_path):
     rc, _, err = cl.cli("vm", "start", "c4", check=False)
     assert rc == 1 and "cdrom /nonexistent/x.iso is not readable" in err
     assert cl.vm_names() == ["c1", "c4"]
+
+
+def test_uefi_firmware(make_cluster, guest):
+    cl = make_cluster()
+    rc, _, err = cl.cli("vm", "create", "u0", "--cpus", 1, "--memory", 64,
+                        "--firmware", "coreboot", check=False)
+    assert rc == 1 and "--firmware must be bios or uefi" in err
+    status, body = cl.http("POST", "/api/v1/vms", {
+        "name": "u0", "cpus": 1, "memory_mib": 64, "firmware": "x"})
+    assert status == 400 and "firmware" in body["error"]
+    # OVMF boots the kernel it is given (its own direct-boot loader).
+    cl.cli("vm", "create", "u1", "--cpus", 1, "--memory", 256, "--disk", 16,
+           "--firmware", "uefi", "--kernel", guest.kernel, "--initrd",
+           guest.initrd, "--cmdline", "console=ttyS0")
+    cl.cli("vm", "start", "u1")
+    v = cl.vm("u1")
+    argv = cvirt.proc_cmdline(qemu_pid(v["uuid"]))
+    assert any(a.startswith("if=pflash,format=raw,unit=0,readonly=on")
+               for a in argv), argv
+    vars_fd = os.path.join(cl.storage, "vms", v["uuid"], "uefi-vars.fd")
+    assert any(a.endswith("file=" + vars_fd) for a in argv), argv
+    assert os.path.getsize(vars_fd) > 0
+    cl.wait_serial("u1", "cvirt-guest: init reached", 120)
+    cl.cli("vm", "stop", "u1", "--force")
