@@ -75,6 +75,7 @@ test('acceptance 1: see a VM, start it, watch it run without a reload, serial co
   const rows = page.locator('#serial-term .xterm-rows');
   await rows.filter({ hasText: 'cvirt-guest: init reached' }).waitFor({ timeout: 60000 });
   // Live output and input both ways: the guest's shell answers.
+  await rows.filter({ hasText: 'cvirt-guest#' }).waitFor({ timeout: 30000 });
   await page.locator('#serial-term').click();
   await page.keyboard.type('echo web-$((6*7))\n');
   await rows.filter({ hasText: 'web-42' }).waitFor({ timeout: 20000 });
