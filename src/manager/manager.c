@@ -204,12 +204,6 @@ manager_main(int argc, char **argv)
 		log_info("no web UI files found: the UI is not served");
 	hc.static_root = mgr_cfg.web_root[0] ? mgr_cfg.web_root : NULL;
 	hc.done = audit_request;
-	if (mgr_cfg.web_root[0] && web_root_check(mgr_cfg.web_root) < 0)
-		goto cleanup;
-	if (!mgr_cfg.web_root[0] &&
-	    web_root_find(mgr_cfg.web_root, sizeof(mgr_cfg.web_root)) < 0)
-		log_info("no web UI files found: the UI is not served");
-	hc.static_root = mgr_cfg.web_root[0] ? mgr_cfg.web_root : NULL;
 	if (mgr_cfg.tls_cert[0]) {
 		hc.tls_cert = mgr_cfg.tls_cert;
 		hc.tls_key = mgr_cfg.tls_key;
