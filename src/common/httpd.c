@@ -478,6 +478,8 @@ httpd_start(const struct httpd_config *cfg)
 	if (cfg->static_root) {
 		opts[n++] = "document_root";
 		opts[n++] = cfg->static_root;
+		opts[n++] = "enable_directory_listing";
+		opts[n++] = "no";
 	}
 	opts[n] = NULL;
 
