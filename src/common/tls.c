@@ -116,18 +116,27 @@ tls_listen(const char *hostport, char *err, size_t errsz)
 {
 	struct addrinfo hints, *ai = NULL;
 	char host[256];
-	const char *colon = strrchr(hostport, ':');
+	const char *colon = strrchr(hostport, ':'), *port;
 	int fd = -1, one = 1;
+	size_t n;
 
-	if (colon == NULL || (size_t)(colon - hostport) >= sizeof(host)) {
+	/* HOST:PORT, [V6]:PORT, or PORT alone for every address. */
+	port = colon ? colon + 1 : hostport;
+	n = colon ? (size_t)(colon - hostport) : 0;
+	if (n >= 2 && hostport[0] == '[' && hostport[n - 1] == ']') {
+		hostport++;
+		n -= 2;
+	}
+	if (n >= sizeof(host) || port[0] == '\0' ||
+	    strspn(port, "0123456789") != strlen(port)) {
 		snprintf(err, errsz, "listen address must be HOST:PORT");
 		return -1;
 	}
-	snprintf(host, sizeof(host), "%.*s", (int)(colon - hostport), hostport);
+	snprintf(host, sizeof(host), "%.*s", (int)n, hostport);
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE;
-	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0) {
+	if (getaddrinfo(host[0] ? host : NULL, port, &hints, &ai) != 0) {
 		snprintf(err, errsz, "cannot resolve %s", hostport);
 		return -1;
 	}

@@ -19,13 +19,20 @@ audit_wanted(struct httpd_req *r)
 	return strncmp(r->path, "/api/", 5) == 0;
 }
 
+#define AUDIT_KEEP_MS	(INT64_C(90) * 24 * 3600 * 1000)
+
 void
 audit_request(struct httpd_req *r)
 {
+	static unsigned n;	/* racy on purpose: only paces the pruning */
 	char path[256];
 
 	if (!audit_wanted(r))
 		return;
+	/* Kept 90 days: prune now and then, not on every request. */
+	if (n++ % 1024 == 0)
+		db_exec("DELETE FROM audit WHERE time < ?", "i",
+		    util_wall_ms() - AUDIT_KEEP_MS);
 	/* Bounded: a hostile path must not grow the log without limit. */
 	snprintf(path, sizeof(path), "%s", r->path);
 	if (db_exec("INSERT INTO audit (time, principal, remote, method, path, "
