@@ -73,12 +73,14 @@ fuzz_config_file(const uint8_t *data, size_t size)
 	fclose(f);
 	if (config_args("manager", &argc, &argv) < 0 || argv == orig)
 		return;
-	/* The command line comes last and --config is gone. */
+	/* The command line comes last, without its --config FILE; the file
+	 * gave "--key" words, each maybe followed by a value. */
 	if (argc < 3 || strcmp(argv[argc - 1], "/d") != 0 ||
-	    strcmp(argv[argc - 2], "--data") != 0 || argv[argc] != NULL)
+	    strcmp(argv[argc - 2], "--data") != 0 || argv[argc] != NULL ||
+	    argv[0] != orig[0])
 		abort();
 	for (i = 1; i < argc; i++) {
-		if (strcmp(argv[i], "--config") == 0)
+		if (argv[i] == orig[1] || argv[i] == orig[2])
 			abort();
 		for (ours = 0, j = 0; orig[j]; j++)
 			ours |= argv[i] == orig[j];
