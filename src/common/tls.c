@@ -23,10 +23,10 @@
 
 #include "common/log.h"
 #include "common/tls.h"
+#include "common/tls_int.h"
 #include "common/util.h"
 
 #define TLS_MAX_CONNS		1024
-#define TLS_HANDSHAKE_MS	10000
 #define TLS_BUF			16384
 #define TLS_HEAD_MAX		16384	/* request line and headers */
 #define TLS_BODY_MAX		(1024 * 1024)	/* bodies read ahead */
@@ -63,7 +63,7 @@ struct tls_conn {
 	char			 remote[64];
 };
 
-static void
+void
 tls_err(char *err, size_t errsz, const char *what)
 {
 	unsigned long e = ERR_get_error();
@@ -350,7 +350,7 @@ tls_quitting(struct tls_front *t)
 
 /* Moves bytes both ways until either side closes (or t, when not NULL,
  * is stopping). ssl NULL: the client speaks plain. */
-static void
+void
 tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 {
 	char buf[TLS_BUF];
@@ -684,161 +684,4 @@ tls_front_stop(struct tls_front *t)
 	close(t->wake[1]);
 	SSL_CTX_free(t->ctx);
 	free(t);
-}
-
-/* ---- client side: a loopback port tunnelled over TLS ---------------- */
-
-struct tls_tunnel {
-	SSL_CTX	*ctx;
-	SSL	*ssl;
-	int	 fd;		/* TLS connection to the server */
-	int	 lfd;		/* loopback listener for one client */
-};
-
-static int
-tls_connect_tcp(const char *host, int port, char *err, size_t errsz)
-{
-	struct addrinfo hints, *ai = NULL, *p;
-	char ports[16];
-	int fd = -1;
-
-	snprintf(ports, sizeof(ports), "%d", port);
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, ports, &hints, &ai) != 0) {
-		snprintf(err, errsz, "cannot resolve %s", host);
-		return -1;
-	}
-	for (p = ai; p != NULL; p = p->ai_next) {
-		if ((fd = socket(p->ai_family, SOCK_STREAM | SOCK_CLOEXEC,
-		    0)) < 0)
-			continue;
-		if (connect(fd, p->ai_addr, p->ai_addrlen) == 0)
-			break;
-		close(fd);
-		fd = -1;
-	}
-	if (fd < 0)
-		snprintf(err, errsz, "cannot connect to %s:%d: %s", host, port,
-		    strerror(errno));
-	freeaddrinfo(ai);
-	return fd;
-}
-
-static void
-tls_tunnel_free(struct tls_tunnel *tt)
-{
-	if (tt->ssl)
-		SSL_free(tt->ssl);
-	if (tt->fd >= 0)
-		close(tt->fd);
-	if (tt->lfd >= 0)
-		close(tt->lfd);
-	SSL_CTX_free(tt->ctx);
-	free(tt);
-}
-
-static void *
-tls_tunnel_main(void *arg)
-{
-	struct tls_tunnel *tt = arg;
-	struct pollfd p = { .fd = tt->lfd, .events = POLLIN };
-	int cfd;
-
-	/* One client, soon: the caller connects right after opening. */
-	if (poll(&p, 1, TLS_HANDSHAKE_MS) == 1 &&
-	    (cfd = accept4(tt->lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
-		close(tt->lfd);
-		tt->lfd = -1;
-		fcntl(tt->fd, F_SETFL, fcntl(tt->fd, F_GETFL) | O_NONBLOCK);
-		tls_relay(NULL, tt->ssl, tt->fd, cfd);
-		SSL_shutdown(tt->ssl);
-		close(cfd);
-	}
-	ERR_clear_error();
-	tls_tunnel_free(tt);
-	return NULL;
-}
-
-/* The server's certificate must be valid for host (a name or an IP). */
-static int
-tls_client_ssl(struct tls_tunnel *tt, const struct tls_tunnel_config *cfg,
-    char *err, size_t errsz)
-{
-	unsigned char ip[16];
-	int is_ip = inet_pton(AF_INET, cfg->host, ip) == 1 ||
-	    inet_pton(AF_INET6, cfg->host, ip) == 1;
-
-	if ((tt->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(tt->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(tt->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_verify(tt->ctx, SSL_VERIFY_PEER, NULL);
-	if ((cfg->ca_file ? SSL_CTX_load_verify_locations(tt->ctx,
-	    cfg->ca_file, NULL) : SSL_CTX_set_default_verify_paths(tt->ctx)) != 1)
-		goto fail;
-	if (cfg->cert && (SSL_CTX_use_certificate_chain_file(tt->ctx,
-	    cfg->cert) != 1 || SSL_CTX_use_PrivateKey_file(tt->ctx, cfg->key,
-	    SSL_FILETYPE_PEM) != 1))
-		goto fail;
-	if ((tt->ssl = SSL_new(tt->ctx)) == NULL ||
-	    SSL_set_fd(tt->ssl, tt->fd) != 1)
-		goto fail;
-	if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tt->ssl),
-	    cfg->host) != 1 : (SSL_set_tlsext_host_name(tt->ssl,
-	    cfg->host) != 1 || SSL_set1_host(tt->ssl, cfg->host) != 1))
-		goto fail;
-	if (SSL_connect(tt->ssl) != 1)
-		goto fail;
-	return 0;
-fail:
-	tls_err(err, errsz, "TLS");
-	return -1;
-}
-
-int
-tls_tunnel_open(const struct tls_tunnel_config *cfg, int *local_port,
-    char *err, size_t errsz)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	struct tls_tunnel *tt;
-	struct timeval tv = { .tv_sec = TLS_HANDSHAKE_MS / 1000 };
-	pthread_attr_t attr;
-	pthread_t th;
-
-	if ((tt = calloc(1, sizeof(*tt))) == NULL) {
-		snprintf(err, errsz, "out of memory");
-		return -1;
-	}
-	tt->lfd = -1;
-	if ((tt->fd = tls_connect_tcp(cfg->host, cfg->port, err, errsz)) < 0)
-		goto fail;
-	setsockopt(tt->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (tls_client_ssl(tt, cfg, err, errsz) < 0)
-		goto fail;
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if ((tt->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    bind(tt->lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    listen(tt->lfd, 1) < 0 ||
-	    getsockname(tt->lfd, (struct sockaddr *)&sa, &len) < 0) {
-		snprintf(err, errsz, "loopback listener: %s", strerror(errno));
-		goto fail;
-	}
-	*local_port = ntohs(sa.sin_port);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&th, &attr, tls_tunnel_main, tt) != 0) {
-		pthread_attr_destroy(&attr);
-		snprintf(err, errsz, "cannot start the tunnel");
-		goto fail;
-	}
-	pthread_attr_destroy(&attr);
-	return 0;
-fail:
-	tls_tunnel_free(tt);
-	return -1;
 }
