@@ -11,6 +11,7 @@
 
 static const char *log_prog = "cvirt";
 static enum log_level log_min = LOG_LVL_INFO;
+static int log_journal;		/* stderr is journald's: "<N>" priorities */
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
 void
@@ -22,6 +23,9 @@ log_init(const char *progname, enum log_level min)
 	if (progname)
 		log_prog = progname;
 	log_min = min;
+	/* systemd sets JOURNAL_STREAM for services whose stderr it reads:
+	 * a "<N>" prefix files each line under its syslog priority. */
+	log_journal = getenv("JOURNAL_STREAM") != NULL;
 	if (env && log_level_parse(env, &l) == 0)
 		log_min = l;
 }
@@ -55,6 +59,9 @@ log_emit(enum log_level lvl, const char *tag, int err, const char *fmt,
 	gmtime_r(&now.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%H:%M:%S", &tm);
 	pthread_mutex_lock(&log_lock);
+	if (log_journal)	/* debug 7, info 6, warning 4, error 3 */
+		fprintf(stderr, "<%d>", lvl == LOG_LVL_DEBUG ? 7 :
+		    lvl == LOG_LVL_INFO ? 6 : lvl == LOG_LVL_WARN ? 4 : 3);
 	fprintf(stderr, "%s.%03ld %s %s: ", ts, now.tv_nsec / 1000000L,
 	    log_prog, tag);
 	vfprintf(stderr, fmt, ap);

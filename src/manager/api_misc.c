@@ -127,8 +127,9 @@ api_metrics(struct httpd_req *r)
 	if (f == NULL)
 		return httpd_reply_error(r, 500, "out of memory");
 	api_metrics_group(f, "cvirt_hosts", "Hosts by state.",
-	    "SELECT CASE WHEN maintenance AND state = 'up' THEN 'maintenance' "
-	    "ELSE state END AS k, COUNT(*) AS n FROM hosts GROUP BY k", "state");
+	    "SELECT CASE WHEN maintenance <> 0 AND state = 'up' THEN "
+	    "'maintenance' ELSE state END AS k, COUNT(*) AS n FROM hosts "
+	    "GROUP BY k", "state");
 	api_metrics_group(f, "cvirt_vms", "VMs by state.",
 	    "SELECT state AS k, COUNT(*) AS n FROM vms GROUP BY state", "state");
 	api_metrics_group(f, "cvirt_tasks", "Tasks by state.",

@@ -233,10 +233,11 @@ api_vm_create(struct httpd_req *r)
 		return 0;
 	s = json_dumps(spec, JSON_COMPACT);
 	if (db_exec("INSERT INTO vms (uuid, name, state, spec, cpus, memory_mib,"
-	    " created, updated) VALUES (?, ?, 'stopped', ?, ?, ?, ?, ?)",
-	    "sssiiii", JS(spec, "uuid"), JS(spec, "name"), s,
+	    " grouped, created, updated) VALUES (?, ?, 'stopped', ?, ?, ?, ?, ?,"
+	    " ?)", "sssiiiii", JS(spec, "uuid"), JS(spec, "name"), s,
 	    (int64_t)json_integer_value(json_object_get(spec, "cpus")),
 	    (int64_t)json_integer_value(json_object_get(spec, "memory_mib")),
+	    (int64_t)(JS(spec, "affinity") || JS(spec, "anti_affinity")),
 	    util_wall_ms(), util_wall_ms()) < 0) {
 		httpd_reply_error(r, errno == EEXIST ? 409 : 500, errno == EEXIST ?
 		    "vm \"%s\" already exists" : "cannot record vm \"%s\"",
@@ -289,10 +290,14 @@ api_vm_list(struct httpd_req *r)
 		rows = db_query("SELECT * FROM vms WHERE name > ? ORDER BY name "
 		    "LIMIT 500", "s", last);
 		json_array_foreach(rows, i, row) {
+			char *js;
+
 			o = vm_json(row);
 			if (n++)
 				fputc(',', f);
-			json_dumpf(o, f, JSON_COMPACT);
+			if ((js = json_dumps(o, JSON_COMPACT)) != NULL)
+				fputs(js, f);
+			free(js);
 			json_decref(o);
 			snprintf(last, sizeof(last), "%s", JS(row, "name"));
 		}

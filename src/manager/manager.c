@@ -166,8 +166,12 @@ manager_main(int argc, char **argv)
 	sigset_t set;
 
 	/* 32 server threads would each get a malloc arena: at 20,000 VMs
-	 * that fragmentation alone doubles the resident size. */
+	 * that fragmentation alone doubles the resident size. A fixed mmap
+	 * threshold keeps big replies (MiBs of VM list) out of the heaps,
+	 * so their memory goes back to the system when freed. */
 	mallopt(M_ARENA_MAX, 2);
+	mallopt(M_MMAP_THRESHOLD, 128 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 1024 * 1024);
 	if (config_args("manager", &argc, &argv) < 0 ||
 	    manager_parse(argc, argv) < 0)
 		return 2;

@@ -31,16 +31,15 @@ sched_tally(struct sched_host *hs, size_t n, const char *skip_uuid)
 	for (k = 0; k < n; k++)
 		json_object_set_new(byname, JS(hs[k].row, "name"),
 		    json_integer((json_int_t)k));
-	/* Plain VMs summed per host by the database; rows whose spec must
-	 * be read (groups, or no size columns) one by one. */
+	/* VMs in no group summed per host from the vms_placement index
+	 * alone; the others (or rows not yet classified) one by one. */
 	vms = db_query("SELECT host, SUM(cpus) AS cpus, SUM(memory_mib) AS "
-	    "memory_mib, NULL AS spec FROM vms WHERE host IS NOT NULL AND "
-	    "uuid != ? AND cpus IS NOT NULL AND memory_mib IS NOT NULL AND "
-	    "spec NOT LIKE '%affinity%' GROUP BY host UNION ALL "
-	    "SELECT host, cpus, memory_mib, spec FROM vms WHERE host IS NOT "
-	    "NULL AND uuid != ? AND (cpus IS NULL OR memory_mib IS NULL OR "
-	    "spec LIKE '%affinity%')", "ss", skip_uuid ? skip_uuid : "",
-	    skip_uuid ? skip_uuid : "");
+	    "memory_mib, NULL AS spec FROM vms WHERE grouped = 0 AND host IS "
+	    "NOT NULL AND uuid != ? AND cpus IS NOT NULL AND memory_mib IS NOT "
+	    "NULL GROUP BY host UNION ALL SELECT host, cpus, memory_mib, spec "
+	    "FROM vms WHERE (grouped IS NULL OR grouped = 1) AND host IS NOT "
+	    "NULL AND uuid != ?", "ss",
+	    skip_uuid ? skip_uuid : "", skip_uuid ? skip_uuid : "");
 	json_array_foreach(vms, i, v) {
 		json_t *spec = NULL, *idx = json_object_get(byname, JS(v, "host"));
 

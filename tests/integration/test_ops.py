@@ -95,6 +95,7 @@ def test_metrics_parse_with_usage(make_cluster, guest):
         return fams if samples(fams, "cvirt_vm_cpu_seconds", vm="met1") \
             else None
     fams = wait_for(scrape, 15, "per-VM usage in /metrics")
+    assert samples(fams, "cvirt_hosts", state="up")[0].value == 1
     assert samples(fams, "cvirt_vms", state="running")[0].value == 1
     assert samples(fams, "cvirt_vms", state="stopped")[0].value == 1
     assert samples(fams, "cvirt_host_vms", host="h1",
