@@ -185,11 +185,34 @@ cancel:
 	return -1;
 }
 
+/* QEMU's figures when the completion was seen through the destination
+ * (the source agent was slow or away): ask the source again. */
+static json_t *
+mig_final_figures(const char *src, const char *uuid)
+{
+	json_t *st = NULL, *m = NULL;
+	char err[256];
+	int i;
+
+	for (i = 0; i < 5 && m == NULL; i++) {
+		if (mig_call(src, "GET", uuid, "migration", NULL, 5000, &st, err,
+		    sizeof(err)) == 0 && JS(json_object_get(st, "migration"),
+		    "status") && strcmp(JS(json_object_get(st, "migration"),
+		    "status"), "completed") == 0)
+			m = json_incref(json_object_get(st, "migration"));
+		json_decref(st);
+		st = NULL;
+		if (m == NULL)
+			util_sleep_ms(500);
+	}
+	return m;
+}
+
 /* Wait until the destination's QEMU says running. */
 static int
 mig_dest_running(const char *dest, const char *uuid, int64_t *pid)
 {
-	int64_t deadline = util_mono_ms() + 10000;
+	int64_t deadline = util_mono_ms() + 20000;
 	char err[256];
 
 	while (util_mono_ms() < deadline) {
@@ -250,15 +273,28 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 	w.deadline = util_mono_ms() + (int64_t)1000 * (json_is_integer(
 	    json_object_get(t->params, "timeout_s")) ? JI(t->params, "timeout_s") :
 	    cs.migration_timeout_s);
-	if (mig_watch(t, &w) < 0 || mig_dest_running(dest, uuid, &pid) < 0) {
-		if (w.err[0] == '\0')
-			snprintf(w.err, sizeof(w.err), "the destination did not "
-			    "start running; the VM stays on %s", src);
+	if (mig_watch(t, &w) < 0) {
 		snprintf(t->err, sizeof(t->err), "%s", w.err);
 		mig_abort_dest(dest, uuid);
 		vm_set_state(uuid, prev, src, JI(row, "pid"));
 		goto cleanup;
 	}
+	if (mig_dest_running(dest, uuid, &pid) < 0) {
+		/* QEMU handed the VM over (the source is paused for good) but
+		 * the destination never ran it: the VM has failed; HA, if on,
+		 * boots it again from its disks. */
+		snprintf(t->err, sizeof(t->err), "the destination %s died right "
+		    "after taking the VM over; the VM has failed", dest);
+		mig_abort_dest(dest, uuid);
+		mig_call(src, "POST", uuid, "migrate-finish", NULL, 15000, NULL,
+		    w.err, sizeof(w.err));
+		vm_set_state(uuid, "failed", NULL, 0);
+		failover_vm_failed(JS(row, "name"), dest, "destination died");
+		event_add("error", "vm.state", JS(row, "name"), "%s", t->err);
+		goto cleanup;
+	}
+	if (w.final == NULL)
+		w.final = mig_final_figures(src, uuid);
 	/* The destination runs: only now does the source copy end. */
 	vm_set_state(uuid, "running", dest, pid);
 	if (mig_call(src, "POST", uuid, "migrate-finish", NULL, 15000, NULL,
