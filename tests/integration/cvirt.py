@@ -16,6 +16,7 @@ import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -263,7 +264,8 @@ class Cluster:
             if p.returncode != 0:
                 raise CvirtError("cannot create database %s: %s"
                                  % (name, p.stderr))
-            self.db_url = server.rsplit("/", 1)[0] + "/" + name
+            u = urllib.parse.urlsplit(server)
+            self.db_url = urllib.parse.urlunsplit(u._replace(path="/" + name))
         return ["--db", self.db_url]
 
     def start_manager(self, timeout=20):
