@@ -105,6 +105,26 @@ bk_sum_finish(struct bk_sum *s, char *err, size_t errsz)
 	return s->rc;
 }
 
+/* A guest write that had to copy old data into a full backup target
+ * fails, and virtio-blk stops the VM on ENOSPC (QEMU's default werror)
+ * with the write kept for a retry. The backup is gone now, so the retry
+ * succeeds: resume the guest, as if the backup had never been there. */
+static void
+bk_resume_after_error(struct avm *vm)
+{
+	json_t *st = NULL;
+	char qerr[256];
+
+	if (blk_qmp(vm, "query-status", NULL, &st, qerr, sizeof(qerr)) == 0 &&
+	    strcmp(js(st, "status"), "io-error") == 0) {
+		log_warnx("vm %s: a guest write failed with the backup's target; "
+		    "resuming it now the backup is gone", vm->name);
+		if (blk_qmp(vm, "cont", NULL, NULL, qerr, sizeof(qerr)) < 0)
+			log_warnx("vm %s: %s", vm->name, qerr);
+	}
+	json_decref(st);
+}
+
 /* Copies of a running VM's disks at one instant: one transaction of
  * blockdev-backup jobs, one per disk, into pre-created qcow2 targets. */
 static int
@@ -174,6 +194,8 @@ cleanup:
 		    NULL, qerr, sizeof(qerr));
 	if (rc == 0)
 		bk_sum_start(sum);
+	else
+		bk_resume_after_error(vm);
 	json_decref(nodes);
 	json_decref(ids);
 	json_decref(actions);

@@ -29,7 +29,8 @@ def test_bios_boot_from_image_with_cloud_init(make_cluster, guest, tmp_path):
     v = cl.vm("b1")
     assert v["kernel"] is None and v["disks"][0]["size_mib"] >= 1
     cl.cli("vm", "start", "b1")
-    s = cl.wait_serial("b1", "cvirt-guest: cloud-init hostname=", 90)
+    cl.wait_serial("b1", "cvirt-guest: cloud-init hostname=", 90)
+    s = cl.wait_serial("b1", "runcmd-marker-42", 10)
     # The firmware's boot loader ran: no direct kernel boot.
     assert "SYSLINUX" in s
     argv = cvirt.proc_cmdline(qemu_pid(v["uuid"]))
