@@ -587,9 +587,11 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 	}
 	snprintf(q->qmp_path, sizeof(q->qmp_path), "%s", vm->qmp_path);
 	snprintf(q->serial_path, sizeof(q->serial_path), "%s", vm->serial_path);
-	/* The graphical console (vnc.c) on a unix socket next to the serial one. */
-	q->vnc_display = vnc_socket_path(vm, q->vnc_path, sizeof(q->vnc_path)) == 0 ?
-	    0 : -1;
+	/* The graphical console (vnc.c) on a unix socket next to the serial
+	 * one, for VMs created with "display": "vnc". */
+	q->vnc_display = json_is_string(json_object_get(spec, "display")) &&
+	    strcmp(jstr(spec, "display"), "vnc") == 0 &&
+	    vnc_socket_path(vm, q->vnc_path, sizeof(q->vnc_path)) == 0 ? 0 : -1;
 	q->panic_device = 1;
 	q->start_paused = 1;
 	return 0;

@@ -100,9 +100,9 @@ api_vm_spec(struct httpd_req *r)
 	static const char *const fields[] = { "name", "cpus", "memory_mib",
 	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
 	    "host", "storage", "ha", "ha_monitor", "affinity", "anti_affinity",
-	    "cdrom", "cloud_init", "firmware", NULL };
+	    "cdrom", "cloud_init", "firmware", "display", NULL };
 	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
-	    *mon, *aff = NULL, *anti = NULL;
+	    *mon, *aff = NULL, *anti = NULL, *display = NULL;
 	int64_t cpus = 0, mem = 0, disk = 0;
 	int has_cpus, has_mem, has_disk, ha = 0;
 	char uuid[UTIL_UUID_LEN + 1], mac[18], storage[UTIL_NAME_MAX + 1];
@@ -127,8 +127,16 @@ api_vm_spec(struct httpd_req *r)
 	    api_str_field(r, "ha_monitor", 32, &mon) < 0 ||
 	    api_str_field(r, "affinity", 255, &aff) < 0 ||
 	    api_str_field(r, "anti_affinity", 255, &anti) < 0 ||
+	    api_str_field(r, "display", 16, &display) < 0 ||
 	    api_bool_field(r, "ha", &ha) < 0)
 		return NULL;
+	/* "vnc": a VGA card and the graphical console (web UI); off by
+	 * default, as the card slows busy TCG guests' migrations. */
+	if (display && strcmp(display, "vnc") != 0 &&
+	    strcmp(display, "none") != 0) {
+		httpd_reply_error(r, 400, "display must be vnc or none");
+		return NULL;
+	}
 	if (name == NULL || !util_name_valid(name)) {
 		httpd_reply_error(r, 400, "invalid VM name \"%.64s\": use 1-63 "
 		    "letters, digits, '.', '_' or '-', starting with a letter or "
@@ -208,6 +216,8 @@ api_vm_spec(struct httpd_req *r)
 		json_object_set_new(spec, "initrd", json_string(initrd));
 	if (cmdline)
 		json_object_set_new(spec, "cmdline", json_string(cmdline));
+	if (display && strcmp(display, "vnc") == 0)
+		json_object_set_new(spec, "display", json_string("vnc"));
 	if (host)
 		json_object_set_new(spec, "host", json_string(host));
 	if (aff)

@@ -141,8 +141,8 @@ static int
 api_vm_vnc(struct httpd_req *r)
 {
 	char ticket[64], path[128];
-	const char *host, *state;
-	json_t *row = NULL;
+	const char *host, *state, *display;
+	json_t *row = NULL, *spec;
 
 	if (util_name_valid(r->params[0]))
 		row = vm_find(r->params[0]);
@@ -151,7 +151,12 @@ api_vm_vnc(struct httpd_req *r)
 		    r->params[0]);
 	host = json_string_value(json_object_get(row, "host"));
 	state = json_string_value(json_object_get(row, "state"));
-	if (host == NULL || state == NULL || strcmp(state, "stopped") == 0 ||
+	spec = vm_spec(row);
+	display = json_string_value(json_object_get(spec, "display"));
+	if (display == NULL || strcmp(display, "vnc") != 0)
+		httpd_reply_error(r, 409, "vm \"%s\" has no graphical console "
+		    "(it was created with display none)", r->params[0]);
+	else if (host == NULL || state == NULL || strcmp(state, "stopped") == 0 ||
 	    strcmp(state, "failed") == 0)
 		httpd_reply_error(r, 409, "vm \"%s\" is not running", r->params[0]);
 	else if (console_ticket_kind(json_string_value(json_object_get(row,
@@ -161,6 +166,7 @@ api_vm_vnc(struct httpd_req *r)
 	else
 		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket",
 		    ticket, "path", path));
+	json_decref(spec);
 	json_decref(row);
 	return 0;
 }

@@ -48,6 +48,9 @@ vm_json(json_t *row)
 		json_t *v = json_object_get(spec, copy[i]);
 		json_object_set(o, copy[i], v ? v : json_null());
 	}
+	json_object_set_new(o, "display", json_string(json_is_string(
+	    json_object_get(spec, "display")) ? json_string_value(
+	    json_object_get(spec, "display")) : "none"));
 	json_object_set(o, "placement", json_object_get(spec, "host") ?
 	    json_object_get(spec, "host") : json_null());
 	json_decref(spec);

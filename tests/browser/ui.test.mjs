@@ -58,7 +58,7 @@ test('log in with a token; the session survives a reload; a bad token is refused
 });
 
 test('acceptance 1: see a VM, start it, watch it run without a reload, serial console shows boot output', async () => {
-  await api(cl, 'POST', '/vms', { name: 'web1', cpus: 1, memory_mib: 128, disk_mib: 64, kernel: cl.kernel, initrd: cl.initrd, cmdline: CMDLINE, host: 'h1' });
+  await api(cl, 'POST', '/vms', { name: 'web1', cpus: 1, memory_mib: 128, disk_mib: 64, display: 'vnc', kernel: cl.kernel, initrd: cl.initrd, cmdline: CMDLINE, host: 'h1' });
   await page.goto(cl.url + '/#/vms');
   const row = page.locator('tr[data-vm="web1"]');
   await row.locator('.badge', { hasText: 'stopped' }).waitFor();
@@ -136,6 +136,7 @@ test('acceptance 2: the create form shows a message next to a bad field and crea
   assert.equal(vm.cmdline, CMDLINE);
   assert.equal(vm.disks.length, 1);
   assert.equal(vm.disks[0].size_mib, 32);
+  assert.equal(vm.display, 'vnc', 'the form asks for a graphical console by default');
 });
 
 test('acceptance 3: a migration started in the UI shows a progress bar reaching 100 %', async () => {

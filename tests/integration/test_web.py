@@ -77,7 +77,17 @@ def test_vnc_ticket_needs_a_running_vm(cluster, guest):
     cluster.cli("vm", "create", "vn1", "--cpus", "1", "--memory", "128",
                 "--kernel", guest.kernel, "--initrd", guest.initrd)
     status, body = cluster.http("POST", "/api/v1/vms/vn1/vnc")
+    assert status == 409 and "no graphical console" in body["error"]
+    assert cluster.vm("vn1")["display"] == "none"
+    status, vm = cluster.http("POST", "/api/v1/vms", {
+        "name": "vn2", "cpus": 1, "memory_mib": 128, "display": "vnc",
+        "kernel": guest.kernel, "initrd": guest.initrd})
+    assert status == 201 and vm["display"] == "vnc", vm
+    status, body = cluster.http("POST", "/api/v1/vms/vn2/vnc")
     assert status == 409 and "not running" in body["error"]
+    status, body = cluster.http("POST", "/api/v1/vms", {
+        "name": "vn3", "cpus": 1, "memory_mib": 128, "display": "sdl"})
+    assert status == 400 and "display must be vnc or none" in body["error"]
     status, _ = cluster.http("POST", "/api/v1/vms/nope/vnc")
     assert status == 404
 

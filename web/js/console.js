@@ -88,6 +88,7 @@ export function vncConsole(name) {
   let rfb = null;
   let shown = false;
   let vmState = '';
+  let hasDisplay = true;
 
   function say(text) {
     status.textContent = text;
@@ -96,6 +97,10 @@ export function vncConsole(name) {
     disconnect();
     if (!allowed('operator')) {
       say('Consoles need the operator role; you are ' + me.role + '.');
+      return;
+    }
+    if (!hasDisplay) {
+      say('This VM has no graphical console (it was created without one); use the serial console.');
       return;
     }
     if (!LIVE.includes(vmState)) {
@@ -134,9 +139,10 @@ export function vncConsole(name) {
     el,
     show() { shown = true; connect(); },
     hide() { shown = false; disconnect(); say('not connected'); },
-    state(s) {
+    state(s, display) {
       const was = vmState;
       vmState = s;
+      hasDisplay = display;
       if (shown && !LIVE.includes(was) && LIVE.includes(s)) connect();
     },
   };

@@ -58,6 +58,7 @@ export function createView() {
   const host = h('select', { id: 'f-host', name: 'host' }, h('option', { value: '' }, 'Any (the scheduler picks)'));
   const ha = h('input', { type: 'checkbox', id: 'f-ha', name: 'ha' });
   const start = h('input', { type: 'checkbox', id: 'f-start', name: 'start' });
+  const display = h('input', { type: 'checkbox', id: 'f-display', name: 'display', checked: true });
   errors.storage = h('span', { class: 'field-error', id: 'e-storage', role: 'alert' });
   errors.host = h('span', { class: 'field-error', id: 'e-host', role: 'alert' });
   const formError = h('p', { class: 'error', id: 'form-error', role: 'alert' });
@@ -66,6 +67,7 @@ export function createView() {
     h('div', { class: 'field' }, h('label', { for: 'f-storage' }, 'Storage domain'), storage, errors.storage),
     h('div', { class: 'field' }, h('label', { for: 'f-host' }, 'Define on host'), host, errors.host),
     h('div', { class: 'field' }, h('label', { class: 'check' }, ha, ' Highly available (restart elsewhere if its host fails)')),
+    h('div', { class: 'field' }, h('label', { class: 'check' }, display, ' Graphical console (VGA card, shown in the Display tab)')),
     h('div', { class: 'field' }, h('label', { class: 'check' }, start, ' Start after creation')),
     formError, h('div', { class: 'buttons' }, submit, h('a', { class: 'button', href: '#/vms' }, 'Cancel')));
   const el = h('div', {}, h('h1', {}, 'Create a virtual machine'), form);
@@ -106,6 +108,7 @@ export function createView() {
     if (storage.value) body.storage = storage.value;
     if (host.value) body.host = host.value;
     if (ha.checked) body.ha = true;
+    body.display = display.checked ? 'vnc' : 'none';
     submit.disabled = true;
     try {
       const vm = await api('POST', '/vms', body);

@@ -147,7 +147,7 @@ export function vmView(name) {
         h('p', { class: 'muted' }, v.host ? ['on ', link('#/hosts/' + v.host, v.host)] : 'not running'));
       replace(toolbar, actionButtons(v, s, false));
       replace(config, [['UUID', v.uuid], ['State', v.state], ['Host', v.host || '—'], ['CPUs', v.cpus],
-        ['Memory', mib(v.memory_mib)], ['Storage', v.storage], ['HA', v.ha ? 'on (' + (v.ha_monitor || 'process') + ')' : 'off'],
+        ['Memory', mib(v.memory_mib)], ['Storage', v.storage], ['Display', v.display === 'vnc' ? 'VGA + VNC' : 'none (serial only)'], ['HA', v.ha ? 'on (' + (v.ha_monitor || 'process') + ')' : 'off'],
         ['Kernel', v.kernel || '—'], ['Initrd', v.initrd || '—'], ['Command line', v.cmdline || '—'],
         ['Created', when(v.created)], ['QEMU pid', v.pid || '—']].map(([k, x]) => [h('dt', {}, k), h('dd', {}, x)]));
       replace(disks, table(['Name', 'Size', 'Format', 'File'], (v.disks || []).map((d) =>
@@ -155,7 +155,7 @@ export function vmView(name) {
       replace(nics, table(['MAC', 'Network', 'Model'], (v.nics || []).map((n) =>
         h('tr', {}, h('td', {}, n.mac), h('td', {}, n.network), h('td', {}, n.model))), 'No network interfaces.'));
       serial.state(v.state);
-      vnc.state(v.state);
+      vnc.state(v.state, v.display === 'vnc');
     }
     const top = s.events.length ? s.events[0].id : 0;
     if (top !== lastEvent) {

@@ -17,9 +17,21 @@ export function vmsView() {
     h('div', { class: 'head' }, h('h1', {}, 'Virtual machines'), allowed('operator') ? h('a', { class: 'button primary', href: '#/vms/new', id: 'create-vm' }, 'Create VM') : null),
     h('div', { class: 'filters' }, text, state, host, count), body);
   let last = null;
+  let lastKey = '';
+  const cpuCells = new Map();
+  const cpuText = (st) => (st && st.cpu_pct !== null ? st.cpu_pct.toFixed(0) + ' %' : '—');
   for (const f of [text, state, host]) f.addEventListener('input', () => last && update(last));
   function update(s) {
     last = s;
+    // Rebuild the table only when the rows change (not for each usage
+    // sample), so buttons under the pointer stay put.
+    const key = JSON.stringify([s.vms, s.hosts.map((x) => [x.name, x.state]), text.value, state.value, host.value]);
+    if (key === lastKey) {
+      for (const [n, td] of cpuCells) td.textContent = cpuText(s.stats.vms[n]);
+      return;
+    }
+    lastKey = key;
+    cpuCells.clear();
     const hosts = [...new Set(s.hosts.map((x) => x.name))];
     if (host.options.length !== hosts.length + 1) {
       const keep = host.value;
@@ -34,9 +46,14 @@ export function vmsView() {
       return h('tr', { dataset: { vm: v.name } },
         h('td', {}, link('#/vms/' + encodeURIComponent(v.name), v.name)), h('td', {}, badge(v.state)),
         h('td', {}, v.host ? link('#/hosts/' + v.host, v.host) : '—'), h('td', {}, v.cpus), h('td', {}, mib(v.memory_mib)),
-        h('td', {}, st && st.cpu_pct !== null ? st.cpu_pct.toFixed(0) + ' %' : '—'),
+        cpuCell(v.name, st),
         h('td', { class: 'actions' }, actionButtons(v, s, true)));
     }), s.vms.length ? 'No VM matches these filters.' : 'No VMs yet: create one.'));
+  }
+  function cpuCell(name, st) {
+    const td = h('td', { class: 'cpu' }, cpuText(st));
+    cpuCells.set(name, td);
+    return td;
   }
   return { el, update };
 }
