@@ -27,7 +27,7 @@ static const struct cli_cmd cli_cmds[] = {
 	    "          [--affinity GROUP] [--anti-affinity GROUP]\n"
 	    "          [--cdrom ISO] [--hostname H] [--user-data FILE] "
 	    "[--ssh-key FILE]\n"
-	    "          [--firmware bios|uefi] [--json]",
+	    "          [--firmware bios|uefi] [--display vnc|none] [--json]",
 	    "define a VM (it stays stopped)" },
 	{ "vm", "list", cli_vm_list, "[--json]",
 	    "list VMs" },

@@ -29,6 +29,7 @@ struct cli_vm_create_opts {
 	const char	*affinity, *anti_affinity;
 	const char	*cdrom, *hostname, *user_data, *ssh_key; /* boot media */
 	const char	*firmware;
+	const char	*display;	/* vnc|none: graphical console */
 	int		 ha;
 };
 
@@ -126,6 +127,14 @@ cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 	if (o->anti_affinity)
 		json_object_set_new(body, "anti_affinity",
 		    json_string(o->anti_affinity));
+	if (o->display) {
+		if (strcmp(o->display, "vnc") != 0 &&
+		    strcmp(o->display, "none") != 0) {
+			cli_err("--display wants vnc or none");
+			return -1;
+		}
+		json_object_set_new(body, "display", json_string(o->display));
+	}
 	return 0;
 }
 
@@ -186,6 +195,7 @@ cli_vm_create(struct cli_ctx *c, int argc, char **argv)
 		{ "user-data", CLI_OPT_STR, &o.user_data },
 		{ "ssh-key", CLI_OPT_STR, &o.ssh_key },
 		{ "firmware", CLI_OPT_STR, &o.firmware },
+		{ "display", CLI_OPT_STR, &o.display },
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
 	json_t *body = NULL, *vm = NULL;
