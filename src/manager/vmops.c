@@ -121,6 +121,18 @@ vmops_stop(struct task *t)
 	int64_t timeout = 60;
 	int rc = -1;
 
+	/* Stopping a VM that does not run (stopped, or failed between HA
+	 * restarts) still records that the user wants it off. */
+	if ((row = vmops_load(t)) == NULL)
+		return -1;
+	if (JS(row, "host") == NULL) {
+		db_exec("UPDATE vms SET desired = 'stopped', state = 'stopped' "
+		    "WHERE uuid = ?", "s", JS(row, "uuid"));
+		t->result = json_pack("{s:s}", "note", "it was not running");
+		json_decref(row);
+		return 0;
+	}
+	json_decref(row);
 	if ((row = vmops_load_running(t, host, sizeof(host))) == NULL)
 		return -1;
 	if (json_is_integer(json_object_get(t->params, "timeout_s")))
