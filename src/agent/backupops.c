@@ -165,7 +165,10 @@ bk_backup_running(struct avm *vm, json_t *spec, const char *tmp,
 			    "running VM", js(d, "name"));
 			goto cleanup;
 		}
-		snprintf(node, sizeof(node), "bk%zu-%.20s", i, id);
+		if (util_fmt(node, sizeof(node), "bk%zu-%.20s", i, id) < 0) {
+			snprintf(err, errsz, "backup node name too long");
+			goto cleanup;
+		}
 		if (qimg_create(path, vsize, NULL, err, errsz) < 0 ||
 		    blk_qmp(vm, "blockdev-add", json_pack("{s:s, s:s, s:{s:b}, "
 		    "s:{s:s, s:s}}", "driver", "qcow2", "node-name", node, "cache",
