@@ -155,9 +155,24 @@ api_op(struct httpd_req *r)
 	int status = 500, rc;
 	const char *uuid = api_uuid(r);
 
+	static const struct {
+		const char	*op;
+		int		 (*fn)(const char *, char *, size_t, int *);
+	} mig_ops[] = {
+		{ "migrate-cancel", mig_cancel },
+		{ "migrate-finish", mig_finish },
+	};
+	size_t i;
+
 	if (uuid == NULL)
 		return 0;
-	rc = vmhost_simple(uuid, r->params[1], err, sizeof(err), &status);
+	for (i = 0; i < sizeof(mig_ops) / sizeof(mig_ops[0]); i++)
+		if (strcmp(r->params[1], mig_ops[i].op) == 0)
+			break;
+	if (i < sizeof(mig_ops) / sizeof(mig_ops[0]))
+		rc = mig_ops[i].fn(uuid, err, sizeof(err), &status);
+	else	/* pause, resume, reboot */
+		rc = vmhost_simple(uuid, r->params[1], err, sizeof(err), &status);
 	return api_reply_result(r, rc, status, err, NULL);
 }
 
@@ -250,32 +265,6 @@ api_migration(struct httpd_req *r)
 	return api_reply_result(r, res ? 0 : -1, status, err, res);
 }
 
-static int
-api_migrate_cancel(struct httpd_req *r)
-{
-	char err[512];
-	int status = 500, rc;
-	const char *uuid = api_uuid(r);
-
-	if (uuid == NULL)
-		return 0;
-	rc = mig_cancel(uuid, err, sizeof(err), &status);
-	return api_reply_result(r, rc, status, err, NULL);
-}
-
-static int
-api_migrate_finish(struct httpd_req *r)
-{
-	char err[512];
-	int status = 500, rc;
-	const char *uuid = api_uuid(r);
-
-	if (uuid == NULL)
-		return 0;
-	rc = mig_finish(uuid, err, sizeof(err), &status);
-	return api_reply_result(r, rc, status, err, NULL);
-}
-
 /* Peers ask this to tell "the manager is gone" from "I am cut off". */
 static int
 api_ping(struct httpd_req *r)
@@ -306,8 +295,6 @@ const struct httpd_route agent_routes[] = {
 	{ "POST",   "/agent/v1/vms/{}/incoming",      api_incoming, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/migrate",       api_migrate, 0, 0 },
 	{ "GET",    "/agent/v1/vms/{}/migration",     api_migration, 0, 0 },
-	{ "POST",   "/agent/v1/vms/{}/migrate-cancel", api_migrate_cancel, 0, 0 },
-	{ "POST",   "/agent/v1/vms/{}/migrate-finish", api_migrate_finish, 0, 0 },
 	{ "GET",    "/agent/v1/info",                 api_get_info, 0, 0 },
 	{ "PUT",    "/agent/v1/vms/{}",               api_define, 0, 0 },
 	{ "DELETE", "/agent/v1/vms/{}",               api_undefine, 0, 0 },
