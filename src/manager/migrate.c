@@ -401,8 +401,9 @@ hostops_evacuate(struct task *t)
 	t->result = json_pack("{s:s, s:I, s:I}", "host", host, "moved",
 	    (json_int_t)moved, "failed", (json_int_t)(n - moved));
 	if (moved < n) {
+		/* The list may be long: the task error keeps its start. */
 		snprintf(t->err, sizeof(t->err), "host %s: %zu of %zu VMs could "
-		    "not move: %s", host, n - moved, n, failed);
+		    "not move: %.400s", host, n - moved, n, failed);
 		return -1;
 	}
 	event_add("info", "host.evacuated", host, "host %s evacuated: %zu VMs "
