@@ -33,6 +33,22 @@ api_uuid(struct httpd_req *r)
 	return r->params[0];
 }
 
+/* The uuid of the path when the body is that VM's spec; NULL after a 400. */
+static const char *
+api_spec_uuid(struct httpd_req *r)
+{
+	const char *uuid = api_uuid(r), *spec;
+
+	if (uuid == NULL)
+		return NULL;
+	spec = json_string_value(json_object_get(r->body, "uuid"));
+	if (spec == NULL || strcmp(spec, uuid) != 0) {
+		httpd_reply_error(r, 400, "VM spec does not match the uuid");
+		return NULL;
+	}
+	return uuid;
+}
+
 static int
 api_reply_result(struct httpd_req *r, int rc, int status, const char *err,
     json_t *result)
@@ -85,14 +101,10 @@ api_define(struct httpd_req *r)
 {
 	char err[512];
 	int status = 500, rc;
-	const char *uuid = api_uuid(r);
+	const char *uuid = api_spec_uuid(r);
 
 	if (uuid == NULL)
 		return 0;
-	if (r->body == NULL || strcmp(json_string_value(json_object_get(r->body,
-	    "uuid")) ? json_string_value(json_object_get(r->body, "uuid")) : "",
-	    uuid) != 0)
-		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
 	rc = vmhost_define(r->body, err, sizeof(err), &status);
 	return api_reply_result(r, rc, status, err, NULL);
 }
@@ -118,13 +130,10 @@ api_start(struct httpd_req *r)
 	json_t *result = NULL;
 	char err[512];
 	int status = 500, rc;
-	const char *uuid = api_uuid(r);
+	const char *uuid = api_spec_uuid(r);
 
 	if (uuid == NULL)
 		return 0;
-	if (r->body == NULL || !json_is_string(json_object_get(r->body, "uuid")) ||
-	    strcmp(json_string_value(json_object_get(r->body, "uuid")), uuid) != 0)
-		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
 	rc = vmhost_start(r->body, 0, &result, err, sizeof(err), &status);
 	return api_reply_result(r, rc, status, err, result);
 }
@@ -225,13 +234,10 @@ api_incoming(struct httpd_req *r)
 	json_t *result = NULL;
 	char err[512];
 	int status = 500, rc;
-	const char *uuid = api_uuid(r);
+	const char *uuid = api_spec_uuid(r);
 
 	if (uuid == NULL)
 		return 0;
-	if (r->body == NULL || !json_is_string(json_object_get(r->body, "uuid")) ||
-	    strcmp(json_string_value(json_object_get(r->body, "uuid")), uuid) != 0)
-		return httpd_reply_error(r, 400, "VM spec does not match the uuid");
 	rc = mig_incoming(r->body, &result, err, sizeof(err), &status);
 	return api_reply_result(r, rc, status, err, result);
 }
