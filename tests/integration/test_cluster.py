@@ -121,9 +121,17 @@ def busy_vm(nc, guest, host="h1"):
 
 def test_busy_guest_migrates_with_auto_converge(nc, guest):
     v = busy_vm(nc, guest)
-    res = nc.cli("vm", "migrate", "busy", "--to", "h3", "--timeout", 120,
-                 json=True, timeout=150)
-    assert res["state"] == "succeeded", res
+    rc, res, err = nc.cli("vm", "migrate", "busy", "--to", "h3", "--timeout",
+                          120, json=True, timeout=150, check=False)
+    if rc != 0 and "died right after taking the VM over" in err:
+        # QEMU's TCG bug struck before the destination was seen running:
+        # the VM is failed, and neither copy runs.
+        after = nc.vm("busy")
+        assert after["state"] == "failed" and after["host"] is None, after
+        wait_for(lambda: not qemu_pids(v["uuid"]), 15, "no QEMU left")
+        assert "panic" in nc.serial("busy")
+        return
+    assert rc == 0 and res["state"] == "succeeded", (res, err)
     assert res["result"]["to"] == "h3" and res["result"]["downtime_ms"] < 1000
     # The VM left h1 for good; on h3 it runs, unless QEMU's TCG bug broke
     # the guest, which then panics (pvpanic) and is reported failed.
