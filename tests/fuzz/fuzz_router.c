@@ -53,7 +53,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_routes(api_agent_routes, api_agent_nroutes, path);
 	fuzz_routes(agent_routes, agent_nroutes, path);
 	if (nl != NULL) {
-		j = httpd_json_decode(nl + 1, size - n - 1, err, sizeof(err));
+		/* The body length comes from the newline, not from n, which
+		 * is clipped to the line buffer. */
+		j = httpd_json_decode(nl + 1,
+		    size - (size_t)(nl - (const char *)data) - 1, err,
+		    sizeof(err));
 		if (j != NULL && !json_is_object(j))
 			abort();
 		json_decref(j);
