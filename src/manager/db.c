@@ -78,6 +78,16 @@ static const char *const db_migrations[] = {
 	"ALTER TABLE vms ADD COLUMN grouped INTEGER;"
 	"CREATE INDEX vms_placement ON vms(grouped, host, memory_mib, cpus,"
 	"  uuid);",
+	/* networks (docs/network.md): one row per virtual network; nics holds
+	 * every vNIC's MAC (unique cluster-wide) and its IPAM address
+	 * (unique per network). */
+	"CREATE TABLE networks (name TEXT PRIMARY KEY, id INTEGER NOT NULL"
+	"  UNIQUE, type TEXT NOT NULL, subnet TEXT, gateway TEXT, dhcp INTEGER"
+	"  NOT NULL, mtu INTEGER NOT NULL, vni INTEGER UNIQUE, vlan INTEGER,"
+	"  uplink TEXT, created INTEGER NOT NULL);"
+	"CREATE TABLE nics (mac TEXT PRIMARY KEY, vm TEXT NOT NULL,"
+	"  network TEXT NOT NULL, ip TEXT, UNIQUE (network, ip));"
+	"CREATE INDEX nics_vm ON nics(vm);",
 };
 
 static int
