@@ -109,6 +109,24 @@ static const struct cli_cmd cli_cmds[] = {
 	    "wait until a task ends" },
 	{ "event", "list", cli_event_list, "[--limit N] [--since ID] [--json]",
 	    "list events, newest first" },
+	{ "network", "create", cli_network_create,
+	    "NAME --type nat|bridge|vlan|vxlan [--subnet CIDR] [--vni N]\n"
+	    "          [--vlan ID] [--uplink IF] [--mtu N] [--dhcp on|off] "
+	    "[--json]",
+	    "define a virtual network (every host realizes it)" },
+	{ "network", "list", cli_network_list, "[--json]",
+	    "list virtual networks (user is built in)" },
+	{ "network", "show", cli_network_show, "NAME [--json]",
+	    "show a network, the VMs on it and its state on each host" },
+	{ "network", "delete", cli_network_delete, "NAME [--json]",
+	    "delete a network no VM uses" },
+	{ "nic", "add", cli_nic_add, "VM --net NETWORK [--mac MAC] [--ip IP] "
+	    "[--json]",
+	    "add a NIC to a VM (hot-plugged when it runs)" },
+	{ "nic", "remove", cli_nic_remove, "VM MAC [--json]",
+	    "remove a NIC from a VM (hot-unplugged when it runs)" },
+	{ "nic", "list", cli_nic_list, "VM [--json]",
+	    "list a VM's NICs with their addresses" },
 	{ "user", "create", cli_user_create,
 	    "NAME --role admin|operator|viewer [--password | --password-file F]"
 	    " [--json]",

@@ -172,6 +172,14 @@ int	 cli_cluster_show(struct cli_ctx *c, int argc, char **argv);
 int	 cli_cluster_set(struct cli_ctx *c, int argc, char **argv);
 
 /* cli_user.c */
+/* cli_network.c */
+int	 cli_network_create(struct cli_ctx *c, int argc, char **argv);
+int	 cli_network_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_network_show(struct cli_ctx *c, int argc, char **argv);
+int	 cli_network_delete(struct cli_ctx *c, int argc, char **argv);
+int	 cli_nic_add(struct cli_ctx *c, int argc, char **argv);
+int	 cli_nic_remove(struct cli_ctx *c, int argc, char **argv);
+int	 cli_nic_list(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_create(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_list(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_delete(struct cli_ctx *c, int argc, char **argv);

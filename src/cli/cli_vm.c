@@ -79,12 +79,41 @@ cli_vm_ha_monitor_valid(const char *m)
 	    util_parse_u64(m + 4, 1, 65535, &port) == 0;
 }
 
+/* --net A,B,...: one NIC per network, in order. */
+static int
+cli_vm_nets(const char *list, json_t *body)
+{
+	char buf[1024], *p, *save = NULL;
+	json_t *nics = json_array();
+
+	if (strlen(list) >= sizeof(buf)) {
+		cli_err("--net is too long");
+		goto fail;
+	}
+	snprintf(buf, sizeof(buf), "%s", list);
+	for (p = strtok_r(buf, ",", &save); p; p = strtok_r(NULL, ",", &save)) {
+		if (cli_check_name("network", p) != 0)
+			goto fail;
+		json_array_append_new(nics, json_pack("{s:s}", "network", p));
+	}
+	if (json_array_size(nics) == 0) {
+		cli_err("--net names no network");
+		goto fail;
+	}
+	json_object_set_new(body, "nics", nics);
+	return 0;
+fail:
+	json_decref(nics);
+	return -1;
+}
+
 /* Names and boot files of a create request into body. */
 static int
 cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 {
 	if ((o->image && cli_check_name("image", o->image) != 0) ||
-	    (o->net && cli_check_name("network", o->net) != 0) ||
+	    (o->net && !strchr(o->net, ',') &&
+	    cli_check_name("network", o->net) != 0) ||
 	    (o->host && cli_check_name("host", o->host) != 0) ||
 	    (o->storage && cli_check_name("storage", o->storage) != 0))
 		return -1;
@@ -111,8 +140,10 @@ cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 		json_object_set_new(body, "image", json_string(o->image));
 	if (o->cmdline)
 		json_object_set_new(body, "cmdline", json_string(o->cmdline));
-	if (o->net)
+	if (o->net && strchr(o->net, ',') == NULL)
 		json_object_set_new(body, "network", json_string(o->net));
+	else if (o->net && cli_vm_nets(o->net, body) != 0)
+		return -1;
 	if (o->host)
 		json_object_set_new(body, "host", json_string(o->host));
 	if (o->storage)
@@ -264,7 +295,7 @@ cli_vm_print(json_t *vm)
 	};
 	static const struct cli_col nics[] = {
 		{ "MAC", "mac", CLI_F_STR }, { "NETWORK", "network", CLI_F_STR },
-		{ "MODEL", "model", CLI_F_STR },
+		{ "IP", "ip", CLI_F_STR }, { "MODEL", "model", CLI_F_STR },
 	};
 
 	cli_out_kv(vm, fields, NELEM(fields));

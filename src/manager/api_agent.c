@@ -158,6 +158,21 @@ api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
 	json_decref(seen);
 }
 
+/* Networks: the host's realized state in, the desired state out when the
+ * agent's generation is not the current one (agents that do not speak
+ * of networks, like cvirt sim, get none). */
+static void
+api_agent_net(const char *host, json_t *body, json_t *reply)
+{
+	json_t *have = json_object_get(body, "net_gen"), *net;
+
+	vnet_host_status(host, json_object_get(body, "net_status"));
+	if (!json_is_string(have))
+		return;
+	if ((net = vnet_payload(host, json_string_value(have))) != NULL)
+		json_object_set_new(reply, "net", net);
+}
+
 static int
 api_agent_register(struct httpd_req *r)
 {
@@ -218,11 +233,13 @@ api_agent_register(struct httpd_req *r)
 	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
 	    name, url, accel, old ? "" : ", new host");
 	db_commit();
+	vnet_changed();		/* VXLAN peers: a new host or a new address */
 	{
 		json_t *reply = json_pack("{s:s, s:I, s:O}", "agent_key", key,
 		    "heartbeat_interval_ms", (json_int_t)hb_interval_ms(),
 		    "stop", stop);
 		failover_agent_hints(name, reply);
+		api_agent_net(name, r->body, reply);
 		httpd_reply_json(r, 200, reply);
 	}
 cleanup:
@@ -263,6 +280,7 @@ api_agent_report(struct httpd_req *r)
 	reply = json_pack("{s:b, s:o, s:I}", "ok", 1, "stop", stop,
 	    "heartbeat_interval_ms", (json_int_t)hb_interval_ms());
 	failover_agent_hints(self, reply);
+	api_agent_net(self, r->body, reply);
 	return httpd_reply_json(r, 200, reply);
 }
 

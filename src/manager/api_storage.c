@@ -56,32 +56,33 @@ api_st_submit(struct httpd_req *r, const char *kind, const char *vm,
 	return api_reply_task(r, id);
 }
 
-static void
-api_st_mac(char *out, size_t sz)
-{
-	char hex[7];
-
-	util_random_hex(hex, 3);
-	snprintf(out, sz, "52:54:00:%.2s:%.2s:%.2s", hex, hex + 2, hex + 4);
-}
-
 int
 api_vm_insert(struct httpd_req *r, json_t *spec)
 {
-	char *s = json_dumps(spec, JSON_COMPACT);
-	int rc;
+	char *s = json_dumps(spec, JSON_COMPACT), err[256] = "";
+	int rc, status = 500;
 
 	rc = s ? db_exec("INSERT INTO vms (uuid, name, state, spec, cpus, "
-	    "memory_mib, created, updated) VALUES (?, ?, 'stopped', ?, ?, ?, ?, ?)",
-	    "sssiiii", JS(spec, "uuid"), JS(spec, "name"), s,
+	    "memory_mib, grouped, created, updated) VALUES (?, ?, 'stopped', ?, "
+	    "?, ?, ?, ?, ?)", "sssiiiii", JS(spec, "uuid"), JS(spec, "name"), s,
 	    (int64_t)json_integer_value(json_object_get(spec, "cpus")),
 	    (int64_t)json_integer_value(json_object_get(spec, "memory_mib")),
+	    (int64_t)(JS(spec, "affinity") || JS(spec, "anti_affinity")),
 	    util_wall_ms(), util_wall_ms()) : -1;
 	free(s);
 	if (rc < 0) {
 		httpd_reply_error(r, errno == EEXIST ? 409 : 500, errno == EEXIST ?
 		    "vm \"%s\" already exists" : "cannot record vm \"%s\"",
 		    JS(spec, "name"));
+		return -1;
+	}
+	/* The row first: the reservations belong to an existing VM. */
+	if (vnet_nics_reserve(spec, &status, err, sizeof(err)) < 0 ||
+	    storops_save_spec(JS(spec, "uuid"), spec) < 0) {
+		vnet_nics_release(JS(spec, "uuid"), NULL);
+		db_exec("DELETE FROM vms WHERE uuid = ?", "s", JS(spec, "uuid"));
+		httpd_reply_error(r, status, "%s", status == 500 && !err[0] ?
+		    "cannot record the VM's NICs" : err);
 		return -1;
 	}
 	return 0;
@@ -92,7 +93,7 @@ api_vm_insert(struct httpd_req *r, json_t *spec)
 static json_t *
 api_st_newspec(json_t *src, const char *name, const char *st)
 {
-	char uuid[UTIL_UUID_LEN + 1], mac[18], file[UTIL_NAME_MAX + 1];
+	char uuid[UTIL_UUID_LEN + 1], file[UTIL_NAME_MAX + 1];
 	json_t *ns = json_deep_copy(src), *d, *n;
 	size_t i;
 
@@ -110,9 +111,10 @@ api_st_newspec(json_t *src, const char *name, const char *st)
 		json_object_del(d, "image");
 		json_object_del(d, "backing");
 	}
+	/* New MACs and addresses on the same networks (api_vm_insert). */
 	json_array_foreach(json_object_get(ns, "nics"), i, n) {
-		api_st_mac(mac, sizeof(mac));
-		json_object_set_new(n, "mac", json_string(mac));
+		json_object_del(n, "mac");
+		json_object_del(n, "ip");
 	}
 	return ns;
 }

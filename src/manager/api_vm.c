@@ -75,22 +75,57 @@ api_pick_storage(struct httpd_req *r, const char *want, char *out, size_t sz)
 	return rc;
 }
 
-static void
-api_new_mac(char *out, size_t sz)
+/* The create request's NICs: "network" (one NIC on it) or "nics", a list
+ * of {network, mac?, ip?}; the user-mode network when neither is given.
+ * Reservations happen in api_vm_insert. NULL after replying 4xx. */
+static json_t *
+api_vm_nics(struct httpd_req *r, const char *net)
 {
-	char hex[7], like[32];
-	json_t *row;
-	int tries;
+	static const char *const keys[] = { "network", "mac", "ip", "model",
+	    NULL };
+	json_t *req = json_object_get(r->body, "nics"), *out, *n, *v;
+	const char *key;
+	size_t i, k;
 
-	for (tries = 0; tries < 16; tries++) {
-		util_random_hex(hex, 3);
-		snprintf(out, sz, "52:54:00:%.2s:%.2s:%.2s", hex, hex + 2, hex + 4);
-		snprintf(like, sizeof(like), "%%%s%%", out);
-		row = db_row("SELECT uuid FROM vms WHERE spec LIKE ?", "s", like);
-		if (row == NULL)
-			return;
-		json_decref(row);
+	if (req != NULL && net != NULL) {
+		httpd_reply_error(r, 400, "give network or nics, not both");
+		return NULL;
 	}
+	if (req == NULL || json_is_null(req))
+		return json_pack("[{s:s, s:s}]", "network", net ? net : "user",
+		    "model", "virtio");
+	if (!json_is_array(req) || json_array_size(req) > 8) {
+		httpd_reply_error(r, 400, "nics must be a list of at most 8 "
+		    "{\"network\": NAME, \"mac\"?: MAC, \"ip\"?: IP}");
+		return NULL;
+	}
+	out = json_array();
+	json_array_foreach(req, i, n) {
+		if (!json_is_object(n) || !json_is_string(json_object_get(n,
+		    "network")))
+			goto bad;
+		json_object_foreach(n, key, v) {
+			for (k = 0; keys[k]; k++)
+				if (strcmp(keys[k], key) == 0)
+					break;
+			if (keys[k] == NULL || !json_is_string(v) ||
+			    json_string_length(v) > 255)
+				goto bad;
+		}
+		if (json_object_get(n, "model") && strcmp(json_string_value(
+		    json_object_get(n, "model")), "virtio") != 0) {
+			json_decref(out);
+			httpd_reply_error(r, 400, "nic model must be virtio");
+			return NULL;
+		}
+		json_array_append_new(out, json_deep_copy(n));
+	}
+	return out;
+bad:
+	json_decref(out);
+	httpd_reply_error(r, 400, "nics[%zu] must be {\"network\": NAME, "
+	    "\"mac\"?: MAC, \"ip\"?: IP} with string values", i);
+	return NULL;
 }
 
 /* Validate the create request into a spec; NULL after replying 4xx. */
@@ -100,13 +135,14 @@ api_vm_spec(struct httpd_req *r)
 	static const char *const fields[] = { "name", "cpus", "memory_mib",
 	    "disk_mib", "image", "kernel", "initrd", "cmdline", "network",
 	    "host", "storage", "ha", "ha_monitor", "affinity", "anti_affinity",
-	    "cdrom", "cloud_init", "firmware", "display", NULL };
+	    "cdrom", "cloud_init", "firmware", "display", "nics",
+	    NULL };
 	const char *name, *kernel, *initrd, *cmdline, *image, *net, *host, *st,
 	    *mon, *aff = NULL, *anti = NULL, *display = NULL;
 	int64_t cpus = 0, mem = 0, disk = 0;
 	int has_cpus, has_mem, has_disk, ha = 0;
-	char uuid[UTIL_UUID_LEN + 1], mac[18], storage[UTIL_NAME_MAX + 1];
-	json_t *spec, *row;
+	char uuid[UTIL_UUID_LEN + 1], storage[UTIL_NAME_MAX + 1];
+	json_t *spec, *row, *nics;
 
 	if (r->body == NULL) {
 		httpd_reply_error(r, 400, "a JSON body is required");
@@ -163,10 +199,6 @@ api_vm_spec(struct httpd_req *r)
 	}
 	if (image)
 		json_decref(row);
-	if (net && strcmp(net, "user") != 0) {
-		httpd_reply_error(r, 404, "network \"%.64s\" not found", net);
-		return NULL;
-	}
 	if (mon && !api_ha_monitor_ok(mon)) {
 		httpd_reply_error(r, 400, "ha_monitor must be process, panic, "
 		    "watchdog, heartbeat or tcp:PORT");
@@ -198,13 +230,13 @@ api_vm_spec(struct httpd_req *r)
 	}
 	if (api_pick_storage(r, st, storage, sizeof(storage)) < 0)
 		return NULL;
+	if ((nics = api_vm_nics(r, net)) == NULL)
+		return NULL;
 	util_uuid_gen(uuid);
-	api_new_mac(mac, sizeof(mac));
-	spec = json_pack("{s:s, s:s, s:I, s:I, s:s, s:[], s:[{s:s, s:s, s:s}],"
-	    " s:b, s:s}", "uuid", uuid, "name", name, "cpus", (json_int_t)cpus,
+	spec = json_pack("{s:s, s:s, s:I, s:I, s:s, s:[], s:o, s:b, s:s}",
+	    "uuid", uuid, "name", name, "cpus", (json_int_t)cpus,
 	    "memory_mib", (json_int_t)mem, "storage", storage, "disks", "nics",
-	    "mac", mac, "network", "user", "model", "virtio", "ha", ha,
-	    "ha_monitor", mon ? mon : "process");
+	    nics, "ha", ha, "ha_monitor", mon ? mon : "process");
 	if (image) {
 		/* A linked clone on the image, at least --disk MiB large. */
 		json_t *d = api_image_disk(r, image, storage, has_disk ? disk : 0);
@@ -243,24 +275,12 @@ api_vm_create(struct httpd_req *r)
 {
 	char host[UTIL_NAME_MAX + 1], path[128], err[512];
 	json_t *spec, *row = NULL;
-	char *s = NULL;
 	int status = 0;
 
 	if ((spec = api_vm_spec(r)) == NULL)
 		return 0;
-	s = json_dumps(spec, JSON_COMPACT);
-	if (db_exec("INSERT INTO vms (uuid, name, state, spec, cpus, memory_mib,"
-	    " grouped, created, updated) VALUES (?, ?, 'stopped', ?, ?, ?, ?, ?,"
-	    " ?)", "sssiiiii", JS(spec, "uuid"), JS(spec, "name"), s,
-	    (int64_t)json_integer_value(json_object_get(spec, "cpus")),
-	    (int64_t)json_integer_value(json_object_get(spec, "memory_mib")),
-	    (int64_t)(JS(spec, "affinity") || JS(spec, "anti_affinity")),
-	    util_wall_ms(), util_wall_ms()) < 0) {
-		httpd_reply_error(r, errno == EEXIST ? 409 : 500, errno == EEXIST ?
-		    "vm \"%s\" already exists" : "cannot record vm \"%s\"",
-		    JS(spec, "name"));
+	if (api_vm_insert(r, spec) < 0)
 		goto cleanup;
-	}
 	/* The files go on the storage domain through any host that sees it. */
 	if (agentc_host_with_storage(JS(spec, "storage"), JS(spec, "host"), host,
 	    sizeof(host)) < 0) {
@@ -281,11 +301,11 @@ api_vm_create(struct httpd_req *r)
 	httpd_reply_json(r, 201, row ? vm_json(row) : json_object());
 	goto cleanup;
 undo:
+	vnet_nics_release(JS(spec, "uuid"), NULL);
 	db_exec("DELETE FROM vms WHERE uuid = ?", "s", JS(spec, "uuid"));
 cleanup:
 	json_decref(row);
 	json_decref(spec);
-	free(s);
 	return 0;
 }
 

@@ -96,6 +96,7 @@ manager_routes(size_t *n)
 		/* Before api_vm: its POST /vms/{}/{} would take ours. */
 		{ api_storage_routes, api_storage_nroutes },
 		{ api_snapshot_routes, api_snapshot_nroutes },
+		{ api_network_routes, api_network_nroutes },
 		{ api_vm_routes, api_vm_nroutes },
 		{ api_host_routes, api_host_nroutes },
 		{ api_task_routes, api_task_nroutes },
@@ -188,6 +189,7 @@ manager_main(int argc, char **argv)
 	if (manager_db_path(dbpath, sizeof(dbpath)) < 0 || db_open(dbpath) < 0 ||
 	    auth_init() < 0)
 		goto cleanup;
+	vnet_backfill();	/* MACs of VMs from before the nics table */
 	if (cluster_load() < 0 || ha_start(dbpath, manager_lead) < 0)
 		goto cleanup;
 	memset(&hc, 0, sizeof(hc));

@@ -236,6 +236,43 @@ int	 api_vm_insert(struct httpd_req *r, json_t *spec);
 /* Wait up to ms for task id to end (fast operations answer at once). */
 void	 api_task_settle(int64_t id, int ms);
 
+/* vnet.c: virtual networks (docs/network.md) */
+#define VNET_PREFIX_MIN 16	/* subnets from /16 ... */
+#define VNET_PREFIX_MAX 29	/* ... to /29 */
+struct vnet_cidr {
+	uint32_t net;		/* host byte order, host bits zero */
+	int	 prefix;
+};
+int	 vnet_ip_parse(const char *s, uint32_t *ip);
+void	 vnet_ip_fmt(uint32_t ip, char *out, size_t outsz);
+int	 vnet_cidr_parse(const char *s, struct vnet_cidr *c, char *err,
+	    size_t errsz);
+uint32_t vnet_mask(int prefix);
+int	 vnet_cidr_overlap(const struct vnet_cidr *a, const struct vnet_cidr *b);
+int	 vnet_cidr_host_ok(const struct vnet_cidr *c, uint32_t ip);
+int	 vnet_mac_valid(const char *s);
+int	 vnet_ifname_valid(const char *s);
+/* Something agents realize changed: they get the new state. */
+void	 vnet_changed(void);
+/* Reserve MAC (and IP) for every nic of spec (rows in nics; the VM row
+ * exists); -1 with an HTTP status and message, nothing reserved. */
+int	 vnet_nics_reserve(json_t *spec, int *status, char *err, size_t errsz);
+/* One more nic {network, mac?, ip?, model?} for spec's VM. */
+int	 vnet_nic_add(json_t *spec, json_t *nic, int *status, char *err,
+	    size_t errsz);
+/* Free the VM's reservations (one MAC, or all when mac is NULL). */
+void	 vnet_nics_release(const char *vm_uuid, const char *mac);
+void	 vnet_backfill(void);
+json_t	*vnet_json(json_t *row);
+/* The desired network state for host, NULL when have is current. */
+json_t	*vnet_payload(const char *host, const char *have);
+void	 vnet_host_status(const char *host, json_t *status);
+/* 0 when host realized every network of spec's nics; else -1 and why. */
+int	 vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz);
+json_t	*vnet_hosts_of(const char *network);
+extern const struct httpd_route api_network_routes[];
+extern const size_t api_network_nroutes;
+
 /* hostmon.c */
 int	 hostmon_start(void);
 void	 hostmon_stop(void);

@@ -114,6 +114,8 @@ sched_filter(struct sched_host *hs, size_t n, size_t h, json_t *spec,
 	json_decref(info);
 	if (!has)
 		return snprintf(why, whysz, "no storage %s", st ? st : "?"), why;
+	if (vnet_host_check(JS(row, "name"), spec, why, whysz) < 0)
+		return why;
 	if (JS(spec, "anti_affinity") &&
 	    json_object_get(hs[h].groups, JS(spec, "anti_affinity")))
 		return snprintf(why, whysz, "anti-affinity group %s is there",

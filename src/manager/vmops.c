@@ -241,6 +241,7 @@ vmops_delete(struct task *t)
 	    NULL) < 0)
 		goto cleanup;
 	db_exec("DELETE FROM vms WHERE uuid = ?", "s", JS(row, "uuid"));
+	vnet_nics_release(JS(row, "uuid"), NULL);
 	event_add("info", "vm.deleted", t->vm, "vm %s deleted", t->vm);
 	rc = 0;
 cleanup:

@@ -1,0 +1,454 @@
+/* api_network.c - /api/v1/networks and a VM's vNICs (/api/v1/vms/NAME/nics):
+ * validation of networks (types, subnets, VNIs, VLAN ids) and NIC hot-plug
+ * through the VM's agent. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "manager/manager_int.h"
+
+#define JS(o, k) json_string_value(json_object_get((o), (k)))
+#define JI(o, k) json_integer_value(json_object_get((o), (k)))
+
+#define VNET_VNI_FIRST	10000
+#define VNET_VNI_MAX	16777215
+#define VNET_MAX_NICS	8	/* QEMU_MAX_NICS on the agent */
+
+/* The built-in user-mode network (QEMU's slirp; nothing on the host). */
+static json_t *
+api_net_user(void)
+{
+	return json_pack("{s:s, s:n, s:s, s:n, s:n, s:b, s:I, s:n, s:n, s:n, "
+	    "s:b}", "name", "user", "id", "type", "user", "subnet", "gateway",
+	    "dhcp", 1, "mtu", (json_int_t)1500, "vni", "vlan", "uplink",
+	    "builtin", 1);
+}
+
+/* A network row with its use: how many vNICs, which VMs. */
+static json_t *
+api_net_full(json_t *row, int hosts)
+{
+	json_t *o = vnet_json(row), *vms, *v, *names = json_array();
+	size_t i;
+
+	vms = db_query("SELECT DISTINCT v.name FROM nics n JOIN vms v ON "
+	    "v.uuid = n.vm WHERE n.network = ? ORDER BY v.name", "s",
+	    JS(row, "name"));
+	json_array_foreach(vms, i, v)
+		json_array_append(names, json_object_get(v, "name"));
+	json_decref(vms);
+	json_object_set_new(o, "vms", names);
+	json_object_set_new(o, "builtin", json_false());
+	if (hosts)
+		json_object_set_new(o, "hosts", vnet_hosts_of(JS(row, "name")));
+	return o;
+}
+
+static int
+api_net_list(struct httpd_req *r)
+{
+	json_t *rows = db_query("SELECT * FROM networks ORDER BY name", NULL);
+	json_t *out = json_array(), *row, *users;
+	size_t i;
+
+	if (rows == NULL) {
+		json_decref(out);
+		return httpd_reply_error(r, 500, "cannot list the networks");
+	}
+	json_array_append_new(out, api_net_user());
+	json_array_foreach(rows, i, row)
+		json_array_append_new(out, api_net_full(row, 0));
+	users = db_row("SELECT COUNT(*) AS n FROM nics WHERE network = 'user'",
+	    NULL);
+	json_object_set_new(json_array_get(out, 0), "nics",
+	    json_integer(users ? JI(users, "n") : 0));
+	json_decref(users);
+	json_decref(rows);
+	return httpd_reply_json(r, 200, out);
+}
+
+static int
+api_net_show(struct httpd_req *r)
+{
+	json_t *row;
+
+	if (strcmp(r->params[0], "user") == 0)
+		return httpd_reply_json(r, 200, api_net_user());
+	if (!util_name_valid(r->params[0]) || (row = db_row("SELECT * FROM "
+	    "networks WHERE name = ?", "s", r->params[0])) == NULL)
+		return httpd_reply_error(r, 404, "network \"%.64s\" not found",
+		    r->params[0]);
+	httpd_reply_json(r, 200, api_net_full(row, 1));
+	json_decref(row);
+	return 0;
+}
+
+/* Nat subnets are routed on every host: no other network may overlap
+ * them. Overlays (vxlan, vlan, bridge) are isolated from each other and
+ * from the host, so they may share a subnet. */
+static int
+api_net_overlap(struct httpd_req *r, const char *type,
+    const struct vnet_cidr *c)
+{
+	json_t *rows = db_query("SELECT name, type, subnet FROM networks WHERE "
+	    "subnet IS NOT NULL", NULL), *row;
+	struct vnet_cidr o;
+	char err[128];
+	size_t i;
+	int rc = 0;
+
+	json_array_foreach(rows, i, row) {
+		if (vnet_cidr_parse(JS(row, "subnet"), &o, err, sizeof(err)) < 0 ||
+		    !vnet_cidr_overlap(c, &o))
+			continue;
+		if (strcmp(type, "nat") == 0 || strcmp(JS(row, "type"), "nat") == 0) {
+			httpd_reply_error(r, 409, "subnet overlaps %s network %s "
+			    "(%s): a nat network's subnet is routed on every host "
+			    "and may not overlap another network",
+			    JS(row, "type"), JS(row, "name"), JS(row, "subnet"));
+			rc = -1;
+			break;
+		}
+	}
+	json_decref(rows);
+	return rc;
+}
+
+/* VNI: the one asked for if free, else the lowest free from 10000. */
+static int
+api_net_vni(struct httpd_req *r, int has, int64_t *vni)
+{
+	json_t *row;
+
+	if (has) {
+		row = db_row("SELECT name FROM networks WHERE vni = ?", "i", *vni);
+		if (row != NULL) {
+			httpd_reply_error(r, 409, "VNI %lld is used by network %s",
+			    (long long)*vni, JS(row, "name"));
+			json_decref(row);
+			return -1;
+		}
+		return 0;
+	}
+	row = db_row("SELECT MAX(vni) AS m FROM networks", NULL);
+	*vni = row && json_is_integer(json_object_get(row, "m")) &&
+	    JI(row, "m") >= VNET_VNI_FIRST ? JI(row, "m") + 1 : VNET_VNI_FIRST;
+	json_decref(row);
+	if (*vni > VNET_VNI_MAX) {
+		httpd_reply_error(r, 409, "no free VNI left: give one with vni");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+api_net_create(struct httpd_req *r)
+{
+	static const char *const fields[] = { "name", "type", "subnet", "vni",
+	    "vlan", "uplink", "dhcp", "mtu", NULL };
+	const char *name, *type, *subnet, *uplink;
+	int64_t vni = 0, vlan = 0, mtu = 0, id;
+	int has_vni, has_vlan, has_mtu, dhcp = -1;
+	struct vnet_cidr c;
+	char err[160], gw[16] = "";
+	json_t *row;
+
+	if (r->body == NULL)
+		return httpd_reply_error(r, 400, "a JSON body is required");
+	if (api_check_fields(r, fields) < 0 ||
+	    api_str_field(r, "name", 255, &name) < 0 ||
+	    api_str_field(r, "type", 16, &type) < 0 ||
+	    api_str_field(r, "subnet", 31, &subnet) < 0 ||
+	    api_str_field(r, "uplink", 31, &uplink) < 0 ||
+	    api_int_field(r, "vni", 1, VNET_VNI_MAX, &vni, &has_vni) < 0 ||
+	    api_int_field(r, "vlan", 1, 4094, &vlan, &has_vlan) < 0 ||
+	    api_int_field(r, "mtu", 576, 9000, &mtu, &has_mtu) < 0 ||
+	    api_bool_field(r, "dhcp", &dhcp) < 0)
+		return 0;
+	if (name == NULL || !util_name_valid(name))
+		return httpd_reply_error(r, 400, "invalid network name \"%.64s\": "
+		    "use 1-63 letters, digits, '.', '_' or '-'", name ? name : "");
+	if (strcmp(name, "user") == 0)
+		return httpd_reply_error(r, 409, "network user is built in");
+	if (type == NULL || (strcmp(type, "nat") != 0 &&
+	    strcmp(type, "bridge") != 0 && strcmp(type, "vlan") != 0 &&
+	    strcmp(type, "vxlan") != 0))
+		return httpd_reply_error(r, 400, "type must be nat, bridge, vlan "
+		    "or vxlan (user is built in)");
+	if (subnet && vnet_cidr_parse(subnet, &c, err, sizeof(err)) < 0)
+		return httpd_reply_error(r, 400, "%s", err);
+	if (strcmp(type, "nat") == 0 && subnet == NULL)
+		return httpd_reply_error(r, 400, "a nat network needs a subnet");
+	if (has_vni && strcmp(type, "vxlan") != 0)
+		return httpd_reply_error(r, 400, "vni is for vxlan networks");
+	if (has_vlan != (strcmp(type, "vlan") == 0))
+		return httpd_reply_error(r, 400, has_vlan ? "vlan is for vlan "
+		    "networks" : "a vlan network needs a vlan id (1-4094)");
+	if (uplink && !vnet_ifname_valid(uplink))
+		return httpd_reply_error(r, 400, "uplink must be a host interface "
+		    "name (1-15 letters, digits, '.', '_', '-'; not cvn...)");
+	if (uplink == NULL && (strcmp(type, "vlan") == 0 ||
+	    strcmp(type, "bridge") == 0))
+		return httpd_reply_error(r, 400, "a %s network needs an uplink",
+		    type);
+	if (uplink && strcmp(type, "nat") == 0)
+		return httpd_reply_error(r, 400, "a nat network has no uplink");
+	/* DHCP: on for nat, and for vxlan with a subnet; an outside network
+	 * (bridge, vlan) usually has its own DHCP server. */
+	if (dhcp < 0)
+		dhcp = strcmp(type, "nat") == 0 ||
+		    (strcmp(type, "vxlan") == 0 && subnet != NULL);
+	if (dhcp && subnet == NULL)
+		return httpd_reply_error(r, 400, "dhcp needs a subnet");
+	if (!has_mtu)
+		mtu = strcmp(type, "vxlan") == 0 ? 1450 : 1500;
+	if (subnet)
+		vnet_ip_fmt(c.net + 1, gw, sizeof(gw));
+
+	db_begin();
+	if ((row = db_row("SELECT name FROM networks WHERE name = ?", "s",
+	    name)) != NULL) {
+		json_decref(row);
+		httpd_reply_error(r, 409, "network \"%s\" already exists", name);
+		goto fail;
+	}
+	if (subnet && api_net_overlap(r, type, &c) < 0)
+		goto fail;
+	if (strcmp(type, "vxlan") == 0 && api_net_vni(r, has_vni, &vni) < 0)
+		goto fail;
+	if (has_vlan && (row = db_row("SELECT name FROM networks WHERE vlan = ? "
+	    "AND uplink = ?", "is", vlan, uplink)) != NULL) {
+		httpd_reply_error(r, 409, "VLAN %lld on %s is used by network %s",
+		    (long long)vlan, uplink, JS(row, "name"));
+		json_decref(row);
+		goto fail;
+	}
+	row = db_row("SELECT MAX(id) AS m FROM networks", NULL);
+	id = row && json_is_integer(json_object_get(row, "m")) ?
+	    JI(row, "m") + 1 : 1;
+	json_decref(row);
+	if (db_exec("INSERT INTO networks (name, id, type, subnet, gateway, dhcp,"
+	    " mtu, uplink, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	    "sisssiisi", name, id, type, subnet, gw[0] ? gw : NULL,
+	    (int64_t)dhcp, mtu, uplink, util_wall_ms()) < 0 ||
+	    (strcmp(type, "vxlan") == 0 && db_exec("UPDATE networks SET vni = ? "
+	    "WHERE name = ?", "is", vni, name) < 0) ||
+	    (has_vlan && db_exec("UPDATE networks SET vlan = ? WHERE name = ?",
+	    "is", vlan, name) < 0)) {
+		httpd_reply_error(r, 500, "cannot record network %s", name);
+		goto fail;
+	}
+	db_commit();
+	vnet_changed();
+	event_add("info", "network.created", name, "network %s (%s%s%s) "
+	    "created by %s", name, type, subnet ? " " : "", subnet ? subnet : "",
+	    r->principal);
+	row = db_row("SELECT * FROM networks WHERE name = ?", "s", name);
+	httpd_reply_json(r, 201, row ? api_net_full(row, 1) : json_object());
+	json_decref(row);
+	return 0;
+fail:
+	db_rollback();
+	return 0;
+}
+
+static int
+api_net_delete(struct httpd_req *r)
+{
+	json_t *row, *use;
+	int rc = 0;
+
+	if (strcmp(r->params[0], "user") == 0)
+		return httpd_reply_error(r, 409, "network user is built in and "
+		    "cannot be deleted");
+	if (!util_name_valid(r->params[0]))
+		return httpd_reply_error(r, 404, "network \"%.64s\" not found",
+		    r->params[0]);
+	db_begin();
+	if ((row = db_row("SELECT * FROM networks WHERE name = ?", "s",
+	    r->params[0])) == NULL) {
+		db_rollback();
+		return httpd_reply_error(r, 404, "network \"%.64s\" not found",
+		    r->params[0]);
+	}
+	use = api_net_full(row, 0);
+	if (json_array_size(json_object_get(use, "vms")) > 0) {
+		db_rollback();
+		httpd_reply_error(r, 409, "network %s is in use by %zu VM(s) "
+		    "(first: %s): remove their NICs first", r->params[0],
+		    json_array_size(json_object_get(use, "vms")),
+		    json_string_value(json_array_get(json_object_get(use, "vms"),
+		    0)));
+		goto cleanup;
+	}
+	db_exec("DELETE FROM networks WHERE name = ?", "s", r->params[0]);
+	db_commit();
+	vnet_changed();
+	event_add("info", "network.deleted", r->params[0], "network %s deleted "
+	    "by %s", r->params[0], r->principal);
+	rc = httpd_reply_json(r, 200, json_pack("{s:s}", "deleted",
+	    r->params[0]));
+cleanup:
+	json_decref(use);
+	json_decref(row);
+	return rc;
+}
+
+/* ---- a VM's vNICs ----------------------------------------------------------- */
+
+/* The VM and its spec, refusing states where its NICs cannot change. */
+static json_t *
+api_nic_vm(struct httpd_req *r, json_t **spec, int *running)
+{
+	json_t *row = NULL;
+	const char *st;
+
+	*spec = NULL;
+	if (!util_name_valid(r->params[0]) || (row = vm_find(r->params[0])) ==
+	    NULL || (*spec = vm_spec(row)) == NULL) {
+		httpd_reply_error(r, 404, "vm \"%.64s\" not found", r->params[0]);
+		json_decref(row);
+		return NULL;
+	}
+	st = JS(row, "state");
+	*running = strcmp(st, "running") == 0 || strcmp(st, "paused") == 0;
+	if (!*running && strcmp(st, "stopped") != 0 && strcmp(st, "failed") != 0) {
+		httpd_reply_error(r, 409, "vm %s is %s: change its NICs when it "
+		    "runs or is stopped", r->params[0], st);
+		json_decref(*spec);
+		*spec = NULL;
+		json_decref(row);
+		return NULL;
+	}
+	return row;
+}
+
+static int
+api_nic_agent(struct httpd_req *r, json_t *row, const char *method,
+    const char *suffix, json_t *body)
+{
+	char path[192], err[512];
+	int status = 0;
+
+	if (util_fmt(path, sizeof(path), "/agent/v1/vms/%s/nics%s",
+	    JS(row, "uuid"), suffix) < 0 ||
+	    agentc_call(JS(row, "host"), method, path, body, 30000, &status, NULL,
+	    err, sizeof(err)) < 0 || status >= 400) {
+		httpd_reply_error(r, status >= 400 && status < 500 ? 409 : 502,
+		    "host %s: %s", JS(row, "host"), err);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+api_nic_add(struct httpd_req *r)
+{
+	static const char *const fields[] = { "network", "mac", "ip", "model",
+	    NULL };
+	const char *net, *mac, *ip, *model;
+	json_t *row, *spec = NULL, *nic = NULL, *out;
+	char err[256];
+	int running = 0, status;
+
+	if ((row = api_nic_vm(r, &spec, &running)) == NULL)
+		return 0;
+	if (r->body == NULL || api_check_fields(r, fields) < 0 ||
+	    api_str_field(r, "network", 255, &net) < 0 ||
+	    api_str_field(r, "mac", 17, &mac) < 0 ||
+	    api_str_field(r, "ip", 15, &ip) < 0 ||
+	    api_str_field(r, "model", 16, &model) < 0) {
+		if (!r->status)
+			httpd_reply_error(r, 400, "body {\"network\": NAME} required");
+		goto cleanup;
+	}
+	if (net == NULL) {
+		httpd_reply_error(r, 400, "network is required");
+		goto cleanup;
+	}
+	if (model && strcmp(model, "virtio") != 0) {
+		httpd_reply_error(r, 400, "model must be virtio");
+		goto cleanup;
+	}
+	if (json_array_size(json_object_get(spec, "nics")) >= VNET_MAX_NICS) {
+		httpd_reply_error(r, 409, "vm %s has %d NICs, the most it can have",
+		    r->params[0], VNET_MAX_NICS);
+		goto cleanup;
+	}
+	nic = json_pack("{s:s}", "network", net);
+	if (mac)
+		json_object_set_new(nic, "mac", json_string(mac));
+	if (ip)
+		json_object_set_new(nic, "ip", json_string(ip));
+	if (vnet_nic_add(spec, nic, &status, err, sizeof(err)) < 0) {
+		httpd_reply_error(r, status, "%s", err);
+		goto cleanup;
+	}
+	if (running && api_nic_agent(r, row, "POST", "", nic) < 0) {
+		vnet_nics_release(JS(row, "uuid"), JS(nic, "mac"));
+		goto cleanup;
+	}
+	json_array_append(json_object_get(spec, "nics"), nic);
+	storops_save_spec(JS(row, "uuid"), spec);
+	event_add("info", "vm.nic.added", r->params[0], "vm %s: NIC %s on "
+	    "network %s%s%s added%s by %s", r->params[0], JS(nic, "mac"), net,
+	    JS(nic, "ip") ? ", ip " : "", JS(nic, "ip") ? JS(nic, "ip") : "",
+	    running ? " (hot-plugged)" : "", r->principal);
+	json_decref(row);
+	row = vm_find(r->params[0]);
+	out = row ? vm_json(row) : json_object();
+	httpd_reply_json(r, 201, out);
+cleanup:
+	json_decref(nic);
+	json_decref(spec);
+	json_decref(row);
+	return 0;
+}
+
+static int
+api_nic_remove(struct httpd_req *r)
+{
+	json_t *row, *spec = NULL, *nics, *nic;
+	char suffix[32];
+	int running = 0;
+	size_t i;
+
+	if ((row = api_nic_vm(r, &spec, &running)) == NULL)
+		return 0;
+	nics = json_object_get(spec, "nics");
+	json_array_foreach(nics, i, nic)
+		if (JS(nic, "mac") && strcmp(JS(nic, "mac"), r->params[1]) == 0)
+			break;
+	if (i == json_array_size(nics)) {
+		httpd_reply_error(r, 404, "vm %s has no NIC %.32s", r->params[0],
+		    r->params[1]);
+		goto cleanup;
+	}
+	snprintf(suffix, sizeof(suffix), "/%s", r->params[1]);
+	if (running && api_nic_agent(r, row, "DELETE", suffix, NULL) < 0)
+		goto cleanup;
+	json_array_remove(nics, i);
+	storops_save_spec(JS(row, "uuid"), spec);
+	vnet_nics_release(JS(row, "uuid"), r->params[1]);
+	event_add("info", "vm.nic.removed", r->params[0], "vm %s: NIC %s "
+	    "removed%s by %s", r->params[0], r->params[1],
+	    running ? " (hot-unplugged)" : "", r->principal);
+	json_decref(row);
+	row = vm_find(r->params[0]);
+	httpd_reply_json(r, 200, row ? vm_json(row) : json_object());
+cleanup:
+	json_decref(spec);
+	json_decref(row);
+	return 0;
+}
+
+const struct httpd_route api_network_routes[] = {
+	{ "GET",    "/api/v1/networks",          api_net_list,   0, ROLE_VIEWER },
+	{ "POST",   "/api/v1/networks",          api_net_create, 0, ROLE_ADMIN },
+	{ "GET",    "/api/v1/networks/{}",       api_net_show,   0, ROLE_VIEWER },
+	{ "DELETE", "/api/v1/networks/{}",       api_net_delete, 0, ROLE_ADMIN },
+	{ "POST",   "/api/v1/vms/{}/nics",       api_nic_add,    0, ROLE_OPERATOR },
+	{ "DELETE", "/api/v1/vms/{}/nics/{}",    api_nic_remove, 0, ROLE_OPERATOR },
+};
+const size_t api_network_nroutes = sizeof(api_network_routes) /
+    sizeof(api_network_routes[0]);

@@ -1,0 +1,208 @@
+"""Networks in the inventory (docs/network.md): validation of types,
+subnets, VNIs and VLAN ids, IPAM and MAC allocation, NICs of stopped VMs,
+deleting a network in use, and the client commands. No guest runs here:
+test_network.py runs VMs on the networks in namespaces."""
+
+import pytest
+
+import cvirt
+
+
+def create(cl, body, status=201):
+    st, reply = cl.http("POST", "/api/v1/networks", body)
+    assert st == status, (body, reply)
+    return reply
+
+
+def test_network_validation(cluster):
+    cl = cluster
+    bad = [
+        ({"name": "a"}, 400, "type"),
+        ({"name": "a", "type": "ovs"}, 400, "type"),
+        ({"name": "a", "type": "nat"}, 400, "subnet"),
+        ({"name": "a", "type": "nat", "subnet": "10.9.0.1/24"}, 400,
+         "host bits"),
+        ({"name": "a", "type": "nat", "subnet": "10.9.0.0"}, 400, "prefix"),
+        ({"name": "a", "type": "nat", "subnet": "10.9.0.0/8"}, 400, "prefix"),
+        ({"name": "a", "type": "nat", "subnet": "10.9.0.0/33"}, 400,
+         "prefix"),
+        ({"name": "a", "type": "nat", "subnet": "300.9.0.0/24"}, 400,
+         "CIDR"),
+        ({"name": "a", "type": "vlan", "uplink": "eth0"}, 400, "vlan id"),
+        ({"name": "a", "type": "vlan", "vlan": 5000, "uplink": "eth0"}, 400,
+         "vlan"),
+        ({"name": "a", "type": "vlan", "vlan": 5}, 400, "uplink"),
+        ({"name": "a", "type": "bridge"}, 400, "uplink"),
+        ({"name": "a", "type": "bridge", "uplink": "../etc"}, 400, "uplink"),
+        ({"name": "a", "type": "bridge", "uplink": "cvnb1"}, 400, "uplink"),
+        ({"name": "a", "type": "vxlan", "vni": 0}, 400, "vni"),
+        ({"name": "a", "type": "nat", "subnet": "10.9.0.0/24", "vni": 5},
+         400, "vxlan"),
+        ({"name": "a", "type": "vxlan", "dhcp": True}, 400, "subnet"),
+        ({"name": "a", "type": "vxlan", "mtu": 100}, 400, "mtu"),
+        ({"name": "a/b", "type": "vxlan"}, 400, "name"),
+        ({"name": "user", "type": "vxlan"}, 409, "built in"),
+        ({"name": "a", "type": "vxlan", "extra": 1}, 400, "unknown field"),
+        ({"name": "a", "type": "vxlan", "vni": "5"}, 400, "integer"),
+    ]
+    for body, status, words in bad:
+        st, reply = cl.http("POST", "/api/v1/networks", body)
+        assert st == status, (body, reply)
+        assert words.lower() in reply["error"].lower(), (body, reply)
+    st, nets = cl.http("GET", "/api/v1/networks")
+    assert [n["name"] for n in nets] == ["user"]
+
+
+def test_vni_vlan_subnet_rules(cluster):
+    cl = cluster
+    a = create(cl, {"name": "ov-a", "type": "vxlan", "subnet":
+                    "10.60.0.0/24"})
+    assert a["vni"] == 10000 and a["mtu"] == 1450 and a["dhcp"] is True
+    assert a["gateway"] == "10.60.0.1"
+    # Overlays may share a subnet (they are isolated from each other)...
+    b = create(cl, {"name": "ov-b", "type": "vxlan", "subnet":
+                    "10.60.0.0/24"})
+    assert b["vni"] == 10001
+    # ...but not a VNI.
+    st, reply = cl.http("POST", "/api/v1/networks", {
+        "name": "ov-c", "type": "vxlan", "vni": 10001})
+    assert st == 409 and "10001" in reply["error"] and "ov-b" in \
+        reply["error"]
+    # A nat subnet is routed on the hosts: no overlap either way.
+    create(cl, {"name": "nat1", "type": "nat", "subnet": "10.61.0.0/24"})
+    for body in ({"name": "nat2", "type": "nat", "subnet": "10.61.0.128/25"},
+                 {"name": "ov-d", "type": "vxlan", "subnet": "10.61.0.0/16"},
+                 {"name": "nat3", "type": "nat", "subnet": "10.60.0.0/24"}):
+        st, reply = cl.http("POST", "/api/v1/networks", body)
+        assert st == 409 and "overlaps" in reply["error"], (body, reply)
+    # VLAN ids are unique per uplink.
+    create(cl, {"name": "v100", "type": "vlan", "vlan": 100,
+                "uplink": "eth1"})
+    st, reply = cl.http("POST", "/api/v1/networks", {
+        "name": "v100b", "type": "vlan", "vlan": 100, "uplink": "eth1"})
+    assert st == 409 and "v100" in reply["error"]
+    create(cl, {"name": "v100c", "type": "vlan", "vlan": 100,
+                "uplink": "eth2"})
+    st, reply = cl.http("POST", "/api/v1/networks", {
+        "name": "ov-a", "type": "vxlan"})
+    assert st == 409 and "exists" in reply["error"]
+    for n in ("ov-b", "v100", "v100c"):
+        assert cl.http("DELETE", "/api/v1/networks/" + n)[0] == 200
+    st, reply = cl.http("DELETE", "/api/v1/networks/user")
+    assert st == 409
+    assert cl.http("DELETE", "/api/v1/networks/nosuch")[0] == 404
+
+
+def test_ipam_macs_and_nics_of_stopped_vms(cluster):
+    cl = cluster
+    if cl.http("GET", "/api/v1/networks/small")[0] != 200:
+        create(cl, {"name": "small", "type": "vxlan", "subnet":
+                    "10.62.0.0/29"})
+    # A /29 has 8 addresses: network, gateway, broadcast, 5 for VMs.
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "ipam1", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "small"}, {"network": "user"},
+                 {"network": "small", "ip": "10.62.0.6",
+                  "mac": "52:54:00:aa:00:01"}]})
+    assert st == 201, vm
+    nics = vm["nics"]
+    assert [n["network"] for n in nics] == ["small", "user", "small"]
+    assert nics[0]["ip"] == "10.62.0.2" and nics[1]["ip"] is None
+    assert nics[2]["ip"] == "10.62.0.6" and nics[2]["mac"] == \
+        "52:54:00:aa:00:01"
+    assert len({n["mac"] for n in nics}) == 3
+    # Taken address, taken MAC, address outside the subnet, the gateway.
+    for nic, status, words in (
+            ({"network": "small", "ip": "10.62.0.6"}, 409, "in use"),
+            ({"network": "small", "mac": "52:54:00:aa:00:01"}, 409, "in use"),
+            ({"network": "small", "ip": "10.62.1.3"}, 400, "usable"),
+            ({"network": "small", "ip": "10.62.0.1"}, 400, "gateway"),
+            ({"network": "small", "mac": "01:00:5e:00:00:01"}, 400,
+             "unicast"),
+            ({"network": "user", "ip": "10.0.2.15"}, 400, "IPAM"),
+            ({"network": "nosuch"}, 404, "not found")):
+        st, reply = cl.http("POST", "/api/v1/vms/ipam1/nics", nic)
+        assert st == status and words in reply["error"], (nic, reply)
+        # A refused create leaves nothing behind.
+        st, reply = cl.http("POST", "/api/v1/vms", {
+            "name": "ipam-bad", "cpus": 1, "memory_mib": 64, "nics": [nic]})
+        assert st == status, (nic, reply)
+        assert cl.http("GET", "/api/v1/vms/ipam-bad")[0] == 404
+    # Fill the subnet: .3, .4, .5 are left.
+    st, vm = cl.http("POST", "/api/v1/vms/ipam1/nics", {"network": "small"})
+    assert st == 201 and vm["nics"][-1]["ip"] == "10.62.0.3"
+    st, vm2 = cl.http("POST", "/api/v1/vms", {
+        "name": "ipam2", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "small"}, {"network": "small"}]})
+    assert st == 201, vm2
+    assert [n["ip"] for n in vm2["nics"]] == ["10.62.0.4", "10.62.0.5"]
+    st, reply = cl.http("POST", "/api/v1/vms", {
+        "name": "ipam3", "cpus": 1, "memory_mib": 64, "network": "small"})
+    assert st == 409 and "no free address" in reply["error"]
+    assert cl.http("GET", "/api/v1/vms/ipam3")[0] == 404
+    # Removing a NIC frees its address; the next one reuses it.
+    mac = vm["nics"][0]["mac"]
+    st, vm = cl.http("DELETE", "/api/v1/vms/ipam1/nics/" + mac)
+    assert st == 200 and mac not in [n["mac"] for n in vm["nics"]]
+    st, reply = cl.http("DELETE", "/api/v1/vms/ipam1/nics/" + mac)
+    assert st == 404
+    st, vm3 = cl.http("POST", "/api/v1/vms", {
+        "name": "ipam3", "cpus": 1, "memory_mib": 64, "network": "small"})
+    assert st == 201 and vm3["nics"][0]["ip"] == "10.62.0.2"
+    # A network in use cannot be deleted; once its VMs are gone it can.
+    st, reply = cl.http("DELETE", "/api/v1/networks/small")
+    assert st == 409 and "in use" in reply["error"]
+    st, net = cl.http("GET", "/api/v1/networks/small")
+    assert net["vms"] == ["ipam1", "ipam2", "ipam3"]
+    for name in ("ipam1", "ipam2", "ipam3"):
+        cl.cli("vm", "delete", name)
+    assert cl.http("DELETE", "/api/v1/networks/small")[0] == 200
+
+
+def test_cli(cluster):
+    cl = cluster
+    out = cl.cli("network", "create", "clinet", "--type", "vxlan",
+                 "--subnet", "10.63.0.0/24", "--vni", 4242, json=True)
+    assert out["vni"] == 4242 and out["type"] == "vxlan"
+    rc, text, _ = cl.cli("network", "list")
+    assert "clinet" in text and "4242" in text and "user" in text
+    rc, text, _ = cl.cli("network", "show", "clinet")
+    assert "10.63.0.1" in text
+    rc, _, err = cl.cli("network", "create", "x", "--type", "vxlan",
+                        "--vni", "abc", check=False)
+    assert rc != 0 and "--vni" in err and len(err.strip().splitlines()) == 1
+    rc, _, err = cl.cli("network", "create", "x", check=False)
+    assert rc == 2 and "--type" in err
+    cl.cli("vm", "create", "clivm", "--cpus", 1, "--memory", 64,
+           "--net", "clinet,user")
+    nics = cl.cli("nic", "list", "clivm", json=True)
+    assert [n["network"] for n in nics] == ["clinet", "user"]
+    assert nics[0]["ip"] == "10.63.0.2"
+    cl.cli("nic", "add", "clivm", "--net", "clinet", "--ip", "10.63.0.9")
+    rc, text, _ = cl.cli("vm", "show", "clivm")
+    assert "10.63.0.9" in text
+    cl.cli("nic", "remove", "clivm", nics[1]["mac"])
+    nics = cl.cli("nic", "list", "clivm", json=True)
+    assert [n["network"] for n in nics] == ["clinet", "clinet"]
+    rc, _, err = cl.cli("nic", "remove", "clivm", "zz", check=False)
+    assert rc != 0 and "MAC" in err
+    rc, _, err = cl.cli("network", "delete", "clinet", check=False)
+    assert rc != 0 and "in use" in err
+    cl.cli("vm", "delete", "clivm")
+    cl.cli("network", "delete", "clinet")
+    rc, text, _ = cl.cli("network", "list")
+    assert "clinet" not in text
+
+
+def test_viewer_cannot_change_networks(cluster):
+    cl = cluster
+    out = cl.cli("user", "create", "netviewer", "--role", "viewer",
+                 json=True)
+    tok = out["token"]
+    st, _ = cl.http("GET", "/api/v1/networks", token=tok)
+    assert st == 200
+    st, _ = cl.http("POST", "/api/v1/networks", {"name": "vv", "type":
+                                                 "vxlan"}, token=tok)
+    assert st == 403
+    st, _ = cl.http("DELETE", "/api/v1/networks/ov-a", token=tok)
+    assert st == 403
