@@ -1,0 +1,370 @@
+/* dhcp.c - dnsmasq per network: static reservations only, no DNS. nat:
+ * on the bridge; vxlan: in a private namespace behind a veth whose
+ * address and MAC are the gateway's on every host (an anycast server). */
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "net/net_int.h"
+
+#define DHCP_LEASE_TIME	"1h"
+
+struct dhcp_paths {
+	char	conf[4096];
+	char	pid[4096];
+	char	leases[4096];
+	char	ns[4096];	/* the namespace file (vxlan) */
+	char	arg[4200];	/* "--conf-file=CONF": how we know our dnsmasq */
+};
+
+static int
+dhcp_paths(const struct net_config *cfg, long id, struct dhcp_paths *p)
+{
+	if (util_fmt(p->conf, sizeof(p->conf), "%s/dhcp%ld.conf", cfg->run,
+	    id) < 0 || util_fmt(p->pid, sizeof(p->pid), "%s/dhcp%ld.pid",
+	    cfg->run, id) < 0 || util_fmt(p->leases, sizeof(p->leases),
+	    "%s/dhcp%ld.leases", cfg->run, id) < 0 || util_fmt(p->ns,
+	    sizeof(p->ns), "%s/ns%ld", cfg->run, id) < 0 ||
+	    util_fmt(p->arg, sizeof(p->arg), "--conf-file=%s", p->conf) < 0)
+		return -1;
+	return 0;
+}
+
+char *
+dhcp_conf_text(const struct net_def *n, const char *iface, const char *pidfile,
+    const char *leasefile)
+{
+	uint32_t mask = 0xffffffffu << (32 - n->prefix);
+	size_t cap = 1024 + n->nleases * 48, len, i;
+	char *s = malloc(cap);
+	int w;
+
+	if (s == NULL)
+		return NULL;
+	w = snprintf(s, cap,
+	    "# cvirt network %s (generated; do not edit)\n"
+	    "interface=%s\n"
+	    "bind-interfaces\n"
+	    "except-interface=lo\n"
+	    "port=0\n"
+	    "pid-file=%s\n"
+	    "dhcp-leasefile=%s\n"
+	    "dhcp-authoritative\n"
+	    "dhcp-range=%u.%u.%u.%u,static,%u.%u.%u.%u,%s\n"
+	    "dhcp-option=option:mtu,%d\n",
+	    n->name, iface, pidfile, leasefile,
+	    n->net_addr >> 24, (n->net_addr >> 16) & 255,
+	    (n->net_addr >> 8) & 255, n->net_addr & 255,
+	    mask >> 24, (mask >> 16) & 255, (mask >> 8) & 255, mask & 255,
+	    DHCP_LEASE_TIME, n->mtu);
+	if (w < 0 || (size_t)w >= cap)
+		goto fail;
+	len = (size_t)w;
+	/* nat: the bridge is the router; vxlan: no router at all. */
+	if (n->type == NET_NAT)
+		w = snprintf(s + len, cap - len, "dhcp-option=option:router,%s\n",
+		    n->gateway);
+	else
+		w = snprintf(s + len, cap - len, "dhcp-option=option:router\n");
+	if (w < 0 || (size_t)w >= cap - len)
+		goto fail;
+	len += (size_t)w;
+	for (i = 0; i < n->nleases; i++) {
+		w = snprintf(s + len, cap - len, "dhcp-host=%s,%s\n",
+		    n->leases[i].mac, n->leases[i].ip);
+		if (w < 0 || (size_t)w >= cap - len)
+			goto fail;
+		len += (size_t)w;
+	}
+	return s;
+fail:
+	free(s);
+	return NULL;
+}
+
+/* The pid of our dnsmasq for these paths, or 0. */
+static pid_t
+dhcp_running(const struct dhcp_paths *p)
+{
+	char *s = util_read_file(p->pid, 64, NULL);
+	uint64_t v;
+	pid_t pid = 0;
+
+	if (s != NULL) {
+		s[strcspn(s, "\r\n")] = '\0';
+		if (util_parse_u64(s, 2, 4194304, &v) == 0 &&
+		    util_pid_alive((pid_t)v) && util_pid_has_arg((pid_t)v,
+		    p->arg))
+			pid = (pid_t)v;
+	}
+	free(s);
+	return pid;
+}
+
+static void
+dhcp_kill(const struct dhcp_paths *p)
+{
+	pid_t pid = dhcp_running(p);
+	int i;
+
+	if (pid > 0) {
+		kill(pid, SIGTERM);
+		for (i = 0; i < 40 && util_pid_alive(pid); i++)
+			util_sleep_ms(50);
+		if (util_pid_alive(pid))
+			kill(pid, SIGKILL);
+	}
+	unlink(p->pid);
+}
+
+/* A persistent network namespace bound to p->ns (vxlan DHCP). */
+static int
+dhcp_netns(const struct dhcp_paths *p, char *err, size_t errsz)
+{
+	char e2[256];
+	FILE *f;
+
+	if (netk_run(e2, sizeof(e2), "nsenter --net=%s true", p->ns) == 0)
+		return 0;
+	umount2(p->ns, MNT_DETACH);
+	if ((f = fopen(p->ns, "w")) == NULL)
+		return snprintf(err, errsz, "cannot create %s: %s", p->ns,
+		    strerror(errno)), -1;
+	fclose(f);
+	return netk_run(err, errsz, "unshare --net=%s true", p->ns);
+}
+
+/* The veth pair cvnd<id> (bridge) / cvne<id> (namespace: gateway). */
+static int
+dhcp_veth(struct net_ctx *c, const struct net_def *n,
+    const struct dhcp_paths *p, char *err, size_t errsz)
+{
+	char d[16], e[16], br[16];
+
+	if (net_ifname('d', n->id, d, sizeof(d)) < 0 ||
+	    net_ifname('e', n->id, e, sizeof(e)) < 0 ||
+	    net_ifname('b', n->id, br, sizeof(br)) < 0)
+		return -1;
+	/* The peer may be gone with a namespace made anew: start over. */
+	if (netk_link(c->links, d) != NULL && netk_run(err, errsz, "nsenter "
+	    "--net=%s ip link show dev %s", p->ns, e) < 0 &&
+	    netk_run(err, errsz, "ip link del dev %s", d) < 0)
+		return -1;
+	if ((netk_link(c->links, d) == NULL || netk_run(err, errsz, "ip link "
+	    "show dev %s", d) < 0) && netk_run(err, errsz, "ip link add name "
+	    "%s mtu %d type veth peer name %s netns %s", d, n->mtu, e,
+	    p->ns) < 0)
+		return -1;
+	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", d,
+	    n->mtu, br) < 0 ||
+	    netk_run(err, errsz, "nsenter --net=%s ip link set dev lo up",
+	    p->ns) < 0 ||
+	    netk_run(err, errsz, "nsenter --net=%s ip link set dev %s address "
+	    "%s mtu %d up", p->ns, e, n->mac, n->mtu) < 0 ||
+	    netk_run(err, errsz, "nsenter --net=%s ip addr flush dev %s scope "
+	    "global", p->ns, e) < 0 ||
+	    netk_run(err, errsz, "nsenter --net=%s ip addr add %s/%d dev %s",
+	    p->ns, n->gateway, n->prefix, e) < 0)
+		return -1;
+	return 0;
+}
+
+/* nft table bridge cvirt_dhcp: the anycast server's DHCP, ARP and frames
+ * never cross the overlay, so each host answers its own VMs. */
+static int
+dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
+{
+	size_t cap = 512 + c->p->nnets * 900, len, i;
+	char *s = malloc(cap), x[16];
+	json_t *tables;
+	int w, any = 0, rc = -1;
+
+	if (s == NULL)
+		return snprintf(err, errsz, "out of memory"), -1;
+	len = (size_t)snprintf(s, cap, "table bridge cvirt_dhcp\n"
+	    "delete table bridge cvirt_dhcp\n"
+	    "table bridge cvirt_dhcp {\n"
+	    "\tchain in {\n\t\ttype filter hook prerouting priority "
+	    "filter; policy accept;\n");
+	for (i = 0; i < c->p->nnets; i++) {
+		const struct net_def *n = &c->p->nets[i];
+
+		if (n->err[0] || n->type != NET_VXLAN || !n->dhcp ||
+		    net_ifname('x', n->id, x, sizeof(x)) < 0)
+			continue;
+		any = 1;
+		w = snprintf(s + len, cap - len,
+		    "\t\tiifname \"%s\" ether saddr %s drop\n"
+		    "\t\tiifname \"%s\" udp dport { 67, 68 } drop\n"
+		    "\t\tiifname \"%s\" arp daddr ip %s drop\n"
+		    "\t\tiifname \"%s\" arp saddr ip %s drop\n",
+		    x, n->mac, x, x, n->gateway, x, n->gateway);
+		if (w < 0 || (size_t)w >= cap - len)
+			goto cleanup;
+		len += (size_t)w;
+	}
+	w = snprintf(s + len, cap - len, "\t}\n\tchain out {\n\t\ttype filter "
+	    "hook forward priority filter; policy accept;\n");
+	if (w < 0 || (size_t)w >= cap - len)
+		goto cleanup;
+	len += (size_t)w;
+	for (i = 0; i < c->p->nnets; i++) {
+		const struct net_def *n = &c->p->nets[i];
+
+		if (n->err[0] || n->type != NET_VXLAN || !n->dhcp ||
+		    net_ifname('x', n->id, x, sizeof(x)) < 0)
+			continue;
+		w = snprintf(s + len, cap - len,
+		    "\t\toifname \"%s\" ether saddr %s drop\n"
+		    "\t\toifname \"%s\" udp dport { 67, 68 } drop\n"
+		    "\t\toifname \"%s\" arp daddr ip %s drop\n"
+		    "\t\toifname \"%s\" arp saddr ip %s drop\n",
+		    x, n->mac, x, x, n->gateway, x, n->gateway);
+		if (w < 0 || (size_t)w >= cap - len)
+			goto cleanup;
+		len += (size_t)w;
+	}
+	w = snprintf(s + len, cap - len, "\t}\n}\n");
+	if (w < 0 || (size_t)w >= cap - len)
+		goto cleanup;
+	if (any) {
+		rc = netk_batch("nft", c->cfg->run, s, err, errsz);
+	} else if ((tables = netk_nft_tables("bridge", "cvirt_dhcp", err,
+	    errsz)) != NULL) {
+		rc = json_array_size(tables) == 0 ? 0 : netk_run(err, errsz,
+		    "nft delete table bridge cvirt_dhcp");
+		json_decref(tables);
+	}
+cleanup:
+	if (rc < 0 && err[0] == '\0')
+		snprintf(err, errsz, "nft rules too long");
+	free(s);
+	return rc;
+}
+
+int
+dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
+    size_t errsz)
+{
+	struct dhcp_paths p;
+	char iface[16], *conf = NULL, *old = NULL;
+	pid_t pid;
+	int rc = -1, vx = n->type == NET_VXLAN;
+
+	err[0] = '\0';
+	if (dhcp_paths(c->cfg, n->id, &p) < 0 ||
+	    net_ifname(vx ? 'e' : 'b', n->id, iface, sizeof(iface)) < 0) {
+		snprintf(err, errsz, "run directory path too long");
+		goto cleanup;
+	}
+	if (vx && (dhcp_netns(&p, err, errsz) < 0 ||
+	    dhcp_veth(c, n, &p, err, errsz) < 0 ||
+	    dhcp_filter(c, err, errsz) < 0))
+		goto cleanup;
+	if ((conf = dhcp_conf_text(n, iface, p.pid, p.leases)) == NULL) {
+		snprintf(err, errsz, "DHCP configuration too large");
+		goto cleanup;
+	}
+	old = util_read_file(p.conf, 64 * 1024 * 1024, NULL);
+	pid = dhcp_running(&p);
+	if (pid > 0 && old != NULL && strcmp(old, conf) == 0) {
+		rc = 0;		/* running with this very configuration */
+		goto cleanup;
+	}
+	dhcp_kill(&p);
+	if (util_write_file_atomic(p.conf, conf, strlen(conf), 0600) < 0) {
+		snprintf(err, errsz, "cannot write %s: %s", p.conf,
+		    strerror(errno));
+		goto cleanup;
+	}
+	if (vx)
+		rc = netk_run(err, errsz, "nsenter --net=%s dnsmasq %s", p.ns,
+		    p.arg);
+	else
+		rc = netk_run(err, errsz, "dnsmasq %s", p.arg);
+	if (rc < 0)
+		goto cleanup;
+	log_info("net: DHCP for network %s started (%zu reservation(s))",
+	    n->name, n->nleases);
+cleanup:
+	free(conf);
+	free(old);
+	return rc;
+}
+
+void
+dhcp_stop(const struct net_config *cfg, long id)
+{
+	struct dhcp_paths p;
+
+	if (dhcp_paths(cfg, id, &p) < 0)
+		return;
+	if (access(p.conf, F_OK) != 0 && access(p.pid, F_OK) != 0 &&
+	    access(p.ns, F_OK) != 0)
+		return;
+	dhcp_kill(&p);
+	unlink(p.conf);
+	unlink(p.leases);
+	if (access(p.ns, F_OK) == 0) {
+		umount2(p.ns, MNT_DETACH);
+		unlink(p.ns);
+	}
+}
+
+/* Which DHCP servers (by id) the payload wants. */
+static int
+dhcp_wanted(const struct net_payload *pl, long id)
+{
+	size_t i;
+
+	for (i = 0; i < pl->nnets; i++) {
+		if (pl->nets[i].id == id)
+			return pl->nets[i].err[0] || pl->nets[i].dhcp;
+	}
+	return 0;
+}
+
+void
+dhcp_reconcile(struct net_ctx *c)
+{
+	char err[256];
+	struct dirent *de;
+	DIR *d = opendir(c->cfg->run);
+	uint64_t id;
+
+	while (d != NULL && (de = readdir(d)) != NULL) {
+		char num[32];
+		const char *s = de->d_name;
+		size_t k;
+
+		/* dhcp<id>.conf, dhcp<id>.pid, ..., ns<id> */
+		if (strncmp(s, "dhcp", 4) == 0)
+			s += 4;
+		else if (strncmp(s, "ns", 2) == 0)
+			s += 2;
+		else
+			continue;
+		k = strspn(s, "0123456789");
+		if (k == 0 || k >= sizeof(num))
+			continue;
+		snprintf(num, sizeof(num), "%.*s", (int)k, s);
+		if (util_parse_u64(num, 1, NET_MAX_ID, &id) < 0 ||
+		    dhcp_wanted(c->p, (long)id))
+			continue;
+		log_info("net: stopping DHCP of network id %llu (gone)",
+		    (unsigned long long)id);
+		dhcp_stop(c->cfg, (long)id);
+	}
+	if (d != NULL)
+		closedir(d);
+	err[0] = '\0';
+	if (dhcp_filter(c, err, sizeof(err)) < 0)
+		log_warnx("net: DHCP filter: %s", err);
+}

@@ -1,0 +1,70 @@
+/* net_int.h - internal interfaces of the network module (src/net). */
+#ifndef CVIRT_NET_INT_H
+#define CVIRT_NET_INT_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "net/net.h"
+
+/* netk.c: kernel objects through ip(8), bridge(8) and nft(8) */
+/* Run one command line of space-separated words (every word is a checked
+ * name, address or number: nothing here is quoted). 0 or -1 with the
+ * tool's last output line in err. */
+int	 netk_run(char *err, size_t errsz, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+/* Run `tool -batch FILE` (ip, bridge) or `nft -f FILE` with text written
+ * to a temporary file under dir. */
+int	 netk_batch(const char *tool, const char *dir, const char *text,
+	    char *err, size_t errsz);
+/* `ip -d -j link show` as a JSON array (new reference) or NULL. */
+json_t	*netk_links(char *err, size_t errsz);
+/* The link called name in links (borrowed) or NULL. */
+json_t	*netk_link(json_t *links, const char *name);
+/* Its linkinfo.info_kind ("" when none) and info_data (may be NULL). */
+const char *netk_kind(json_t *link);
+json_t	*netk_data(json_t *link);
+/* 1 when the link's flags list has flag (e.g. "LOWER_UP"). */
+int	 netk_has_flag(json_t *link, const char *flag);
+/* IPv4 "dst" addresses of the all-zero fdb entries of dev; sorted. */
+int	 netk_fdb_dsts(const char *dev, char (**out)[16], size_t *n,
+	    char *err, size_t errsz);
+/* Names of the tables of family ("ip", "bridge") whose name starts with
+ * prefix; JSON array of strings (new reference) or NULL. */
+json_t	*netk_nft_tables(const char *family, const char *prefix, char *err,
+	    size_t errsz);
+
+/* netapply.c: one network at a time, then the reconcile */
+struct net_ctx {
+	const struct net_config	*cfg;
+	const struct net_payload *p;
+	json_t			*links;		/* refreshed by the caller */
+};
+/* Create what is missing, fix what differs. 0, or -1 with a one-line
+ * error for the network's status. */
+int	 net_realize(struct net_ctx *c, const struct net_def *n, char *err,
+	    size_t errsz);
+/* The bridge a network's TAPs join ("" when the type has none). */
+int	 net_bridge_of(const struct net_def *n, char *out, size_t outsz);
+/* Delete every cvn link, cvirt_ nft table, dnsmasq and namespace that
+ * the payload does not want; TAPs only when keep_tap says no. */
+void	 net_reconcile(struct net_ctx *c, int (*keep_tap)(json_t *link));
+
+/* nat.c: masquerade and forwarding for nat networks */
+int	 nat_apply(struct net_ctx *c, const struct net_def *n, char *err,
+	    size_t errsz);
+/* Drop cvirt_nat<id> tables of networks that are not in the payload. */
+void	 nat_reconcile(struct net_ctx *c);
+
+/* dhcp.c: dnsmasq per network (nat: on the bridge; vxlan: in a private
+ * namespace behind a veth, the anycast gateway) */
+int	 dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
+	    size_t errsz);
+/* Stop the dnsmasq of id (only one this agent started) and drop its files. */
+void	 dhcp_stop(const struct net_config *cfg, long id);
+void	 dhcp_reconcile(struct net_ctx *c);
+/* The dnsmasq configuration text for n (new string; pure, for tests). */
+char	*dhcp_conf_text(const struct net_def *n, const char *iface,
+	    const char *pidfile, const char *leasefile);
+
+#endif
