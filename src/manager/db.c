@@ -258,6 +258,20 @@ db_query(const char *sql, const char *types, ...)
 	return r;
 }
 
+int
+db_each(const char *sql, db_each_fn fn, void *arg, const char *types, ...)
+{
+	va_list ap;
+	int rc;
+
+	pthread_mutex_lock(&db_lock);
+	va_start(ap, types);
+	rc = be->each(sql, types, ap, fn, arg);
+	va_end(ap);
+	pthread_mutex_unlock(&db_lock);
+	return rc;
+}
+
 json_t *
 db_row(const char *sql, const char *types, ...)
 {

@@ -7,6 +7,10 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "manager/manager_int.h"
+
+#define DB_EACH_COLS	32	/* columns of a db_each query */
+
 struct db_backend {
 	const char	*name;		/* "sqlite", "postgresql" */
 	const char	*begin_sql;	/* starts a write transaction */
@@ -17,6 +21,9 @@ struct db_backend {
 	 * first: stop after one row. */
 	json_t		*(*query)(const char *sql, const char *types, va_list ap,
 			    int first);
+	/* Calls fn for each row (see db_each); 0 or -1. */
+	int		 (*each)(const char *sql, const char *types, va_list ap,
+			    db_each_fn fn, void *arg);
 	/* Changed rows, or -1 with errno EEXIST (constraint) or EIO. */
 	int		 (*exec)(const char *sql, const char *types, va_list ap);
 	int64_t		 (*last_id)(void);

@@ -243,6 +243,62 @@ cleanup:
 	return rows;
 }
 
+/* A value as db_each hands it: the types pg_set_value makes integers. */
+static void
+pg_col(PGresult *res, int row, int col, struct db_col *c)
+{
+	long long ll;
+	char *end;
+
+	c->type = DB_TEXT;
+	if (PQgetisnull(res, row, col)) {
+		*c = (struct db_col){ NULL, 0, DB_NULL };
+		return;
+	}
+	c->val = PQgetvalue(res, row, col);
+	c->len = (size_t)PQgetlength(res, row, col);
+	switch (PQftype(res, col)) {
+	case 16:	/* bool */
+		*c = (struct db_col){ c->val[0] == 't' ? "1" : "0", 1, DB_INT };
+		break;
+	case 20: case 21: case 23:	/* int8, int2, int4 */
+	case 1700:	/* numeric: integral values only */
+		errno = 0;
+		ll = strtoll(c->val, &end, 10);
+		(void)ll;
+		if (errno == 0 && *end == '\0' && end != c->val)
+			c->type = DB_INT;
+		break;
+	}
+}
+
+static int
+pg_each(const char *sql, const char *types, va_list ap, db_each_fn fn,
+    void *arg)
+{
+	struct db_col cols[DB_EACH_COLS];
+	PGresult *res = pg_run(sql, types, ap);
+	int r, c, nr, nc, rc = -1;
+
+	if (pg_failed(res, sql) < 0)
+		goto cleanup;
+	if ((nc = PQnfields(res)) > DB_EACH_COLS) {
+		log_error("db: more than %d columns: %s", DB_EACH_COLS, sql);
+		goto cleanup;
+	}
+	nr = PQntuples(res);
+	for (r = 0; r < nr; r++) {
+		for (c = 0; c < nc; c++)
+			pg_col(res, r, c, &cols[c]);
+		if (fn(arg, cols, nc) < 0)
+			break;
+	}
+	rc = 0;
+cleanup:
+	PQclear(res);
+	return rc;
+}
+
 static int
 pg_exec(const char *sql, const char *types, va_list ap)
 {
@@ -338,6 +394,7 @@ const struct db_backend db_pg_backend = {
 	.open = pg_open,
 	.close = pg_close,
 	.query = pg_query,
+	.each = pg_each,
 	.exec = pg_exec,
 	.last_id = pg_last_id,
 	.script = pg_script,

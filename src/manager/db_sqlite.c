@@ -125,6 +125,45 @@ cleanup:
 }
 
 static int
+sq_each(const char *sql, const char *types, va_list ap, db_each_fn fn,
+    void *arg)
+{
+	struct db_col cols[DB_EACH_COLS];
+	sqlite3_stmt *st;
+	int i, n, step, rc = -1;
+
+	if ((st = sq_prepare(sql, types, ap)) == NULL)
+		goto cleanup;
+	if ((n = sqlite3_column_count(st)) > DB_EACH_COLS) {
+		log_error("db: more than %d columns: %s", DB_EACH_COLS, sql);
+		goto cleanup;
+	}
+	while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+		for (i = 0; i < n; i++) {
+			/* The type first: reading the text converts the value. */
+			int t = sqlite3_column_type(st, i);
+
+			cols[i].type = t == SQLITE_NULL ? DB_NULL :
+			    t == SQLITE_INTEGER ? DB_INT : DB_TEXT;
+			cols[i].val = (const char *)sqlite3_column_text(st, i);
+			cols[i].len = (size_t)sqlite3_column_bytes(st, i);
+			if (cols[i].val == NULL)
+				cols[i].type = DB_NULL;
+		}
+		if (fn(arg, cols, n) < 0)
+			break;
+	}
+	if (step != SQLITE_ROW && step != SQLITE_DONE) {
+		log_error("db: %s: %s", sqlite3_errmsg(sq), sql);
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	sqlite3_finalize(st);
+	return rc;
+}
+
+static int
 sq_exec(const char *sql, const char *types, va_list ap)
 {
 	sqlite3_stmt *st;
@@ -196,6 +235,7 @@ const struct db_backend db_sqlite_backend = {
 	.open = sq_open,
 	.close = sq_close,
 	.query = sq_query,
+	.each = sq_each,
 	.exec = sq_exec,
 	.last_id = sq_last_id,
 	.script = sq_script,

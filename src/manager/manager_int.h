@@ -36,6 +36,20 @@ void	 db_close(void);
 const char *db_backend_name(void);	/* "sqlite" or "postgresql" */
 /* Rows as an array of objects keyed by column name; NULL on error. */
 json_t	*db_query(const char *sql, const char *types, ...);
+/* A column as db_each hands it: NUL-terminated text (integers in decimal),
+ * val NULL for SQL NULL; valid only during the callback. */
+enum db_type { DB_NULL, DB_INT, DB_TEXT };
+struct db_col {
+	const char	*val;
+	size_t		 len;
+	enum db_type	 type;
+};
+typedef int (*db_each_fn)(void *arg, const struct db_col *cols, int ncols);
+/* Calls fn(arg, columns in SELECT order) for each row, without building
+ * JSON rows (for big lists), under the DB lock: fn must not do I/O or call
+ * db_*. fn returning -1 stops early. 0, or -1 on a database error. */
+int	 db_each(const char *sql, db_each_fn fn, void *arg, const char *types,
+	    ...);
 /* First row or NULL (none or error; errno ENOENT when none). */
 json_t	*db_row(const char *sql, const char *types, ...);
 /* Changed rows, or -1 (errno EEXIST on a uniqueness violation). */
@@ -189,6 +203,10 @@ void	 balancer_stop(void);
 /* vm.c: VM objects */
 json_t	*vm_json(json_t *row);
 json_t	*vm_find(const char *name);	/* row or NULL */
+/* vmlist.c: every VM as vm_json() gives it, by name, as one JSON array
+ * text in *out (malloc'd, NUL-terminated; the caller frees it) of *len
+ * bytes and *count VMs. 0 or -1. */
+int	 vm_list_json(char **out, size_t *len, size_t *count);
 /* The spec the agent gets (uuid, name, cpus, ...); new reference. */
 json_t	*vm_spec(json_t *row);
 void	 vm_set_state(const char *uuid, const char *state, const char *host,
