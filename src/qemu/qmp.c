@@ -468,6 +468,8 @@ cleanup:
 	return rc;
 }
 
+static void qmp_pump_locked(struct qmp *q);
+
 int
 qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
     json_t **ret, char *err, size_t errsz)
@@ -489,6 +491,10 @@ qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
 	else
 		rc = qmp_exec_locked(q, cmd, args, qmp_deadline(timeout_ms),
 		    timeout_ms, ret, why, sizeof(why));
+	/* Events that came in the same read as the reply sit in our buffer
+	 * and would wait for the socket's next message: queue them now. */
+	if (rc == 0)
+		qmp_pump_locked(q);
 	pthread_mutex_unlock(&q->lock);
 	if (rc < 0)
 		qmp_errf(err, errsz, "QMP command '%s' failed: %s", cmd, why);
