@@ -312,40 +312,12 @@ cleanup:
 static int
 api_vm_list(struct httpd_req *r)
 {
-	/* Pages of rows written out one by one: at 20,000 VMs the whole
-	 * inventory as JSON trees would be tens of MiB at once. */
-	char last[UTIL_NAME_MAX + 1] = "", *buf = NULL;
-	json_t *rows, *row, *o;
-	size_t i, len = 0, n = 0;
-	FILE *f = open_memstream(&buf, &len);
+	char *buf = NULL;
+	size_t len, n;
 	int rc;
 
-	if (f == NULL)
-		return httpd_reply_error(r, 500, "out of memory");
-	fputc('[', f);
-	do {
-		rows = db_query("SELECT * FROM vms WHERE name > ? ORDER BY name "
-		    "LIMIT 500", "s", last);
-		json_array_foreach(rows, i, row) {
-			char *js;
-
-			o = vm_json(row);
-			if (n++)
-				fputc(',', f);
-			if ((js = json_dumps(o, JSON_COMPACT)) != NULL)
-				fputs(js, f);
-			free(js);
-			json_decref(o);
-			snprintf(last, sizeof(last), "%s", JS(row, "name"));
-		}
-		i = json_array_size(rows);
-		json_decref(rows);
-	} while (i == 500);
-	fputc(']', f);
-	if (fclose(f) != 0 || rows == NULL) {
-		free(buf);
+	if (vm_list_json(&buf, &len, &n) < 0)
 		return httpd_reply_error(r, 500, "cannot list the VMs");
-	}
 	rc = httpd_reply_raw(r, 200, "application/json", buf, len);
 	free(buf);
 	if (n > 1000)
