@@ -296,13 +296,19 @@ test('a viewer sees the cluster but is offered no actions', async () => {
 test('every view renders; screenshots are kept', async () => {
   const views = [['#/', 'dashboard', '.host-card'], ['#/hosts', 'hosts', 'tr[data-host="h1"]'],
     ['#/hosts/h1', 'host-detail', '.charts'], ['#/vms', 'vms', 'tr[data-vm="web2"]'],
-    ['#/storage', 'storage', 'tr[data-storage]'], ['#/networks', 'networks', 'h1']];
+    ['#/storage', 'storage', 'tr[data-storage]'], ['#/networks', 'networks', 'tr[data-network="ui-blue"]']];
+  await api(cl, 'POST', '/networks', { name: 'ui-blue', type: 'vxlan', subnet: '10.77.0.0/24', vni: 7777 });
   for (const [hash, name, sel] of views) {
     await page.goto(cl.url + '/' + hash);
     await page.locator(sel).first().waitFor();
     await page.waitForTimeout(300);
     await shot(page, name);
   }
+  // The networks view shows each network's subnet and VNI.
+  await page.goto(cl.url + '/#/networks');
+  const row = page.locator('tr[data-network="ui-blue"]');
+  await row.waitFor();
+  assert.match(await row.innerText(), /10\.77\.0\.0\/24[\s\S]*VNI 7777/);
   // Filters narrow the list without a round trip.
   await page.goto(cl.url + '/#/vms');
   await page.locator('tr[data-vm="web1-copy"]').waitFor();

@@ -43,9 +43,11 @@ export function networksView() {
     }
     const names = api_list ? api_list.map((n) => n.name) : [...use.keys()];
     replace(body, h('p', { class: 'muted' }, api_list ? '' : 'NICs use user-mode networking (NAT per VM) unless a network is named.'),
-      table(['Network', 'Type', 'VMs'], names.map((n) => {
+      table(['Network', 'Type', 'Subnet', 'VNI / VLAN', 'VMs'], names.map((n) => {
         const def = api_list ? api_list.find((x) => x.name === n) : null;
+        const tag = def && def.vni ? 'VNI ' + def.vni : def && def.vlan ? 'VLAN ' + def.vlan + ' on ' + def.uplink : '—';
         return h('tr', { dataset: { network: n } }, h('td', {}, n), h('td', {}, def ? def.type || '—' : n === 'user' ? 'user-mode NAT' : '—'),
+          h('td', {}, def && def.subnet ? def.subnet : '—'), h('td', {}, tag),
           h('td', {}, (use.get(n) || []).map((v) => [link('#/vms/' + enc(v), v), ' '])));
       }), 'No VM has a network interface yet.'));
   }

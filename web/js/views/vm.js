@@ -152,8 +152,8 @@ export function vmView(name) {
         ['Created', when(v.created)], ['QEMU pid', v.pid || '—']].map(([k, x]) => [h('dt', {}, k), h('dd', {}, x)]));
       replace(disks, table(['Name', 'Size', 'Format', 'File'], (v.disks || []).map((d) =>
         h('tr', {}, h('td', {}, d.name), h('td', {}, mib(d.size_mib)), h('td', {}, d.format), h('td', {}, d.file))), 'No disks.'));
-      replace(nics, table(['MAC', 'Network', 'Model'], (v.nics || []).map((n) =>
-        h('tr', {}, h('td', {}, n.mac), h('td', {}, n.network), h('td', {}, n.model))), 'No network interfaces.'));
+      replace(nics, table(['MAC', 'Network', 'Address', 'Model'], (v.nics || []).map((n) =>
+        h('tr', {}, h('td', {}, n.mac), h('td', {}, n.network), h('td', {}, n.ip || '—'), h('td', {}, n.model))), 'No network interfaces.'));
       serial.state(v.state);
       vnc.state(v.state, v.display === 'vnc');
     }
