@@ -16,6 +16,8 @@ static const struct cli_cmd cli_cmds[] = {
 	    "show one host" },
 	{ "host", "maintenance", cli_host_maintenance, "HOST on|off [--json]",
 	    "put a host into maintenance or take it out" },
+	{ "host", "delete", cli_host_delete, "HOST [--json]",
+	    "forget a host whose agent is stopped and that runs no VM" },
 	{ "storage", "list", cli_storage_list, "[--json]",
 	    "list storage domains" },
 	{ "vm", "create", cli_vm_create,

@@ -86,6 +86,49 @@ api_host_maintenance(struct httpd_req *r)
 	return 0;
 }
 
+/* Forget a host that is gone for good (its agent stopped): its VXLAN
+ * peers drop it, it no longer counts anywhere. A host that reports, or
+ * that VMs are placed on, stays. */
+static int
+api_host_delete(struct httpd_req *r)
+{
+	json_t *row, *vm = NULL;
+	int rc = 0;
+
+	if ((row = api_host_lookup(r)) == NULL)
+		return 0;
+	db_begin();
+	if (strcmp(json_string_value(json_object_get(row, "state")), "up") == 0) {
+		httpd_reply_error(r, 409, "host %s is up: stop its agent first "
+		    "(and move its VMs away with maintenance mode)", r->params[0]);
+		goto fail;
+	}
+	if ((vm = db_row("SELECT name, state FROM vms WHERE host = ?", "s",
+	    r->params[0])) != NULL) {
+		httpd_reply_error(r, 409, "vm %s is %s on host %s: stop or move it "
+		    "first", json_string_value(json_object_get(vm, "name")),
+		    json_string_value(json_object_get(vm, "state")), r->params[0]);
+		goto fail;
+	}
+	if (db_exec("DELETE FROM hosts WHERE name = ?", "s", r->params[0]) < 0) {
+		httpd_reply_error(r, 500, "cannot delete host %s", r->params[0]);
+		goto fail;
+	}
+	db_commit();
+	vnet_changed();		/* VXLAN peers */
+	event_add("info", "host.deleted", r->params[0], "host %s deleted by %s",
+	    r->params[0], r->principal);
+	rc = httpd_reply_json(r, 200, json_pack("{s:s}", "deleted",
+	    r->params[0]));
+	goto cleanup;
+fail:
+	db_rollback();
+cleanup:
+	json_decref(vm);
+	json_decref(row);
+	return rc;
+}
+
 static int
 api_storage_list(struct httpd_req *r)
 {
@@ -128,6 +171,7 @@ api_storage_list(struct httpd_req *r)
 const struct httpd_route api_host_routes[] = {
 	{ "GET",  "/api/v1/hosts",                  api_host_list, 0, ROLE_VIEWER },
 	{ "GET",  "/api/v1/hosts/{}",               api_host_show, 0, ROLE_VIEWER },
+	{ "DELETE", "/api/v1/hosts/{}",             api_host_delete, 0, ROLE_ADMIN },
 	{ "POST", "/api/v1/hosts/{}/maintenance",   api_host_maintenance, 0, ROLE_ADMIN },
 	{ "GET",  "/api/v1/storage",                api_storage_list, 0, ROLE_VIEWER },
 };

@@ -206,3 +206,81 @@ def test_viewer_cannot_change_networks(cluster):
     assert st == 403
     st, _ = cl.http("DELETE", "/api/v1/networks/ov-a", token=tok)
     assert st == 403
+
+
+def register(cl, name, ip, storage=True):
+    """A host registered by hand (as cvirt sim does): its agent key."""
+    st, reply = cl.http("POST", "/api/v1/agent/register", {
+        "name": name, "url": "http://%s:7901" % ip, "accel": "tcg",
+        "cpus": 2, "memory_mib": 2048, "vms": [],
+        "storage": [{"name": "local", "path": "/nonexistent", "ok": True}]
+        if storage else []})
+    assert st == 200, reply
+    return reply["agent_key"]
+
+
+def report(cl, name, key, gen, status=None):
+    body = {"name": name, "vms": [], "exits": [], "net_gen": gen}
+    if status is not None:
+        body["net_status"] = status
+    st, reply = cl.http("POST", "/api/v1/agent/report", body, token=key)
+    assert st == 200, reply
+    return reply
+
+
+def test_desired_state_for_agents_and_host_delete(cluster):
+    """What a host is told to realize: every network, VXLAN peers = the
+    other hosts, DHCP reservations; sent only when the agent's generation
+    is old; a deleted host leaves the peer lists."""
+    cl = cluster
+    ka = register(cl, "fake-a", "10.240.0.1")
+    kb = register(cl, "fake-b", "10.240.0.2")
+    if cl.http("GET", "/api/v1/networks/peers")[0] != 200:
+        create(cl, {"name": "peers", "type": "vxlan", "subnet":
+                    "10.64.0.0/24", "vni": 6400})
+    reply = report(cl, "fake-a", ka, "")
+    net = reply["net"]
+    assert net["local"] == "10.240.0.1"
+    mine = [n for n in net["networks"] if n["name"] == "peers"][0]
+    assert mine["vni"] == 6400 and mine["mtu"] == 1450
+    assert "10.240.0.2" in mine["peers"]
+    assert "10.240.0.1" not in mine["peers"]
+    assert mine["mac"].startswith("02:00:c7:")
+    assert mine["leases"] == []
+    # Up to date: nothing more.
+    assert "net" not in report(cl, "fake-a", ka, net["gen"])
+    # A VM on the network: a new generation with its reservation.
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "leasevm", "cpus": 1, "memory_mib": 64, "network": "peers",
+        "host": "h1"})
+    assert st == 201, vm
+    reply = report(cl, "fake-a", ka, net["gen"])
+    mine = [n for n in reply["net"]["networks"] if n["name"] == "peers"][0]
+    assert mine["leases"] == [{"mac": vm["nics"][0]["mac"], "ip":
+                               "10.64.0.2", "vm": "leasevm"}]
+    gen = reply["net"]["gen"]
+    # Placement waits for hosts that realized the network: fake-b says
+    # it cannot, so a start pinned there is refused with the reason.
+    report(cl, "fake-b", kb, gen, {"peers": "uplink eth9 missing"})
+    st, net_show = cl.http("GET", "/api/v1/networks/peers")
+    assert net_show["hosts"]["fake-b"] == "uplink eth9 missing"
+    rc, _, err = cl.cli("vm", "start", "leasevm", "--host", "fake-b",
+                        check=False)
+    assert rc != 0 and "uplink eth9 missing" in err
+    # (The fakes cannot delete VM files: they stop claiming the storage.)
+    ka = register(cl, "fake-a", "10.240.0.1", storage=False)
+    kb = register(cl, "fake-b", "10.240.0.2", storage=False)
+    cl.cli("vm", "delete", "leasevm")
+    # Deleting a host: refused while it reports, then it leaves the peers.
+    st, reply = cl.http("DELETE", "/api/v1/hosts/fake-b")
+    assert st == 409 and "up" in reply["error"]
+    cvirt.wait_for(lambda: cl.http("GET", "/api/v1/hosts/fake-b")[1]
+                   ["state"] != "up", 30, "fake-b down")
+    rc, out, _ = cl.cli("host", "delete", "fake-b")
+    assert "deleted" in out
+    assert cl.http("GET", "/api/v1/hosts/fake-b")[0] == 404
+    reply = report(cl, "fake-a", ka, gen)
+    mine = [n for n in reply["net"]["networks"] if n["name"] == "peers"][0]
+    assert "10.240.0.2" not in mine["peers"]
+    assert mine["leases"] == []
+    assert cl.http("DELETE", "/api/v1/hosts/nosuch")[0] == 404
