@@ -248,3 +248,26 @@ cli_api(struct cli_ctx *c, const char *method, const char *path,
 		cli_err("%s", err);
 	return -1;
 }
+
+/* One request whose reply is an object: --json prints it, else print()
+ * or the line done (with %s: the name). */
+int
+cli_call(struct cli_ctx *c, const char *method, const char *path,
+    json_t *body, void (*print)(json_t *), const char *done, const char *name)
+{
+	json_t *reply = NULL;
+	int rc = CLI_EXIT_FAIL;
+
+	if (cli_api(c, method, path, body, &reply) != 0)
+		goto cleanup;
+	if (c->json)
+		cli_out_json(reply ? reply : json_null());
+	else if (print && json_is_object(reply))
+		print(reply);
+	else if (done)
+		printf(done, name);
+	rc = CLI_EXIT_OK;
+cleanup:
+	json_decref(reply);
+	return rc;
+}

@@ -117,7 +117,6 @@ cleanup:
 int
 cli_host_delete(struct cli_ctx *c, int argc, char **argv)
 {
-	json_t *reply = NULL;
 	char *pos[1], path[128];
 	int rc;
 
@@ -126,14 +125,8 @@ cli_host_delete(struct cli_ctx *c, int argc, char **argv)
 	if (cli_check_name("host", pos[0]) != 0)
 		return CLI_EXIT_FAIL;
 	snprintf(path, sizeof(path), "/hosts/%s", pos[0]);
-	if (cli_api(c, "DELETE", path, NULL, &reply) != 0)
-		return CLI_EXIT_FAIL;
-	if (c->json)
-		cli_out_json(reply);
-	else
-		printf("host %s deleted\n", pos[0]);
-	json_decref(reply);
-	return CLI_EXIT_OK;
+	return cli_call(c, "DELETE", path, NULL, NULL, "host %s deleted\n",
+	    pos[0]);
 }
 
 int

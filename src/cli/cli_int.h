@@ -104,6 +104,12 @@ int	 cli_api(struct cli_ctx *c, const char *method, const char *path,
 /* As cli_api but silent: the error line goes to err. */
 int	 cli_api_try(struct cli_ctx *c, const char *method, const char *path,
 	    json_t *body, json_t **out, char *err, size_t errsize);
+/* One request; on success --json prints the reply, else print(reply) when
+ * print is given and the reply is an object, else printf(done, name).
+ * Returns the exit code. */
+int	 cli_call(struct cli_ctx *c, const char *method, const char *path,
+	    json_t *body, void (*print)(json_t *), const char *done,
+	    const char *name);
 /* Resolves url and token once; prints one line and returns -1 on error. */
 int	 cli_ctx_resolve(struct cli_ctx *c);
 void	 cli_ctx_free(struct cli_ctx *c);

@@ -33,29 +33,6 @@ cli_net_print(json_t *n)
 	}
 }
 
-/* One request whose reply is an object: --json prints it, else print()
- * or the line done (with %s: the name). */
-static int
-cli_net_call(struct cli_ctx *c, const char *method, const char *path,
-    json_t *body, void (*print)(json_t *), const char *done, const char *name)
-{
-	json_t *reply = NULL;
-	int rc = CLI_EXIT_FAIL;
-
-	if (cli_api(c, method, path, body, &reply) != 0)
-		goto cleanup;
-	if (c->json)
-		cli_out_json(reply ? reply : json_null());
-	else if (print && json_is_object(reply))
-		print(reply);
-	else if (done)
-		printf(done, name);
-	rc = CLI_EXIT_OK;
-cleanup:
-	json_decref(reply);
-	return rc;
-}
-
 int
 cli_network_create(struct cli_ctx *c, int argc, char **argv)
 {
@@ -106,7 +83,7 @@ cli_network_create(struct cli_ctx *c, int argc, char **argv)
 	if (dhcp)
 		json_object_set_new(body, "dhcp",
 		    json_boolean(strcmp(dhcp, "on") == 0));
-	rc = cli_net_call(c, "POST", "/networks", body, cli_net_print, NULL,
+	rc = cli_call(c, "POST", "/networks", body, cli_net_print, NULL,
 	    pos[0]);
 	json_decref(body);
 	return rc;
@@ -141,7 +118,7 @@ cli_network_one(struct cli_ctx *c, int argc, char **argv, const char *method,
 	if (cli_check_name("network", pos[0]) != 0)
 		return CLI_EXIT_FAIL;
 	snprintf(path, sizeof(path), "/networks/%s", pos[0]);
-	return cli_net_call(c, method, path, NULL, done ? NULL : cli_net_print,
+	return cli_call(c, method, path, NULL, done ? NULL : cli_net_print,
 	    done, pos[0]);
 }
 
@@ -196,7 +173,7 @@ cli_nic_add(struct cli_ctx *c, int argc, char **argv)
 	if (ip)
 		json_object_set_new(body, "ip", json_string(ip));
 	snprintf(path, sizeof(path), "/vms/%s/nics", pos[0]);
-	rc = cli_net_call(c, "POST", path, body, cli_nic_table, NULL, pos[0]);
+	rc = cli_call(c, "POST", path, body, cli_nic_table, NULL, pos[0]);
 	json_decref(body);
 	return rc;
 }
@@ -218,7 +195,7 @@ cli_nic_remove(struct cli_ctx *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	}
 	snprintf(path, sizeof(path), "/vms/%s/nics/%s", pos[0], pos[1]);
-	return cli_net_call(c, "DELETE", path, NULL, cli_nic_table, NULL,
+	return cli_call(c, "DELETE", path, NULL, cli_nic_table, NULL,
 	    pos[0]);
 }
 

@@ -429,7 +429,6 @@ int
 cli_vm_template(struct cli_ctx *c, int argc, char **argv)
 {
 	char *pos[1], path[128];
-	json_t *vm = NULL;
 	int rc;
 
 	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
@@ -437,14 +436,8 @@ cli_vm_template(struct cli_ctx *c, int argc, char **argv)
 	if (cli_check_name("VM", pos[0]) != 0)
 		return CLI_EXIT_FAIL;
 	snprintf(path, sizeof(path), "/vms/%s/template", pos[0]);
-	if (cli_api(c, "POST", path, NULL, &vm) != 0)
-		return CLI_EXIT_FAIL;
-	if (c->json)
-		cli_out_json(vm);
-	else
-		printf("vm %s is now a template\n", pos[0]);
-	json_decref(vm);
-	return CLI_EXIT_OK;
+	return cli_call(c, "POST", path, NULL, NULL, "vm %s is now a template\n",
+	    pos[0]);
 }
 
 /* ---- disks -------------------------------------------------------------- */
