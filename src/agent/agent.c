@@ -15,6 +15,7 @@
 #include "common/httpd.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "net/net.h"
 #include "storage/store.h"
 
 struct agent_cfg agent_cfg;
@@ -173,6 +174,27 @@ agent_parse(int argc, char **argv)
 	return 0;
 }
 
+static int
+agent_net_init(void)
+{
+	struct net_config nc;
+	char hash[UTIL_HASH_LEN + 1];
+
+	memset(&nc, 0, sizeof(nc));
+	snprintf(nc.host, sizeof(nc.host), "%s", agent_cfg.name);
+	/* One agent's objects: its data directory names it on this machine. */
+	util_hash_hex(agent_cfg.data, hash);
+	snprintf(nc.owner, sizeof(nc.owner), "cvirt:%.16s", hash);
+	nc.sync = report_kick;
+	if (util_fmt(nc.data, sizeof(nc.data), "%s", agent_cfg.data) < 0 ||
+	    util_fmt(nc.run, sizeof(nc.run), "%s/net", agent_cfg.run) < 0 ||
+	    net_init(&nc) < 0) {
+		log_error("cannot start the network module");
+		return -1;
+	}
+	return 0;
+}
+
 int
 agent_main(int argc, char **argv)
 {
@@ -230,6 +252,9 @@ agent_main(int argc, char **argv)
 	if (vmhost_init() < 0)
 		goto cleanup;
 	vmhost_reattach();
+	/* After the re-attach: TAPs of running VMs are in use, kept. */
+	if (agent_net_init() < 0)
+		goto cleanup;
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = agent_cfg.listen;
 	hc.threads = 16;
@@ -257,6 +282,7 @@ agent_main(int argc, char **argv)
 	} while (sig == SIGHUP);
 	log_info("signal %d: stopping the agent (VMs keep running)", sig);
 	report_stop();
+	net_stop();	/* networks and TAPs stay for the running VMs */
 	{
 		/* With no VM left the host leaves: its leases go too. */
 		json_t *vms = vmhost_list();

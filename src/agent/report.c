@@ -9,6 +9,7 @@
 #include "common/httpc.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "net/net.h"
 
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t report_cond = PTHREAD_COND_INITIALIZER;
@@ -146,6 +147,9 @@ report_apply_reply(json_t *reply)
 	size_t i;
 
 	report_take_settings(reply);
+	/* Networks to realize: applied by the network worker, not here. */
+	if (json_is_object(json_object_get(reply, "net")))
+		net_submit(json_object_get(reply, "net"));
 	json_array_foreach(json_object_get(reply, "stop"), i, v) {
 		pthread_t t;
 		char *uuid;
@@ -250,7 +254,7 @@ static int
 report_send(const char *key)
 {
 	struct httpc_resp resp;
-	char url[640];
+	char url[640], gen[NET_GEN_MAX + 1];
 	json_t *exits = vmhost_exits(), *body;
 	int rc = -1;
 
@@ -258,6 +262,9 @@ report_send(const char *key)
 	    "vms", vmhost_list(), "exits", exits);
 	json_object_set_new(body, "stats", stats_json(json_object_get(body,
 	    "vms")));
+	net_gen(gen, sizeof(gen));
+	json_object_set_new(body, "net_gen", json_string(gen));
+	json_object_set_new(body, "net_status", net_status());
 	report_url(url, sizeof(url), "/api/v1/agent/report");
 	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {
 		log_debug("report: %s", resp.err);

@@ -18,8 +18,11 @@ int
 proc_run(char *const argv[], char *out, size_t outsz, int timeout_ms)
 {
 	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
 	struct pollfd pfd;
 	int pipefd[2] = { -1, -1 }, status = 0, rc = -1, fa_init = 0;
+	int attr_init = 0;
 	size_t len = 0;
 	int64_t deadline = util_mono_ms() + timeout_ms;
 	pid_t pid = -1;
@@ -34,7 +37,21 @@ proc_run(char *const argv[], char *out, size_t outsz, int timeout_ms)
 	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
 	posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
-	errno = posix_spawnp(&pid, argv[0], &fa, NULL, argv, environ);
+	/* The caller's blocked and ignored signals (the agent blocks SIGTERM
+	 * for sigwait) must not stick to helpers that outlive it (dnsmasq). */
+	posix_spawnattr_init(&attr);
+	attr_init = 1;
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	sigaddset(&dfl, SIGTERM);
+	sigaddset(&dfl, SIGINT);
+	sigaddset(&dfl, SIGHUP);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK |
+	    POSIX_SPAWN_SETSIGDEF);
+	errno = posix_spawnp(&pid, argv[0], &fa, &attr, argv, environ);
 	if (errno != 0) {
 		snprintf(out, outsz, "cannot run %s: %s", argv[0], strerror(errno));
 		pid = -1;
@@ -84,6 +101,8 @@ cleanup:
 	}
 	if (fa_init)
 		posix_spawn_file_actions_destroy(&fa);
+	if (attr_init)
+		posix_spawnattr_destroy(&attr);
 	if (pipefd[0] >= 0)
 		close(pipefd[0]);
 	if (pipefd[1] >= 0)

@@ -1,13 +1,14 @@
 /* dhcp.c - dnsmasq per network: static reservations only, no DNS. nat:
  * on the bridge; vxlan: in a private namespace behind a veth whose
- * address and MAC are the gateway's on every host (an anycast server). */
+ * address and MAC are the gateway's on every host (an anycast server).
+ * That namespace lives as long as its dnsmasq (no bind mount, which a
+ * private mount namespace would hide from the next agent). */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,7 +21,6 @@ struct dhcp_paths {
 	char	conf[4096];
 	char	pid[4096];
 	char	leases[4096];
-	char	ns[4096];	/* the namespace file (vxlan) */
 	char	arg[4200];	/* "--conf-file=CONF": how we know our dnsmasq */
 };
 
@@ -30,8 +30,7 @@ dhcp_paths(const struct net_config *cfg, long id, struct dhcp_paths *p)
 	if (util_fmt(p->conf, sizeof(p->conf), "%s/dhcp%ld.conf", cfg->run,
 	    id) < 0 || util_fmt(p->pid, sizeof(p->pid), "%s/dhcp%ld.pid",
 	    cfg->run, id) < 0 || util_fmt(p->leases, sizeof(p->leases),
-	    "%s/dhcp%ld.leases", cfg->run, id) < 0 || util_fmt(p->ns,
-	    sizeof(p->ns), "%s/ns%ld", cfg->run, id) < 0 ||
+	    "%s/dhcp%ld.leases", cfg->run, id) < 0 ||
 	    util_fmt(p->arg, sizeof(p->arg), "--conf-file=%s", p->conf) < 0)
 		return -1;
 	return 0;
@@ -51,7 +50,7 @@ dhcp_conf_text(const struct net_def *n, const char *iface, const char *pidfile,
 	w = snprintf(s, cap,
 	    "# cvirt network %s (generated; do not edit)\n"
 	    "interface=%s\n"
-	    "bind-interfaces\n"
+	    "%s\n"
 	    "except-interface=lo\n"
 	    "port=0\n"
 	    "pid-file=%s\n"
@@ -59,7 +58,10 @@ dhcp_conf_text(const struct net_def *n, const char *iface, const char *pidfile,
 	    "dhcp-authoritative\n"
 	    "dhcp-range=%u.%u.%u.%u,static,%u.%u.%u.%u,%s\n"
 	    "dhcp-option=option:mtu,%d\n",
-	    n->name, iface, pidfile, leasefile,
+	    n->name, iface,
+	    /* vxlan: dnsmasq starts before its interface exists. */
+	    n->type == NET_VXLAN ? "bind-dynamic" : "bind-interfaces",
+	    pidfile, leasefile,
 	    n->net_addr >> 24, (n->net_addr >> 16) & 255,
 	    (n->net_addr >> 8) & 255, n->net_addr & 255,
 	    mask >> 24, (mask >> 16) & 255, (mask >> 8) & 255, mask & 255,
@@ -124,54 +126,40 @@ dhcp_kill(const struct dhcp_paths *p)
 	unlink(p->pid);
 }
 
-/* A persistent network namespace bound to p->ns (vxlan DHCP). */
+/* The veth pair cvnd<id> (bridge) / cvne<id> (the namespace of dnsmasq
+ * pid: the gateway's address and MAC). */
 static int
-dhcp_netns(const struct dhcp_paths *p, char *err, size_t errsz)
+dhcp_veth(struct net_ctx *c, const struct net_def *n, pid_t pid, char *err,
+    size_t errsz)
 {
-	char e2[256];
-	FILE *f;
-
-	if (netk_run(e2, sizeof(e2), "nsenter --net=%s true", p->ns) == 0)
-		return 0;
-	umount2(p->ns, MNT_DETACH);
-	if ((f = fopen(p->ns, "w")) == NULL)
-		return snprintf(err, errsz, "cannot create %s: %s", p->ns,
-		    strerror(errno)), -1;
-	fclose(f);
-	return netk_run(err, errsz, "unshare --net=%s true", p->ns);
-}
-
-/* The veth pair cvnd<id> (bridge) / cvne<id> (namespace: gateway). */
-static int
-dhcp_veth(struct net_ctx *c, const struct net_def *n,
-    const struct dhcp_paths *p, char *err, size_t errsz)
-{
-	char d[16], e[16], br[16];
+	char d[16], e[16], br[16], e2[256];
+	json_t *l;
 
 	if (net_ifname('d', n->id, d, sizeof(d)) < 0 ||
 	    net_ifname('e', n->id, e, sizeof(e)) < 0 ||
 	    net_ifname('b', n->id, br, sizeof(br)) < 0)
 		return -1;
-	/* The peer may be gone with a namespace made anew: start over. */
-	if (netk_link(c->links, d) != NULL && netk_run(err, errsz, "nsenter "
-	    "--net=%s ip link show dev %s", p->ns, e) < 0 &&
-	    netk_run(err, errsz, "ip link del dev %s", d) < 0)
-		return -1;
-	if ((netk_link(c->links, d) == NULL || netk_run(err, errsz, "ip link "
-	    "show dev %s", d) < 0) && netk_run(err, errsz, "ip link add name "
-	    "%s mtu %d type veth peer name %s netns %s", d, n->mtu, e,
-	    p->ns) < 0)
-		return -1;
+	if ((l = netk_link(c->links, d)) != NULL &&
+	    !netk_owned(l, c->cfg->owner))
+		return snprintf(err, errsz, "%s on host %s belongs to another "
+		    "cvirt agent", d, c->cfg->host), -1;
+	/* A pair whose other end went with an earlier dnsmasq: start over. */
+	if (netk_run(e2, sizeof(e2), "nsenter -t %d -n ip link show dev %s",
+	    (int)pid, e) < 0) {
+		netk_run(e2, sizeof(e2), "ip link del dev %s", d);
+		if (netk_link_add(d, c->cfg->owner, err, errsz, "name %s mtu %d "
+		    "type veth peer name %s netns %d", d, n->mtu, e,
+		    (int)pid) < 0)
+			return -1;
+	}
 	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", d,
 	    n->mtu, br) < 0 ||
-	    netk_run(err, errsz, "nsenter --net=%s ip link set dev lo up",
-	    p->ns) < 0 ||
-	    netk_run(err, errsz, "nsenter --net=%s ip link set dev %s address "
-	    "%s mtu %d up", p->ns, e, n->mac, n->mtu) < 0 ||
-	    netk_run(err, errsz, "nsenter --net=%s ip addr flush dev %s scope "
-	    "global", p->ns, e) < 0 ||
-	    netk_run(err, errsz, "nsenter --net=%s ip addr add %s/%d dev %s",
-	    p->ns, n->gateway, n->prefix, e) < 0)
+	    netk_run(err, errsz, "nsenter -t %d -n ip link set dev lo up",
+	    (int)pid) < 0 ||
+	    netk_run(err, errsz, "nsenter -t %d -n ip link set dev %s address "
+	    "%s mtu %d up", (int)pid, e, n->mac, n->mtu) < 0 ||
+	    netk_run(err, errsz, "nsenter -t %d -n ip addr replace %s/%d dev %s",
+	    (int)pid, n->gateway, n->prefix, e) < 0)
 		return -1;
 	return 0;
 }
@@ -188,11 +176,17 @@ dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 
 	if (s == NULL)
 		return snprintf(err, errsz, "out of memory"), -1;
+	if (netk_nft_owned("bridge", "cvirt_dhcp", c->cfg->owner) == 0) {
+		free(s);
+		return snprintf(err, errsz, "nftables table bridge cvirt_dhcp "
+		    "on host %s belongs to another cvirt agent", c->cfg->host),
+		    -1;
+	}
 	len = (size_t)snprintf(s, cap, "table bridge cvirt_dhcp\n"
 	    "delete table bridge cvirt_dhcp\n"
-	    "table bridge cvirt_dhcp {\n"
+	    "table bridge cvirt_dhcp {\n\tcomment \"%s\"\n"
 	    "\tchain in {\n\t\ttype filter hook prerouting priority "
-	    "filter; policy accept;\n");
+	    "filter; policy accept;\n", c->cfg->owner);
 	for (i = 0; i < c->p->nnets; i++) {
 		const struct net_def *n = &c->p->nets[i];
 
@@ -238,7 +232,8 @@ dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 		rc = netk_batch("nft", c->cfg->run, s, err, errsz);
 	} else if ((tables = netk_nft_tables("bridge", "cvirt_dhcp", err,
 	    errsz)) != NULL) {
-		rc = json_array_size(tables) == 0 ? 0 : netk_run(err, errsz,
+		rc = json_array_size(tables) == 0 || netk_nft_owned("bridge",
+		    "cvirt_dhcp", c->cfg->owner) != 1 ? 0 : netk_run(err, errsz,
 		    "nft delete table bridge cvirt_dhcp");
 		json_decref(tables);
 	}
@@ -264,9 +259,7 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 		snprintf(err, errsz, "run directory path too long");
 		goto cleanup;
 	}
-	if (vx && (dhcp_netns(&p, err, errsz) < 0 ||
-	    dhcp_veth(c, n, &p, err, errsz) < 0 ||
-	    dhcp_filter(c, err, errsz) < 0))
+	if (vx && dhcp_filter(c, err, errsz) < 0)
 		goto cleanup;
 	if ((conf = dhcp_conf_text(n, iface, p.pid, p.leases)) == NULL) {
 		snprintf(err, errsz, "DHCP configuration too large");
@@ -275,7 +268,8 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 	old = util_read_file(p.conf, 64 * 1024 * 1024, NULL);
 	pid = dhcp_running(&p);
 	if (pid > 0 && old != NULL && strcmp(old, conf) == 0) {
-		rc = 0;		/* running with this very configuration */
+		/* Running with this very configuration. */
+		rc = vx ? dhcp_veth(c, n, pid, err, errsz) : 0;
 		goto cleanup;
 	}
 	dhcp_kill(&p);
@@ -284,13 +278,18 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 		    strerror(errno));
 		goto cleanup;
 	}
-	if (vx)
-		rc = netk_run(err, errsz, "nsenter --net=%s dnsmasq %s", p.ns,
-		    p.arg);
-	else
-		rc = netk_run(err, errsz, "dnsmasq %s", p.arg);
-	if (rc < 0)
+	/* vxlan: a new network namespace that lives as long as dnsmasq. */
+	if (netk_run(err, errsz, "%sdnsmasq %s", vx ? "unshare -n " : "",
+	    p.arg) < 0)
 		goto cleanup;
+	if (vx && ((pid = dhcp_running(&p)) <= 0 ||
+	    dhcp_veth(c, n, pid, err, errsz) < 0)) {
+		if (pid <= 0)
+			snprintf(err, errsz, "dnsmasq for network %s did not "
+			    "start", n->name);
+		goto cleanup;
+	}
+	rc = 0;
 	log_info("net: DHCP for network %s started (%zu reservation(s))",
 	    n->name, n->nleases);
 cleanup:
@@ -306,16 +305,12 @@ dhcp_stop(const struct net_config *cfg, long id)
 
 	if (dhcp_paths(cfg, id, &p) < 0)
 		return;
-	if (access(p.conf, F_OK) != 0 && access(p.pid, F_OK) != 0 &&
-	    access(p.ns, F_OK) != 0)
+	if (access(p.conf, F_OK) != 0 && access(p.pid, F_OK) != 0)
 		return;
+	/* vxlan: the namespace, its veth and so cvnd<id> go with dnsmasq. */
 	dhcp_kill(&p);
 	unlink(p.conf);
 	unlink(p.leases);
-	if (access(p.ns, F_OK) == 0) {
-		umount2(p.ns, MNT_DETACH);
-		unlink(p.ns);
-	}
 }
 
 /* Which DHCP servers (by id) the payload wants. */
@@ -344,13 +339,10 @@ dhcp_reconcile(struct net_ctx *c)
 		const char *s = de->d_name;
 		size_t k;
 
-		/* dhcp<id>.conf, dhcp<id>.pid, ..., ns<id> */
-		if (strncmp(s, "dhcp", 4) == 0)
-			s += 4;
-		else if (strncmp(s, "ns", 2) == 0)
-			s += 2;
-		else
+		/* dhcp<id>.conf, dhcp<id>.pid, dhcp<id>.leases */
+		if (strncmp(s, "dhcp", 4) != 0)
 			continue;
+		s += 4;
 		k = strspn(s, "0123456789");
 		if (k == 0 || k >= sizeof(num))
 			continue;

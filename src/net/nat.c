@@ -77,12 +77,17 @@ static int
 nat_table(struct net_ctx *c, const struct net_def *n, const char *br,
     char *err, size_t errsz)
 {
-	char text[2048];
+	char text[2048], table[32];
 
+	snprintf(table, sizeof(table), "cvirt_nat%ld", n->id);
+	if (netk_nft_owned("ip", table, c->cfg->owner) == 0)
+		return snprintf(err, errsz, "nftables table ip %s on host %s "
+		    "belongs to another cvirt agent", table, c->cfg->host), -1;
 	if (util_fmt(text, sizeof(text),
 	    "table ip cvirt_nat%ld\n"
 	    "delete table ip cvirt_nat%ld\n"
 	    "table ip cvirt_nat%ld {\n"
+	    "\tcomment \"%s\"\n"
 	    "\tchain postrouting {\n"
 	    "\t\ttype nat hook postrouting priority srcnat; policy accept;\n"
 	    "\t\tip saddr %s ip daddr != %s masquerade\n"
@@ -92,7 +97,8 @@ nat_table(struct net_ctx *c, const struct net_def *n, const char *br,
 	    "\t\tiifname \"%s\" accept\n"
 	    "\t\toifname \"%s\" ct state established,related accept\n"
 	    "\t}\n"
-	    "}\n", n->id, n->id, n->id, n->subnet, n->subnet, br, br) < 0)
+	    "}\n", n->id, n->id, n->id, c->cfg->owner, n->subnet, n->subnet,
+	    br, br) < 0)
 		return snprintf(err, errsz, "nft rules too long"), -1;
 	return netk_batch("nft", c->cfg->run, text, err, errsz);
 }
@@ -138,7 +144,7 @@ nat_reconcile(struct net_ctx *c)
 			    NET_NAT))
 				wanted = 1;
 		}
-		if (wanted)
+		if (wanted || netk_nft_owned("ip", name, c->cfg->owner) != 1)
 			continue;
 		log_info("net: deleting nftables table ip %s", name);
 		if (netk_run(err, sizeof(err), "nft delete table ip %s",

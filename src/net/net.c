@@ -384,12 +384,15 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 	if ((links = netk_links(err, errsz)) == NULL)
 		goto cleanup;
 	l = netk_link(links, tap);
-	if (l != NULL && strcmp(netk_kind(l), "tun") != 0) {
-		snprintf(err, errsz, "%s exists and is no TAP", tap);
+	if (l != NULL && (strcmp(netk_kind(l), "tun") != 0 ||
+	    !netk_owned(l, net_cfg.owner))) {
+		snprintf(err, errsz, "%s on host %s is not a TAP of this agent",
+		    tap, net_cfg.host);
 		goto cleanup;
 	}
-	if (l == NULL && netk_run(err, errsz, "ip tuntap add dev %s mode tap "
-	    "user %u", tap, (unsigned)geteuid()) < 0)
+	if (l == NULL && (netk_run(err, errsz, "ip tuntap add dev %s mode tap "
+	    "user %u", tap, (unsigned)geteuid()) < 0 || netk_run(err, errsz,
+	    "ip link set dev %s alias %s", tap, net_cfg.owner) < 0))
 		goto cleanup;
 	net_tap_note(tap, 1);
 	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", tap,
@@ -422,6 +425,7 @@ net_tap_detach(const char *mac)
 		rc = -1;
 	} else if (netk_link(links, tap) != NULL &&
 	    strcmp(netk_kind(netk_link(links, tap)), "tun") == 0 &&
+	    netk_owned(netk_link(links, tap), net_cfg.owner) &&
 	    netk_run(err, sizeof(err), "ip link del dev %s", tap) < 0) {
 		log_warnx("cannot delete %s: %s", tap, err);
 		rc = -1;

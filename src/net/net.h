@@ -15,6 +15,10 @@ struct net_config {
 	char	 host[UTIL_NAME_MAX + 1];	/* for error texts */
 	char	 data[4096];	/* persistent: DATA/net.json, the last payload */
 	char	 run[4096];	/* RUN/net: dnsmasq pid/conf/lease files */
+	/* Written into every link's alias and nft table's comment: objects
+	 * without it belong to someone else (another agent in this network
+	 * namespace) and are never changed or deleted. */
+	char	 owner[64];
 	void	(*sync)(void);	/* ask for a report now (may be NULL) */
 };
 

@@ -24,6 +24,16 @@ json_t	*netk_link(json_t *links, const char *name);
 /* Its linkinfo.info_kind ("" when none) and info_data (may be NULL). */
 const char *netk_kind(json_t *link);
 json_t	*netk_data(json_t *link);
+/* 1 when the link's alias is owner (we made it). */
+int	 netk_owned(json_t *link, const char *owner);
+/* Create a link with `ip link add ARGS` and mark it ours (alias). */
+int	 netk_link_add(const char *name, const char *owner, char *err,
+	    size_t errsz, const char *fmt, ...)
+	    __attribute__((format(printf, 5, 6)));
+/* Table family/name: 1 ours (its comment is owner), 0 someone else's,
+ * -1 absent or unreadable. */
+int	 netk_nft_owned(const char *family, const char *table,
+	    const char *owner);
 /* 1 when the link's flags list has flag (e.g. "LOWER_UP"). */
 int	 netk_has_flag(json_t *link, const char *flag);
 /* IPv4 "dst" addresses of the all-zero fdb entries of dev; sorted. */

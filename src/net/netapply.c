@@ -16,6 +16,19 @@ net_bridge_of(const struct net_def *n, char *out, size_t outsz)
 	return net_ifname('b', n->id, out, outsz);
 }
 
+/* The link called name (*l, NULL when absent); -1 when someone else
+ * (another agent in this namespace) made it: never touched then. */
+static int
+net_mine(struct net_ctx *c, const char *name, json_t **l, char *err,
+    size_t errsz)
+{
+	*l = netk_link(c->links, name);
+	if (*l != NULL && !netk_owned(*l, c->cfg->owner))
+		return snprintf(err, errsz, "%s on host %s belongs to another "
+		    "cvirt agent", name, c->cfg->host), -1;
+	return 0;
+}
+
 /* Delete link name when it exists but is not what we want. */
 static int
 net_drop_link(struct net_ctx *c, const char *name, char *err, size_t errsz)
@@ -35,14 +48,15 @@ net_bridge(struct net_ctx *c, const struct net_def *n, char *err,
 
 	if (net_ifname('b', n->id, br, sizeof(br)) < 0)
 		return snprintf(err, errsz, "bad network id"), -1;
-	l = netk_link(c->links, br);
+	if (net_mine(c, br, &l, err, errsz) < 0)
+		return -1;
 	if (l != NULL && strcmp(netk_kind(l), "bridge") != 0) {
 		if (net_drop_link(c, br, err, errsz) < 0)
 			return -1;
 		l = NULL;
 	}
-	if (l == NULL && netk_run(err, errsz, "ip link add name %s type bridge "
-	    "stp_state 0 forward_delay 0", br) < 0)
+	if (l == NULL && netk_link_add(br, c->cfg->owner, err, errsz, "name %s "
+	    "type bridge stp_state 0 forward_delay 0", br) < 0)
 		return -1;
 	if (n->type == NET_NAT && netk_run(err, errsz, "ip link set dev %s "
 	    "address %s", br, n->mac) < 0)
@@ -79,9 +93,9 @@ net_vlan(struct net_ctx *c, const struct net_def *n, char *err, size_t errsz)
 	const char *link;
 
 	if (net_uplink_check(c, n->uplink, err, errsz) < 0 ||
-	    net_ifname('v', n->id, dev, sizeof(dev)) < 0)
+	    net_ifname('v', n->id, dev, sizeof(dev)) < 0 ||
+	    net_mine(c, dev, &l, err, errsz) < 0)
 		return -1;
-	l = netk_link(c->links, dev);
 	d = netk_data(l);
 	link = json_string_value(json_object_get(l, "link"));
 	if (l != NULL && (strcmp(netk_kind(l), "vlan") != 0 || link == NULL ||
@@ -91,9 +105,17 @@ net_vlan(struct net_ctx *c, const struct net_def *n, char *err, size_t errsz)
 			return -1;
 		l = NULL;
 	}
-	if (l == NULL && netk_run(err, errsz, "ip link add link %s name %s "
-	    "type vlan id %d", n->uplink, dev, n->vlan) < 0)
+	if (l == NULL && netk_link_add(dev, c->cfg->owner, err, errsz, "link %s "
+	    "name %s type vlan id %d", n->uplink, dev, n->vlan) < 0) {
+		char why[160];
+
+		/* "Unknown device type": a kernel without CONFIG_VLAN_8021Q. */
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errsz, "cannot create VLAN device %s on host %s: "
+		    "%s%s", dev, c->cfg->host, why, strstr(why, "Unknown device")
+		    ? " (no 802.1Q support in the kernel)" : "");
 		return -1;
+	}
 	return net_port_up(n, dev, err, errsz);
 }
 
@@ -170,9 +192,9 @@ net_vxlan(struct net_ctx *c, const struct net_def *n, char *err,
 		    "%s (the manager sent none)", c->cfg->host), -1;
 	if (n->uplink[0] && net_uplink_check(c, n->uplink, err, errsz) < 0)
 		return -1;
-	if (net_ifname('x', n->id, dev, sizeof(dev)) < 0)
+	if (net_ifname('x', n->id, dev, sizeof(dev)) < 0 ||
+	    net_mine(c, dev, &l, err, errsz) < 0)
 		return -1;
-	l = netk_link(c->links, dev);
 	if (l != NULL && !net_vxlan_same(l, n, c->p->local)) {
 		if (net_drop_link(c, dev, err, errsz) < 0)
 			return -1;
@@ -180,8 +202,8 @@ net_vxlan(struct net_ctx *c, const struct net_def *n, char *err,
 	}
 	if (n->uplink[0])
 		snprintf(via, sizeof(via), " dev %s", n->uplink);
-	if (l == NULL && netk_run(err, errsz, "ip link add name %s type vxlan "
-	    "id %ld dstport %d local %s nolearning%s", dev, n->vni,
+	if (l == NULL && netk_link_add(dev, c->cfg->owner, err, errsz, "name %s "
+	    "type vxlan id %ld dstport %d local %s nolearning%s", dev, n->vni,
 	    NET_VXLAN_PORT, c->p->local, via) < 0)
 		return -1;
 	if (net_port_up(n, dev, err, errsz) < 0)
@@ -284,7 +306,7 @@ net_reconcile(struct net_ctx *c, int (*keep_tap)(json_t *link))
 		const char *name = json_string_value(json_object_get(l,
 		    "ifname"));
 
-		if (name == NULL)
+		if (name == NULL || !netk_owned(l, c->cfg->owner))
 			continue;
 		if (strncmp(name, "cvnt", 4) == 0 && strcmp(netk_kind(l),
 		    "tun") == 0) {

@@ -405,7 +405,8 @@ net_payload_parse(json_t *j, struct net_payload *out, char *err,
 		}
 	}
 	snprintf(p.gen, sizeof(p.gen), "%s", gen);
-	if (net_opt_str(j, "local", &local) < 0 || (local &&
+	/* "" when the manager knows no IPv4 address of this host. */
+	if (net_opt_str(j, "local", &local) < 0 || (local && local[0] &&
 	    net_ipv4_parse(local, &a) < 0)) {
 		snprintf(err, errsz, "net.local: want an IPv4 address");
 		goto cleanup;

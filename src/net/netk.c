@@ -223,3 +223,50 @@ netk_nft_tables(const char *family, const char *prefix, char *err,
 	json_decref(j);
 	return out;
 }
+
+int
+netk_owned(json_t *link, const char *owner)
+{
+	const char *a = json_string_value(json_object_get(link, "ifalias"));
+
+	return a != NULL && owner[0] && strcmp(a, owner) == 0;
+}
+
+int
+netk_link_add(const char *name, const char *owner, char *err, size_t errsz,
+    const char *fmt, ...)
+{
+	char args[768];
+	va_list ap;
+	int len;
+
+	va_start(ap, fmt);
+	len = vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	if (len < 0 || (size_t)len >= sizeof(args))
+		return snprintf(err, errsz, "command too long"), -1;
+	if (netk_run(err, errsz, "ip link add %s", args) < 0)
+		return -1;
+	if (netk_run(err, errsz, "ip link set dev %s alias %s", name,
+	    owner) < 0) {
+		char e2[256];
+
+		netk_run(e2, sizeof(e2), "ip link del dev %s", name);
+		return -1;
+	}
+	return 0;
+}
+
+int
+netk_nft_owned(const char *family, const char *table, const char *owner)
+{
+	char *argv[] = { "nft", "list", "table", (char *)family, (char *)table,
+	    NULL };
+	char out[65536], want[128];
+
+	if (proc_run(argv, out, sizeof(out), NETK_TIMEOUT_MS) != 0)
+		return -1;
+	if (util_fmt(want, sizeof(want), "comment \"%s\"", owner) < 0)
+		return 0;
+	return strstr(out, want) != NULL;
+}

@@ -1,0 +1,432 @@
+"""The agent's host side of virtual networks (src/net), against the kernel.
+
+One agent runs as root in a throwaway network namespace and talks to a
+small stand-in manager (in the same namespace) that answers its heartbeats
+with the network payload of docs/network.md. The test changes the payload
+and checks the kernel objects with ip, bridge and nft: creation, a reapply
+with changed VXLAN peers, deletion, TAP clean-up, an agent restart (nothing
+lost, nothing duplicated) and that objects the agent does not own are never
+touched."""
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+from cvirt import Daemon, cvirt_bin, free_port, wait_for
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or
+    not shutil.which("dnsmasq"),
+    reason="needs root, nft and dnsmasq (scripts/install-deps)")
+
+# The stand-in manager: register, then heartbeats; each reply carries the
+# payload of DIR/payload.json when the agent's net_gen differs from it.
+FAKE_MANAGER = r'''
+import json, os, sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+port, d = int(sys.argv[1]), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_GET(self):
+        self.reply({"status": "ok"})
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length") or 0)
+        body = json.loads(self.rfile.read(n) or b"{}")
+        if self.path.endswith("/agent/register"):
+            return self.reply({"agent_key": "k1",
+                               "heartbeat_interval_ms": 200})
+        tmp = os.path.join(d, "report.tmp")
+        with open(tmp, "w") as f:
+            json.dump(body, f)
+        os.rename(tmp, os.path.join(d, "report.json"))
+        out = {"heartbeat_interval_ms": 200}
+        try:
+            with open(os.path.join(d, "payload.json")) as f:
+                net = json.load(f)
+            if body.get("net_gen") != net.get("gen"):
+                out["net"] = net
+        except FileNotFoundError:
+            pass
+        self.reply(out)
+    def reply(self, obj):
+        b = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(b)))
+        self.end_headers()
+        self.wfile.write(b)
+ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+'''
+
+# Holds a TAP open the way QEMU does (TUNSETIFF), until killed.
+TAP_HOLDER = r'''
+import fcntl, os, struct, sys, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", sys.argv[1].encode(),
+            0x0002 | 0x1000))
+print("held", flush=True)
+time.sleep(3600)
+'''
+
+
+def run(ns, *argv, check=True):
+    p = subprocess.run(["ip", "netns", "exec", ns] + list(argv),
+                       capture_output=True, text=True, timeout=30)
+    if check and p.returncode != 0:
+        raise AssertionError("%s: %s" % (" ".join(argv), p.stderr))
+    return p.stdout
+
+
+def links(ns):
+    return {l["ifname"]: l for l in
+            json.loads(run(ns, "ip", "-d", "-j", "link", "show"))}
+
+
+def addrs(ns, dev):
+    out = json.loads(run(ns, "ip", "-j", "-4", "addr", "show", "dev", dev))
+    return ["%s/%d" % (a["local"], a["prefixlen"])
+            for i in out for a in i.get("addr_info", [])]
+
+
+def fdb_dsts(ns, dev):
+    out = run(ns, "bridge", "-j", "fdb", "show", "dev", dev)
+    return sorted(e["dst"] for e in json.loads(out or "[]")
+                  if e.get("mac") == "00:00:00:00:00:00" and "dst" in e)
+
+
+def nft_tables(ns):
+    return set(l.strip() for l in run(ns, "nft", "list", "tables")
+               .splitlines() if l.strip())
+
+
+def alive(pid):
+    """Running (a zombie waiting for init to reap it is not)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def pid_of(path):
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return pid if alive(pid) else None
+
+
+class Host:
+    """An agent in its own namespace, with its stand-in manager."""
+
+    def __init__(self, tmp):
+        self.ns = "cvndt%05d" % random.randint(0, 99999)
+        self.dir = tempfile.mkdtemp(prefix="cvnd.", dir="/tmp")
+        self.data = os.path.join(self.dir, "a")
+        self.run_net = os.path.join(self.data, "run", "net")
+        self.owner = "cvirt:" + hashlib.blake2b(
+            self.data.encode(), digest_size=32).hexdigest()[:16]
+        self.logdir = str(tmp)
+        self.holders = []
+        self.agent = None
+        self.mgr = None
+        try:
+            self._setup()
+        except Exception:
+            self.cleanup()
+            raise
+
+    def _setup(self):
+        subprocess.run(["ip", "netns", "add", self.ns], check=True)
+        run(self.ns, "ip", "link", "set", "lo", "up")
+        # The underlay (VTEP address 10.77.0.1), an operator's bridge, and
+        # a cvn-named bridge that some other agent owns.
+        run(self.ns, "ip", "link", "add", "up0", "type", "veth", "peer",
+            "name", "up0p")
+        run(self.ns, "ip", "addr", "add", "10.77.0.1/24", "dev", "up0")
+        run(self.ns, "ip", "link", "set", "up0", "up")
+        run(self.ns, "ip", "link", "add", "vbr0", "type", "bridge")
+        run(self.ns, "ip", "link", "add", "cvnb99", "type", "bridge")
+        with open(os.path.join(self.dir, "fake.py"), "w") as f:
+            f.write(FAKE_MANAGER)
+        with open(os.path.join(self.dir, "holder.py"), "w") as f:
+            f.write(TAP_HOLDER)
+        with open(os.path.join(self.dir, "token"), "w") as f:
+            f.write("t" * 64 + "\n")
+        os.makedirs(os.path.join(self.dir, "storage"))
+        self.mport, self.aport = free_port(), free_port()
+        self.mgr = Daemon("fake manager", [
+            "ip", "netns", "exec", self.ns, sys.executable,
+            os.path.join(self.dir, "fake.py"), str(self.mport), self.dir],
+            os.path.join(self.logdir, "fake-manager.log"), dict(os.environ))
+        self.mgr.start()
+
+    def start_agent(self):
+        self.agent = Daemon("agent", [
+            "ip", "netns", "exec", self.ns, cvirt_bin(), "agent",
+            "--data", self.data,
+            "--manager", "http://127.0.0.1:%d" % self.mport,
+            "--token-file", os.path.join(self.dir, "token"), "--name", "h1",
+            "--listen", "127.0.0.1:%d" % self.aport,
+            "--storage", "local=" + os.path.join(self.dir, "storage")],
+            os.path.join(self.logdir, "agent.log"), dict(os.environ))
+        self.agent.start()
+
+    def stop_agent(self):
+        assert self.agent.stop(15) == 0, self.agent.log_tail()
+
+    def push(self, gen, networks, local="10.77.0.1"):
+        p = os.path.join(self.dir, "payload.json")
+        with open(p + ".tmp", "w") as f:
+            json.dump({"gen": gen, "local": local, "networks": networks}, f)
+        os.rename(p + ".tmp", p)
+
+    def report(self):
+        try:
+            with open(os.path.join(self.dir, "report.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return {}
+
+    def wait_gen(self, gen, timeout=30):
+        def check():
+            if not self.agent.running():
+                raise AssertionError("agent exited:\n" +
+                                     self.agent.log_tail())
+            return self.report().get("net_gen") == gen
+        wait_for(check, timeout, "the agent to apply generation " + gen)
+        # The status goes with the report after the one that named the
+        # generation; read it from a fresh report.
+        os.unlink(os.path.join(self.dir, "report.json"))
+        wait_for(lambda: self.report().get("net_gen") == gen, 10,
+                 "the next report")
+        return self.report()["net_status"]
+
+    def hold_tap(self, name):
+        p = subprocess.Popen(["ip", "netns", "exec", self.ns,
+                              sys.executable,
+                              os.path.join(self.dir, "holder.py"), name],
+                             stdout=subprocess.PIPE, text=True)
+        assert p.stdout.readline().strip() == "held"
+        self.holders.append(p)
+        return p
+
+    def dnsmasq_pids(self):
+        pids = {}
+        if os.path.isdir(self.run_net):
+            for f in os.listdir(self.run_net):
+                if f.endswith(".pid"):
+                    pid = pid_of(os.path.join(self.run_net, f))
+                    if pid:
+                        pids[f] = pid
+        return pids
+
+    def cleanup(self):
+        if self.agent:
+            self.agent.stop(10)
+        for pid in self.dnsmasq_pids().values():
+            os.kill(pid, signal.SIGTERM)
+        for p in self.holders:
+            p.kill()
+            p.wait()
+        if self.mgr:
+            self.mgr.stop(5)
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def host(tmp_path, cvirt_bin):
+    h = Host(tmp_path)
+    yield h
+    h.cleanup()
+
+
+def net(name, id, type, **kw):
+    n = {"name": name, "id": id, "type": type, "subnet": None,
+         "gateway": None, "dhcp": False, "mtu": 1500, "vni": None,
+         "vlan": None, "uplink": None,
+         "mac": "02:00:c7:00:00:%02x" % id, "peers": [], "leases": []}
+    n.update(kw)
+    return n
+
+
+NAT = net("natnet", 1, "nat", subnet="10.50.0.0/24", gateway="10.50.0.1",
+          dhcp=True, leases=[{"mac": "52:54:00:00:00:11",
+                              "ip": "10.50.0.11", "vm": "web1"}])
+VLAN = net("vl", 2, "vlan", vlan=100, uplink="up0")
+VX = net("vx", 3, "vxlan", vni=10003, mtu=1450, subnet="10.60.0.0/24",
+         gateway="10.60.0.1", dhcp=True, peers=["10.77.0.2", "10.77.0.3"])
+BR = net("br", 4, "bridge", uplink="vbr0")
+BAD = net("nobr", 5, "bridge", uplink="nope0")
+
+
+def kernel_has_vlan():
+    """CONFIG_VLAN_8021Q: some test kernels lack it."""
+    p = subprocess.run(["unshare", "-n", "sh", "-c",
+                        "ip link add name t0 type veth peer name t1 && "
+                        "ip link add link t0 name t0.5 type vlan id 5"],
+                       capture_output=True)
+    return p.returncode == 0
+
+
+VLAN_OK = "ok" if kernel_has_vlan() else \
+    "cannot create VLAN device cvnv2 on host h1: Error: Unknown device " \
+    "type. (no 802.1Q support in the kernel)"
+
+
+def check_first(h):
+    ln = links(h.ns)
+    b1 = ln["cvnb1"]
+    assert b1["linkinfo"]["info_kind"] == "bridge"
+    assert b1["address"] == "02:00:c7:00:00:01"
+    assert b1.get("ifalias") == h.owner
+    assert addrs(h.ns, "cvnb1") == ["10.50.0.1/24"]
+    if VLAN_OK == "ok":
+        v = ln["cvnv2"]
+        assert v["linkinfo"]["info_kind"] == "vlan"
+        assert v["linkinfo"]["info_data"]["id"] == 100
+        assert v["link"] == "up0" and v["master"] == "cvnb2"
+    else:
+        assert "cvnv2" not in ln
+    x = ln["cvnx3"]
+    d = x["linkinfo"]["info_data"]
+    assert x["linkinfo"]["info_kind"] == "vxlan"
+    assert (d["id"], d["local"], d["port"], d["learning"]) == \
+        (10003, "10.77.0.1", 4789, False)
+    assert x["mtu"] == 1450 and x["master"] == "cvnb3"
+    assert ln["cvnb3"]["mtu"] == 1450
+    assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.2", "10.77.0.3"]
+    # The anycast DHCP server's veth; its peer is in the private namespace.
+    assert ln["cvnd3"]["master"] == "cvnb3"
+    pid3 = pid_of(os.path.join(h.run_net, "dhcp3.pid"))
+    assert pid3, "no dnsmasq for vx"
+    inner = json.loads(subprocess.run(
+        ["nsenter", "-t", str(pid3), "-n", "ip", "-j", "addr", "show", "dev",
+         "cvne3"], capture_output=True, text=True, check=True).stdout)[0]
+    assert inner["address"] == "02:00:c7:00:00:03"
+    assert [a["local"] for a in inner["addr_info"]
+            if a["family"] == "inet"] == ["10.60.0.1"]
+    tables = nft_tables(h.ns)
+    assert "table ip cvirt_nat1" in tables
+    assert "table bridge cvirt_dhcp" in tables
+    nat = run(h.ns, "nft", "list", "table", "ip", "cvirt_nat1")
+    assert "ip saddr 10.50.0.0/24 ip daddr != 10.50.0.0/24 masquerade" in nat
+    pids = h.dnsmasq_pids()
+    assert set(pids) == {"dhcp1.pid", "dhcp3.pid"}, pids
+    for pid in pids.values():
+        # Nothing of the agent's signal mask (it blocks SIGTERM) sticks.
+        with open("/proc/%d/status" % pid) as f:
+            blk = [l for l in f if l.startswith("SigBlk:")][0]
+        assert int(blk.split()[1], 16) & (1 << (signal.SIGTERM - 1)) == 0
+    with open(os.path.join(h.run_net, "dhcp1.conf")) as f:
+        conf = f.read()
+    assert "dhcp-host=52:54:00:00:00:11,10.50.0.11" in conf
+    assert "dhcp-option=option:router,10.50.0.1" in conf
+    assert "dhcp-option=option:mtu,1500" in conf
+    assert "cvnb99" in ln and "ifalias" not in ln["cvnb99"]
+    return pids
+
+
+def test_apply_reapply_restart_remove(host):
+    h = host
+    h.push("g1", [NAT, VLAN, VX, BR, BAD])
+    h.start_agent()
+    st = h.wait_gen("g1")
+    assert st == {"natnet": "ok", "vl": VLAN_OK, "vx": "ok", "br": "ok",
+                  "nobr": "bridge nope0 not found on host h1"}, st
+    pids = check_first(h)
+
+    # A leaked TAP of this agent (no VM holds it) and one a "QEMU" holds;
+    # another agent's TAP.
+    for t in ("cvnt0000aa", "cvnt0000bb", "cvnt0000cc"):
+        run(h.ns, "ip", "tuntap", "add", "dev", t, "mode", "tap")
+        run(h.ns, "ip", "link", "set", t, "master", "cvnb3", "up")
+    run(h.ns, "ip", "link", "set", "cvnt0000aa", "alias", h.owner)
+    run(h.ns, "ip", "link", "set", "cvnt0000bb", "alias", h.owner)
+    h.hold_tap("cvnt0000bb")
+
+    # Peers change, the nat network goes away, a lease is added elsewhere.
+    vx2 = dict(VX, peers=["10.77.0.3", "10.77.0.4"])
+    h.push("g2", [VLAN, vx2, BR])
+    st = h.wait_gen("g2")
+    assert st == {"vl": VLAN_OK, "vx": "ok", "br": "ok"}, st
+    ln = links(h.ns)
+    assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.3", "10.77.0.4"]
+    assert "cvnb1" not in ln
+    assert ln["cvnx3"]["ifindex"] > 0 and ("cvnv2" in ln) == \
+        (VLAN_OK == "ok")
+    assert "table ip cvirt_nat1" not in nft_tables(h.ns)
+    assert not alive(pids["dhcp1.pid"])
+    assert not os.path.exists(os.path.join(h.run_net, "dhcp1.conf"))
+    # The DHCP server of vx kept running (its configuration is the same).
+    assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
+    assert "cvnt0000aa" not in ln          # leaked: deleted
+    assert "cvnt0000bb" in ln              # in use: kept
+    assert "cvnt0000cc" in ln              # not ours: untouched
+    assert "cvnb99" in ln
+
+    # An agent restart: everything stays, nothing is made twice.
+    before = {n: l["ifindex"] for n, l in links(h.ns).items()}
+    h.stop_agent()
+    after_stop = {n: l["ifindex"] for n, l in links(h.ns).items()}
+    assert after_stop == before
+    assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
+    h.start_agent()
+    st = h.wait_gen("g2")
+    assert st["vx"] == "ok"
+    assert {n: l["ifindex"] for n, l in links(h.ns).items()} == before
+    assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.3", "10.77.0.4"]
+    assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
+
+    # Every network removed: every owned object goes, foreign ones stay,
+    # the TAP a VM holds stays.
+    h.push("g3", [])
+    assert h.wait_gen("g3") == {}
+    ln = links(h.ns)
+    left = sorted(n for n in ln if n.startswith("cvn"))
+    assert left == ["cvnb99", "cvnt0000bb", "cvnt0000cc"], left
+    assert not any("cvirt" in t for t in nft_tables(h.ns))
+    assert h.dnsmasq_pids() == {}
+    assert not [f for f in os.listdir(h.run_net) if f.startswith("dhcp")]
+    assert "vbr0" in ln and "up0" in ln
+
+
+def test_bad_payloads(host):
+    h = host
+    h.push("b1", [
+        net("ok1", 7, "vxlan", vni=7007, mtu=1450),
+        net("badup", 8, "vlan", vlan=5, uplink="eth0;reboot"),
+        net("badvni", 9, "vxlan", vni=0),
+        net("badcidr", 10, "nat", subnet="10.1.2.3/24", gateway="10.1.2.1"),
+        net("dupvni", 11, "vxlan", vni=7007),
+        net("badpeer", 12, "vxlan", vni=7012, peers=["10.0.0.1; rm"]),
+        net("badmac", 13, "nat", subnet="10.9.0.0/24", gateway="10.9.0.1",
+            mac="01:00:5e:00:00:01"),
+    ])
+    h.start_agent()
+    st = h.wait_gen("b1")
+    assert st["ok1"] == "ok"
+    for name in ("badup", "badvni", "badcidr", "dupvni", "badpeer", "badmac"):
+        assert st[name].startswith("invalid network: "), (name, st[name])
+    ln = links(h.ns)
+    assert sorted(n for n in ln if n.startswith("cvn")) == \
+        ["cvnb7", "cvnb99", "cvnx7"]
+
+    # A malformed envelope changes nothing: the last generation stays.
+    with open(os.path.join(h.dir, "payload.json"), "w") as f:
+        json.dump({"gen": "b2", "networks": "all"}, f)
+    time.sleep(1.5)
+    assert h.report()["net_gen"] == "b1"
+    assert "cvnx7" in links(h.ns)
+    assert h.agent.running()
