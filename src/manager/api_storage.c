@@ -331,7 +331,7 @@ api_image_delete(struct httpd_req *r)
 	if ((row = api_image_lookup(r, r->params[0])) == NULL)
 		return 0;
 	snprintf(like, sizeof(like), "%%\"image\":\"%s\"%%", r->params[0]);
-	if (strcmp(JS(row, "state"), "ready") != 0) {
+	if (strcmp(JS(row, "state"), "importing") == 0) {
 		httpd_reply_error(r, 409, "image \"%s\" is being imported",
 		    r->params[0]);
 	} else if ((user = db_row("SELECT name FROM vms WHERE spec LIKE ?", "s",

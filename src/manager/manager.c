@@ -144,6 +144,7 @@ manager_lead(void)
 	if (task_init(4) < 0)
 		return -1;
 	lead_tasks = 1;
+	storops_recover();
 	if (hostmon_start() < 0)
 		return -1;
 	lead_mon = 1;

@@ -225,6 +225,9 @@ int	 storops_snapshot_create(struct task *t);
 int	 storops_snapshot_revert(struct task *t);
 int	 storops_snapshot_delete(struct task *t);
 int	 storops_backup_create(struct task *t);
+/* At the leader's start: backups and imports the last run left half-made
+ * are marked failed. */
+void	 storops_recover(void);
 int	 storops_backup_restore(struct task *t);
 int	 storops_backup_verify(struct task *t);
 int	 storops_vm_clone(struct task *t);

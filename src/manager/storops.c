@@ -327,6 +327,25 @@ storops_retention(struct task *t, const char *host, int64_t keep)
 	json_decref(rows);
 }
 
+/* A manager that stopped during a backup or an image import left its row
+ * half-made: the task is failed (task_init), so is the object, and its
+ * files can be deleted like any other's. */
+void
+storops_recover(void)
+{
+	int n;
+
+	if ((n = db_exec("UPDATE backups SET state = 'failed' WHERE state = "
+	    "'running'", NULL)) > 0)
+		event_add("warning", "backup.failed", NULL, "%d backup(s) were "
+		    "running when the manager stopped: marked failed (delete "
+		    "them to free their space)", n);
+	if ((n = db_exec("UPDATE images SET state = 'failed' WHERE state = "
+	    "'importing'", NULL)) > 0)
+		event_add("warning", "image.failed", NULL, "%d image import(s) "
+		    "were running when the manager stopped: marked failed", n);
+}
+
 int
 storops_backup_create(struct task *t)
 {
