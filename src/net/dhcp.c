@@ -40,13 +40,15 @@ char *
 dhcp_conf_text(const struct net_def *n, const char *iface, const char *pidfile,
     const char *leasefile)
 {
-	uint32_t mask = 0xffffffffu << (32 - n->prefix);
+	uint32_t mask;
 	size_t cap = 1024 + n->nleases * 48, len, i;
-	char *s = malloc(cap);
+	char *s;
 	int w;
 
-	if (s == NULL)
+	if (!n->has_subnet || n->prefix < 8 || n->prefix > 30 ||
+	    (s = malloc(cap)) == NULL)
 		return NULL;
+	mask = 0xffffffffu << (32 - n->prefix);
 	w = snprintf(s, cap,
 	    "# cvirt network %s (generated; do not edit)\n"
 	    "interface=%s\n"

@@ -1,0 +1,389 @@
+/* test_net.c - unit tests for the network payload checks, names, peer
+ * diffing and the DHCP configuration (src/net, the pure parts). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "net/net.h"
+#include "net/net_int.h"
+
+/* Parse a payload given as JSON text; asserts the envelope is accepted. */
+static void
+parse_ok(const char *text, struct net_payload *p)
+{
+	json_error_t je;
+	json_t *j = json_loads(text, 0, &je);
+	char err[256];
+
+	assert_non_null(j);
+	memset(p, 0, sizeof(*p));
+	assert_int_equal(net_payload_parse(j, p, err, sizeof(err)), 0);
+	json_decref(j);
+}
+
+/* The error of the only network of a payload with that network. */
+static void
+net_err(const char *netjson, char *out, size_t outsz)
+{
+	char text[4096];
+	struct net_payload p;
+
+	snprintf(text, sizeof(text), "{\"gen\": \"g\", \"local\": \"10.0.0.1\", "
+	    "\"networks\": [%s]}", netjson);
+	parse_ok(text, &p);
+	assert_int_equal(p.nnets, 1);
+	snprintf(out, outsz, "%s", p.nets[0].err);
+	net_payload_free(&p);
+}
+
+static void
+test_names(void **state)
+{
+	char n[16];
+
+	(void)state;
+	assert_int_equal(net_ifname('b', 3, n, sizeof(n)), 0);
+	assert_string_equal(n, "cvnb3");
+	assert_int_equal(net_ifname('x', NET_MAX_ID, n, sizeof(n)), 0);
+	assert_string_equal(n, "cvnx9999999");
+	assert_true(strlen(n) <= 15);
+	assert_int_equal(net_ifname('b', 0, n, sizeof(n)), -1);
+	assert_int_equal(net_ifname('b', NET_MAX_ID + 1L, n, sizeof(n)), -1);
+	assert_int_equal(net_ifname('q', 1, n, sizeof(n)), -1);
+	assert_int_equal(net_tap_name("52:54:00:AB:cd:EF", n, sizeof(n)), 0);
+	assert_string_equal(n, "cvntabcdef");
+	assert_int_equal(net_tap_name("52:54:00:ab:cd", n, sizeof(n)), -1);
+	assert_int_equal(net_tap_name("52-54-00-ab-cd-ef", n, sizeof(n)), -1);
+	assert_int_equal(net_tap_name(NULL, n, sizeof(n)), -1);
+	assert_int_equal(net_tap_name("52:54:00:ab:cd:ef", n, 8), -1);
+}
+
+static void
+test_validators(void **state)
+{
+	uint32_t a;
+	int p;
+
+	(void)state;
+	assert_true(net_mac_valid("02:00:c7:00:00:03"));
+	assert_false(net_mac_valid("01:00:5e:00:00:01"));	/* multicast */
+	assert_false(net_mac_valid("02:00:c7:00:00:0g"));
+	assert_false(net_mac_valid("02:00:c7:00:00:03 "));
+	assert_true(net_ifname_valid("eth0"));
+	assert_true(net_ifname_valid("br-lan.100"));
+	assert_false(net_ifname_valid(""));
+	assert_false(net_ifname_valid("a234567890123456"));	/* 16 chars */
+	assert_false(net_ifname_valid("eth0 up"));
+	assert_false(net_ifname_valid("eth0;reboot"));
+	assert_false(net_ifname_valid("../x"));
+	assert_false(net_ifname_valid("-x"));
+	assert_int_equal(net_cidr_parse("10.50.0.0/24", &a, &p), 0);
+	assert_int_equal(a, 0x0a320000u);
+	assert_int_equal(p, 24);
+	assert_int_equal(net_cidr_parse("10.50.0.1/24", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.0/31", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.0/7", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.0", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.0/24x", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.256/24", &a, &p), -1);
+	assert_int_equal(net_cidr_parse("10.50.0.0/+24", &a, &p), -1);
+	assert_int_equal(net_ipv4_parse("1.2.3.4", &a), 0);
+	assert_int_equal(net_ipv4_parse("1.2.3", &a), -1);
+	assert_int_equal(net_ipv4_parse("1.2.3.4.5", &a), -1);
+}
+
+static void
+test_payload_good(void **state)
+{
+	struct net_payload p;
+	const struct net_def *n;
+
+	(void)state;
+	parse_ok("{\"gen\": \"7-abc\", \"local\": \"10.231.0.2\", \"networks\": ["
+	    "{\"name\": \"blue\", \"id\": 3, \"type\": \"vxlan\", \"subnet\": "
+	    "\"10.50.0.0/24\", \"gateway\": \"10.50.0.1\", \"dhcp\": true, "
+	    "\"mtu\": 1450, \"vni\": 10001, \"vlan\": null, \"uplink\": null, "
+	    "\"mac\": \"02:00:c7:00:00:03\", \"peers\": [\"10.231.0.4\", "
+	    "\"10.231.0.3\", \"10.231.0.4\"], \"leases\": [{\"mac\": "
+	    "\"52:54:00:aa:bb:cc\", \"ip\": \"10.50.0.12\", \"vm\": \"web1\"}]},"
+	    "{\"name\": \"out\", \"id\": 4, \"type\": \"nat\", \"subnet\": "
+	    "\"192.168.7.0/24\", \"gateway\": \"192.168.7.1\", \"mac\": "
+	    "\"02:00:c7:00:00:04\"},"
+	    "{\"name\": \"lan\", \"id\": 5, \"type\": \"bridge\", \"uplink\": "
+	    "\"br0\"}]}", &p);
+	assert_string_equal(p.gen, "7-abc");
+	assert_string_equal(p.local, "10.231.0.2");
+	assert_int_equal(p.nnets, 3);
+	n = net_payload_find(&p, "blue");
+	assert_non_null(n);
+	assert_string_equal(n->err, "");
+	assert_int_equal(n->type, NET_VXLAN);
+	assert_int_equal(n->vni, 10001);
+	assert_int_equal(n->mtu, 1450);
+	assert_true(n->dhcp);
+	/* Sorted and without the duplicate. */
+	assert_int_equal(n->npeers, 2);
+	assert_string_equal(n->peers[0], "10.231.0.3");
+	assert_string_equal(n->peers[1], "10.231.0.4");
+	assert_int_equal(n->nleases, 1);
+	assert_string_equal(n->leases[0].vm, "web1");
+	n = net_payload_find(&p, "out");
+	assert_string_equal(n->err, "");
+	assert_true(n->dhcp);		/* nat: DHCP by default */
+	assert_int_equal(n->mtu, 1500);
+	n = net_payload_find(&p, "lan");
+	assert_string_equal(n->err, "");
+	assert_false(n->dhcp);
+	assert_null(net_payload_find(&p, "nope"));
+	net_payload_free(&p);
+	net_payload_free(&p);	/* twice: a zeroed struct is fine */
+	net_payload_free(NULL);
+}
+
+static void
+test_payload_envelope(void **state)
+{
+	static const char *bad[] = {
+		"[]",
+		"{\"networks\": []}",
+		"{\"gen\": \"\", \"networks\": []}",
+		"{\"gen\": 5, \"networks\": []}",
+		"{\"gen\": \"a b\", \"networks\": []}",
+		"{\"gen\": \"g\", \"networks\": {}}",
+		"{\"gen\": \"g\"}",
+		"{\"gen\": \"g\", \"local\": \"10.0.0\", \"networks\": []}",
+		"{\"gen\": \"g\", \"local\": 7, \"networks\": []}",
+		"{\"gen\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxx\", \"networks\": []}",
+	};
+	struct net_payload p;
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		json_t *j = json_loads(bad[i], 0, NULL);
+
+		assert_non_null(j);
+		memset(&p, 0, sizeof(p));
+		err[0] = '\0';
+		assert_int_equal(net_payload_parse(j, &p, err, sizeof(err)), -1);
+		assert_true(strlen(err) > 0);
+		assert_null(strchr(err, '\n'));
+		assert_null(p.nets);
+		json_decref(j);
+	}
+	/* "" local: the manager knows no IPv4 address of this host. */
+	parse_ok("{\"gen\": \"g\", \"local\": \"\", \"networks\": []}", &p);
+	assert_string_equal(p.local, "");
+	net_payload_free(&p);
+}
+
+static void
+test_payload_bad_networks(void **state)
+{
+	static const struct {
+		const char *json, *want;
+	} cases[] = {
+		{ "{\"id\": 1, \"type\": \"nat\"}", "invalid network name" },
+		{ "{\"name\": \"a/b\", \"id\": 1}", "invalid network name" },
+		{ "{\"name\": \"n\", \"id\": 0, \"type\": \"vxlan\"}", "id:" },
+		{ "{\"name\": \"n\", \"id\": \"1\", \"type\": \"vxlan\"}", "id:" },
+		{ "{\"name\": \"n\", \"id\": 10000000, \"type\": \"vxlan\"}",
+		    "id:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"user\"}", "type:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vxlan\"}",
+		    "needs a vni" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vxlan\", \"vni\": "
+		    "16777216}", "vni:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vlan\", \"vlan\": 4095, "
+		    "\"uplink\": \"eth0\"}", "vlan:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vlan\", \"vlan\": 5}",
+		    "needs a vlan id and an uplink" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vlan\", \"vlan\": 5, "
+		    "\"uplink\": \"eth0 down\"}", "uplink:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"bridge\", \"uplink\": "
+		    "\"cvnb2\"}", "uplink:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"bridge\"}",
+		    "needs an uplink" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"bridge\", \"uplink\": "
+		    "\"br0\", \"dhcp\": true}", "dhcp:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\"}", "needs a subnet "
+		    "and a mac" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.1.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\"}", "gateway:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.255\", \"mac\": "
+		    "\"02:00:00:00:00:01\"}", "gateway:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\", \"mtu\": 100}", "mtu:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\", \"dhcp\": \"yes\"}", "dhcp:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vxlan\", \"vni\": 5, "
+		    "\"peers\": [\"10.0.0.1\", \"10.0.0.2;x\"]}", "peers[1]" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vxlan\", \"vni\": 5, "
+		    "\"peers\": [\"224.0.0.1\"]}", "peers[0]" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"vxlan\", \"vni\": 5, "
+		    "\"peers\": \"10.0.0.1\"}", "peers:" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\", \"leases\": [{\"mac\": \"52:54:00:00:00:"
+		    "01\", \"ip\": \"10.0.1.5\"}]}", "leases[0]: address" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\", \"leases\": [{\"mac\": \"52:54:00:00:00\","
+		    " \"ip\": \"10.0.0.5\"}]}", "leases[0]" },
+		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
+		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\", \"mac\": "
+		    "\"02:00:00:00:00:01\", \"leases\": [{\"mac\": \"52:54:00:00:00:"
+		    "01\", \"ip\": \"10.0.0.5\", \"vm\": \"a\\nb\"}]}",
+		    "invalid VM name" },
+	};
+	char err[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		net_err(cases[i].json, err, sizeof(err));
+		if (strstr(err, cases[i].want) == NULL)
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err,
+			    cases[i].want);
+	}
+}
+
+static void
+test_payload_unique(void **state)
+{
+	struct net_payload p;
+
+	(void)state;
+	parse_ok("{\"gen\": \"g\", \"networks\": ["
+	    "{\"name\": \"a\", \"id\": 1, \"type\": \"vxlan\", \"vni\": 7},"
+	    "{\"name\": \"b\", \"id\": 2, \"type\": \"vxlan\", \"vni\": 7},"
+	    "{\"name\": \"c\", \"id\": 1, \"type\": \"vxlan\", \"vni\": 8},"
+	    "{\"name\": \"a\", \"id\": 3, \"type\": \"vxlan\", \"vni\": 9},"
+	    "{\"name\": \"d\", \"id\": 4, \"type\": \"vlan\", \"vlan\": 5, "
+	    "\"uplink\": \"eth0\"},"
+	    "{\"name\": \"e\", \"id\": 5, \"type\": \"vlan\", \"vlan\": 5, "
+	    "\"uplink\": \"eth0\"},"
+	    "{\"name\": \"f\", \"id\": 6, \"type\": \"vlan\", \"vlan\": 5, "
+	    "\"uplink\": \"eth1\"}]}", &p);
+	assert_int_equal(p.nnets, 7);
+	assert_string_equal(p.nets[0].err, "");
+	assert_non_null(strstr(p.nets[1].err, "vni 7"));
+	assert_non_null(strstr(p.nets[2].err, "id 1"));
+	/* The second "a" has no status of its own and keeps no objects. */
+	assert_string_equal(p.nets[3].name, "");
+	assert_int_equal(p.nets[3].id, 0);
+	assert_string_equal(net_payload_find(&p, "a")->err, "");
+	assert_string_equal(p.nets[4].err, "");
+	assert_non_null(strstr(p.nets[5].err, "vlan 5 on eth0"));
+	assert_string_equal(p.nets[6].err, "");
+	net_payload_free(&p);
+}
+
+static void
+test_peers_diff(void **state)
+{
+	char have[4][16] = { "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9" };
+	char want[3][16] = { "10.0.0.2", "10.0.0.4", "10.0.0.9" };
+	const char **add, **del;
+	size_t nadd, ndel;
+
+	(void)state;
+	assert_int_equal(net_peers_diff(have, 4, want, 3, &add, &nadd, &del,
+	    &ndel), 0);
+	assert_int_equal(nadd, 1);
+	assert_string_equal(add[0], "10.0.0.4");
+	assert_int_equal(ndel, 2);
+	assert_string_equal(del[0], "10.0.0.1");
+	assert_string_equal(del[1], "10.0.0.3");
+	free(add);
+	free(del);
+	/* Equal sets: nothing to do; empty sets work. */
+	assert_int_equal(net_peers_diff(want, 3, want, 3, &add, &nadd, &del,
+	    &ndel), 0);
+	assert_int_equal(nadd + ndel, 0);
+	free(add);
+	free(del);
+	assert_int_equal(net_peers_diff(NULL, 0, want, 3, &add, &nadd, &del,
+	    &ndel), 0);
+	assert_int_equal(nadd, 3);
+	assert_int_equal(ndel, 0);
+	free(add);
+	free(del);
+	assert_int_equal(net_peers_diff(have, 4, NULL, 0, &add, &nadd, &del,
+	    &ndel), 0);
+	assert_int_equal(nadd, 0);
+	assert_int_equal(ndel, 4);
+	free(add);
+	free(del);
+}
+
+static void
+test_dhcp_conf(void **state)
+{
+	struct net_payload p;
+	char *c;
+
+	(void)state;
+	parse_ok("{\"gen\": \"g\", \"networks\": ["
+	    "{\"name\": \"out\", \"id\": 4, \"type\": \"nat\", \"subnet\": "
+	    "\"192.168.6.0/23\", \"gateway\": \"192.168.7.1\", \"mac\": "
+	    "\"02:00:c7:00:00:04\", \"leases\": [{\"mac\": \"52:54:00:aa:bb:cc\","
+	    " \"ip\": \"192.168.6.20\", \"vm\": \"web1\"}]},"
+	    "{\"name\": \"blue\", \"id\": 3, \"type\": \"vxlan\", \"vni\": 9, "
+	    "\"subnet\": \"10.50.0.0/24\", \"gateway\": \"10.50.0.1\", \"mac\": "
+	    "\"02:00:c7:00:00:03\"}]}", &p);
+	assert_string_equal(p.nets[0].err, "");
+	assert_string_equal(p.nets[1].err, "");
+	c = dhcp_conf_text(&p.nets[0], "cvnb4", "/r/dhcp4.pid",
+	    "/r/dhcp4.leases");
+	assert_non_null(c);
+	assert_non_null(strstr(c, "\ninterface=cvnb4\n"));
+	assert_non_null(strstr(c, "\nbind-interfaces\n"));
+	assert_non_null(strstr(c, "\nport=0\n"));
+	assert_non_null(strstr(c,
+	    "\ndhcp-range=192.168.6.0,static,255.255.254.0,1h\n"));
+	assert_non_null(strstr(c, "\ndhcp-option=option:router,192.168.7.1\n"));
+	assert_non_null(strstr(c, "\ndhcp-option=option:mtu,1500\n"));
+	assert_non_null(strstr(c, "\ndhcp-host=52:54:00:aa:bb:cc,192.168.6.20\n"));
+	assert_non_null(strstr(c, "\npid-file=/r/dhcp4.pid\n"));
+	free(c);
+	c = dhcp_conf_text(&p.nets[1], "cvne3", "/r/p", "/r/l");
+	assert_non_null(c);
+	/* vxlan: no router at all, the overlay's MTU, a late interface. */
+	assert_non_null(strstr(c, "\ndhcp-option=option:router\n"));
+	assert_non_null(strstr(c, "\ndhcp-option=option:mtu,1450\n"));
+	assert_non_null(strstr(c, "\nbind-dynamic\n"));
+	assert_null(strstr(c, "dhcp-host="));
+	free(c);
+	net_payload_free(&p);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_names),
+		cmocka_unit_test(test_validators),
+		cmocka_unit_test(test_payload_good),
+		cmocka_unit_test(test_payload_envelope),
+		cmocka_unit_test(test_payload_bad_networks),
+		cmocka_unit_test(test_payload_unique),
+		cmocka_unit_test(test_peers_diff),
+		cmocka_unit_test(test_dhcp_conf),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
