@@ -21,6 +21,7 @@
 static const struct db_backend *be;
 static pthread_mutex_t db_lock = PTHREAD_MUTEX_INITIALIZER;
 static int db_lock_ready;
+static uint64_t db_vms_changes;	/* see db_vms_gen(); under db_lock */
 
 /* Migrations run in order; meta.schema_version says how many have run. */
 static const char *const db_migrations[] = {
@@ -289,6 +290,32 @@ db_row(const char *sql, const char *types, ...)
 	return r;
 }
 
+/* Can this statement change what placement sums (rows of vms, their
+ * host, sizes or group flag)? Updates of other vms columns cannot. */
+static int
+db_vms_sized(const char *sql)
+{
+	static const char *const cols[] = { "host", "cpus", "memory_mib",
+	    "grouped", NULL };
+	const char *set, *end;
+	size_t i;
+
+	if (strstr(sql, "vms") == NULL)
+		return 0;
+	if (strncmp(sql, "UPDATE vms SET ", 15) != 0)
+		return 1;
+	set = sql + 15;
+	if ((end = strstr(set, " WHERE ")) == NULL)
+		end = set + strlen(set);
+	for (i = 0; cols[i]; i++) {
+		const char *c = strstr(set, cols[i]);
+
+		if (c != NULL && c < end)
+			return 1;
+	}
+	return 0;
+}
+
 int
 db_exec(const char *sql, const char *types, ...)
 {
@@ -299,8 +326,33 @@ db_exec(const char *sql, const char *types, ...)
 	va_start(ap, types);
 	rc = be->exec(sql, types, ap);
 	va_end(ap);
+	if (rc != 0 && db_vms_sized(sql))
+		db_vms_changes++;
 	pthread_mutex_unlock(&db_lock);
 	return rc;
+}
+
+void
+db_hold(void)
+{
+	pthread_mutex_lock(&db_lock);
+}
+
+void
+db_release(void)
+{
+	pthread_mutex_unlock(&db_lock);
+}
+
+uint64_t
+db_vms_gen(void)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&db_lock);
+	g = db_vms_changes;
+	pthread_mutex_unlock(&db_lock);
+	return g;
 }
 
 /* Valid right after the INSERT, under the lock (inside a transaction). */
@@ -331,8 +383,10 @@ db_commit(void)
 {
 	int rc = be->script("COMMIT");
 
-	if (rc < 0)
+	if (rc < 0) {
 		be->script("ROLLBACK");
+		db_vms_changes++;	/* what the transaction noted is undone */
+	}
 	pthread_mutex_unlock(&db_lock);
 	return rc;
 }
@@ -341,5 +395,6 @@ void
 db_rollback(void)
 {
 	be->script("ROLLBACK");
+	db_vms_changes++;
 	pthread_mutex_unlock(&db_lock);
 }

@@ -55,6 +55,14 @@ json_t	*db_row(const char *sql, const char *types, ...);
 /* Changed rows, or -1 (errno EEXIST on a uniqueness violation). */
 int	 db_exec(const char *sql, const char *types, ...);
 int64_t	 db_last_id(void);
+/* Holds the DB lock (recursive) across several calls, so that no other
+ * thread's statement comes between them; no I/O but the database's. */
+void	 db_hold(void);
+void	 db_release(void);
+/* Counts the statements that may have changed which host carries which VM
+ * size (rows of vms added or removed, host, cpus, memory_mib or grouped
+ * set) and rolled back transactions: equal counts mean no such change. */
+uint64_t db_vms_gen(void);
 /* A transaction: holds the DB lock from begin to commit/rollback. */
 int	 db_begin(void);
 int	 db_commit(void);
@@ -182,6 +190,16 @@ int	 sched_pick(json_t *vm, const char *want, const char *exclude,
 	    char *out, size_t outsz, char *err, size_t errsz);
 /* Per host: memory_mib, mem_used_mib, cpus_used, state; new reference. */
 json_t	*sched_loads(void);
+/* Around the update of a VM's host (vm_set_state): keeps placement's
+ * per-host sums current without reading every VM again. begin holds the
+ * DB lock until end; host is the VM's new host (NULL: none). */
+struct sched_move {
+	uint64_t	 gen;
+	json_t		*row;	/* the VM's old host and size, or NULL */
+	int		 known;
+};
+void	 sched_move_begin(struct sched_move *mv, const char *uuid);
+void	 sched_move_end(struct sched_move *mv, const char *host);
 
 /* failover.c: host failure (heartbeat + lease), VM restarts, admission */
 int	 failover_start(void);

@@ -12,101 +12,378 @@
 #define JS(o, k) json_string_value(json_object_get((o), (k)))
 #define JI(o, k) json_integer_value(json_object_get((o), (k)))
 
-/* What one host carries: the VMs placed on it (running or on their way). */
+/* A host as placement sees it, and what it carries: the VMs placed on it
+ * (running or on their way). */
 struct sched_host {
-	json_t	*row;
+	char	 name[UTIL_NAME_MAX + 1];
+	char	 state[16], accel[16];
+	int	 maintenance;
+	int64_t	 cpus, memory_mib;
+	char	*info;		/* the agent's info JSON text (malloc'd) */
 	int64_t	 mem_used, cpus_used;
-	json_t	*groups;	/* affinity/anti-affinity groups present */
+	json_t	*groups;	/* affinity/anti-affinity groups present, or NULL */
+	double	 load;		/* memory load with the VM there */
 };
 
-/* At 20,000 VMs this runs in milliseconds: sizes come from the vms.cpus
- * and vms.memory_mib columns, and only specs that may name a group (or
- * rows without the columns) are parsed. */
+struct sched_hosts {
+	struct sched_host	*h;
+	size_t			 n, cap;
+	struct sched_host	**byname;	/* sorted by strcmp, for lookups */
+	int			 failed;
+};
+
 static void
-sched_tally(struct sched_host *hs, size_t n, const char *skip_uuid)
+sched_hosts_free(struct sched_hosts *hs)
 {
-	json_t *vms, *v, *byname = json_object();
-	size_t i, k;
+	size_t i;
 
-	for (k = 0; k < n; k++)
-		json_object_set_new(byname, JS(hs[k].row, "name"),
-		    json_integer((json_int_t)k));
-	/* VMs in no group summed per host from the vms_placement index
-	 * alone; the others (or rows not yet classified) one by one. */
-	vms = db_query("SELECT host, SUM(cpus) AS cpus, SUM(memory_mib) AS "
-	    "memory_mib, NULL AS spec FROM vms WHERE grouped = 0 AND host IS "
-	    "NOT NULL AND uuid != ? AND cpus IS NOT NULL AND memory_mib IS NOT "
-	    "NULL GROUP BY host UNION ALL SELECT host, cpus, memory_mib, spec "
-	    "FROM vms WHERE (grouped IS NULL OR grouped = 1) AND host IS NOT "
-	    "NULL AND uuid != ?", "ss",
-	    skip_uuid ? skip_uuid : "", skip_uuid ? skip_uuid : "");
-	json_array_foreach(vms, i, v) {
-		json_t *spec = NULL, *idx = json_object_get(byname, JS(v, "host"));
-
-		if (idx == NULL)
-			continue;
-		k = (size_t)json_integer_value(idx);
-		if (JS(v, "spec") == NULL) {
-			hs[k].mem_used += JI(v, "memory_mib");
-			hs[k].cpus_used += JI(v, "cpus");
-			continue;
-		}
-		if ((spec = vm_spec(v)) == NULL)
-			continue;
-		hs[k].mem_used += JI(spec, "memory_mib");
-		hs[k].cpus_used += JI(spec, "cpus");
-		if (JS(spec, "affinity"))
-			json_object_set_new(hs[k].groups, JS(spec, "affinity"),
-			    json_string("affinity"));
-		if (JS(spec, "anti_affinity"))
-			json_object_set_new(hs[k].groups, JS(spec, "anti_affinity"),
-			    json_string("anti"));
-		json_decref(spec);
+	for (i = 0; i < hs->n; i++) {
+		free(hs->h[i].info);
+		json_decref(hs->h[i].groups);
 	}
-	json_decref(vms);
-	json_decref(byname);
+	free(hs->h);
+	free(hs->byname);
+}
+
+static void
+sched_copy(char *dst, size_t sz, const struct db_col *c)
+{
+	snprintf(dst, sz, "%s", c->type == DB_NULL ? "" : c->val);
+}
+
+/* Column order of sched_hosts_load's query. */
+static int
+sched_host_row(void *arg, const struct db_col *c, int n)
+{
+	struct sched_hosts *hs = arg;
+	struct sched_host *h, *p;
+
+	if (n != 7)
+		return -1;
+	if (hs->n == hs->cap) {
+		hs->cap = hs->cap ? hs->cap * 2 : 64;
+		if ((p = realloc(hs->h, hs->cap * sizeof(*p))) == NULL) {
+			hs->failed = 1;
+			return -1;
+		}
+		hs->h = p;
+	}
+	h = &hs->h[hs->n++];
+	memset(h, 0, sizeof(*h));
+	sched_copy(h->name, sizeof(h->name), &c[0]);
+	sched_copy(h->state, sizeof(h->state), &c[1]);
+	sched_copy(h->accel, sizeof(h->accel), &c[2]);
+	h->maintenance = c[3].type == DB_INT && strcmp(c[3].val, "0") != 0;
+	h->cpus = c[4].type == DB_INT ? strtoll(c[4].val, NULL, 10) : 0;
+	h->memory_mib = c[5].type == DB_INT ? strtoll(c[5].val, NULL, 10) : 0;
+	if ((h->info = strdup(c[6].type == DB_NULL ? "{}" : c[6].val)) == NULL)
+		hs->failed = 1;
+	return hs->failed ? -1 : 0;
+}
+
+static int
+sched_cmp_name(const void *a, const void *b)
+{
+	return strcmp((*(struct sched_host *const *)a)->name,
+	    (*(struct sched_host *const *)b)->name);
+}
+
+static struct sched_host *
+sched_host_find(struct sched_hosts *hs, const char *name)
+{
+	struct sched_host key, *kp = &key, **f;
+
+	if (name == NULL || hs->n == 0)
+		return NULL;
+	snprintf(key.name, sizeof(key.name), "%s", name);
+	f = bsearch(&kp, hs->byname, hs->n, sizeof(*hs->byname),
+	    sched_cmp_name);
+	return f ? *f : NULL;
+}
+
+/* Every host in name order, read as columns (no JSON rows). */
+static int
+sched_hosts_load(struct sched_hosts *hs)
+{
+	size_t i;
+
+	memset(hs, 0, sizeof(*hs));
+	if (db_each("SELECT name, state, accel, maintenance, cpus, memory_mib,"
+	    " info FROM hosts ORDER BY name", sched_host_row, hs, NULL) < 0 ||
+	    hs->failed || (hs->byname = calloc(hs->n ? hs->n : 1,
+	    sizeof(*hs->byname))) == NULL)
+		return -1;
+	for (i = 0; i < hs->n; i++)
+		hs->byname[i] = &hs->h[i];
+	qsort(hs->byname, hs->n, sizeof(*hs->byname), sched_cmp_name);
+	return 0;
+}
+
+static void
+sched_group_add(struct sched_host *h, json_t *spec, const char *key,
+    const char *kind)
+{
+	const char *g = JS(spec, key);
+
+	if (g == NULL)
+		return;
+	if (h->groups == NULL)
+		h->groups = json_object();
+	json_object_set_new(h->groups, g, json_string(kind));
+}
+
+/* Column order of sched_tally's query: host, cpus, memory_mib, spec. */
+static int
+sched_tally_row(void *arg, const struct db_col *c, int n)
+{
+	struct sched_hosts *hs = arg;
+	struct sched_host *h;
+	json_t *spec;
+
+	if (n != 4 || (h = sched_host_find(hs, c[0].val)) == NULL)
+		return 0;
+	if (c[3].type == DB_NULL) {
+		h->cpus_used += c[1].type == DB_INT ? strtoll(c[1].val, NULL, 10) : 0;
+		h->mem_used += c[2].type == DB_INT ? strtoll(c[2].val, NULL, 10) : 0;
+		return 0;
+	}
+	if ((spec = json_loadb(c[3].val, c[3].len, 0, NULL)) == NULL)
+		return 0;
+	h->mem_used += JI(spec, "memory_mib");
+	h->cpus_used += JI(spec, "cpus");
+	sched_group_add(h, spec, "affinity", "affinity");
+	sched_group_add(h, spec, "anti_affinity", "anti");
+	json_decref(spec);
+	return 0;
+}
+
+/* Per-host sums of the VMs in no group, {host: [cpus, memory_mib]}, as
+ * of db_vms_gen() == sched_cache_gen; read and written under the DB lock
+ * only. Kept current by sched_move_*() around vm_set_state (the only
+ * writer of vms.host), rebuilt by one GROUP BY after any other change.
+ * SQLite only: there the manager is the file's one writer, while a
+ * PostgreSQL database may have been written by another manager. */
+static json_t *sched_cache;
+static uint64_t sched_cache_gen;
+
+static int
+sched_cache_on(void)
+{
+	return strcmp(db_backend_name(), "sqlite") == 0;
+}
+
+static int64_t
+sched_int(const struct db_col *c)
+{
+	return c->type == DB_INT ? strtoll(c->val, NULL, 10) : 0;
+}
+
+static int
+sched_sum_row(void *arg, const struct db_col *c, int n)
+{
+	if (n != 3 || c[0].type == DB_NULL)
+		return 0;
+	json_object_set_new(arg, c[0].val, json_pack("[I, I]",
+	    (json_int_t)sched_int(&c[1]), (json_int_t)sched_int(&c[2])));
+	return 0;
+}
+
+/* 0 when sched_cache is current (under the DB lock). */
+static int
+sched_cache_ready(void)
+{
+	json_t *o;
+
+	if (!sched_cache_on())
+		return -1;
+	if (sched_cache && sched_cache_gen == db_vms_gen())
+		return 0;
+	o = json_object();
+	if (db_each("SELECT host, SUM(cpus) AS cpus, SUM(memory_mib) AS "
+	    "memory_mib FROM vms WHERE grouped = 0 AND host IS NOT NULL AND "
+	    "cpus IS NOT NULL AND memory_mib IS NOT NULL GROUP BY host",
+	    sched_sum_row, o, NULL) < 0) {
+		json_decref(o);
+		return -1;
+	}
+	json_decref(sched_cache);
+	sched_cache = o;
+	sched_cache_gen = db_vms_gen();
+	return 0;
+}
+
+static void
+sched_cache_add(const char *host, int64_t cpus, int64_t mem)
+{
+	json_t *v;
+
+	if (host == NULL)
+		return;
+	if ((v = json_object_get(sched_cache, host)) == NULL) {
+		json_object_set_new(sched_cache, host, json_pack("[I, I]",
+		    (json_int_t)cpus, (json_int_t)mem));
+		return;
+	}
+	json_integer_set(json_array_get(v, 0), json_integer_value(
+	    json_array_get(v, 0)) + cpus);
+	json_integer_set(json_array_get(v, 1), json_integer_value(
+	    json_array_get(v, 1)) + mem);
+}
+
+/* A VM's row as the cache counts it: NULL when it is not counted there. */
+static json_t *
+sched_cache_vm(const char *uuid)
+{
+	json_t *row = db_row("SELECT host, cpus, memory_mib, grouped FROM vms "
+	    "WHERE uuid = ?", "s", uuid);
+
+	if (row && (!json_is_integer(json_object_get(row, "cpus")) ||
+	    !json_is_integer(json_object_get(row, "memory_mib")) ||
+	    !json_is_integer(json_object_get(row, "grouped")) ||
+	    JI(row, "grouped") != 0)) {
+		json_decref(row);
+		row = NULL;
+	}
+	return row;
+}
+
+void
+sched_move_begin(struct sched_move *mv, const char *uuid)
+{
+	memset(mv, 0, sizeof(*mv));
+	db_hold();
+	if (sched_cache && sched_cache_on() && sched_cache_gen == db_vms_gen()) {
+		mv->gen = sched_cache_gen;
+		mv->row = sched_cache_vm(uuid);
+		mv->known = 1;
+	}
+}
+
+void
+sched_move_end(struct sched_move *mv, const char *host)
+{
+	uint64_t now = db_vms_gen();
+
+	/* Only this VM's update since mv->gen: move its size in the cache. */
+	if (mv->known && sched_cache_gen == mv->gen && now == mv->gen + 1) {
+		if (mv->row) {
+			sched_cache_add(JS(mv->row, "host"), -JI(mv->row, "cpus"),
+			    -JI(mv->row, "memory_mib"));
+			sched_cache_add(host, JI(mv->row, "cpus"),
+			    JI(mv->row, "memory_mib"));
+		}
+		sched_cache_gen = now;
+	}
+	json_decref(mv->row);
+	mv->row = NULL;
+	db_release();
+}
+
+/* Column order: host, cpus, memory_mib (each host once). */
+static void
+sched_tally_cached(struct sched_hosts *hs, const char *skip_uuid)
+{
+	struct sched_host *h;
+	const char *name;
+	json_t *v, *self;
+
+	json_object_foreach(sched_cache, name, v)
+		if ((h = sched_host_find(hs, name)) != NULL) {
+			h->cpus_used += json_integer_value(json_array_get(v, 0));
+			h->mem_used += json_integer_value(json_array_get(v, 1));
+		}
+	/* The VM placed does not count against its own placement. */
+	if (skip_uuid && (self = sched_cache_vm(skip_uuid)) != NULL) {
+		if ((h = sched_host_find(hs, JS(self, "host"))) != NULL) {
+			h->cpus_used -= JI(self, "cpus");
+			h->mem_used -= JI(self, "memory_mib");
+		}
+		json_decref(self);
+	}
+}
+
+/* What every host carries. The VMs in no group come from the cache (or
+ * one GROUP BY over the vms_placement index); rows that name a group, or
+ * are not yet classified, are read one by one and their specs parsed. */
+static int
+sched_tally(struct sched_hosts *hs, const char *skip_uuid)
+{
+	const char *skip = skip_uuid ? skip_uuid : "";
+	int rc;
+
+	db_hold();
+	if (sched_cache_ready() == 0) {
+		sched_tally_cached(hs, skip_uuid);
+		rc = db_each("SELECT host, cpus, memory_mib, spec FROM vms WHERE "
+		    "(grouped IS NULL OR grouped = 1) AND host IS NOT NULL AND "
+		    "uuid != ?", sched_tally_row, hs, "s", skip);
+	} else {
+		rc = db_each("SELECT host, SUM(cpus) AS cpus, SUM(memory_mib) AS "
+		    "memory_mib, NULL AS spec FROM vms WHERE grouped = 0 AND host "
+		    "IS NOT NULL AND uuid != ? AND cpus IS NOT NULL AND memory_mib "
+		    "IS NOT NULL GROUP BY host UNION ALL SELECT host, cpus, "
+		    "memory_mib, spec FROM vms WHERE (grouped IS NULL OR grouped = "
+		    "1) AND host IS NOT NULL AND uuid != ?", sched_tally_row, hs,
+		    "ss", skip, skip);
+	}
+	db_release();
+	return rc;
 }
 
 /* Is the affinity group g already placed on some other host than h? */
 static int
-sched_group_elsewhere(struct sched_host *hs, size_t n, size_t h, const char *g)
+sched_group_elsewhere(struct sched_hosts *hs, struct sched_host *h,
+    const char *g)
 {
 	size_t k;
 
-	for (k = 0; k < n; k++)
-		if (k != h && json_object_get(hs[k].groups, g))
+	for (k = 0; k < hs->n; k++)
+		if (&hs->h[k] != h && json_object_get(hs->h[k].groups, g))
 			return 1;
 	return 0;
 }
 
-/* Why host h cannot take the VM, or NULL when it can. */
+/* Why host h cannot take the VM for its state and size, or NULL. */
 static const char *
-sched_filter(struct sched_host *hs, size_t n, size_t h, json_t *spec,
+sched_filter_cheap(struct sched_host *h, json_t *spec,
     const struct cluster_settings *cs, char *why, size_t whysz)
 {
-	json_t *row = hs[h].row, *info, *s;
-	const char *st = JS(spec, "storage"), *acc = JS(spec, "accel");
-	int64_t cap = JI(row, "memory_mib") * cs->mem_overcommit_pct / 100;
-	int64_t cpucap = JI(row, "cpus") * cs->cpu_overcommit_pct / 100;
+	const char *acc = JS(spec, "accel");
+	int64_t cap = h->memory_mib * cs->mem_overcommit_pct / 100;
+	int64_t cpucap = h->cpus * cs->cpu_overcommit_pct / 100;
+
+	if (strcmp(h->state, "up") != 0)
+		return snprintf(why, whysz, "%s", h->state), why;
+	if (h->maintenance)
+		return snprintf(why, whysz, "in maintenance"), why;
+	if (acc && strcmp(acc, h->accel) != 0)
+		return snprintf(why, whysz, "accel %s, the VM needs %s",
+		    h->accel[0] ? h->accel : "(null)", acc), why;
+	if (cap - h->mem_used < JI(spec, "memory_mib"))
+		return snprintf(why, whysz, "not enough memory (need %lld MiB, "
+		    "free %lld MiB)", (long long)JI(spec, "memory_mib"),
+		    (long long)(cap - h->mem_used)), why;
+	if (cpucap - h->cpus_used < JI(spec, "cpus"))
+		return snprintf(why, whysz, "not enough vCPUs (need %lld, free "
+		    "%lld)", (long long)JI(spec, "cpus"),
+		    (long long)(cpucap - h->cpus_used)), why;
+	return NULL;
+}
+
+/* Why host h cannot take the VM, or NULL when it can: the cheap checks,
+ * then storage, networks and groups. */
+static const char *
+sched_filter(struct sched_hosts *hs, struct sched_host *h, json_t *spec,
+    const struct cluster_settings *cs, char *why, size_t whysz)
+{
+	const char *st = JS(spec, "storage");
+	json_t *info, *s;
 	size_t i;
 	int has = 0;
 
-	if (strcmp(JS(row, "state"), "up") != 0)
-		return snprintf(why, whysz, "%s", JS(row, "state")), why;
-	if (JI(row, "maintenance"))
-		return snprintf(why, whysz, "in maintenance"), why;
-	if (acc && strcmp(acc, JS(row, "accel") ? JS(row, "accel") : "") != 0)
-		return snprintf(why, whysz, "accel %s, the VM needs %s",
-		    JS(row, "accel"), acc), why;
-	if (cap - hs[h].mem_used < JI(spec, "memory_mib"))
-		return snprintf(why, whysz, "not enough memory (need %lld MiB, "
-		    "free %lld MiB)", (long long)JI(spec, "memory_mib"),
-		    (long long)(cap - hs[h].mem_used)), why;
-	if (cpucap - hs[h].cpus_used < JI(spec, "cpus"))
-		return snprintf(why, whysz, "not enough vCPUs (need %lld, free "
-		    "%lld)", (long long)JI(spec, "cpus"),
-		    (long long)(cpucap - hs[h].cpus_used)), why;
-	info = json_loads(JS(row, "info") ? JS(row, "info") : "{}", 0, NULL);
+	if (sched_filter_cheap(h, spec, cs, why, whysz))
+		return why;
+	info = json_loads(h->info, 0, NULL);
 	json_array_foreach(json_object_get(info, "storage"), i, s)
 		if (st && JS(s, "name") && strcmp(JS(s, "name"), st) == 0 &&
 		    json_is_true(json_object_get(s, "ok")))
@@ -114,18 +391,30 @@ sched_filter(struct sched_host *hs, size_t n, size_t h, json_t *spec,
 	json_decref(info);
 	if (!has)
 		return snprintf(why, whysz, "no storage %s", st ? st : "?"), why;
-	if (vnet_host_check(JS(row, "name"), spec, why, whysz) < 0)
+	if (vnet_host_check(h->name, spec, why, whysz) < 0)
 		return why;
 	if (JS(spec, "anti_affinity") &&
-	    json_object_get(hs[h].groups, JS(spec, "anti_affinity")))
+	    json_object_get(h->groups, JS(spec, "anti_affinity")))
 		return snprintf(why, whysz, "anti-affinity group %s is there",
 		    JS(spec, "anti_affinity")), why;
-	if (JS(spec, "affinity") && !json_object_get(hs[h].groups,
-	    JS(spec, "affinity")) && sched_group_elsewhere(hs, n, h,
+	if (JS(spec, "affinity") && !json_object_get(h->groups,
+	    JS(spec, "affinity")) && sched_group_elsewhere(hs, h,
 	    JS(spec, "affinity")))
 		return snprintf(why, whysz, "affinity group %s runs elsewhere",
 		    JS(spec, "affinity")), why;
 	return NULL;
+}
+
+/* Lowest load first; equal loads in name order (the hosts array's). */
+static int
+sched_cmp_load(const void *a, const void *b)
+{
+	const struct sched_host *x = *(struct sched_host *const *)a;
+	const struct sched_host *y = *(struct sched_host *const *)b;
+
+	if (x->load != y->load)
+		return x->load < y->load ? -1 : 1;
+	return x < y ? -1 : x > y;
 }
 
 static int sched_pick_one(json_t *vm, const char *want, const char *exclude,
@@ -148,57 +437,64 @@ sched_pick(json_t *vm, const char *want, const char *exclude, char *out,
 	return rc;
 }
 
+/* The least loaded host that passes every filter: the cheap filters and
+ * the loads for all hosts, the others (info JSON, networks, groups) from
+ * the least loaded candidate on until one passes. */
 static int
 sched_pick_one(json_t *vm, const char *want, const char *exclude, char *out,
     size_t outsz, char *err, size_t errsz)
 {
 	struct cluster_settings cs;
-	struct sched_host *hs = NULL;
-	json_t *hosts, *spec;
+	struct sched_hosts hs;
+	struct sched_host **cand = NULL, *h;
+	json_t *spec;
 	char why[160], reasons[1024] = "";
-	double best = 1e18;
-	size_t i, n, len = 0;
+	size_t i, nc = 0, len = 0;
 	int rc = -1, considered = 0;
 
+	memset(&hs, 0, sizeof(hs));
 	cluster_get(&cs);
 	spec = vm_spec(vm);
-	hosts = db_query("SELECT * FROM hosts ORDER BY name", NULL);
-	n = json_array_size(hosts);
-	if (spec == NULL || (hs = calloc(n ? n : 1, sizeof(*hs))) == NULL) {
-		snprintf(err, errsz, "out of memory");
+	if (spec == NULL || sched_hosts_load(&hs) < 0 ||
+	    (cand = calloc(hs.n ? hs.n : 1, sizeof(*cand))) == NULL ||
+	    sched_tally(&hs, JS(vm, "uuid")) < 0) {
+		snprintf(err, errsz, spec ? "cannot read the inventory" :
+		    "out of memory");
 		goto cleanup;
 	}
-	for (i = 0; i < n; i++) {
-		hs[i].row = json_array_get(hosts, i);
-		hs[i].groups = json_object();
-	}
-	sched_tally(hs, n, JS(vm, "uuid"));
-	for (i = 0; i < n; i++) {
-		const char *name = JS(hs[i].row, "name");
-		double load;
-
-		if ((want && strcmp(want, name) != 0) ||
-		    (exclude && strcmp(exclude, name) == 0))
+	for (i = 0; i < hs.n; i++) {
+		h = &hs.h[i];
+		if ((want && strcmp(want, h->name) != 0) ||
+		    (exclude && strcmp(exclude, h->name) == 0))
 			continue;
 		considered++;
-		if (sched_filter(hs, n, i, spec, &cs, why, sizeof(why))) {
-			int k = snprintf(reasons + len, sizeof(reasons) - len,
-			    "%s%s: %s", len ? "; " : "", name, why);
-			if (k > 0 && (size_t)k < sizeof(reasons) - len)
-				len += (size_t)k;
+		if (sched_filter_cheap(h, spec, &cs, why, sizeof(why)))
 			continue;
-		}
 		/* Balanced load: the lowest memory load once the VM is there. */
-		load = (double)(hs[i].mem_used + JI(spec, "memory_mib")) /
-		    (double)(JI(hs[i].row, "memory_mib") ?
-		    JI(hs[i].row, "memory_mib") : 1);
-		if (load < best) {
-			best = load;
-			snprintf(out, outsz, "%s", name);
+		h->load = (double)(h->mem_used + JI(spec, "memory_mib")) /
+		    (double)(h->memory_mib ? h->memory_mib : 1);
+		cand[nc++] = h;
+	}
+	qsort(cand, nc, sizeof(*cand), sched_cmp_load);
+	for (i = 0; i < nc && rc < 0; i++)
+		if (sched_filter(&hs, cand[i], spec, &cs, why, sizeof(why)) ==
+		    NULL) {
+			snprintf(out, outsz, "%s", cand[i]->name);
 			rc = 0;
 		}
-	}
 	if (rc < 0) {
+		for (i = 0; i < hs.n; i++) {
+			h = &hs.h[i];
+			if ((want && strcmp(want, h->name) != 0) ||
+			    (exclude && strcmp(exclude, h->name) == 0) ||
+			    sched_filter(&hs, h, spec, &cs, why, sizeof(why)) ==
+			    NULL)
+				continue;
+			int k = snprintf(reasons + len, sizeof(reasons) - len,
+			    "%s%s: %s", len ? "; " : "", h->name, why);
+			if (k > 0 && (size_t)k < sizeof(reasons) - len)
+				len += (size_t)k;
+		}
 		if (want && considered == 0)
 			snprintf(err, errsz, "host %s not found", want);
 		else if (considered == 0)
@@ -208,10 +504,8 @@ sched_pick_one(json_t *vm, const char *want, const char *exclude, char *out,
 			    "name"), reasons);
 	}
 cleanup:
-	for (i = 0; hs && i < n; i++)
-		json_decref(hs[i].groups);
-	free(hs);
-	json_decref(hosts);
+	sched_hosts_free(&hs);
+	free(cand);
 	json_decref(spec);
 	return rc;
 }
@@ -219,30 +513,18 @@ cleanup:
 json_t *
 sched_loads(void)
 {
-	struct sched_host *hs;
-	json_t *hosts = db_query("SELECT * FROM hosts ORDER BY name", NULL);
+	struct sched_hosts hs;
 	json_t *out = json_array();
-	size_t i, n = json_array_size(hosts);
+	size_t i;
 
-	if ((hs = calloc(n ? n : 1, sizeof(*hs))) == NULL)
-		goto cleanup;
-	for (i = 0; i < n; i++) {
-		hs[i].row = json_array_get(hosts, i);
-		hs[i].groups = json_object();
-	}
-	sched_tally(hs, n, NULL);
-	for (i = 0; i < n; i++) {
-		json_array_append_new(out, json_pack("{s:s, s:s, s:b, s:I, s:I, "
-		    "s:I}", "name", JS(hs[i].row, "name"), "state",
-		    JS(hs[i].row, "state"), "maintenance",
-		    JI(hs[i].row, "maintenance") != 0, "memory_mib",
-		    (json_int_t)JI(hs[i].row, "memory_mib"), "mem_used_mib",
-		    (json_int_t)hs[i].mem_used, "cpus_used",
-		    (json_int_t)hs[i].cpus_used));
-		json_decref(hs[i].groups);
-	}
-	free(hs);
-cleanup:
-	json_decref(hosts);
+	if (sched_hosts_load(&hs) == 0 && sched_tally(&hs, NULL) == 0)
+		for (i = 0; i < hs.n; i++)
+			json_array_append_new(out, json_pack("{s:s, s:s, s:b, "
+			    "s:I, s:I, s:I}", "name", hs.h[i].name, "state",
+			    hs.h[i].state, "maintenance", hs.h[i].maintenance,
+			    "memory_mib", (json_int_t)hs.h[i].memory_mib,
+			    "mem_used_mib", (json_int_t)hs.h[i].mem_used,
+			    "cpus_used", (json_int_t)hs.h[i].cpus_used));
+	sched_hosts_free(&hs);
 	return out;
 }

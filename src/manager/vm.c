@@ -57,10 +57,15 @@ vm_json(json_t *row)
 	return o;
 }
 
+/* The update goes between sched_move_begin and _end, which keep
+ * placement's per-host sums current (and hold the DB lock meanwhile). */
 void
 vm_set_state(const char *uuid, const char *state, const char *host,
     int64_t pid)
 {
+	struct sched_move mv;
+
+	sched_move_begin(&mv, uuid);
 	if (pid > 0)
 		db_exec("UPDATE vms SET state = ?, host = ?, pid = ?, updated = ? "
 		    "WHERE uuid = ?", "ssiis", state, host, pid, util_wall_ms(),
@@ -69,4 +74,5 @@ vm_set_state(const char *uuid, const char *state, const char *host,
 		db_exec("UPDATE vms SET state = ?, host = ?, pid = NULL, "
 		    "updated = ? WHERE uuid = ?", "ssis", state, host,
 		    util_wall_ms(), uuid);
+	sched_move_end(&mv, host);
 }

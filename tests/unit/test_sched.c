@@ -1,0 +1,220 @@
+/* test_sched.c - placement's per-host sums stay equal to what the
+ * inventory says (one GROUP BY over every VM) through moves, deletes,
+ * inserts, rolled-back transactions and groups, whether they come from the
+ * cache kept by vm_set_state or from the query; placement picks the least
+ * loaded host that fits and does not count the VM against itself. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/util.h"
+#include "manager/manager_int.h"
+
+#define INFO "{\"storage\":[{\"name\":\"s1\",\"ok\":true}]}"
+
+static char dbpath[64];
+
+static int
+setup(void **state)
+{
+	const char *h[] = { "h1", "h2", "h3" };
+	size_t i;
+
+	(void)state;
+	snprintf(dbpath, sizeof(dbpath), "/tmp/cvirt-test-sched.%d.db",
+	    (int)getpid());
+	unlink(dbpath);
+	if (db_open(dbpath) < 0 || cluster_load() < 0)
+		return -1;
+	for (i = 0; i < 3; i++)
+		if (db_exec("INSERT INTO hosts (name, url, state, accel, cpus, "
+		    "memory_mib, info) VALUES (?, 'http://x', 'up', 'kvm', 8, "
+		    "4096, ?)", "ss", h[i], INFO) != 1)
+			return -1;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char p[80];
+
+	(void)state;
+	db_close();
+	unlink(dbpath);
+	snprintf(p, sizeof(p), "%s-wal", dbpath);
+	unlink(p);
+	snprintf(p, sizeof(p), "%s-shm", dbpath);
+	unlink(p);
+	return 0;
+}
+
+static void
+add_vm(const char *name, const char *host, int cpus, int mem, const char *aff)
+{
+	char uuid[UTIL_UUID_LEN + 1];
+	json_t *spec;
+	char *s;
+
+	util_uuid_gen(uuid);
+	spec = json_pack("{s:s, s:s, s:i, s:i, s:s}", "uuid", uuid, "name", name,
+	    "cpus", cpus, "memory_mib", mem, "storage", "s1");
+	if (aff)
+		json_object_set_new(spec, "anti_affinity", json_string(aff));
+	s = json_dumps(spec, JSON_COMPACT);
+	assert_int_equal(db_exec("INSERT INTO vms (uuid, name, state, host, spec,"
+	    " cpus, memory_mib, grouped, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?,"
+	    " 0)", "sssssiii", uuid, name, host ? "running" : "stopped", host, s,
+	    (int64_t)cpus, (int64_t)mem, (int64_t)(aff != NULL)), 1);
+	free(s);
+	json_decref(spec);
+}
+
+static const char *
+uuid_of(const char *name, char *buf)
+{
+	json_t *row = vm_find(name);
+
+	assert_non_null(row);
+	snprintf(buf, UTIL_UUID_LEN + 1, "%s", json_string_value(
+	    json_object_get(row, "uuid")));
+	json_decref(row);
+	return buf;
+}
+
+/* sched_loads() against one GROUP BY over every VM. */
+static void
+check_sums(void)
+{
+	json_t *loads = sched_loads(), *h, *truth;
+	size_t i;
+
+	assert_int_equal(json_array_size(loads), 3);
+	json_array_foreach(loads, i, h) {
+		const char *name = json_string_value(json_object_get(h, "name"));
+
+		truth = db_row("SELECT COALESCE(SUM(cpus), 0) AS c, "
+		    "COALESCE(SUM(memory_mib), 0) AS m FROM vms WHERE host = ?",
+		    "s", name);
+		assert_non_null(truth);
+		assert_int_equal(json_integer_value(json_object_get(h,
+		    "mem_used_mib")), json_integer_value(json_object_get(truth,
+		    "m")));
+		assert_int_equal(json_integer_value(json_object_get(h,
+		    "cpus_used")), json_integer_value(json_object_get(truth, "c")));
+		json_decref(truth);
+	}
+	json_decref(loads);
+}
+
+static void
+test_sums_follow_changes(void **state)
+{
+	char u[UTIL_UUID_LEN + 1];
+	uint64_t g;
+
+	(void)state;
+	add_vm("a", "h1", 1, 256, NULL);
+	add_vm("b", "h1", 2, 512, NULL);
+	add_vm("c", "h2", 1, 128, NULL);
+	add_vm("g", "h3", 1, 64, "grp");
+	check_sums();
+	/* moves through vm_set_state, the cache's own path */
+	vm_set_state(uuid_of("a", u), "running", "h2", 10);
+	check_sums();
+	vm_set_state(uuid_of("b", u), "stopped", NULL, 0);
+	check_sums();
+	vm_set_state(uuid_of("b", u), "starting", "h3", 0);
+	check_sums();
+	vm_set_state(uuid_of("g", u), "running", "h1", 11);	/* grouped */
+	check_sums();
+	/* columns placement does not read leave the sums valid */
+	g = db_vms_gen();
+	db_exec("UPDATE vms SET desired = 'running' WHERE name = 'a'", NULL);
+	db_exec("UPDATE vms SET task_id = 3 WHERE name = 'c'", NULL);
+	assert_true(db_vms_gen() == g);
+	/* any other change of vms invalidates them */
+	db_exec("DELETE FROM vms WHERE name = 'c'", NULL);
+	assert_true(db_vms_gen() != g);
+	check_sums();
+	add_vm("d", "h1", 4, 1024, NULL);
+	check_sums();
+	db_exec("UPDATE vms SET host = 'h3' WHERE name = 'd'", NULL);
+	check_sums();
+	/* a move in a transaction that is rolled back */
+	check_sums();
+	assert_int_equal(db_begin(), 0);
+	vm_set_state(uuid_of("d", u), "running", "h2", 12);
+	db_rollback();
+	check_sums();
+	assert_int_equal(db_begin(), 0);
+	vm_set_state(uuid_of("d", u), "running", "h2", 12);
+	assert_int_equal(db_commit(), 0);
+	check_sums();
+	/* a VM that is gone: nothing changes */
+	vm_set_state("00000000-0000-4000-8000-000000000000", "running", "h1", 1);
+	check_sums();
+}
+
+static void
+test_pick(void **state)
+{
+	char host[UTIL_NAME_MAX + 1], err[512], u[UTIL_UUID_LEN + 1];
+	json_t *row;
+
+	(void)state;
+	db_exec("DELETE FROM vms", NULL);
+	add_vm("x1", "h1", 1, 1024, NULL);
+	add_vm("x2", "h2", 1, 2048, NULL);
+	add_vm("x3", "h3", 1, 512, NULL);
+	add_vm("new", NULL, 1, 256, NULL);
+	row = vm_find("new");
+	assert_int_equal(sched_pick(row, NULL, NULL, host, sizeof(host), err,
+	    sizeof(err)), 0);
+	assert_string_equal(host, "h3");
+	json_decref(row);
+	/* x3 itself moving: h3 without x3 is the emptiest; excluded, h1 */
+	row = vm_find("x3");
+	assert_int_equal(sched_pick(row, NULL, NULL, host, sizeof(host), err,
+	    sizeof(err)), 0);
+	assert_string_equal(host, "h3");
+	assert_int_equal(sched_pick(row, NULL, "h3", host, sizeof(host), err,
+	    sizeof(err)), 0);
+	assert_string_equal(host, "h1");
+	json_decref(row);
+	/* fill h3 through vm_set_state: the next pick sees it */
+	vm_set_state(uuid_of("x2", u), "running", "h3", 5);
+	row = vm_find("new");
+	assert_int_equal(sched_pick(row, NULL, NULL, host, sizeof(host), err,
+	    sizeof(err)), 0);
+	assert_string_equal(host, "h2");
+	/* too big anywhere: every host's reason */
+	db_exec("UPDATE hosts SET memory_mib = 100", NULL);
+	assert_int_equal(sched_pick(row, NULL, NULL, host, sizeof(host), err,
+	    sizeof(err)), -1);
+	assert_non_null(strstr(err, "h1: not enough memory"));
+	assert_non_null(strstr(err, "; h3: not enough memory"));
+	assert_int_equal(sched_pick(row, "h9", NULL, host, sizeof(host), err,
+	    sizeof(err)), -1);
+	assert_string_equal(err, "host h9 not found");
+	db_exec("UPDATE hosts SET memory_mib = 4096", NULL);
+	json_decref(row);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_sums_follow_changes),
+		cmocka_unit_test(test_pick),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
