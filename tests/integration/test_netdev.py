@@ -138,6 +138,7 @@ class Host:
             self.data.encode(), digest_size=32).hexdigest()[:16]
         self.logdir = str(tmp)
         self.holders = []
+        self.extra_ns = []
         self.agent = None
         self.mgr = None
         try:
@@ -171,9 +172,10 @@ class Host:
             os.path.join(self.logdir, "fake-manager.log"), dict(os.environ))
         self.mgr.start()
 
-    def start_agent(self):
+    def start_agent(self, wrap=()):
         self.agent = Daemon("agent", [
-            "ip", "netns", "exec", self.ns, cvirt_bin(), "agent",
+            "ip", "netns", "exec", self.ns] + list(wrap) + [cvirt_bin(),
+            "agent",
             "--data", self.data,
             "--manager", "http://127.0.0.1:%d" % self.mport,
             "--token-file", os.path.join(self.dir, "token"), "--name", "h1",
@@ -241,7 +243,8 @@ class Host:
             p.wait()
         if self.mgr:
             self.mgr.stop(5)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        for ns in self.extra_ns + [self.ns]:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -430,3 +433,99 @@ def test_bad_payloads(host):
     assert h.report()["net_gen"] == "b1"
     assert "cvnx7" in links(h.ns)
     assert h.agent.running()
+
+
+UDHCPC_SCRIPT = """#!/bin/sh
+[ "$1" = bound ] && echo "BOUND ip=$ip mask=$subnet router=$router mtu=$mtu"
+exit 0
+"""
+
+
+def guest_ns(h, name, bridge, mac):
+    """A namespace standing in for a VM: eth0 (mac) on bridge."""
+    ns = h.ns + name
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    h.extra_ns.append(ns)
+    run(h.ns, "ip", "link", "add", name, "type", "veth", "peer", "name",
+        "eth0", "netns", ns)
+    run(h.ns, "ip", "link", "set", name, "master", bridge, "up")
+    run(ns, "ip", "link", "set", "lo", "up")
+    run(ns, "ip", "link", "set", "eth0", "address", mac, "up")
+    return ns
+
+
+def dhcp_lease(h, ns):
+    script = os.path.join(h.dir, "udhcpc.sh")
+    with open(script, "w") as f:
+        f.write(UDHCPC_SCRIPT)
+    os.chmod(script, 0o755)
+    out = run(ns, "busybox", "udhcpc", "-f", "-q", "-n", "-t", "6", "-T",
+              "1", "-i", "eth0", "-O", "mtu", "-s", script, check=False)
+    return [l for l in out.splitlines() if l.startswith("BOUND")]
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox")
+def test_dhcp_and_nat(host):
+    h = host
+    # The world beyond the host: up0's peer in a namespace with no route
+    # back to the nat subnet (only masquerading makes replies come back).
+    world = h.ns + "w"
+    subprocess.run(["ip", "netns", "add", world], check=True)
+    h.extra_ns.append(world)
+    run(h.ns, "ip", "link", "set", "up0p", "netns", world)
+    run(world, "ip", "addr", "add", "10.77.0.2/24", "dev", "up0p")
+    run(world, "ip", "link", "set", "up0p", "up")
+    vx = dict(VX, leases=[{"mac": "52:54:00:00:00:33", "ip": "10.60.0.33",
+                           "vm": "v3"}])
+    h.push("d1", [NAT, vx])
+    h.start_agent()
+    assert h.wait_gen("d1") == {"natnet": "ok", "vx": "ok"}
+
+    g1 = guest_ns(h, "g1", "cvnb1", "52:54:00:00:00:11")
+    assert dhcp_lease(h, g1) == [
+        "BOUND ip=10.50.0.11 mask=255.255.255.0 router=10.50.0.1 mtu=1500"]
+    run(g1, "ip", "addr", "add", "10.50.0.11/24", "dev", "eth0")
+    run(g1, "ip", "route", "add", "default", "via", "10.50.0.1")
+    run(g1, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.1")   # the host
+    run(g1, "busybox", "ping", "-c", "1", "-W", "5", "10.77.0.2")   # masqueraded
+    # A MAC without a reservation gets nothing (static leases only).
+    g2 = guest_ns(h, "g2", "cvnb1", "52:54:00:00:00:99")
+    assert dhcp_lease(h, g2) == []
+
+    # vxlan: the anycast server in its namespace answers, with no router.
+    g3 = guest_ns(h, "g3", "cvnb3", "52:54:00:00:00:33")
+    assert dhcp_lease(h, g3) == [
+        "BOUND ip=10.60.0.33 mask=255.255.255.0 router= mtu=1450"]
+    rules = run(h.ns, "nft", "list", "table", "bridge", "cvirt_dhcp")
+    assert 'oifname "cvnx3" udp dport { 67, 68 } drop' in rules
+    assert 'oifname "cvnx3" ether saddr 02:00:c7:00:00:03 drop' in rules
+
+    # A new reservation restarts only that network's server.
+    pids = h.dnsmasq_pids()
+    nat2 = dict(NAT, leases=NAT["leases"] + [
+        {"mac": "52:54:00:00:00:99", "ip": "10.50.0.99", "vm": "w2"}])
+    h.push("d2", [nat2, vx])
+    assert h.wait_gen("d2") == {"natnet": "ok", "vx": "ok"}
+    now = h.dnsmasq_pids()
+    assert now["dhcp3.pid"] == pids["dhcp3.pid"]
+    assert now["dhcp1.pid"] != pids["dhcp1.pid"]
+    assert dhcp_lease(h, g2) == [
+        "BOUND ip=10.50.0.99 mask=255.255.255.0 router=10.50.0.1 mtu=1500"]
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
+def test_without_net_admin(host):
+    """Without CAP_NET_ADMIN every network says so and nothing is made;
+    the agent keeps working (its heartbeats go on)."""
+    h = host
+    h.push("n1", [NAT, VX, BR])
+    h.start_agent(wrap=["setpriv", "--bounding-set", "-net_admin",
+                        "--inh-caps", "-net_admin"])
+    want = "needs root (CAP_NET_ADMIN) on host h1"
+    assert h.wait_gen("n1") == {"natnet": want, "vx": want, "br": want}
+    assert sorted(n for n in links(h.ns) if n.startswith("cvn")) == \
+        ["cvnb99"]
+    assert not any("cvirt" in t for t in nft_tables(h.ns))
+    assert h.dnsmasq_pids() == {}
+    os.unlink(os.path.join(h.dir, "report.json"))
+    wait_for(lambda: h.report().get("net_gen") == "n1", 10, "a heartbeat")
