@@ -67,9 +67,15 @@ struct avm {
 	int		 migrated;		/* handed over: its exit is no failure */
 	int		 ha;			/* restarted by the manager on failure */
 	char		 ha_monitor[16];	/* process, panic, watchdog, ... */
-	char		 fail_reason[96];	/* why its exit is a failure */
+	char		 fail_reason[192];	/* why its exit is a failure */
 	int		 refs;
 	int64_t		 boots;			/* RESET events since start */
+	/* health.c: heartbeat and tcp:PORT monitors (set before QEMU starts) */
+	char		 qga_path[108];		/* guest agent port socket, or "" */
+	char		 health_addr[64];	/* where tcp:PORT connects */
+	int		 health_port;		/* the guest port of tcp:PORT */
+	int		 fwd_port;		/* loopback port forwarded to it, or 0 */
+	int		 health_armed;		/* answered since start or reboot */
 };
 
 /* accel.c */
@@ -102,6 +108,39 @@ json_t	*vmhost_list(void);
 json_t	*vmhost_exits(void);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
+/* Rewrite DATA/vms/UUID.json (what a restarted agent re-attaches to). */
+int	 vmhost_record_save(struct avm *vm);
+/* The VM failed (a fired watchdog, a lost heartbeat...): its exit is a
+ * failure with this reason; end its QEMU so that HA restarts it. */
+void	 vmhost_fail(struct avm *vm, const char *reason);
+/* Wait until QEMU is gone or ms passed; 1 when gone. */
+int	 vmhost_wait_exit(struct avm *vm, int64_t ms);
+
+/* health.c: the heartbeat and tcp:PORT HA monitors */
+#define HEALTH_NONE		0
+#define HEALTH_HEARTBEAT	1
+#define HEALTH_TCP		2
+#define HEALTH_INTERVAL_DEF	2000	/* ms between probes */
+#define HEALTH_INTERVAL_MIN	500
+#define HEALTH_INTERVAL_MAX	60000
+#define HEALTH_TIMEOUT_MIN	250	/* a probe waits interval/2, at least this */
+#define HEALTH_MISSES_DEF	3	/* misses in a row that make a failure */
+#define HEALTH_MISSES_MAX	100
+struct qemu_vm_spec;
+/* HEALTH_* of a monitor word; the guest port of tcp:PORT in *port. */
+int	 health_kind(const char *monitor, int *port);
+/* Devices the monitor needs: the guest agent port, or a forward of the
+ * guest port on the user-mode NIC (after the NICs are in q). */
+int	 health_qemu_spec(struct avm *vm, json_t *spec,
+	    struct qemu_vm_spec *q, char *err, size_t errsz);
+/* Its fields in the agent's record (rec borrowed), and back. */
+void	 health_record_save(struct avm *vm, json_t *rec);
+void	 health_record_load(struct avm *vm, json_t *rec);
+/* A thread that probes the VM until its QEMU is gone (no-op for other
+ * monitors). */
+int	 health_start(struct avm *vm);
+/* Interval and misses from the manager's cluster settings. */
+void	 health_settings(int interval_ms, int misses);
 
 /* migrate.c: live migration, both ends */
 int	 mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,

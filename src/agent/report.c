@@ -60,6 +60,11 @@ report_take_settings(json_t *reply)
 		    "isolation_ms"));
 	if (resp && (strcmp(resp, "poweroff") == 0 || strcmp(resp, "leave") == 0))
 		snprintf(iso_response, sizeof(iso_response), "%s", resp);
+	if (json_is_integer(json_object_get(reply, "monitor_interval_ms")) &&
+	    json_is_integer(json_object_get(reply, "monitor_misses")))
+		health_settings((int)json_integer_value(json_object_get(reply,
+		    "monitor_interval_ms")), (int)json_integer_value(
+		    json_object_get(reply, "monitor_misses")));
 }
 
 static int

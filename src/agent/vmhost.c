@@ -166,8 +166,8 @@ vmhost_record_path(const char *uuid, char *out, size_t size)
 }
 
 /* What a restarted agent needs to find and re-attach to the QEMU. */
-static int
-vmhost_record_write(struct avm *vm)
+int
+vmhost_record_save(struct avm *vm)
 {
 	char path[PATH_MAX];
 	json_t *rec;
@@ -179,6 +179,8 @@ vmhost_record_write(struct avm *vm)
 	    "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
 	    "pid", (json_int_t)vm->pid, "ha", vm->ha, "ha_monitor",
 	    vm->ha_monitor);
+	if (rec)
+		health_record_save(vm, rec);
 	if (rec == NULL || vmhost_record_path(vm->uuid, path, sizeof(path)) < 0)
 		goto cleanup;
 	if ((s = json_dumps(rec, JSON_INDENT(2))) == NULL)
@@ -203,6 +205,8 @@ vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 		(void)unlink(path);
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
+	if (vm->qga_path[0])
+		(void)unlink(vm->qga_path);
 }
 
 json_t *
@@ -253,8 +257,8 @@ vmhost_list(void)
 	return list;
 }
 
-/* Wait until QEMU is gone or ms passed; 1 when gone. */
-static int
+/* Wait until QEMU is gone or ms passed (agent_int.h). */
+int
 vmhost_wait_exit(struct avm *vm, int64_t ms)
 {
 	int64_t deadline = util_mono_ms() + ms;
@@ -475,21 +479,25 @@ ev_stop(struct avm *vm, json_t *data)
 		vmhost_set_state(vm, "paused");
 }
 
+void
+vmhost_fail(struct avm *vm, const char *reason)
+{
+	log_warnx("vm %s: %s: ending QEMU pid %d", vm->name, reason,
+	    (int)vm->pid);
+	pthread_mutex_lock(&vm->lock);
+	if (vm->fail_reason[0] == '\0')
+		snprintf(vm->fail_reason, sizeof(vm->fail_reason), "%s", reason);
+	pthread_mutex_unlock(&vm->lock);
+	kill(vm->pid, SIGKILL);
+}
+
 static void
 ev_watchdog(struct avm *vm, json_t *data)
 {
-	int act;
-
 	log_warnx("vm %s: watchdog fired", vm->name);
-	pthread_mutex_lock(&vm->lock);
-	act = strcmp(vm->ha_monitor, "watchdog") == 0;
-	if (act)
-		snprintf(vm->fail_reason, sizeof(vm->fail_reason),
-		    "the guest watchdog fired");
-	pthread_mutex_unlock(&vm->lock);
 	/* The guest stopped petting it: end it so HA restarts it. */
-	if (act)
-		kill(vm->pid, SIGKILL);
+	if (strcmp(vm->ha_monitor, "watchdog") == 0)
+		vmhost_fail(vm, "the guest watchdog fired");
 }
 
 static const struct vmhost_evh vmhost_events[] = {
@@ -585,6 +593,8 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 		snprintf(q->nics[q->nnics].type, sizeof(q->nics[0].type), "user");
 		q->nnics++;
 	}
+	if (health_qemu_spec(vm, spec, q, err, errsz) < 0)
+		return -1;
 	snprintf(q->qmp_path, sizeof(q->qmp_path), "%s", vm->qmp_path);
 	snprintf(q->serial_path, sizeof(q->serial_path), "%s", vm->serial_path);
 	/* The graphical console (vnc.c) on a unix socket next to the serial
@@ -711,7 +721,7 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		vmhost_qemu_reason(log, err, errsz);
 		goto cleanup;
 	}
-	if (vmhost_record_write(vm) < 0) {
+	if (vmhost_record_save(vm) < 0) {
 		snprintf(err, errsz, "cannot record VM state: %s", strerror(errno));
 		goto cleanup;
 	}
@@ -719,6 +729,9 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		snprintf(err, errsz, "cannot start the VM monitor");
 		goto cleanup;
 	}
+	if (health_start(vm) < 0)
+		log_warnx("vm %s: cannot start its %s monitor", vm->name,
+		    vm->ha_monitor);
 	if (incoming) {
 		vmhost_set_state(vm, "incoming");
 		*result = json_pack("{s:I, s:s}", "pid", (json_int_t)vm->pid,
@@ -934,6 +947,7 @@ vmhost_adopt(json_t *rec)
 	vm->ha = json_is_true(json_object_get(rec, "ha"));
 	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
 	    jstr(rec, "ha_monitor")[0] ? jstr(rec, "ha_monitor") : "process");
+	health_record_load(vm, rec);
 	if (vmhost_paths(vm, err, sizeof(err)) < 0 || !util_pid_alive(pid) ||
 	    !util_pid_has_arg(pid, uuid)) {
 		log_warnx("vm %s: QEMU pid %d is gone (exited while the agent "

@@ -204,13 +204,6 @@ api_vm_spec(struct httpd_req *r)
 		    "watchdog, heartbeat or tcp:PORT");
 		return NULL;
 	}
-	/* Valid words, but no agent watches them yet: refuse rather than
-	 * pretend (docs/ha.md). */
-	if (mon && (strcmp(mon, "heartbeat") == 0 || strncmp(mon, "tcp:", 4) == 0)) {
-		httpd_reply_error(r, 400, "ha_monitor %s is not supported yet: use "
-		    "process, panic or watchdog", mon);
-		return NULL;
-	}
 	if (host) {
 		if (!util_name_valid(host) || (row = db_row("SELECT name FROM "
 		    "hosts WHERE name = ?", "s", host)) == NULL) {

@@ -28,6 +28,8 @@ static const struct cluster_key cluster_keys[] = {
 	CK(ha_max_restarts, 0, 100, 3),
 	CK(ha_restart_window_s, 10, 86400, 600),
 	CK(ha_reserve_hosts, 0, 100, 0),
+	CK(ha_monitor_interval_ms, 500, 60000, 2000),
+	CK(ha_monitor_misses, 1, 100, 3),
 };
 
 /* Settings that take one of a few words. */

@@ -394,4 +394,8 @@ failover_agent_hints(const char *host, json_t *reply)
 	    json_integer(mgr_cfg.heartbeat_timeout_ms));
 	json_object_set_new(reply, "isolation_response",
 	    json_string(cs.ha_isolation_response));
+	json_object_set_new(reply, "monitor_interval_ms",
+	    json_integer(cs.ha_monitor_interval_ms));
+	json_object_set_new(reply, "monitor_misses",
+	    json_integer(cs.ha_monitor_misses));
 }

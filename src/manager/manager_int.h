@@ -173,6 +173,8 @@ struct cluster_settings {
 	int	ha_max_restarts;		/* in place, per window */
 	int	ha_restart_window_s;
 	int	ha_reserve_hosts;		/* admission control */
+	int	ha_monitor_interval_ms;		/* heartbeat, tcp:PORT probes */
+	int	ha_monitor_misses;		/* misses in a row = failed */
 	char	balancer_mode[16];		/* off, advise, automatic */
 	char	ha_isolation_response[16];	/* poweroff, leave */
 };

@@ -172,6 +172,9 @@ qemu_check_devices(const struct qemu_vm_spec *s)
 		const struct qemu_nic *n = &s->nics[i];
 		if (!qemu_mac_valid(n->mac))
 			return -1;
+		if (n->hostfwd[0] && (strcmp(n->type, "user") != 0 ||
+		    !qemu_opt_safe(n->hostfwd)))
+			return -1;
 		if (strcmp(n->type, "tap") == 0) {
 			if (!qemu_ifname_valid(n->ifname))
 				return -1;
@@ -194,6 +197,7 @@ qemu_check_spec(const struct qemu_vm_spec *s)
 	if (!qemu_opt_safe(s->qmp_path) ||
 	    (s->serial_path[0] && !qemu_opt_safe(s->serial_path)) ||
 	    (s->serial_log[0] && !qemu_opt_safe(s->serial_log)) ||
+	    (s->qga_path[0] && !qemu_opt_safe(s->qga_path)) ||
 	    (s->pidfile[0] && !qemu_opt_safe(s->pidfile)) ||
 	    (s->vnc_display >= 0 && s->vnc_path[0] &&
 	    !qemu_opt_safe(s->vnc_path)) ||
@@ -307,7 +311,8 @@ qemu_add_nics(struct qemu_argv *a, const struct qemu_vm_spec *s)
 			qemu_argv_addf(a, "tap,id=net%d,ifname=%s,script=no,"
 			    "downscript=no", i, n->ifname);
 		else
-			qemu_argv_addf(a, "user,id=net%d", i);
+			qemu_argv_addf(a, "user,id=net%d%s%s", i,
+			    n->hostfwd[0] ? ",hostfwd=" : "", n->hostfwd);
 		qemu_argv_add(a, "-device");
 		qemu_argv_addf(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d",
 		    i, n->mac, i);
@@ -352,6 +357,17 @@ qemu_add_extras(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	if (s->incoming[0]) {
 		qemu_argv_add(a, "-incoming");
 		qemu_argv_add(a, s->incoming);
+	}
+	if (s->qga_path[0]) {
+		/* The guest agent's virtio-serial port (HA heartbeat). */
+		qemu_argv_add(a, "-chardev");
+		qemu_argv_addf(a, "socket,id=qga0,path=%s,server=on,wait=off",
+		    s->qga_path);
+		qemu_argv_add(a, "-device");
+		qemu_argv_add(a, "virtio-serial-pci,id=cvserial0");
+		qemu_argv_add(a, "-device");
+		qemu_argv_add(a, "virtserialport,bus=cvserial0.0,chardev=qga0,"
+		    "name=org.qemu.guest_agent.0");
 	}
 	if (s->start_paused)
 		qemu_argv_add(a, "-S");

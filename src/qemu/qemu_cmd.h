@@ -18,6 +18,7 @@ struct qemu_nic {
 	char	mac[18];	/* "52:54:00:12:34:56" */
 	char	type[16];	/* "user" or "tap" */
 	char	ifname[16];	/* tap device for "tap" */
+	char	hostfwd[64];	/* "user": a hostfwd rule ("tcp:127.0.0.1:H-:G") or "" */
 };
 
 struct qemu_vm_spec {
@@ -36,6 +37,7 @@ struct qemu_vm_spec {
 	char			qmp_path[108];	/* QMP unix socket (server) */
 	char			serial_path[108]; /* serial unix socket (server) */
 	char			serial_log[4096]; /* all serial output, appended */
+	char			qga_path[108];	/* guest agent port (unix socket server) or "" */
 	char			pidfile[4096];
 	int			vnc_display;	/* -1: none; else unix socket path below */
 	char			vnc_path[108];

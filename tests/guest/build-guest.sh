@@ -10,6 +10,15 @@
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
+#   cvirt.gahang=S     freeze the guest agent (SIGSTOP) S seconds after boot:
+#                      it stops answering while the guest keeps running
+#   cvirt.listen=PORT  accept TCP connections on PORT (busybox httpd; without
+#                      cvirt.net or cvirt.ip the first NIC gets 10.0.2.15/24,
+#                      the user-mode network's guest address)
+#   cvirt.listenstop=S stop listening S seconds after boot
+# Debian's qemu-ga (with the shared libraries it needs) answers on the
+# virtio-serial port org.qemu.guest_agent.0 when the VM has one (VMs with
+# the heartbeat HA monitor); it prints "cvirt-guest: guest agent running".
 # A vfat volume with meta-data (a cloud-init NoCloud seed) makes it print
 # "cvirt-guest: cloud-init hostname=H ssh-keys=N" and set the hostname.
 # The guest always prints "cvirt-guest: init reached" and
@@ -97,8 +106,29 @@ VMLINUZ="$ROOT/boot/vmlinuz-$KVER"
 # Debian's package ships no modules.dep (postinst makes it): make it here.
 [ -f "$MODDIR/modules.dep" ] || depmod -b "$ROOT" "$KVER"
 
+# --- the guest agent: Debian's qemu-guest-agent package -----------------
+GA_DEB=$(ls -t "$CACHE"/qemu-guest-agent_*.deb 2>/dev/null | head -n 1 || true)
+if [ -z "$GA_DEB" ]; then
+	log "downloading qemu-guest-agent"
+	tmpdl=$(mktemp -d "$CACHE/dl.XXXXXX")
+	chmod 0777 "$tmpdl"
+	if ! (cd "$tmpdl" && apt-get download -q qemu-guest-agent >&2); then
+		apt-get update -q >&2 || true
+		(cd "$tmpdl" && apt-get download -q qemu-guest-agent >&2) || true
+	fi
+	mv "$tmpdl"/*.deb "$CACHE/" 2>/dev/null || true
+	rm -rf "$tmpdl"
+	GA_DEB=$(ls -t "$CACHE"/qemu-guest-agent_*.deb 2>/dev/null | head -n 1 || true)
+fi
+[ -n "$GA_DEB" ] || die "could not get the qemu-guest-agent package"
+GAROOT="$SCRATCH/ga"
+mkdir -p "$GAROOT"
+dpkg-deb -x "$GA_DEB" "$GAROOT"
+[ -x "$GAROOT/usr/sbin/qemu-ga" ] || die "no usr/sbin/qemu-ga in $GA_DEB"
+
 # --- modules, in load order (dependencies first, as modprobe would) ------
 WANT=(virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_pci
+	virtio_console
 	virtio_blk failover net_failover virtio_net
 	pvpanic pvpanic-mmio pvpanic-pci
 	watchdog i6300esb
@@ -151,6 +181,15 @@ mkdir -p "$STAGE" "$STAGE"/{bin,sbin,usr/bin,usr/sbin,dev,proc,sys,tmp,run,var/l
 cp "$BUSYBOX" "$STAGE/bin/busybox"
 for applet in $("$BUSYBOX" --list-full); do
 	[ -e "$STAGE/$applet" ] || ln -s /bin/busybox "$STAGE/$applet"
+done
+# qemu-ga and its shared libraries (as this host resolves them: the guest
+# kernel is Debian's amd64 one, so the same libc works).
+cp "$GAROOT/usr/sbin/qemu-ga" "$STAGE/usr/sbin/qemu-ga"
+ldd "$GAROOT/usr/sbin/qemu-ga" | grep -q 'not found' &&
+	die "qemu-ga needs libraries this host lacks: $(ldd "$GAROOT/usr/sbin/qemu-ga" | grep 'not found' | tr -s ' \t' ' ')"
+for lib in $(ldd "$GAROOT/usr/sbin/qemu-ga" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p; s/^[[:space:]]*\(\/[^ ]*\) .*/\1/p'); do
+	mkdir -p "$STAGE$(dirname "$lib")"
+	cp -L "$lib" "$STAGE$lib"
 done
 mknod -m 600 "$STAGE/dev/console" c 5 1 2>/dev/null || true
 mknod -m 666 "$STAGE/dev/null" c 1 3 2>/dev/null || true
@@ -217,6 +256,56 @@ echo "cvirt-guest: boot-id $(cat /proc/sys/kernel/random/uuid)"
 
 CMDLINE=" $(cat /proc/cmdline) "
 opt() { case "$CMDLINE" in *" cvirt.$1=1 "*) return 0 ;; esac; return 1; }
+# The value of cvirt.NAME=VALUE (fails when absent).
+optval() { for w in $CMDLINE; do case "$w" in "cvirt.$1="*) echo "${w#*=}"; return 0 ;; esac; done; return 1; }
+
+# The guest agent, on the virtio-serial port the host names
+# org.qemu.guest_agent.0 (the port appears shortly after virtio_console).
+if ls -d /sys/bus/virtio/drivers/virtio_console/virtio* >/dev/null 2>&1; then
+	gaport=""
+	i=0
+	while [ -z "$gaport" ] && [ $i -lt 150 ]; do
+		for p in /sys/class/virtio-ports/*; do
+			[ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] &&
+				[ -c "/dev/${p##*/}" ] && gaport="/dev/${p##*/}"
+		done
+		[ -n "$gaport" ] || usleep 20000
+		i=$((i + 1))
+	done
+	if [ -n "$gaport" ]; then
+		mkdir -p /var/lib/qemu-ga
+		qemu-ga -m virtio-serial -p "$gaport" -t /var/lib/qemu-ga \
+			-f /run/qemu-ga.pid -l /var/log/qemu-ga.log &
+		gapid=$!
+		echo "cvirt-guest: guest agent running"
+		if s=$(optval gahang); then
+			( sleep "$s"; kill -STOP $gapid; echo "cvirt-guest: guest agent frozen" ) &
+		fi
+	else
+		echo "cvirt-guest: no guest agent port"
+	fi
+fi
+
+# A TCP service for health checks (busybox httpd accepts any connection).
+if lport=$(optval listen); then
+	nic=""
+	for n in /sys/class/net/*; do
+		[ "${n##*/}" = lo ] || { nic=${n##*/}; break; }
+	done
+	# Without cvirt.net/cvirt.ip: the user-mode network's guest address.
+	if [ -n "$nic" ] && [ -z "$(optval net)$(optval ip)" ]; then
+		ip link set "$nic" up
+		ip -4 addr show dev "$nic" | grep -q inet ||
+			ip addr add 10.0.2.15/24 dev "$nic"
+	fi
+	mkdir -p /www && echo ok >/www/index.html
+	httpd -f -p "$lport" -h /www &
+	hpid=$!
+	echo "cvirt-guest: listening on $lport"
+	if s=$(optval listenstop); then
+		( sleep "$s"; kill $hpid; echo "cvirt-guest: stopped listening on $lport" ) &
+	fi
+fi
 
 # cloud-init NoCloud seed: a vfat volume holding meta-data (and user-data).
 mkdir -p /run/cidata

@@ -20,7 +20,9 @@ import urllib.parse
 import urllib.request
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-GUEST_DIR = os.path.join(REPO, "tests", "guest", "out")
+# CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
+GUEST_DIR = os.environ.get("CVIRT_GUEST_DIR") or os.path.join(
+    REPO, "tests", "guest", "out")
 UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BOOT_ID_RE = re.compile(r"cvirt-guest: boot-id (" + UUID_RE.pattern + ")")

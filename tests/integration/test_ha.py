@@ -227,13 +227,3 @@ def test_manager_restart_during_failover(hc, guest):
     finally:
         assert s.stop() <= 1
     hc.start_agent(host)
-
-
-def test_unsupported_monitors_are_refused(hc, guest):
-    for mon in ("heartbeat", "tcp:8080"):
-        rc, _, err = hc.cli("vm", "create", "mon", "--cpus", 1, "--memory",
-                            64, "--ha", "--ha-monitor", mon, "--kernel",
-                            guest.kernel, "--initrd", guest.initrd,
-                            check=False)
-        assert rc != 0 and "not supported yet" in err, err
-    assert "mon" not in hc.vm_names()

@@ -623,6 +623,52 @@ test_spawn_real_qemu(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* HA monitors: the guest agent's virtio-serial port; a hostfwd rule on a
+ * user-mode NIC for tcp:PORT. */
+static void
+test_argv_health_devices(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+
+	SET(s->qga_path, t_fmt("%s/qga.sock", t->dir, NULL));
+	SET(s->nics[0].mac, "52:54:00:12:34:56");
+	SET(s->nics[0].type, "user");
+	SET(s->nics[0].hostfwd, "tcp:127.0.0.1:40000-:8080");
+	s->nnics = 1;
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-chardev", t_fmt("socket,id=qga0,path=%s/qga.sock,"
+	    "server=on,wait=off", t->dir, NULL));
+	assert_pair(argv, "-device", "virtio-serial-pci,id=cvserial0");
+	assert_pair(argv, "-device", "virtserialport,bus=cvserial0.0,"
+	    "chardev=qga0,name=org.qemu.guest_agent.0");
+	assert_pair(argv, "-netdev",
+	    "user,id=net0,hostfwd=tcp:127.0.0.1:40000-:8080");
+	qemu_argv_free(argv);
+
+	/* Without them: no port, a plain user-mode netdev. */
+	s->qga_path[0] = s->nics[0].hostfwd[0] = '\0';
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_int_equal(argv_find(argv, "-device",
+	    "virtio-serial-pci,id=cvserial0"), -1);
+	assert_pair(argv, "-netdev", "user,id=net0");
+	qemu_argv_free(argv);
+
+	/* A rule that would smuggle in options, or one on a TAP NIC. */
+	SET(s->nics[0].hostfwd, "tcp:127.0.0.1:1-:2,restrict=on");
+	assert_null(qemu_build_argv(s));
+	SET(s->nics[0].hostfwd, "tcp:127.0.0.1:1-:2");
+	SET(s->nics[0].type, "tap");
+	SET(s->nics[0].ifname, "cvtap0");
+	assert_null(qemu_build_argv(s));
+	s->nics[0].hostfwd[0] = '\0';
+	SET(s->qga_path, t_fmt("%s/q,a.sock", t->dir, NULL));
+	assert_null(qemu_build_argv(s));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -635,6 +681,7 @@ main(int argc, char **argv)
 		T(test_argv_nics),
 		T(test_argv_kernel_boot),
 		T(test_argv_extras),
+		T(test_argv_health_devices),
 		T(test_argv_rejects),
 		T(test_spawn_detached),
 		T(test_spawn_exec_failure),

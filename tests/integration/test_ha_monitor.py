@@ -1,0 +1,126 @@
+"""HA monitors that look into the guest (docs/ha.md): the guest agent
+heartbeat (--ha-monitor heartbeat, Debian's qemu-ga in the test guest) and a
+TCP check of a guest port (--ha-monitor tcp:PORT, busybox httpd in the guest,
+reached through a forward of QEMU's user-mode network). Four HA VMs boot at
+once on one host: for each monitor one whose guest service stops while the
+guest keeps running (restarted in place, a new boot id, an event that says
+why) and one that stays healthy (never restarted)."""
+
+import time
+
+import pytest
+
+from cvirt import boot_ids, qemu_pid, wait_for
+
+BASE = "console=ttyS0"
+PORT = 8080
+
+# name: (monitor, extra kernel options). The failing guests stop answering
+# 5 s after their service started: after their monitor armed on a first
+# answer (probes every second here, see the fixture).
+VMS = {
+    "hb-hang": ("heartbeat", "cvirt.gahang=5"),
+    "hb-ok": ("heartbeat", ""),
+    "tcp-stop": ("tcp:%d" % PORT, "cvirt.listen=%d cvirt.listenstop=5" % PORT),
+    "tcp-ok": ("tcp:%d" % PORT, "cvirt.listen=%d" % PORT),
+}
+INTERVAL_MS = 1000
+
+
+@pytest.fixture(scope="module")
+def vms(cluster, guest):
+    # A probe each second (the default is 2 s): the agent takes the cluster
+    # setting from the manager's next reply, before any VM starts.
+    cluster.cli("cluster", "set", "ha_monitor_interval_ms=%d" % INTERVAL_MS)
+    time.sleep(1.5)
+    for name, (mon, extra) in VMS.items():
+        cluster.cli("vm", "create", name, "--cpus", 1, "--memory", 128,
+                    "--ha", "--ha-monitor", mon, "--kernel", guest.kernel,
+                    "--initrd", guest.initrd, "--cmdline",
+                    (BASE + " " + extra).strip())
+    for name in VMS:
+        cluster.cli("vm", "start", name, "--no-wait")
+    for name in VMS:
+        cluster.wait_state(name, "running", 60)
+    started = time.monotonic()
+    yield started
+    for name in VMS:
+        cluster.cli("vm", "stop", name, "--force", check=False)
+    cluster.cli("cluster", "set", "ha_monitor_interval_ms=2000")
+
+
+def restarted(cl, name, timeout):
+    """Waits for a second boot of name; returns its serial transcript."""
+    return wait_for(lambda: (lambda s: s if len(boot_ids(s)) >= 2 else None)(
+        cl.serial(name)), timeout, "%s restarted" % name, interval=0.5)
+
+
+def failure_events(cl, name):
+    return [e for e in cl.cli("event", "list", json=True)
+            if e["object"] == name and e["kind"] == "vm.state"
+            and "failed" in e["message"]]
+
+
+def test_heartbeat_loss_restarts_vm_in_place(cluster, vms):
+    s = cluster.wait_serial("hb-hang", "cvirt-guest: guest agent frozen", 40)
+    assert "cvirt-guest: guest agent running" in s
+    s = restarted(cluster, "hb-hang", 25)
+    ids = boot_ids(s)
+    assert ids[0] != ids[1]
+    ev = failure_events(cluster, "hb-hang")
+    assert ev and "guest heartbeat lost" in ev[0]["message"], ev
+    assert any(e["kind"] == "ha.restart" and e["object"] == "hb-hang"
+               for e in cluster.cli("event", "list", json=True))
+    v = wait_for(lambda: (lambda v: v if v["state"] == "running" else None)(
+        cluster.vm("hb-hang")), 30, "hb-hang running again")
+    assert v["host"] == "h1"
+
+
+def test_tcp_check_failure_restarts_vm_in_place(cluster, vms):
+    s = cluster.wait_serial("tcp-stop", "cvirt-guest: stopped listening", 40)
+    assert "cvirt-guest: listening on %d" % PORT in s
+    s = restarted(cluster, "tcp-stop", 25)
+    ids = boot_ids(s)
+    assert ids[0] != ids[1]
+    ev = failure_events(cluster, "tcp-stop")
+    assert ev and "TCP health check of guest port %d failed" % PORT in \
+        ev[0]["message"], ev
+
+
+def test_healthy_vms_are_never_restarted(cluster, vms):
+    # Both failing VMs have been restarted by now (the tests above), so the
+    # monitors ran well past the failing guests' 5 s + 3 misses.
+    assert time.monotonic() - vms > 8
+    for name in ("hb-ok", "tcp-ok"):
+        v = cluster.vm(name)
+        assert v["state"] == "running", v
+        assert len(boot_ids(cluster.serial(name))) == 1, name
+        assert not failure_events(cluster, name)
+        assert qemu_pid(v["uuid"])
+    assert "cvirt-guest: guest agent running" in cluster.serial("hb-ok")
+
+
+@pytest.mark.parametrize("mon", ["tcp:0", "tcp:65536", "tcp:http", "tcp:",
+                                 "tcp:80x", "heartbeats", "tcp:-1"])
+def test_bad_monitor_is_refused(cluster, guest, mon):
+    st, body = cluster.http("POST", "/api/v1/vms", {
+        "name": "badmon", "cpus": 1, "memory_mib": 64, "ha": True,
+        "ha_monitor": mon, "kernel": guest.kernel, "initrd": guest.initrd})
+    assert st == 400, (st, body)
+    assert "ha_monitor must be" in body["error"]
+    rc, _, err = cluster.cli("vm", "create", "badmon", "--cpus", 1,
+                             "--memory", 64, "--ha-monitor", mon, check=False)
+    assert rc != 0 and "--ha-monitor must be" in err, err
+    assert "badmon" not in cluster.vm_names()
+
+
+def test_monitor_settings_are_cluster_settings(cluster, vms):
+    s = cluster.cli("cluster", "show", json=True)
+    assert s["ha_monitor_interval_ms"] == INTERVAL_MS, s
+    assert s["ha_monitor_misses"] == 3, s
+    rc, _, err = cluster.cli("cluster", "set", "ha_monitor_interval_ms=100",
+                             check=False)
+    assert rc != 0 and "500..60000" in err, err
+    rc, _, err = cluster.cli("cluster", "set", "ha_monitor_misses=0",
+                             check=False)
+    assert rc != 0 and "1..100" in err, err
