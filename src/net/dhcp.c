@@ -1,6 +1,7 @@
 /* dhcp.c - dnsmasq per network: static reservations only, no DNS. nat:
- * on the bridge; vxlan: in a private namespace behind a veth whose
- * address and MAC are the gateway's on every host (an anycast server).
+ * on the bridge; vxlan, vlan, bridge: in a private namespace behind a veth
+ * whose address and MAC are the gateway's on every host, seen only by this
+ * host's VMs (an anycast server).
  * That namespace lives as long as its dnsmasq (no bind mount, which a
  * private mount namespace would hide from the next agent). */
 #include <dirent.h>
@@ -61,8 +62,8 @@ dhcp_conf_text(const struct net_def *n, const char *iface, const char *pidfile,
 	    "dhcp-range=%u.%u.%u.%u,static,%u.%u.%u.%u,%s\n"
 	    "dhcp-option=option:mtu,%d\n",
 	    n->name, iface,
-	    /* vxlan: dnsmasq starts before its interface exists. */
-	    n->type == NET_VXLAN ? "bind-dynamic" : "bind-interfaces",
+	    /* anycast: dnsmasq starts before its interface exists. */
+	    n->type != NET_NAT ? "bind-dynamic" : "bind-interfaces",
 	    pidfile, leasefile,
 	    n->net_addr >> 24, (n->net_addr >> 16) & 255,
 	    (n->net_addr >> 8) & 255, n->net_addr & 255,
@@ -139,7 +140,7 @@ dhcp_veth(struct net_ctx *c, const struct net_def *n, pid_t pid, char *err,
 
 	if (net_ifname('d', n->id, d, sizeof(d)) < 0 ||
 	    net_ifname('e', n->id, e, sizeof(e)) < 0 ||
-	    net_ifname('b', n->id, br, sizeof(br)) < 0)
+	    net_bridge_of(n, br, sizeof(br)) < 0)
 		return -1;
 	if ((l = netk_link(c->links, d)) != NULL &&
 	    !netk_owned(l, c->cfg->owner))
@@ -166,13 +167,15 @@ dhcp_veth(struct net_ctx *c, const struct net_def *n, pid_t pid, char *err,
 	return 0;
 }
 
-/* nft table bridge cvirt_dhcp: the anycast server's DHCP, ARP and frames
- * never cross the overlay, so each host answers its own VMs. */
+/* nft table bridge cvirt_dhcp: an anycast server (cvnd<id>) talks with
+ * this host's VMs (the cvnt TAPs) only: nothing of it leaves through the
+ * overlay, the VLAN or the uplink, nothing from there reaches it; so each
+ * host answers its own VMs, also right after a live migration. */
 static int
 dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 {
-	size_t cap = 512 + c->p->nnets * 900, len, i;
-	char *s = malloc(cap), x[16];
+	size_t cap = 512 + c->p->nnets * 160, len, i;
+	char *s = malloc(cap), d[16];
 	json_t *tables;
 	int w, any = 0, rc = -1;
 
@@ -187,42 +190,18 @@ dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 	len = (size_t)snprintf(s, cap, "table bridge cvirt_dhcp\n"
 	    "delete table bridge cvirt_dhcp\n"
 	    "table bridge cvirt_dhcp {\n\tcomment \"%s\"\n"
-	    "\tchain in {\n\t\ttype filter hook prerouting priority "
+	    "\tchain forward {\n\t\ttype filter hook forward priority "
 	    "filter; policy accept;\n", c->cfg->owner);
 	for (i = 0; i < c->p->nnets; i++) {
 		const struct net_def *n = &c->p->nets[i];
 
-		if (n->err[0] || n->type != NET_VXLAN || !n->dhcp ||
-		    net_ifname('x', n->id, x, sizeof(x)) < 0)
+		if (n->err[0] || n->type == NET_NAT || !n->dhcp ||
+		    net_ifname('d', n->id, d, sizeof(d)) < 0)
 			continue;
 		any = 1;
 		w = snprintf(s + len, cap - len,
-		    "\t\tiifname \"%s\" ether saddr %s drop\n"
-		    "\t\tiifname \"%s\" udp dport { 67, 68 } drop\n"
-		    "\t\tiifname \"%s\" arp daddr ip %s drop\n"
-		    "\t\tiifname \"%s\" arp saddr ip %s drop\n",
-		    x, n->mac, x, x, n->gateway, x, n->gateway);
-		if (w < 0 || (size_t)w >= cap - len)
-			goto cleanup;
-		len += (size_t)w;
-	}
-	w = snprintf(s + len, cap - len, "\t}\n\tchain out {\n\t\ttype filter "
-	    "hook forward priority filter; policy accept;\n");
-	if (w < 0 || (size_t)w >= cap - len)
-		goto cleanup;
-	len += (size_t)w;
-	for (i = 0; i < c->p->nnets; i++) {
-		const struct net_def *n = &c->p->nets[i];
-
-		if (n->err[0] || n->type != NET_VXLAN || !n->dhcp ||
-		    net_ifname('x', n->id, x, sizeof(x)) < 0)
-			continue;
-		w = snprintf(s + len, cap - len,
-		    "\t\toifname \"%s\" ether saddr %s drop\n"
-		    "\t\toifname \"%s\" udp dport { 67, 68 } drop\n"
-		    "\t\toifname \"%s\" arp daddr ip %s drop\n"
-		    "\t\toifname \"%s\" arp saddr ip %s drop\n",
-		    x, n->mac, x, x, n->gateway, x, n->gateway);
+		    "\t\tiifname \"%s\" oifname != \"cvnt*\" drop\n"
+		    "\t\toifname \"%s\" iifname != \"cvnt*\" drop\n", d, d);
 		if (w < 0 || (size_t)w >= cap - len)
 			goto cleanup;
 		len += (size_t)w;
@@ -253,7 +232,7 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 	struct dhcp_paths p;
 	char iface[16], *conf = NULL, *old = NULL;
 	pid_t pid;
-	int rc = -1, vx = n->type == NET_VXLAN;
+	int rc = -1, vx = n->type != NET_NAT;	/* anycast */
 
 	err[0] = '\0';
 	if (dhcp_paths(c->cfg, n->id, &p) < 0 ||
@@ -280,7 +259,7 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 		    strerror(errno));
 		goto cleanup;
 	}
-	/* vxlan: a new network namespace that lives as long as dnsmasq. */
+	/* anycast: a new network namespace that lives as long as dnsmasq. */
 	if (netk_run(err, errsz, "%sdnsmasq %s", vx ? "unshare -n " : "",
 	    p.arg) < 0)
 		goto cleanup;

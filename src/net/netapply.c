@@ -230,24 +230,30 @@ int
 net_realize(struct net_ctx *c, const struct net_def *n, char *err,
     size_t errsz)
 {
-	if (n->type == NET_BRIDGE)
-		return net_bridge_check(c, n, err, errsz);
-	if (net_bridge(c, n, err, errsz) < 0)
+	int rc;
+
+	if (n->type != NET_BRIDGE && net_bridge(c, n, err, errsz) < 0)
 		return -1;
 	switch (n->type) {
 	case NET_NAT:
-		if (nat_apply(c, n, err, errsz) < 0)
-			return -1;
+		rc = nat_apply(c, n, err, errsz);
+		break;
+	case NET_BRIDGE:
+		rc = net_bridge_check(c, n, err, errsz);
 		break;
 	case NET_VLAN:
-		return net_vlan(c, n, err, errsz);
+		rc = net_vlan(c, n, err, errsz);
+		break;
 	case NET_VXLAN:
-		if (net_vxlan(c, n, err, errsz) < 0)
-			return -1;
+		rc = net_vxlan(c, n, err, errsz);
 		break;
 	default:
-		return snprintf(err, errsz, "unknown network type"), -1;
+		snprintf(err, errsz, "unknown network type");
+		rc = -1;
+		break;
 	}
+	if (rc < 0)
+		return -1;
 	if (n->dhcp)
 		return dhcp_apply(c, n, err, errsz);
 	dhcp_stop(c->cfg, n->id);
@@ -272,7 +278,7 @@ net_link_wanted(const struct net_payload *p, char kind, long id)
 		case 'b': return n->type != NET_BRIDGE;
 		case 'x': return n->type == NET_VXLAN;
 		case 'v': return n->type == NET_VLAN;
-		case 'd': return n->type == NET_VXLAN && n->dhcp;
+		case 'd': return n->type != NET_NAT && n->dhcp;
 		default: return 0;
 		}
 	}

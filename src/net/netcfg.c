@@ -268,15 +268,12 @@ net_parse_addr(json_t *o, struct net_def *n)
 		    "false"), -1;
 	n->dhcp = dhcp && !json_is_null(dhcp) ? json_is_true(dhcp) :
 	    n->type == NET_NAT || (n->type == NET_VXLAN && n->has_subnet);
-	if (n->dhcp && (n->type == NET_BRIDGE || n->type == NET_VLAN))
-		return snprintf(n->err, sizeof(n->err), "dhcp: only nat and "
-		    "vxlan networks serve DHCP"), -1;
 	if (n->type == NET_NAT && (!n->has_subnet || !n->mac[0]))
 		return snprintf(n->err, sizeof(n->err), "a nat network needs "
 		    "a subnet and a mac"), -1;
-	if (n->type == NET_VXLAN && n->dhcp && (!n->has_subnet || !n->mac[0]))
-		return snprintf(n->err, sizeof(n->err), "DHCP on a vxlan "
-		    "network needs a subnet and a mac"), -1;
+	if (n->dhcp && (!n->has_subnet || !n->mac[0]))
+		return snprintf(n->err, sizeof(n->err), "DHCP needs a subnet "
+		    "and a mac"), -1;
 	return 0;
 }
 

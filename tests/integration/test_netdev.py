@@ -442,13 +442,15 @@ exit 0
 
 
 def guest_ns(h, name, bridge, mac):
-    """A namespace standing in for a VM: eth0 (mac) on bridge."""
+    """A namespace standing in for a VM: eth0 (mac) on bridge, through a
+    port named like a VM's TAP (cvnt...)."""
     ns = h.ns + name
     subprocess.run(["ip", "netns", "add", ns], check=True)
     h.extra_ns.append(ns)
-    run(h.ns, "ip", "link", "add", name, "type", "veth", "peer", "name",
+    port = "cvnt" + name
+    run(h.ns, "ip", "link", "add", port, "type", "veth", "peer", "name",
         "eth0", "netns", ns)
-    run(h.ns, "ip", "link", "set", name, "master", bridge, "up")
+    run(h.ns, "ip", "link", "set", port, "master", bridge, "up")
     run(ns, "ip", "link", "set", "lo", "up")
     run(ns, "ip", "link", "set", "eth0", "address", mac, "up")
     return ns
@@ -477,9 +479,13 @@ def test_dhcp_and_nat(host):
     run(world, "ip", "link", "set", "up0p", "up")
     vx = dict(VX, leases=[{"mac": "52:54:00:00:00:33", "ip": "10.60.0.33",
                            "vm": "v3"}])
-    h.push("d1", [NAT, vx])
+    # DHCP on the operator's bridge: the same anycast server, on vbr0.
+    br = dict(BR, subnet="10.70.0.0/24", gateway="10.70.0.1", dhcp=True,
+              leases=[{"mac": "52:54:00:00:00:44", "ip": "10.70.0.44"}])
+    run(h.ns, "ip", "link", "set", "vbr0", "up")
+    h.push("d1", [NAT, vx, br])
     h.start_agent()
-    assert h.wait_gen("d1") == {"natnet": "ok", "vx": "ok"}
+    assert h.wait_gen("d1") == {"natnet": "ok", "vx": "ok", "br": "ok"}
 
     g1 = guest_ns(h, "g1", "cvnb1", "52:54:00:00:00:11")
     assert dhcp_lease(h, g1) == [
@@ -496,9 +502,13 @@ def test_dhcp_and_nat(host):
     g3 = guest_ns(h, "g3", "cvnb3", "52:54:00:00:00:33")
     assert dhcp_lease(h, g3) == [
         "BOUND ip=10.60.0.33 mask=255.255.255.0 router= mtu=1450"]
+    g4 = guest_ns(h, "g4", "vbr0", "52:54:00:00:00:44")
+    assert dhcp_lease(h, g4) == [
+        "BOUND ip=10.70.0.44 mask=255.255.255.0 router= mtu=1500"]
+    assert links(h.ns)["cvnd4"]["master"] == "vbr0"
     rules = run(h.ns, "nft", "list", "table", "bridge", "cvirt_dhcp")
-    assert 'oifname "cvnx3" udp dport { 67, 68 } drop' in rules
-    assert 'oifname "cvnx3" ether saddr 02:00:c7:00:00:03 drop' in rules
+    assert 'iifname "cvnd3" oifname != "cvnt*" drop' in rules
+    assert 'oifname "cvnd3" iifname != "cvnt*" drop' in rules
 
     # A new reservation restarts only that network's server.
     pids = h.dnsmasq_pids()
@@ -506,6 +516,8 @@ def test_dhcp_and_nat(host):
         {"mac": "52:54:00:00:00:99", "ip": "10.50.0.99", "vm": "w2"}])
     h.push("d2", [nat2, vx])
     assert h.wait_gen("d2") == {"natnet": "ok", "vx": "ok"}
+    assert "cvnd4" not in links(h.ns)      # br is gone: its server too
+    assert "dhcp4.pid" not in h.dnsmasq_pids()
     now = h.dnsmasq_pids()
     assert now["dhcp3.pid"] == pids["dhcp3.pid"]
     assert now["dhcp1.pid"] != pids["dhcp1.pid"]

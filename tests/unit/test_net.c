@@ -213,7 +213,7 @@ test_payload_bad_networks(void **state)
 		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"bridge\"}",
 		    "needs an uplink" },
 		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"bridge\", \"uplink\": "
-		    "\"br0\", \"dhcp\": true}", "dhcp:" },
+		    "\"br0\", \"dhcp\": true}", "DHCP needs a subnet" },
 		{ "{\"name\": \"n\", \"id\": 1, \"type\": \"nat\", \"subnet\": "
 		    "\"10.0.0.0/24\", \"gateway\": \"10.0.0.1\"}", "needs a subnet "
 		    "and a mac" },
