@@ -13,6 +13,7 @@
 #define NET_TAP_WAIT_MS		5000
 #define NET_TAP_GRACE_MS	120000	/* a new TAP before QEMU opens it */
 #define NET_RETRY_MS		10000	/* re-apply while a network fails */
+#define NET_HEAL_MS		60000	/* re-apply anyway: undo drift */
 #define NET_MAX_RECENT		64
 
 static struct net_config net_cfg;
@@ -23,6 +24,7 @@ static struct net_payload net_cur;
 static json_t *net_stat;		/* {name: "ok" | error} */
 static json_t *net_pending;		/* a payload not yet applied */
 static int net_applied, net_quit, net_started, net_root;
+static char net_busy_gen[NET_GEN_MAX + 1];	/* being applied */
 static pthread_t net_thread;
 /* net_kern_lock: every change of kernel objects, and net_recent. */
 static pthread_mutex_t net_kern_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -149,10 +151,12 @@ net_save(json_t *raw)
 	free(s);
 }
 
-/* Apply raw (stolen); 1 when some network is not ok. */
+/* Apply raw (borrowed): 1 when some network is not ok, 0 when all are,
+ * -1 when the payload is malformed (nothing changes). */
 static int
 net_apply(json_t *raw, int save)
 {
+	static int64_t logged;
 	struct net_payload p;
 	char err[256];
 	json_t *status = json_object(), *v;
@@ -161,10 +165,14 @@ net_apply(json_t *raw, int save)
 
 	memset(&p, 0, sizeof(p));
 	if (net_payload_parse(raw, &p, err, sizeof(err)) < 0) {
-		log_warnx("ignoring the manager's network payload: %s", err);
+		/* The manager sends it again with every heartbeat. */
+		if (logged == 0 || util_mono_ms() - logged > 60000) {
+			log_warnx("ignoring the manager's network payload: %s",
+			    err);
+			logged = util_mono_ms();
+		}
 		json_decref(status);
-		json_decref(raw);
-		return 0;
+		return -1;
 	}
 	pthread_mutex_lock(&net_kern_lock);
 	net_apply_kernel(&p, status);
@@ -176,52 +184,64 @@ net_apply(json_t *raw, int save)
 	if (save)
 		net_save(raw);
 	pthread_mutex_lock(&net_lock);
+	if (!net_applied || strcmp(net_cur.gen, p.gen) != 0 || save)
+		log_info("networks: applied generation %s (%zu network(s)%s)",
+		    p.gen, p.nnets, failing ? ", some failing" : "");
 	net_payload_free(&net_cur);
 	net_cur = p;
 	json_decref(net_stat);
 	net_stat = status;
 	net_applied = 1;
 	pthread_mutex_unlock(&net_lock);
-	log_info("networks: applied generation %s (%zu network(s)%s)", p.gen,
-	    p.nnets, failing ? ", some failing" : "");
-	json_decref(raw);
 	return failing;
 }
 
+/* The worker: applies what arrives; re-applies the last payload soon
+ * while a network fails and now and then anyway (a deleted bridge comes
+ * back, a leaked TAP goes). */
 static void *
 net_main(void *arg)
 {
+	struct timespec ts;
 	json_t *raw, *last = NULL;
-	int failing = 0, save;
+	int64_t wait_ms;
+	int rc = 0;
 
 	(void)arg;
 	pthread_mutex_lock(&net_lock);
 	while (!net_quit) {
-		if (net_pending == NULL && failing && last != NULL) {
-			struct timespec ts;
-
+		if (net_pending == NULL) {
+			if (last == NULL) {
+				pthread_cond_wait(&net_cond, &net_lock);
+				continue;
+			}
+			wait_ms = rc > 0 ? NET_RETRY_MS : NET_HEAL_MS;
 			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += NET_RETRY_MS / 1000;
+			ts.tv_sec += wait_ms / 1000;
 			if (pthread_cond_timedwait(&net_cond, &net_lock,
 			    &ts) == ETIMEDOUT && net_pending == NULL &&
 			    !net_quit)
 				net_pending = json_incref(last);
 			continue;
 		}
-		if (net_pending == NULL) {
-			pthread_cond_wait(&net_cond, &net_lock);
-			continue;
-		}
 		raw = net_pending;
 		net_pending = NULL;
-		save = raw != last;
+		snprintf(net_busy_gen, sizeof(net_busy_gen), "%s",
+		    json_string_value(json_object_get(raw, "gen")) ?
+		    json_string_value(json_object_get(raw, "gen")) : "");
 		pthread_mutex_unlock(&net_lock);
-		json_decref(last);
-		last = json_incref(raw);
-		failing = net_apply(raw, save);
+		rc = net_apply(raw, raw != last);
+		if (rc >= 0) {
+			json_decref(last);
+			last = json_incref(raw);
+		} else {
+			rc = 0;
+		}
+		json_decref(raw);
 		if (net_cfg.sync)
 			net_cfg.sync();
 		pthread_mutex_lock(&net_lock);
+		net_busy_gen[0] = '\0';
 	}
 	pthread_mutex_unlock(&net_lock);
 	json_decref(last);
@@ -286,9 +306,11 @@ net_submit(json_t *net)
 	if (!json_is_object(net) || (copy = json_deep_copy(net)) == NULL)
 		return;
 	pthread_mutex_lock(&net_lock);
-	/* The same generation again while one is queued: nothing new. */
-	if (net_pending && gen && json_equal(json_object_get(net_pending,
-	    "gen"), json_object_get(net, "gen"))) {
+	/* The generation queued, being applied or applied: nothing new (the
+	 * reports said the old one until the apply ended). */
+	if (gen && ((net_pending && json_equal(json_object_get(net_pending,
+	    "gen"), json_object_get(net, "gen"))) || strcmp(net_busy_gen,
+	    gen) == 0 || (net_applied && strcmp(net_cur.gen, gen) == 0))) {
 		json_decref(copy);
 	} else {
 		json_decref(net_pending);

@@ -426,11 +426,20 @@ def test_bad_payloads(host):
     assert sorted(n for n in ln if n.startswith("cvn")) == \
         ["cvnb7", "cvnb99", "cvnx7"]
 
+    # A network that fails is tried again without a new generation.
+    h.push("b1b", [net("ok1", 7, "vxlan", vni=7007, mtu=1450),
+                   net("late", 14, "bridge", uplink="late0")])
+    assert h.wait_gen("b1b")["late"] == "bridge late0 not found on host h1"
+    run(h.ns, "ip", "link", "add", "late0", "type", "bridge")
+    wait_for(lambda: h.report().get("net_status", {}).get("late") == "ok",
+             25, "the retry to find late0")
+    assert h.report()["net_gen"] == "b1b"
+
     # A malformed envelope changes nothing: the last generation stays.
     with open(os.path.join(h.dir, "payload.json"), "w") as f:
         json.dump({"gen": "b2", "networks": "all"}, f)
     time.sleep(1.5)
-    assert h.report()["net_gen"] == "b1"
+    assert h.report()["net_gen"] == "b1b"
     assert "cvnx7" in links(h.ns)
     assert h.agent.running()
 
