@@ -1,7 +1,9 @@
 """Packaging: the .deb from scripts/build-deb holds the binary, units,
 config files, completion and docs with the right metadata; its units pass
-`systemd-analyze verify`; and the manager starts from the package's files
-exactly as the unit's ExecStart line runs it (config file included).
+`systemd-analyze verify`; the manager starts from the package's files
+exactly as the unit's ExecStart line runs it (config file included); and
+the package installs with dpkg -i, works from its installed paths and
+purges cleanly.
 """
 
 import os
@@ -9,6 +11,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 import urllib.request
 
 import pytest
@@ -140,3 +143,125 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
     r = subprocess.run([argv[0], "manager", "--config", str(bad)],
                        capture_output=True, text=True, timeout=20)
     assert r.returncode != 0 and "bad.conf:1" in r.stderr
+
+
+def _dpkg_known(pkg):
+    """dpkg's status line for pkg ("" when dpkg has never heard of it)."""
+    p = subprocess.run(["dpkg-query", "-W", "-f", "${Status}", pkg],
+                       capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else ""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dpkg -i needs root")
+def test_deb_installs_and_purges(deb):
+    """The .deb installed for real (CI machines are throwaway): the files
+    are where docs/operations.md says, `cvirt version` answers from PATH,
+    the post-install script made the system user and handed it the
+    manager's config, the manager runs as that user from the installed
+    files the way its unit starts it; then purged without a trace (the
+    user too, when this test made it). Skipped where a cvirt package is
+    already known to dpkg, so nobody's install is touched."""
+    path, _ = deb
+    if _dpkg_known("cvirt"):
+        pytest.skip("a cvirt package is already on this machine: %s"
+                    % _dpkg_known("cvirt"))
+    had_user = subprocess.run(["getent", "passwd", "cvirt"],
+                              capture_output=True).returncode == 0
+    version = subprocess.run(["dpkg-deb", "-f", path, "Version"], check=True,
+                             capture_output=True, text=True).stdout.strip()
+    files = ("/usr/bin/cvirt",
+             "/usr/lib/systemd/system/cvirt-manager.service",
+             "/usr/lib/systemd/system/cvirt-agent.service",
+             "/etc/cvirt/manager.conf", "/etc/cvirt/agent.conf",
+             "/usr/share/bash-completion/completions/cvirt",
+             "/usr/share/doc/cvirt/operations.md")
+    data = None
+    try:
+        p = subprocess.run(["dpkg", "-i", path], capture_output=True,
+                           text=True, timeout=120)
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert _dpkg_known("cvirt") == "install ok installed"
+        listed = subprocess.run(["dpkg", "-L", "cvirt"], check=True,
+                                capture_output=True, text=True).stdout.split()
+        for f in files:
+            assert os.path.isfile(f) and f in listed, f
+        # `cvirt version` from PATH, as users run it.
+        env = dict(os.environ, PATH="/usr/sbin:/usr/bin:/sbin:/bin")
+        v = subprocess.run(["cvirt", "version"], env=env, check=True,
+                           capture_output=True, text=True).stdout
+        assert v.split()[:2] == ["cvirt", version], v
+        assert shutil.which("cvirt", path=env["PATH"]) == "/usr/bin/cvirt"
+        # The units as the table in docs/operations.md gives them.
+        with open("/usr/lib/systemd/system/cvirt-manager.service") as f:
+            unit = f.read()
+        for line in ("ExecStart=/usr/bin/cvirt manager --config "
+                     "/etc/cvirt/manager.conf", "User=cvirt",
+                     "StateDirectory=cvirt", "Restart=on-failure"):
+            assert re.search("^%s$" % re.escape(line), unit, re.M), line
+        with open("/usr/lib/systemd/system/cvirt-agent.service") as f:
+            agent = f.read()
+        for line in ("ExecStart=/usr/bin/cvirt agent --config "
+                     "/etc/cvirt/agent.conf", "KillMode=process"):
+            assert re.search("^%s$" % re.escape(line), agent, re.M), line
+        # postinst: a system user that may read the manager's config
+        # (root:cvirt 0640); conffiles as dpkg records them.
+        pw = subprocess.run(["getent", "passwd", "cvirt"], check=True,
+                            capture_output=True, text=True).stdout.split(":")
+        assert int(pw[2]) < 1000, pw
+        st = os.stat("/etc/cvirt/manager.conf")
+        gr = subprocess.run(["getent", "group", "cvirt"], check=True,
+                            capture_output=True, text=True).stdout.split(":")
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == \
+            (0o640, 0, int(gr[2]))
+        status = subprocess.run(["dpkg", "-s", "cvirt"], check=True,
+                                capture_output=True, text=True).stdout
+        assert "/etc/cvirt/manager.conf" in status
+        assert "/etc/cvirt/agent.conf" in status
+        # The manager as its unit runs it: user cvirt, the installed
+        # config (data dir and port overridden by flags, which win).
+        data = tempfile.mkdtemp(prefix="cvirt-pkg.", dir="/tmp")
+        os.chown(data, int(pw[2]), int(gr[2]))
+        port = free_port()
+        argv = shlex.split(re.search(r"^ExecStart=(.*)$", unit,
+                                     re.M).group(1))
+        # setpriv execs the manager itself (SIGTERM reaches it).
+        m = subprocess.Popen(["setpriv", "--reuid", "cvirt", "--regid",
+                              "cvirt", "--init-groups"] + argv +
+                             ["--data", data + "/d", "--listen",
+                              "127.0.0.1:%d" % port],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            def health():
+                assert m.poll() is None, m.stdout.read().decode()
+                with urllib.request.urlopen(
+                        "http://127.0.0.1:%d/api/v1/health" % port,
+                        timeout=2) as r:
+                    return r.status == 200
+            wait_for(health, 20, "the installed manager to answer")
+            assert os.stat(data + "/d/admin.token").st_uid == int(pw[2])
+        finally:
+            m.terminate()
+            assert m.wait(20) == 0
+        if os.path.isdir("/run/systemd/system"):
+            # Under systemd, postinst enabled both units and started the
+            # manager.
+            for u in ("cvirt-manager.service", "cvirt-agent.service"):
+                assert subprocess.run(["systemctl", "is-enabled", u],
+                                      capture_output=True).returncode == 0, u
+            wait_for(lambda: subprocess.run(
+                ["systemctl", "is-active", "cvirt-manager.service"],
+                capture_output=True).returncode == 0, 20,
+                "cvirt-manager.service to be active")
+    finally:
+        if data:
+            shutil.rmtree(data, ignore_errors=True)
+        p = subprocess.run(["dpkg", "--purge", "cvirt"], capture_output=True,
+                           text=True, timeout=120)
+        if not had_user:
+            subprocess.run(["userdel", "cvirt"], capture_output=True)
+            subprocess.run(["groupdel", "cvirt"], capture_output=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert _dpkg_known("cvirt") in ("", "unknown ok not-installed")
+    for f in files:
+        assert not os.path.exists(f), f
+    assert not os.path.exists("/etc/cvirt")
