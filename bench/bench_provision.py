@@ -229,6 +229,7 @@ def main():
         cl.stop()
     floor = raw_floor()
     out["provision_floor_ms"] = fig(floor, "ms")
+    already = libvirt_pid()
     why = libvirt_up()
     virsh_ms, lv_rss = None, None
     if why is None:
@@ -245,6 +246,9 @@ def main():
     else:
         log("libvirt cannot run here: " + why)
         out["provision_virsh_note"] = "libvirt not run: " + why
+    if already is None:     # leave nothing running that we started
+        subprocess.run(["pkill", "-x", "libvirtd"], capture_output=True)
+        subprocess.run(["pkill", "-x", "virtlogd"], capture_output=True)
     out["provision_ms"] = fig(api_ms, "ms", virsh_ms,
                               "virsh define + start", "<= 80 ms")
     out["provision_cli_ms"] = fig(cli_ms, "ms", virsh_ms,
