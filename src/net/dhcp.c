@@ -155,6 +155,7 @@ dhcp_veth(struct net_ctx *c, const struct net_def *n, pid_t pid, char *err,
 		    (int)pid) < 0)
 			return -1;
 	}
+	net_no_ipv6(d);
 	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", d,
 	    n->mtu, br) < 0 ||
 	    netk_run(err, errsz, "nsenter -t %d -n ip link set dev lo up",

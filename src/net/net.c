@@ -417,6 +417,7 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 	    "ip link set dev %s alias %s", tap, net_cfg.owner) < 0))
 		goto cleanup;
 	net_tap_note(tap, 1);
+	net_no_ipv6(tap);
 	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", tap,
 	    mtu, br) < 0)
 		goto cleanup;

@@ -54,6 +54,8 @@ struct net_ctx {
  * error for the network's status. */
 int	 net_realize(struct net_ctx *c, const struct net_def *n, char *err,
 	    size_t errsz);
+/* Turn IPv6 off on a pure L2 device (best effort). */
+void	 net_no_ipv6(const char *dev);
 /* The bridge a network's TAPs join ("" when the type has none). */
 int	 net_bridge_of(const struct net_def *n, char *out, size_t outsz);
 /* Delete every cvn link, cvirt_ nft table, dnsmasq and namespace that

@@ -1,7 +1,9 @@
 /* netapply.c - realize one network's links and reconcile every cvn link. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "net/net_int.h"
@@ -37,6 +39,24 @@ net_drop_link(struct net_ctx *c, const char *name, char *err, size_t errsz)
 	return netk_run(err, errsz, "ip link del dev %s", name);
 }
 
+/* A pure L2 device sends nothing of its own: no IPv6 link-local address,
+ * whose router solicitations and MLD reports would cross the overlay.
+ * Best effort: a kernel without IPv6 has nothing to turn off. */
+void
+net_no_ipv6(const char *dev)
+{
+	char path[96];
+	int fd;
+
+	if (util_fmt(path, sizeof(path), "/proc/sys/net/ipv6/conf/%s/"
+	    "disable_ipv6", dev) < 0 || (fd = open(path, O_WRONLY |
+	    O_CLOEXEC)) < 0)
+		return;
+	if (write(fd, "1\n", 2) != 2)
+		log_debug("net: cannot turn IPv6 off on %s", dev);
+	close(fd);
+}
+
 /* The network's bridge: created when missing, MTU (and for nat the
  * gateway's MAC) set, up. */
 static int
@@ -61,6 +81,8 @@ net_bridge(struct net_ctx *c, const struct net_def *n, char *err,
 	if (n->type == NET_NAT && netk_run(err, errsz, "ip link set dev %s "
 	    "address %s", br, n->mac) < 0)
 		return -1;
+	if (n->type != NET_NAT)
+		net_no_ipv6(br);
 	return netk_run(err, errsz, "ip link set dev %s mtu %d up", br, n->mtu);
 }
 
@@ -72,6 +94,7 @@ net_port_up(const struct net_def *n, const char *dev, char *err, size_t errsz)
 
 	if (net_ifname('b', n->id, br, sizeof(br)) < 0)
 		return -1;
+	net_no_ipv6(dev);
 	return netk_run(err, errsz, "ip link set dev %s mtu %d master %s up",
 	    dev, n->mtu, br);
 }

@@ -97,6 +97,11 @@ def addrs(ns, dev):
             for i in out for a in i.get("addr_info", [])]
 
 
+def addrs6(ns, dev):
+    out = json.loads(run(ns, "ip", "-j", "-6", "addr", "show", "dev", dev))
+    return [a["local"] for i in out for a in i.get("addr_info", [])]
+
+
 def fdb_dsts(ns, dev):
     out = run(ns, "bridge", "-j", "fdb", "show", "dev", dev)
     return sorted(e["dst"] for e in json.loads(out or "[]")
@@ -309,6 +314,9 @@ def check_first(h):
         (10003, "10.77.0.1", 4789, False)
     assert x["mtu"] == 1450 and x["master"] == "cvnb3"
     assert ln["cvnb3"]["mtu"] == 1450
+    # Pure L2: no IPv6 link-local chatter of the host into the overlay.
+    for dev in ("cvnb3", "cvnx3", "cvnd3"):
+        assert addrs6(h.ns, dev) == [], dev
     assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.2", "10.77.0.3"]
     # The anycast DHCP server's veth; its peer is in the private namespace.
     assert ln["cvnd3"]["master"] == "cvnb3"
