@@ -30,8 +30,14 @@ VMS = {
 }
 
 
+MISSES = 2
+
+
 @pytest.fixture(scope="module")
 def vms(cluster, guest):
+    # 2 misses in a row make a failure here (3 by default): quicker, and
+    # the failure messages show that agents take the cluster setting.
+    cluster.cli("cluster", "set", "ha_monitor_misses=%d" % MISSES)
     for name, (mon, extra) in VMS.items():
         cluster.cli("vm", "create", name, "--cpus", 1, "--memory", 128,
                     "--ha", "--ha-monitor", mon, "--kernel", guest.kernel,
@@ -45,6 +51,7 @@ def vms(cluster, guest):
     yield started
     for name in VMS:
         cluster.cli("vm", "stop", name, "--force", check=False)
+    cluster.cli("cluster", "set", "ha_monitor_misses=3")
 
 
 def restarted(cl, name, timeout):
@@ -60,7 +67,7 @@ def failure_events(cl, name):
 
 
 def failed_within(cl, name, timeout):
-    """The failure event of name, which must come within timeout s: 3
+    """The failure event of name, which must come within timeout s: 2
     misses 2 s apart (plus a probe's 1 s timeout each) and slack for a
     loaded machine."""
     return wait_for(lambda: failure_events(cl, name), timeout,
@@ -72,7 +79,8 @@ def test_heartbeat_loss_restarts_vm_in_place(cluster, vms):
     s = cluster.wait_serial("hb-hang", "cvirt-guest: guest agent frozen", 120)
     assert "cvirt-guest: guest agent running" in s
     ev = failed_within(cluster, "hb-hang", 30)
-    assert "guest heartbeat lost" in ev[0]["message"], ev
+    assert "guest heartbeat lost: the guest agent missed %d pings in a " \
+        "row" % MISSES in ev[0]["message"], ev
     ids = boot_ids(restarted(cluster, "hb-hang", 90))
     assert ids[0] != ids[1]
     assert any(e["kind"] == "ha.restart" and e["object"] == "hb-hang"
@@ -86,8 +94,8 @@ def test_tcp_check_failure_restarts_vm_in_place(cluster, vms):
     s = cluster.wait_serial("tcp-stop", "cvirt-guest: stopped listening", 120)
     assert "cvirt-guest: listening on %d" % PORT in s
     ev = failed_within(cluster, "tcp-stop", 30)
-    assert "TCP health check of guest port %d failed" % PORT in \
-        ev[0]["message"], ev
+    assert "TCP health check of guest port %d failed %d times in a row" % (
+        PORT, MISSES) in ev[0]["message"], ev
     ids = boot_ids(restarted(cluster, "tcp-stop", 90))
     assert ids[0] != ids[1]
 
@@ -101,7 +109,7 @@ def agent_record(cl, name):
 
 def test_healthy_vms_are_never_restarted(cluster, vms):
     # Both failing VMs have been restarted by now (the tests above), so the
-    # monitors ran well past the failing guests' 5 s + 3 misses.
+    # monitors ran well past the failing guests' 5 s + 2 misses.
     assert time.monotonic() - vms > 8
     for name in ("hb-ok", "tcp-ok"):
         v = cluster.vm(name)
@@ -145,10 +153,10 @@ def test_bad_monitor_is_refused(cluster, guest, mon):
     assert "badmon" not in cluster.vm_names()
 
 
-def test_monitor_settings_are_cluster_settings(cluster):
+def test_monitor_settings_are_cluster_settings(cluster, vms):
     s = cluster.cli("cluster", "show", json=True)
     assert s["ha_monitor_interval_ms"] == 2000, s
-    assert s["ha_monitor_misses"] == 3, s
+    assert s["ha_monitor_misses"] == MISSES, s
     rc, _, err = cluster.cli("cluster", "set", "ha_monitor_interval_ms=100",
                              check=False)
     assert rc != 0 and "500..60000" in err, err
