@@ -500,16 +500,40 @@ cleanup:
 
 /* ---- which hosts can run which networks ------------------------------------- */
 
+/* Keep the host's network states; a network that fails or recovers on a
+ * host is an event (not every report: only changes). */
 void
 vnet_host_status(const char *host, json_t *st)
 {
-	if (!json_is_object(st))
+	json_t *old, *changed = json_object(), *v;
+	const char *net;
+
+	if (!json_is_object(st)) {
+		json_decref(changed);
 		return;
+	}
 	pthread_mutex_lock(&vnet_lock);
 	if (vnet_status == NULL)
 		vnet_status = json_object();
+	old = json_object_get(vnet_status, host);
+	json_object_foreach(st, net, v) {
+		json_t *was = json_object_get(old, net);
+		if (json_is_string(v) && (!json_is_string(was) ||
+		    strcmp(json_string_value(was), json_string_value(v)) != 0))
+			json_object_set(changed, net, v);
+	}
 	json_object_set_new(vnet_status, host, json_deep_copy(st));
 	pthread_mutex_unlock(&vnet_lock);
+	json_object_foreach(changed, net, v) {
+		if (strcmp(json_string_value(v), "ok") == 0)
+			event_add("info", "network.ready", net, "network %s is "
+			    "ready on host %s", net, host);
+		else
+			event_add("warning", "network.failed", net, "network %s "
+			    "failed on host %s: %s", net, host,
+			    json_string_value(v));
+	}
+	json_decref(changed);
 }
 
 /* The status of network on host: "ok", an error, or NULL when unknown. */

@@ -264,6 +264,12 @@ def test_desired_state_for_agents_and_host_delete(cluster):
     report(cl, "fake-b", kb, gen, {"peers": "uplink eth9 missing"})
     st, net_show = cl.http("GET", "/api/v1/networks/peers")
     assert net_show["hosts"]["fake-b"] == "uplink eth9 missing"
+    # The change is an event, once (not at every report).
+    report(cl, "fake-b", kb, gen, {"peers": "uplink eth9 missing"})
+    st, events = cl.http("GET", "/api/v1/events?limit=50")
+    failed = [e for e in events if e["kind"] == "network.failed"]
+    assert len(failed) == 1 and "fake-b" in failed[0]["message"] and \
+        "uplink eth9 missing" in failed[0]["message"]
     rc, _, err = cl.cli("vm", "start", "leasevm", "--host", "fake-b",
                         check=False)
     assert rc != 0 and "uplink eth9 missing" in err
