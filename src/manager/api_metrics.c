@@ -95,6 +95,12 @@ api_metrics_write(FILE *f)
 	    "take-overs), by kind.", "SELECT kind AS k1, COUNT(*) AS n FROM "
 	    "events WHERE kind LIKE 'ha.%' OR kind LIKE 'manager.%' OR kind IN "
 	    "('host.down', 'host.fenced') GROUP BY kind", "kind", NULL);
+	api_metrics_rows(f, "cvirt_networks", "gauge", "Virtual networks, by "
+	    "type (the built-in user network not counted).", "SELECT type AS "
+	    "k1, COUNT(*) AS n FROM networks GROUP BY type", "type", NULL);
+	api_metrics_rows(f, "cvirt_network_nics", "gauge", "vNICs on each "
+	    "network.", "SELECT network AS k1, COUNT(*) AS n FROM nics GROUP BY "
+	    "network", "network", NULL);
 	api_metrics_manager(f);
 	rows = db_query("SELECT uuid, name FROM vms", NULL);
 	json_array_foreach(rows, i, row)

@@ -290,3 +290,16 @@ def test_desired_state_for_agents_and_host_delete(cluster):
     assert "10.240.0.2" not in mine["peers"]
     assert mine["leases"] == []
     assert cl.http("DELETE", "/api/v1/hosts/nosuch")[0] == 404
+
+
+def test_metrics_count_networks(cluster):
+    cl = cluster
+    if cl.http("GET", "/api/v1/networks/metricnet")[0] != 200:
+        create(cl, {"name": "metricnet", "type": "vxlan"})
+    st, text = cl.http("GET", "/metrics")
+    assert st == 200
+    lines = text.splitlines() if isinstance(text, str) else []
+    counts = {l.split()[0]: int(l.split()[1]) for l in lines
+              if l.startswith("cvirt_networks{")}
+    assert counts.get('cvirt_networks{type="vxlan"}', 0) >= 1, counts
+
