@@ -6,10 +6,14 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "common/proc.h"
+#include "common/util.h"
 #include "net/net.h"
 #include "net/net_int.h"
 
@@ -371,6 +375,118 @@ test_dhcp_conf(void **state)
 	net_payload_free(&p);
 }
 
+/* ---- net_tap_attach / net_tap_detach against the kernel, as root in a
+ * network namespace of this process (skipped otherwise) ---- */
+
+static int syncs;
+
+/* The "manager": a sync request is answered with the payload. */
+static void
+answer_sync(void)
+{
+	json_t *j = json_loads("{\"gen\": \"g1\", \"local\": \"10.9.0.1\", "
+	    "\"networks\": [{\"name\": \"blue\", \"id\": 3, \"type\": "
+	    "\"vxlan\", \"vni\": 4003, \"mtu\": 1450, \"peers\": "
+	    "[\"10.9.0.2\"]}]}", 0, NULL);
+
+	syncs++;
+	net_submit(j);
+	json_decref(j);
+}
+
+/* `ip -d -j link show dev` as JSON (new reference) or NULL when absent. */
+static json_t *
+link_of(const char *dev)
+{
+	char *argv[] = { "ip", "-d", "-j", "link", "show", "dev", (char *)dev,
+	    NULL };
+	char out[16384];
+	json_t *j;
+
+	if (proc_run(argv, out, sizeof(out), 10000) != 0)
+		return NULL;
+	j = json_loads(out, 0, NULL);
+	assert_non_null(j);
+	return j;
+}
+
+static void
+test_tap_attach(void **state)
+{
+	struct net_config cfg;
+	char tmpl[] = "/tmp/cvnet-unit.XXXXXX", ifname[16], err[256];
+	char gen[NET_GEN_MAX + 1];
+	json_t *arr, *l, *st;
+	int64_t t0;
+
+	(void)state;
+	if (geteuid() != 0 || unshare(CLONE_NEWNET) < 0) {
+		skip();
+		return;
+	}
+	assert_non_null(mkdtemp(tmpl));
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.host, sizeof(cfg.host), "h1");
+	snprintf(cfg.data, sizeof(cfg.data), "%s", tmpl);
+	snprintf(cfg.run, sizeof(cfg.run), "%s/net", tmpl);
+	snprintf(cfg.owner, sizeof(cfg.owner), "cvirt:unit");
+	cfg.sync = answer_sync;
+	assert_int_equal(net_init(&cfg), 0);
+	net_gen(gen, sizeof(gen));
+	assert_string_equal(gen, "");
+
+	/* Not realized yet: attach asks for a sync and waits for it. */
+	assert_int_equal(net_tap_attach("blue", "52:54:00:AB:CD:EF", ifname,
+	    sizeof(ifname), err, sizeof(err)), 0);
+	assert_string_equal(ifname, "cvntabcdef");
+	assert_int_equal(syncs >= 1, 1);
+	arr = link_of("cvntabcdef");
+	assert_non_null(arr);
+	l = json_array_get(arr, 0);
+	assert_non_null(l);
+	assert_string_equal(json_string_value(json_object_get(l, "master")),
+	    "cvnb3");
+	assert_int_equal(json_integer_value(json_object_get(l, "mtu")), 1450);
+	assert_string_equal(json_string_value(json_object_get(l, "ifalias")),
+	    "cvirt:unit");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+	    json_object_get(l, "linkinfo"), "info_data"), "type")), "tap");
+	json_decref(arr);
+	net_gen(gen, sizeof(gen));
+	assert_string_equal(gen, "g1");
+	st = net_status();
+	assert_string_equal(json_string_value(json_object_get(st, "blue")),
+	    "ok");
+	json_decref(st);
+
+	/* Again: the same TAP is reused. */
+	assert_int_equal(net_tap_attach("blue", "52:54:00:ab:cd:ef", ifname,
+	    sizeof(ifname), err, sizeof(err)), 0);
+	/* Bad arguments and the user network. */
+	assert_int_equal(net_tap_attach("user", "52:54:00:ab:cd:ef", ifname,
+	    sizeof(ifname), err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "user network"));
+	assert_int_equal(net_tap_attach("blue", "52:54:00:ab:cd", ifname,
+	    sizeof(ifname), err, sizeof(err)), -1);
+	assert_int_equal(net_tap_attach("blue", "52:54:00:ab:cd:ef", ifname,
+	    8, err, sizeof(err)), -1);
+	/* A network the manager does not know: a clear error after ~5 s. */
+	t0 = util_mono_ms();
+	assert_int_equal(net_tap_attach("nope", "52:54:00:00:00:01", ifname,
+	    sizeof(ifname), err, sizeof(err)), -1);
+	assert_string_equal(err, "network nope is not known on host h1");
+	assert_true(util_mono_ms() - t0 >= 4500);
+	assert_null(link_of("cvnt000001"));
+
+	assert_int_equal(net_tap_detach("52:54:00:ab:cd:ef"), 0);
+	assert_null(link_of("cvntabcdef"));
+	assert_int_equal(net_tap_detach("52:54:00:ab:cd:ef"), 0);
+	assert_int_equal(net_tap_detach("garbage"), 0);
+	net_stop();
+	net_stop();
+	util_rm_rf(tmpl);
+}
+
 int
 main(void)
 {
@@ -383,6 +499,7 @@ main(void)
 		cmocka_unit_test(test_payload_unique),
 		cmocka_unit_test(test_peers_diff),
 		cmocka_unit_test(test_dhcp_conf),
+		cmocka_unit_test(test_tap_attach),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
