@@ -314,6 +314,8 @@ const struct httpd_route agent_routes[] = {
 	{ "POST",   "/agent/v1/jobs",                 blockapi_job_start, 0, 0 },
 	{ "GET",    "/agent/v1/jobs/{}",              blockapi_job_get, 0, 0 },
 	{ "DELETE", "/agent/v1/files/{}/{}",          blockapi_remove, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/nics",          nicapi_plug, 0, 0 },
+	{ "DELETE", "/agent/v1/vms/{}/nics/{}",       nicapi_unplug, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/{}",            api_op, 0, 0 },
 };
 const size_t agent_nroutes = sizeof(agent_routes) / sizeof(agent_routes[0]);

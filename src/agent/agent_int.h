@@ -41,6 +41,16 @@ struct agent_cfg {
 
 extern struct agent_cfg agent_cfg;
 
+#define AGENT_MAX_NICS 8	/* QEMU_MAX_NICS: one PCIe root port each */
+
+/* One vNIC of a running VM (nicops.c). */
+struct avm_nic {
+	char	mac[18];
+	int	port;		/* root port: QEMU ids net<port>, nic<port> */
+	int	tap;		/* has a TAP on this host (not "user") */
+	int	deleted;	/* DEVICE_DELETED seen (unplug under way) */
+};
+
 /* One VM that this host runs. The table owns every avm; refs keep one
  * alive while a request uses it. Fields below `lock` are under it. */
 struct avm {
@@ -76,6 +86,8 @@ struct avm {
 	int		 health_port;		/* the guest port of tcp:PORT */
 	int		 fwd_port;		/* loopback port forwarded to it, or 0 */
 	int		 health_armed;		/* answered since start or reboot */
+	struct avm_nic	 nics[AGENT_MAX_NICS];	/* its NICs on this host */
+	int		 nnics;
 };
 
 /* accel.c */
@@ -116,6 +128,37 @@ void	 vmhost_fail(struct avm *vm, const char *reason);
 /* Wait until QEMU is gone or ms passed; 1 when gone. */
 int	 vmhost_wait_exit(struct avm *vm, int64_t ms);
 
+/* nicops.c: vNICs (TAPs on this host, hot-plug) */
+struct qemu_vm_spec;
+struct qmp;
+struct qemu_nic;
+/* q->nics from the spec's "nics", attaching a TAP for every network but
+ * "user", and vm->nics; on error nothing stays attached. */
+int	 nic_qemu_spec(struct avm *vm, json_t *spec, struct qemu_vm_spec *q,
+	    char *err, size_t errsz);
+/* The VM's QEMU has ended for good on this host: delete its TAPs. */
+void	 nic_release(struct avm *vm);
+/* vm->nics for the agent's record (new reference), and back. */
+json_t	*nic_record(struct avm *vm);
+void	 nic_record_load(struct avm *vm, json_t *list);
+/* QMP DEVICE_DELETED of the VM (data borrowed). */
+void	 nic_device_deleted(struct avm *vm, json_t *data);
+/* netdev_add + device_add of n; the netdev is removed again when
+ * device_add fails. */
+int	 nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, int kvm,
+	    char *err, size_t errsz);
+/* device_del, wait up to timeout_ms for DEVICE_DELETED, netdev_del. */
+int	 nic_qmp_unplug(struct avm *vm, const char *mac, int timeout_ms,
+	    char *err, size_t errsz);
+/* Hot-plug (nic: one nic object, borrowed) and unplug on a running VM,
+ * recorded in its metadata; *result {"nic"?, "nics"} (new reference). */
+int	 nic_plug(const char *uuid, json_t *nic, json_t **result, char *err,
+	    size_t errsz, int *status);
+int	 nic_unplug(const char *uuid, const char *mac, json_t **result,
+	    char *err, size_t errsz, int *status);
+int	 nicapi_plug(struct httpd_req *r);	/* POST .../vms/{uuid}/nics */
+int	 nicapi_unplug(struct httpd_req *r);	/* DELETE .../nics/{mac} */
+
 /* health.c: the heartbeat and tcp:PORT HA monitors */
 #define HEALTH_NONE		0
 #define HEALTH_HEARTBEAT	1
@@ -150,6 +193,9 @@ int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
 json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_cancel(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_finish(const char *uuid, char *err, size_t errsz, int *status);
+/* The VM now runs here after an incoming migration: QMP announce-self,
+ * so switches and bridges learn its MACs' new place at once. */
+void	 mig_announce(struct avm *vm);
 
 /* lease.c: storage leases, self-fencing, isolation records */
 int	 lease_keeper_start(void);	/* before any thread starts */

@@ -265,3 +265,22 @@ cleanup:
 	vmhost_put(vm);
 	return rc;
 }
+
+/* Called from the RESUME event of an arrived VM (events may send QMP).
+ * QEMU's timings for its own post-migration announcements. */
+void
+mig_announce(struct avm *vm)
+{
+	char err[256];
+	json_t *args;
+
+	args = json_pack("{s:i, s:i, s:i, s:i}", "initial", 50, "max", 550,
+	    "rounds", 5, "step", 100);
+	if (qmp_command(vm->qmp, "announce-self", args, 5000, NULL, err,
+	    sizeof(err)) < 0)
+		log_warnx("vm %s: %s", vm->name, err);
+	else
+		log_info("vm %s: announced on this host after its migration",
+		    vm->name);
+	json_decref(args);
+}

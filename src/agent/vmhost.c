@@ -174,11 +174,11 @@ vmhost_record_save(struct avm *vm)
 	char *s = NULL;
 	int rc = -1;
 
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s}", "uuid",
-	    vm->uuid, "name", vm->name, "storage", vm->storage, "dir", vm->dir,
-	    "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
+	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s, s:o}",
+	    "uuid", vm->uuid, "name", vm->name, "storage", vm->storage, "dir",
+	    vm->dir, "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
 	    "pid", (json_int_t)vm->pid, "ha", vm->ha, "ha_monitor",
-	    vm->ha_monitor);
+	    vm->ha_monitor, "nics", nic_record(vm));
 	if (rec)
 		health_record_save(vm, rec);
 	if (rec == NULL || vmhost_record_path(vm->uuid, path, sizeof(path)) < 0)
@@ -346,6 +346,7 @@ vmhost_monitor(void *arg)
 		kill(vm->pid, SIGKILL);
 		vmhost_pid_gone(vm, 5000);
 	}
+	nic_release(vm);	/* its TAPs: QEMU has ended for good here */
 	pthread_mutex_lock(&vm->lock);
 	if (vm->fail_reason[0] && !vm->migrated) {
 		state = "failed";
@@ -448,10 +449,21 @@ ev_migration(struct avm *vm, json_t *data)
 static void
 ev_resume(struct avm *vm, json_t *data)
 {
+	int arrived;
+
 	pthread_mutex_lock(&vm->lock);
+	arrived = vm->incoming;
 	vm->incoming = 0;
 	pthread_mutex_unlock(&vm->lock);
 	vmhost_set_state(vm, "running");
+	if (arrived)
+		mig_announce(vm);
+}
+
+static void
+ev_device_deleted(struct avm *vm, json_t *data)
+{
+	nic_device_deleted(vm, data);
 }
 
 static void
@@ -501,6 +513,7 @@ ev_watchdog(struct avm *vm, json_t *data)
 }
 
 static const struct vmhost_evh vmhost_events[] = {
+	{ "DEVICE_DELETED",	ev_device_deleted },
 	{ "GUEST_PANICKED",	ev_guest_panicked },
 	{ "MIGRATION",		ev_migration },
 	{ "POWERDOWN",		ev_powerdown },
@@ -585,14 +598,10 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 	/* After the disks, so snapshot/backup disk indices stay the same. */
 	if (bootmedia_add(spec, vm->dir, q, err, errsz) < 0)
 		return -1;
-	json_array_foreach(json_object_get(spec, "nics"), i, d) {
-		if (q->nnics >= QEMU_MAX_NICS)
-			break;
-		snprintf(q->nics[q->nnics].mac, sizeof(q->nics[0].mac), "%s",
-		    jstr(d, "mac"));
-		snprintf(q->nics[q->nnics].type, sizeof(q->nics[0].type), "user");
-		q->nnics++;
-	}
+	/* Its TAPs exist from here on: vmhost_start releases them when
+	 * the VM does not start after all. */
+	if (nic_qemu_spec(vm, spec, q, err, errsz) < 0)
+		return -1;
 	if (health_qemu_spec(vm, spec, q, err, errsz) < 0)
 		return -1;
 	snprintf(q->qmp_path, sizeof(q->qmp_path), "%s", vm->qmp_path);
@@ -763,8 +772,10 @@ cleanup:
 			(void)unlink(vm->qmp_path);
 			(void)unlink(vm->serial_path);
 		}
-		if (!vm->monitor_started)
+		if (!vm->monitor_started) {
+			nic_release(vm);
 			vmhost_remove(vm);
+		}
 	}
 	vmhost_put(vm);
 	free(q);
@@ -944,6 +955,7 @@ vmhost_adopt(json_t *rec)
 	if (vm == NULL)
 		return;
 	vm->pid = pid;
+	nic_record_load(vm, json_object_get(rec, "nics"));
 	vm->ha = json_is_true(json_object_get(rec, "ha"));
 	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
 	    jstr(rec, "ha_monitor")[0] ? jstr(rec, "ha_monitor") : "process");
@@ -952,6 +964,7 @@ vmhost_adopt(json_t *rec)
 	    !util_pid_has_arg(pid, uuid)) {
 		log_warnx("vm %s: QEMU pid %d is gone (exited while the agent "
 		    "was down)", vm->name, (int)pid);
+		nic_release(vm);
 		vmhost_record_exit(vm, "stopped", "QEMU exited while the agent "
 		    "was down");
 		goto drop;

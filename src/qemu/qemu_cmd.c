@@ -153,6 +153,19 @@ qemu_ifname_valid(const char *s)
 }
 
 static int
+qemu_nic_valid(const struct qemu_nic *n)
+{
+	if (!qemu_mac_valid(n->mac) || n->port < 0 || n->port >= QEMU_MAX_NICS)
+		return 0;
+	if (n->hostfwd[0] && (strcmp(n->type, "user") != 0 ||
+	    !qemu_opt_safe(n->hostfwd)))
+		return 0;
+	if (strcmp(n->type, "tap") == 0)
+		return qemu_ifname_valid(n->ifname);
+	return strcmp(n->type, "user") == 0;
+}
+
+static int
 qemu_check_devices(const struct qemu_vm_spec *s)
 {
 	int i, cdroms = 0;
@@ -170,17 +183,12 @@ qemu_check_devices(const struct qemu_vm_spec *s)
 	}
 	for (i = 0; i < s->nnics; i++) {
 		const struct qemu_nic *n = &s->nics[i];
-		if (!qemu_mac_valid(n->mac))
+		int j;
+		if (!qemu_nic_valid(n))
 			return -1;
-		if (n->hostfwd[0] && (strcmp(n->type, "user") != 0 ||
-		    !qemu_opt_safe(n->hostfwd)))
-			return -1;
-		if (strcmp(n->type, "tap") == 0) {
-			if (!qemu_ifname_valid(n->ifname))
+		for (j = 0; j < i; j++)
+			if (s->nics[j].port == n->port)
 				return -1;
-		} else if (strcmp(n->type, "user") != 0) {
-			return -1;
-		}
 	}
 	return 0;
 }
@@ -298,24 +306,56 @@ qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	}
 }
 
+int
+qemu_nic_netdev(const struct qemu_nic *n, int kvm, char *out, size_t outsz)
+{
+	if (!qemu_nic_valid(n))
+		return -1;
+	/* vhost-net moves the packet path into the kernel; KVM only. */
+	if (strcmp(n->type, "tap") == 0)
+		return util_fmt(out, outsz, "tap,id=net%d,ifname=%s,script=no,"
+		    "downscript=no%s", n->port, n->ifname, kvm ? ",vhost=on" : "");
+	return util_fmt(out, outsz, "user,id=net%d%s%s", n->port,
+	    n->hostfwd[0] ? ",hostfwd=" : "", n->hostfwd);
+}
+
+int
+qemu_nic_device(const struct qemu_nic *n, char *out, size_t outsz)
+{
+	if (!qemu_nic_valid(n))
+		return -1;
+	return util_fmt(out, outsz, "virtio-net-pci,netdev=net%d,mac=%s,"
+	    "id=nic%d,bus=cvport%d", n->port, n->mac, n->port, n->port);
+}
+
 static void
 qemu_add_nics(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
-	int i;
+	char buf[256];
+	int i, kvm = strcmp(s->accel, "kvm") == 0;
 
+	/* One multifunction slot of root ports, one port per possible NIC. */
+	for (i = 0; i < QEMU_MAX_NICS; i++) {
+		qemu_argv_add(a, "-device");
+		qemu_argv_addf(a, "pcie-root-port,id=cvport%d,bus=pcie.0,"
+		    "chassis=%d,addr=0x18.%d%s", i, i + 1, i,
+		    i == 0 ? ",multifunction=on" : "");
+	}
 	for (i = 0; i < s->nnics; i++) {
 		const struct qemu_nic *n = &s->nics[i];
 
+		if (qemu_nic_netdev(n, kvm, buf, sizeof(buf)) < 0) {
+			a->failed = 1;
+			return;
+		}
 		qemu_argv_add(a, "-netdev");
-		if (strcmp(n->type, "tap") == 0)
-			qemu_argv_addf(a, "tap,id=net%d,ifname=%s,script=no,"
-			    "downscript=no", i, n->ifname);
-		else
-			qemu_argv_addf(a, "user,id=net%d%s%s", i,
-			    n->hostfwd[0] ? ",hostfwd=" : "", n->hostfwd);
+		qemu_argv_add(a, buf);
+		if (qemu_nic_device(n, buf, sizeof(buf)) < 0) {
+			a->failed = 1;
+			return;
+		}
 		qemu_argv_add(a, "-device");
-		qemu_argv_addf(a, "virtio-net-pci,netdev=net%d,mac=%s,id=nic%d",
-		    i, n->mac, i);
+		qemu_argv_add(a, buf);
 	}
 }
 

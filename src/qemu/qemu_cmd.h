@@ -14,11 +14,16 @@ struct qemu_disk {
 	int	cdrom;
 };
 
+/* Every NIC sits alone behind its own PCIe root port (cvport<port>, all
+ * QEMU_MAX_NICS ports exist on every VM) so that NICs can be hot-plugged
+ * and a hot-plugged NIC has the same address on a migration's destination.
+ * Its netdev is net<port>, its device nic<port>. */
 struct qemu_nic {
 	char	mac[18];	/* "52:54:00:12:34:56" */
 	char	type[16];	/* "user" or "tap" */
 	char	ifname[16];	/* tap device for "tap" */
 	char	hostfwd[64];	/* "user": a hostfwd rule ("tcp:127.0.0.1:H-:G") or "" */
+	int	port;		/* 0 .. QEMU_MAX_NICS-1, unique per VM */
 };
 
 struct qemu_vm_spec {
@@ -54,6 +59,13 @@ struct qemu_vm_spec {
  * on a field that cannot be expressed (e.g. a comma in a path). */
 char	**qemu_build_argv(const struct qemu_vm_spec *spec);
 void	  qemu_argv_free(char **argv);
+
+/* The -netdev value of a NIC ("tap,id=net2,ifname=...,script=no,...",
+ * vhost=on with KVM) and its -device value, also used by hot-plug.
+ * 0, or -1 when it does not fit or a field is invalid. */
+int	  qemu_nic_netdev(const struct qemu_nic *n, int kvm, char *out,
+	    size_t outsz);
+int	  qemu_nic_device(const struct qemu_nic *n, char *out, size_t outsz);
 
 /* fork + setsid + exec with stdout/stderr appended to logfile, stdin from
  * /dev/null, all other fds closed; the QEMU process outlives its parent.

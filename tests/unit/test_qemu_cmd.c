@@ -157,7 +157,19 @@ test_argv_base(void **state)
 	assert_no_opt(argv, "-vnc");
 	assert_no_opt(argv, "-blockdev");
 	assert_no_opt(argv, "-netdev");
-	assert_no_opt(argv, "-device");
+	/* No devices but the root ports that NICs can be hot-plugged into. */
+	{
+		int i, ports = 0;
+
+		for (i = 1; argv[i]; i++) {
+			if (strcmp(argv[i], "-device") != 0)
+				continue;
+			if (strncmp(argv[i + 1], "pcie-root-port,", 15) != 0)
+				fail_msg("unexpected device %s", argv[i + 1]);
+			ports++;
+		}
+		assert_int_equal(ports, QEMU_MAX_NICS);
+	}
 	qemu_argv_free(argv);
 }
 
@@ -224,17 +236,53 @@ test_argv_nics(void **state)
 	snprintf(s->nics[1].mac, sizeof(s->nics[1].mac), "52:54:00:AB:cd:ef");
 	snprintf(s->nics[1].type, sizeof(s->nics[1].type), "tap");
 	snprintf(s->nics[1].ifname, sizeof(s->nics[1].ifname), "cv-tap1");
+	s->nics[1].port = 3;	/* a port left by an unplugged NIC */
 	s->nnics = 2;
 	argv = qemu_build_argv(s);
 	assert_non_null(argv);
+	assert_pair(argv, "-device", "pcie-root-port,id=cvport0,bus=pcie.0,"
+	    "chassis=1,addr=0x18.0,multifunction=on");
+	assert_pair(argv, "-device", "pcie-root-port,id=cvport7,bus=pcie.0,"
+	    "chassis=8,addr=0x18.7");
 	assert_pair(argv, "-netdev", "user,id=net0");
-	assert_pair(argv, "-device",
-	    "virtio-net-pci,netdev=net0,mac=52:54:00:12:34:56,id=nic0");
+	assert_pair(argv, "-device", "virtio-net-pci,netdev=net0,"
+	    "mac=52:54:00:12:34:56,id=nic0,bus=cvport0");
 	assert_pair(argv, "-netdev",
-	    "tap,id=net1,ifname=cv-tap1,script=no,downscript=no");
-	assert_pair(argv, "-device",
-	    "virtio-net-pci,netdev=net1,mac=52:54:00:AB:cd:ef,id=nic1");
+	    "tap,id=net3,ifname=cv-tap1,script=no,downscript=no");
+	assert_pair(argv, "-device", "virtio-net-pci,netdev=net3,"
+	    "mac=52:54:00:AB:cd:ef,id=nic3,bus=cvport3");
 	qemu_argv_free(argv);
+
+	/* vhost-net with KVM only. */
+	snprintf(s->accel, sizeof(s->accel), "kvm");
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-netdev",
+	    "tap,id=net3,ifname=cv-tap1,script=no,downscript=no,vhost=on");
+	assert_pair(argv, "-netdev", "user,id=net0");
+	qemu_argv_free(argv);
+}
+
+static void
+test_nic_hotplug_strings(void **state)
+{
+	struct qemu_nic n = { .mac = "52:54:00:00:00:09", .type = "tap",
+	    .ifname = "cvnt000009", .port = 7 };
+	char buf[256];
+
+	(void)state;
+	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "tap,id=net7,ifname=cvnt000009,script=no,"
+	    "downscript=no");
+	assert_int_equal(qemu_nic_device(&n, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "virtio-net-pci,netdev=net7,"
+	    "mac=52:54:00:00:00:09,id=nic7,bus=cvport7");
+	assert_int_equal(qemu_nic_device(&n, buf, 20), -1);	/* too small */
+	n.port = QEMU_MAX_NICS;
+	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), -1);
+	n.port = 0;
+	snprintf(n.ifname, sizeof(n.ifname), "a,b");
+	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), -1);
 }
 
 static void
@@ -329,6 +377,9 @@ t_break(struct qemu_vm_spec *s, int i)
 	case 25: SET(s->initrd, "/i"); return "initrd without kernel";
 	case 26: SET(s->qmp_path, ""); return "no qmp socket";
 	case 27: SET(s->incoming, "exec:a,b"); return "comma in incoming";
+	case 29: s->nics[0].port = QEMU_MAX_NICS; return "nic port too high";
+	case 30: s->nics[1] = s->nics[0]; s->nics[1].mac[16] = '2';
+		s->nnics = 2; return "two nics on one port";
 	case 28:
 		for (s->ndisks = 0; s->ndisks < 7; s->ndisks++) {
 			s->disks[s->ndisks] = s->disks[0];
@@ -373,7 +424,7 @@ test_argv_rejects(void **state)
 		}
 	}
 	free(s);
-	assert_int_equal(i, 29);
+	assert_int_equal(i, 31);
 	errno = 0;
 	assert_null(qemu_build_argv(NULL));
 	assert_int_equal(errno, EINVAL);
@@ -679,6 +730,7 @@ main(int argc, char **argv)
 		T(test_argv_kvm_and_binary),
 		T(test_argv_disks),
 		T(test_argv_nics),
+		cmocka_unit_test(test_nic_hotplug_strings),
 		T(test_argv_kernel_boot),
 		T(test_argv_extras),
 		T(test_argv_health_devices),
