@@ -10,6 +10,20 @@
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
+# Network (eth0 is the first virtio NIC):
+#   cvirt.net=dhcp     configure eth0 by DHCP (busybox udhcpc, retried) and
+#                      print "cvirt-guest: ip A.B.C.D/P" once configured
+#   cvirt.ip=A.B.C.D/P configure eth0 statically, print the same line
+#   cvirt.mtu=N        with cvirt.ip: eth0's MTU (1450 on a vxlan network)
+#   cvirt.ping=IP      ping IP once a second forever, printing
+#                      "cvirt-guest: ping IP ok N" or "... fail N"
+#   cvirt.fetch=URL    busybox wget URL once a second until it works, then
+#                      print "cvirt-guest: fetched <first line>"
+#   cvirt.sink=PORT    accept TCP connections on PORT and discard the data
+#   cvirt.send=IP:PORT:MIB  once PORT answers, send MIB MiB of zeros there
+#                      and print "cvirt-guest: sent MIB MiB in MS ms"
+# Every NIC that appears later (hot-plug) is printed as
+# "cvirt-guest: nic ethN MAC up" and one that goes away as "... gone".
 #   cvirt.gahang=S     freeze the guest agent (SIGSTOP) S seconds after boot:
 #                      it stops answering while the guest keeps running
 #   cvirt.listen=PORT  accept TCP connections on PORT (busybox httpd; without
@@ -256,6 +270,8 @@ echo "cvirt-guest: boot-id $(cat /proc/sys/kernel/random/uuid)"
 
 CMDLINE=" $(cat /proc/cmdline) "
 opt() { case "$CMDLINE" in *" cvirt.$1=1 "*) return 0 ;; esac; return 1; }
+# Milliseconds since boot (10 ms resolution).
+now_ms() { read -r up _ </proc/uptime; echo $(( ${up%.*} * 1000 + 1${up#*.}0 - 1000 )); }
 # The value of cvirt.NAME=VALUE (fails when absent).
 optval() { for w in $CMDLINE; do case "$w" in "cvirt.$1="*) echo "${w#*=}"; return 0 ;; esac; done; return 1; }
 
@@ -372,6 +388,78 @@ if opt watchdog; then
 	fi
 fi
 
+# --- network ---------------------------------------------------------------
+ip link set lo up
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 50 ] && [ -n "$(optval net)$(optval ip)" ]; do
+	usleep 100000; i=$((i + 1))
+done
+showip() {
+	a=$(ip -4 -o addr show dev eth0 2>/dev/null | awk '{ print $4; exit }')
+	[ -n "$a" ] && echo "cvirt-guest: ip $a"
+}
+if [ "$(optval net)" = dhcp ]; then
+	ip link set eth0 up
+	# Ask again until a server answers, without holding up the rest.
+	( until udhcpc -i eth0 -s /etc/udhcpc.script -n -q -t 3 -T 1 \
+		>/dev/null 2>&1; do sleep 1; done; showip ) &
+elif [ -n "$(optval ip)" ]; then
+	ip link set eth0 up
+	[ -n "$(optval mtu)" ] && ip link set eth0 mtu "$(optval mtu)"
+	ip addr add "$(optval ip)" dev eth0 && showip
+fi
+# NICs that come and go while the guest runs (hot-plug).
+(
+	known=" $(ls /sys/class/net | tr '\n' ' ') "
+	while :; do
+		now=" $(ls /sys/class/net | tr '\n' ' ') "
+		for n in $now; do
+			case "$known" in *" $n "*) ;; *)
+				ip link set "$n" up
+				echo "cvirt-guest: nic $n $(cat /sys/class/net/$n/address) up" ;;
+			esac
+		done
+		for n in $known; do
+			case "$now" in *" $n "*) ;; *) echo "cvirt-guest: nic $n gone" ;; esac
+		done
+		known=$now
+		usleep 300000
+	done
+) &
+if [ -n "$(optval ping)" ]; then
+	( t=$(optval ping); n=0
+	  while :; do
+		n=$((n + 1))
+		if ping -c 1 -W 1 "$t" >/dev/null 2>&1; then
+			echo "cvirt-guest: ping $t ok $n"; sleep 1
+		else
+			echo "cvirt-guest: ping $t fail $n"
+		fi
+	  done ) &
+fi
+if [ -n "$(optval fetch)" ]; then
+	( u=$(optval fetch)
+	  # (busybox 1.35's own -T timeout crashes it: timeout(1) instead)
+	  while ! timeout 3 wget -q -O /tmp/fetched "$u" 2>/dev/null; do sleep 1; done
+	  echo "cvirt-guest: fetched $(head -n 1 /tmp/fetched)" ) &
+fi
+if [ -n "$(optval sink)" ]; then
+	# One reader per connection (busybox nc -ll -e): plain "nc -l" would
+	# end the connection as soon as its own stdin ends.
+	nc -ll -p "$(optval sink)" -e /bin/cvirt-sink </dev/null >/dev/null 2>&1 &
+	echo "cvirt-guest: sink on $(optval sink)"
+fi
+if [ -n "$(optval send)" ]; then
+	( s=$(optval send); mib=${s##*:}; hp=${s%:*}; h=${hp%:*}; p=${hp##*:}
+	  # Wait for the sink: nc's connect fails at once while nobody listens.
+	  while ! echo | nc -w 1 "$h" "$p" >/dev/null 2>&1; do sleep 1; done
+	  sleep 1
+	  t0=$(now_ms)
+	  dd if=/dev/zero bs=1048576 count="$mib" 2>/dev/null | nc "$h" "$p"
+	  t1=$(now_ms)
+	  echo "cvirt-guest: sent $mib MiB in $((t1 - t0)) ms" ) &
+fi
+
 # An interactive shell on the serial console, forever.
 while :; do
 	setsid cttyhack sh -l
@@ -380,6 +468,24 @@ done
 EOS
 chmod 0755 "$STAGE/init"
 printf 'export PS1="cvirt-guest# "\n' >"$STAGE/etc/profile"
+
+# udhcpc runs this on each DHCP event: set the address, the route, the MTU.
+cat >"$STAGE/etc/udhcpc.script" <<'EOS'
+#!/bin/sh
+case "$1" in
+deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+bound|renew)
+	ip -4 addr flush dev "$interface"
+	ip addr add "$ip/${mask:-24}" dev "$interface"
+	[ -n "$mtu" ] && ip link set "$interface" mtu "$mtu"
+	for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+	;;
+esac
+exit 0
+EOS
+chmod 0755 "$STAGE/etc/udhcpc.script"
+printf '#!/bin/sh\nexec cat >/dev/null\n' >"$STAGE/bin/cvirt-sink"
+chmod 0755 "$STAGE/bin/cvirt-sink"
 
 tmp_initrd="$OUT/initrd.img.tmp"
 (cd "$STAGE" && find . -mindepth 1 | LC_ALL=C sort | cpio -o -H newc -R 0:0 --quiet) |
