@@ -1,0 +1,256 @@
+"""Network acceptance (issue 6) on hosts in network namespaces: two VMs on
+different hosts share a vxlan network and ping each other; a second vxlan
+network with the same subnet cannot reach the first; the pings go on
+across a live migration; a nat network gives a VM its address by DHCP and
+lets it reach a server in its host's namespace; a NIC is hot-plugged and
+unplugged on a running VM; agent restarts and VM deletions neither leak
+nor lose a kernel object.
+
+One cluster (3 hosts) serves the whole module: the tests build on each
+other's VMs, in file order."""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pytest
+
+from cvirt import wait_for
+from netns import NetnsCluster
+
+pytestmark = pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("nft") or
+    not shutil.which("dnsmasq"),
+    reason="needs root, nft and dnsmasq (scripts/install-deps)")
+
+SUBNET = "10.50.0"          # blue and red: the same subnet, two vxlans
+NAT = "10.60.0"
+PING_RE = r"cvirt-guest: ping %s (ok|fail) (\d+)"
+
+
+@pytest.fixture(scope="module")
+def nc(request, guest, cvirt_bin):
+    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
+    request.addfinalizer(cl.stop)
+    mem = ["--memory", "1024"]
+    cl.start(hosts=("h1", "h2", "h3"),
+             agent_extra={h: mem for h in ("h1", "h2", "h3")})
+    cl.cli("network", "create", "blue", "--type", "vxlan", "--subnet",
+           SUBNET + ".0/24")
+    cl.cli("network", "create", "red", "--type", "vxlan", "--subnet",
+           SUBNET + ".0/24")
+    cl.cli("network", "create", "natnet", "--type", "nat", "--subnet",
+           NAT + ".0/24")
+    for net in ("blue", "red", "natnet"):
+        wait_for(lambda: all(s == "ok" for s in network(cl, net)["hosts"]
+                             .values()) and
+                 len(network(cl, net)["hosts"]) == 3,
+                 30, "network %s realized on every host" % net)
+    return cl
+
+
+def network(cl, name):
+    return cl.cli("network", "show", name, json=True)
+
+
+def create_vm(cl, guest, name, nics, cmdline, host):
+    """A test guest with explicit NICs ({network, ip?, mac?}), started on
+    host; returns `vm show`."""
+    status, body = cl.http("POST", "/api/v1/vms", {
+        "name": name, "cpus": 1, "memory_mib": 128,
+        "kernel": guest.kernel, "initrd": guest.initrd,
+        "cmdline": "console=ttyS0 " + cmdline, "nics": nics})
+    assert status in (200, 201), body
+    cl.cli("vm", "start", name, "--host", host)
+    cl.wait_serial(name, "cvirt-guest: init reached", 60)
+    return cl.vm(name)
+
+
+def pings(cl, name, target):
+    """[(ok: bool, n)] of the guest's pings of target, in order."""
+    return [(m[0] == "ok", int(m[1])) for m in
+            re.findall(PING_RE % re.escape(target), cl.serial(name))]
+
+
+def oks(cl, name, target):
+    return sum(1 for ok, _ in pings(cl, name, target) if ok)
+
+
+def tap_name(mac):
+    return "cvnt" + mac.replace(":", "")[-6:].lower()
+
+
+def ns_run(cl, host, *argv):
+    p = subprocess.run(["ip", "netns", "exec", cl.ns[host]] + list(argv),
+                       capture_output=True, text=True)
+    assert p.returncode == 0, "%s: %s" % (" ".join(argv), p.stderr)
+    return p.stdout
+
+
+def kernel_objects(cl, host):
+    """What the host's namespace holds: links (name and master), nftables
+    tables, dnsmasq processes (their command lines)."""
+    links = set()
+    for line in ns_run(cl, host, "ip", "-o", "link").splitlines():
+        m = re.match(r"\d+: ([^:@]+)[@:]", line)
+        master = re.search(r" master (\S+)", line)
+        links.add((m.group(1), master.group(1) if master else None))
+    tables = set(ns_run(cl, host, "nft", "list", "tables").splitlines())
+    p = subprocess.run(["ip", "netns", "pids", cl.ns[host]],
+                       capture_output=True, text=True)
+    dnsmasq = set()
+    for pid in p.stdout.split():
+        try:
+            with open("/proc/%s/comm" % pid) as f:
+                if f.read().strip() != "dnsmasq":
+                    continue
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                dnsmasq.add(f.read().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return {"links": links, "tables": tables, "dnsmasq": dnsmasq}
+
+
+def test_vxlan_vms_on_two_hosts_ping(nc, guest):
+    a1 = create_vm(nc, guest, "a1", [{"network": "blue", "ip": SUBNET + ".11"}],
+                   "cvirt.ip=%s.11/24 cvirt.mtu=1450 cvirt.ping=%s.12"
+                   % (SUBNET, SUBNET), "h1")
+    a2 = create_vm(nc, guest, "a2", [{"network": "blue", "ip": SUBNET + ".12"}],
+                   "cvirt.ip=%s.12/24 cvirt.mtu=1450 cvirt.ping=%s.11"
+                   % (SUBNET, SUBNET), "h2")
+    assert a1["nics"][0]["ip"] == SUBNET + ".11"
+    assert a1["host"] == "h1" and a2["host"] == "h2"
+    # Each VM's NIC is a TAP on its host, in the network's bridge.
+    bridge = "cvnb%d" % network(nc, "blue")["id"]
+    for vm, host in ((a1, "h1"), (a2, "h2")):
+        tap = tap_name(vm["nics"][0]["mac"])
+        assert (tap, bridge) in kernel_objects(nc, host)["links"]
+    nc.wait_serial("a1", "cvirt-guest: ping %s.12 ok" % SUBNET, 60)
+    nc.wait_serial("a2", "cvirt-guest: ping %s.11 ok" % SUBNET, 60)
+
+
+def test_second_vxlan_with_same_subnet_is_isolated(nc, guest):
+    # b1 on red asks for a1's address (blue): it must not get an answer,
+    # while b2 on red reaches b1 fine.
+    create_vm(nc, guest, "b1", [{"network": "red", "ip": SUBNET + ".13"}],
+              "cvirt.ip=%s.13/24 cvirt.mtu=1450 cvirt.ping=%s.11"
+              % (SUBNET, SUBNET), "h2")
+    create_vm(nc, guest, "b2", [{"network": "red", "ip": SUBNET + ".14"}],
+              "cvirt.ip=%s.14/24 cvirt.mtu=1450 cvirt.ping=%s.13"
+              % (SUBNET, SUBNET), "h1")
+    nc.wait_serial("b2", "cvirt-guest: ping %s.13 ok 3" % SUBNET, 60)
+    wait_for(lambda: len(pings(nc, "b1", SUBNET + ".11")) >= 4, 30,
+             "b1 to try 4 pings")
+    assert not any(ok for ok, _ in pings(nc, "b1", SUBNET + ".11")), \
+        "a VM on red reached a VM on blue"
+    # blue still works meanwhile.
+    n = oks(nc, "a1", SUBNET + ".12")
+    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") > n, 10, "a1 pings")
+    for name in ("b1", "b2"):
+        nc.cli("vm", "stop", name, "--force")
+        nc.cli("vm", "delete", name)
+
+
+def test_pings_continue_across_live_migration(nc, guest):
+    before = oks(nc, "a1", SUBNET + ".12")
+    out = nc.cli("vm", "migrate", "a2", "--to", "h3", json=True)
+    assert nc.vm("a2")["host"] == "h3", out
+    fails_at = len(pings(nc, "a1", SUBNET + ".12"))
+    # Pings go on: a few may be lost around the switch-over, then they
+    # succeed again (a1 on h1 now reaches a2 through h3's VTEP).
+    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= before + 5 and
+             all(ok for ok, _ in pings(nc, "a1", SUBNET + ".12")[-3:]),
+             40, "a1's pings of a2 after the migration")
+    lost = [n for ok, n in pings(nc, "a1", SUBNET + ".12")[fails_at - 3:]
+            if not ok]
+    assert len(lost) <= 5, "too many pings lost: %r" % lost
+    # And the other way round: a2 (on h3) still reaches a1.
+    n = oks(nc, "a2", SUBNET + ".11")
+    wait_for(lambda: oks(nc, "a2", SUBNET + ".11") >= n + 2, 20,
+             "a2's pings of a1 after the migration")
+    # The source deleted its TAP when its QEMU ended; h3 has one.
+    tap = tap_name(nc.vm("a2")["nics"][0]["mac"])
+    assert tap not in {n for n, _ in kernel_objects(nc, "h2")["links"]}
+    assert tap in {n for n, _ in kernel_objects(nc, "h3")["links"]}
+
+
+def test_nat_dhcp_and_reaching_the_host(nc, guest):
+    gw = NAT + ".1"
+    web = tempfile.mkdtemp(prefix="cvirt-net-www.")
+    with open(os.path.join(web, "index.html"), "w") as f:
+        f.write("cvirt-net-hello from the host\n")
+    srv = subprocess.Popen(
+        ["ip", "netns", "exec", nc.ns["h1"], "python3", "-m", "http.server",
+         "8080", "--bind", gw, "--directory", web],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        c1 = create_vm(nc, guest, "c1", [{"network": "natnet"}],
+                       "cvirt.net=dhcp cvirt.fetch=http://%s:8080/" % gw,
+                       "h1")
+        ip = c1["nics"][0]["ip"]
+        assert ip and ip.startswith(NAT + ".")
+        # The address DHCP gave is the one the manager reserved.
+        nc.wait_serial("c1", "cvirt-guest: ip %s/24" % ip, 60)
+        nc.wait_serial("c1", "cvirt-guest: fetched cvirt-net-hello", 60)
+    finally:
+        srv.send_signal(signal.SIGTERM)
+        srv.wait(10)
+        shutil.rmtree(web, ignore_errors=True)
+
+
+def test_nic_hotplug_and_unplug(nc, guest):
+    before = kernel_objects(nc, "h1")["links"]
+    vm = nc.cli("nic", "add", "a1", "--net", "red", json=True)
+    nic = [n for n in vm["nics"] if n["network"] == "red"][0]
+    mac = nic["mac"]
+    # The guest sees a second NIC with that MAC; the host has its TAP in
+    # red's bridge; the VM's metadata on storage lists it.
+    nc.wait_serial("a1", "cvirt-guest: nic eth1 %s up" % mac.lower(), 30)
+    red = "cvnb%d" % network(nc, "red")["id"]
+    assert (tap_name(mac), red) in kernel_objects(nc, "h1")["links"]
+    meta = os.path.join(nc.storage, "vms", vm["uuid"], "vm.json")
+    with open(meta) as f:
+        assert mac in f.read()
+    # Unplug: the guest lets it go, the TAP goes away.
+    nc.cli("nic", "remove", "a1", mac)
+    nc.wait_serial("a1", "cvirt-guest: nic eth1 gone", 30)
+    assert kernel_objects(nc, "h1")["links"] == before
+    with open(meta) as f:
+        assert mac not in f.read()
+    assert [n["network"] for n in nc.vm("a1")["nics"]] == ["blue"]
+    # eth0 kept working throughout.
+    n = oks(nc, "a1", SUBNET + ".12")
+    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") > n, 10, "a1 pings")
+
+
+def test_no_kernel_object_leaked_or_lost(nc, guest):
+    before = kernel_objects(nc, "h1")
+    assert before["dnsmasq"], "no DHCP server for natnet on h1"
+    # An agent restart: everything stays as it was, VMs keep their TAPs.
+    n = oks(nc, "a1", SUBNET + ".12")
+    nc.kill_agent("h1", signal.SIGTERM)
+    nc.start_agent("h1")
+    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= n + 2, 20,
+             "a1's pings after its agent restarted")
+    wait_for(lambda: kernel_objects(nc, "h1") == before, 10,
+             "h1's kernel objects as before the restart")
+    # Deleting a VM deletes its TAP and nothing else.
+    tap = tap_name(nc.vm("c1")["nics"][0]["mac"])
+    assert tap in {n for n, _ in before["links"]}
+    nc.cli("vm", "stop", "c1", "--force")
+    nc.cli("vm", "delete", "c1")
+    after = kernel_objects(nc, "h1")
+    assert {n for n, _ in before["links"] - after["links"]} == {tap}
+    assert after["links"] <= before["links"]
+    assert after["tables"] == before["tables"]
+    assert after["dnsmasq"] == before["dnsmasq"]
+    # And a second restart with nothing changed changes nothing.
+    n = oks(nc, "a1", SUBNET + ".12")
+    nc.kill_agent("h1", signal.SIGTERM)
+    nc.start_agent("h1")
+    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= n + 2, 20,
+             "a1's pings after the second restart")
+    assert kernel_objects(nc, "h1") == after
