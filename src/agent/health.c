@@ -241,8 +241,8 @@ health_tcp(struct avm *vm, int timeout_ms, char *why, size_t whysz)
 	}
 	if (poll(&pfd, 1, timeout_ms) != 1 || getsockopt(pfd.fd, SOL_SOCKET,
 	    SO_ERROR, &soerr, &len) < 0 || soerr != 0) {
-		snprintf(why, whysz, "%s", soerr ? strerror(soerr) :
-		    "no answer");
+		snprintf(why, whysz, "%s", soerr == ECONNREFUSED ? "connection "
+		    "refused" : soerr ? strerror(soerr) : "no answer");
 		goto cleanup;
 	}
 	if (!fwd) {
