@@ -46,7 +46,10 @@ vml_put(struct vml *b, const char *s, size_t n)
 	if (b->failed)
 		return;
 	if (b->len + n + 1 > b->cap) {
-		for (cap = b->cap ? b->cap : 65536; cap < b->len + n + 1; )
+		/* Above the mmap threshold (manager.c) from the start: the
+		 * buffer grows by mremap, never copied from a heap chunk
+		 * (which doubled the peak and left the heap fragmented). */
+		for (cap = b->cap ? b->cap : 256 * 1024; cap < b->len + n + 1; )
 			cap *= 2;
 		if ((p = realloc(b->p, cap)) == NULL) {
 			b->failed = 1;
