@@ -218,6 +218,9 @@ db_open(const char *url)
 		return -1;
 	}
 	db_fixup();
+	pthread_mutex_lock(&db_lock);
+	db_vms_changes++;	/* another inventory: nothing cached holds */
+	pthread_mutex_unlock(&db_lock);
 	log_info("inventory: %s", be->name);
 	return 0;
 }
