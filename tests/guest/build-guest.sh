@@ -20,8 +20,9 @@
 #   cvirt.fetch=URL    busybox wget URL once a second until it works, then
 #                      print "cvirt-guest: fetched <first line>"
 #   cvirt.sink=PORT    accept TCP connections on PORT and discard the data
-#   cvirt.send=IP:PORT:MIB  once PORT answers, send MIB MiB of zeros there
-#                      and print "cvirt-guest: sent MIB MiB in MS ms"
+#   cvirt.send=IP:PORT:MIB[:RUNS]  once PORT answers, send MIB MiB of zeros
+#                      there (RUNS times, default 1) and print
+#                      "cvirt-guest: sent MIB MiB in MS ms" after each
 # Every NIC that appears later (hot-plug) is printed as
 # "cvirt-guest: nic ethN MAC up" and one that goes away as "... gone".
 #   cvirt.gahang=S     freeze the guest agent (SIGSTOP) S seconds after boot:
@@ -450,14 +451,20 @@ if [ -n "$(optval sink)" ]; then
 	echo "cvirt-guest: sink on $(optval sink)"
 fi
 if [ -n "$(optval send)" ]; then
-	( s=$(optval send); mib=${s##*:}; hp=${s%:*}; h=${hp%:*}; p=${hp##*:}
+	( IFS=: read -r h p mib runs <<EOV
+$(optval send)
+EOV
 	  # Wait for the sink: nc's connect fails at once while nobody listens.
 	  while ! echo | nc -w 1 "$h" "$p" >/dev/null 2>&1; do sleep 1; done
-	  sleep 1
-	  t0=$(now_ms)
-	  dd if=/dev/zero bs=1048576 count="$mib" 2>/dev/null | nc "$h" "$p"
-	  t1=$(now_ms)
-	  echo "cvirt-guest: sent $mib MiB in $((t1 - t0)) ms" ) &
+	  i=0
+	  while [ $i -lt "${runs:-1}" ]; do
+		i=$((i + 1))
+		sleep 1
+		t0=$(now_ms)
+		dd if=/dev/zero bs=1048576 count="$mib" 2>/dev/null | nc "$h" "$p"
+		t1=$(now_ms)
+		echo "cvirt-guest: sent $mib MiB in $((t1 - t0)) ms"
+	  done ) &
 fi
 
 # An interactive shell on the serial console, forever.
