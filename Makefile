@@ -1,10 +1,12 @@
 # cvirt build: `make` -> build/cvirt; `make test` runs every test layer.
 CC      ?= cc
-PKGS    := jansson libcurl sqlite3 libsodium libpq openssl
+PKGS    := jansson sqlite3 libsodium openssl
+# Headers only: libpq is loaded on first use (src/manager/db_pqload.c).
+DLPKGS  := libpq
 CFLAGS  ?= -O2 -g
 WERROR  ?= -Werror
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
-           -Isrc $(shell pkg-config --cflags $(PKGS))
+           -Isrc $(shell pkg-config --cflags $(PKGS) $(DLPKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcivetweb -lpthread -lm
 SAN     ?= 0
 ifeq ($(SAN),1)
@@ -49,7 +51,7 @@ $(BUILD)/web/index.html: $(WEB_SRCS) package-lock.json scripts/build-web
 # built with ASan/UBSan; `make fuzz` builds, tests/run runs each briefly.
 FUZZ_CC     ?= clang
 FUZZ_BUILD  := build-fuzz
-FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS)) \
+FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) $(DLPKGS)) \
                -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)

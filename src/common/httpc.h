@@ -1,4 +1,4 @@
-/* httpc.h - HTTP client (libcurl) for CLI -> manager and manager <-> agent. */
+/* httpc.h - HTTP client (httpc.c) for CLI -> manager and manager <-> agent. */
 #ifndef CVIRT_HTTPC_H
 #define CVIRT_HTTPC_H
 
@@ -15,8 +15,8 @@ struct httpc_resp {
 	char	 err[256];	/* transport error or the server's "error" */
 };
 
-void	httpc_global_init(void);
-/* Any status is a success here (0); -1 only when no HTTP answer came.
+/* Any status is a success here (0); -1 only when no HTTP answer came
+ * within timeout_ms (connecting takes at most 5 s of it). Thread-safe.
  * resp must be released with httpc_resp_free. body may be NULL. */
 int	httpc_request(const char *method, const char *url, const char *token,
 	    json_t *body, long timeout_ms, struct httpc_resp *resp);

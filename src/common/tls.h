@@ -44,4 +44,13 @@ struct tls_tunnel_config {
 int	 tls_tunnel_open(const struct tls_tunnel_config *cfg, int *local_port,
 	    char *err, size_t errsz);
 
+/* One client connection: a TLS session over the connected socket fd (its
+ * timeouts bound the handshake), the server checked as for a tunnel (port
+ * unused). The caller keeps fd and closes it after tls_client_close. NULL
+ * with err. */
+struct ssl_st;
+struct ssl_st *tls_client_open(int fd, const struct tls_tunnel_config *cfg,
+	    char *err, size_t errsz);
+void	 tls_client_close(struct ssl_st *ssl);
+
 #endif

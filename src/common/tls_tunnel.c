@@ -23,7 +23,6 @@
 #include "common/tls_int.h"
 
 struct tls_tunnel {
-	SSL_CTX	*ctx;
 	SSL	*ssl;
 	int	 fd;		/* TLS connection to the server */
 	int	 lfd;		/* loopback listener for one client */
@@ -62,13 +61,11 @@ tls_connect_tcp(const char *host, int port, char *err, size_t errsz)
 static void
 tls_tunnel_free(struct tls_tunnel *tt)
 {
-	if (tt->ssl)
-		SSL_free(tt->ssl);
+	SSL_free(tt->ssl);
 	if (tt->fd >= 0)
 		close(tt->fd);
 	if (tt->lfd >= 0)
 		close(tt->lfd);
-	SSL_CTX_free(tt->ctx);
 	free(tt);
 }
 
@@ -94,41 +91,54 @@ tls_tunnel_main(void *arg)
 	return NULL;
 }
 
-/* The server's certificate must be valid for host (a name or an IP). */
-static int
-tls_client_ssl(struct tls_tunnel *tt, const struct tls_tunnel_config *cfg,
-    char *err, size_t errsz)
+SSL *
+tls_client_open(int fd, const struct tls_tunnel_config *cfg, char *err,
+    size_t errsz)
 {
 	unsigned char ip[16];
 	int is_ip = inet_pton(AF_INET, cfg->host, ip) == 1 ||
 	    inet_pton(AF_INET6, cfg->host, ip) == 1;
+	SSL_CTX *ctx;
+	SSL *ssl = NULL;
 
-	if ((tt->ctx = SSL_CTX_new(TLS_client_method())) == NULL)
+	if ((ctx = SSL_CTX_new(TLS_client_method())) == NULL)
 		goto fail;
-	SSL_CTX_set_min_proto_version(tt->ctx, TLS1_2_VERSION);
-	SSL_CTX_set_mode(tt->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
 	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-	SSL_CTX_set_verify(tt->ctx, SSL_VERIFY_PEER, NULL);
-	if ((cfg->ca_file ? SSL_CTX_load_verify_locations(tt->ctx,
-	    cfg->ca_file, NULL) : SSL_CTX_set_default_verify_paths(tt->ctx)) != 1)
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((cfg->ca_file ? SSL_CTX_load_verify_locations(ctx,
+	    cfg->ca_file, NULL) : SSL_CTX_set_default_verify_paths(ctx)) != 1)
 		goto fail;
-	if (cfg->cert && (SSL_CTX_use_certificate_chain_file(tt->ctx,
-	    cfg->cert) != 1 || SSL_CTX_use_PrivateKey_file(tt->ctx, cfg->key,
+	if (cfg->cert && (SSL_CTX_use_certificate_chain_file(ctx,
+	    cfg->cert) != 1 || SSL_CTX_use_PrivateKey_file(ctx, cfg->key,
 	    SSL_FILETYPE_PEM) != 1))
 		goto fail;
-	if ((tt->ssl = SSL_new(tt->ctx)) == NULL ||
-	    SSL_set_fd(tt->ssl, tt->fd) != 1)
+	/* The session holds the context from here. */
+	if ((ssl = SSL_new(ctx)) == NULL || SSL_set_fd(ssl, fd) != 1)
 		goto fail;
-	if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(tt->ssl),
-	    cfg->host) != 1 : (SSL_set_tlsext_host_name(tt->ssl,
-	    cfg->host) != 1 || SSL_set1_host(tt->ssl, cfg->host) != 1))
+	if (is_ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+	    cfg->host) != 1 : (SSL_set_tlsext_host_name(ssl,
+	    cfg->host) != 1 || SSL_set1_host(ssl, cfg->host) != 1))
 		goto fail;
-	if (SSL_connect(tt->ssl) != 1)
+	if (SSL_connect(ssl) != 1)
 		goto fail;
-	return 0;
+	SSL_CTX_free(ctx);
+	return ssl;
 fail:
 	tls_err(err, errsz, "TLS");
-	return -1;
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+void
+tls_client_close(SSL *ssl)
+{
+	if (ssl == NULL)
+		return;
+	SSL_free(ssl);
+	ERR_clear_error();
 }
 
 int
@@ -150,7 +160,7 @@ tls_tunnel_open(const struct tls_tunnel_config *cfg, int *local_port,
 	if ((tt->fd = tls_connect_tcp(cfg->host, cfg->port, err, errsz)) < 0)
 		goto fail;
 	setsockopt(tt->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (tls_client_ssl(tt, cfg, err, errsz) < 0)
+	if ((tt->ssl = tls_client_open(tt->fd, cfg, err, errsz)) == NULL)
 		goto fail;
 	memset(&sa, 0, sizeof(sa));
 	sa.sin_family = AF_INET;
