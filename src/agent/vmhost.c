@@ -995,6 +995,9 @@ vmhost_adopt(json_t *rec)
 	}
 	if (vmhost_monitor_start(vm) < 0)
 		goto drop;
+	if (health_start(vm) < 0)
+		log_warnx("vm %s: cannot start its %s monitor", vm->name,
+		    vm->ha_monitor);
 	log_info("vm %s: re-attached to QEMU pid %d (%s)", vm->name, (int)pid,
 	    vm->state);
 	json_decref(st);
