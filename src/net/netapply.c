@@ -148,7 +148,7 @@ net_vxlan_same(json_t *l, const struct net_def *n, const char *local)
 {
 	json_t *d = netk_data(l);
 	const char *lo = json_string_value(json_object_get(d, "local"));
-	const char *up = json_string_value(json_object_get(l, "link"));
+	const char *up = json_string_value(json_object_get(d, "link"));
 
 	return strcmp(netk_kind(l), "vxlan") == 0 &&
 	    json_integer_value(json_object_get(d, "id")) == n->vni &&

@@ -416,7 +416,7 @@ def test_apply_reapply_restart_remove(host):
 def test_bad_payloads(host):
     h = host
     h.push("b1", [
-        net("ok1", 7, "vxlan", vni=7007, mtu=1450),
+        net("ok1", 7, "vxlan", vni=7007, mtu=1450, uplink="up0"),
         net("badup", 8, "vlan", vlan=5, uplink="eth0;reboot"),
         net("badvni", 9, "vxlan", vni=0),
         net("badcidr", 10, "nat", subnet="10.1.2.3/24", gateway="10.1.2.1"),
@@ -435,9 +435,13 @@ def test_bad_payloads(host):
         ["cvnb7", "cvnb99", "cvnx7"]
 
     # A network that fails is tried again without a new generation.
-    h.push("b1b", [net("ok1", 7, "vxlan", vni=7007, mtu=1450),
+    x7 = ln["cvnx7"]
+    assert x7["linkinfo"]["info_data"]["link"] == "up0"
+    h.push("b1b", [net("ok1", 7, "vxlan", vni=7007, mtu=1450, uplink="up0"),
                    net("late", 14, "bridge", uplink="late0")])
     assert h.wait_gen("b1b")["late"] == "bridge late0 not found on host h1"
+    # Unchanged settings: the same device, not a new one.
+    assert links(h.ns)["cvnx7"]["ifindex"] == x7["ifindex"]
     run(h.ns, "ip", "link", "add", "late0", "type", "bridge")
     wait_for(lambda: h.report().get("net_status", {}).get("late") == "ok",
              25, "the retry to find late0")
