@@ -218,6 +218,8 @@ dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 		    "cvirt_dhcp", c->cfg->owner) != 1 ? 0 : netk_run(err, errsz,
 		    "nft delete table bridge cvirt_dhcp");
 		json_decref(tables);
+	} else if (strstr(err, "cannot run") != NULL) {
+		rc = 0;		/* no nft at all: no table of ours either */
 	}
 cleanup:
 	if (rc < 0 && err[0] == '\0')

@@ -127,7 +127,9 @@ nat_reconcile(struct net_ctx *c)
 
 	if ((tables = netk_nft_tables("ip", "cvirt_nat", err,
 	    sizeof(err))) == NULL) {
-		log_warnx("net: cannot list nftables tables: %s", err);
+		/* No nft at all: there is no table of ours either. */
+		if (strstr(err, "cannot run") == NULL)
+			log_warnx("net: cannot list nftables tables: %s", err);
 		return;
 	}
 	json_array_foreach(tables, i, t) {
