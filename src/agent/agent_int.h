@@ -172,8 +172,9 @@ int	 nicapi_unplug(struct httpd_req *r);	/* DELETE .../nics/{mac} */
 struct qemu_vm_spec;
 /* HEALTH_* of a monitor word; the guest port of tcp:PORT in *port. */
 int	 health_kind(const char *monitor, int *port);
-/* Devices the monitor needs: the guest agent port, or a forward of the
- * guest port on the user-mode NIC (after the NICs are in q). */
+/* Devices the monitor needs: the guest agent port, a forward of the
+ * guest port on the user-mode NIC (after the NICs are in q), or the
+ * watchdog. */
 int	 health_qemu_spec(struct avm *vm, json_t *spec,
 	    struct qemu_vm_spec *q, char *err, size_t errsz);
 /* Its fields in the agent's record (rec borrowed), and back. */

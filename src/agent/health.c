@@ -1,6 +1,7 @@
 /* health.c - HA monitors that look into the guest: the guest agent
  * heartbeat (--ha-monitor heartbeat) and a TCP check of a guest port
- * (tcp:PORT), one thread per VM that has one.
+ * (tcp:PORT), one thread per VM that has one; and the devices each
+ * monitor needs (the watchdog's too).
  *
  * A VM counts misses only once its guest has answered since QEMU started
  * or the guest last rebooted, so a slow boot (or a service that is not up
@@ -107,6 +108,8 @@ health_qemu_spec(struct avm *vm, json_t *spec, struct qemu_vm_spec *q,
 
 	vm->qga_path[0] = vm->health_addr[0] = '\0';
 	vm->fwd_port = 0;
+	/* The i6300esb that raises QMP WATCHDOG (vmhost.c ends the VM). */
+	q->watchdog = strcmp(vm->ha_monitor, "watchdog") == 0;
 	if (kind == HEALTH_HEARTBEAT) {
 		/* The guest agent's port, a unix socket next to QMP's. */
 		if (util_fmt(vm->qga_path, sizeof(vm->qga_path), "%s/%.8s.qga",

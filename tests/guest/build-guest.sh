@@ -9,6 +9,8 @@
 #                      first prints "cvirt-guest: disk had: <first line>"
 #   cvirt.panic=1      panic the kernel right after init (sysrq c)
 #   cvirt.watchdog=1   pet /dev/watchdog (i6300esb) with busybox watchdog
+#                      (10 s timeout); cvirt.watchdoghang=S stops petting
+#                      (SIGSTOP) S seconds after boot (then a 3 s timeout)
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
 # Network (eth0 is the first virtio NIC):
 #   cvirt.net=dhcp     configure eth0 by DHCP (busybox udhcpc, retried) and
@@ -383,7 +385,15 @@ fi
 
 if opt watchdog; then
 	if [ -c /dev/watchdog ]; then
-		watchdog -t 1 -T 10 /dev/watchdog && echo "cvirt-guest: watchdog armed"
+		# Fires 2 timeouts after the last pet (i6300esb's two stages).
+		wdt=10
+		optval watchdoghang >/dev/null && wdt=3
+		watchdog -F -t 1 -T $wdt /dev/watchdog &
+		wdpid=$!
+		echo "cvirt-guest: watchdog armed"
+		if s=$(optval watchdoghang); then
+			( sleep "$s"; kill -STOP $wdpid; echo "cvirt-guest: watchdog no longer petted" ) &
+		fi
 	else
 		echo "cvirt-guest: watchdog: no /dev/watchdog"
 	fi

@@ -1,10 +1,11 @@
 """HA monitors that look into the guest (docs/ha.md): the guest agent
-heartbeat (--ha-monitor heartbeat, Debian's qemu-ga in the test guest) and a
+heartbeat (--ha-monitor heartbeat, Debian's qemu-ga in the test guest), a
 TCP check of a guest port (--ha-monitor tcp:PORT, busybox httpd in the guest,
-reached through a forward of QEMU's user-mode network). Four HA VMs boot at
-once on one host: for each monitor one whose guest service stops while the
-guest keeps running (restarted in place, a new boot id, an event that says
-why) and one that stays healthy (never restarted)."""
+reached through a forward of QEMU's user-mode network) and the watchdog
+(i6300esb, which ends the VM the same way). Five HA VMs boot at once on one
+host: for each monitor one whose guest service stops while the guest keeps
+running (restarted in place, a new boot id, an event that says why) and,
+for heartbeat and tcp, one that stays healthy (never restarted)."""
 
 import json
 import os
@@ -27,6 +28,7 @@ VMS = {
     "hb-ok": ("heartbeat", ""),
     "tcp-stop": ("tcp:%d" % PORT, "cvirt.listen=%d cvirt.listenstop=5" % PORT),
     "tcp-ok": ("tcp:%d" % PORT, "cvirt.listen=%d" % PORT),
+    "wd-hang": ("watchdog", "cvirt.watchdog=1 cvirt.watchdoghang=5"),
 }
 
 
@@ -105,6 +107,17 @@ def agent_record(cl, name):
     path = os.path.join(cl.base, "a-h1", "vms", cl.vm(name)["uuid"] + ".json")
     with open(path) as f:
         return json.load(f)
+
+
+def test_watchdog_restarts_vm_in_place(cluster, vms):
+    s = cluster.wait_serial("wd-hang", "cvirt-guest: watchdog no longer "
+                            "petted", 120)
+    assert "cvirt-guest: watchdog armed" in s
+    # 2 x 3 s (i6300esb's two stages) after the last pet.
+    ev = failed_within(cluster, "wd-hang", 30)
+    assert "the guest watchdog fired" in ev[0]["message"], ev
+    ids = boot_ids(restarted(cluster, "wd-hang", 90))
+    assert ids[0] != ids[1]
 
 
 def test_healthy_vms_are_never_restarted(cluster, vms):
