@@ -249,12 +249,13 @@ agent_main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* Before the re-attach, which may delete the TAPs of VMs that ended
+	 * meanwhile; the TAPs of running VMs are held open and stay. */
+	if (agent_net_init() < 0)
+		goto cleanup;
 	if (vmhost_init() < 0)
 		goto cleanup;
 	vmhost_reattach();
-	/* After the re-attach: TAPs of running VMs are in use, kept. */
-	if (agent_net_init() < 0)
-		goto cleanup;
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = agent_cfg.listen;
 	hc.threads = 16;
