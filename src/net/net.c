@@ -13,7 +13,7 @@
 #define NET_TAP_WAIT_MS		5000
 #define NET_TAP_GRACE_MS	120000	/* a new TAP before QEMU opens it */
 #define NET_RETRY_MS		10000	/* re-apply while a network fails */
-#define NET_HEAL_MS		60000	/* re-apply anyway: undo drift */
+#define NET_HEAL_MS		300000	/* re-apply anyway: undo drift */
 #define NET_MAX_RECENT		64
 
 static struct net_config net_cfg;
