@@ -155,6 +155,11 @@ def test_second_vxlan_with_same_subnet_is_isolated(nc, guest):
 
 
 def test_pings_continue_across_live_migration(nc, guest):
+    # A hot-plugged NIC travels too: the destination builds it at the same
+    # PCI address (its own root port), or the migration would fail.
+    vm = nc.cli("nic", "add", "a2", "--net", "red", json=True)
+    extra = [n["mac"] for n in vm["nics"] if n["network"] == "red"][0]
+    nc.wait_serial("a2", "cvirt-guest: nic eth1 %s up" % extra.lower(), 30)
     before = oks(nc, "a1", SUBNET + ".12")
     out = nc.cli("vm", "migrate", "a2", "--to", "h3", json=True)
     assert nc.vm("a2")["host"] == "h3", out
@@ -172,9 +177,12 @@ def test_pings_continue_across_live_migration(nc, guest):
     wait_for(lambda: oks(nc, "a2", SUBNET + ".11") >= n + 2, 20,
              "a2's pings of a1 after the migration")
     # The source deleted its TAP when its QEMU ended; h3 has one.
-    tap = tap_name(nc.vm("a2")["nics"][0]["mac"])
-    assert tap not in {n for n, _ in kernel_objects(nc, "h2")["links"]}
-    assert tap in {n for n, _ in kernel_objects(nc, "h3")["links"]}
+    for mac in (nc.vm("a2")["nics"][0]["mac"], extra):
+        assert tap_name(mac) not in {n for n, _ in
+                                     kernel_objects(nc, "h2")["links"]}
+        assert tap_name(mac) in {n for n, _ in
+                                 kernel_objects(nc, "h3")["links"]}
+    assert "nic eth1 gone" not in nc.serial("a2")
 
 
 def test_nat_dhcp_and_reaching_the_host(nc, guest):
