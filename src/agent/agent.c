@@ -186,8 +186,12 @@ agent_net_init(void)
 	util_hash_hex(agent_cfg.data, hash);
 	snprintf(nc.owner, sizeof(nc.owner), "cvirt:%.16s", hash);
 	nc.sync = report_kick;
+	/* Its files are named on helpers' command lines: a run directory
+	 * with blanks or quotes gets a plain one instead. */
+	if (util_fmt(nc.run, sizeof(nc.run), "%s/net", agent_cfg.run) < 0 ||
+	    !net_path_safe(nc.run))
+		snprintf(nc.run, sizeof(nc.run), "/tmp/cvirt-net-%.16s", hash);
 	if (util_fmt(nc.data, sizeof(nc.data), "%s", agent_cfg.data) < 0 ||
-	    util_fmt(nc.run, sizeof(nc.run), "%s/net", agent_cfg.run) < 0 ||
 	    net_init(&nc) < 0) {
 		log_error("cannot start the network module");
 		return -1;

@@ -256,6 +256,11 @@ net_init(const struct net_config *cfg)
 	json_t *saved = NULL;
 
 	net_cfg = *cfg;
+	if (!net_path_safe(net_cfg.run) || strpbrk(net_cfg.owner, " \t\n") ||
+	    net_cfg.owner[0] == '\0') {
+		log_warnx("networks: unusable run directory or owner mark");
+		return -1;
+	}
 	net_root = net_has_cap();
 	if (!net_root)
 		log_info("networks: no CAP_NET_ADMIN, only user-mode "

@@ -105,6 +105,9 @@ const char *net_type_name(enum net_type t);
 int	 net_ifname(char kind, long id, char *out, size_t outsz);
 /* "cvnt" + the last 6 hex digits of the MAC (lower case). */
 int	 net_tap_name(const char *mac, char *out, size_t outsz);
+/* 1 when the absolute path s has only [A-Za-z0-9._/-] (safe as one word
+ * of a helper's command line or a dnsmasq option). */
+int	 net_path_safe(const char *s);
 /* 1 when s is a kernel-acceptable interface name we are willing to use. */
 int	 net_ifname_valid(const char *s);
 /* 1 for "xx:xx:xx:xx:xx:xx" (any case), unicast. */

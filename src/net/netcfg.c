@@ -68,6 +68,20 @@ net_ifname_valid(const char *s)
 }
 
 int
+net_path_safe(const char *s)
+{
+	size_t i;
+
+	if (s == NULL || s[0] != '/' || strlen(s) > 200)
+		return 0;
+	for (i = 0; s[i]; i++) {
+		if (!isalnum((unsigned char)s[i]) && strchr("._/-", s[i]) == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+int
 net_ipv4_parse(const char *s, uint32_t *out)
 {
 	struct in_addr a;

@@ -97,6 +97,11 @@ test_validators(void **state)
 	assert_int_equal(net_cidr_parse("10.50.0.0/24x", &a, &p), -1);
 	assert_int_equal(net_cidr_parse("10.50.0.256/24", &a, &p), -1);
 	assert_int_equal(net_cidr_parse("10.50.0.0/+24", &a, &p), -1);
+	assert_true(net_path_safe("/var/lib/cvirt/run/net"));
+	assert_false(net_path_safe("run/net"));
+	assert_false(net_path_safe("/srv/my vms/run/net"));
+	assert_false(net_path_safe("/srv/a\"b"));
+	assert_false(net_path_safe("/srv/a\nb"));
 	assert_int_equal(net_ipv4_parse("1.2.3.4", &a), 0);
 	assert_int_equal(net_ipv4_parse("1.2.3", &a), -1);
 	assert_int_equal(net_ipv4_parse("1.2.3.4.5", &a), -1);
