@@ -450,6 +450,25 @@ class Cluster:
                 found.add(int(d))
         return found
 
+    def cluster_dnsmasqs(self):
+        """DHCP servers of this cluster's networks: the agents leave them
+        running for their VMs (docs/network.md), so a test cluster ends
+        them itself."""
+        found = set()
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open("/proc/%s/comm" % d) as f:
+                    if f.read().strip() != "dnsmasq":
+                        continue
+            except OSError:
+                continue
+            if any(a.startswith("--conf-file=" + self.base + "/")
+                   for a in (proc_cmdline(int(d)) or [])):
+                found.add(int(d))
+        return found
+
     def _note_uuids(self, obj):
         if isinstance(obj, dict):
             u = obj.get("uuid")
@@ -584,7 +603,8 @@ class Cluster:
         if self.manager is not None:
             self.manager.stop(timeout=10)
         self.uuids |= uuids
-        leftovers = set(self.cluster_qemus()) | self.cluster_keepers()
+        leftovers = set(self.cluster_qemus()) | self.cluster_keepers() | \
+            self.cluster_dnsmasqs()
         for pid in leftovers:
             try:
                 os.kill(pid, signal.SIGKILL)
