@@ -106,9 +106,14 @@ static void
 net_apply_kernel(const struct net_payload *p, json_t *status)
 {
 	struct net_ctx c = { &net_cfg, p, NULL };
-	char err[256];
+	char err[256], lerr[256] = "";
+	json_t *prev = net_status();
+	const char *was;
 	size_t i;
 
+	/* One listing serves every network: each looks at its own links. */
+	if (net_root && (c.links = netk_links(lerr, sizeof(lerr))) == NULL)
+		log_warnx("network apply: %s", lerr);
 	for (i = 0; i < p->nnets; i++) {
 		const struct net_def *n = &p->nets[i];
 
@@ -118,16 +123,19 @@ net_apply_kernel(const struct net_payload *p, json_t *status)
 			snprintf(err, sizeof(err), "invalid network: %s", n->err);
 		} else if (!net_root) {
 			net_needs_root(err, sizeof(err));
-		} else {
-			json_decref(c.links);
-			if ((c.links = netk_links(err, sizeof(err))) != NULL &&
-			    net_realize(&c, n, err, sizeof(err)) == 0)
-				snprintf(err, sizeof(err), "ok");
+		} else if (c.links == NULL) {
+			snprintf(err, sizeof(err), "%s", lerr);
+		} else if (net_realize(&c, n, err, sizeof(err)) == 0) {
+			snprintf(err, sizeof(err), "ok");
 		}
-		if (strcmp(err, "ok") != 0)
+		/* Once per change, not at every retry. */
+		was = json_string_value(json_object_get(prev, n->name));
+		if (strcmp(err, "ok") != 0 && (was == NULL || strcmp(was,
+		    err) != 0))
 			log_warnx("network %s: %s", n->name, err);
 		json_object_set_new(status, n->name, json_string(err));
 	}
+	json_decref(prev);
 	if (net_root) {
 		json_decref(c.links);
 		if ((c.links = netk_links(err, sizeof(err))) == NULL)
