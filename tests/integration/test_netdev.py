@@ -504,9 +504,17 @@ def test_dhcp_and_nat(host):
     br = dict(BR, subnet="10.70.0.0/24", gateway="10.70.0.1", dhcp=True,
               leases=[{"mac": "52:54:00:00:00:44", "ip": "10.70.0.44"}])
     run(h.ns, "ip", "link", "set", "vbr0", "up")
-    h.push("d1", [NAT, vx, br])
+    # A second nat network: its own server on the same host.
+    nat6 = net("nat6", 6, "nat", subnet="10.51.0.0/24", gateway="10.51.0.1",
+               dhcp=True, leases=[{"mac": "52:54:00:00:00:66",
+                                   "ip": "10.51.0.66"}])
+    h.push("d1", [NAT, vx, br, nat6])
     h.start_agent()
-    assert h.wait_gen("d1") == {"natnet": "ok", "vx": "ok", "br": "ok"}
+    assert h.wait_gen("d1") == {"natnet": "ok", "vx": "ok", "br": "ok",
+                                "nat6": "ok"}
+    g6 = guest_ns(h, "g6", "cvnb6", "52:54:00:00:00:66")
+    assert dhcp_lease(h, g6) == [
+        "BOUND ip=10.51.0.66 mask=255.255.255.0 router=10.51.0.1 mtu=1500"]
 
     g1 = guest_ns(h, "g1", "cvnb1", "52:54:00:00:00:11")
     assert dhcp_lease(h, g1) == [
