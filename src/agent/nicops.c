@@ -66,25 +66,51 @@ nic_find_locked(const struct avm *vm, const char *mac)
 	return -1;
 }
 
-/* Ports for the spec's NICs: a valid recorded "port" is kept, the others
- * take the lowest free ones. -1 when there are too many NICs. */
+/* The "port" of the NIC with this MAC in a nics list, or -1. */
+static json_int_t
+nic_port_of(json_t *nics, const char *mac)
+{
+	json_t *e, *jp;
+	size_t i;
+
+	json_array_foreach(nics, i, e) {
+		if (strcasecmp(nic_str(e, "mac"), mac) != 0)
+			continue;
+		jp = json_object_get(e, "port");
+		return json_is_integer(jp) ? json_integer_value(jp) : -1;
+	}
+	return -1;
+}
+
+/* Ports for the spec's NICs: the spec's own "port", else the one the VM's
+ * metadata on storage recorded for that MAC (a hot-plugged NIC, or a
+ * migration's destination: the source wrote it), else the lowest free.
+ * -1 when there are too many NICs. */
 static int
-nic_assign_ports(json_t *nics, int *ports, size_t n)
+nic_assign_ports(json_t *nics, json_t *recorded, int *ports, size_t n)
 {
 	int taken[AGENT_MAX_NICS] = { 0 };
 	size_t i;
-	int p;
+	int p, pass;
 
 	if (n > AGENT_MAX_NICS)
 		return -1;
-	for (i = 0; i < n; i++) {
-		json_t *jp = json_object_get(json_array_get(nics, i), "port");
-		json_int_t v = json_is_integer(jp) ? json_integer_value(jp) : -1;
-
+	for (i = 0; i < n; i++)
 		ports[i] = -1;
-		if (v >= 0 && v < AGENT_MAX_NICS && !taken[v]) {
-			ports[i] = (int)v;
-			taken[v] = 1;
+	for (pass = 0; pass < 2; pass++) {
+		for (i = 0; i < n; i++) {
+			json_t *nic = json_array_get(nics, i), *jp;
+			json_int_t v;
+
+			jp = json_object_get(nic, "port");
+			v = pass == 0 ? (json_is_integer(jp) ?
+			    json_integer_value(jp) : -1) :
+			    nic_port_of(recorded, nic_str(nic, "mac"));
+			if (ports[i] < 0 && v >= 0 && v < AGENT_MAX_NICS &&
+			    !taken[v]) {
+				ports[i] = (int)v;
+				taken[v] = 1;
+			}
 		}
 	}
 	for (i = 0; i < n; i++) {
@@ -125,7 +151,8 @@ int
 nic_qemu_spec(struct avm *vm, json_t *spec, struct qemu_vm_spec *q,
     char *err, size_t errsz)
 {
-	json_t *nics = json_object_get(spec, "nics"), *nic;
+	json_t *nics = json_object_get(spec, "nics"), *nic, *meta = NULL;
+	const char *root = vmhost_storage_path(vm->storage);
 	int ports[AGENT_MAX_NICS];
 	size_t i, n = json_array_size(nics);
 	int rc = -1;
@@ -135,14 +162,20 @@ nic_qemu_spec(struct avm *vm, json_t *spec, struct qemu_vm_spec *q,
 		snprintf(err, errsz, "VM spec: nics must be a list");
 		return -1;
 	}
-	if (nic_assign_ports(nics, ports, n) < 0) {
+	if (root)
+		meta = store_vm_read_meta(root, vm->uuid);
+	if (nic_assign_ports(nics, json_object_get(meta, "nics"), ports,
+	    n) < 0) {
 		snprintf(err, errsz, "a VM has at most %d NICs", AGENT_MAX_NICS);
-		return -1;
+		goto cleanup;
 	}
 	json_array_foreach(nics, i, nic) {
 		if (nic_prepare(nic, ports[i], &q->nics[i], err, errsz) < 0)
 			goto cleanup;
 		q->nnics++;
+		/* Kept in the metadata written at start (not by a migration's
+		 * destination: the source's already says the same). */
+		json_object_set_new(nic, "port", json_integer(ports[i]));
 	}
 	pthread_mutex_lock(&vm->lock);
 	for (i = 0; i < n; i++) {
@@ -156,6 +189,7 @@ nic_qemu_spec(struct avm *vm, json_t *spec, struct qemu_vm_spec *q,
 	pthread_mutex_unlock(&vm->lock);
 	rc = 0;
 cleanup:
+	json_decref(meta);
 	if (rc < 0) {
 		for (i = 0; i < (size_t)q->nnics; i++)
 			if (strcmp(q->nics[i].type, "tap") == 0)

@@ -166,9 +166,17 @@ def test_pings_continue_across_live_migration(nc, guest):
     fails_at = len(pings(nc, "a1", SUBNET + ".12"))
     # Pings go on: a few may be lost around the switch-over, then they
     # succeed again (a1 on h1 now reaches a2 through h3's VTEP).
-    wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= before + 5 and
-             all(ok for ok, _ in pings(nc, "a1", SUBNET + ".12")[-3:]),
-             40, "a1's pings of a2 after the migration")
+    try:
+        wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= before + 5 and
+                 all(ok for ok, _ in pings(nc, "a1", SUBNET + ".12")[-3:]),
+                 60, "a1's pings of a2 after the migration")
+    except AssertionError as e:
+        raise AssertionError("%s\na1 pings since the migration: %r\n"
+                             "a2 says: %r" % (
+                                 e, pings(nc, "a1", SUBNET + ".12")[
+                                     fails_at - 3:],
+                                 re.findall(r"cvirt-guest: [^\r\n]*",
+                                            nc.serial("a2"))[-8:])) from e
     lost = [n for ok, n in pings(nc, "a1", SUBNET + ".12")[fails_at - 3:]
             if not ok]
     assert len(lost) <= 5, "too many pings lost: %r" % lost

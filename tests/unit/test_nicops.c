@@ -19,6 +19,7 @@
 #include "fake_qmp.h"
 #include "qemu/qemu_cmd.h"
 #include "qemu/qmp.h"
+#include "storage/store.h"
 
 #define T_TIMEOUT 5000
 
@@ -284,6 +285,69 @@ test_record_roundtrip(void **state)
 	json_decref(rec);
 }
 
+/* Ports: the spec's own, else the one the metadata on storage recorded
+ * for the MAC (what a migration's destination relies on), else the lowest
+ * free; each is written back into the spec. */
+static void
+test_ports_from_metadata(void **state)
+{
+	struct tstate *t = *state;
+	static const char uuid[] = "6f1c3a52-8d0e-4b7a-9c2d-1e5f7a9b0c3d";
+	struct qemu_vm_spec *q = calloc(1, sizeof(*q));
+	char dir[PATH_MAX];
+	json_t *meta, *spec;
+
+	snprintf(agent_cfg.storage[0].name, sizeof(agent_cfg.storage[0].name),
+	    "local");
+	snprintf(agent_cfg.storage[0].path, sizeof(agent_cfg.storage[0].path),
+	    "%s", t->dir);
+	agent_cfg.nstorage = 1;
+	snprintf(t->vm->uuid, sizeof(t->vm->uuid), "%s", uuid);
+	snprintf(t->vm->storage, sizeof(t->vm->storage), "local");
+	snprintf(dir, sizeof(dir), "%s/vms/%s", t->dir, uuid);
+	assert_int_equal(util_mkdir_p(dir, 0755), 0);
+	/* The source recorded: ...:02 on port 3 (hot-plugged), ...:01 on 0. */
+	meta = json_pack("{s:s, s:s, s:i, s:i, s:[], s:[{s:s, s:i}, "
+	    "{s:s, s:i}]}", "uuid", uuid, "name", "web1", "cpus", 1,
+	    "memory_mib", 64, "disks", "nics", "mac", "52:54:00:00:00:01",
+	    "port", 0, "mac", "52:54:00:00:00:02", "port", 3);
+	assert_int_equal(store_vm_write_meta(t->dir, meta, t->err,
+	    sizeof(t->err)), 0);
+	/* The manager's spec has no ports; a third NIC is new. */
+	spec = json_pack("{s:[{s:s, s:s}, {s:s, s:s}, {s:s}]}", "nics",
+	    "mac", "52:54:00:00:00:02", "network", "user",
+	    "mac", "52:54:00:00:00:01", "network", "user",
+	    "mac", "52:54:00:00:00:03");
+	if (nic_qemu_spec(t->vm, spec, q, t->err, sizeof(t->err)) < 0)
+		fail_msg("nic_qemu_spec: %s", t->err);
+	assert_int_equal(q->nnics, 3);
+	assert_int_equal(q->nics[0].port, 3);
+	assert_int_equal(q->nics[1].port, 0);
+	assert_int_equal(q->nics[2].port, 1);
+	assert_string_equal(q->nics[2].type, "user");
+	assert_int_equal(t->vm->nnics, 3);
+	assert_int_equal(json_integer_value(json_object_get(json_array_get(
+	    json_object_get(spec, "nics"), 0), "port")), 3);
+	json_decref(spec);
+	/* The spec's own port wins; a bad MAC fails with nothing attached. */
+	spec = json_pack("{s:[{s:s, s:i}, {s:s}]}", "nics", "mac",
+	    "52:54:00:00:00:02", "port", 5, "mac", "zz");
+	assert_int_equal(nic_qemu_spec(t->vm, spec, q, t->err, sizeof(t->err)),
+	    -1);
+	assert_non_null(strstr(t->err, "invalid NIC MAC"));
+	assert_int_equal(q->nnics, 0);
+	json_decref(spec);
+	spec = json_pack("{s:[{s:s, s:i}]}", "nics", "mac",
+	    "52:54:00:00:00:02", "port", 5);
+	assert_int_equal(nic_qemu_spec(t->vm, spec, q, t->err, sizeof(t->err)),
+	    0);
+	assert_int_equal(q->nics[0].port, 5);
+	json_decref(spec);
+	json_decref(meta);
+	agent_cfg.nstorage = 0;
+	free(q);
+}
+
 int
 main(void)
 {
@@ -295,6 +359,7 @@ main(void)
 		T(test_unplug),
 		T(test_unplug_timeout),
 		T(test_record_roundtrip),
+		T(test_ports_from_metadata),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
