@@ -19,15 +19,20 @@ struct sched_host {
 	char	 state[16], accel[16];
 	int	 maintenance;
 	int64_t	 cpus, memory_mib;
-	char	*info;		/* the agent's info JSON text (malloc'd) */
+	size_t	 info;		/* its info JSON text: offset in infos */
 	int64_t	 mem_used, cpus_used;
 	json_t	*groups;	/* affinity/anti-affinity groups present, or NULL */
 	double	 load;		/* memory load with the VM there */
 };
 
+/* One allocation for the hosts and one for their info texts, whatever
+ * their number: a decision at 1,000 hosts leaves no small blocks behind
+ * in the heap. */
 struct sched_hosts {
 	struct sched_host	*h;
 	size_t			 n, cap;
+	char			*infos;		/* NUL-separated texts */
+	size_t			 ilen, icap;
 	struct sched_host	**byname;	/* sorted by strcmp, for lookups */
 	int			 failed;
 };
@@ -37,11 +42,10 @@ sched_hosts_free(struct sched_hosts *hs)
 {
 	size_t i;
 
-	for (i = 0; i < hs->n; i++) {
-		free(hs->h[i].info);
+	for (i = 0; i < hs->n; i++)
 		json_decref(hs->h[i].groups);
-	}
 	free(hs->h);
+	free(hs->infos);
 	free(hs->byname);
 }
 
@@ -57,16 +61,29 @@ sched_host_row(void *arg, const struct db_col *c, int n)
 {
 	struct sched_hosts *hs = arg;
 	struct sched_host *h, *p;
+	const char *info = c[6].type == DB_NULL ? "{}" : c[6].val;
+	size_t ilen = strlen(info) + 1;
+	char *q;
 
 	if (n != 7)
 		return -1;
 	if (hs->n == hs->cap) {
-		hs->cap = hs->cap ? hs->cap * 2 : 64;
+		hs->cap = hs->cap ? hs->cap * 2 : 1024;
 		if ((p = realloc(hs->h, hs->cap * sizeof(*p))) == NULL) {
 			hs->failed = 1;
 			return -1;
 		}
 		hs->h = p;
+	}
+	if (hs->ilen + ilen > hs->icap) {
+		for (hs->icap = hs->icap ? hs->icap : 256 * 1024;
+		    hs->icap < hs->ilen + ilen; hs->icap *= 2)
+			;
+		if ((q = realloc(hs->infos, hs->icap)) == NULL) {
+			hs->failed = 1;
+			return -1;
+		}
+		hs->infos = q;
 	}
 	h = &hs->h[hs->n++];
 	memset(h, 0, sizeof(*h));
@@ -76,9 +93,10 @@ sched_host_row(void *arg, const struct db_col *c, int n)
 	h->maintenance = c[3].type == DB_INT && strcmp(c[3].val, "0") != 0;
 	h->cpus = c[4].type == DB_INT ? strtoll(c[4].val, NULL, 10) : 0;
 	h->memory_mib = c[5].type == DB_INT ? strtoll(c[5].val, NULL, 10) : 0;
-	if ((h->info = strdup(c[6].type == DB_NULL ? "{}" : c[6].val)) == NULL)
-		hs->failed = 1;
-	return hs->failed ? -1 : 0;
+	memcpy(hs->infos + hs->ilen, info, ilen);
+	h->info = hs->ilen;
+	hs->ilen += ilen;
+	return 0;
 }
 
 static int
@@ -157,13 +175,25 @@ sched_tally_row(void *arg, const struct db_col *c, int n)
 	return 0;
 }
 
-/* Per-host sums of the VMs in no group, {host: [cpus, memory_mib]}, as
+/* Per-host sums of the VMs in no group, sorted by host name (strcmp), as
  * of db_vms_gen() == sched_cache_gen; read and written under the DB lock
  * only. Kept current by sched_move_*() around vm_set_state (the only
  * writer of vms.host), rebuilt by one GROUP BY after any other change.
  * SQLite only: there the manager is the file's one writer, while a
  * PostgreSQL database may have been written by another manager. */
-static json_t *sched_cache;
+struct sched_sum {
+	char	name[UTIL_NAME_MAX + 1];
+	int64_t	cpus, mem;
+};
+
+struct sched_sums {
+	struct sched_sum	*s;
+	size_t			 n, cap;
+	int			 failed;
+};
+
+static struct sched_sums sched_cache;
+static int sched_cache_valid;
 static uint64_t sched_cache_gen;
 
 static int
@@ -179,12 +209,45 @@ sched_int(const struct db_col *c)
 }
 
 static int
+sched_cmp_sum(const void *a, const void *b)
+{
+	return strcmp(((const struct sched_sum *)a)->name,
+	    ((const struct sched_sum *)b)->name);
+}
+
+/* Room for one more entry; -1 when out of memory. */
+static int
+sched_sums_grow(struct sched_sums *ss)
+{
+	struct sched_sum *p;
+	size_t cap;
+
+	if (ss->n < ss->cap)
+		return 0;
+	cap = ss->cap ? ss->cap * 2 : 1024;
+	if ((p = realloc(ss->s, cap * sizeof(*p))) == NULL)
+		return -1;
+	ss->s = p;
+	ss->cap = cap;
+	return 0;
+}
+
+static int
 sched_sum_row(void *arg, const struct db_col *c, int n)
 {
+	struct sched_sums *ss = arg;
+	struct sched_sum *e;
+
 	if (n != 3 || c[0].type == DB_NULL)
 		return 0;
-	json_object_set_new(arg, c[0].val, json_pack("[I, I]",
-	    (json_int_t)sched_int(&c[1]), (json_int_t)sched_int(&c[2])));
+	if (sched_sums_grow(ss) < 0) {
+		ss->failed = 1;
+		return -1;
+	}
+	e = &ss->s[ss->n++];
+	snprintf(e->name, sizeof(e->name), "%s", c[0].val);
+	e->cpus = sched_int(&c[1]);
+	e->mem = sched_int(&c[2]);
 	return 0;
 }
 
@@ -192,42 +255,68 @@ sched_sum_row(void *arg, const struct db_col *c, int n)
 static int
 sched_cache_ready(void)
 {
-	json_t *o;
+	struct sched_sums ss = { NULL, 0, 0, 0 };
 
 	if (!sched_cache_on())
 		return -1;
-	if (sched_cache && sched_cache_gen == db_vms_gen())
+	if (sched_cache_valid && sched_cache_gen == db_vms_gen())
 		return 0;
-	o = json_object();
+	/* Into the old array: rebuilding allocates nothing once it fits. */
+	ss.s = sched_cache.s;
+	ss.cap = sched_cache.cap;
+	sched_cache_valid = 0;
 	if (db_each("SELECT host, SUM(cpus) AS cpus, SUM(memory_mib) AS "
 	    "memory_mib FROM vms WHERE grouped = 0 AND host IS NOT NULL AND "
 	    "cpus IS NOT NULL AND memory_mib IS NOT NULL GROUP BY host",
-	    sched_sum_row, o, NULL) < 0) {
-		json_decref(o);
+	    sched_sum_row, &ss, NULL) < 0 || ss.failed) {
+		sched_cache = (struct sched_sums){ ss.s, 0, ss.cap, 0 };
 		return -1;
 	}
-	json_decref(sched_cache);
-	sched_cache = o;
+	qsort(ss.s, ss.n, sizeof(*ss.s), sched_cmp_sum);
+	sched_cache = ss;
 	sched_cache_gen = db_vms_gen();
+	sched_cache_valid = 1;
 	return 0;
 }
 
-static void
+static struct sched_sum *
+sched_cache_find(const char *host)
+{
+	struct sched_sum key;
+
+	if (host == NULL || sched_cache.n == 0 ||
+	    util_fmt(key.name, sizeof(key.name), "%s", host) < 0)
+		return NULL;
+	return bsearch(&key, sched_cache.s, sched_cache.n,
+	    sizeof(*sched_cache.s), sched_cmp_sum);
+}
+
+/* -1 when the host cannot be added (the cache is then dropped). */
+static int
 sched_cache_add(const char *host, int64_t cpus, int64_t mem)
 {
-	json_t *v;
+	struct sched_sum *e;
+	size_t i;
 
 	if (host == NULL)
-		return;
-	if ((v = json_object_get(sched_cache, host)) == NULL) {
-		json_object_set_new(sched_cache, host, json_pack("[I, I]",
-		    (json_int_t)cpus, (json_int_t)mem));
-		return;
+		return 0;
+	if ((e = sched_cache_find(host)) == NULL) {
+		if (strlen(host) > UTIL_NAME_MAX ||
+		    sched_sums_grow(&sched_cache) < 0)
+			return -1;
+		for (i = 0; i < sched_cache.n &&
+		    strcmp(sched_cache.s[i].name, host) < 0; i++)
+			;
+		memmove(&sched_cache.s[i + 1], &sched_cache.s[i],
+		    (sched_cache.n - i) * sizeof(*sched_cache.s));
+		e = &sched_cache.s[i];
+		memset(e, 0, sizeof(*e));
+		snprintf(e->name, sizeof(e->name), "%s", host);
+		sched_cache.n++;
 	}
-	json_integer_set(json_array_get(v, 0), json_integer_value(
-	    json_array_get(v, 0)) + cpus);
-	json_integer_set(json_array_get(v, 1), json_integer_value(
-	    json_array_get(v, 1)) + mem);
+	e->cpus += cpus;
+	e->mem += mem;
+	return 0;
 }
 
 /* A VM's row as the cache counts it: NULL when it is not counted there. */
@@ -252,7 +341,8 @@ sched_move_begin(struct sched_move *mv, const char *uuid)
 {
 	memset(mv, 0, sizeof(*mv));
 	db_hold();
-	if (sched_cache && sched_cache_on() && sched_cache_gen == db_vms_gen()) {
+	if (sched_cache_valid && sched_cache_on() &&
+	    sched_cache_gen == db_vms_gen()) {
 		mv->gen = sched_cache_gen;
 		mv->row = sched_cache_vm(uuid);
 		mv->known = 1;
@@ -265,32 +355,31 @@ sched_move_end(struct sched_move *mv, const char *host)
 	uint64_t now = db_vms_gen();
 
 	/* Only this VM's update since mv->gen: move its size in the cache. */
-	if (mv->known && sched_cache_gen == mv->gen && now == mv->gen + 1) {
-		if (mv->row) {
-			sched_cache_add(JS(mv->row, "host"), -JI(mv->row, "cpus"),
-			    -JI(mv->row, "memory_mib"));
-			sched_cache_add(host, JI(mv->row, "cpus"),
-			    JI(mv->row, "memory_mib"));
-		}
+	if (mv->known && sched_cache_valid && sched_cache_gen == mv->gen &&
+	    now == mv->gen + 1) {
 		sched_cache_gen = now;
+		if (mv->row && (sched_cache_add(JS(mv->row, "host"),
+		    -JI(mv->row, "cpus"), -JI(mv->row, "memory_mib")) < 0 ||
+		    sched_cache_add(host, JI(mv->row, "cpus"),
+		    JI(mv->row, "memory_mib")) < 0))
+			sched_cache_valid = 0;
 	}
 	json_decref(mv->row);
 	mv->row = NULL;
 	db_release();
 }
 
-/* Column order: host, cpus, memory_mib (each host once). */
 static void
 sched_tally_cached(struct sched_hosts *hs, const char *skip_uuid)
 {
 	struct sched_host *h;
-	const char *name;
-	json_t *v, *self;
+	json_t *self;
+	size_t i;
 
-	json_object_foreach(sched_cache, name, v)
-		if ((h = sched_host_find(hs, name)) != NULL) {
-			h->cpus_used += json_integer_value(json_array_get(v, 0));
-			h->mem_used += json_integer_value(json_array_get(v, 1));
+	for (i = 0; i < sched_cache.n; i++)
+		if ((h = sched_host_find(hs, sched_cache.s[i].name)) != NULL) {
+			h->cpus_used += sched_cache.s[i].cpus;
+			h->mem_used += sched_cache.s[i].mem;
 		}
 	/* The VM placed does not count against its own placement. */
 	if (skip_uuid && (self = sched_cache_vm(skip_uuid)) != NULL) {
@@ -383,7 +472,7 @@ sched_filter(struct sched_hosts *hs, struct sched_host *h, json_t *spec,
 
 	if (sched_filter_cheap(h, spec, cs, why, whysz))
 		return why;
-	info = json_loads(h->info, 0, NULL);
+	info = json_loads(hs->infos + h->info, 0, NULL);
 	json_array_foreach(json_object_get(info, "storage"), i, s)
 		if (st && JS(s, "name") && strcmp(JS(s, "name"), st) == 0 &&
 		    json_is_true(json_object_get(s, "ok")))
