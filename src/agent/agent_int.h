@@ -145,8 +145,8 @@ void	 nic_record_load(struct avm *vm, json_t *list);
 void	 nic_device_deleted(struct avm *vm, json_t *data);
 /* netdev_add + device_add of n; the netdev is removed again when
  * device_add fails. */
-int	 nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, int kvm,
-	    char *err, size_t errsz);
+int	 nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, char *err,
+	    size_t errsz);
 /* device_del, wait up to timeout_ms for DEVICE_DELETED, netdev_del. */
 int	 nic_qmp_unplug(struct avm *vm, const char *mac, int timeout_ms,
 	    char *err, size_t errsz);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/agent_int.h"
 #include "common/log.h"
@@ -143,6 +144,10 @@ nic_prepare(json_t *nic, int port, struct qemu_nic *n, char *err,
 		return 0;
 	}
 	snprintf(n->type, sizeof(n->type), "tap");
+	/* vhost-net only helps (and only works) with KVM; a host without
+	 * the vhost_net module keeps QEMU's own packet path. */
+	n->vhost = strcmp(agent_cfg.accel, "kvm") == 0 &&
+	    access("/dev/vhost-net", R_OK | W_OK) == 0;
 	return net_tap_attach(nic_str(nic, "network"), mac, n->ifname,
 	    sizeof(n->ifname), err, errsz);
 }
@@ -277,7 +282,7 @@ nic_device_deleted(struct avm *vm, json_t *data)
 }
 
 int
-nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, int kvm, char *err,
+nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, char *err,
     size_t errsz)
 {
 	char buf[256], id[16], qerr[256];
@@ -285,7 +290,7 @@ nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, int kvm, char *err,
 	int rc = -1;
 
 	/* The same checks and names as on a command line. */
-	if (qemu_nic_netdev(n, kvm, buf, sizeof(buf)) < 0 ||
+	if (qemu_nic_netdev(n, buf, sizeof(buf)) < 0 ||
 	    qemu_nic_device(n, buf, sizeof(buf)) < 0) {
 		snprintf(err, errsz, "invalid NIC");
 		return -1;
@@ -296,7 +301,7 @@ nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, int kvm, char *err,
 		    "ifname", n->ifname, "script", "no", "downscript", "no");
 	else
 		nd = json_pack("{s:s, s:s}", "type", "user", "id", id);
-	if (nd && kvm && strcmp(n->type, "tap") == 0)
+	if (nd && n->vhost && strcmp(n->type, "tap") == 0)
 		json_object_set_new(nd, "vhost", json_true());
 	dev = json_pack("{s:s, s:s, s:s, s:s+, s:s+}", "driver",
 	    "virtio-net-pci", "netdev", id, "mac", n->mac, "id", "nic", id + 3,
@@ -521,8 +526,7 @@ nic_plug(const char *uuid, json_t *nic, json_t **result, char *err,
 		goto cleanup;
 	attached = strcmp(n.type, "tap") == 0;
 	*status = 502;
-	if (nic_qmp_plug(vm->qmp, &n, strcmp(agent_cfg.accel, "kvm") == 0, err,
-	    errsz) < 0)
+	if (nic_qmp_plug(vm->qmp, &n, err, errsz) < 0)
 		goto cleanup;
 	plugged = 1;
 	rec = json_deep_copy(nic);

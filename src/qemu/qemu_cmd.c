@@ -307,14 +307,15 @@ qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 }
 
 int
-qemu_nic_netdev(const struct qemu_nic *n, int kvm, char *out, size_t outsz)
+qemu_nic_netdev(const struct qemu_nic *n, char *out, size_t outsz)
 {
 	if (!qemu_nic_valid(n))
 		return -1;
-	/* vhost-net moves the packet path into the kernel; KVM only. */
+	/* vhost-net moves the packet path into the kernel. */
 	if (strcmp(n->type, "tap") == 0)
 		return util_fmt(out, outsz, "tap,id=net%d,ifname=%s,script=no,"
-		    "downscript=no%s", n->port, n->ifname, kvm ? ",vhost=on" : "");
+		    "downscript=no%s", n->port, n->ifname,
+		    n->vhost ? ",vhost=on" : "");
 	return util_fmt(out, outsz, "user,id=net%d%s%s", n->port,
 	    n->hostfwd[0] ? ",hostfwd=" : "", n->hostfwd);
 }
@@ -332,7 +333,7 @@ static void
 qemu_add_nics(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
 	char buf[256];
-	int i, kvm = strcmp(s->accel, "kvm") == 0;
+	int i;
 
 	/* One multifunction slot of root ports, one port per possible NIC. */
 	for (i = 0; i < QEMU_MAX_NICS; i++) {
@@ -344,7 +345,7 @@ qemu_add_nics(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	for (i = 0; i < s->nnics; i++) {
 		const struct qemu_nic *n = &s->nics[i];
 
-		if (qemu_nic_netdev(n, kvm, buf, sizeof(buf)) < 0) {
+		if (qemu_nic_netdev(n, buf, sizeof(buf)) < 0) {
 			a->failed = 1;
 			return;
 		}

@@ -24,6 +24,7 @@ struct qemu_nic {
 	char	ifname[16];	/* tap device for "tap" */
 	char	hostfwd[64];	/* "user": a hostfwd rule ("tcp:127.0.0.1:H-:G") or "" */
 	int	port;		/* 0 .. QEMU_MAX_NICS-1, unique per VM */
+	int	vhost;		/* tap: vhost=on (KVM with /dev/vhost-net) */
 };
 
 struct qemu_vm_spec {
@@ -60,11 +61,10 @@ struct qemu_vm_spec {
 char	**qemu_build_argv(const struct qemu_vm_spec *spec);
 void	  qemu_argv_free(char **argv);
 
-/* The -netdev value of a NIC ("tap,id=net2,ifname=...,script=no,...",
- * vhost=on with KVM) and its -device value, also used by hot-plug.
- * 0, or -1 when it does not fit or a field is invalid. */
-int	  qemu_nic_netdev(const struct qemu_nic *n, int kvm, char *out,
-	    size_t outsz);
+/* The -netdev value of a NIC ("tap,id=net2,ifname=...,script=no,...")
+ * and its -device value, also used by hot-plug. 0, or -1 when it does not
+ * fit or a field is invalid. */
+int	  qemu_nic_netdev(const struct qemu_nic *n, char *out, size_t outsz);
 int	  qemu_nic_device(const struct qemu_nic *n, char *out, size_t outsz);
 
 /* fork + setsid + exec with stdout/stderr appended to logfile, stdin from

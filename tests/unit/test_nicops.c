@@ -144,10 +144,10 @@ test_plug_tap(void **state)
 		FQ(FQ_END, NULL),
 	};
 	struct qemu_nic n = { .mac = "52:54:00:ab:cd:ef", .type = "tap",
-	    .ifname = "cvntabcdef", .port = 2 };
+	    .ifname = "cvntabcdef", .port = 2, .vhost = 1 };
 
 	t_open(t, steps);
-	assert_int_equal(nic_qmp_plug(t->vm->qmp, &n, 1, t->err,
+	assert_int_equal(nic_qmp_plug(t->vm->qmp, &n, t->err,
 	    sizeof(t->err)), 0);
 	t_finish(t);
 }
@@ -173,7 +173,7 @@ test_plug_device_refused(void **state)
 	    .port = 0 };
 
 	t_open(t, steps);
-	assert_int_equal(nic_qmp_plug(t->vm->qmp, &n, 0, t->err,
+	assert_int_equal(nic_qmp_plug(t->vm->qmp, &n, t->err,
 	    sizeof(t->err)), -1);
 	assert_non_null(strstr(t->err, "is full"));
 	t_finish(t);
@@ -187,10 +187,10 @@ test_plug_invalid(void **state)
 	    .ifname = "bad,name", .port = 0 };
 
 	/* Checked before any QMP: no server needed. */
-	assert_int_equal(nic_qmp_plug(NULL, &n, 0, t->err, sizeof(t->err)), -1);
+	assert_int_equal(nic_qmp_plug(NULL, &n, t->err, sizeof(t->err)), -1);
 	n.port = AGENT_MAX_NICS;
 	snprintf(n.ifname, sizeof(n.ifname), "cvnt000001");
-	assert_int_equal(nic_qmp_plug(NULL, &n, 0, t->err, sizeof(t->err)), -1);
+	assert_int_equal(nic_qmp_plug(NULL, &n, t->err, sizeof(t->err)), -1);
 }
 
 /* device_del, then DEVICE_DELETED of the backend (ignored) and of the

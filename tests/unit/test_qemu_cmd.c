@@ -253,8 +253,8 @@ test_argv_nics(void **state)
 	    "mac=52:54:00:AB:cd:ef,id=nic3,bus=cvport3");
 	qemu_argv_free(argv);
 
-	/* vhost-net with KVM only. */
-	snprintf(s->accel, sizeof(s->accel), "kvm");
+	/* vhost-net when the agent asks for it (KVM with /dev/vhost-net). */
+	s->nics[1].vhost = 1;
 	argv = qemu_build_argv(s);
 	assert_non_null(argv);
 	assert_pair(argv, "-netdev",
@@ -271,7 +271,7 @@ test_nic_hotplug_strings(void **state)
 	char buf[256];
 
 	(void)state;
-	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), 0);
+	assert_int_equal(qemu_nic_netdev(&n, buf, sizeof(buf)), 0);
 	assert_string_equal(buf, "tap,id=net7,ifname=cvnt000009,script=no,"
 	    "downscript=no");
 	assert_int_equal(qemu_nic_device(&n, buf, sizeof(buf)), 0);
@@ -279,10 +279,10 @@ test_nic_hotplug_strings(void **state)
 	    "mac=52:54:00:00:00:09,id=nic7,bus=cvport7");
 	assert_int_equal(qemu_nic_device(&n, buf, 20), -1);	/* too small */
 	n.port = QEMU_MAX_NICS;
-	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), -1);
+	assert_int_equal(qemu_nic_netdev(&n, buf, sizeof(buf)), -1);
 	n.port = 0;
 	snprintf(n.ifname, sizeof(n.ifname), "a,b");
-	assert_int_equal(qemu_nic_netdev(&n, 0, buf, sizeof(buf)), -1);
+	assert_int_equal(qemu_nic_netdev(&n, buf, sizeof(buf)), -1);
 }
 
 static void
