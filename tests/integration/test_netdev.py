@@ -570,3 +570,63 @@ def test_without_net_admin(host):
     assert h.dnsmasq_pids() == {}
     os.unlink(os.path.join(h.dir, "report.json"))
     wait_for(lambda: h.report().get("net_gen") == "n1", 10, "a heartbeat")
+
+
+@pytest.fixture
+def host2(tmp_path, cvirt_bin):
+    (tmp_path / "b").mkdir()
+    h = Host(tmp_path / "b")
+    yield h
+    h.cleanup()
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox")
+def test_two_hosts_vxlan(host, host2):
+    """Two hosts joined by an underlay link: guests on either host share
+    the overlay, and each host's anycast DHCP server answers only its own
+    guests (each host is given a different reservation for the same MAC:
+    a request that crossed the overlay could get the other one)."""
+    a, b = host, host2
+    run(a.ns, "ip", "link", "add", "ul", "type", "veth", "peer", "name",
+        "ul", "netns", b.ns)
+    for h, ip in ((a, "10.78.0.1"), (b, "10.78.0.2")):
+        run(h.ns, "ip", "addr", "add", ip + "/24", "dev", "ul")
+        run(h.ns, "ip", "link", "set", "ul", "up")
+
+    def vx(peer, lease_ip):
+        return dict(VX, peers=[peer], leases=[
+            {"mac": "52:54:00:00:00:33", "ip": lease_ip, "vm": "v3"},
+            {"mac": "52:54:00:00:00:34", "ip": "10.60.0.34", "vm": "v4"}])
+    a.push("t1", [vx("10.78.0.2", "10.60.0.33")], local="10.78.0.1")
+    b.push("t1", [vx("10.78.0.1", "10.60.0.133")], local="10.78.0.2")
+    a.start_agent()
+    b.start_agent()
+    assert a.wait_gen("t1") == {"vx": "ok"}
+    assert b.wait_gen("t1") == {"vx": "ok"}
+    assert fdb_dsts(a.ns, "cvnx3") == ["10.78.0.2"]
+
+    ga = guest_ns(a, "ga", "cvnb3", "52:54:00:00:00:33")
+    gb = guest_ns(b, "gb", "cvnb3", "52:54:00:00:00:34")
+    for _ in range(6):      # without the filter, some would be .133
+        assert dhcp_lease(a, ga) == [
+            "BOUND ip=10.60.0.33 mask=255.255.255.0 router= mtu=1450"]
+    assert dhcp_lease(b, gb) == [
+        "BOUND ip=10.60.0.34 mask=255.255.255.0 router= mtu=1450"]
+    run(ga, "ip", "addr", "add", "10.60.0.33/24", "dev", "eth0")
+    run(gb, "ip", "addr", "add", "10.60.0.34/24", "dev", "eth0")
+    for g in (ga, gb):
+        run(g, "ip", "link", "set", "eth0", "mtu", "1450")
+    # Across the overlay, with full-size frames of the overlay's MTU.
+    run(ga, "busybox", "ping", "-c", "2", "-W", "5", "10.60.0.34")
+    run(gb, "busybox", "ping", "-c", "1", "-W", "5", "-s", "1422",
+        "10.60.0.33")
+    # The gateway address answers locally (each host's own server).
+    run(ga, "busybox", "ping", "-c", "1", "-W", "5", "10.60.0.1")
+
+    # Without the peer, the overlay is cut.
+    a.push("t2", [dict(vx("10.78.0.2", "10.60.0.33"), peers=[])],
+           local="10.78.0.1")
+    assert a.wait_gen("t2") == {"vx": "ok"}
+    assert fdb_dsts(a.ns, "cvnx3") == []
+    assert run(ga, "busybox", "ping", "-c", "1", "-W", "2", "10.60.0.34",
+               check=False).find("1 packets received") < 0
