@@ -25,6 +25,7 @@ static json_t *net_stat;		/* {name: "ok" | error} */
 static json_t *net_pending;		/* a payload not yet applied */
 static int net_applied, net_quit, net_started, net_root;
 static char net_busy_gen[NET_GEN_MAX + 1];	/* being applied */
+static int net_heal_now;			/* re-apply the last one now */
 static pthread_t net_thread;
 /* net_kern_lock: every change of kernel objects, and net_recent. */
 static pthread_mutex_t net_kern_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -218,6 +219,11 @@ net_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&net_lock);
 	while (!net_quit) {
+		if (net_pending == NULL && net_heal_now && last != NULL) {
+			net_heal_now = 0;
+			net_pending = json_incref(last);
+			continue;
+		}
 		if (net_pending == NULL) {
 			if (last == NULL) {
 				pthread_cond_wait(&net_cond, &net_lock);
@@ -352,6 +358,16 @@ net_status(void)
 	return s ? s : json_object();
 }
 
+/* Ask the worker to re-apply the last payload at once. */
+static void
+net_heal(void)
+{
+	pthread_mutex_lock(&net_lock);
+	net_heal_now = 1;
+	pthread_cond_signal(&net_cond);
+	pthread_mutex_unlock(&net_lock);
+}
+
 /* The bridge and MTU of a realized network; 1 ok, 0 not (yet), -1 failed
  * for good (err set). */
 static int
@@ -390,7 +406,7 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 	int64_t deadline = util_mono_ms() + NET_TAP_WAIT_MS;
 	char br[16], tap[16];
 	json_t *links = NULL, *l;
-	int mtu = 1500, rc = -1, st, asked = 0, locked = 0;
+	int mtu = 1500, rc = -1, st, asked = 0, healed = 0, locked = 0;
 
 	if (network == NULL || strcmp(network, "user") == 0) {
 		snprintf(err, errsz, "the user network has no TAP");
@@ -404,20 +420,34 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 		net_needs_root(err, errsz);
 		goto cleanup;
 	}
-	/* A failing network may be fixed by a payload that is on its way. */
-	while ((st = net_tap_target(network, br, sizeof(br), &mtu, err,
-	    errsz)) != 1) {
-		if (!asked && net_cfg.sync)
+	/* A failing network may be fixed by a payload that is on its way; a
+	 * bridge deleted behind our back by a re-apply. */
+	for (;;) {
+		st = net_tap_target(network, br, sizeof(br), &mtu, err, errsz);
+		if (st == 1) {
+			pthread_mutex_lock(&net_kern_lock);
+			locked = 1;
+			if ((links = netk_links(err, errsz)) == NULL)
+				goto cleanup;
+			if (netk_link(links, br) != NULL)
+				break;
+			pthread_mutex_unlock(&net_kern_lock);
+			locked = 0;
+			json_decref(links);
+			links = NULL;
+			snprintf(err, errsz, "bridge %s of network %s is missing "
+			    "on host %s", br, network, net_cfg.host);
+			if (!healed)
+				net_heal();
+			healed = 1;
+		} else if (!asked && net_cfg.sync) {
 			net_cfg.sync();	/* the manager may have news */
-		asked = 1;
+			asked = 1;
+		}
 		if (util_mono_ms() > deadline)
 			goto cleanup;
 		util_sleep_ms(100);
 	}
-	pthread_mutex_lock(&net_kern_lock);
-	locked = 1;
-	if ((links = netk_links(err, errsz)) == NULL)
-		goto cleanup;
 	l = netk_link(links, tap);
 	if (l != NULL && (strcmp(netk_kind(l), "tun") != 0 ||
 	    !netk_owned(l, net_cfg.owner))) {

@@ -464,6 +464,22 @@ test_tap_attach(void **state)
 	    "ok");
 	json_decref(st);
 
+	/* The bridge deleted behind the agent's back: attach has it made
+	 * again (an immediate re-apply) and the TAP joins it. */
+	{
+		char *argv[] = { "ip", "link", "del", "dev", "cvnb3", NULL };
+		char out[512];
+
+		assert_int_equal(proc_run(argv, out, sizeof(out), 10000), 0);
+	}
+	assert_int_equal(net_tap_attach("blue", "52:54:00:ab:cd:ef", ifname,
+	    sizeof(ifname), err, sizeof(err)), 0);
+	arr = link_of("cvntabcdef");
+	assert_non_null(arr);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    arr, 0), "master")), "cvnb3");
+	json_decref(arr);
+
 	/* Again: the same TAP is reused. */
 	assert_int_equal(net_tap_attach("blue", "52:54:00:ab:cd:ef", ifname,
 	    sizeof(ifname), err, sizeof(err)), 0);
