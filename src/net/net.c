@@ -399,14 +399,51 @@ net_tap_target(const char *network, char *br, size_t brsz, int *mtu,
 	return rc;
 }
 
+/* Wait (up to NET_TAP_WAIT_MS) until network is realized and its bridge
+ * exists: a failing network may be fixed by a payload on its way, a bridge
+ * deleted behind our back by a re-apply. 0 with net_kern_lock held and
+ * *links (new reference) listed under it; -1 with err. */
+static int
+net_tap_wait(const char *network, char *br, size_t brsz, int *mtu,
+    json_t **links, char *err, size_t errsz)
+{
+	int64_t deadline = util_mono_ms() + NET_TAP_WAIT_MS;
+	int asked = 0, healed = 0;
+
+	*links = NULL;
+	for (;;) {
+		if (net_tap_target(network, br, brsz, mtu, err, errsz) == 1) {
+			pthread_mutex_lock(&net_kern_lock);
+			if ((*links = netk_links(err, errsz)) != NULL &&
+			    netk_link(*links, br) != NULL)
+				return 0;
+			pthread_mutex_unlock(&net_kern_lock);
+			if (*links == NULL)
+				return -1;
+			json_decref(*links);
+			*links = NULL;
+			snprintf(err, errsz, "bridge %s of network %s is missing "
+			    "on host %s", br, network, net_cfg.host);
+			if (!healed)
+				net_heal();
+			healed = 1;
+		} else if (!asked && net_cfg.sync) {
+			net_cfg.sync();	/* the manager may have news */
+			asked = 1;
+		}
+		if (util_mono_ms() > deadline)
+			return -1;
+		util_sleep_ms(100);
+	}
+}
+
 int
 net_tap_attach(const char *network, const char *mac, char *ifname,
     size_t ifsz, char *err, size_t errsz)
 {
-	int64_t deadline = util_mono_ms() + NET_TAP_WAIT_MS;
 	char br[16], tap[16];
 	json_t *links = NULL, *l;
-	int mtu = 1500, rc = -1, st, asked = 0, healed = 0, locked = 0;
+	int mtu = 1500, rc = -1, locked = 0;
 
 	if (network == NULL || strcmp(network, "user") == 0) {
 		snprintf(err, errsz, "the user network has no TAP");
@@ -420,34 +457,10 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 		net_needs_root(err, errsz);
 		goto cleanup;
 	}
-	/* A failing network may be fixed by a payload that is on its way; a
-	 * bridge deleted behind our back by a re-apply. */
-	for (;;) {
-		st = net_tap_target(network, br, sizeof(br), &mtu, err, errsz);
-		if (st == 1) {
-			pthread_mutex_lock(&net_kern_lock);
-			locked = 1;
-			if ((links = netk_links(err, errsz)) == NULL)
-				goto cleanup;
-			if (netk_link(links, br) != NULL)
-				break;
-			pthread_mutex_unlock(&net_kern_lock);
-			locked = 0;
-			json_decref(links);
-			links = NULL;
-			snprintf(err, errsz, "bridge %s of network %s is missing "
-			    "on host %s", br, network, net_cfg.host);
-			if (!healed)
-				net_heal();
-			healed = 1;
-		} else if (!asked && net_cfg.sync) {
-			net_cfg.sync();	/* the manager may have news */
-			asked = 1;
-		}
-		if (util_mono_ms() > deadline)
-			goto cleanup;
-		util_sleep_ms(100);
-	}
+	if (net_tap_wait(network, br, sizeof(br), &mtu, &links, err,
+	    errsz) < 0)
+		goto cleanup;
+	locked = 1;
 	l = netk_link(links, tap);
 	if (l != NULL && (strcmp(netk_kind(l), "tun") != 0 ||
 	    !netk_owned(l, net_cfg.owner))) {
