@@ -182,8 +182,13 @@ def test_pings_continue_across_live_migration(nc, guest):
     assert len(lost) <= 5, "too many pings lost: %r" % lost
     # And the other way round: a2 (on h3) still reaches a1.
     n = oks(nc, "a2", SUBNET + ".11")
-    wait_for(lambda: oks(nc, "a2", SUBNET + ".11") >= n + 2, 20,
-             "a2's pings of a1 after the migration")
+    try:
+        wait_for(lambda: oks(nc, "a2", SUBNET + ".11") >= n + 2, 30,
+                 "a2's pings of a1 after the migration")
+    except AssertionError as e:
+        raise AssertionError("%s\na2 says: %r" % (e, re.findall(
+            r"cvirt-guest: [^\r\n]*|\[ *\d+\.\d+\][^\r\n]*",
+            nc.serial("a2"))[-15:])) from e
     # The source deleted its TAP when its QEMU ended; h3 has one.
     for mac in (nc.vm("a2")["nics"][0]["mac"], extra):
         assert tap_name(mac) not in {n for n, _ in
