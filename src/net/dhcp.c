@@ -144,8 +144,8 @@ dhcp_veth(struct net_ctx *c, const struct net_def *n, pid_t pid, char *err,
 		return -1;
 	if ((l = netk_link(c->links, d)) != NULL &&
 	    !netk_owned(l, c->cfg->owner))
-		return snprintf(err, errsz, "%s on host %s belongs to another "
-		    "cvirt agent", d, c->cfg->host), -1;
+		return net_errf(err, errsz, "%s on host %s belongs to another "
+		    "cvirt agent", d, c->cfg->host);
 	/* A pair whose other end went with an earlier dnsmasq: start over. */
 	if (netk_run(e2, sizeof(e2), "nsenter -t %d -n ip link show dev %s",
 	    (int)pid, e) < 0) {
@@ -181,12 +181,11 @@ dhcp_filter(struct net_ctx *c, char *err, size_t errsz)
 	int w, any = 0, rc = -1;
 
 	if (s == NULL)
-		return snprintf(err, errsz, "out of memory"), -1;
+		return net_errf(err, errsz, "out of memory");
 	if (netk_nft_owned("bridge", "cvirt_dhcp", c->cfg->owner) == 0) {
 		free(s);
-		return snprintf(err, errsz, "nftables table bridge cvirt_dhcp "
-		    "on host %s belongs to another cvirt agent", c->cfg->host),
-		    -1;
+		return net_errf(err, errsz, "nftables table bridge cvirt_dhcp "
+		    "on host %s belongs to another cvirt agent", c->cfg->host);
 	}
 	len = (size_t)snprintf(s, cap, "table bridge cvirt_dhcp\n"
 	    "delete table bridge cvirt_dhcp\n"

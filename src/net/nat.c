@@ -81,8 +81,8 @@ nat_table(struct net_ctx *c, const struct net_def *n, const char *br,
 
 	snprintf(table, sizeof(table), "cvirt_nat%ld", n->id);
 	if (netk_nft_owned("ip", table, c->cfg->owner) == 0)
-		return snprintf(err, errsz, "nftables table ip %s on host %s "
-		    "belongs to another cvirt agent", table, c->cfg->host), -1;
+		return net_errf(err, errsz, "nftables table ip %s on host %s "
+		    "belongs to another cvirt agent", table, c->cfg->host);
 	if (util_fmt(text, sizeof(text),
 	    "table ip cvirt_nat%ld\n"
 	    "delete table ip cvirt_nat%ld\n"
@@ -99,7 +99,7 @@ nat_table(struct net_ctx *c, const struct net_def *n, const char *br,
 	    "\t}\n"
 	    "}\n", n->id, n->id, n->id, c->cfg->owner, n->subnet, n->subnet,
 	    br, br) < 0)
-		return snprintf(err, errsz, "nft rules too long"), -1;
+		return net_errf(err, errsz, "nft rules too long");
 	return netk_batch("nft", c->cfg->run, text, err, errsz);
 }
 
@@ -110,7 +110,7 @@ nat_apply(struct net_ctx *c, const struct net_def *n, char *err,
 	char br[16];
 
 	if (net_ifname('b', n->id, br, sizeof(br)) < 0)
-		return snprintf(err, errsz, "bad network id"), -1;
+		return net_errf(err, errsz, "bad network id");
 	if (nat_address(n, br, err, errsz) < 0 ||
 	    nat_forwarding(err, errsz) < 0 ||
 	    nat_table(c, n, br, err, errsz) < 0)

@@ -7,6 +7,10 @@
 
 #include "net/net.h"
 
+/* netcfg.c: format a one-line error into err; returns -1. */
+int	 net_errf(char *err, size_t errsz, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
 /* netk.c: kernel objects through ip(8), bridge(8) and nft(8) */
 /* Run one command line of space-separated words (every word is a checked
  * name, address or number: nothing here is quoted). 0 or -1 with the

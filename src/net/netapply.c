@@ -26,8 +26,8 @@ net_mine(struct net_ctx *c, const char *name, json_t **l, char *err,
 {
 	*l = netk_link(c->links, name);
 	if (*l != NULL && !netk_owned(*l, c->cfg->owner))
-		return snprintf(err, errsz, "%s on host %s belongs to another "
-		    "cvirt agent", name, c->cfg->host), -1;
+		return net_errf(err, errsz, "%s on host %s belongs to another "
+		    "cvirt agent", name, c->cfg->host);
 	return 0;
 }
 
@@ -67,7 +67,7 @@ net_bridge(struct net_ctx *c, const struct net_def *n, char *err,
 	json_t *l;
 
 	if (net_ifname('b', n->id, br, sizeof(br)) < 0)
-		return snprintf(err, errsz, "bad network id"), -1;
+		return net_errf(err, errsz, "bad network id");
 	if (net_mine(c, br, &l, err, errsz) < 0)
 		return -1;
 	if (l != NULL && strcmp(netk_kind(l), "bridge") != 0) {
@@ -103,8 +103,8 @@ static int
 net_uplink_check(struct net_ctx *c, const char *up, char *err, size_t errsz)
 {
 	if (netk_link(c->links, up) == NULL)
-		return snprintf(err, errsz, "uplink %s not found on host %s", up,
-		    c->cfg->host), -1;
+		return net_errf(err, errsz, "uplink %s not found on host %s", up,
+		    c->cfg->host);
 	return 0;
 }
 
@@ -211,8 +211,8 @@ net_vxlan(struct net_ctx *c, const struct net_def *n, char *err,
 	json_t *l;
 
 	if (c->p->local[0] == '\0')
-		return snprintf(err, errsz, "no VXLAN source address for host "
-		    "%s (the manager sent none)", c->cfg->host), -1;
+		return net_errf(err, errsz, "no VXLAN source address for host "
+		    "%s (the manager sent none)", c->cfg->host);
 	if (n->uplink[0] && net_uplink_check(c, n->uplink, err, errsz) < 0)
 		return -1;
 	if (net_ifname('x', n->id, dev, sizeof(dev)) < 0 ||
@@ -241,11 +241,11 @@ net_bridge_check(struct net_ctx *c, const struct net_def *n, char *err,
 	json_t *l = netk_link(c->links, n->uplink);
 
 	if (l == NULL)
-		return snprintf(err, errsz, "bridge %s not found on host %s",
-		    n->uplink, c->cfg->host), -1;
+		return net_errf(err, errsz, "bridge %s not found on host %s",
+		    n->uplink, c->cfg->host);
 	if (strcmp(netk_kind(l), "bridge") != 0)
-		return snprintf(err, errsz, "%s is not a bridge on host %s",
-		    n->uplink, c->cfg->host), -1;
+		return net_errf(err, errsz, "%s is not a bridge on host %s",
+		    n->uplink, c->cfg->host);
 	return 0;
 }
 

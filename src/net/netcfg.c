@@ -1,13 +1,26 @@
 /* netcfg.c - the manager's network payload: parsing, checks, names (pure). */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "net/net.h"
+#include "net/net_int.h"
 
 static const char *net_types[] = { NULL, "nat", "bridge", "vlan", "vxlan" };
+
+int
+net_errf(char *err, size_t errsz, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errsz, fmt, ap);
+	va_end(ap);
+	return -1;
+}
 
 const char *
 net_type_name(enum net_type t)
@@ -171,15 +184,15 @@ net_parse_peers(json_t *o, struct net_def *n)
 	if (arr == NULL || json_is_null(arr))
 		return 0;
 	if (!json_is_array(arr) || json_array_size(arr) > NET_MAX_PEERS)
-		return util_fmt(n->err, sizeof(n->err), "peers: want at most "
-		    "%d IPv4 addresses", NET_MAX_PEERS), -1;
+		return net_errf(n->err, sizeof(n->err), "peers: want at most "
+		    "%d IPv4 addresses", NET_MAX_PEERS);
 	if ((n->peers = calloc(json_array_size(arr) + 1, 16)) == NULL)
-		return snprintf(n->err, sizeof(n->err), "out of memory"), -1;
+		return net_errf(n->err, sizeof(n->err), "out of memory");
 	json_array_foreach(arr, i, v) {
 		if (net_ipv4_parse(json_string_value(v), &a) < 0 || a == 0 ||
 		    (a >> 28) >= 14)
-			return snprintf(n->err, sizeof(n->err), "peers[%zu]: "
-			    "not a unicast IPv4 address", i), -1;
+			return net_errf(n->err, sizeof(n->err), "peers[%zu]: "
+			    "not a unicast IPv4 address", i);
 		snprintf(n->peers[k++], 16, "%s", json_string_value(v));
 	}
 	qsort(n->peers, k, 16, net_str_cmp);
@@ -202,24 +215,23 @@ net_parse_leases(json_t *o, struct net_def *n)
 	if (arr == NULL || json_is_null(arr))
 		return 0;
 	if (!json_is_array(arr) || json_array_size(arr) > NET_MAX_LEASES)
-		return snprintf(n->err, sizeof(n->err), "leases: not a list"),
-		    -1;
+		return net_errf(n->err, sizeof(n->err), "leases: not a list");
 	if ((n->leases = calloc(json_array_size(arr) + 1,
 	    sizeof(*n->leases))) == NULL)
-		return snprintf(n->err, sizeof(n->err), "out of memory"), -1;
+		return net_errf(n->err, sizeof(n->err), "out of memory");
 	json_array_foreach(arr, i, v) {
 		if (!json_is_object(v) || net_opt_str(v, "mac", &mac) < 0 ||
 		    net_opt_str(v, "ip", &ip) < 0 || net_opt_str(v, "vm",
 		    &vm) < 0 || !net_mac_valid(mac))
-			return snprintf(n->err, sizeof(n->err), "leases[%zu]: "
-			    "want {mac, ip, vm}", i), -1;
+			return net_errf(n->err, sizeof(n->err), "leases[%zu]: "
+			    "want {mac, ip, vm}", i);
 		if (!n->has_subnet || net_ipv4_parse(ip, &a) < 0 ||
 		    !net_in_subnet(n, a))
-			return snprintf(n->err, sizeof(n->err), "leases[%zu]: "
-			    "address not in the subnet", i), -1;
+			return net_errf(n->err, sizeof(n->err), "leases[%zu]: "
+			    "address not in the subnet", i);
 		if (vm != NULL && !util_name_valid(vm))
-			return snprintf(n->err, sizeof(n->err), "leases[%zu]: "
-			    "invalid VM name", i), -1;
+			return net_errf(n->err, sizeof(n->err), "leases[%zu]: "
+			    "invalid VM name", i);
 		snprintf(n->leases[i].mac, sizeof(n->leases[i].mac), "%s", mac);
 		snprintf(n->leases[i].ip, sizeof(n->leases[i].ip), "%s", ip);
 		snprintf(n->leases[i].vm, sizeof(n->leases[i].vm), "%s",
@@ -257,8 +269,8 @@ net_parse_addr(json_t *o, struct net_def *n)
 
 	if (net_opt_str(o, "subnet", &subnet) < 0 || (subnet != NULL &&
 	    (net_cidr_parse(subnet, &n->net_addr, &n->prefix) < 0)))
-		return snprintf(n->err, sizeof(n->err), "subnet: want an IPv4 "
-		    "network a.b.c.d/8..30"), -1;
+		return net_errf(n->err, sizeof(n->err), "subnet: want an IPv4 "
+		    "network a.b.c.d/8..30");
 	if (subnet) {
 		n->has_subnet = 1;
 		snprintf(n->subnet, sizeof(n->subnet), "%s", subnet);
@@ -266,28 +278,27 @@ net_parse_addr(json_t *o, struct net_def *n)
 	if (net_opt_str(o, "gateway", &gw) < 0 || (gw == NULL) !=
 	    (subnet == NULL) || (gw && (net_ipv4_parse(gw, &a) < 0 ||
 	    !net_in_subnet(n, a))))
-		return snprintf(n->err, sizeof(n->err), "gateway: want an "
-		    "address of the subnet"), -1;
+		return net_errf(n->err, sizeof(n->err), "gateway: want an "
+		    "address of the subnet");
 	snprintf(n->gateway, sizeof(n->gateway), "%s", gw ? gw : "");
 	if (net_opt_str(o, "mac", &mac) < 0 || (mac && !net_mac_valid(mac)))
-		return snprintf(n->err, sizeof(n->err), "mac: want a unicast "
-		    "MAC address"), -1;
+		return net_errf(n->err, sizeof(n->err), "mac: want a unicast "
+		    "MAC address");
 	snprintf(n->mac, sizeof(n->mac), "%s", mac ? mac : "");
 	if (net_opt_int(o, "mtu", 576, 9000, &mtu) < 0)
-		return snprintf(n->err, sizeof(n->err), "mtu: want 576..9000"),
-		    -1;
+		return net_errf(n->err, sizeof(n->err), "mtu: want 576..9000");
 	n->mtu = mtu ? (int)mtu : n->type == NET_VXLAN ? 1450 : 1500;
 	if (dhcp != NULL && !json_is_null(dhcp) && !json_is_boolean(dhcp))
-		return snprintf(n->err, sizeof(n->err), "dhcp: want true or "
-		    "false"), -1;
+		return net_errf(n->err, sizeof(n->err), "dhcp: want true or "
+		    "false");
 	n->dhcp = dhcp && !json_is_null(dhcp) ? json_is_true(dhcp) :
 	    n->type == NET_NAT || (n->type == NET_VXLAN && n->has_subnet);
 	if (n->type == NET_NAT && (!n->has_subnet || !n->mac[0]))
-		return snprintf(n->err, sizeof(n->err), "a nat network needs "
-		    "a subnet and a mac"), -1;
+		return net_errf(n->err, sizeof(n->err), "a nat network needs "
+		    "a subnet and a mac");
 	if (n->dhcp && (!n->has_subnet || !n->mac[0]))
-		return snprintf(n->err, sizeof(n->err), "DHCP needs a subnet "
-		    "and a mac"), -1;
+		return net_errf(n->err, sizeof(n->err), "DHCP needs a subnet "
+		    "and a mac");
 	return 0;
 }
 
@@ -299,26 +310,25 @@ net_parse_link(json_t *o, struct net_def *n)
 	long v;
 
 	if (net_opt_int(o, "vni", 1, 16777215, &n->vni) < 0)
-		return snprintf(n->err, sizeof(n->err), "vni: want "
-		    "1..16777215"), -1;
+		return net_errf(n->err, sizeof(n->err), "vni: want "
+		    "1..16777215");
 	if (net_opt_int(o, "vlan", 1, 4094, &v) < 0)
-		return snprintf(n->err, sizeof(n->err), "vlan: want 1..4094"),
-		    -1;
+		return net_errf(n->err, sizeof(n->err), "vlan: want 1..4094");
 	n->vlan = (int)v;
 	if (net_opt_str(o, "uplink", &up) < 0 || (up && (!net_ifname_valid(up)
 	    || strncmp(up, "cvn", 3) == 0)))
-		return snprintf(n->err, sizeof(n->err), "uplink: want a host "
-		    "interface name"), -1;
+		return net_errf(n->err, sizeof(n->err), "uplink: want a host "
+		    "interface name");
 	snprintf(n->uplink, sizeof(n->uplink), "%s", up ? up : "");
 	if (n->type == NET_VXLAN && n->vni == 0)
-		return snprintf(n->err, sizeof(n->err), "a vxlan network needs "
-		    "a vni"), -1;
+		return net_errf(n->err, sizeof(n->err), "a vxlan network needs "
+		    "a vni");
 	if (n->type == NET_VLAN && (n->vlan == 0 || !n->uplink[0]))
-		return snprintf(n->err, sizeof(n->err), "a vlan network needs "
-		    "a vlan id and an uplink"), -1;
+		return net_errf(n->err, sizeof(n->err), "a vlan network needs "
+		    "a vlan id and an uplink");
 	if (n->type == NET_BRIDGE && !n->uplink[0])
-		return snprintf(n->err, sizeof(n->err), "a bridge network "
-		    "needs an uplink bridge"), -1;
+		return net_errf(n->err, sizeof(n->err), "a bridge network "
+		    "needs an uplink bridge");
 	return 0;
 }
 

@@ -244,7 +244,7 @@ netk_link_add(const char *name, const char *owner, char *err, size_t errsz,
 	len = vsnprintf(args, sizeof(args), fmt, ap);
 	va_end(ap);
 	if (len < 0 || (size_t)len >= sizeof(args))
-		return snprintf(err, errsz, "command too long"), -1;
+		return net_errf(err, errsz, "command too long");
 	if (netk_run(err, errsz, "ip link add %s", args) < 0)
 		return -1;
 	if (netk_run(err, errsz, "ip link set dev %s alias %s", name,
