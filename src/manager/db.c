@@ -294,7 +294,8 @@ db_row(const char *sql, const char *types, ...)
 }
 
 /* Can this statement change what placement sums (rows of vms, their
- * host, sizes or group flag)? Updates of other vms columns cannot. */
+ * host, sizes or group flag)? Updates of other vms columns cannot, nor
+ * can a new row without a host (placement counts only placed VMs). */
 static int
 db_vms_sized(const char *sql)
 {
@@ -305,6 +306,12 @@ db_vms_sized(const char *sql)
 
 	if (strstr(sql, "vms") == NULL)
 		return 0;
+	if (strncmp(sql, "INSERT INTO vms (", 17) == 0 &&
+	    (end = strchr(sql, ')')) != NULL) {
+		const char *h = strstr(sql, "host");
+
+		return (h != NULL && h < end) || strstr(sql, "ON CONFLICT");
+	}
 	if (strncmp(sql, "UPDATE vms SET ", 15) != 0)
 		return 1;
 	set = sql + 15;

@@ -140,6 +140,16 @@ test_sums_follow_changes(void **state)
 	db_exec("UPDATE vms SET desired = 'running' WHERE name = 'a'", NULL);
 	db_exec("UPDATE vms SET task_id = 3 WHERE name = 'c'", NULL);
 	assert_true(db_vms_gen() == g);
+	/* nor does a new VM without a host */
+	assert_int_equal(db_exec("INSERT INTO vms (uuid, name, state, spec, "
+	    "cpus, memory_mib, grouped, created) VALUES "
+	    "('00000000-0000-4000-8000-00000000000e', 'e', 'stopped', '{}', 1, "
+	    "64, 0, 0)", NULL), 1);
+	assert_true(db_vms_gen() == g);
+	check_sums();
+	vm_set_state(uuid_of("e", u), "starting", "h2", 0);
+	check_sums();
+	g = db_vms_gen();
 	/* any other change of vms invalidates them */
 	db_exec("DELETE FROM vms WHERE name = 'c'", NULL);
 	assert_true(db_vms_gen() != g);
