@@ -439,12 +439,61 @@ httpc_head(const char *method, const char *host, int port, int tls,
 	return h;
 }
 
+/* The TLS session on c's socket, the server checked (tls.h). */
+static int
+httpc_tls(struct httpc_conn *c, const char *host, int port, char *err,
+    size_t errsz)
+{
+	struct tls_tunnel_config tc;
+
+	memset(&tc, 0, sizeof(tc));
+	tc.host = host;
+	tc.port = port;
+	tc.ca_file = httpc_cafile;
+	tc.cert = httpc_cert;
+	tc.key = httpc_key;
+	err[0] = '\0';
+	if (httpc_arm(c) < 0 || (c->ssl = tls_client_open(c->fd, &tc, err,
+	    errsz)) == NULL) {
+		if (err[0] == '\0')
+			snprintf(err, errsz, "TLS: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* Hands the body (at off in c's buffer) to resp, with its JSON and, for
+ * a 4xx/5xx, the server's error. */
+static void
+httpc_take_body(struct httpc_conn *c, size_t off, size_t blen,
+    struct httpc_resp *resp)
+{
+	json_t *e;
+
+	if (blen > 0) {
+		memmove(c->buf, c->buf + off, blen + 1);
+		resp->body = c->buf;
+		resp->len = blen;
+		c->buf = NULL;
+		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
+	}
+	if (resp->status < 400)
+		return;
+	e = json_object_get(resp->json, "error");
+	if (json_is_string(e))
+		snprintf(resp->err, sizeof(resp->err), "%s", json_string_value(e));
+	else if (resp->body)
+		snprintf(resp->err, sizeof(resp->err), "unexpected reply");
+	else
+		snprintf(resp->err, sizeof(resp->err), "HTTP status %ld",
+		    resp->status);
+}
+
 int
 httpc_request(const char *method, const char *url, const char *token,
     json_t *body, long timeout_ms, struct httpc_resp *resp)
 {
 	struct httpc_conn c = { .fd = -1 };
-	struct tls_tunnel_config tc;
 	char host[256], *payload = NULL, *head = NULL;
 	const char *path;
 	size_t off = 0, blen = 0, plen;
@@ -470,21 +519,9 @@ httpc_request(const char *method, const char *url, const char *token,
 	}
 	if (httpc_connect(&c, host, port, resp->err, sizeof(resp->err)) < 0)
 		goto cleanup;
-	if (tls) {
-		memset(&tc, 0, sizeof(tc));
-		tc.host = host;
-		tc.port = port;
-		tc.ca_file = httpc_cafile;
-		tc.cert = httpc_cert;
-		tc.key = httpc_key;
-		if (httpc_arm(&c) < 0 || (c.ssl = tls_client_open(c.fd, &tc,
-		    resp->err, sizeof(resp->err))) == NULL) {
-			if (resp->err[0] == '\0')
-				snprintf(resp->err, sizeof(resp->err),
-				    "TLS: %s", strerror(errno));
-			goto cleanup;
-		}
-	}
+	if (tls && httpc_tls(&c, host, port, resp->err,
+	    sizeof(resp->err)) < 0)
+		goto cleanup;
 	if (httpc_send(&c, head, strlen(head)) < 0 ||
 	    (plen && httpc_send(&c, payload, plen) < 0))
 		sent_errno = errno ? errno : EPIPE;
@@ -498,26 +535,7 @@ httpc_request(const char *method, const char *url, const char *token,
 			    "request: %s", strerror(sent_errno));
 		goto cleanup;
 	}
-	if (blen > 0) {
-		/* The body, moved to the front of the buffer we hand over. */
-		memmove(c.buf, c.buf + off, blen + 1);
-		resp->body = c.buf;
-		resp->len = blen;
-		c.buf = NULL;
-		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
-	}
-	if (resp->status >= 400) {
-		json_t *e = json_object_get(resp->json, "error");
-
-		if (json_is_string(e))
-			snprintf(resp->err, sizeof(resp->err), "%s",
-			    json_string_value(e));
-		else if (resp->body)
-			snprintf(resp->err, sizeof(resp->err), "unexpected reply");
-		else
-			snprintf(resp->err, sizeof(resp->err), "HTTP status %ld",
-			    resp->status);
-	}
+	httpc_take_body(&c, off, blen, resp);
 	rc = 0;
 cleanup:
 	tls_client_close(c.ssl);
