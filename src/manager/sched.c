@@ -49,6 +49,12 @@ sched_hosts_free(struct sched_hosts *hs)
 	free(hs->byname);
 }
 
+static int64_t
+sched_int(const struct db_col *c)
+{
+	return c->type == DB_INT ? strtoll(c->val, NULL, 10) : 0;
+}
+
 static void
 sched_copy(char *dst, size_t sz, const struct db_col *c)
 {
@@ -91,8 +97,8 @@ sched_host_row(void *arg, const struct db_col *c, int n)
 	sched_copy(h->state, sizeof(h->state), &c[1]);
 	sched_copy(h->accel, sizeof(h->accel), &c[2]);
 	h->maintenance = c[3].type == DB_INT && strcmp(c[3].val, "0") != 0;
-	h->cpus = c[4].type == DB_INT ? strtoll(c[4].val, NULL, 10) : 0;
-	h->memory_mib = c[5].type == DB_INT ? strtoll(c[5].val, NULL, 10) : 0;
+	h->cpus = sched_int(&c[4]);
+	h->memory_mib = sched_int(&c[5]);
 	memcpy(hs->infos + hs->ilen, info, ilen);
 	h->info = hs->ilen;
 	hs->ilen += ilen;
@@ -161,8 +167,8 @@ sched_tally_row(void *arg, const struct db_col *c, int n)
 	if (n != 4 || (h = sched_host_find(hs, c[0].val)) == NULL)
 		return 0;
 	if (c[3].type == DB_NULL) {
-		h->cpus_used += c[1].type == DB_INT ? strtoll(c[1].val, NULL, 10) : 0;
-		h->mem_used += c[2].type == DB_INT ? strtoll(c[2].val, NULL, 10) : 0;
+		h->cpus_used += sched_int(&c[1]);
+		h->mem_used += sched_int(&c[2]);
 		return 0;
 	}
 	if ((spec = json_loadb(c[3].val, c[3].len, 0, NULL)) == NULL)
@@ -200,12 +206,6 @@ static int
 sched_cache_on(void)
 {
 	return strcmp(db_backend_name(), "sqlite") == 0;
-}
-
-static int64_t
-sched_int(const struct db_col *c)
-{
-	return c->type == DB_INT ? strtoll(c->val, NULL, 10) : 0;
 }
 
 static int
