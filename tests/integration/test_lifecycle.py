@@ -31,8 +31,8 @@ def restart_manager(cl):
     cl.start_manager()
 
 
-def test_manager_restart_keeps_running_vm(make_cluster, guest):
-    cl = make_cluster()
+def test_manager_restart_keeps_running_vm(cluster, guest):
+    cl = cluster
     v = boot(cl, guest, "m1")
     pid = qemu_pid(v["uuid"])
     tasks_before = cl.cli("task", "list", json=True)
@@ -49,8 +49,8 @@ def test_manager_restart_keeps_running_vm(make_cluster, guest):
     assert cl.vm("m1")["state"] == "stopped"
 
 
-def test_vm_crash_while_manager_down_is_seen_after(make_cluster, guest):
-    cl = make_cluster()
+def test_vm_crash_while_manager_down_is_seen_after(cluster, guest):
+    cl = cluster
     v = boot(cl, guest, "m2")
     cl.manager.stop()
     os.kill(qemu_pid(v["uuid"]), signal.SIGKILL)
