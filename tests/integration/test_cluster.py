@@ -35,15 +35,25 @@ def ticks(serial):
 
 
 def boot(cl, guest, name, host, extra="", memory=128, disk=None, cpus=1):
-    args = ["vm", "create", name, "--cpus", cpus, "--memory", memory,
-            "--kernel", guest.kernel, "--initrd", guest.initrd,
-            "--cmdline", (BASE + " " + extra).strip()]
-    if disk:
-        args += ["--disk", disk]
-    cl.cli(*args)
-    cl.cli("vm", "start", name, "--host", host)
-    cl.wait_serial(name, "cvirt-guest: tick 2", 60)
-    return cl.vm(name)
+    return boot_all(cl, guest, [name], host, extra, memory, disk, cpus)[0]
+
+
+def boot_all(cl, guest, names, host, extra="", memory=128, disk=None,
+             cpus=1):
+    """Creates and starts every VM of names on host, then waits until each
+    guest ticks: the guests boot side by side (TCG boots are CPU bound, and
+    the machine has more than one core)."""
+    for name in names:
+        args = ["vm", "create", name, "--cpus", cpus, "--memory", memory,
+                "--kernel", guest.kernel, "--initrd", guest.initrd,
+                "--cmdline", (BASE + " " + extra).strip()]
+        if disk:
+            args += ["--disk", disk]
+        cl.cli(*args)
+        cl.cli("vm", "start", name, "--host", host)
+    for name in names:
+        cl.wait_serial(name, "cvirt-guest: tick 2", 60 + 30 * len(names))
+    return [cl.vm(name) for name in names]
 
 
 def one_qemu(uuid, timeout=15):
@@ -228,8 +238,7 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
 
 
 def test_maintenance_empties_host_and_takes_nothing_new(nc, guest):
-    for n in ("e1", "e2"):
-        boot(nc, guest, n, "h2", memory=96)
+    boot_all(nc, guest, ("e1", "e2"), "h2", memory=96)
     res = nc.cli("host", "maintenance", "h2", "on", json=True, timeout=120)
     assert res["state"] == "succeeded", res
     assert res["result"]["moved"] == 2
@@ -279,8 +288,7 @@ def test_anti_affinity_spreads_vms(nc, guest):
 
 
 def test_balancer_advises_then_moves(nc, guest):
-    for n in ("b1", "b2", "b3"):
-        boot(nc, guest, n, "h1", memory=160)
+    boot_all(nc, guest, ("b1", "b2", "b3"), "h1", memory=160)
     since = max([e["id"] for e in nc.cli("event", "list", json=True)] + [0])
     nc.cli("cluster", "set", "balancer_mode=advise",
            "balancer_threshold_pct=20", "balancer_interval_s=1")

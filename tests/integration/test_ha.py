@@ -55,8 +55,19 @@ def ha_vm(cl, guest, name, host, extra="", monitor=None, disk=None):
         args += ["--disk", disk]
     cl.cli(*args)
     cl.cli("vm", "start", name, "--host", host)
-    cl.wait_serial(name, "cvirt-guest: tick 1", 60)
-    return cl.vm(name)
+
+
+@pytest.fixture(scope="module")
+def ha_vms(hc, guest):
+    """HA VMs ha1 (with a disk) on h1, ha2 on h2 and ha3 on h3, booted side
+    by side (TCG boots are CPU bound; the machine has more than one core)
+    before the first test that needs them; each test then faults its own."""
+    for name, host, disk in (("ha1", "h1", 8), ("ha2", "h2", None),
+                             ("ha3", "h3", None)):
+        ha_vm(hc, guest, name, host, disk=disk)
+    for name in ("ha1", "ha2", "ha3"):
+        hc.wait_serial(name, "cvirt-guest: tick 1", 120)
+    return {n: hc.vm(n) for n in ("ha1", "ha2", "ha3")}
 
 
 def wait_running_on(cl, name, hosts, timeout=40):
@@ -75,8 +86,8 @@ def read_disk(storage, uuid, offset, length=32):
                    if ":" in ln[:10])
 
 
-def test_host_crash_restarts_ha_vm_elsewhere(hc, guest):
-    v = ha_vm(hc, guest, "ha1", "h1", disk=8)
+def test_host_crash_restarts_ha_vm_elsewhere(hc, ha_vms):
+    v = ha_vms["ha1"]
     # Data on its own disk, written before the crash.
     rc, _, err = hc.cli("vm", "console", "ha1", check=False, timeout=30,
                         input="echo precrashdata | dd of=/dev/vda bs=512 "
@@ -103,14 +114,16 @@ def test_host_crash_restarts_ha_vm_elsewhere(hc, guest):
     assert len(qemu_pids(v["uuid"])) == 1
 
 
-def test_agent_crash_only_leaves_vm_where_it_is(hc, guest):
-    v = ha_vm(hc, guest, "ha2", "h2")
+def test_agent_crash_only_leaves_vm_where_it_is(hc, ha_vms):
+    v = ha_vms["ha2"]
     pid = qemu_pid(v["uuid"])
     s = Sampler(v["uuid"])
     hc.kill_agent("h2")
     try:
         hc.wait_host("h2", "down", 20)
-        time.sleep(8)       # past the lease timeout: the keeper renews on
+        # Down comes a heartbeat timeout (5 s) after the kill: 5 s more is
+        # twice the lease timeout since then, and the keeper renews on.
+        time.sleep(5)
         assert hc.cli("host", "show", "h2", json=True)["state"] == "down"
         assert qemu_pid(v["uuid"]) == pid
         hc.start_agent("h2")
@@ -154,8 +167,9 @@ def test_guest_panic_restarts_and_user_stop_is_final(hc, guest):
     hc.cli("vm", "delete", "pan")
 
 
-def test_isolated_host_powers_off_and_vm_runs_elsewhere(hc, guest):
-    v = ha_vm(hc, guest, "ha3", "h3")
+def test_isolated_host_powers_off_and_vm_runs_elsewhere(hc, ha_vms):
+    v = hc.vm("ha3")
+    assert v["host"] == "h3", v
     s = Sampler(v["uuid"])
     hc.cut("h3")
     try:
