@@ -323,17 +323,19 @@ api_nic_vm(struct httpd_req *r, json_t **spec, int *running)
 	return row;
 }
 
+/* The agent's part of a hot-(un)plug; reply (may be NULL) gets its answer
+ * ({nic, nics}: the NIC as the VM has it, with its PCI port). */
 static int
 api_nic_agent(struct httpd_req *r, json_t *row, const char *method,
-    const char *suffix, json_t *body)
+    const char *suffix, json_t *body, json_t **reply)
 {
 	char path[192], err[512];
 	int status = 0;
 
 	if (util_fmt(path, sizeof(path), "/agent/v1/vms/%s/nics%s",
 	    JS(row, "uuid"), suffix) < 0 ||
-	    agentc_call(JS(row, "host"), method, path, body, 30000, &status, NULL,
-	    err, sizeof(err)) < 0 || status >= 400) {
+	    agentc_call(JS(row, "host"), method, path, body, 30000, &status,
+	    reply, err, sizeof(err)) < 0 || status >= 400) {
 		httpd_reply_error(r, status >= 400 && status < 500 ? 409 : 502,
 		    "host %s: %s", JS(row, "host"), err);
 		return -1;
@@ -347,7 +349,7 @@ api_nic_add(struct httpd_req *r)
 	static const char *const fields[] = { "network", "mac", "ip", "model",
 	    NULL };
 	const char *net, *mac, *ip, *model;
-	json_t *row, *spec = NULL, *nic = NULL, *out;
+	json_t *row, *spec = NULL, *nic = NULL, *out, *reply = NULL;
 	char err[256];
 	int running = 0, status;
 
@@ -384,10 +386,16 @@ api_nic_add(struct httpd_req *r)
 		httpd_reply_error(r, status, "%s", err);
 		goto cleanup;
 	}
-	if (running && api_nic_agent(r, row, "POST", "", nic) < 0) {
+	if (running && api_nic_agent(r, row, "POST", "", nic, &reply) < 0) {
 		vnet_nics_release(JS(row, "uuid"), JS(nic, "mac"));
 		goto cleanup;
 	}
+	/* Keep the port the agent gave it: a migration's destination puts
+	 * the NIC at the same PCI address. */
+	if (json_is_integer(json_object_get(json_object_get(reply, "nic"),
+	    "port")))
+		json_object_set(nic, "port", json_object_get(json_object_get(
+		    reply, "nic"), "port"));
 	json_array_append(json_object_get(spec, "nics"), nic);
 	storops_save_spec(JS(row, "uuid"), spec);
 	event_add("info", "vm.nic.added", r->params[0], "vm %s: NIC %s on "
@@ -399,6 +407,7 @@ api_nic_add(struct httpd_req *r)
 	out = row ? vm_json(row) : json_object();
 	httpd_reply_json(r, 201, out);
 cleanup:
+	json_decref(reply);
 	json_decref(nic);
 	json_decref(spec);
 	json_decref(row);
@@ -425,7 +434,7 @@ api_nic_remove(struct httpd_req *r)
 		goto cleanup;
 	}
 	snprintf(suffix, sizeof(suffix), "/%s", r->params[1]);
-	if (running && api_nic_agent(r, row, "DELETE", suffix, NULL) < 0)
+	if (running && api_nic_agent(r, row, "DELETE", suffix, NULL, NULL) < 0)
 		goto cleanup;
 	json_array_remove(nics, i);
 	storops_save_spec(JS(row, "uuid"), spec);
