@@ -7,7 +7,7 @@ CFLAGS  ?= -O2 -g
 WERROR  ?= -Werror
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
            -Isrc $(shell pkg-config --cflags $(PKGS) $(DLPKGS))
-LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcivetweb -lpthread -lm
+LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcivetweb -lhttp_parser -lpthread -lm
 SAN     ?= 0
 ifeq ($(SAN),1)
 BUILD   ?= build-san

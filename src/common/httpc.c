@@ -1,9 +1,10 @@
 /* httpc.c - blocking HTTP/1.1 requests with JSON bodies: one connection
- * per request, TLS through OpenSSL (tls.c). Not libcurl: every Debian
- * flavour of it loads GnuTLS, Kerberos, LDAP, SSH and RTMP libraries and
- * initialises OpenSSL in each process, ~6 MiB of the agent's resident
- * memory before its first request (docs/performance.md). Our peers are
- * cvirt's own servers: Content-Length or chunked bodies, no redirects. */
+ * per request, TLS through OpenSSL (tls.c), URLs and answers parsed by
+ * http-parser (nodejs/http-parser, Debian's libhttp-parser). Not libcurl:
+ * every Debian flavour of it loads GnuTLS, Kerberos, LDAP, SSH and RTMP
+ * libraries and initialises OpenSSL in each process, ~6 MiB of the agent's
+ * resident memory before its first request (docs/performance.md). Our
+ * peers are cvirt's own servers: no redirects, no keep-alive. */
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -20,25 +21,27 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <http_parser.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "common/httpc.h"
 #include "common/tls.h"
 
-#define HTTPC_HEAD_MAX		(64 * 1024)	/* status line + headers */
 #define HTTPC_CONNECT_MS	5000
 
 static const char *httpc_cafile;
 static const char *httpc_cert, *httpc_key;	/* client certificate */
 
-/* One request's connection. */
+/* One request's connection and its answer as http-parser reads it. */
 struct httpc_conn {
 	int		 fd;
 	SSL		*ssl;		/* NULL: plain */
 	int64_t		 deadline;	/* monotonic ms */
-	char		*buf;		/* what came back, NUL-terminated */
+	char		*body;		/* the answer's body, NUL-terminated */
 	size_t		 len, cap;
+	int		 done;		/* the whole answer is in */
+	int		 too_big;	/* body over HTTPC_RESP_MAX */
 };
 
 void
@@ -82,55 +85,43 @@ httpc_arm(struct httpc_conn *c)
 	return 0;
 }
 
-/* scheme://host[:port][/path]; host may be an [IPv6] literal. */
+/* http[s]://host[:port][/path][?query]; host may be an [IPv6] literal.
+ * path points into url (path and query; "/" when absent). */
 static int
 httpc_parse_url(const char *url, int *tls, char *host, size_t hostsz,
     int *port, const char **path)
 {
-	const char *p, *end, *colon;
-	size_t n;
-	long v;
-	char *e;
+	struct http_parser_url u;
+	const char *scheme;
+	size_t n, slen;
 
-	if (strncmp(url, "http://", 7) == 0) {
+	http_parser_url_init(&u);
+	if (http_parser_parse_url(url, strlen(url), 0, &u) != 0 ||
+	    !(u.field_set & (1 << UF_SCHEMA)) || !(u.field_set & (1 << UF_HOST)) ||
+	    (u.field_set & ((1 << UF_USERINFO) | (1 << UF_FRAGMENT))))
+		return -1;
+	scheme = url + u.field_data[UF_SCHEMA].off;
+	slen = u.field_data[UF_SCHEMA].len;
+	if (slen == 4 && strncasecmp(scheme, "http", 4) == 0)
 		*tls = 0;
-		p = url + 7;
-	} else if (strncmp(url, "https://", 8) == 0) {
+	else if (slen == 5 && strncasecmp(scheme, "https", 5) == 0)
 		*tls = 1;
-		p = url + 8;
-	} else
+	else
 		return -1;
-	end = p + strcspn(p, "/?#");
-	*path = *end == '/' ? end : "/";
-	if (*end != '\0' && *end != '/')
-		return -1;
-	if (*p == '[') {
-		const char *rb = memchr(p, ']', (size_t)(end - p));
-
-		if (rb == NULL)
-			return -1;
-		colon = rb + 1 < end && rb[1] == ':' ? rb + 1 : NULL;
-		if (rb + 1 != end && colon == NULL)
-			return -1;
-		n = (size_t)(rb - p - 1);
-		p++;
-	} else {
-		colon = memchr(p, ':', (size_t)(end - p));
-		n = (size_t)((colon ? colon : end) - p);
-	}
+	n = u.field_data[UF_HOST].len;
 	if (n == 0 || n >= hostsz)
 		return -1;
-	memcpy(host, p, n);
+	memcpy(host, url + u.field_data[UF_HOST].off, n);
 	host[n] = '\0';
-	*port = *tls ? 443 : 80;
-	if (colon) {
-		errno = 0;
-		v = strtol(colon + 1, &e, 10);
-		if (errno != 0 || e != end || e == colon + 1 || v < 1 ||
-		    v > 65535)
-			return -1;
-		*port = (int)v;
-	}
+	*port = (u.field_set & (1 << UF_PORT)) ? u.port : (*tls ? 443 : 80);
+	if (*port == 0)
+		return -1;
+	if (u.field_set & (1 << UF_PATH))
+		*path = url + u.field_data[UF_PATH].off;
+	else if (u.field_set & (1 << UF_QUERY))
+		return -1;	/* "http://h?q": no path to put it on */
+	else
+		*path = "/";
 	return 0;
 }
 
@@ -247,32 +238,18 @@ httpc_send(struct httpc_conn *c, const char *buf, size_t len)
 	return 0;
 }
 
-/* Reads more into c->buf; 1 when some came, 0 at the end, -1 on error. */
-static int
-httpc_recv(struct httpc_conn *c, size_t limit)
+/* Up to bufsz bytes of the answer; > 0 read, 0 at the end, -1 on error. */
+static ssize_t
+httpc_recv(struct httpc_conn *c, char *buf, size_t bufsz)
 {
 	ssize_t n;
-	char *nb;
 
-	if (c->len >= limit) {
-		errno = EMSGSIZE;
-		return -1;
-	}
-	if (c->cap - c->len < 16384 + 1) {
-		size_t ncap = c->cap ? c->cap * 2 : 32768;
-
-		if ((nb = realloc(c->buf, ncap)) == NULL)
-			return -1;
-		c->buf = nb;
-		c->cap = ncap;
-	}
 	for (;;) {
 		if (httpc_arm(c) < 0)
 			return -1;
 		errno = 0;
 		if (c->ssl) {
-			int r = SSL_read(c->ssl, c->buf + c->len,
-			    (int)(c->cap - c->len - 1));
+			int r = SSL_read(c->ssl, buf, (int)bufsz);
 
 			if (r <= 0) {
 				int e = SSL_get_error(c->ssl, r);
@@ -286,132 +263,99 @@ httpc_recv(struct httpc_conn *c, size_t limit)
 					errno = ETIMEDOUT;
 				return -1;
 			}
-			n = r;
-		} else
-			n = recv(c->fd, c->buf + c->len, c->cap - c->len - 1, 0);
+			return r;
+		}
+		n = recv(c->fd, buf, bufsz, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			errno = ETIMEDOUT;
-		break;
-	}
-	if (n <= 0)
-		return n < 0 ? -1 : 0;
-	c->len += (size_t)n;
-	c->buf[c->len] = '\0';
-	return 1;
-}
-
-/* The value of header name in head (CRLF lines), or NULL. */
-static const char *
-httpc_header(const char *head, const char *name)
-{
-	size_t nl = strlen(name);
-	const char *p = strstr(head, "\r\n");
-
-	while (p != NULL && p[2] != '\r') {
-		p += 2;
-		if (strncasecmp(p, name, nl) == 0 && p[nl] == ':')
-			return p + nl + 1 + strspn(p + nl + 1, " \t");
-		p = strstr(p, "\r\n");
-	}
-	return NULL;
-}
-
-/* Decodes a complete chunked body in place; its length, or -1. */
-static long long
-httpc_unchunk(char *b, size_t len)
-{
-	size_t in = 0, out = 0;
-	unsigned long long sz;
-	char *e;
-
-	for (;;) {
-		char *crlf = memmem(b + in, len - in, "\r\n", 2);
-
-		if (crlf == NULL)
-			return -1;
-		errno = 0;
-		sz = strtoull(b + in, &e, 16);
-		if (errno != 0 || e == b + in || sz > HTTPC_RESP_MAX)
-			return -1;
-		in = (size_t)(crlf - b) + 2;
-		if (sz == 0)
-			return (long long)out;
-		if (len - in < sz + 2)
-			return -1;
-		memmove(b + out, b + in, sz);
-		out += sz;
-		in += sz + 2;
+		return n;
 	}
 }
 
-/* Reads the whole response; 0 with status, body offset and length. */
+/* http-parser callbacks: the body into c->body; the end of the answer. */
 static int
-httpc_read_response(struct httpc_conn *c, long *status, size_t *body,
-    size_t *blen, char *err, size_t errsz)
+httpc_on_body(http_parser *p, const char *at, size_t len)
 {
-	const char *cl, *te;
-	char *eoh = NULL, *e;
-	long long want = -1, n;
-	int r, chunked = 0;
+	struct httpc_conn *c = p->data;
+	size_t ncap;
+	char *nb;
 
-	while (eoh == NULL) {
-		if ((r = httpc_recv(c, HTTPC_HEAD_MAX)) <= 0) {
-			snprintf(err, errsz, r == 0 ? "the server closed the "
-			    "connection without an answer" : "no answer: %s",
-			    strerror(errno));
-			return -1;
-		}
-		eoh = strstr(c->buf, "\r\n\r\n");
-	}
-	if (sscanf(c->buf, "HTTP/1.%*1[01] %3ld", status) != 1 ||
-	    *status < 100 || *status > 599) {
-		snprintf(err, errsz, "not an HTTP answer");
+	if (len > HTTPC_RESP_MAX - c->len) {
+		c->too_big = 1;
 		return -1;
 	}
-	*body = (size_t)(eoh + 4 - c->buf);
-	eoh[2] = '\0';		/* headers end here for httpc_header */
-	if ((te = httpc_header(c->buf, "Transfer-Encoding")) != NULL &&
-	    strncasecmp(te, "chunked", 7) == 0)
-		chunked = 1;
-	else if ((cl = httpc_header(c->buf, "Content-Length")) != NULL) {
-		errno = 0;
-		want = strtoll(cl, &e, 10);
-		if (errno != 0 || e == cl || want < 0 ||
-		    want > HTTPC_RESP_MAX) {
-			snprintf(err, errsz, "invalid Content-Length");
+	if (c->cap - c->len < len + 1) {
+		ncap = c->cap ? c->cap : 16384;
+		while (ncap - c->len < len + 1)
+			ncap *= 2;
+		if ((nb = realloc(c->body, ncap)) == NULL)
+			return -1;
+		c->body = nb;
+		c->cap = ncap;
+	}
+	memcpy(c->body + c->len, at, len);
+	c->len += len;
+	c->body[c->len] = '\0';
+	return 0;
+}
+
+/* One answer per connection: whatever follows it is not read. */
+static int
+httpc_on_complete(http_parser *p)
+{
+	((struct httpc_conn *)p->data)->done = 1;
+	http_parser_pause(p, 1);
+	return 0;
+}
+
+/* Reads the whole answer through http-parser (headers up to its
+ * HTTP_MAX_HEADER_SIZE, the body up to HTTPC_RESP_MAX); 0 and the status. */
+static int
+httpc_read_response(struct httpc_conn *c, long *status, char *err,
+    size_t errsz)
+{
+	http_parser_settings cb;
+	http_parser p;
+	char buf[16384];
+	size_t used;
+	ssize_t n;
+
+	http_parser_settings_init(&cb);
+	cb.on_body = httpc_on_body;
+	cb.on_message_complete = httpc_on_complete;
+	http_parser_init(&p, HTTP_RESPONSE);
+	p.data = c;
+	while (!c->done) {
+		if ((n = httpc_recv(c, buf, sizeof(buf))) < 0) {
+			snprintf(err, errsz, "%s: %s", p.nread || c->len ?
+			    "incomplete answer" : "no answer", strerror(errno));
 			return -1;
 		}
-	}
-	eoh[2] = '\r';
-	/* Connection: close was asked for: the end of the body is the end
-	 * of the stream, or earlier when its length is known. */
-	while (want < 0 || (long long)(c->len - *body) < want) {
-		if (chunked && c->len - *body >= 5 &&
-		    memcmp(c->buf + c->len - 5, "0\r\n\r\n", 5) == 0)
+		/* n == 0 is the end of the stream, which ends a body sent
+		 * without a length; the parser says if that completes it. */
+		used = http_parser_execute(&p, &cb, buf, (size_t)n);
+		if (c->too_big) {
+			snprintf(err, errsz, "answer larger than %d bytes",
+			    HTTPC_RESP_MAX);
+			return -1;
+		}
+		if (c->done)
 			break;
-		if ((r = httpc_recv(c, *body + HTTPC_RESP_MAX)) < 0) {
-			snprintf(err, errsz, "incomplete answer: %s",
-			    strerror(errno));
+		if (HTTP_PARSER_ERRNO(&p) != HPE_OK || used != (size_t)n) {
+			snprintf(err, errsz, "invalid HTTP answer: %s",
+			    http_errno_description(HTTP_PARSER_ERRNO(&p)));
 			return -1;
 		}
-		if (r == 0)
-			break;
+		if (n == 0 && !c->done) {
+			snprintf(err, errsz, "%s", p.nread ? "incomplete answer" :
+			    "the server closed the connection without an "
+			    "answer");
+			return -1;
+		}
 	}
-	n = (long long)(c->len - *body);
-	if (want >= 0 && n < want) {
-		snprintf(err, errsz, "incomplete answer");
-		return -1;
-	}
-	if (want >= 0)
-		n = want;
-	if (chunked && (n = httpc_unchunk(c->buf + *body, (size_t)n)) < 0) {
-		snprintf(err, errsz, "invalid chunked answer");
-		return -1;
-	}
-	*blen = (size_t)n;
-	c->buf[*body + *blen] = '\0';
+	*status = (long)p.status_code;
 	return 0;
 }
 
@@ -462,19 +406,17 @@ httpc_tls(struct httpc_conn *c, const char *host, int port, char *err,
 	return 0;
 }
 
-/* Hands the body (at off in c's buffer) to resp, with its JSON and, for
- * a 4xx/5xx, the server's error. */
+/* Hands the body to resp, with its JSON and, for a 4xx/5xx, the server's
+ * error. */
 static void
-httpc_take_body(struct httpc_conn *c, size_t off, size_t blen,
-    struct httpc_resp *resp)
+httpc_take_body(struct httpc_conn *c, struct httpc_resp *resp)
 {
 	json_t *e;
 
-	if (blen > 0) {
-		memmove(c->buf, c->buf + off, blen + 1);
-		resp->body = c->buf;
-		resp->len = blen;
-		c->buf = NULL;
+	if (c->len > 0) {
+		resp->body = c->body;
+		resp->len = c->len;
+		c->body = NULL;
 		resp->json = json_loadb(resp->body, resp->len, 0, NULL);
 	}
 	if (resp->status < 400)
@@ -496,7 +438,7 @@ httpc_request(const char *method, const char *url, const char *token,
 	struct httpc_conn c = { .fd = -1 };
 	char host[256], *payload = NULL, *head = NULL;
 	const char *path;
-	size_t off = 0, blen = 0, plen;
+	size_t plen;
 	int tls, port, sent_errno = 0, rc = -1;
 
 	memset(resp, 0, sizeof(*resp));
@@ -527,7 +469,7 @@ httpc_request(const char *method, const char *url, const char *token,
 		sent_errno = errno ? errno : EPIPE;
 	/* Even when sending failed: a server may refuse (413) and close
 	 * before it has read everything; its answer is what matters. */
-	if (httpc_read_response(&c, &resp->status, &off, &blen, resp->err,
+	if (httpc_read_response(&c, &resp->status, resp->err,
 	    sizeof(resp->err)) < 0) {
 		resp->status = 0;
 		if (sent_errno)
@@ -535,13 +477,13 @@ httpc_request(const char *method, const char *url, const char *token,
 			    "request: %s", strerror(sent_errno));
 		goto cleanup;
 	}
-	httpc_take_body(&c, off, blen, resp);
+	httpc_take_body(&c, resp);
 	rc = 0;
 cleanup:
 	tls_client_close(c.ssl);
 	if (c.fd >= 0)
 		close(c.fd);
-	free(c.buf);
+	free(c.body);
 	free(head);
 	free(payload);
 	return rc;
