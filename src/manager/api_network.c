@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/log.h"
 #include "manager/manager_int.h"
 
 #define JS(o, k) json_string_value(json_object_get((o), (k)))
@@ -312,6 +313,16 @@ api_nic_vm(struct httpd_req *r, json_t **spec, int *running)
 	}
 	st = JS(row, "state");
 	*running = strcmp(st, "running") == 0 || strcmp(st, "paused") == 0;
+	if (json_is_integer(json_object_get(row, "task_id"))) {
+		/* The task may save the spec it read before this change. */
+		httpd_reply_error(r, 409, "vm %s is busy with task %lld: change "
+		    "its NICs when it is done", r->params[0],
+		    (long long)JI(row, "task_id"));
+		json_decref(*spec);
+		*spec = NULL;
+		json_decref(row);
+		return NULL;
+	}
 	if (!*running && strcmp(st, "stopped") != 0 && strcmp(st, "failed") != 0) {
 		httpd_reply_error(r, 409, "vm %s is %s: change its NICs when it "
 		    "runs or is stopped", r->params[0], st);
@@ -321,6 +332,67 @@ api_nic_vm(struct httpd_req *r, json_t **spec, int *running)
 		return NULL;
 	}
 	return row;
+}
+
+/* Add nic to (or, nic NULL, drop the NIC of mac from) the VM's spec as it
+ * is in the inventory now, in one transaction: another NIC change of the
+ * same VM may have saved the spec since this request read it. 0, or -1
+ * with an HTTP status and a message. */
+static int
+api_nic_save(const char *uuid, json_t *nic, const char *mac, int *status,
+    char *err, size_t errsz)
+{
+	json_t *row = NULL, *spec = NULL, *nics, *e;
+	size_t i;
+	int rc = -1;
+
+	*status = 500;
+	if (db_begin() < 0) {
+		snprintf(err, errsz, "cannot record the NIC change");
+		return -1;
+	}
+	if ((row = db_row("SELECT spec FROM vms WHERE uuid = ?", "s",
+	    uuid)) == NULL || (spec = vm_spec(row)) == NULL) {
+		*status = 404;
+		snprintf(err, errsz, "the VM is gone");
+		goto cleanup;
+	}
+	if (!json_is_array(nics = json_object_get(spec, "nics"))) {
+		nics = json_array();
+		json_object_set_new(spec, "nics", nics);
+	}
+	if (nic != NULL && json_array_size(nics) >= VNET_MAX_NICS) {
+		*status = 409;
+		snprintf(err, errsz, "the VM has %d NICs, the most it can have",
+		    VNET_MAX_NICS);
+		goto cleanup;
+	}
+	if (nic != NULL) {
+		json_array_append(nics, nic);
+	} else {
+		json_array_foreach(nics, i, e) {
+			if (JS(e, "mac") && strcmp(JS(e, "mac"), mac) == 0) {
+				json_array_remove(nics, i);
+				break;
+			}
+		}
+	}
+	if (storops_save_spec(uuid, spec) < 0) {
+		snprintf(err, errsz, "cannot record the NIC change");
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	if (rc == 0 && db_commit() < 0) {
+		*status = 500;
+		snprintf(err, errsz, "cannot record the NIC change");
+		rc = -1;
+	} else if (rc < 0) {
+		db_rollback();
+	}
+	json_decref(spec);
+	json_decref(row);
+	return rc;
 }
 
 /* The agent's part of a hot-(un)plug; reply (may be NULL) gets its answer
@@ -341,6 +413,22 @@ api_nic_agent(struct httpd_req *r, json_t *row, const char *method,
 		return -1;
 	}
 	return 0;
+}
+
+/* Undo a hot-plug the inventory could not record (best effort). */
+static void
+api_nic_unplug_back(json_t *row, const char *mac)
+{
+	char path[192], err[512];
+	int status = 0;
+
+	if (util_fmt(path, sizeof(path), "/agent/v1/vms/%s/nics/%s",
+	    JS(row, "uuid"), mac) < 0 || agentc_call(JS(row, "host"), "DELETE",
+	    path, NULL, 30000, &status, NULL, err, sizeof(err)) < 0 ||
+	    status >= 400)
+		log_warnx("vm %s: NIC %s stays plugged on host %s: %s",
+		    JS(row, "name"), mac, JS(row, "host"), status >= 400 ?
+		    "the agent refused to unplug it" : err);
 }
 
 static int
@@ -396,8 +484,14 @@ api_nic_add(struct httpd_req *r)
 	    "port")))
 		json_object_set(nic, "port", json_object_get(json_object_get(
 		    reply, "nic"), "port"));
-	json_array_append(json_object_get(spec, "nics"), nic);
-	storops_save_spec(JS(row, "uuid"), spec);
+	if (api_nic_save(JS(row, "uuid"), nic, NULL, &status, err,
+	    sizeof(err)) < 0) {
+		httpd_reply_error(r, status, "%s", err);
+		if (running)
+			api_nic_unplug_back(row, JS(nic, "mac"));
+		vnet_nics_release(JS(row, "uuid"), JS(nic, "mac"));
+		goto cleanup;
+	}
 	event_add("info", "vm.nic.added", r->params[0], "vm %s: NIC %s on "
 	    "network %s%s%s added%s by %s", r->params[0], JS(nic, "mac"), net,
 	    JS(nic, "ip") ? ", ip " : "", JS(nic, "ip") ? JS(nic, "ip") : "",
@@ -418,8 +512,8 @@ static int
 api_nic_remove(struct httpd_req *r)
 {
 	json_t *row, *spec = NULL, *nics, *nic;
-	char suffix[32];
-	int running = 0;
+	char suffix[32], err[256];
+	int running = 0, status;
 	size_t i;
 
 	if ((row = api_nic_vm(r, &spec, &running)) == NULL)
@@ -436,8 +530,11 @@ api_nic_remove(struct httpd_req *r)
 	snprintf(suffix, sizeof(suffix), "/%s", r->params[1]);
 	if (running && api_nic_agent(r, row, "DELETE", suffix, NULL, NULL) < 0)
 		goto cleanup;
-	json_array_remove(nics, i);
-	storops_save_spec(JS(row, "uuid"), spec);
+	if (api_nic_save(JS(row, "uuid"), NULL, r->params[1], &status, err,
+	    sizeof(err)) < 0) {
+		httpd_reply_error(r, status, "%s", err);
+		goto cleanup;
+	}
 	vnet_nics_release(JS(row, "uuid"), r->params[1]);
 	event_add("info", "vm.nic.removed", r->params[0], "vm %s: NIC %s "
 	    "removed%s by %s", r->params[0], r->params[1],

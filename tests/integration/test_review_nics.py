@@ -1,0 +1,49 @@
+"""NIC changes of one VM at the same time (review): every NIC the API
+accepted is in the VM's spec afterwards, and each removal sticks."""
+
+import threading
+
+import cvirt  # noqa: F401  (the fixtures' module)
+
+
+def test_concurrent_nic_adds_and_removes_keep_the_spec(cluster):
+    cl = cluster
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "rv-nics", "cpus": 1, "memory_mib": 64})
+    assert st == 201, vm
+    base = len(vm["nics"])
+    for rnd in range(16):
+        macs = ["52:54:00:7e:%02x:%02x" % (rnd, i) for i in range(8 - base)]
+        results = {}
+
+        def add(mac):
+            results[mac] = cl.http("POST", "/api/v1/vms/rv-nics/nics",
+                                   {"network": "user", "mac": mac})
+
+        threads = [threading.Thread(target=add, args=(m,)) for m in macs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ok = [m for m in macs if results[m][0] == 201]
+        st, vm = cl.http("GET", "/api/v1/vms/rv-nics")
+        have = [n["mac"] for n in vm["nics"]]
+        assert len(have) <= 8, have
+        for m in ok:
+            assert m in have, (m, have, results)
+
+        def remove(mac):
+            results[mac] = cl.http("DELETE", "/api/v1/vms/rv-nics/nics/" + mac)
+
+        threads = [threading.Thread(target=remove, args=(m,)) for m in ok]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        st, vm = cl.http("GET", "/api/v1/vms/rv-nics")
+        have = [n["mac"] for n in vm["nics"]]
+        for m in ok:
+            assert results[m][0] == 200, results[m]
+            assert m not in have, (m, have)
+        assert len(have) == base, have
+    cl.cli("vm", "delete", "rv-nics")
