@@ -277,6 +277,23 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 			    "in %s", name, JS(net, "subnet"));
 			goto cleanup;
 		}
+		/* A host names a NIC's TAP after the MAC's last three bytes
+		 * (cvnt<6 hex digits>): two TAP NICs that share them would
+		 * share one TAP wherever they meet. */
+		if (strcmp(name, "user") != 0 && (row = db_row("SELECT mac FROM "
+		    "nics WHERE network <> 'user' AND substr(mac, 10) = ? AND "
+		    "mac <> ?", "ss", mac + 9, mac)) != NULL) {
+			if (want_mac) {
+				*status = 409;
+				snprintf(err, errsz, "mac %s ends like %s's (the "
+				    "last three bytes name the NIC's TAP on a "
+				    "host)", mac, JS(row, "mac"));
+				json_decref(row);
+				goto cleanup;
+			}
+			json_decref(row);
+			continue;
+		}
 		if (db_exec("INSERT INTO nics (mac, vm, network, ip) VALUES "
 		    "(?, ?, ?, ?)", "ssss", mac, vm, name, ip[0] ? ip : NULL) >= 0) {
 			rc = 0;

@@ -47,3 +47,30 @@ def test_concurrent_nic_adds_and_removes_keep_the_spec(cluster):
             assert m not in have, (m, have)
         assert len(have) == base, have
     cl.cli("vm", "delete", "rv-nics")
+
+
+def test_tap_nics_differ_in_their_last_three_mac_bytes(cluster):
+    """A host names a NIC's TAP cvnt<last 6 hex digits of the MAC>: two
+    NICs on TAP networks whose MACs end alike would share one TAP."""
+    cl = cluster
+    st, net = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-ov", "type": "vxlan", "subnet": "10.77.0.0/24"})
+    assert st == 201, net
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "rv-tap1", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "rv-ov", "mac": "52:54:00:ab:cd:ef"}]})
+    assert st == 201, vm
+    st, reply = cl.http("POST", "/api/v1/vms", {
+        "name": "rv-tap2", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "rv-ov", "mac": "02:00:00:ab:cd:ef"}]})
+    assert st == 409 and "TAP" in reply["error"], reply
+    assert cl.http("GET", "/api/v1/vms/rv-tap2")[0] == 404
+    st, reply = cl.http("POST", "/api/v1/vms/rv-tap1/nics",
+                        {"network": "rv-ov", "mac": "52:54:02:ab:cd:ef"})
+    assert st == 409 and "TAP" in reply["error"], reply
+    # The user network has no TAP: any MAC there is fine.
+    st, vm = cl.http("POST", "/api/v1/vms/rv-tap1/nics",
+                     {"network": "user", "mac": "52:54:03:ab:cd:ef"})
+    assert st == 201, vm
+    cl.cli("vm", "delete", "rv-tap1")
+    assert cl.http("DELETE", "/api/v1/networks/rv-ov")[0] == 200
