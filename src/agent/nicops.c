@@ -22,6 +22,10 @@
 
 #define NIC_UNPLUG_MS	10000	/* guest's time to release an unplugged NIC */
 
+/* One read-modify-write of a VM's metadata file at a time: two hot-plugs
+ * of one VM would each write back the list they read. */
+static pthread_mutex_t nic_meta_lock = PTHREAD_MUTEX_INITIALIZER;
+
 _Static_assert(AGENT_MAX_NICS == QEMU_MAX_NICS, "one root port per NIC");
 
 static const char *
@@ -406,6 +410,7 @@ nic_meta_update(struct avm *vm, json_t *nic, const char *mac, json_t **out,
 	size_t i;
 	int rc = -1;
 
+	pthread_mutex_lock(&nic_meta_lock);
 	if (root == NULL || (meta = store_vm_read_meta(root, vm->uuid)) == NULL) {
 		snprintf(err, errsz, "cannot read the metadata of VM %s",
 		    vm->name);
@@ -430,6 +435,7 @@ nic_meta_update(struct avm *vm, json_t *nic, const char *mac, json_t **out,
 	*out = json_incref(nics);
 	rc = 0;
 cleanup:
+	pthread_mutex_unlock(&nic_meta_lock);
 	json_decref(meta);
 	return rc;
 }
