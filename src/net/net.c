@@ -468,10 +468,17 @@ net_tap_attach(const char *network, const char *mac, char *ifname,
 		    tap, net_cfg.host);
 		goto cleanup;
 	}
-	if (l == NULL && (netk_run(err, errsz, "ip tuntap add dev %s mode tap "
-	    "user %u", tap, (unsigned)geteuid()) < 0 || netk_run(err, errsz,
-	    "ip link set dev %s alias %s", tap, net_cfg.owner) < 0))
+	if (l == NULL && netk_run(err, errsz, "ip tuntap add dev %s mode tap "
+	    "user %u", tap, (unsigned)geteuid()) < 0)
 		goto cleanup;
+	if (l == NULL && netk_run(err, errsz, "ip link set dev %s alias %s", tap,
+	    net_cfg.owner) < 0) {
+		char e2[256];
+
+		/* Unmarked, it would be no TAP of ours for good. */
+		netk_run(e2, sizeof(e2), "ip tuntap del dev %s mode tap", tap);
+		goto cleanup;
+	}
 	net_tap_note(tap, 1);
 	net_no_ipv6(tap);
 	if (netk_run(err, errsz, "ip link set dev %s mtu %d master %s up", tap,
