@@ -115,6 +115,7 @@ api_host_delete(struct httpd_req *r)
 		goto fail;
 	}
 	db_commit();
+	vnet_host_forget(r->params[0]);
 	vnet_changed();		/* VXLAN peers */
 	event_add("info", "host.deleted", r->params[0], "host %s deleted by %s",
 	    r->params[0], r->principal);

@@ -308,6 +308,8 @@ json_t	*vnet_json(json_t *row);
 /* The desired network state for host, NULL when have is current. */
 json_t	*vnet_payload(const char *host, const char *have);
 void	 vnet_host_status(const char *host, json_t *status);
+/* A deleted host: its network states are dropped. */
+void	 vnet_host_forget(const char *host);
 /* 0 when host realized every network of spec's nics; else -1 and why. */
 int	 vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz);
 json_t	*vnet_hosts_of(const char *network);

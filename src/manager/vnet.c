@@ -553,6 +553,14 @@ vnet_host_status(const char *host, json_t *st)
 	json_decref(changed);
 }
 
+void
+vnet_host_forget(const char *host)
+{
+	pthread_mutex_lock(&vnet_lock);
+	json_object_del(vnet_status, host);
+	pthread_mutex_unlock(&vnet_lock);
+}
+
 /* The status of network on host: "ok", an error, or NULL when unknown. */
 static const char *
 vnet_host_state(const char *host, const char *network, char *buf, size_t bufsz)

@@ -3,7 +3,7 @@ accepted is in the VM's spec afterwards, and each removal sticks."""
 
 import threading
 
-import cvirt  # noqa: F401  (the fixtures' module)
+import cvirt
 
 
 def test_concurrent_nic_adds_and_removes_keep_the_spec(cluster):
@@ -74,3 +74,30 @@ def test_tap_nics_differ_in_their_last_three_mac_bytes(cluster):
     assert st == 201, vm
     cl.cli("vm", "delete", "rv-tap1")
     assert cl.http("DELETE", "/api/v1/networks/rv-ov")[0] == 200
+
+
+def test_deleted_host_leaves_network_show(cluster):
+    """network show lists each host's state of the network; a deleted
+    host is no longer among them."""
+    cl = cluster
+    st, reply = cl.http("POST", "/api/v1/agent/register", {
+        "name": "rv-gone", "url": "http://10.241.0.9:7901", "accel": "tcg",
+        "cpus": 2, "memory_mib": 2048, "vms": [], "storage": []})
+    assert st == 200, reply
+    key = reply["agent_key"]
+    st, net = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-show", "type": "vxlan"})
+    assert st == 201, net
+    st, reply = cl.http("POST", "/api/v1/agent/report", {
+        "name": "rv-gone", "vms": [], "exits": [], "net_gen": "",
+        "net_status": {"rv-show": "ok"}}, token=key)
+    assert st == 200, reply
+    st, shown = cl.http("GET", "/api/v1/networks/rv-show")
+    assert shown["hosts"].get("rv-gone") == "ok", shown
+    cvirt.wait_for(lambda: cl.http("GET", "/api/v1/hosts/rv-gone")[1]
+                   ["state"] != "up", 30, "rv-gone down")
+    st, reply = cl.http("DELETE", "/api/v1/hosts/rv-gone")
+    assert st == 200, reply
+    st, shown = cl.http("GET", "/api/v1/networks/rv-show")
+    assert "rv-gone" not in shown["hosts"], shown
+    assert cl.http("DELETE", "/api/v1/networks/rv-show")[0] == 200
