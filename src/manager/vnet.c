@@ -225,7 +225,7 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 	struct vnet_cidr c;
 	json_t *net = NULL, *row;
 	uint32_t a;
-	int tries, has_subnet = 0, rc = -1;
+	int tries, has_subnet = 0, n, rc = -1;
 
 	*status = 400;
 	if (name == NULL || strcmp(name, "user") == 0) {
@@ -294,8 +294,19 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 			json_decref(row);
 			continue;
 		}
-		if (db_exec("INSERT INTO nics (mac, vm, network, ip) VALUES "
-		    "(?, ?, ?, ?)", "ssss", mac, vm, name, ip[0] ? ip : NULL) >= 0) {
+		/* Only while the network exists: a delete between the lookup
+		 * above and here (it saw no NIC on it) would leave this one on
+		 * a network that is gone. */
+		n = db_exec("INSERT INTO nics (mac, vm, network, ip) SELECT ?, ?, "
+		    "?, ? WHERE ? = 'user' OR EXISTS (SELECT 1 FROM networks "
+		    "WHERE name = ?)", "ssssss", mac, vm, name, ip[0] ? ip : NULL,
+		    name, name);
+		if (n == 0) {
+			*status = 404;
+			snprintf(err, errsz, "network \"%.64s\" not found", name);
+			goto cleanup;
+		}
+		if (n > 0) {
 			rc = 0;
 			break;
 		}
