@@ -101,4 +101,3 @@ def test_deleted_host_leaves_network_show(cluster):
     st, shown = cl.http("GET", "/api/v1/networks/rv-show")
     assert "rv-gone" not in shown["hosts"], shown
     assert cl.http("DELETE", "/api/v1/networks/rv-show")[0] == 200
-
