@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/log.h"
 #include "manager/manager_int.h"
@@ -511,8 +512,8 @@ cleanup:
 static int
 api_nic_remove(struct httpd_req *r)
 {
-	json_t *row, *spec = NULL, *nics, *nic;
-	char suffix[32], err[256];
+	json_t *row, *spec = NULL, *nics, *nic = NULL;
+	char suffix[32], err[256], mac[18];
 	int running = 0, status;
 	size_t i;
 
@@ -520,24 +521,30 @@ api_nic_remove(struct httpd_req *r)
 		return 0;
 	nics = json_object_get(spec, "nics");
 	json_array_foreach(nics, i, nic)
-		if (JS(nic, "mac") && strcmp(JS(nic, "mac"), r->params[1]) == 0)
+		if (JS(nic, "mac") && strcasecmp(JS(nic, "mac"), r->params[1]) == 0)
 			break;
 	if (i == json_array_size(nics)) {
 		httpd_reply_error(r, 404, "vm %s has no NIC %.32s", r->params[0],
 		    r->params[1]);
 		goto cleanup;
 	}
-	snprintf(suffix, sizeof(suffix), "/%s", r->params[1]);
+	/* The spec's spelling (lower case) from here on. */
+	if (util_fmt(mac, sizeof(mac), "%s", JS(nic, "mac")) < 0) {
+		httpd_reply_error(r, 500, "vm %s: a NIC with a malformed MAC",
+		    r->params[0]);
+		goto cleanup;
+	}
+	snprintf(suffix, sizeof(suffix), "/%s", mac);
 	if (running && api_nic_agent(r, row, "DELETE", suffix, NULL, NULL) < 0)
 		goto cleanup;
-	if (api_nic_save(JS(row, "uuid"), NULL, r->params[1], &status, err,
+	if (api_nic_save(JS(row, "uuid"), NULL, mac, &status, err,
 	    sizeof(err)) < 0) {
 		httpd_reply_error(r, status, "%s", err);
 		goto cleanup;
 	}
-	vnet_nics_release(JS(row, "uuid"), r->params[1]);
+	vnet_nics_release(JS(row, "uuid"), mac);
 	event_add("info", "vm.nic.removed", r->params[0], "vm %s: NIC %s "
-	    "removed%s by %s", r->params[0], r->params[1],
+	    "removed%s by %s", r->params[0], mac,
 	    running ? " (hot-unplugged)" : "", r->principal);
 	json_decref(row);
 	row = vm_find(r->params[0]);

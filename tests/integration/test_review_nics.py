@@ -101,3 +101,16 @@ def test_deleted_host_leaves_network_show(cluster):
     st, shown = cl.http("GET", "/api/v1/networks/rv-show")
     assert "rv-gone" not in shown["hosts"], shown
     assert cl.http("DELETE", "/api/v1/networks/rv-show")[0] == 200
+
+
+def test_nic_remove_takes_an_upper_case_mac(cluster):
+    """cvirt nic remove accepts a MAC in upper case; so does the API."""
+    cl = cluster
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "rv-upper", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "user", "mac": "52:54:00:7f:ab:cd"}]})
+    assert st == 201, vm
+    st, vm = cl.http("DELETE", "/api/v1/vms/rv-upper/nics/52:54:00:7F:AB:CD")
+    assert st == 200, vm
+    assert vm["nics"] == []
+    cl.cli("vm", "delete", "rv-upper")
