@@ -132,9 +132,19 @@ api_net_vni(struct httpd_req *r, int has, int64_t *vni)
 		}
 		return 0;
 	}
-	row = db_row("SELECT MAX(vni) AS m FROM networks", NULL);
-	*vni = row && json_is_integer(json_object_get(row, "m")) &&
-	    JI(row, "m") >= VNET_VNI_FIRST ? JI(row, "m") + 1 : VNET_VNI_FIRST;
+	/* VNET_VNI_FIRST, else the lowest used one from there whose next
+	 * is free (a VNI given by hand high up leaves the rest usable). */
+	row = db_row("SELECT vni FROM networks WHERE vni = ?", "i",
+	    (int64_t)VNET_VNI_FIRST);
+	*vni = VNET_VNI_FIRST;
+	if (row != NULL) {
+		json_decref(row);
+		row = db_row("SELECT MIN(a.vni) + 1 AS m FROM networks a WHERE "
+		    "a.vni >= ? AND NOT EXISTS (SELECT 1 FROM networks b WHERE "
+		    "b.vni = a.vni + 1)", "i", (int64_t)VNET_VNI_FIRST);
+		*vni = row && json_is_integer(json_object_get(row, "m")) ?
+		    JI(row, "m") : VNET_VNI_MAX + 1;
+	}
 	json_decref(row);
 	if (*vni > VNET_VNI_MAX) {
 		httpd_reply_error(r, 409, "no free VNI left: give one with vni");

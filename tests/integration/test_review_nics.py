@@ -114,3 +114,24 @@ def test_nic_remove_takes_an_upper_case_mac(cluster):
     assert st == 200, vm
     assert vm["nics"] == []
     cl.cli("vm", "delete", "rv-upper")
+
+
+def test_vni_given_high_up_leaves_the_rest_usable(cluster):
+    """Without --vni the lowest free VNI from 10000 is taken, also after a
+    network took the highest VNI by hand."""
+    cl = cluster
+    st, top = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-top", "type": "vxlan", "vni": 16777215})
+    assert st == 201, top
+    st, a = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-auto1", "type": "vxlan"})
+    assert st == 201 and a["vni"] == 10000, a
+    st, b = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-auto2", "type": "vxlan"})
+    assert st == 201 and b["vni"] == 10001, b
+    assert cl.http("DELETE", "/api/v1/networks/rv-auto1")[0] == 200
+    st, c = cl.http("POST", "/api/v1/networks", {
+        "name": "rv-auto3", "type": "vxlan"})
+    assert st == 201 and c["vni"] == 10000, c
+    for n in ("rv-top", "rv-auto2", "rv-auto3"):
+        assert cl.http("DELETE", "/api/v1/networks/" + n)[0] == 200
