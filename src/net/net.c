@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -268,6 +269,7 @@ net_init(const struct net_config *cfg)
 	char path[4096];
 	json_error_t je;
 	json_t *saved = NULL;
+	struct stat st;
 
 	net_cfg = *cfg;
 	if (!net_path_safe(net_cfg.run) || strpbrk(net_cfg.owner, " \t\n") ||
@@ -281,6 +283,15 @@ net_init(const struct net_config *cfg)
 		    "networking on this host");
 	if (util_mkdir_p(net_cfg.run, 0700) < 0) {
 		log_warn("cannot create %s", net_cfg.run);
+		return -1;
+	}
+	/* dnsmasq configurations and nft batches are written there and run
+	 * as root: nobody else may have made it or be able to swap files in
+	 * (the fallback /tmp/cvirt-net-HASH has a name anyone can guess). */
+	if (lstat(net_cfg.run, &st) < 0 || !S_ISDIR(st.st_mode) ||
+	    st.st_uid != geteuid() || (st.st_mode & 022) != 0) {
+		log_warnx("networks: %s is not a private directory of this "
+		    "user", net_cfg.run);
 		return -1;
 	}
 	if (util_fmt(path, sizeof(path), "%s/net.json", net_cfg.data) == 0 &&

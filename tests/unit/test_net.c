@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/proc.h"
@@ -380,6 +381,32 @@ test_dhcp_conf(void **state)
 	net_payload_free(&p);
 }
 
+/* The run directory holds what root runs (dnsmasq configurations, nft
+ * batches): one others can write into, or a symlink, is refused. */
+static void
+test_run_dir_private(void **state)
+{
+	struct net_config cfg;
+	char tmpl[] = "/tmp/cvnet-rundir.XXXXXX", link[64];
+
+	(void)state;
+	assert_non_null(mkdtemp(tmpl));
+	memset(&cfg, 0, sizeof(cfg));
+	snprintf(cfg.host, sizeof(cfg.host), "h1");
+	snprintf(cfg.data, sizeof(cfg.data), "%s", tmpl);
+	snprintf(cfg.run, sizeof(cfg.run), "%s", tmpl);
+	snprintf(cfg.owner, sizeof(cfg.owner), "cvirt:unit");
+	assert_int_equal(chmod(tmpl, 0777), 0);
+	assert_int_equal(net_init(&cfg), -1);
+	assert_int_equal(chmod(tmpl, 0700), 0);
+	snprintf(link, sizeof(link), "%s.link", tmpl);
+	assert_int_equal(symlink(tmpl, link), 0);
+	snprintf(cfg.run, sizeof(cfg.run), "%s", link);
+	assert_int_equal(net_init(&cfg), -1);
+	unlink(link);
+	rmdir(tmpl);
+}
+
 /* ---- net_tap_attach / net_tap_detach against the kernel, as root in a
  * network namespace of this process (skipped otherwise) ---- */
 
@@ -520,6 +547,7 @@ main(void)
 		cmocka_unit_test(test_payload_unique),
 		cmocka_unit_test(test_peers_diff),
 		cmocka_unit_test(test_dhcp_conf),
+		cmocka_unit_test(test_run_dir_private),
 		cmocka_unit_test(test_tap_attach),
 	};
 
