@@ -250,7 +250,9 @@ api_net_create(struct httpd_req *r)
 		httpd_reply_error(r, 500, "cannot record network %s", name);
 		goto fail;
 	}
-	db_commit();
+	if (db_commit() < 0)	/* rolled back */
+		return httpd_reply_error(r, 500, "cannot record network %s",
+		    name);
 	vnet_changed();
 	event_add("info", "network.created", name, "network %s (%s%s%s) "
 	    "created by %s", name, type, subnet ? " " : "", subnet ? subnet : "",
@@ -293,8 +295,18 @@ api_net_delete(struct httpd_req *r)
 		    0)));
 		goto cleanup;
 	}
-	db_exec("DELETE FROM networks WHERE name = ?", "s", r->params[0]);
-	db_commit();
+	if (db_exec("DELETE FROM networks WHERE name = ?", "s",
+	    r->params[0]) < 0) {
+		db_rollback();
+		httpd_reply_error(r, 500, "cannot delete network %s",
+		    r->params[0]);
+		goto cleanup;
+	}
+	if (db_commit() < 0) {
+		httpd_reply_error(r, 500, "cannot delete network %s",
+		    r->params[0]);
+		goto cleanup;
+	}
 	vnet_changed();
 	event_add("info", "network.deleted", r->params[0], "network %s deleted "
 	    "by %s", r->params[0], r->principal);
