@@ -193,9 +193,12 @@ health_heartbeat(struct avm *vm, struct qga **g, int timeout_ms, char *why,
 
 /* QEMU's user-mode stack accepts the loopback connection itself before it
  * asks the guest: whether the guest answered shows only in its connection
- * table (HMP "info usernet"), an ESTABLISHED line to the guest port. */
+ * table (HMP "info usernet"), an ESTABLISHED line from the forward's
+ * loopback port to the guest port. (A connection the guest opened itself
+ * lists the guest as its source: one to some server's port 80 is no
+ * answer of the guest's port 80.) */
 static int
-health_usernet_established(struct avm *vm, int port)
+health_usernet_established(struct avm *vm, int fwd_port, int port)
 {
 	json_t *args, *ret = NULL;
 	char err[256], state[32], saddr[64], daddr[64];
@@ -210,7 +213,8 @@ health_usernet_established(struct avm *vm, int port)
 	    line = line ? line + 1 : NULL)
 		found = sscanf(line, " TCP[%31[^]]] %d %63s %d %63s %d", state,
 		    &fd, saddr, &sport, daddr, &dport) == 6 &&
-		    strcmp(state, "ESTABLISHED") == 0 && dport == port;
+		    strcmp(state, "ESTABLISHED") == 0 && strcmp(saddr,
+		    "127.0.0.1") == 0 && sport == fwd_port && dport == port;
 cleanup:
 	json_decref(args);
 	json_decref(ret);
@@ -266,7 +270,8 @@ health_tcp(struct avm *vm, int timeout_ms, char *why, size_t whysz)
 				goto cleanup;
 			}
 		}
-		if (health_usernet_established(vm, vm->health_port))
+		if (health_usernet_established(vm, vm->fwd_port,
+		    vm->health_port))
 			rc = 0;
 	}
 	if (rc < 0)
