@@ -16,10 +16,9 @@
 
 #include "common/util.h"
 #include "manager/manager_int.h"
+#include "unit_db.h"
 
 #define INFO "{\"storage\":[{\"name\":\"s1\",\"ok\":true}]}"
-
-static char dbpath[64];
 
 static int
 setup(void **state)
@@ -28,10 +27,7 @@ setup(void **state)
 	size_t i;
 
 	(void)state;
-	snprintf(dbpath, sizeof(dbpath), "/tmp/cvirt-test-sched.%d.db",
-	    (int)getpid());
-	unlink(dbpath);
-	if (db_open(dbpath) < 0 || cluster_load() < 0)
+	if (unit_db_open("sched") < 0 || cluster_load() < 0)
 		return -1;
 	for (i = 0; i < 3; i++)
 		if (db_exec("INSERT INTO hosts (name, url, state, accel, cpus, "
@@ -44,15 +40,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char p[80];
-
 	(void)state;
-	db_close();
-	unlink(dbpath);
-	snprintf(p, sizeof(p), "%s-wal", dbpath);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", dbpath);
-	unlink(p);
+	unit_db_close();
 	return 0;
 }
 

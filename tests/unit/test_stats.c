@@ -14,18 +14,15 @@
 
 #include "common/util.h"
 #include "manager/manager_int.h"
+#include "unit_db.h"
 
 #define UUID "0b7a3c1e-3f5d-4d2a-9a0b-1c2d3e4f5a6b"
-
-static char dbpath[64];
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dbpath, sizeof(dbpath), "/tmp/cvirt-test-stats.%d.db", (int)getpid());
-	unlink(dbpath);
-	if (db_open(dbpath) < 0)
+	if (unit_db_open("stats") < 0)
 		return -1;
 	return db_exec("INSERT INTO vms (uuid, name, state, host, spec, created, "
 	    "cpus, memory_mib) VALUES (?, 'v1', 'running', 'h1', '{}', 0, 2, 128)",
@@ -35,15 +32,8 @@ setup(void **state)
 static int
 teardown(void **state)
 {
-	char p[80];
-
 	(void)state;
-	db_close();
-	unlink(dbpath);
-	snprintf(p, sizeof(p), "%s-wal", dbpath);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", dbpath);
-	unlink(p);
+	unit_db_close();
 	return 0;
 }
 

@@ -17,31 +17,20 @@
 #include "common/jspan.h"
 #include "common/util.h"
 #include "manager/manager_int.h"
-
-static char dbpath[64];
+#include "unit_db.h"
 
 static int
 setup(void **state)
 {
 	(void)state;
-	snprintf(dbpath, sizeof(dbpath), "/tmp/cvirt-test-vmlist.%d.db",
-	    (int)getpid());
-	unlink(dbpath);
-	return db_open(dbpath);
+	return unit_db_open("vmlist");
 }
 
 static int
 teardown(void **state)
 {
-	char p[80];
-
 	(void)state;
-	db_close();
-	unlink(dbpath);
-	snprintf(p, sizeof(p), "%s-wal", dbpath);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s-shm", dbpath);
-	unlink(p);
+	unit_db_close();
 	return 0;
 }
 
