@@ -125,6 +125,9 @@ int	 vmhost_record_save(struct avm *vm);
 /* The VM failed (a fired watchdog, a lost heartbeat...): its exit is a
  * failure with this reason; end its QEMU so that HA restarts it. */
 void	 vmhost_fail(struct avm *vm, const char *reason);
+/* One wait on vm->cond (vm->lock held), at most 200 ms, until the
+ * monotonic deadline (ms); -1 once it has passed. */
+int	 vmhost_cond_wait_locked(struct avm *vm, int64_t deadline);
 /* Wait until QEMU is gone or ms passed; 1 when gone. */
 int	 vmhost_wait_exit(struct avm *vm, int64_t ms);
 

@@ -339,20 +339,10 @@ nic_wait_deleted_locked(struct avm *vm, const char *mac, int timeout_ms)
 	int i;
 
 	for (;;) {
-		struct timespec ts;
-		int64_t left = deadline - util_mono_ms();
-
 		if ((i = nic_find_locked(vm, mac)) < 0 || vm->nics[i].deleted)
 			return 0;
-		if (left <= 0 || vm->exited)
+		if (vm->exited || vmhost_cond_wait_locked(vm, deadline) < 0)
 			return -1;
-		if (left > 200)
-			left = 200;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
 	}
 }
 

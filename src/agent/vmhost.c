@@ -257,6 +257,26 @@ vmhost_list(void)
 	return list;
 }
 
+/* One wait on vm->cond (vm->lock held) of at most 200 ms, ending at the
+ * monotonic deadline; -1 once the deadline has passed (agent_int.h). */
+int
+vmhost_cond_wait_locked(struct avm *vm, int64_t deadline)
+{
+	int64_t left = deadline - util_mono_ms();
+	struct timespec ts;
+
+	if (left <= 0)
+		return -1;
+	if (left > 200)
+		left = 200;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (left % 1000) * 1000000L;
+	ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	return 0;
+}
+
 /* Wait until QEMU is gone or ms passed (agent_int.h). */
 int
 vmhost_wait_exit(struct avm *vm, int64_t ms)
@@ -265,19 +285,8 @@ vmhost_wait_exit(struct avm *vm, int64_t ms)
 	int gone;
 
 	pthread_mutex_lock(&vm->lock);
-	while (!vm->exited) {
-		struct timespec ts;
-		int64_t left = deadline - util_mono_ms();
-		if (left <= 0)
-			break;
-		if (left > 200)
-			left = 200;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (left % 1000) * 1000000L;
-		ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
-	}
+	while (!vm->exited && vmhost_cond_wait_locked(vm, deadline) == 0)
+		;
 	gone = vm->exited;
 	pthread_mutex_unlock(&vm->lock);
 	return gone;
