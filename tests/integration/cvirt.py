@@ -433,41 +433,35 @@ class Cluster:
             return parsed
         return p.returncode, parsed, p.stderr
 
-    def cluster_keepers(self):
-        """Lease keepers (forked by this cluster's agents, they outlive
-        them) still running."""
+    @staticmethod
+    def _procs(comm, match):
+        """Pids of processes named comm whose command line has an
+        argument for which match(arg) is true."""
         found = set()
         for d in os.listdir("/proc"):
             if not d.isdigit():
                 continue
             try:
                 with open("/proc/%s/comm" % d) as f:
-                    if f.read().strip() != "cvirt-keeper":
+                    if f.read().strip() != comm:
                         continue
             except OSError:
                 continue
-            if any(self.base in a for a in (proc_cmdline(int(d)) or [])):
+            if any(match(a) for a in (proc_cmdline(int(d)) or [])):
                 found.add(int(d))
         return found
+
+    def cluster_keepers(self):
+        """Lease keepers (forked by this cluster's agents, they outlive
+        them) still running."""
+        return self._procs("cvirt-keeper", lambda a: self.base in a)
 
     def cluster_dnsmasqs(self):
         """DHCP servers of this cluster's networks: the agents leave them
         running for their VMs (docs/network.md), so a test cluster ends
         them itself."""
-        found = set()
-        for d in os.listdir("/proc"):
-            if not d.isdigit():
-                continue
-            try:
-                with open("/proc/%s/comm" % d) as f:
-                    if f.read().strip() != "dnsmasq":
-                        continue
-            except OSError:
-                continue
-            if any(a.startswith("--conf-file=" + self.base + "/")
-                   for a in (proc_cmdline(int(d)) or [])):
-                found.add(int(d))
-        return found
+        return self._procs("dnsmasq", lambda a: a.startswith(
+            "--conf-file=" + self.base + "/"))
 
     def _note_uuids(self, obj):
         if isinstance(obj, dict):
