@@ -256,8 +256,9 @@ def test_create_start_serial(cluster, t1):
     assert t1 in cluster.vm_names()
 
     cluster.cli("vm", "start", t1)
-    serial = cluster.wait_serial(t1, INIT, timeout=30)
-    assert len(boot_ids(serial)) >= 1, serial[-2000:]
+    # The guest prints its boot id just after "init reached": wait for it.
+    serial = cluster.wait_serial(t1, "cvirt-guest: boot-id", timeout=30)
+    assert INIT in serial and len(boot_ids(serial)) >= 1, serial[-2000:]
     v = cluster.vm(t1)
     assert v["state"] == "running", v
     assert v["host"] == "h1", v
