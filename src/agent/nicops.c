@@ -36,12 +36,16 @@ nic_str(json_t *o, const char *key)
 	return s ? s : "";
 }
 
-/* "user" (or no network) is QEMU's user-mode network: no TAP. */
+/* QEMU's user-mode network (slirp), no TAP: a NIC the manager stamped
+ * with its network's "type" user, and, in specs from before that stamp,
+ * no network or the built-in "user". */
 static int
 nic_is_user(json_t *nic)
 {
-	const char *net = nic_str(nic, "network");
+	const char *net = nic_str(nic, "network"), *type = nic_str(nic, "type");
 
+	if (type[0] != '\0')
+		return strcmp(type, "user") == 0;
 	return net[0] == '\0' || strcmp(net, "user") == 0;
 }
 
@@ -135,6 +139,7 @@ nic_prepare(json_t *nic, int port, struct qemu_nic *n, char *err,
     size_t errsz)
 {
 	const char *mac = nic_str(nic, "mac");
+	char buf[128];
 
 	memset(n, 0, sizeof(*n));
 	n->port = port;
@@ -145,6 +150,15 @@ nic_prepare(json_t *nic, int port, struct qemu_nic *n, char *err,
 	snprintf(n->mac, sizeof(n->mac), "%s", mac);
 	if (nic_is_user(nic)) {
 		snprintf(n->type, sizeof(n->type), "user");
+		/* A named user network's subnet: slirp's net= (checked by
+		 * qemu_nic_netdev, as every option is). */
+		if (util_fmt(n->net, sizeof(n->net), "%s",
+		    nic_str(nic, "subnet")) < 0 ||
+		    qemu_nic_netdev(n, buf, sizeof(buf)) < 0) {
+			snprintf(err, errsz, "invalid NIC subnet \"%.20s\"",
+			    nic_str(nic, "subnet"));
+			return -1;
+		}
 		return 0;
 	}
 	snprintf(n->type, sizeof(n->type), "tap");
@@ -305,6 +319,8 @@ nic_qmp_plug(struct qmp *q, const struct qemu_nic *n, char *err,
 		    "ifname", n->ifname, "script", "no", "downscript", "no");
 	else
 		nd = json_pack("{s:s, s:s}", "type", "user", "id", id);
+	if (nd && n->net[0] && strcmp(n->type, "user") == 0)
+		json_object_set_new(nd, "net", json_string(n->net));
 	if (nd && n->vhost && strcmp(n->type, "tap") == 0)
 		json_object_set_new(nd, "vhost", json_true());
 	dev = json_pack("{s:s, s:s, s:s, s:s+, s:s+}", "driver",

@@ -112,7 +112,7 @@ static const struct cli_cmd cli_cmds[] = {
 	{ "event", "list", cli_event_list, "[--limit N] [--since ID] [--json]",
 	    "list events, newest first" },
 	{ "network", "create", cli_network_create,
-	    "NAME --type nat|bridge|vlan|vxlan [--subnet CIDR] [--vni N]\n"
+	    "NAME --type user|nat|bridge|vlan|vxlan [--subnet CIDR] [--vni N]\n"
 	    "          [--vlan ID] [--uplink IF] [--mtu N] [--dhcp on|off] "
 	    "[--json]",
 	    "define a virtual network (every host realizes it)" },

@@ -58,8 +58,8 @@ cli_network_create(struct cli_ctx *c, int argc, char **argv)
 	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
 		return rc;
 	if (type == NULL)
-		return cli_usage_error(c, "--type is required (nat, bridge, vlan "
-		    "or vxlan)");
+		return cli_usage_error(c, "--type is required (user, nat, bridge, "
+		    "vlan or vxlan)");
 	if (cli_check_name("network", pos[0]) != 0)
 		return CLI_EXIT_FAIL;
 	if (dhcp && strcmp(dhcp, "on") != 0 && strcmp(dhcp, "off") != 0)

@@ -15,6 +15,8 @@
 #define VNET_VNI_FIRST	10000
 #define VNET_VNI_MAX	16777215
 #define VNET_MAX_NICS	8	/* QEMU_MAX_NICS on the agent */
+#define VNET_USER_MTU	1500	/* slirp's, fixed in QEMU 7.2 */
+#define VNET_USER_PREFIX_MAX 27	/* slirp's DHCP pool: the 15th to 30th */
 
 /* The built-in user-mode network (QEMU's slirp; nothing on the host). */
 static json_t *
@@ -42,7 +44,8 @@ api_net_full(json_t *row, int hosts)
 	json_object_set_new(o, "vms", names);
 	json_object_set_new(o, "builtin", json_false());
 	if (hosts)
-		json_object_set_new(o, "hosts", vnet_hosts_of(JS(row, "name")));
+		json_object_set_new(o, "hosts", vnet_hosts_of(JS(row, "name"),
+		    strcmp(JS(row, "type"), "user") == 0));
 	return o;
 }
 
@@ -85,15 +88,50 @@ api_net_show(struct httpd_req *r)
 	return 0;
 }
 
+/* A user-mode network (QEMU's slirp in each VM): nothing on the hosts to
+ * configure, so no VNI, VLAN or uplink; slirp's DHCP always runs. */
+static int
+api_net_user_check(struct httpd_req *r, const struct vnet_cidr *c,
+    int has_vni, int has_vlan, const char *uplink, int dhcp, int has_mtu,
+    int64_t mtu)
+{
+	if (has_vni || has_vlan || uplink) {
+		httpd_reply_error(r, 400, "a user network has no %s: it is QEMU's "
+		    "user-mode networking inside each VM", has_vni ? "vni" :
+		    has_vlan ? "vlan" : "uplink");
+		return -1;
+	}
+	if (dhcp == 0) {
+		httpd_reply_error(r, 400, "a user network always has DHCP "
+		    "(QEMU's own): dhcp cannot be false");
+		return -1;
+	}
+	if (has_mtu && mtu != VNET_USER_MTU) {
+		httpd_reply_error(r, 400, "a user network's MTU is %d (QEMU's "
+		    "user-mode networking has no MTU option)", VNET_USER_MTU);
+		return -1;
+	}
+	/* Slirp's DHCP hands out 16 addresses from the 15th (.15 to .30 of
+	 * a /24): a smaller subnet has no room for them. */
+	if (c && c->prefix > VNET_USER_PREFIX_MAX) {
+		httpd_reply_error(r, 400, "a user network's subnet must be /%d to "
+		    "/%d (QEMU's DHCP gives the 15th to the 30th address)",
+		    VNET_PREFIX_MIN, VNET_USER_PREFIX_MAX);
+		return -1;
+	}
+	return 0;
+}
+
 /* Nat subnets are routed on every host: no other network may overlap
  * them. Overlays (vxlan, vlan, bridge) are isolated from each other and
- * from the host, so they may share a subnet. */
+ * from the host, so they may share a subnet; a user network's subnet
+ * exists only inside each QEMU and overlaps nothing. */
 static int
 api_net_overlap(struct httpd_req *r, const char *type,
     const struct vnet_cidr *c)
 {
 	json_t *rows = db_query("SELECT name, type, subnet FROM networks WHERE "
-	    "subnet IS NOT NULL", NULL), *row;
+	    "subnet IS NOT NULL AND type <> 'user'", NULL), *row;
 	struct vnet_cidr o;
 	char err[128];
 	size_t i;
@@ -182,13 +220,16 @@ api_net_create(struct httpd_req *r)
 		    "use 1-63 letters, digits, '.', '_' or '-'", name ? name : "");
 	if (strcmp(name, "user") == 0)
 		return httpd_reply_error(r, 409, "network user is built in");
-	if (type == NULL || (strcmp(type, "nat") != 0 &&
-	    strcmp(type, "bridge") != 0 && strcmp(type, "vlan") != 0 &&
-	    strcmp(type, "vxlan") != 0))
-		return httpd_reply_error(r, 400, "type must be nat, bridge, vlan "
-		    "or vxlan (user is built in)");
+	if (type == NULL || (strcmp(type, "user") != 0 &&
+	    strcmp(type, "nat") != 0 && strcmp(type, "bridge") != 0 &&
+	    strcmp(type, "vlan") != 0 && strcmp(type, "vxlan") != 0))
+		return httpd_reply_error(r, 400, "type must be user, nat, bridge, "
+		    "vlan or vxlan");
 	if (subnet && vnet_cidr_parse(subnet, &c, err, sizeof(err)) < 0)
 		return httpd_reply_error(r, 400, "%s", err);
+	if (strcmp(type, "user") == 0 && api_net_user_check(r, subnet ? &c :
+	    NULL, has_vni, has_vlan, uplink, dhcp, has_mtu, mtu) < 0)
+		return 0;
 	if (strcmp(type, "nat") == 0 && subnet == NULL)
 		return httpd_reply_error(r, 400, "a nat network needs a subnet");
 	if (has_vni && strcmp(type, "vxlan") != 0)
@@ -208,14 +249,16 @@ api_net_create(struct httpd_req *r)
 	/* DHCP: on for nat, and for vxlan with a subnet; an outside network
 	 * (bridge, vlan) usually has its own DHCP server. */
 	if (dhcp < 0)
-		dhcp = strcmp(type, "nat") == 0 ||
+		dhcp = strcmp(type, "nat") == 0 || strcmp(type, "user") == 0 ||
 		    (strcmp(type, "vxlan") == 0 && subnet != NULL);
-	if (dhcp && subnet == NULL)
+	if (dhcp && subnet == NULL && strcmp(type, "user") != 0)
 		return httpd_reply_error(r, 400, "dhcp needs a subnet");
 	if (!has_mtu)
 		mtu = strcmp(type, "vxlan") == 0 ? 1450 : 1500;
+	/* Slirp's gateway is the second address (10.0.2.2). */
 	if (subnet)
-		vnet_ip_fmt(c.net + 1, gw, sizeof(gw));
+		vnet_ip_fmt(c.net + (strcmp(type, "user") == 0 ? 2 : 1), gw,
+		    sizeof(gw));
 
 	db_begin();
 	if ((row = db_row("SELECT name FROM networks WHERE name = ?", "s",
@@ -224,7 +267,8 @@ api_net_create(struct httpd_req *r)
 		httpd_reply_error(r, 409, "network \"%s\" already exists", name);
 		goto fail;
 	}
-	if (subnet && api_net_overlap(r, type, &c) < 0)
+	if (subnet && strcmp(type, "user") != 0 && api_net_overlap(r, type,
+	    &c) < 0)
 		goto fail;
 	if (strcmp(type, "vxlan") == 0 && api_net_vni(r, has_vni, &vni) < 0)
 		goto fail;
@@ -253,7 +297,8 @@ api_net_create(struct httpd_req *r)
 	if (db_commit() < 0)	/* rolled back */
 		return httpd_reply_error(r, 500, "cannot record network %s",
 		    name);
-	vnet_changed();
+	if (strcmp(type, "user") != 0)	/* nothing for the agents */
+		vnet_changed();
 	event_add("info", "network.created", name, "network %s (%s%s%s) "
 	    "created by %s", name, type, subnet ? " " : "", subnet ? subnet : "",
 	    r->principal);

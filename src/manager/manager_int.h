@@ -312,7 +312,8 @@ void	 vnet_host_status(const char *host, json_t *status);
 void	 vnet_host_forget(const char *host);
 /* 0 when host realized every network of spec's nics; else -1 and why. */
 int	 vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz);
-json_t	*vnet_hosts_of(const char *network);
+/* {host: state} of a network; user: a user-mode one ("ok" everywhere). */
+json_t	*vnet_hosts_of(const char *network, int user);
 extern const struct httpd_route api_network_routes[];
 extern const size_t api_network_nroutes;
 

@@ -225,23 +225,28 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 	struct vnet_cidr c;
 	json_t *net = NULL, *row;
 	uint32_t a;
-	int tries, has_subnet = 0, n, rc = -1;
+	int tries, has_subnet = 0, user = 0, n, rc = -1;
 
 	*status = 400;
 	if (name == NULL || strcmp(name, "user") == 0) {
 		name = "user";
-		if (want_ip) {
-			snprintf(err, errsz, "network user has no IPAM: no ip "
-			    "may be given");
-			goto cleanup;
-		}
+		user = 1;
 	} else if ((net = vnet_find(name)) == NULL) {
 		*status = 404;
 		snprintf(err, errsz, "network \"%.64s\" not found", name);
 		goto cleanup;
+	} else if (strcmp(JS(net, "type"), "user") == 0) {
+		user = 1;
 	} else if (JS(net, "subnet") && vnet_cidr_parse(JS(net, "subnet"), &c,
 	    err, errsz) == 0) {
 		has_subnet = 1;
+	}
+	/* Slirp's DHCP hands out addresses in order and cannot reserve one
+	 * per MAC. */
+	if (user && want_ip) {
+		snprintf(err, errsz, "network %s is user-mode (QEMU's DHCP picks "
+		    "the address): no ip may be given", name);
+		goto cleanup;
 	}
 	if (want_ip && !has_subnet) {
 		snprintf(err, errsz, "network %s has no subnet: no ip may be "
@@ -280,9 +285,10 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 		/* A host names a NIC's TAP after the MAC's last three bytes
 		 * (cvnt<6 hex digits>): two TAP NICs that share them would
 		 * share one TAP wherever they meet. */
-		if (strcmp(name, "user") != 0 && (row = db_row("SELECT mac FROM "
-		    "nics WHERE network <> 'user' AND substr(mac, 10) = ? AND "
-		    "mac <> ?", "ss", mac + 9, mac)) != NULL) {
+		if (!user && (row = db_row("SELECT mac FROM nics WHERE network "
+		    "<> 'user' AND network NOT IN (SELECT name FROM networks "
+		    "WHERE type = 'user') AND substr(mac, 10) = ? AND mac <> ?",
+		    "ss", mac + 9, mac)) != NULL) {
 			if (want_mac) {
 				*status = 409;
 				snprintf(err, errsz, "mac %s ends like %s's (the "
@@ -340,7 +346,16 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 	json_object_set_new(nic, "ip", ip[0] ? json_string(ip) : json_null());
 	if (JS(nic, "model") == NULL)
 		json_object_set_new(nic, "model", json_string("virtio"));
-	if (strcmp(name, "user") != 0)
+	/* What the agent builds the NIC from, kept in the spec (and vm.json)
+	 * so a restart, an HA restart and both ends of a migration agree. */
+	json_object_set_new(nic, "type", json_string(net ? JS(net, "type") :
+	    "user"));
+	if (user && net && JS(net, "subnet"))
+		json_object_set_new(nic, "subnet", json_string(JS(net,
+		    "subnet")));
+	else
+		json_object_del(nic, "subnet");
+	if (!user)
 		vnet_changed();
 cleanup:
 	json_decref(net);
@@ -492,9 +507,15 @@ vnet_payload(const char *host, const char *have)
 		goto cleanup;
 	list = json_array();
 	json_array_foreach(nets, i, row) {
-		json_t *n = vnet_json(row), *peers = json_array(),
-		    *ls = json_array();
+		json_t *n, *peers, *ls;
 
+		/* User-mode networks live inside each QEMU: nothing to
+		 * realize on a host. */
+		if (strcmp(JS(row, "type"), "user") == 0)
+			continue;
+		n = vnet_json(row);
+		peers = json_array();
+		ls = json_array();
 		if (strcmp(JS(row, "type"), "vxlan") == 0)
 			json_array_foreach(hosts, j, h)
 				if (strcmp(JS(h, "name"), host) != 0 &&
@@ -597,7 +618,9 @@ vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz)
 
 	json_array_foreach(json_object_get(spec, "nics"), i, nic) {
 		name = JS(nic, "network");
-		if (name == NULL || strcmp(name, "user") == 0)
+		/* User-mode (built in or named): present on every host. */
+		if (name == NULL || strcmp(name, "user") == 0 ||
+		    (JS(nic, "type") && strcmp(JS(nic, "type"), "user") == 0))
 			continue;
 		if (vnet_host_state(host, name, st, sizeof(st)) == NULL) {
 			snprintf(why, whysz, "network %s not realized yet", name);
@@ -611,9 +634,10 @@ vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz)
 	return 0;
 }
 
-/* {host: status} of one network, for network show. */
+/* {host: status} of one network, for network show; a user-mode network
+ * (user set) needs nothing on a host and is "ok" on every one. */
 json_t *
-vnet_hosts_of(const char *network)
+vnet_hosts_of(const char *network, int user)
 {
 	json_t *out = json_object(), *v;
 	const char *host;
@@ -621,8 +645,8 @@ vnet_hosts_of(const char *network)
 	pthread_mutex_lock(&vnet_lock);
 	json_object_foreach(vnet_status, host, v) {
 		json_t *s = json_object_get(v, network);
-		json_object_set_new(out, host, json_string(json_is_string(s) ?
-		    json_string_value(s) : "not realized"));
+		json_object_set_new(out, host, json_string(user ? "ok" :
+		    json_is_string(s) ? json_string_value(s) : "not realized"));
 	}
 	pthread_mutex_unlock(&vnet_lock);
 	return out;

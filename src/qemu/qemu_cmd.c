@@ -152,6 +152,19 @@ qemu_ifname_valid(const char *s)
 	return 1;
 }
 
+/* "A.B.C.D/P": an IPv4 address and a prefix length 0-32. */
+static int
+qemu_cidr_valid(const char *s)
+{
+	unsigned int o[4], p;
+	char end;
+
+	if (sscanf(s, "%3u.%3u.%3u.%3u/%2u%c", &o[0], &o[1], &o[2], &o[3], &p,
+	    &end) != 5 || strspn(s, "0123456789./") != strlen(s))
+		return 0;
+	return o[0] < 256 && o[1] < 256 && o[2] < 256 && o[3] < 256 && p <= 32;
+}
+
 static int
 qemu_nic_valid(const struct qemu_nic *n)
 {
@@ -159,6 +172,9 @@ qemu_nic_valid(const struct qemu_nic *n)
 		return 0;
 	if (n->hostfwd[0] && (strcmp(n->type, "user") != 0 ||
 	    !qemu_opt_safe(n->hostfwd)))
+		return 0;
+	if (n->net[0] && (strcmp(n->type, "user") != 0 ||
+	    !qemu_cidr_valid(n->net)))
 		return 0;
 	if (strcmp(n->type, "tap") == 0)
 		return qemu_ifname_valid(n->ifname);
@@ -316,7 +332,8 @@ qemu_nic_netdev(const struct qemu_nic *n, char *out, size_t outsz)
 		return util_fmt(out, outsz, "tap,id=net%d,ifname=%s,script=no,"
 		    "downscript=no%s", n->port, n->ifname,
 		    n->vhost ? ",vhost=on" : "");
-	return util_fmt(out, outsz, "user,id=net%d%s%s", n->port,
+	return util_fmt(out, outsz, "user,id=net%d%s%s%s%s", n->port,
+	    n->net[0] ? ",net=" : "", n->net,
 	    n->hostfwd[0] ? ",hostfwd=" : "", n->hostfwd);
 }
 

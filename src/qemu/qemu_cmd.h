@@ -23,6 +23,7 @@ struct qemu_nic {
 	char	type[16];	/* "user" or "tap" */
 	char	ifname[16];	/* tap device for "tap" */
 	char	hostfwd[64];	/* "user": a hostfwd rule ("tcp:127.0.0.1:H-:G") or "" */
+	char	net[19];	/* "user": slirp's network ("10.0.5.0/24", net=) or "" */
 	int	port;		/* 0 .. QEMU_MAX_NICS-1, unique per VM */
 	int	vhost;		/* tap: vhost=on (KVM with /dev/vhost-net) */
 };

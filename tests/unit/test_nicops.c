@@ -179,6 +179,31 @@ test_plug_device_refused(void **state)
 	t_finish(t);
 }
 
+/* A NIC of a named user network with a subnet: slirp's "net". */
+static void
+test_plug_user_subnet(void **state)
+{
+	struct tstate *t = *state;
+	static const struct fake_step steps[] = {
+		FQ_HANDSHAKE,
+		FQ(FQ_EXPECT, "netdev_add {\"type\": \"user\", \"id\": \"net1\", "
+		    "\"net\": \"10.0.5.0/24\"}"),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT, "device_add {\"driver\": \"virtio-net-pci\", "
+		    "\"netdev\": \"net1\", \"mac\": \"52:54:00:00:00:05\", "
+		    "\"id\": \"nic1\", \"bus\": \"cvport1\"}"),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_END, NULL),
+	};
+	struct qemu_nic n = { .mac = "52:54:00:00:00:05", .type = "user",
+	    .net = "10.0.5.0/24", .port = 1 };
+
+	t_open(t, steps);
+	assert_int_equal(nic_qmp_plug(t->vm->qmp, &n, t->err,
+	    sizeof(t->err)), 0);
+	t_finish(t);
+}
+
 static void
 test_plug_invalid(void **state)
 {
@@ -343,6 +368,28 @@ test_ports_from_metadata(void **state)
 	    0);
 	assert_int_equal(q->nics[0].port, 5);
 	json_decref(spec);
+	/* The manager's stamp: a named network of type user is user-mode
+	 * (no TAP) and its subnet is slirp's; a bad subnet is refused. */
+	spec = json_pack("{s:[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s}]}", "nics",
+	    "mac", "52:54:00:00:00:02", "network", "lab", "type", "user",
+	    "subnet", "10.0.5.0/24", "mac", "52:54:00:00:00:01", "network",
+	    "user", "type", "user");
+	if (nic_qemu_spec(t->vm, spec, q, t->err, sizeof(t->err)) < 0)
+		fail_msg("nic_qemu_spec: %s", t->err);
+	assert_int_equal(q->nnics, 2);
+	assert_string_equal(q->nics[0].type, "user");
+	assert_string_equal(q->nics[0].net, "10.0.5.0/24");
+	assert_string_equal(q->nics[1].type, "user");
+	assert_string_equal(q->nics[1].net, "");
+	assert_false(t->vm->nics[0].tap);
+	json_decref(spec);
+	spec = json_pack("{s:[{s:s, s:s, s:s, s:s}]}", "nics", "mac",
+	    "52:54:00:00:00:02", "network", "lab", "type", "user", "subnet",
+	    "10.0.5.0/24,restrict=on");
+	assert_int_equal(nic_qemu_spec(t->vm, spec, q, t->err, sizeof(t->err)),
+	    -1);
+	assert_non_null(strstr(t->err, "invalid NIC subnet"));
+	json_decref(spec);
 	json_decref(meta);
 	agent_cfg.nstorage = 0;
 	free(q);
@@ -355,6 +402,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_plug_tap),
 		T(test_plug_device_refused),
+		T(test_plug_user_subnet),
 		T(test_plug_invalid),
 		T(test_unplug),
 		T(test_unplug_timeout),

@@ -285,6 +285,52 @@ test_nic_hotplug_strings(void **state)
 	assert_int_equal(qemu_nic_netdev(&n, buf, sizeof(buf)), -1);
 }
 
+/* A named user network's subnet: slirp's net= option, before a hostfwd
+ * rule; only on user-mode NICs, only an IPv4 CIDR. */
+static void
+test_argv_user_subnet(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	static const char *const bad[] = { "10.0.5.0/24,a=b",
+	    "10.0.5/24", "10.0.5.0", "300.0.5.0/24", "10.0.5.0/33",
+	    "10.0.5.0/ 24", "-10.0.5.0/24", "10.0.5.0/24/", NULL };
+	char **argv, buf[256];
+	size_t i;
+
+	SET(s->nics[0].mac, "52:54:00:12:34:56");
+	SET(s->nics[0].type, "user");
+	SET(s->nics[0].net, "10.0.5.0/24");
+	s->nics[0].port = 2;
+	s->nnics = 1;
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-netdev", "user,id=net2,net=10.0.5.0/24");
+	qemu_argv_free(argv);
+	SET(s->nics[0].hostfwd, "tcp:127.0.0.1:40000-:8080");
+	assert_int_equal(qemu_nic_netdev(&s->nics[0], buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "user,id=net2,net=10.0.5.0/24,"
+	    "hostfwd=tcp:127.0.0.1:40000-:8080");
+	s->nics[0].hostfwd[0] = '\0';
+	for (i = 0; bad[i]; i++) {
+		SET(s->nics[0].net, bad[i]);
+		if (qemu_nic_netdev(&s->nics[0], buf, sizeof(buf)) == 0)
+			fail_msg("net=%s accepted: %s", bad[i], buf);
+		assert_null(qemu_build_argv(s));
+	}
+	/* A TAP NIC has no slirp network. */
+	SET(s->nics[0].net, "10.0.5.0/24");
+	SET(s->nics[0].type, "tap");
+	SET(s->nics[0].ifname, "cvnt123456");
+	assert_null(qemu_build_argv(s));
+	s->nics[0].net[0] = '\0';
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-netdev",
+	    "tap,id=net2,ifname=cvnt123456,script=no,downscript=no");
+	qemu_argv_free(argv);
+}
+
 static void
 test_argv_kernel_boot(void **state)
 {
@@ -731,6 +777,7 @@ main(int argc, char **argv)
 		T(test_argv_disks),
 		T(test_argv_nics),
 		cmocka_unit_test(test_nic_hotplug_strings),
+		T(test_argv_user_subnet),
 		T(test_argv_kernel_boot),
 		T(test_argv_extras),
 		T(test_argv_health_devices),
