@@ -244,8 +244,8 @@ vnet_nic_reserve(const char *vm, json_t *nic, int *status, char *err,
 	/* Slirp's DHCP hands out addresses in order and cannot reserve one
 	 * per MAC. */
 	if (user && want_ip) {
-		snprintf(err, errsz, "network %s is user-mode (QEMU's DHCP picks "
-		    "the address): no ip may be given", name);
+		snprintf(err, errsz, "network %s is user-mode and has no IPAM "
+		    "(QEMU's DHCP picks the address): no ip may be given", name);
 		goto cleanup;
 	}
 	if (want_ip && !has_subnet) {

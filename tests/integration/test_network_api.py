@@ -303,3 +303,106 @@ def test_metrics_count_networks(cluster):
               if l.startswith("cvirt_networks{")}
     assert counts.get('cvirt_networks{type="vxlan"}', 0) >= 1, counts
 
+
+
+def test_user_networks(cluster):
+    """Named user-mode networks: QEMU's slirp in each VM, so no VNI,
+    VLAN, uplink or IPAM, always DHCP, subnets that overlap nothing, and
+    nothing for the agents to realize."""
+    cl = cluster
+    lab = create(cl, {"name": "ulab", "type": "user",
+                      "subnet": "10.67.0.0/24"})
+    assert lab["type"] == "user" and lab["subnet"] == "10.67.0.0/24"
+    # Slirp's gateway is the second address; its DHCP always runs.
+    assert lab["gateway"] == "10.67.0.2" and lab["dhcp"] is True
+    assert lab["mtu"] == 1500 and lab["builtin"] is False
+    assert lab["vni"] is None and lab["vlan"] is None and \
+        lab["uplink"] is None
+    plain = create(cl, {"name": "uplain", "type": "user", "dhcp": True,
+                        "mtu": 1500})
+    assert plain["subnet"] is None and plain["gateway"] is None
+    for body, words in (
+            ({"vni": 5}, "no vni"),
+            ({"vlan": 5}, "no vlan"),
+            ({"uplink": "eth0"}, "no uplink"),
+            ({"dhcp": False}, "always has DHCP"),
+            ({"mtu": 1400}, "MTU is 1500"),
+            ({"subnet": "10.68.0.0/28"}, "/16 to /27"),
+            ({"subnet": "10.68.0.1/24"}, "host bits"),
+            ({"subnet": "10.68.0.0/8"}, "prefix")):
+        body = dict(body, name="ubad", type="user")
+        st, reply = cl.http("POST", "/api/v1/networks", body)
+        assert st == 400 and words in reply["error"], (body, reply)
+        assert "\n" not in reply["error"]
+    assert cl.http("GET", "/api/v1/networks/ubad")[0] == 404
+    # Its subnet lives inside each QEMU: no overlap, either way.
+    create(cl, {"name": "unat", "type": "nat", "subnet": "10.67.0.0/24"})
+    create(cl, {"name": "ulab2", "type": "user", "subnet": "10.67.0.0/16"})
+    st, nets = cl.http("GET", "/api/v1/networks")
+    types = {n["name"]: n["type"] for n in nets}
+    assert types["ulab"] == types["uplain"] == types["ulab2"] == "user"
+    assert types["user"] == "user" and types["unat"] == "nat"
+
+    # NICs: no address (slirp's DHCP picks it), the network's type (and
+    # subnet) stamped on the NIC for the agent.
+    st, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "uvm", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "ulab"}, {"network": "uplain"},
+                 {"network": "unat"}, {"network": "user"}]})
+    assert st == 201, vm
+    nics = vm["nics"]
+    assert [n["ip"] for n in nics] == [None, None, "10.67.0.2", None]
+    assert [n["type"] for n in nics] == ["user", "user", "nat", "user"]
+    assert nics[0]["subnet"] == "10.67.0.0/24"
+    assert all("subnet" not in n for n in nics[1:])
+    assert len({n["mac"] for n in nics}) == 4
+    for nic, status, words in (
+            ({"network": "ulab", "ip": "10.67.0.15"}, 400, "no ip"),
+            ({"network": "uplain", "ip": "10.0.2.15"}, 400, "no ip"),
+            ({"network": "ulab", "mac": nics[2]["mac"]}, 409, "in use")):
+        st, reply = cl.http("POST", "/api/v1/vms/uvm/nics", nic)
+        assert st == status and words in reply["error"], (nic, reply)
+        st, reply = cl.http("POST", "/api/v1/vms", {
+            "name": "ubadvm", "cpus": 1, "memory_mib": 64, "nics": [nic]})
+        assert st == status, (nic, reply)
+        assert cl.http("GET", "/api/v1/vms/ubadvm")[0] == 404
+    # A NIC added later (the VM is stopped: only the spec changes).
+    st, vm = cl.http("POST", "/api/v1/vms/uvm/nics", {"network": "ulab2"})
+    assert st == 201, vm
+    assert vm["nics"][-1]["type"] == "user" and \
+        vm["nics"][-1]["subnet"] == "10.67.0.0/16" and \
+        vm["nics"][-1]["ip"] is None
+
+    # Nothing to realize: not in the hosts' desired state, "ok" on every
+    # host (h1 realizes unat, so it has reported its networks).
+    key = register(cl, "fake-u", "10.240.0.9", storage=False)
+    names = [n["name"] for n in report(cl, "fake-u", key, "")["net"]
+             ["networks"]]
+    assert "unat" in names
+    assert not {"ulab", "uplain", "ulab2", "user"} & set(names)
+    cvirt.wait_for(lambda: "h1" in cl.http(
+        "GET", "/api/v1/networks/unat")[1]["hosts"], 30, "h1's report")
+    st, show = cl.http("GET", "/api/v1/networks/ulab")
+    assert show["vms"] == ["uvm"]
+    assert "h1" in show["hosts"] and \
+        set(show["hosts"].values()) == {"ok"}, show
+
+    # In use: not deleted; once the VM is gone it can be.
+    for name in ("ulab", "uplain", "ulab2"):
+        st, reply = cl.http("DELETE", "/api/v1/networks/" + name)
+        assert st == 409 and "in use" in reply["error"], reply
+    cl.cli("vm", "delete", "uvm")
+    for name in ("ulab", "uplain", "ulab2", "unat"):
+        assert cl.http("DELETE", "/api/v1/networks/" + name)[0] == 200
+
+    # The client: created and listed like the other types.
+    rc, text, _ = cl.cli("network", "create", "ucli", "--type", "user",
+                         "--subnet", "10.69.0.0/24")
+    assert "ucli" in text and "user" in text and "10.69.0.2" in text
+    rc, text, _ = cl.cli("network", "list")
+    row = [l.split() for l in text.splitlines() if l.startswith("ucli ")]
+    assert row and row[0][1:3] == ["user", "10.69.0.0/24"], text
+    rc, _, err = cl.cli("network", "create", "ucli2", "--type", "user",
+                        "--vni", 7, check=False)
+    assert rc != 0 and "no vni" in err and len(err.strip().splitlines()) == 1
+    cl.cli("network", "delete", "ucli")
