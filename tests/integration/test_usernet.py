@@ -1,0 +1,71 @@
+"""A named user-mode network (docs/network.md): a real guest on `--type user
+--subnet 10.0.5.0/24` gets slirp's first DHCP address of that subnet and
+reaches its gateway, on a host whose agent cannot make host networks
+(no CAP_NET_ADMIN): nothing needs realizing there. A NIC hot-plugged on
+such a network reaches the guest too."""
+
+import re
+import shutil
+
+import pytest
+
+import cvirt
+
+
+class NoNetAdminCluster(cvirt.Cluster):
+    """Agents without CAP_NET_ADMIN: every host network "needs root"."""
+
+    def wrap(self, role, argv):
+        if role in ("manager", "client"):
+            return argv
+        return ["setpriv", "--bounding-set", "-net_admin", "--inh-caps",
+                "-net_admin"] + argv
+
+
+@pytest.fixture
+def cluster(request, tmp_path, cvirt_bin):
+    cl = NoNetAdminCluster(logdir=str(tmp_path))
+    request.addfinalizer(cl.cleanup)
+    cl.start(hosts=("h1",))
+    return cl
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
+def test_guest_on_user_network(cluster, guest):
+    cl = cluster
+    cl.cli("network", "create", "lab", "--type", "user", "--subnet",
+           "10.0.5.0/24")
+    cl.cli("network", "create", "lab2", "--type", "user", "--subnet",
+           "10.0.6.0/24")
+    # A host network for contrast: this host cannot realize it.
+    cl.cli("network", "create", "hostnet", "--type", "nat", "--subnet",
+           "10.71.0.0/24")
+    cvirt.wait_for(lambda: "needs root" in cl.http(
+        "GET", "/api/v1/networks/hostnet")[1]["hosts"].get("h1", ""), 30,
+        "h1 to report hostnet")
+    assert cl.http("GET", "/api/v1/networks/lab")[1]["hosts"] == \
+        {"h1": "ok"}
+    cl.cli("vm", "create", "nat1", "--cpus", 1, "--memory", 128,
+           "--net", "hostnet")
+    rc, _, err = cl.cli("vm", "start", "nat1", check=False)
+    assert rc != 0 and "needs root" in err, err
+
+    cl.cli("vm", "create", "u1", "--cpus", 1, "--memory", 128, "--net",
+           "lab", "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", "console=ttyS0 cvirt.net=dhcp cvirt.ping=10.0.5.2")
+    cl.cli("vm", "start", "u1")
+    vm = cl.vm("u1")
+    assert vm["host"] == "h1" and vm["nics"][0]["ip"] is None
+    argv = cvirt.proc_cmdline(cvirt.qemu_pid(vm["uuid"]))
+    assert "user,id=net0,net=10.0.5.0/24" in argv, argv
+    # Slirp's DHCP: the subnet's 15th address; its gateway is the 2nd.
+    text = cl.wait_serial("u1", "cvirt-guest: ping 10.0.5.2 ok", 30)
+    assert re.findall(r"cvirt-guest: ip (\S+)", text) == ["10.0.5.15/24"]
+
+    # Hot-plug: QEMU takes netdev_add with the other subnet.
+    st, out = cl.http("POST", "/api/v1/vms/u1/nics", {"network": "lab2"})
+    assert st == 201, out
+    nic = out["nics"][-1]
+    assert nic["type"] == "user" and nic["subnet"] == "10.0.6.0/24"
+    cl.wait_serial("u1", "cvirt-guest: nic eth1 %s up" % nic["mac"], 30)
+    cl.cli("vm", "stop", "u1", "--force")
