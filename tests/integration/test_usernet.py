@@ -2,7 +2,8 @@
 --subnet 10.0.5.0/24` gets slirp's first DHCP address of that subnet and
 reaches its gateway, on a host whose agent cannot make host networks
 (no CAP_NET_ADMIN): nothing needs realizing there. A NIC hot-plugged on
-such a network reaches the guest too."""
+such a network reaches the guest too, and a live migration keeps both
+subnets (the destination builds its netdevs from the same spec)."""
 
 import re
 import shutil
@@ -26,7 +27,7 @@ class NoNetAdminCluster(cvirt.Cluster):
 def cluster(request, tmp_path, cvirt_bin):
     cl = NoNetAdminCluster(logdir=str(tmp_path))
     request.addfinalizer(cl.cleanup)
-    cl.start(hosts=("h1",))
+    cl.start(hosts=("h1", "h2"))
     return cl
 
 
@@ -44,7 +45,7 @@ def test_guest_on_user_network(cluster, guest):
         "GET", "/api/v1/networks/hostnet")[1]["hosts"].get("h1", ""), 30,
         "h1 to report hostnet")
     assert cl.http("GET", "/api/v1/networks/lab")[1]["hosts"] == \
-        {"h1": "ok"}
+        {"h1": "ok", "h2": "ok"}
     cl.cli("vm", "create", "nat1", "--cpus", 1, "--memory", 128,
            "--net", "hostnet")
     rc, _, err = cl.cli("vm", "start", "nat1", check=False)
@@ -53,7 +54,7 @@ def test_guest_on_user_network(cluster, guest):
     cl.cli("vm", "create", "u1", "--cpus", 1, "--memory", 128, "--net",
            "lab", "--kernel", guest.kernel, "--initrd", guest.initrd,
            "--cmdline", "console=ttyS0 cvirt.net=dhcp cvirt.ping=10.0.5.2")
-    cl.cli("vm", "start", "u1")
+    cl.cli("vm", "start", "u1", "--host", "h1")
     vm = cl.vm("u1")
     assert vm["host"] == "h1" and vm["nics"][0]["ip"] is None
     argv = cvirt.proc_cmdline(cvirt.qemu_pid(vm["uuid"]))
@@ -68,4 +69,16 @@ def test_guest_on_user_network(cluster, guest):
     nic = out["nics"][-1]
     assert nic["type"] == "user" and nic["subnet"] == "10.0.6.0/24"
     cl.wait_serial("u1", "cvirt-guest: nic eth1 %s up" % nic["mac"], 30)
+
+    # A live migration: the destination builds the same netdevs from the
+    # spec (the stamped subnets), and the guest's slirp goes on answering.
+    cl.cli("vm", "migrate", "u1", "--to", "h2")
+    vm = cl.vm("u1")
+    assert vm["host"] == "h2" and vm["state"] == "running"
+    argv = cvirt.proc_cmdline(cvirt.qemu_pid(vm["uuid"]))
+    assert "user,id=net0,net=10.0.5.0/24" in argv, argv
+    assert "user,id=net1,net=10.0.6.0/24" in argv, argv
+    n = len(re.findall(r"cvirt-guest: ping 10\.0\.5\.2 ok",
+                       cl.serial("u1")))
+    cl.wait_serial("u1", "cvirt-guest: ping 10.0.5.2 ok", 30, count=n + 2)
     cl.cli("vm", "stop", "u1", "--force")
