@@ -246,8 +246,8 @@ api_net_create(struct httpd_req *r)
 		    type);
 	if (uplink && strcmp(type, "nat") == 0)
 		return httpd_reply_error(r, 400, "a nat network has no uplink");
-	/* DHCP: on for nat, and for vxlan with a subnet; an outside network
-	 * (bridge, vlan) usually has its own DHCP server. */
+	/* DHCP: on for nat, user (QEMU's own) and vxlan with a subnet; an
+	 * outside network (bridge, vlan) usually has its own DHCP server. */
 	if (dhcp < 0)
 		dhcp = strcmp(type, "nat") == 0 || strcmp(type, "user") == 0 ||
 		    (strcmp(type, "vxlan") == 0 && subnet != NULL);
