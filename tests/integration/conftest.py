@@ -13,6 +13,20 @@ def pytest_configure(config):
         "markers", "slow: boots several guests or restarts daemons")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """tests/run spreads the suite over two pytest-xdist workers with
+    --dist loadgroup: each module is one group, so it runs on one worker
+    and its module-scoped cluster is made once. A module may name a
+    shared group (XDIST_GROUP): the ones whose agents realize networks
+    in this machine's own network namespace share "hostnet", as they
+    would race for the same bridge names (cvnb1, ...)."""
+    for item in items:
+        group = getattr(item.module, "XDIST_GROUP", None) or \
+            item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(scope="session")
 def cvirt_bin():
     """Path of the cvirt binary under test ($CVIRT_BIN or build/cvirt)."""

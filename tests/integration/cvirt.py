@@ -6,6 +6,7 @@ the `cvirt` CLI, and on stop() leaves nothing running: daemons get SIGTERM,
 then SIGKILL, and every QEMU process of this cluster's VMs is killed.
 """
 
+import hashlib
 import json as jsonlib
 import os
 import re
@@ -611,10 +612,52 @@ class Cluster:
         try:
             wait_for(lambda: not any(pid_alive(p) for p in leftovers), 10,
                      "QEMU processes %s to exit" % sorted(leftovers))
+            self.remove_host_networks()
         finally:
             if self in Cluster.active:
                 Cluster.active.remove(self)
         return leftovers
+
+    def net_owner(self, name):
+        """The mark agent `name` writes on every kernel object it owns
+        (src/agent/agent.c: "cvirt:" and 16 hex digits of the BLAKE2b of
+        its data directory)."""
+        adir = os.path.join(self.base, "a-" + name)
+        return "cvirt:" + hashlib.blake2b(
+            adir.encode(), digest_size=32).hexdigest()[:16]
+
+    def remove_host_networks(self):
+        """Deletes the links and nftables tables this cluster's agents
+        own in this network namespace. An agent leaves its networks in
+        place when it stops (its VMs may outlive it; docs/network.md), so
+        a test cluster removes them itself, or the next cluster's agents
+        find names (cvnb1, ...) that belong to someone else. Clusters in
+        their own namespaces lose everything with the namespaces."""
+        owners = {self.net_owner(n) for n in self.agents}
+        if not owners or getattr(self, "ns", None):
+            return
+        p = subprocess.run(["ip", "-j", "link", "show"], capture_output=True,
+                           text=True)
+        try:
+            links = jsonlib.loads(p.stdout or "[]")
+        except ValueError:
+            links = []
+        for link in links:
+            if link.get("ifalias") in owners:
+                subprocess.run(["ip", "link", "del", "dev", link["ifname"]],
+                               capture_output=True)
+        p = subprocess.run(["nft", "list", "tables"], capture_output=True,
+                           text=True)
+        for line in p.stdout.splitlines():
+            words = line.split()
+            if len(words) != 3 or not words[2].startswith("cvirt_"):
+                continue
+            t = subprocess.run(["nft", "list", "table", words[1], words[2]],
+                               capture_output=True, text=True)
+            m = re.search(r'comment "([^"]*)"', t.stdout)
+            if m and m.group(1) in owners:
+                subprocess.run(["nft", "delete", "table", words[1],
+                                words[2]], capture_output=True)
 
     def cleanup(self):
         """stop() and remove the data directory if this cluster made it."""

@@ -7,6 +7,10 @@ import pytest
 
 import cvirt
 
+# This module's agents realize networks in this machine's own network
+# namespace: one worker at a time (conftest.py).
+XDIST_GROUP = "hostnet"
+
 
 def create(cl, body, status=201):
     st, reply = cl.http("POST", "/api/v1/networks", body)

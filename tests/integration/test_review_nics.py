@@ -5,6 +5,10 @@ import threading
 
 import cvirt
 
+# This module's agents realize networks in this machine's own network
+# namespace: one worker at a time (conftest.py).
+XDIST_GROUP = "hostnet"
+
 
 def test_concurrent_nic_adds_and_removes_keep_the_spec(cluster):
     cl = cluster
