@@ -9,6 +9,7 @@ then SIGKILL, and every QEMU process of this cluster's VMs is killed.
 import hashlib
 import json as jsonlib
 import os
+import random
 import re
 import shutil
 import signal
@@ -59,27 +60,59 @@ def wait_for(fn, timeout, what, interval=0.1):
         time.sleep(interval)
 
 
+# Test daemons listen on ports below the kernel's ephemeral range
+# (32768-60999 by default), so no outgoing connection takes one between
+# the moment it is picked and the daemon's bind; each pytest-xdist worker
+# (tests/run runs two) hands out its own share of the range, in turn.
+PORT_RANGE = (20000, 32768)
+_port_next = None
+
+
+def _port_share():
+    n = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    n = int(n) if n.isdigit() and int(n) > 0 else 1
+    w = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    i = int(w) % n if w.isdigit() else 0
+    span = (PORT_RANGE[1] - PORT_RANGE[0]) // n
+    return PORT_RANGE[0] + i * span, span
+
+
+def _port_free(p):
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count=1):
+    """The first of `count` consecutive TCP ports on 127.0.0.1 that were
+    free a moment ago and that this process has not handed out lately."""
+    global _port_next
+    lo, span = _port_share()
+    if _port_next is None or not lo <= _port_next < lo + span - count:
+        _port_next = random.randrange(lo, lo + span - count)
+    for _ in range(span):
+        p = _port_next
+        _port_next = p + count
+        if _port_next >= lo + span - count:
+            _port_next = lo
+        if all(_port_free(p + k) for k in range(count)):
+            return p
+    raise RuntimeError("no %d free port(s) in %d-%d" % (count, lo,
+                                                       lo + span - 1))
+
+
 def free_port():
     """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)
 
 
 def free_port_pair():
     """A port P with P and P+1 free on 127.0.0.1 (cvirt up's agent listens
     on the manager's port + 1)."""
-    for _ in range(50):
-        p = free_port()
-        if p >= 65535:
-            continue
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", p + 1))
-            except OSError:
-                continue
-        return p
-    raise RuntimeError("no two adjacent free ports")
+    return free_ports(2)
 
 
 def cpu_has_virt():

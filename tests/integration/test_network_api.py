@@ -18,6 +18,17 @@ def create(cl, body, status=201):
     return reply
 
 
+def nic_refused(cl, vm, nic, status, words):
+    """nic is refused with status (and words in the error) when added to
+    vm, and when a new VM is created with it: that leaves nothing behind."""
+    st, reply = cl.http("POST", "/api/v1/vms/%s/nics" % vm, nic)
+    assert st == status and words in reply["error"], (nic, reply)
+    st, reply = cl.http("POST", "/api/v1/vms", {
+        "name": "nic-refused", "cpus": 1, "memory_mib": 64, "nics": [nic]})
+    assert st == status, (nic, reply)
+    assert cl.http("GET", "/api/v1/vms/nic-refused")[0] == 404
+
+
 def test_network_validation(cluster):
     cl = cluster
     bad = [
@@ -125,13 +136,7 @@ def test_ipam_macs_and_nics_of_stopped_vms(cluster):
              "unicast"),
             ({"network": "user", "ip": "10.0.2.15"}, 400, "IPAM"),
             ({"network": "nosuch"}, 404, "not found")):
-        st, reply = cl.http("POST", "/api/v1/vms/ipam1/nics", nic)
-        assert st == status and words in reply["error"], (nic, reply)
-        # A refused create leaves nothing behind.
-        st, reply = cl.http("POST", "/api/v1/vms", {
-            "name": "ipam-bad", "cpus": 1, "memory_mib": 64, "nics": [nic]})
-        assert st == status, (nic, reply)
-        assert cl.http("GET", "/api/v1/vms/ipam-bad")[0] == 404
+        nic_refused(cl, "ipam1", nic, status, words)
     # Fill the subnet: .3, .4, .5 are left.
     st, vm = cl.http("POST", "/api/v1/vms/ipam1/nics", {"network": "small"})
     assert st == 201 and vm["nics"][-1]["ip"] == "10.62.0.3"
@@ -364,12 +369,7 @@ def test_user_networks(cluster):
             ({"network": "ulab", "ip": "10.67.0.15"}, 400, "no ip"),
             ({"network": "uplain", "ip": "10.0.2.15"}, 400, "no ip"),
             ({"network": "ulab", "mac": nics[2]["mac"]}, 409, "in use")):
-        st, reply = cl.http("POST", "/api/v1/vms/uvm/nics", nic)
-        assert st == status and words in reply["error"], (nic, reply)
-        st, reply = cl.http("POST", "/api/v1/vms", {
-            "name": "ubadvm", "cpus": 1, "memory_mib": 64, "nics": [nic]})
-        assert st == status, (nic, reply)
-        assert cl.http("GET", "/api/v1/vms/ubadvm")[0] == 404
+        nic_refused(cl, "uvm", nic, status, words)
     # A NIC added later (the VM is stopped: only the spec changes).
     st, vm = cl.http("POST", "/api/v1/vms/uvm/nics", {"network": "ulab2"})
     assert st == 201, vm

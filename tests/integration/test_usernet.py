@@ -60,7 +60,10 @@ def test_guest_on_user_network(cluster, guest):
     argv = cvirt.proc_cmdline(cvirt.qemu_pid(vm["uuid"]))
     assert "user,id=net0,net=10.0.5.0/24" in argv, argv
     # Slirp's DHCP: the subnet's 15th address; its gateway is the 2nd.
-    text = cl.wait_serial("u1", "cvirt-guest: ping 10.0.5.2 ok", 30)
+    # (The guest prints its address once udhcpc returns, which may come
+    # after the first ping: wait for both.)
+    cl.wait_serial("u1", "cvirt-guest: ping 10.0.5.2 ok", 30)
+    text = cl.wait_serial("u1", "cvirt-guest: ip ", 30)
     assert re.findall(r"cvirt-guest: ip (\S+)", text) == ["10.0.5.15/24"]
 
     # Hot-plug: QEMU takes netdev_add with the other subnet.
