@@ -889,7 +889,10 @@ cleanup:
 int
 vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 {
+	/* Files the host reads at start: refused at define, not at start. */
+	static const char *const files[] = { "kernel", "initrd", "cdrom" };
 	const char *root = vmhost_storage_path(jstr(spec, "storage"));
+	size_t i;
 
 	*status = 400;
 	if (root == NULL) {
@@ -897,17 +900,13 @@ vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 		    jstr(spec, "storage"), agent_cfg.name);
 		return -1;
 	}
-	if (json_object_get(spec, "kernel") && jstr(spec, "kernel")[0] &&
-	    access(jstr(spec, "kernel"), R_OK) < 0) {
-		snprintf(err, errsz, "kernel %s is not readable on host %s",
-		    jstr(spec, "kernel"), agent_cfg.name);
-		return -1;
-	}
-	if (json_object_get(spec, "initrd") && jstr(spec, "initrd")[0] &&
-	    access(jstr(spec, "initrd"), R_OK) < 0) {
-		snprintf(err, errsz, "initrd %s is not readable on host %s",
-		    jstr(spec, "initrd"), agent_cfg.name);
-		return -1;
+	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+		if (json_object_get(spec, files[i]) && jstr(spec, files[i])[0] &&
+		    access(jstr(spec, files[i]), R_OK) < 0) {
+			snprintf(err, errsz, "%s %s is not readable on host %s",
+			    files[i], jstr(spec, files[i]), agent_cfg.name);
+			return -1;
+		}
 	}
 	if (store_vm_define(root, spec, err, errsz) < 0) {
 		*status = errno == EEXIST ? 409 : 500;

@@ -358,6 +358,26 @@ api_vm_submit(struct httpd_req *r, const char *kind, json_t *params)
 	return api_reply_task(r, id);
 }
 
+/* Refuses (409, 404 for an unknown host, 422 with no host to go to) an
+ * operation the VM's state rules out, before a task is queued; a VM busy
+ * with a task is left to task_submit's 409. */
+static int
+api_vm_precheck(struct httpd_req *r, const char *op, json_t *params)
+{
+	char err[256];
+	json_t *row = vm_find(r->params[0]);
+	int rc = 0, status;
+
+	if (row != NULL && !json_is_integer(json_object_get(row, "task_id")) &&
+	    vmops_check(op, row, params, err, sizeof(err)) < 0) {
+		status = errno == ENOENT ? 404 : errno == ENOSPC ? 422 : 409;
+		httpd_reply_error(r, status, "%s", err);
+		rc = -1;
+	}
+	json_decref(row);
+	return rc;
+}
+
 /* Migration options: all optional; "to" picks the host (else placement). */
 static int
 api_vm_migrate_params(struct httpd_req *r, const char *const fields[],
@@ -442,6 +462,8 @@ api_vm_action(struct httpd_req *r)
 		httpd_reply_error(r, 404, "no such action: %.32s", op);
 		goto fail;
 	}
+	if (api_vm_precheck(r, op, params) < 0)
+		goto fail;
 	snprintf(kind, sizeof(kind), "vm.%s", op);
 	return api_vm_submit(r, kind, params);
 fail:
@@ -453,7 +475,7 @@ static int
 api_vm_delete(struct httpd_req *r)
 {
 	char force[8] = "";
-	json_t *row;
+	json_t *row, *params;
 
 	if ((row = api_vm_lookup(r)) == NULL)
 		return 0;
@@ -461,8 +483,13 @@ api_vm_delete(struct httpd_req *r)
 	if (api_vm_guard(r, r->params[0], "delete") < 0)
 		return 0;
 	httpd_query(r, "force", force, sizeof(force));
-	return api_vm_submit(r, "vm.delete", json_pack("{s:b}", "force",
-	    strcmp(force, "1") == 0 || strcmp(force, "true") == 0));
+	params = json_pack("{s:b}", "force", strcmp(force, "1") == 0 ||
+	    strcmp(force, "true") == 0);
+	if (api_vm_precheck(r, "delete", params) < 0) {
+		json_decref(params);
+		return 0;
+	}
+	return api_vm_submit(r, "vm.delete", params);
 }
 
 static int

@@ -233,6 +233,13 @@ void	 vm_set_state(const char *uuid, const char *state, const char *host,
 	    int64_t pid);
 
 /* vmops.c: task handlers */
+/* Whether op ("start", "pause", "resume", "reboot", "delete", "migrate";
+ * any other passes) may run now on the VM row with the task's params: 0, or
+ * -1 with err set and errno EBUSY (wrong state), ENOENT (a host named in
+ * params is unknown) or ENOSPC (no other host to go to). The API answers
+ * with it before it queues a task; the handler checks again when it runs. */
+int	 vmops_check(const char *op, json_t *row, json_t *params, char *err,
+	    size_t errsz);
 int	 vmops_start(struct task *t);
 int	 vmops_stop(struct task *t);
 int	 vmops_reboot(struct task *t);

@@ -333,17 +333,8 @@ vmops_migrate(struct task *t)
 		snprintf(t->err, sizeof(t->err), "vm \"%s\" not found", t->vm);
 		goto cleanup;
 	}
-	if (strcmp(JS(row, "state"), "running") != 0 &&
-	    strcmp(JS(row, "state"), "paused") != 0) {
-		snprintf(t->err, sizeof(t->err), "vm \"%s\" is %s: only a running "
-		    "or paused VM migrates", t->vm, JS(row, "state"));
+	if (vmops_check("migrate", row, t->params, t->err, sizeof(t->err)) < 0)
 		goto cleanup;
-	}
-	if (to && strcmp(to, JS(row, "host")) == 0) {
-		snprintf(t->err, sizeof(t->err), "vm \"%s\" already runs on %s",
-		    t->vm, to);
-		goto cleanup;
-	}
 	if (sched_pick(row, to, JS(row, "host"), dest, sizeof(dest), t->err,
 	    sizeof(t->err)) < 0)
 		goto cleanup;

@@ -1,4 +1,5 @@
 /* vmops.c - task handlers for VM lifecycle operations. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,96 @@ vmops_load(struct task *t)
 	if (row == NULL)
 		snprintf(t->err, sizeof(t->err), "vm \"%s\" not found", t->vm);
 	return row;
+}
+
+static int
+vmops_host_known(const char *name)
+{
+	json_t *h = db_row("SELECT name FROM hosts WHERE name = ?", "s", name);
+	int known = h != NULL;
+
+	json_decref(h);
+	return known;
+}
+
+/* migrate: a running or paused VM, and a host to go to other than its own. */
+static int
+vmops_check_migrate(json_t *row, const char *to, char *err, size_t errsz)
+{
+	const char *name = JS(row, "name"), *state = JS(row, "state");
+	json_t *other = NULL;
+	int rc = -1;
+
+	errno = EBUSY;
+	if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0) {
+		snprintf(err, errsz, "vm \"%s\" is %s: only a running or paused "
+		    "VM migrates", name, state);
+	} else if (to != NULL && JS(row, "host") != NULL &&
+	    strcmp(to, JS(row, "host")) == 0) {
+		snprintf(err, errsz, "vm \"%s\" already runs on %s", name, to);
+	} else if (to != NULL && !vmops_host_known(to)) {
+		snprintf(err, errsz, "host \"%s\" not found", to);
+		errno = ENOENT;
+	} else if (to == NULL && (other = db_row("SELECT name FROM hosts WHERE "
+	    "name <> ? LIMIT 1", "s", JS(row, "host") ? JS(row, "host") :
+	    "")) == NULL) {
+		snprintf(err, errsz, "no other host is registered");
+		errno = ENOSPC;
+	} else {
+		rc = 0;
+	}
+	json_decref(other);
+	return rc;
+}
+
+int
+vmops_check(const char *op, json_t *row, json_t *params, char *err,
+    size_t errsz)
+{
+	const char *name = JS(row, "name"), *state = JS(row, "state");
+	const char *need = NULL;
+	int down = strcmp(state, "stopped") == 0 ||
+	    strcmp(state, "failed") == 0;
+
+	errno = EBUSY;
+	if (strcmp(op, "migrate") == 0)
+		return vmops_check_migrate(row, JS(params, "to"), err, errsz);
+	if (strcmp(op, "start") == 0) {
+		if (!down) {
+			snprintf(err, errsz, "vm \"%s\" is %s", name, state);
+			return -1;
+		}
+		if (JS(params, "host") && !vmops_host_known(JS(params, "host"))) {
+			snprintf(err, errsz, "host \"%s\" not found",
+			    JS(params, "host"));
+			errno = ENOENT;
+			return -1;
+		}
+		return 0;
+	}
+	if (strcmp(op, "delete") == 0) {
+		if (down || json_is_true(json_object_get(params, "force")))
+			return 0;
+		snprintf(err, errsz, "vm \"%s\" is %s: stop it first or use "
+		    "--force", name, state);
+		return -1;
+	}
+	if (strcmp(op, "pause") == 0)
+		need = "running";
+	else if (strcmp(op, "resume") == 0)
+		need = "paused";
+	else if (strcmp(op, "reboot") != 0)
+		return 0;
+	if (JS(row, "host") == NULL || strcmp(state, "stopped") == 0) {
+		snprintf(err, errsz, "vm \"%s\" is not running", name);
+		return -1;
+	}
+	if (need && strcmp(state, need) != 0) {
+		snprintf(err, errsz, "vm \"%s\" is %s, not %s", name, state,
+		    need);
+		return -1;
+	}
+	return 0;
 }
 
 static int
@@ -47,17 +138,14 @@ int
 vmops_start(struct task *t)
 {
 	json_t *row = NULL, *spec = NULL, *reply = NULL;
-	const char *want = JS(t->params, "host"), *state;
+	const char *want = JS(t->params, "host");
 	char host[UTIL_NAME_MAX + 1];
 	int rc = -1;
 
 	if ((row = vmops_load(t)) == NULL)
 		goto cleanup;
-	state = JS(row, "state");
-	if (strcmp(state, "stopped") != 0 && strcmp(state, "failed") != 0) {
-		snprintf(t->err, sizeof(t->err), "vm \"%s\" is %s", t->vm, state);
+	if (vmops_check("start", row, t->params, t->err, sizeof(t->err)) < 0)
 		goto cleanup;
-	}
 	spec = vm_spec(row);
 	if (want == NULL)
 		want = JS(spec, "host");
@@ -162,20 +250,17 @@ cleanup:
 
 /* pause, resume, reboot: one QMP command on the VM's host. */
 static int
-vmops_simple(struct task *t, const char *op, const char *need,
-    const char *after)
+vmops_simple(struct task *t, const char *op, const char *after)
 {
 	char host[UTIL_NAME_MAX + 1], suffix[32];
 	json_t *row;
 	int rc = -1;
 
-	if ((row = vmops_load_running(t, host, sizeof(host))) == NULL)
+	if ((row = vmops_load(t)) == NULL)
 		return -1;
-	if (need && strcmp(JS(row, "state"), need) != 0) {
-		snprintf(t->err, sizeof(t->err), "vm \"%s\" is %s, not %s", t->vm,
-		    JS(row, "state"), need);
+	if (vmops_check(op, row, t->params, t->err, sizeof(t->err)) < 0)
 		goto cleanup;
-	}
+	snprintf(host, sizeof(host), "%s", JS(row, "host"));
 	snprintf(suffix, sizeof(suffix), "/%s", op);
 	if (vmops_agent(t, host, "POST", JS(row, "uuid"), suffix, NULL, 30000,
 	    NULL) < 0)
@@ -193,19 +278,19 @@ cleanup:
 int
 vmops_pause(struct task *t)
 {
-	return vmops_simple(t, "pause", "running", "paused");
+	return vmops_simple(t, "pause", "paused");
 }
 
 int
 vmops_resume(struct task *t)
 {
-	return vmops_simple(t, "resume", "paused", "running");
+	return vmops_simple(t, "resume", "running");
 }
 
 int
 vmops_reboot(struct task *t)
 {
-	return vmops_simple(t, "reboot", NULL, NULL);
+	return vmops_simple(t, "reboot", NULL);
 }
 
 int
@@ -217,13 +302,10 @@ vmops_delete(struct task *t)
 
 	if ((row = vmops_load(t)) == NULL)
 		return -1;
+	if (vmops_check("delete", row, t->params, t->err, sizeof(t->err)) < 0)
+		goto cleanup;
 	if (strcmp(JS(row, "state"), "stopped") != 0 &&
 	    strcmp(JS(row, "state"), "failed") != 0) {
-		if (!json_is_true(json_object_get(t->params, "force"))) {
-			snprintf(t->err, sizeof(t->err), "vm \"%s\" is %s: stop it "
-			    "first or use --force", t->vm, JS(row, "state"));
-			goto cleanup;
-		}
 		json_object_set_new(t->params, "timeout_s", json_integer(0));
 		if (vmops_stop(t) < 0)
 			goto cleanup;

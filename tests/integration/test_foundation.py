@@ -209,16 +209,26 @@ BAD_CREATES = [
     ("no name", ["--cpus", "1", "--memory", "256"]),
     ("relative kernel", ["v1", "--cpus", "1", "--memory", "256",
                          "--kernel", "vmlinuz"]),
+    ("missing kernel", ["v1", "--cpus", "1", "--memory", "256",
+                        "--kernel", "/nonexistent/vmlinuz"]),
+    ("missing cdrom", ["v1", "--cpus", "1", "--memory", "256",
+                       "--cdrom", "/nonexistent/install.iso"]),
 ]
+
+
+def vm_dirs(cl):
+    d = os.path.join(cl.storage, "vms")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 @pytest.mark.parametrize("args", [a for _, a in BAD_CREATES],
                          ids=[i for i, _ in BAD_CREATES])
 def test_bad_create_is_refused(cluster, args):
-    before = cluster.vm_names()
+    before, dirs = cluster.vm_names(), vm_dirs(cluster)
     rc, _, err = cluster.cli("vm", "create", *args, check=False)
     assert_one_line_error(rc, err, "vm create %r" % (args,))
     assert cluster.vm_names() == before
+    assert vm_dirs(cluster) == dirs
 
 
 def test_duplicate_name_is_refused(cluster, guest):
@@ -424,11 +434,45 @@ def test_delete(cluster, t1):
     assert not os.path.exists(os.path.join(cluster.storage, "vms", v["uuid"]))
 
 
+def last_task_id(cl):
+    status, tasks = cl.http("GET", "/api/v1/tasks?limit=1")
+    assert status == 200, tasks
+    return tasks[0]["id"] if tasks else 0
+
+
+def assert_refused(cl, method, path, want, body=None):
+    status, reply = cl.http(method, path, body=body)
+    assert status == want, (method, path, status, reply)
+    assert isinstance(reply, dict) and isinstance(reply.get("error"), str)
+
+
 def test_delete_running_needs_force(cluster, guest):
     create_guest_vm(cluster, guest, "t2")
+    # A state the VM is not in, or a host that does not exist, is refused
+    # before any task is queued: 409/404/422, not 202 and a failed task.
+    first = last_task_id(cluster)
+    for op in ("pause", "resume", "reboot", "migrate"):
+        assert_refused(cluster, "POST", "/api/v1/vms/t2/" + op, 409)
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/start", 404,
+                   {"host": "nosuch"})
+    assert last_task_id(cluster) == first
     cluster.cli("vm", "start", "t2")
     v = cluster.vm("t2")
     assert v["state"] == "running"
+    first = last_task_id(cluster)
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/start", 409)
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/resume", 409)
+    assert_refused(cluster, "DELETE", "/api/v1/vms/t2", 409)
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/migrate", 422, {})
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/migrate", 409,
+                   {"to": "h1"})
+    assert_refused(cluster, "POST", "/api/v1/vms/t2/migrate", 404,
+                   {"to": "nosuch"})
+    for args in (["start", "t2"], ["migrate", "t2"],
+                 ["migrate", "t2", "--to", "nosuch"]):
+        rc, _, err = cluster.cli("vm", *args, check=False)
+        assert_one_line_error(rc, err, "vm %s" % " ".join(args))
+    assert last_task_id(cluster) == first
     rc, _, err = cluster.cli("vm", "delete", "t2", check=False)
     assert_one_line_error(rc, err, "delete of a running VM without --force")
     assert cluster.vm("t2")["state"] == "running"
