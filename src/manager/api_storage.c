@@ -621,7 +621,7 @@ api_disk_op(struct httpd_req *r, const char *kind, const char *disk)
 	static const char *const fields[] = { "size_mib", NULL };
 	json_t *row = util_name_valid(r->params[0]) ? vm_find(r->params[0]) :
 	    NULL, *spec = NULL, *d;
-	int64_t mib = 0;
+	int64_t mib = 0, cur = 0;
 	int has = 0, found = 0, rc = 0;
 	size_t i;
 
@@ -629,9 +629,12 @@ api_disk_op(struct httpd_req *r, const char *kind, const char *disk)
 		return httpd_reply_error(r, 404, "vm \"%.64s\" not found",
 		    r->params[0]);
 	spec = vm_spec(row);
-	json_array_foreach(json_object_get(spec, "disks"), i, d)
-		if (disk && strcmp(JS(d, "name"), disk) == 0)
+	json_array_foreach(json_object_get(spec, "disks"), i, d) {
+		if (disk && JS(d, "name") && strcmp(JS(d, "name"), disk) == 0) {
 			found = 1;
+			cur = json_integer_value(json_object_get(d, "size_mib"));
+		}
+	}
 	if (r->body == NULL || api_check_fields(r, fields) < 0 ||
 	    api_int_field(r, "size_mib", 1, 67108864, &mib, &has) < 0) {
 		if (r->status == 0)
@@ -645,6 +648,9 @@ api_disk_op(struct httpd_req *r, const char *kind, const char *disk)
 	} else if (disk && (!util_name_valid(disk) || !found)) {
 		httpd_reply_error(r, 404, "disk \"%.64s\" of vm \"%s\" not found",
 		    disk, r->params[0]);
+	} else if (disk && mib <= cur) {
+		httpd_reply_error(r, 400, "disk %s is %lld MiB: it can only grow",
+		    disk, (long long)cur);
 	} else if (!disk && strcmp(JS(row, "state"), "stopped") != 0 &&
 	    strcmp(JS(row, "state"), "failed") != 0) {
 		httpd_reply_error(r, 409, "vm \"%s\" is %s: stop it to add a disk",

@@ -449,3 +449,10 @@ def test_disks_are_added_and_grown(st):
                         'vm "nosuch" not found')):
         rc, _, err = st.cli(*args, check=False)
         assert rc != 0 and text in err, (args, err)
+    # A size that does not grow the disk is refused before a task is queued.
+    last = st.http("GET", "/api/v1/tasks?limit=1")[1][0]["id"]
+    for mib in (300, 1):
+        status, body = st.http("POST", "/api/v1/vms/w/disks/disk0/resize",
+                               body={"size_mib": mib})
+        assert status == 400 and "can only grow" in body["error"], body
+    assert st.http("GET", "/api/v1/tasks?limit=1")[1][0]["id"] == last
