@@ -147,7 +147,8 @@ vnet_ifname_valid(const char *s)
 		    (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-' ||
 		    s[i] == '.'))
 			return 0;
-	return 1;
+	/* As the agents' net_ifname_valid: never an option to ip(8). */
+	return s[0] != '-' && s[0] != '.';
 }
 
 /* ---- the generation agents follow ------------------------------------------ */

@@ -50,6 +50,10 @@ def test_network_validation(cluster):
         ({"name": "a", "type": "bridge"}, 400, "uplink"),
         ({"name": "a", "type": "bridge", "uplink": "../etc"}, 400, "uplink"),
         ({"name": "a", "type": "bridge", "uplink": "cvnb1"}, 400, "uplink"),
+        # Names every agent would refuse (an option to ip(8)).
+        ({"name": "a", "type": "bridge", "uplink": "-x"}, 400, "uplink"),
+        ({"name": "a", "type": "vlan", "vlan": 5, "uplink": ".x"}, 400,
+         "uplink"),
         ({"name": "a", "type": "vxlan", "vni": 0}, 400, "vni"),
         ({"name": "a", "type": "nat", "subnet": "10.9.0.0/24", "vni": 5},
          400, "vxlan"),

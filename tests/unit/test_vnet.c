@@ -93,6 +93,11 @@ test_mac_and_ifname(void **state)
 	assert_false(vnet_ifname_valid("eth0/1"));
 	assert_false(vnet_ifname_valid("eth 0"));
 	assert_false(vnet_ifname_valid("cvnb1"));	/* ours */
+	/* The agents' rule (net_ifname_valid): a name the manager accepts
+	 * must not fail on every host. */
+	assert_false(vnet_ifname_valid("-x"));
+	assert_false(vnet_ifname_valid(".hidden"));
+	assert_true(vnet_ifname_valid("eth0-"));
 	assert_false(vnet_ifname_valid(NULL));
 }
 
