@@ -277,6 +277,14 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	auth = mg_get_header(conn, "Authorization");
 	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
 		r.token = auth + 7;
+	/* civetweb resolves "." and ".." segments (also %2e%2e) and empty
+	 * ones in local_uri: DELETE /vms/web/snapshots/.. would reach
+	 * DELETE /vms/web. Such a path names nothing here. */
+	if (ri->local_uri_raw && strcmp(ri->local_uri_raw, r.path) != 0) {
+		httpd_reply_error(&r, 400, "invalid path: '.', '..' or empty "
+		    "segments");
+		goto done;
+	}
 
 	for (k = 0; k < h->cfg.nroutes; k++) {
 		rt = &h->cfg.routes[k];

@@ -184,3 +184,27 @@ def test_hostile_requests_get_4xx_and_change_nothing(cluster):
     after = snapshot(cluster)
     assert after == before
     cluster.cli("vm", "delete", "keep")
+
+
+def test_dot_segments_reach_no_other_object(cluster):
+    """The HTTP server resolves '.', '..' (also percent-encoded) and empty
+    segments: /vms/NAME/snapshots/.. would be /vms/NAME. Such paths are
+    refused, so a snapshot or NIC named '..' never deletes its VM."""
+    cluster.cli("vm", "create", "dots", "--cpus", "1", "--memory", "64")
+    try:
+        for method, path in (
+                ("DELETE", "/api/v1/vms/dots/snapshots/.."),
+                ("DELETE", "/api/v1/vms/dots/snapshots/%2e%2e"),
+                ("DELETE", "/api/v1/vms/dots/nics/%2E%2E"),
+                ("DELETE", "/api/v1/vms/dots/."),
+                ("DELETE", "/api/v1/vms//dots"),
+                ("GET", "/api/v1/vms/dots/disks/.."),
+                ("POST", "/api/v1/vms/x/../dots/start")):
+            status, reply = cluster.http(method, path)
+            assert status == 400, (method, path, status, reply)
+            assert isinstance(reply, dict) and "path" in reply["error"]
+        assert cluster.vm("dots")["state"] == "stopped"
+        status, _ = cluster.http("GET", "/api/v1/vms/dots/")
+        assert status == 200
+    finally:
+        cluster.cli("vm", "delete", "dots", check=False)
