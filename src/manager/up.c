@@ -44,18 +44,34 @@ up_spawn(struct up_child *c)
 	return pid;
 }
 
-/* Poll url until it answers 200 (and, with want, its JSON "state" is want). */
+/* Whether st is one of the comma-separated words of list. */
+static int
+up_word_in(const char *st, const char *list)
+{
+	size_t n = strlen(st);
+	const char *p;
+
+	for (p = list; p != NULL; p = strchr(p, ',') ? strchr(p, ',') + 1 :
+	    NULL)
+		if (strncmp(p, st, n) == 0 && (p[n] == ',' || p[n] == '\0'))
+			return 1;
+	return 0;
+}
+
+/* Poll url until it answers 200 (and, with want, its JSON "state" is one
+ * of want's comma-separated words). */
 static int
 up_wait_http(const char *url, const char *token, const char *want, int ms)
 {
 	int64_t deadline = util_mono_ms() + ms;
 	struct httpc_resp r;
+	const char *st;
 
 	while (util_mono_ms() < deadline) {
 		if (httpc_request("GET", url, token, NULL, 2000, &r) == 0 &&
-		    r.status == 200 && (want == NULL || (json_is_string(
-		    json_object_get(r.json, "state")) && strcmp(json_string_value(
-		    json_object_get(r.json, "state")), want) == 0))) {
+		    r.status == 200 && (want == NULL || ((st = json_string_value(
+		    json_object_get(r.json, "state"))) != NULL && st[0] != '\0' &&
+		    up_word_in(st, want)))) {
 			httpc_resp_free(&r);
 			return 0;
 		}
@@ -215,7 +231,8 @@ up_main(int argc, char **argv)
 	}
 	up_spawn(&kids[1]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/hosts/%s", url, name);
-	if (up_wait_http(hosturl, tok, "up", 20000) < 0) {
+	/* A host the user put into maintenance registers as such. */
+	if (up_wait_http(hosturl, tok, "up,maintenance", 20000) < 0) {
 		log_error("the local agent did not register");
 		goto cleanup;
 	}

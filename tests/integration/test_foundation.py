@@ -508,3 +508,28 @@ def test_up_runs_manager_agent_and_storage(tmp_path, cvirt_bin):
         assert cl.manager.proc.returncode == 0
     finally:
         cl.cleanup()
+
+
+def test_up_restarts_with_its_host_in_maintenance(tmp_path, cvirt_bin):
+    """Its host re-registers in maintenance: `cvirt up` must come back (it
+    waited for the state "up" and gave up after 20 s)."""
+    cl = cvirt.Cluster(logdir=str(tmp_path))
+    try:
+        cl.start_up()
+        host = cl.cli("host", "list", json=True)[0]["name"]
+        cl.cli("host", "maintenance", host, "on")
+        assert cl.manager.stop(15) == 0
+        log = os.path.join(str(tmp_path), "up.log")
+        seen = os.path.getsize(log)
+        cl.manager.start()
+
+        def up():
+            assert cl.manager.running(), cl.manager.log_tail()
+            with open(log, errors="replace") as f:
+                f.seek(seen)
+                return "cvirt is up." in f.read()
+        wait_for(up, 15, "cvirt up back with its host in maintenance")
+        h = cl.cli("host", "show", host, json=True)
+        assert h["state"] == "maintenance" and h["maintenance"] is True, h
+    finally:
+        cl.cleanup()
