@@ -9,13 +9,25 @@
 
 #define JS(o, k) json_string_value(json_object_get((o), (k)))
 
-/* An absolute path without ".." components: it names a file on hosts. */
+/* No control characters: the agent's QEMU command line refuses them. */
+static int
+api_text_ok(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* An absolute path without ".." components, ',' or control characters
+ * (as QEMU's command line takes it): it names a file on hosts. */
 static int
 api_path_ok(const char *p)
 {
 	const char *s;
 
-	if (p == NULL || p[0] != '/' || strlen(p) > 4095)
+	if (p == NULL || p[0] != '/' || strlen(p) > 4095 || strchr(p, ',') ||
+	    !api_text_ok(p))
 		return 0;
 	for (s = p; (s = strstr(s, "..")) != NULL; s += 2)
 		if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
@@ -185,7 +197,12 @@ api_vm_spec(struct httpd_req *r)
 	}
 	if ((kernel && !api_path_ok(kernel)) || (initrd && !api_path_ok(initrd))) {
 		httpd_reply_error(r, 400, "kernel and initrd must be absolute "
-		    "paths without '..'");
+		    "paths without '..' or ','");
+		return NULL;
+	}
+	if (cmdline && !api_text_ok(cmdline)) {
+		httpd_reply_error(r, 400, "cmdline must not hold control "
+		    "characters");
 		return NULL;
 	}
 	if ((initrd || cmdline) && !kernel) {

@@ -153,6 +153,25 @@ def test_rest_bad_vm_fields_are_400(cluster, body):
     assert cluster.vm_names() == before
 
 
+def test_rest_text_qemu_refuses_is_400(cluster, guest, tmp_path):
+    """A kernel path with ',' or a cmdline with control characters passed
+    the manager and failed at every start ("cannot build QEMU command
+    line"): refused at create now, with files that exist."""
+    comma = tmp_path / "a,b"
+    comma.mkdir()
+    os.symlink(guest.kernel, str(comma / "vmlinuz"))
+    before = cluster.vm_names()
+    for extra in ({"kernel": str(comma / "vmlinuz")},
+                  {"kernel": guest.kernel, "initrd": guest.initrd,
+                   "cmdline": "console=ttyS0\nx"},
+                  {"kernel": guest.kernel, "cmdline": "a\x1b[2Jb"}):
+        body = dict({"name": "r1", "cpus": 1, "memory_mib": 64}, **extra)
+        status, reply = cluster.http("POST", "/api/v1/vms", body=body)
+        assert status == 400, (extra, status, reply)
+        assert isinstance(reply, dict) and reply.get("error"), reply
+    assert cluster.vm_names() == before
+
+
 def test_rest_duplicate_is_409(cluster):
     body = {"name": "r-dup", "cpus": 1, "memory_mib": 64}
     status, reply = cluster.http("POST", "/api/v1/vms", body=body)
