@@ -468,12 +468,11 @@ cli_main(int argc, char **argv)
 		goto cleanup;
 	}
 	if (i >= argc) {
-		if (c.help) {
+		if (c.help)
 			cli_usage(stdout, NULL);
-		} else {
-			cli_usage(stderr, NULL);
-			rc = CLI_EXIT_USAGE;
-		}
+		else
+			rc = cli_usage_error(NULL, "missing command, e.g. "
+			    "'cvirt vm list'");
 		goto cleanup;
 	}
 	rc = cli_dispatch(&c, argc - i, argv + i);

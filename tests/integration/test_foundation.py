@@ -265,6 +265,18 @@ def test_duplicate_name_is_refused(cluster, guest):
     assert "dup1" not in cluster.vm_names()
 
 
+@pytest.mark.parametrize("args", [[], ["--json"], ["vm"], ["vm", "frob"],
+                                  ["frob"], ["vm", "list", "--bogus"],
+                                  ["vm", "create"], ["vm", "show", "a", "b"],
+                                  ["help", "frob"]],
+                         ids=lambda a: " ".join(a) or "none")
+def test_usage_errors_are_one_line(cluster, args):
+    rc, out, err = cluster.cli(*args, check=False)
+    assert rc == 2 and out == "", (args, rc, out)
+    assert_one_line_error(rc, err, "cvirt %s" % " ".join(args))
+    assert err.startswith("cvirt: ") and "--help" in err, err
+
+
 @pytest.mark.parametrize("verb", ["show", "start", "stop", "delete",
                                   "pause", "resume", "reboot", "serial"])
 def test_unknown_vm_is_an_error(cluster, verb):
