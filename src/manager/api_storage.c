@@ -287,6 +287,7 @@ api_image_import(struct httpd_req *r)
 	    NULL };
 	const char *file = NULL, *name = NULL, *st = NULL, *host = NULL;
 	char storage[UTIL_NAME_MAX + 1];
+	json_t *row = NULL;
 
 	if (r->body == NULL)
 		return httpd_reply_error(r, 400, "a JSON body is required");
@@ -302,8 +303,10 @@ api_image_import(struct httpd_req *r)
 	if (file == NULL || file[0] != '/' || strstr(file, "/../") != NULL)
 		return httpd_reply_error(r, 400, "file must be an absolute path "
 		    "readable on the hosts");
-	if (host && !util_name_valid(host))
+	if (host && (!util_name_valid(host) || (row = db_row("SELECT name FROM "
+	    "hosts WHERE name = ?", "s", host)) == NULL))
 		return httpd_reply_error(r, 404, "host \"%.64s\" not found", host);
+	json_decref(row);
 	if (st == NULL && storops_storage_path("local", storage,
 	    sizeof(storage)) == 0)
 		st = "local";

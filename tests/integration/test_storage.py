@@ -290,6 +290,8 @@ def test_names_and_ids_are_validated(st):
             "not readable")
     refused(("image", "import", "/etc/hostname", "--name", "a/b"),
             "invalid image name")
+    refused(("image", "import", "/etc/hostname", "--name", "i2", "--host",
+             "nosuch"), 'host "nosuch" not found')
     refused(("image", "delete", "nosuch"), 'image "nosuch" not found')
     refused(("vm", "create", "x3", "--cpus", 1, "--memory", 64,
              "--image", "nosuch", "--storage", "local"),
@@ -298,7 +300,7 @@ def test_names_and_ids_are_validated(st):
     for path, body, code in (
             ("/api/v1/vms/w/snapshots", {"name": "../x"}, 400),
             ("/api/v1/vms/w/snapshots", {"name": "s", "x": 1}, 400),
-            ("/api/v1/vms/w/snapshots/..%2Fx/revert", None, 404),
+            ("/api/v1/vms/w/snapshots/..%2Fx/revert", None, 400),
             ("/api/v1/backups/nosuch/restore", {"name": "r9"}, 404),
             ("/api/v1/vms/w/backups", {"keep": 0}, 400),
             ("/api/v1/images", {"file": "rel/path", "name": "i"}, 400)):
