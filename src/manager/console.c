@@ -51,12 +51,19 @@ console_ticket_take(const char *ticket, char *uuid, size_t usz, char *host,
 	return 0;
 }
 
+/* What the agent sends before the client's handshake is done (QEMU's
+ * VNC server speaks first) waits here, up to this much. */
+#define CONSOLE_PENDING_MAX	(256 * 1024)
+
 /* Shared by both directions; freed when both sides have let go. */
 struct console_link {
 	pthread_mutex_t		 lock;
 	struct mg_connection	*client;	/* the user's websocket */
 	struct mg_connection	*agent;		/* our websocket to the agent */
 	int			 client_gone;
+	int			 client_ready;	/* its handshake is done */
+	char			*pending;	/* agent data held until then */
+	size_t			 npending;
 	int			 refs;
 };
 
@@ -70,6 +77,7 @@ console_put(struct console_link *l)
 	pthread_mutex_unlock(&l->lock);
 	if (last) {
 		pthread_mutex_destroy(&l->lock);
+		free(l->pending);
 		free(l);
 	}
 }
@@ -79,7 +87,8 @@ console_from_agent(struct mg_connection *c, int bits, char *data, size_t len,
     void *ud)
 {
 	struct console_link *l = ud;
-	int op = bits & 0x0f;
+	int op = bits & 0x0f, keep = 1;
+	char *p;
 
 	(void)c;
 	if (op == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
@@ -88,10 +97,24 @@ console_from_agent(struct mg_connection *c, int bits, char *data, size_t len,
 	    op != MG_WEBSOCKET_OPCODE_CONTINUATION)
 		return 1;
 	pthread_mutex_lock(&l->lock);
-	if (!l->client_gone)
+	if (!l->client_gone && l->client_ready) {
 		httpd_ws_send(l->client, data, len);
+	} else if (!l->client_gone) {
+		/* The client's upgrade reply is not out yet: a frame now
+		 * would come before it. */
+		if (l->npending + len <= CONSOLE_PENDING_MAX &&
+		    (p = realloc(l->pending, l->npending + len + 1)) != NULL) {
+			memcpy(p + l->npending, data, len);
+			l->pending = p;
+			l->npending += len;
+		} else {
+			log_warnx("console: the client is slow to connect; "
+			    "closing");
+			keep = 0;
+		}
+	}
 	pthread_mutex_unlock(&l->lock);
-	return 1;
+	return keep;
 }
 
 static void
@@ -186,6 +209,22 @@ console_open(struct mg_connection *c, const char *query, void *ctx)
 	return l;
 }
 
+/* The client's handshake is done: what the agent sent meanwhile first. */
+static void
+console_ready(void *state)
+{
+	struct console_link *l = state;
+
+	pthread_mutex_lock(&l->lock);
+	if (l->npending > 0)
+		httpd_ws_send(l->client, l->pending, l->npending);
+	free(l->pending);
+	l->pending = NULL;
+	l->npending = 0;
+	l->client_ready = 1;
+	pthread_mutex_unlock(&l->lock);
+}
+
 static void
 console_data(void *state, const char *buf, size_t len)
 {
@@ -208,5 +247,6 @@ console_close(void *state)
 }
 
 const struct httpd_ws_route console_ws_route = {
-	"/api/v1/console", console_open, NULL, console_data, console_close,
+	"/api/v1/console", console_open, console_ready, console_data,
+	console_close,
 };
