@@ -2,12 +2,14 @@
  * machine, supervised in the foreground. */
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -151,6 +153,30 @@ up_supervise(struct up_child *kids, int n, sigset_t *set)
 	}
 }
 
+/* One cvirt up per data directory: a second one started a second agent
+ * for the same host, its lease keeper and QMP clients of the first one's
+ * VMs. The lock lasts as long as this process (O_CLOEXEC: the children
+ * do not hold it). Returns the locked fd, or -1 after one line. */
+static int
+up_lock(const char *data)
+{
+	char path[PATH_MAX];
+	int fd = -1;
+
+	if (util_fmt(path, sizeof(path), "%s/up.lock", data) < 0 ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		log_error("cannot open %s/up.lock: %s", data, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		log_error(errno == EWOULDBLOCK ? "%s is in use by another cvirt "
+		    "up" : "cannot lock %s", data);
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
 int
 up_main(int argc, char **argv)
 {
@@ -170,7 +196,7 @@ up_main(int argc, char **argv)
 	sigset_t set;
 	ssize_t n;
 	char *colon;
-	int c, rc = 1;
+	int c, rc = 1, lockfd;
 
 	memset(kids, 0, sizeof(kids));
 	if (util_default_data_dir(data, sizeof(data)) < 0)
@@ -210,6 +236,8 @@ up_main(int argc, char **argv)
 		log_error("cannot prepare %s", data);
 		return 1;
 	}
+	if ((lockfd = up_lock(data)) < 0)
+		return 1;
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
@@ -248,5 +276,6 @@ up_main(int argc, char **argv)
 	rc = up_supervise(kids, 2, &set);
 cleanup:
 	up_stop(kids, 2);
+	close(lockfd);
 	return rc;
 }

@@ -541,6 +541,27 @@ def test_up_runs_manager_agent_and_storage(tmp_path, cvirt_bin):
         cl.cleanup()
 
 
+def test_second_up_on_the_same_data_is_refused(tmp_path, cvirt_bin):
+    """A second `cvirt up` on the data directory of a running one started
+    a second agent for the same host (re-attaching to its VMs' QMP, a new
+    lease keeper) and printed "cvirt is up." off the first one's manager."""
+    cl = cvirt.Cluster(logdir=str(tmp_path))
+    try:
+        cl.start_up()
+        p = subprocess.run(
+            [cvirt_bin, "up", "--data", os.path.join(cl.base, "up"),
+             "--listen", "127.0.0.1:%d" % cvirt.free_port_pair()],
+            capture_output=True, text=True, timeout=20, env=cl.env)
+        assert p.returncode == 1 and "cvirt is up" not in p.stdout, p
+        assert_one_line_error(p.returncode, p.stderr, "second cvirt up")
+        assert "in use by another cvirt up" in p.stderr, p.stderr
+        assert cl.manager.running() and cl.health()
+        assert [h["state"] for h in cl.cli("host", "list", json=True)] == \
+            ["up"]
+    finally:
+        cl.cleanup()
+
+
 def test_up_restarts_with_its_host_in_maintenance(tmp_path, cvirt_bin):
     """Its host re-registers in maintenance: `cvirt up` must come back (it
     waited for the state "up" and gave up after 20 s)."""
