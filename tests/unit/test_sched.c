@@ -2,13 +2,15 @@
  * inventory says (one GROUP BY over every VM) through moves, deletes,
  * inserts, rolled-back transactions and groups, whether they come from the
  * cache kept by vm_set_state or from the query; placement picks the least
- * loaded host that fits and does not count the VM against itself. */
+ * loaded host that fits and does not count the VM against itself; the
+ * state rules of VM operations (vmops_check). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,12 +209,72 @@ test_pick(void **state)
 	json_decref(row);
 }
 
+/* vmops_check: the state rules the API answers before queueing a task. */
+static void
+ops_check_is(const char *op, const char *vm, json_t *params, int want_errno,
+    const char *words)
+{
+	json_t *row = vm_find(vm);
+	char err[256] = "";
+	int rc;
+
+	assert_non_null(row);
+	errno = 0;
+	rc = vmops_check(op, row, params, err, sizeof(err));
+	if (want_errno == 0) {
+		assert_int_equal(rc, 0);
+	} else {
+		assert_int_equal(rc, -1);
+		assert_int_equal(errno, want_errno);
+		assert_non_null(strstr(err, words));
+	}
+	json_decref(row);
+	json_decref(params);
+}
+
+static void
+test_vmops_check(void **state)
+{
+	char u[UTIL_UUID_LEN + 1];
+
+	(void)state;
+	db_exec("DELETE FROM vms", NULL);
+	add_vm("off", NULL, 1, 64, NULL);
+	add_vm("on", "h1", 1, 64, NULL);
+	add_vm("held", "h2", 1, 64, NULL);
+	vm_set_state(uuid_of("held", u), "paused", "h2", 7);
+	ops_check_is("start", "off", json_object(), 0, NULL);
+	ops_check_is("start", "off", json_pack("{s:s}", "host", "h9"), ENOENT,
+	    "host \"h9\" not found");
+	ops_check_is("start", "on", json_object(), EBUSY, "is running");
+	ops_check_is("stop", "off", json_object(), 0, NULL);
+	ops_check_is("pause", "off", json_object(), EBUSY, "is not running");
+	ops_check_is("pause", "held", json_object(), EBUSY, "is paused, not "
+	    "running");
+	ops_check_is("resume", "on", json_object(), EBUSY, "not paused");
+	ops_check_is("resume", "held", json_object(), 0, NULL);
+	ops_check_is("reboot", "off", json_object(), EBUSY, "not running");
+	ops_check_is("delete", "on", json_object(), EBUSY, "--force");
+	ops_check_is("delete", "on", json_pack("{s:b}", "force", 1), 0, NULL);
+	ops_check_is("delete", "off", json_object(), 0, NULL);
+	ops_check_is("migrate", "off", json_object(), EBUSY, "only a running");
+	ops_check_is("migrate", "on", json_pack("{s:s}", "to", "h1"), EBUSY,
+	    "already runs on h1");
+	ops_check_is("migrate", "on", json_pack("{s:s}", "to", "h9"), ENOENT,
+	    "not found");
+	ops_check_is("migrate", "held", json_pack("{s:s}", "to", "h3"), 0, NULL);
+	ops_check_is("migrate", "on", json_object(), 0, NULL);
+	db_exec("DELETE FROM hosts WHERE name <> 'h1'", NULL);
+	ops_check_is("migrate", "on", json_object(), ENOSPC, "no other host");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_sums_follow_changes),
 		cmocka_unit_test(test_pick),
+		cmocka_unit_test(test_vmops_check),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
