@@ -61,15 +61,21 @@ up_word_in(const char *st, const char *list)
 }
 
 /* Poll url until it answers 200 (and, with want, its JSON "state" is one
- * of want's comma-separated words). */
+ * of want's comma-separated words); -1 at once when kid, the daemon that
+ * should answer, has exited (it said why on stderr). */
 static int
-up_wait_http(const char *url, const char *token, const char *want, int ms)
+up_wait_http(struct up_child *kid, const char *url, const char *token,
+    const char *want, int ms)
 {
 	int64_t deadline = util_mono_ms() + ms;
 	struct httpc_resp r;
 	const char *st;
 
 	while (util_mono_ms() < deadline) {
+		if (waitpid(kid->pid, NULL, WNOHANG) == kid->pid) {
+			kid->pid = 0;
+			return -1;
+		}
 		if (httpc_request("GET", url, token, NULL, 2000, &r) == 0 &&
 		    r.status == 200 && (want == NULL || ((st = json_string_value(
 		    json_object_get(r.json, "state"))) != NULL && st[0] != '\0' &&
@@ -217,6 +223,11 @@ up_main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (strcmp(accel, "auto") != 0 && strcmp(accel, "kvm") != 0 &&
+	    strcmp(accel, "tcg") != 0) {
+		log_error("--accel wants auto, kvm or tcg");
+		return 2;
+	}
 	colon = strrchr(listen, ':');
 	if (colon == NULL || util_parse_u64(colon + 1, 1, 65534, &port) < 0) {
 		log_error("--listen wants HOST:PORT");
@@ -252,7 +263,7 @@ up_main(int argc, char **argv)
 	    0, 0, 0 };
 	up_spawn(&kids[0]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/health", url);
-	if (up_wait_http(hosturl, NULL, NULL, 15000) < 0 ||
+	if (up_wait_http(&kids[0], hosturl, NULL, NULL, 15000) < 0 ||
 	    util_read_token(token, tok, sizeof(tok)) < 0) {
 		log_error("the manager did not come up on %s", listen);
 		goto cleanup;
@@ -260,7 +271,7 @@ up_main(int argc, char **argv)
 	up_spawn(&kids[1]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/hosts/%s", url, name);
 	/* A host the user put into maintenance registers as such. */
-	if (up_wait_http(hosturl, tok, "up,maintenance", 20000) < 0) {
+	if (up_wait_http(&kids[1], hosturl, tok, "up,maintenance", 20000) < 0) {
 		log_error("the local agent did not register");
 		goto cleanup;
 	}

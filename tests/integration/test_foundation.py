@@ -541,6 +541,21 @@ def test_up_runs_manager_agent_and_storage(tmp_path, cvirt_bin):
         cl.cleanup()
 
 
+@pytest.mark.parametrize("args", [["--accel", "bogus"], ["--listen", "x"],
+                                  ["--bogus"]], ids=lambda a: a[-1])
+def test_up_bad_options_are_one_line(tmp_path, cvirt_bin, args):
+    """Checked before anything starts: --accel bogus made the agent exit
+    and up wait 20 s for it, then blame its registration."""
+    t0 = time.monotonic()
+    argv = [cvirt_bin, "up", "--data", str(tmp_path / "d")] + args
+    if "--listen" not in args:
+        argv += ["--listen", "127.0.0.1:%d" % cvirt.free_port_pair()]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and p.stdout == "", p
+    assert_one_line_error(p.returncode, p.stderr, "cvirt up %r" % args)
+    assert time.monotonic() - t0 < 5
+
+
 def test_second_up_on_the_same_data_is_refused(tmp_path, cvirt_bin):
     """A second `cvirt up` on the data directory of a running one started
     a second agent for the same host (re-attaching to its VMs' QMP, a new
