@@ -728,6 +728,10 @@ api_vm_clone(struct httpd_req *r)
 	    strcmp(JS(row, "state"), "failed") != 0)
 		httpd_reply_error(r, 409, "vm \"%s\" is %s: stop it before "
 		    "cloning", r->params[0], JS(row, "state"));
+	else if (json_is_integer(json_object_get(row, "task_id")))
+		httpd_reply_error(r, 409, "vm \"%s\" is busy with task %lld",
+		    r->params[0], (long long)json_integer_value(
+		    json_object_get(row, "task_id")));
 	else if (r->body && json_is_true(json_object_get(r->body, "linked")) &&
 	    !tmpl)
 		httpd_reply_error(r, 409, "a linked clone needs a template: run "

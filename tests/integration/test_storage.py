@@ -458,3 +458,13 @@ def test_disks_are_added_and_grown(st):
                                body={"size_mib": mib})
         assert status == 400 and "can only grow" in body["error"], body
     assert st.http("GET", "/api/v1/tasks?limit=1")[1][0]["id"] == last
+    # A clone of a VM busy with a task is refused at once (it was 202, then
+    # a task failing with "busy or gone").
+    status, task = st.http("POST", "/api/v1/vms/wr/backups", body={})
+    assert status == 202, task
+    status, body = st.http("POST", "/api/v1/vms/wr/clone",
+                           body={"name": "wr-busy"})
+    assert status == 409 and "busy" in body["error"], (status, body)
+    done = st.cli("task", "wait", task["id"], json=True)
+    assert "wr-busy" not in st.vm_names()
+    st.cli("backup", "delete", done["result"]["id"])
