@@ -110,7 +110,7 @@ static int
 mig_watch(struct task *t, struct mig_watch *w)
 {
 	int64_t last_ping = 0;
-	int src_fail = 0;
+	int src_fail = 0, unfigured = 0;
 
 	for (;;) {
 		json_t *st = NULL, *m;
@@ -150,6 +150,14 @@ mig_watch(struct task *t, struct mig_watch *w)
 		src_fail = 0;
 		m = json_object_get(st, "migration");
 		status = JS(m, "status") ? JS(m, "status") : "none";
+		/* QEMU says completed a moment before it has worked out the
+		 * figures (total-time and downtime read 0 until then): ask
+		 * again, for up to about 2 s. */
+		if (strcmp(status, "completed") == 0 && JI(m, "total-time") <= 0 &&
+		    ++unfigured < 40) {
+			json_decref(st);
+			continue;
+		}
 		if (strcmp(status, "completed") == 0) {
 			w->final = json_incref(m);
 			json_decref(st);
@@ -198,7 +206,8 @@ mig_final_figures(const char *src, const char *uuid)
 		if (mig_call(src, "GET", uuid, "migration", NULL, 5000, &st, err,
 		    sizeof(err)) == 0 && JS(json_object_get(st, "migration"),
 		    "status") && strcmp(JS(json_object_get(st, "migration"),
-		    "status"), "completed") == 0)
+		    "status"), "completed") == 0 && (i == 4 ||
+		    JI(json_object_get(st, "migration"), "total-time") > 0))
 			m = json_incref(json_object_get(st, "migration"));
 		json_decref(st);
 		st = NULL;

@@ -5,6 +5,7 @@ CD-ROM.
 """
 
 import os
+import shutil
 import subprocess
 
 import cvirt
@@ -77,11 +78,18 @@ def test_boot_media_are_validated(cluster, tmp_path):
     rc, _, err = cl.cli("vm", "create", "c3", "--cpus", 1, "--memory", 64,
                         "--ssh-key", "/nonexistent.pub", check=False)
     assert rc == 1 and "--ssh-key /nonexistent.pub" in err
-    # An ISO that vanished is reported when the VM starts.
-    cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64, "--cdrom",
-           "/nonexistent/x.iso")
-    rc, _, err = cl.cli("vm", "start", "c4", check=False)
+    # An ISO the host cannot read is refused at create...
+    rc, _, err = cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64,
+                        "--cdrom", "/nonexistent/x.iso", check=False)
     assert rc == 1 and "cdrom /nonexistent/x.iso is not readable" in err
+    # ... and one that vanished since is reported when the VM starts.
+    gone = tmp_path / "gone.iso"
+    shutil.copy(iso, gone)
+    cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64, "--cdrom",
+           str(gone))
+    gone.unlink()
+    rc, _, err = cl.cli("vm", "start", "c4", check=False)
+    assert rc == 1 and "cdrom %s is not readable" % gone in err
     assert set(cl.vm_names()) - before == {"c1", "c4"}
 
 
