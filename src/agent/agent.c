@@ -1,10 +1,12 @@
 /* agent.c - `cvirt agent`: start-up, options, signals, shutdown. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/sysinfo.h>
 #include <unistd.h>
 
@@ -65,6 +67,36 @@ agent_add_storage(const char *arg)
 		log_warnx("storage %s: %s", st->name, err);
 	agent_cfg.nstorage++;
 	return 0;
+}
+
+/* One agent per data directory: a second one (same --data) killed the
+ * first one's lease keeper, started its own and re-attached to the same
+ * VMs. Held until exit; O_CLOEXEC keeps it out of QEMU and helpers, and
+ * the keeper (forked, not exec'd) closes it. */
+static int
+agent_lock(void)
+{
+	char path[PATH_MAX];
+	int fd = -1;
+
+	agent_cfg.lock_fd = -1;
+	if (util_fmt(path, sizeof(path), "%s/agent.lock", agent_cfg.data) < 0 ||
+	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0 ||
+	    (agent_cfg.lock_fd = fcntl(fd, F_DUPFD_CLOEXEC, 3)) < 0) {
+		log_error("cannot open %s/agent.lock: %s", agent_cfg.data,
+		    strerror(errno));
+		goto cleanup;
+	}
+	if (flock(agent_cfg.lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		log_error(errno == EWOULDBLOCK ? "%s is in use by another agent" :
+		    "cannot lock %s", agent_cfg.data);
+		close(agent_cfg.lock_fd);
+		agent_cfg.lock_fd = -1;
+	}
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	return agent_cfg.lock_fd >= 0 ? 0 : -1;
 }
 
 /* Unix socket paths are limited to 108 bytes: use a short run dir. */
@@ -242,6 +274,8 @@ agent_main(int argc, char **argv)
 		log_error("cannot prepare %s: %s", agent_cfg.data, strerror(errno));
 		return 1;
 	}
+	if (agent_lock() < 0)
+		return 1;
 	log_info("host %s: accel %s (%s)", agent_cfg.name, agent_cfg.accel,
 	    agent_cfg.accel_reason);
 	/* Forked before any thread exists; it outlives this process. */

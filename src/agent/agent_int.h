@@ -37,6 +37,8 @@ struct agent_cfg {
 	int64_t			memory_mib;
 	int			stop_timeout_s;	/* default graceful stop wait */
 	size_t			serial_max;	/* bytes kept per serial chunk */
+	int			lock_fd;	/* data/agent.lock, held for
+						 * life (> 2), or -1 */
 };
 
 extern struct agent_cfg agent_cfg;

@@ -188,8 +188,11 @@ lease_keeper_start(void)
 	if ((pid = fork()) < 0)
 		goto cleanup;
 	if (pid == 0) {
-		/* Double fork: the keeper is nobody's child, like QEMU. */
+		/* Double fork: the keeper is nobody's child, like QEMU. It
+		 * outlives the agent, so it must not hold the agent's lock. */
 		close(fds[0]);
+		if (agent_cfg.lock_fd > 2)
+			close(agent_cfg.lock_fd);
 		setsid();
 		if ((pid = fork()) != 0) {
 			if (pid > 0)

@@ -515,6 +515,27 @@ def test_delete_running_needs_force(cluster, guest):
 # ----------------------------------------------------------------- daemons
 
 
+def test_second_agent_on_the_same_data_is_refused(make_cluster):
+    """A second agent on a running one's --data killed its lease keeper,
+    started another and re-attached to the same VMs."""
+    cl = make_cluster(hosts=("h1",))
+    keepers = cl.cluster_keepers()
+    argv = list(cl.agents["h1"].argv)
+    i = argv.index("--listen")
+    argv[i + 1] = "127.0.0.1:%d" % cvirt.free_port()
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                       env=cl.env)
+    assert p.returncode == 1, p
+    assert_one_line_error(p.returncode, p.stderr, "second agent")
+    assert "in use by another agent" in p.stderr, p.stderr
+    assert cl.cluster_keepers() == keepers and keepers
+    assert cl.agents["h1"].running()
+    assert cl.cli("host", "show", "h1", json=True)["state"] == "up"
+    # The lock goes with the agent, not with its keeper: it restarts.
+    cl.kill_agent("h1")
+    cl.start_agent("h1")
+
+
 def test_daemons_stop_cleanly_on_sigterm(make_cluster):
     cl = make_cluster(hosts=("h1",))
     cl.agents["h1"].signal(signal.SIGTERM)
