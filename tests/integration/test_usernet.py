@@ -31,6 +31,37 @@ def cluster(request, tmp_path, cvirt_bin):
     return cl
 
 
+
+def migrate_to_h2(cl, tries=3):
+    """Migrates u1 (on h1) to h2; returns the VM once it runs there.
+    QEMU 7.2's TCG migration now and then corrupts a guest, whose kernel
+    then panics on arrival (docs/cluster.md; seen here on a loaded
+    machine): cvirt reports the VM failed, and the guest, started again
+    on h1, gets another try."""
+    for attempt in range(tries):
+        cl.cli("vm", "migrate", "u1", "--to", "h2")
+        # A panic comes a moment after the switch-over.
+        try:
+            vm = cvirt.wait_for(lambda: (lambda v: v if v["state"] == "failed"
+                                         else None)(cl.vm("u1")), 2,
+                                "a panic")
+        except AssertionError:
+            vm = cl.vm("u1")
+        if vm["state"] != "failed" or attempt == tries - 1:
+            break
+        serial = cl.serial("u1")
+        assert "panic" in serial, serial[-3000:]
+        boots = serial.count("cvirt-guest: boot-id")
+        pings = serial.count("cvirt-guest: ping 10.0.5.2 ok")
+        cl.cli("vm", "start", "u1", "--host", "h1")
+        cl.wait_serial("u1", "cvirt-guest: boot-id", 60, count=boots + 1)
+        cl.wait_serial("u1", "cvirt-guest: ping 10.0.5.2 ok", 60,
+                       count=pings + 1)
+    assert vm["host"] == "h2" and vm["state"] == "running", \
+        (vm, cl.serial("u1")[-3000:])
+    assert cvirt.qemu_pid(vm["uuid"]) is not None, cl.serial("u1")[-3000:]
+    return vm
+
 @pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
 def test_guest_on_user_network(cluster, guest):
     cl = cluster
@@ -75,9 +106,7 @@ def test_guest_on_user_network(cluster, guest):
 
     # A live migration: the destination builds the same netdevs from the
     # spec (the stamped subnets), and the guest's slirp goes on answering.
-    cl.cli("vm", "migrate", "u1", "--to", "h2")
-    vm = cl.vm("u1")
-    assert vm["host"] == "h2" and vm["state"] == "running"
+    vm = migrate_to_h2(cl)
     argv = cvirt.proc_cmdline(cvirt.qemu_pid(vm["uuid"]))
     assert "user,id=net0,net=10.0.5.0/24" in argv, argv
     assert "user,id=net1,net=10.0.6.0/24" in argv, argv
