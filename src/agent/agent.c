@@ -241,7 +241,7 @@ agent_main(int argc, char **argv)
 	struct sysinfo si;
 	char path[PATH_MAX];
 	sigset_t set;
-	int sig, rc = 1;
+	int sig, rc = 1, vms_known = 0;
 
 	if (config_args("agent", &argc, &argv) < 0 ||
 	    agent_parse(argc, argv) < 0)
@@ -294,6 +294,7 @@ agent_main(int argc, char **argv)
 	if (vmhost_init() < 0)
 		goto cleanup;
 	vmhost_reattach();
+	vms_known = 1;
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = agent_cfg.listen;
 	hc.threads = 16;
@@ -322,15 +323,17 @@ agent_main(int argc, char **argv)
 	log_info("signal %d: stopping the agent (VMs keep running)", sig);
 	report_stop();
 	net_stop();	/* networks and TAPs stay for the running VMs */
-	{
-		/* With no VM left the host leaves: its leases go too. */
+	rc = 0;
+cleanup:
+	httpd_stop(h);
+	/* With no VM left the host leaves (also when this agent could not
+	 * start, e.g. its port was taken): its leases go too. VMs of an
+	 * earlier agent that still run keep theirs renewed. */
+	if (vms_known) {
 		json_t *vms = vmhost_list();
 		if (json_array_size(vms) == 0)
 			lease_keeper_stop();
 		json_decref(vms);
 	}
-	rc = 0;
-cleanup:
-	httpd_stop(h);
 	return rc;
 }

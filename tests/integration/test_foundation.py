@@ -536,6 +536,30 @@ def test_second_agent_on_the_same_data_is_refused(make_cluster):
     cl.start_agent("h1")
 
 
+def test_agent_that_cannot_start_leaves_no_lease(make_cluster):
+    """An agent whose port is taken exits, and with no VM on the host its
+    lease keeper and lease go with it (a keeper left renewing would make
+    the host look alive on storage)."""
+    cl = make_cluster(hosts=("h1",))
+    argv = list(cl.agents["h1"].argv)
+    i = argv.index("--data")
+    data = argv[i + 1] = os.path.join(cl.base, "a-h9")
+    argv[argv.index("--name") + 1] = "h9"
+    argv[argv.index("--listen") + 1] = "127.0.0.1:%d" % cl.port
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=20,
+                       env=cl.env)
+    assert p.returncode == 1 and "cannot listen" in p.stderr, p
+    cvirt.wait_for(lambda: not any(data in " ".join(cvirt.proc_cmdline(k) or
+                                                    [])
+                                   for k in cl.cluster_keepers()) or None,
+                   5, "h9's lease keeper to go")
+    leases = [f for f in os.listdir(os.path.join(cl.storage, "leases"))
+              if f.startswith("h9")] \
+        if os.path.isdir(os.path.join(cl.storage, "leases")) else []
+    assert leases == [], leases
+    assert cl.agents["h1"].running()
+
+
 def test_daemons_stop_cleanly_on_sigterm(make_cluster):
     cl = make_cluster(hosts=("h1",))
     cl.agents["h1"].signal(signal.SIGTERM)
