@@ -11,6 +11,9 @@ import cvirt
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: boots several guests or restarts daemons")
+    config.addinivalue_line(
+        "markers", "migrates: migrates guests live (tests/run runs these "
+        "one at a time, after the others)")
 
 
 @pytest.hookimpl(tryfirst=True)

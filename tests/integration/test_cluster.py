@@ -16,6 +16,9 @@ import pytest
 from cvirt import boot_ids, qemu_pids, wait_for
 from netns import NetnsCluster
 
+# Live migrations: run one at a time (tests/run).
+pytestmark = pytest.mark.migrates
+
 TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 BASE = "console=ttyS0 cvirt.tick=1"
 

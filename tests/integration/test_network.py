@@ -21,10 +21,12 @@ import pytest
 from cvirt import wait_for
 from netns import NetnsCluster
 
-pytestmark = pytest.mark.skipif(
+# Live migrations among its tests: run one at a time (tests/run).
+pytestmark = [pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or
     not shutil.which("dnsmasq"),
-    reason="needs root, nft and dnsmasq (scripts/install-deps)")
+    reason="needs root, nft and dnsmasq (scripts/install-deps)"),
+    pytest.mark.migrates]
 
 SUBNET = "10.50.0"          # blue and red: the same subnet, two vxlans
 NAT = "10.60.0"

@@ -10,6 +10,9 @@ import pytest
 
 import cvirt
 
+# Live migrations: run one at a time (tests/run).
+pytestmark = pytest.mark.migrates
+
 
 def openssl(*args, cwd):
     subprocess.run(["openssl"] + list(args), cwd=cwd, check=True,

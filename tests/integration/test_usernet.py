@@ -12,6 +12,9 @@ import pytest
 
 import cvirt
 
+# Live migrations: run one at a time (tests/run).
+pytestmark = pytest.mark.migrates
+
 
 class NoNetAdminCluster(cvirt.Cluster):
     """Agents without CAP_NET_ADMIN: every host network "needs root"."""
