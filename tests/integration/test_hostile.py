@@ -206,5 +206,10 @@ def test_dot_segments_reach_no_other_object(cluster):
         assert cluster.vm("dots")["state"] == "stopped"
         status, _ = cluster.http("GET", "/api/v1/vms/dots/")
         assert status == 200
+        # A percent-escape that is no dot segment is only an escape.
+        status, reply = cluster.http("GET", "/api/v1/vms/d%6Fts")
+        assert status == 200 and reply["name"] == "dots", reply
+        status, reply = cluster.http("GET", "/api/v1/vms/no%2Dsuch")
+        assert status == 404 and "not found" in reply["error"], reply
     finally:
         cluster.cli("vm", "delete", "dots", check=False)
