@@ -285,7 +285,7 @@ api_vm_create(struct httpd_req *r)
 {
 	char host[UTIL_NAME_MAX + 1], path[128], err[512];
 	json_t *spec, *row = NULL;
-	int status = 0;
+	int status = 0, code;
 
 	if ((spec = api_vm_spec(r)) == NULL)
 		return 0;
@@ -294,15 +294,15 @@ api_vm_create(struct httpd_req *r)
 	/* The files go on the storage domain through any host that sees it. */
 	if (agentc_host_with_storage(JS(spec, "storage"), JS(spec, "host"), host,
 	    sizeof(host)) < 0) {
-		httpd_reply_error(r, 503, "no host with storage %s is up",
+		code = 503;
+		snprintf(err, sizeof(err), "no host with storage %s is up",
 		    JS(spec, "storage"));
 		goto undo;
 	}
 	snprintf(path, sizeof(path), "/agent/v1/vms/%s", JS(spec, "uuid"));
 	if (agentc_call(host, "PUT", path, spec, 120000, &status, NULL, err,
 	    sizeof(err)) < 0 || status >= 400) {
-		httpd_reply_error(r, status >= 400 && status < 500 ? 400 : 502,
-		    "%s", err);
+		code = status >= 400 && status < 500 ? 400 : 502;
 		goto undo;
 	}
 	event_add("info", "vm.created", JS(spec, "name"), "vm %s created by %s",
@@ -311,8 +311,11 @@ api_vm_create(struct httpd_req *r)
 	httpd_reply_json(r, 201, row ? vm_json(row) : json_object());
 	goto cleanup;
 undo:
+	/* Gone before the client hears of the failure: a list right after
+	 * the error must not show the VM. */
 	vnet_nics_release(JS(spec, "uuid"), NULL);
 	db_exec("DELETE FROM vms WHERE uuid = ?", "s", JS(spec, "uuid"));
+	httpd_reply_error(r, code, "%s", err);
 cleanup:
 	json_decref(row);
 	json_decref(spec);
