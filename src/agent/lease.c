@@ -231,6 +231,10 @@ lease_keeper_stop(void)
 	if (pid <= 0)
 		return;
 	kill(pid, SIGTERM);
+	/* Gone before the leases go: a renewal in flight would bring one
+	 * back (it is nobody's child: poll, up to 2 s). */
+	for (i = 0; i < 100 && util_pid_alive(pid); i++)
+		util_sleep_ms(20);
 	/* A host leaving on purpose removes its leases: nothing to fence. */
 	for (i = 0; i < agent_cfg.nstorage; i++)
 		if (lease_path(agent_cfg.storage[i].path, ".json", path,
