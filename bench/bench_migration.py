@@ -108,7 +108,11 @@ def raw_floor(mem, extra=""):
                                             "cancelled"):
                         break
                     time.sleep(0.01)
-                return st.get("downtime", 0), st.get("total-time", 0)
+                # A failed floor would read as 0 ms: fail instead.
+                if st.get("status") != "completed" or "downtime" not in st:
+                    raise RuntimeError("raw QEMU migration (the floor) did "
+                                       "not complete: %s" % st)
+                return st["downtime"], st["total-time"]
             finally:
                 dst.kill()
                 dst.wait()
