@@ -19,6 +19,7 @@ import re
 import statistics
 import subprocess
 import sys
+import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
@@ -93,7 +94,18 @@ def transfer(cl, net, k):
     """Boot the sender for its k-th (1-based) transfer; Mbit/s."""
     tx = net + "-tx"
     cl.cli("vm", "start", tx, "--host", "h1")
-    serial = cl.wait_serial(tx, "cvirt-guest: sent", 120, count=k)
+    deadline = time.monotonic() + 120
+    while True:
+        serial = cl.serial(tx)
+        if "cvirt-guest: send failed" in serial:
+            raise cvirt.CvirtError("%s: the sender's nc failed (transfer %d)"
+                                   % (net, k))
+        if len(SENT_RE.findall(serial)) >= k:
+            break
+        if time.monotonic() > deadline:
+            raise cvirt.CvirtError("%s: transfer %d not done in 120 s" % (
+                net, k))
+        time.sleep(0.2)
     cl.cli("vm", "stop", tx, "--force")
     ms = int(SENT_RE.findall(serial)[k - 1][1])
     mbps = MIB * 8 * 1048576 / 1e6 / (ms / 1000.0)

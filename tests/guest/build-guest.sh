@@ -25,6 +25,7 @@
 #   cvirt.send=IP:PORT:MIB[:RUNS]  once PORT answers, send MIB MiB of zeros
 #                      there (RUNS times, default 1) and print
 #                      "cvirt-guest: sent MIB MiB in MS ms" after each
+#                      ("cvirt-guest: send failed" when nc failed)
 # Every NIC that appears later (hot-plug) is printed as
 # "cvirt-guest: nic ethN MAC up" and one that goes away as "... gone".
 #   cvirt.gahang=S     freeze the guest agent (SIGSTOP) S seconds after boot:
@@ -471,9 +472,14 @@ EOV
 		i=$((i + 1))
 		sleep 1
 		t0=$(now_ms)
-		dd if=/dev/zero bs=1048576 count="$mib" 2>/dev/null | nc "$h" "$p"
-		t1=$(now_ms)
-		echo "cvirt-guest: sent $mib MiB in $((t1 - t0)) ms"
+		# A transfer nc gave up on is no figure: say so instead.
+		if dd if=/dev/zero bs=1048576 count="$mib" 2>/dev/null |
+		    nc "$h" "$p"; then
+			t1=$(now_ms)
+			echo "cvirt-guest: sent $mib MiB in $((t1 - t0)) ms"
+		else
+			echo "cvirt-guest: send failed"
+		fi
 	  done ) &
 fi
 
