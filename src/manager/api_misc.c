@@ -6,9 +6,6 @@
 #include "manager/manager_int.h"
 #include "version.h"
 
-const struct httpd_route *api_routes_all;
-size_t api_routes_nall;
-
 static int
 api_health(struct httpd_req *r)
 {
@@ -84,16 +81,12 @@ static int
 api_openapi(struct httpd_req *r)
 {
 	json_t *paths = json_object();
+	size_t i;
 
 	/* Every route the server has (the UI offers what is listed here). */
-	if (api_routes_all != NULL) {
-		api_openapi_add(paths, api_routes_all, api_routes_nall);
-	} else {
-		api_openapi_add(paths, api_vm_routes, api_vm_nroutes);
-		api_openapi_add(paths, api_host_routes, api_host_nroutes);
-		api_openapi_add(paths, api_task_routes, api_task_nroutes);
-		api_openapi_add(paths, api_misc_routes, api_misc_nroutes);
-	}
+	for (i = 0; i < api_route_ntables; i++)
+		api_openapi_add(paths, api_route_tables[i].routes,
+		    *api_route_tables[i].n);
 	return httpd_reply_json(r, 200, json_pack("{s:s, s:{s:s, s:s}, "
 	    "s:[{s:s}], s:o, s:{s:{s:{s:s, s:s}}}, s:[{s:[]}]}",
 	    "openapi", "3.0.3", "info", "title", "cvirt API", "version",

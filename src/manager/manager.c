@@ -87,41 +87,6 @@ manager_parse(int argc, char **argv)
 	return 0;
 }
 
-/* All route tables in one array for the server. */
-static struct httpd_route *
-manager_routes(size_t *n)
-{
-	const struct { const struct httpd_route *r; size_t n; } t[] = {
-		{ api_web_routes, api_web_nroutes },	/* before vms/{}/{} */
-		/* Before api_vm: its POST /vms/{}/{} would take ours. */
-		{ api_storage_routes, api_storage_nroutes },
-		{ api_snapshot_routes, api_snapshot_nroutes },
-		{ api_network_routes, api_network_nroutes },
-		{ api_vm_routes, api_vm_nroutes },
-		{ api_host_routes, api_host_nroutes },
-		{ api_task_routes, api_task_nroutes },
-		{ api_agent_routes, api_agent_nroutes },
-		{ api_misc_routes, api_misc_nroutes },
-		{ api_users_routes, api_users_nroutes },
-		{ api_login_routes, api_login_nroutes },
-		{ api_audit_routes, api_audit_nroutes },
-		{ api_pki_routes, api_pki_nroutes },
-		{ api_cluster_routes, api_cluster_nroutes },
-	};
-	struct httpd_route *all;
-	size_t i, total = 0;
-
-	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
-		total += t[i].n;
-	if ((all = calloc(total, sizeof(*all))) == NULL)
-		return NULL;
-	for (*n = 0, i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-		memcpy(all + *n, t[i].r, t[i].n * sizeof(*all));
-		*n += t[i].n;
-	}
-	return all;
-}
-
 static int
 manager_db_path(char *out, size_t outsz)
 {
@@ -194,10 +159,8 @@ manager_main(int argc, char **argv)
 	if (cluster_load() < 0 || ha_start(dbpath, manager_lead) < 0)
 		goto cleanup;
 	memset(&hc, 0, sizeof(hc));
-	if ((routes = manager_routes(&hc.nroutes)) == NULL)
+	if ((routes = api_routes_join(&hc.nroutes)) == NULL)
 		goto cleanup;
-	api_routes_all = routes;
-	api_routes_nall = hc.nroutes;
 	hc.listen = mgr_cfg.listen;
 	hc.threads = 32;
 	hc.routes = routes;

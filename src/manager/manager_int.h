@@ -335,10 +335,20 @@ extern const struct httpd_route api_vm_routes[], api_host_routes[],
 extern const size_t api_vm_nroutes, api_host_nroutes, api_task_nroutes,
     api_agent_nroutes, api_misc_nroutes;
 extern const struct httpd_ws_route console_ws_route;
-/* api_misc.c: all routes the server has, for the OpenAPI document (set by
- * manager.c before the server starts). */
-extern const struct httpd_route *api_routes_all;
-extern size_t api_routes_nall;
+/* api_routes.c: every route table the manager serves, in match order. A
+ * table that is not listed is neither served, documented nor fuzzed
+ * (tests/unit/test_routes.c fails on one defined in src/manager/ that is
+ * not here). */
+struct api_route_table {
+	const char			*name;		/* its symbol */
+	const struct httpd_route	*routes;
+	const size_t			*n;
+};
+extern const struct api_route_table api_route_tables[];
+extern const size_t api_route_ntables;
+/* All routes of api_route_tables in one array, in order; *n gets their
+ * count. The caller frees it; NULL when out of memory. */
+struct httpd_route *api_routes_join(size_t *n);
 
 /* api_web.c: the web UI's files and its live stream */
 extern const struct httpd_route api_web_routes[];
