@@ -272,7 +272,10 @@ sched_cache_ready(void)
 		sched_cache = (struct sched_sums){ ss.s, 0, ss.cap, 0 };
 		return -1;
 	}
-	qsort(ss.s, ss.n, sizeof(*ss.s), sched_cmp_sum);
+	/* No running VM yet: ss.s may still be NULL, which qsort must not
+	 * get (UBSan's nonnull-attribute aborts the sanitizer build). */
+	if (ss.n > 1)
+		qsort(ss.s, ss.n, sizeof(*ss.s), sched_cmp_sum);
 	sched_cache = ss;
 	sched_cache_gen = db_vms_gen();
 	sched_cache_valid = 1;
