@@ -52,17 +52,24 @@ $(BUILD)/web/index.html: $(WEB_SRCS) package-lock.json scripts/build-web
 FUZZ_CC     ?= clang
 FUZZ_BUILD  := build-fuzz
 FUZZ_CFLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Isrc $(shell pkg-config --cflags $(PKGS) $(DLPKGS)) \
-               -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer
+               -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=all
 FUZZ_SRCS   := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS   := $(FUZZ_SRCS:tests/fuzz/%.c=$(FUZZ_BUILD)/%)
 FUZZ_OBJS   := $(filter-out $(FUZZ_BUILD)/src/main.o,$(SRCS:%.c=$(FUZZ_BUILD)/%.o))
 
-$(FUZZ_BUILD)/src/%.o: src/%.c
+# Objects depend on the Makefile: a change of FUZZ_CFLAGS rebuilds them.
+$(FUZZ_BUILD)/src/%.o: src/%.c Makefile
 	@mkdir -p $(dir $@)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
+
+# fuzz_api stands in for the agents itself (its own agentc_* functions).
+$(FUZZ_BUILD)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	    $(filter-out %/agentc.o,$(FUZZ_OBJS)) $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 
