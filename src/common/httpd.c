@@ -97,6 +97,10 @@ httpd_reply_error(struct httpd_req *r, int status, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	/* The message may quote what the client sent, or be cut inside a
+	 * character: jansson refuses invalid UTF-8, and the client would get
+	 * "null" instead of {"error": ...}. */
+	util_utf8_fix(msg);
 	return httpd_reply_json(r, status, json_pack("{s:s}", "error", msg));
 }
 

@@ -119,6 +119,55 @@ util_hash_hex(const char *s, char out[UTIL_HASH_LEN + 1])
 	sodium_bin2hex(out, UTIL_HASH_LEN + 1, h, sizeof(h));
 }
 
+/* Length of the well-formed UTF-8 sequence at s, or 0 (RFC 3629). */
+static size_t
+util_utf8_len(const unsigned char *s)
+{
+	size_t n, i;
+	uint32_t c;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		c = s[0] & 0x1f;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		c = s[0] & 0x0f;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		c = s[0] & 0x07;
+	} else {
+		return 0;
+	}
+	for (i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)	/* a NUL ends it here too */
+			return 0;
+		c = (c << 6) | (s[i] & 0x3f);
+	}
+	if ((n == 3 && c < 0x800) || (n == 4 && c < 0x10000) ||
+	    c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+		return 0;
+	return n;
+}
+
+size_t
+util_utf8_fix(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	size_t n, bad = 0;
+
+	while (*p) {
+		if ((n = util_utf8_len(p)) == 0) {
+			*p++ = '?';
+			bad++;
+		} else {
+			p += n;
+		}
+	}
+	return bad;
+}
+
 int
 util_str_eq_ct(const char *a, const char *b)
 {

@@ -25,6 +25,10 @@ int	 util_random_hex(char *out, size_t nbytes);
 void	 util_hash_hex(const char *s, char out[UTIL_HASH_LEN + 1]);
 /* Constant-time string equality. */
 int	 util_str_eq_ct(const char *a, const char *b);
+/* Makes s valid UTF-8 in place: each byte that does not belong to a well-
+ * formed sequence (overlong, surrogate, beyond U+10FFFF, cut short)
+ * becomes '?'. Returns how many bytes it replaced. */
+size_t	 util_utf8_fix(char *s);
 
 /* snprintf that returns -1 (errno ENAMETOOLONG) on truncation. */
 int	 util_fmt(char *buf, size_t size, const char *fmt, ...)

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <jansson.h>
+
 #include "common/util.h"
 
 static void
@@ -250,6 +252,40 @@ test_read_file_large(void **state)
 	assert_int_equal(util_rm_rf(dir), 0);
 }
 
+/* util_utf8_fix (util.c), which httpd_reply_error (httpd.c) runs on every
+ * error message: well-formed UTF-8 stays as it is; every byte of a bad
+ * sequence becomes '?', and jansson then takes the result (without it, an
+ * error quoting such bytes went out as "null"; found by fuzz_api). */
+static void
+test_utf8_fix(void **state)
+{
+	static const struct { const char *in, *out; size_t bad; } c[] = {
+		{ "plain ascii", "plain ascii", 0 },
+		{ "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80",
+		  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 0 },
+		{ "bad \x9b\x99 tail", "bad ?? tail", 2 },
+		{ "cut \xe2\x82", "cut ??", 2 },		/* truncated */
+		{ "over \xc0\xaf", "over ??", 2 },		/* overlong '/' */
+		{ "over \xe0\x80\xaf", "over ???", 3 },
+		{ "sur \xed\xa0\x80", "sur ???", 3 },	/* U+D800 */
+		{ "big \xf4\x90\x80\x80", "big ????", 4 },	/* > U+10FFFF */
+		{ "\xff\xfe", "??", 2 },
+	};
+	char buf[64];
+	json_t *j;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		snprintf(buf, sizeof(buf), "%s", c[i].in);
+		assert_int_equal(util_utf8_fix(buf), c[i].bad);
+		assert_string_equal(buf, c[i].out);
+		j = json_pack("{s:s}", "error", buf);
+		assert_non_null(j);
+		json_decref(j);
+	}
+}
+
 int
 main(void)
 {
@@ -262,6 +298,7 @@ main(void)
 		cmocka_unit_test(test_fmt),
 		cmocka_unit_test(test_files),
 		cmocka_unit_test(test_read_file_large),
+		cmocka_unit_test(test_utf8_fix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
