@@ -20,6 +20,7 @@
 
 #include "agent/agent_int.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 #define LEASE_RENEW_MS	1000
@@ -200,6 +201,8 @@ lease_keeper_start(void)
 			_exit(0);
 		}
 		close(fds[1]);
+		/* Nothing blocked or ignored that the agent inherited. */
+		proc_child_signals();
 		keeper_loop();
 	}
 	close(fds[1]);

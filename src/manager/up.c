@@ -16,6 +16,7 @@
 
 #include "common/httpc.h"
 #include "common/log.h"
+#include "common/proc.h"
 #include "common/util.h"
 #include "manager/manager.h"
 
@@ -30,12 +31,10 @@ struct up_child {
 static pid_t
 up_spawn(struct up_child *c)
 {
-	sigset_t none;
 	pid_t pid = fork();
 
 	if (pid == 0) {
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
+		proc_child_signals();
 		execv(c->argv[0], c->argv);
 		fprintf(stderr, "cvirt up: cannot run %s: %s\n", c->argv[0],
 		    strerror(errno));

@@ -3,9 +3,12 @@
  * whose address and MAC are the gateway's on every host, seen only by this
  * host's VMs (an anycast server).
  * That namespace lives as long as its dnsmasq (no bind mount, which a
- * private mount namespace would hide from the next agent). */
+ * private mount namespace would hide from the next agent); a restart (new
+ * reservations) starts the new dnsmasq in the old one's namespace, so the
+ * veth pair stays. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +230,27 @@ cleanup:
 	return rc;
 }
 
+/* An anycast server is restarted (new reservations): hold its network
+ * namespace so that it outlives the old dnsmasq. Its veth pair (cvnd<id>,
+ * a port of the network's bridge, and cvne<id>) stays with it instead of
+ * vanishing with the namespace and being made anew: other objects keep
+ * theirs, the bridge keeps its port. An fd (close-on-exec) or -1. */
+static int
+dhcp_ns_hold(pid_t pid, long id)
+{
+	char path[64], e[16], e2[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	/* dhcp_veth writes the address anew: none of the old may stay. */
+	if (net_ifname('e', id, e, sizeof(e)) == 0)
+		netk_run(e2, sizeof(e2), "nsenter -t %d -n ip addr flush dev %s",
+		    (int)pid, e);
+	return fd;
+}
+
 int
 dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
     size_t errsz)
@@ -235,6 +259,7 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 	char iface[16], *conf = NULL, *old = NULL;
 	pid_t pid;
 	int rc = -1, vx = n->type != NET_NAT;	/* anycast */
+	int nsfd = -1, restart;
 
 	err[0] = '\0';
 	if (dhcp_paths(c->cfg, n->id, &p) < 0 ||
@@ -255,15 +280,22 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 		rc = vx ? dhcp_veth(c, n, pid, err, errsz) : 0;
 		goto cleanup;
 	}
+	if ((restart = pid > 0) && vx)
+		nsfd = dhcp_ns_hold(pid, n->id);
 	dhcp_kill(&p);
 	if (util_write_file_atomic(p.conf, conf, strlen(conf), 0600) < 0) {
 		snprintf(err, errsz, "cannot write %s: %s", p.conf,
 		    strerror(errno));
 		goto cleanup;
 	}
-	/* anycast: a new network namespace that lives as long as dnsmasq. */
-	if (netk_run(err, errsz, "%sdnsmasq %s", vx ? "unshare -n " : "",
-	    p.arg) < 0)
+	/* anycast: the namespace held above, or a new one that lives as long
+	 * as dnsmasq. */
+	if (nsfd >= 0) {
+		if (netk_run(err, errsz, "nsenter --net=/proc/%d/fd/%d dnsmasq %s",
+		    (int)getpid(), nsfd, p.arg) < 0)
+			goto cleanup;
+	} else if (netk_run(err, errsz, "%sdnsmasq %s", vx ? "unshare -n " :
+	    "", p.arg) < 0)
 		goto cleanup;
 	if (vx && ((pid = dhcp_running(&p)) <= 0 ||
 	    dhcp_veth(c, n, pid, err, errsz) < 0)) {
@@ -273,9 +305,11 @@ dhcp_apply(struct net_ctx *c, const struct net_def *n, char *err,
 		goto cleanup;
 	}
 	rc = 0;
-	log_info("net: DHCP for network %s started (%zu reservation(s))",
-	    n->name, n->nleases);
+	log_info("net: DHCP for network %s %s (%zu reservation(s))",
+	    n->name, restart ? "restarted" : "started", n->nleases);
 cleanup:
+	if (nsfd >= 0)
+		close(nsfd);
 	free(conf);
 	free(old);
 	return rc;
@@ -290,6 +324,7 @@ dhcp_stop(const struct net_config *cfg, long id)
 		return;
 	if (access(p.conf, F_OK) != 0 && access(p.pid, F_OK) != 0)
 		return;
+	log_info("net: stopping DHCP of network id %ld", id);
 	/* vxlan: the namespace, its veth and so cvnd<id> go with dnsmasq. */
 	dhcp_kill(&p);
 	unlink(p.conf);
@@ -333,8 +368,6 @@ dhcp_reconcile(struct net_ctx *c)
 		if (util_parse_u64(num, 1, NET_MAX_ID, &id) < 0 ||
 		    dhcp_wanted(c->p, (long)id))
 			continue;
-		log_info("net: stopping DHCP of network id %llu (gone)",
-		    (unsigned long long)id);
 		dhcp_stop(c->cfg, (long)id);
 	}
 	if (d != NULL)

@@ -43,6 +43,7 @@ netk_run(char *err, size_t errsz, const char *fmt, ...)
 		snprintf(err, errsz, "command too long");
 		return -1;
 	}
+	log_debug("net: %s", line);	/* before strtok_r splits it */
 	for (w = strtok_r(line, " ", &save); w && n < NETK_MAX_WORDS;
 	    w = strtok_r(NULL, " ", &save))
 		argv[n++] = w;
@@ -51,7 +52,6 @@ netk_run(char *err, size_t errsz, const char *fmt, ...)
 		snprintf(err, errsz, "bad command");
 		return -1;
 	}
-	log_debug("net: %s", fmt);
 	return netk_exec(argv, out, sizeof(out), err, errsz);
 }
 

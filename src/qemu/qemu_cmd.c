@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
 
@@ -457,26 +458,11 @@ qemu_build_argv(const struct qemu_vm_spec *spec)
 	return a.v;
 }
 
-/* Move fd to a number >= 3 so the child's dup2 onto 0-2 cannot clobber it. */
-static int
-qemu_fd_high(int fd)
-{
-	int nfd;
-
-	if (fd < 0 || fd > 2)
-		return fd;
-	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-	close(fd);
-	return nfd;
-}
-
 /* In the child after fork: only async-signal-safe calls from here on. */
 static void __attribute__((noreturn))
 qemu_child(char **argv, int nullfd, int logfd, int errfd, int maxfd)
 {
-	struct sigaction sa = { .sa_handler = SIG_DFL };
-	sigset_t none;
-	int e, fd, sig;
+	int e, fd;
 
 	if (setsid() < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 ||
 	    dup2(logfd, 2) < 0)
@@ -491,37 +477,12 @@ qemu_child(char **argv, int nullfd, int logfd, int errfd, int maxfd)
 		for (fd = 4; fd < maxfd; fd++)
 			(void)close(fd);
 	}
-	for (sig = 1; sig < NSIG; sig++) {
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
-	}
-	sigemptyset(&none);
-	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+	proc_child_signals();
 	execvp(argv[0], argv);
 fail:
 	e = errno;
 	(void)!write(errfd, &e, sizeof(e));
 	_exit(127);
-}
-
-/* Wait for the child to exec (pipe closes) or report its errno. */
-static int
-qemu_exec_status(int rfd, pid_t pid, const char *bin, char *err, size_t errsz)
-{
-	ssize_t n;
-	int e;
-
-	do {
-		n = read(rfd, &e, sizeof(e));
-	} while (n < 0 && errno == EINTR);
-	if (n == 0)
-		return 0;
-	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-		;
-	snprintf(err, errsz, "cannot run %s: %s", bin,
-	    n == (ssize_t)sizeof(e) ? strerror(e) : "exec status unknown");
-	errno = n == (ssize_t)sizeof(e) ? e : EIO;
-	return -1;
 }
 
 static int
@@ -549,19 +510,19 @@ qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile, pid_t *pid,
 		    errno == EINVAL ? "invalid VM description" : strerror(errno));
 		return -1;
 	}
-	nullfd = qemu_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
 	if (nullfd < 0) {
 		snprintf(err, errsz, "cannot open /dev/null: %s", strerror(errno));
 		goto cleanup;
 	}
-	logfd = qemu_fd_high(open(logfile, O_WRONLY | O_APPEND | O_CREAT |
+	logfd = proc_fd_high(open(logfile, O_WRONLY | O_APPEND | O_CREAT |
 	    O_CLOEXEC, 0640));
 	if (logfd < 0) {
 		snprintf(err, errsz, "cannot open %s: %s", logfile, strerror(errno));
 		goto cleanup;
 	}
-	if (pipe2(pfd, O_CLOEXEC) < 0 || (pfd[0] = qemu_fd_high(pfd[0])) < 0 ||
-	    (pfd[1] = qemu_fd_high(pfd[1])) < 0) {
+	if (pipe2(pfd, O_CLOEXEC) < 0 || (pfd[0] = proc_fd_high(pfd[0])) < 0 ||
+	    (pfd[1] = proc_fd_high(pfd[1])) < 0) {
 		snprintf(err, errsz, "pipe: %s", strerror(errno));
 		goto cleanup;
 	}
@@ -579,7 +540,7 @@ qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile, pid_t *pid,
 	}
 	close(pfd[1]);
 	pfd[1] = -1;
-	if (qemu_exec_status(pfd[0], child, argv[0], err, errsz) < 0)
+	if (proc_exec_status(pfd[0], child, argv[0], err, errsz) < 0)
 		goto cleanup;
 	*pid = child;
 	rc = 0;
