@@ -272,7 +272,9 @@ sched_cache_ready(void)
 		sched_cache = (struct sched_sums){ ss.s, 0, ss.cap, 0 };
 		return -1;
 	}
-	qsort(ss.s, ss.n, sizeof(*ss.s), sched_cmp_sum);
+	/* No row, no array yet: qsort wants a pointer even for none. */
+	if (ss.n > 0)
+		qsort(ss.s, ss.n, sizeof(*ss.s), sched_cmp_sum);
 	sched_cache = ss;
 	sched_cache_gen = db_vms_gen();
 	sched_cache_valid = 1;
