@@ -206,30 +206,36 @@ def _attach(rep, problems, when):
         rep.sections.append(("cvirt harness", text))
 
 
-def _makereport_hook():
+def _makereport(item, call):
+    """Fails the phase on any problem check() finds; on a failure,
+    attaches the tail of every live cluster's daemon logs."""
+    import cvirt
+    outcome = yield
+    rep = outcome.get_result()
+    problems = check()
+    if problems:
+        when = {"teardown": "teardown (module clusters stop after their "
+                            "last test)"}.get(call.when, call.when)
+        _attach(rep, problems, when)
+    if rep.failed and cvirt.Cluster.active:
+        for i, cl in enumerate(cvirt.Cluster.active):
+            rep.sections.append(("cvirt daemon logs (cluster %d, %s)"
+                                 % (i, cl.base), cl.logs()))
+
+
+try:
     import pytest
-
-    @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(item, call):
-        """Fails the phase on any problem check() finds; on a failure,
-        attaches the tail of every live cluster's daemon logs."""
-        import cvirt
-        outcome = yield
-        rep = outcome.get_result()
-        problems = check()
-        if problems:
-            when = {"teardown": "teardown (module clusters stop after "
-                                "their last test)"}.get(call.when,
-                                                         call.when)
-            _attach(rep, problems, when)
-        if rep.failed and cvirt.Cluster.active:
-            for i, cl in enumerate(cvirt.Cluster.active):
-                rep.sections.append(("cvirt daemon logs (cluster %d, %s)"
-                                     % (i, cl.base), cl.logs()))
-    return pytest_runtest_makereport
+except ImportError:     # cluster.py (browser suite), bench/: check() only
+    __all__.remove("pytest_runtest_makereport")
+else:
+    pytest_runtest_makereport = pytest.hookimpl(hookwrapper=True)(
+        _makereport)
 
 
-pytest_runtest_makereport = _makereport_hook()
+def _test_id(nodeid):
+    """nodeid without pytest-xdist's "@GROUP" (--dist loadgroup)."""
+    head, at, group = nodeid.rpartition("@")
+    return head if at and re.fullmatch(r"[\w.-]+", group) else nodeid
 
 
 def pytest_runtest_logreport(report):
@@ -237,14 +243,15 @@ def pytest_runtest_logreport(report):
     one was skipped, else passed (pytest's own line counts a test whose
     teardown failed as both passed and error)."""
     rank = {"passed": 0, "skipped": 1, "failed": 2}
+    nid = _test_id(report.nodeid)
     new = "failed" if report.failed else \
         "skipped" if report.skipped else "passed"
-    cur = _outcomes.get(report.nodeid)
+    cur = _outcomes.get(nid)
     if cur is None or rank[new] > rank[cur]:
-        _outcomes[report.nodeid] = new
+        _outcomes[nid] = new
     if new == "skipped":
         r = report.longrepr
-        _skip_reasons[report.nodeid] = r[2] if isinstance(r, tuple) and \
+        _skip_reasons[nid] = r[2] if isinstance(r, tuple) and \
             len(r) == 3 else str(r)
 
 
