@@ -251,8 +251,9 @@ def pytest_runtest_logreport(report):
         _outcomes[nid] = new
     if new == "skipped":
         r = report.longrepr
-        _skip_reasons[nid] = r[2] if isinstance(r, tuple) and \
-            len(r) == 3 else str(r)
+        why = r[2] if isinstance(r, tuple) and len(r) == 3 else str(r)
+        _skip_reasons[nid] = why[len("Skipped: "):] \
+            if why.startswith("Skipped: ") else why
 
 
 def pytest_collectreport(report):
