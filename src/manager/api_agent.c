@@ -179,7 +179,7 @@ api_agent_register(struct httpd_req *r)
 	const char *name, *url, *accel, *reason;
 	char key[UTIL_TOKEN_LEN + 1];
 	int64_t cpus = 0, mem = 0;
-	json_t *info = NULL, *old = NULL, *stop = json_array();
+	json_t *info = NULL, *old = NULL, *stop;
 	char *infos = NULL;
 	int rc;
 
@@ -201,6 +201,7 @@ api_agent_register(struct httpd_req *r)
 	if (!json_is_array(json_object_get(r->body, "storage")) ||
 	    !json_is_array(json_object_get(r->body, "vms")))
 		return httpd_reply_error(r, 400, "storage and vms must be lists");
+	stop = json_array();
 	util_random_hex(key, UTIL_TOKEN_LEN / 2);
 	info = json_pack("{s:O, s:O}", "storage", json_object_get(r->body,
 	    "storage"), "version", json_object_get(r->body, "version") ?
