@@ -88,11 +88,14 @@ static int
 api_snap_submit(struct httpd_req *r, const char *kind, const char *snap,
     int settle_ms)
 {
+	json_t *params = json_pack("{s:s}", "snapshot", snap);
 	char err[256];
 	int64_t id;
 
-	id = task_submit(kind, r->params[0], json_pack("{s:s}", "snapshot", snap),
-	    r->principal, err, sizeof(err));
+	/* task_submit copies params; they stay ours. */
+	id = task_submit(kind, r->params[0], params, r->principal, err,
+	    sizeof(err));
+	json_decref(params);
 	if (id < 0)
 		return httpd_reply_error(r, errno == ENOENT ? 404 :
 		    errno == EBUSY ? 409 : 500, "%s", err);
