@@ -114,8 +114,10 @@ def _judge(run):
     else:
         why = "exited with status %d%s" % (
             rc, " on SIGTERM" if run.termed else " by itself")
-    return "%s (pid %d) %s; log %s ends:\n%s" % (
-        run.name, run.proc.pid, why, run.log_path, _tail(run.log_path))
+    return ("%s (pid %d) %s (a test that means it says so: Daemon.kill, "
+            "Daemon.declare_exit); log %s ends:\n%s" % (
+                run.name, run.proc.pid, why, run.log_path,
+                _tail(run.log_path)))
 
 
 def _read_new(path):
