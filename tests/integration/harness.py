@@ -144,6 +144,23 @@ def _excerpt(text, lines=40):
 _pending = []   # problems collect() found, for the next check()
 
 
+def _cores():
+    """Core files in the daemons' working directory (ours: they never
+    chdir), as {path: mtime}. ASan turns crashes into reports and disables
+    core dumps, but a crash it missed leaves one where core_pattern says
+    "core"."""
+    found = {}
+    for path in glob.glob(os.path.join(os.getcwd(), "core*")):
+        try:
+            found[path] = os.stat(path).st_mtime
+        except OSError:
+            pass
+    return found
+
+
+_cores_seen = _cores()
+
+
 def collect():
     """Reads now what check() would (before the files go away); the next
     check() returns it."""
@@ -168,6 +185,10 @@ def check():
             if new.strip():
                 problems.append("%s: sanitizer report in %s:\n%s"
                                 % (label, path, _excerpt(new)))
+    for path, mtime in _cores().items():
+        if _cores_seen.get(path) != mtime:
+            _cores_seen[path] = mtime
+            problems.append("a process dumped core: %s" % path)
     for path, label in list(_logs.items()):
         new = _read_new(path)
         lines = new.splitlines()
