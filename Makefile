@@ -8,10 +8,18 @@ WERROR  ?= -Werror
 CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra $(WERROR) -Wshadow -Wno-unused-parameter \
            -Isrc $(shell pkg-config --cflags $(PKGS) $(DLPKGS))
 LDLIBS  += $(shell pkg-config --libs $(PKGS)) -lcivetweb -lhttp_parser -lpthread -lm
+# SAN=1: ASan + UBSan, every report fatal, in build-san/ (the unit tests,
+# and the daemons and CLI of the integration and browser suites: tests/run).
+# Built with clang, whose ASan and UBSan share one runtime: UBSan's reports
+# then honour UBSAN_OPTIONS=log_path too (GCC's separate libubsan writes
+# them to stderr whatever it says, where a CLI's stderr hides them).
 SAN     ?= 0
 ifeq ($(SAN),1)
 BUILD   ?= build-san
-CFLAGS  += -O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SAN_CC  ?= clang
+CC      := $(SAN_CC)
+CFLAGS  += -O1 -fsanitize=address,undefined -fno-sanitize-recover=all \
+           -fno-omit-frame-pointer -fno-optimize-sibling-calls
 LDFLAGS += -fsanitize=address,undefined
 else
 BUILD   ?= build
@@ -30,7 +38,7 @@ all: $(BUILD)/cvirt web
 $(BUILD)/cvirt: $(OBJS)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c $(BUILD)/cflags
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -39,6 +47,14 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(wildcard tests/unit/*.h) $(LI
 	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(UNIT_HELPERS) $(LIBOBJS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
+
+# Everything is rebuilt when the compiler or its flags change (an old
+# build-san/ was made by GCC: its objects do not link with clang's ASan).
+$(BUILD)/cflags: FORCE
+	@mkdir -p $(BUILD)
+	@echo '$(CC) $(CFLAGS) $(LDFLAGS)' | cmp -s - $@ || \
+		echo '$(CC) $(CFLAGS) $(LDFLAGS)' >$@
+FORCE:
 
 # The web UI: web/ plus browser libraries vendored from npm (scripts/build-web).
 WEB_SRCS := $(shell find web -type f 2>/dev/null)
@@ -115,6 +131,6 @@ deps:
 clean:
 	rm -rf build build-san build-fuzz
 
-.PHONY: all unit web fuzz test check deps clean install deb bench
+.PHONY: all unit web fuzz test check deps clean install deb bench FORCE
 -include $(OBJS:.o=.d)
 -include $(FUZZ_OBJS:.o=.d)

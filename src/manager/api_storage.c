@@ -393,7 +393,7 @@ static json_t *
 api_backup_json(json_t *row)
 {
 	json_t *m = json_loads(JS(row, "manifest") ? JS(row, "manifest") : "{}",
-	    0, NULL), *o;
+	    0, NULL), *o, *d;
 	char c[40];
 
 	util_time_iso(json_integer_value(json_object_get(row, "created")), c,
@@ -403,8 +403,8 @@ api_backup_json(json_t *row)
 	    "vm_uuid", json_object_get(row, "vm_uuid"), "storage",
 	    json_object_get(row, "storage"), "state", json_object_get(row, "state"),
 	    "created", c, "size_bytes", json_object_get(row, "size_bytes"));
-	json_object_set(o, "disks", json_object_get(m, "disks") ?
-	    json_object_get(m, "disks") : json_array());
+	d = json_object_get(m, "disks");
+	json_object_set_new(o, "disks", d ? json_incref(d) : json_array());
 	json_decref(m);
 	return o;
 }

@@ -7,12 +7,13 @@
 static int
 api_task_list(struct httpd_req *r)
 {
-	json_t *rows, *row, *out = json_array();
+	json_t *rows, *row, *out;
 	int limit;
 	size_t i;
 
 	if (api_limit(r, 100, 10000, &limit) < 0)
 		return 0;
+	out = json_array();
 	rows = db_query("SELECT * FROM tasks ORDER BY id DESC LIMIT ?", "i",
 	    (int64_t)limit);
 	json_array_foreach(rows, i, row)
@@ -76,7 +77,7 @@ api_task_cancel(struct httpd_req *r)
 static int
 api_event_list(struct httpd_req *r)
 {
-	json_t *rows, *row, *out = json_array();
+	json_t *rows, *row, *out;
 	char buf[32];
 	uint64_t since = 0;
 	int limit;
@@ -87,6 +88,7 @@ api_event_list(struct httpd_req *r)
 	if (httpd_query(r, "since", buf, sizeof(buf)) == 0 &&
 	    util_parse_u64(buf, 0, INT64_MAX, &since) < 0)
 		return httpd_reply_error(r, 400, "since must be an event id");
+	out = json_array();
 	rows = db_query("SELECT * FROM events WHERE id > ? ORDER BY id DESC "
 	    "LIMIT ?", "ii", (int64_t)since, (int64_t)limit);
 	json_array_foreach(rows, i, row)

@@ -143,7 +143,8 @@ typedef int (*task_fn)(struct task *t);
 int	 task_init(int workers);
 void	 task_shutdown(void);
 /* Queue a task; when vm is non-NULL the VM is marked busy atomically and a
- * busy VM gives -1 with errno EBUSY. Returns the task id or -1. */
+ * busy VM gives -1 with errno EBUSY. params (may be NULL) are copied: the
+ * caller keeps its reference. Returns the task id or -1. */
 int64_t	 task_submit(const char *kind, const char *vm, json_t *params,
 	    const char *owner, char *err, size_t errsz);
 void	 task_progress(struct task *t, int pct);

@@ -175,7 +175,7 @@ int64_t
 task_submit(const char *kind, const char *vm, json_t *params,
     const char *owner, char *err, size_t errsz)
 {
-	char *p = json_dumps(params ? params : json_object(), JSON_COMPACT);
+	char *p = params ? json_dumps(params, JSON_COMPACT) : strdup("{}");
 	json_t *row = NULL;
 	int64_t id = -1, now = util_wall_ms();
 

@@ -5,6 +5,13 @@ Starts a manager and agents h1 and h2 on 127.0.0.1 with the integration
 suite's Cluster helper (tests/integration/cvirt.py), prints one JSON line
 {url, token, kernel, initrd, base, logs} on stdout, and stops everything
 (daemons and QEMU) when stdin closes or on SIGTERM.
+
+The integration suite's net (tests/integration/harness.py) watches the
+daemons: each line "check" on stdin gets one JSON line {"problems": [...]}
+back (sanitizer reports, crashes, daemons that died since the last
+check); at the end, a problem seen while stopping (a leak reported at
+exit, a daemon that did not exit 0 on SIGTERM) is written to stderr and
+the exit status is 1.
 """
 
 import json
@@ -17,6 +24,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import cvirt  # noqa: E402
+import harness  # noqa: E402
 
 
 def kill_leftovers(cl):
@@ -40,14 +48,19 @@ def main():
     stopping = []
 
     def stop(*_):
+        problems = []
         if not stopping:
             stopping.append(1)
             try:
                 cl.cleanup()
             except Exception as e:  # noqa: BLE001 - still leave nothing
                 sys.stderr.write("cluster.py: cleanup: %s\n" % e)
+                problems.append("cleanup: %s" % e)
                 kill_leftovers(cl)
-        sys.exit(0)
+            problems += harness.check()
+        for p in problems:
+            sys.stderr.write("cluster.py: %s\n\n" % p)
+        sys.exit(1 if problems else 0)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -64,7 +77,9 @@ def main():
         "initrd": os.path.join(cvirt.GUEST_DIR, "initrd.img"),
     }), flush=True)
     try:
-        sys.stdin.read()
+        for line in sys.stdin:
+            if line.strip() == "check":
+                print(json.dumps({"problems": harness.check()}), flush=True)
     finally:
         stop()
 

@@ -12,24 +12,36 @@ import { chromium } from 'playwright-core';
 const HERE = dirname(fileURLToPath(import.meta.url));
 export const ARTIFACTS = process.env.CVIRT_BROWSER_ARTIFACTS || join(HERE, 'artifacts');
 
-// Starts cluster.py; resolves with its info plus stop().
+// Starts cluster.py; resolves with its info plus check() and stop().
+// check(): the problems the harness saw in the daemons since the last
+// call (sanitizer reports, crashes, daemons that died; [] when all is
+// well). stop(): stops everything; throws when a daemon failed on the way
+// out (a leak reported at exit, no clean exit on SIGTERM: on stderr).
 export function startCluster(hosts = ['h1', 'h2']) {
   return new Promise((resolve, reject) => {
-    const p = spawn('python3', [join(HERE, 'cluster.py'), ...hosts], {
+    const p = spawn('/usr/bin/python3', [join(HERE, 'cluster.py'), ...hosts], {
       stdio: ['pipe', 'pipe', 'inherit'],
       env: { ...process.env, PYTHONDONTWRITEBYTECODE: '1' },
     });
     const rl = createInterface({ input: p.stdout });
     let done = false;
-    const exited = new Promise((r) => p.on('exit', r));
+    const replies = [];
+    const exited = new Promise((r) => p.on('exit', (code, sig) => r(sig || code)));
     rl.once('line', (line) => {
       done = true;
       const info = JSON.parse(line);
+      rl.on('line', (l) => { const r = replies.shift(); if (r) r(JSON.parse(l)); });
+      info.check = async () => {
+        const reply = new Promise((r) => replies.push(r));
+        p.stdin.write('check\n');
+        return (await reply).problems;
+      };
       info.stop = async () => {
         p.stdin.end();
         const t = setTimeout(() => p.kill('SIGTERM'), 60000);
-        await exited;
+        const status = await exited;
         clearTimeout(t);
+        if (status !== 0) throw new Error('cluster.py exited with ' + status + ': a daemon failed (its stderr says which)');
       };
       resolve(info);
     });

@@ -26,14 +26,17 @@ after(async () => {
 // one is a failure, like any console error or uncaught exception.
 let expectHttp = [];
 
-// Acceptance 5: no console errors or uncaught exceptions in any test.
-afterEach(() => {
+// Acceptance 5: no console errors or uncaught exceptions in any test;
+// and no daemon crash or sanitizer report (tests/integration/harness.py).
+afterEach(async () => {
   const errs = br.errors.splice(0);
   const http = br.httpErrors.splice(0);
   const want = expectHttp;
   expectHttp = [];
+  const daemons = await cl.check();
   assert.deepEqual(errs, [], 'JavaScript errors in the page');
   assert.deepEqual(http, want, 'unexpected HTTP errors in the page');
+  assert.deepEqual(daemons, [], 'daemon crashes or sanitizer reports');
 });
 
 async function vmState(name) {

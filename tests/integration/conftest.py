@@ -1,4 +1,5 @@
-"""pytest fixtures for cvirt's integration suite (see cvirt.py)."""
+"""pytest fixtures for cvirt's integration suite (see cvirt.py); the
+harness's hooks (harness.py) fail a test on any daemon crash."""
 
 import os
 import types
@@ -6,6 +7,8 @@ import types
 import pytest
 
 import cvirt
+import harness
+from harness import *  # noqa: F401,F403 - the harness's pytest hooks
 
 
 def pytest_configure(config):
@@ -14,16 +17,49 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "migrates: migrates guests live (tests/run runs these "
         "one at a time, after the others)")
+    config.addinivalue_line(
+        "markers", "sqlite_only: runs in the SQLite pass only (deselected "
+        "when CVIRT_TEST_PG is set)")
+    config.addinivalue_line(
+        "markers", "pg_only: runs in the PostgreSQL pass only (deselected "
+        "unless CVIRT_TEST_PG is set)")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sanitizer_env(tmp_path_factory):
+    """cvirt processes a test starts with the suite's own environment
+    (subprocess.run of cvirt_bin without a cluster's env) report to
+    BASETEMP/other.san.PID, which the harness reads too."""
+    prefix = str(tmp_path_factory.getbasetemp() / "other.san")
+    saved = {k: os.environ.get(k) for k in ("ASAN_OPTIONS", "UBSAN_OPTIONS")}
+    os.environ.update({k: v for k, v in harness.sanitizer_env(
+        {}, prefix, "cvirt commands run by tests").items()})
+    yield
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
-    """tests/run spreads the suite over two pytest-xdist workers with
+    """Each test runs in exactly one database pass: sqlite_only tests are
+    deselected in the PostgreSQL pass (CVIRT_TEST_PG set), pg_only ones in
+    the SQLite pass.
+
+    tests/run spreads the suite over two pytest-xdist workers with
     --dist loadgroup: each module is one group, so it runs on one worker
     and its module-scoped cluster is made once. A module may name a
     shared group (XDIST_GROUP): the ones whose agents realize networks
     in this machine's own network namespace share "hostnet", as they
     would race for the same bridge names (cvnb1, ...)."""
+    other = "sqlite_only" if os.environ.get("CVIRT_TEST_PG") else "pg_only"
+    keep = [i for i in items if i.get_closest_marker(other) is None]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(
+            items=[i for i in items if i.get_closest_marker(other)])
+        items[:] = keep
     for item in items:
         group = getattr(item.module, "XDIST_GROUP", None) or \
             item.module.__name__
@@ -73,14 +109,3 @@ def make_cluster(request, tmp_path_factory, cvirt_bin):
     def make(hosts=("h1",), agent_extra=None):
         return _make_cluster(request, tmp_path_factory, hosts, agent_extra)
     return make
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    """On a failure, attach the tail of every live cluster's daemon logs."""
-    outcome = yield
-    rep = outcome.get_result()
-    if rep.failed and cvirt.Cluster.active:
-        for i, cl in enumerate(cvirt.Cluster.active):
-            rep.sections.append(("cvirt daemon logs (cluster %d, %s)"
-                                 % (i, cl.base), cl.logs()))

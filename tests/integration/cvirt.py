@@ -21,6 +21,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+import harness
+
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
 GUEST_DIR = os.environ.get("CVIRT_GUEST_DIR") or os.path.join(
@@ -184,24 +186,50 @@ class DaemonExited(CvirtError):
 
 
 class Daemon:
-    """One cvirt daemon process and its log file."""
+    """One daemon process and its log file.
 
-    def __init__(self, name, argv, log_path, env):
+    A daemon that runs the cvirt binary (or any, with checked=True) is in
+    the harness's net (harness.py): its sanitizer reports go to
+    LOG-WITHOUT-.log.san.PID, its log is read for crash lines after every
+    test phase, and its end is judged: it must exit 0, and only when asked
+    (SIGTERM), unless the test declared otherwise (kill(), declare_exit()).
+    """
+
+    def __init__(self, name, argv, log_path, env, checked=None):
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.env = env
         self.proc = None
+        self.run = None         # the current harness.Run
+        self.log_start = 0      # where this run's lines begin in the log
+        if checked is None:
+            bin_ = os.path.realpath(cvirt_bin())
+            checked = any(os.path.realpath(a) == bin_ for a in argv)
+        self.checked = checked
+
+    @property
+    def san_prefix(self):
+        """Sanitizer reports of this daemon (and of the processes it
+        forks) land in san_prefix.PID."""
+        return os.path.splitext(self.log_path)[0] + ".san"
 
     def start(self):
         log = open(self.log_path, "ab")
+        self.log_start = log.tell()
         log.write(("---- %s: %s\n" % (time.strftime("%H:%M:%S"),
                                       " ".join(self.argv))).encode())
         log.flush()
+        env = self.env
+        if self.checked:
+            env = harness.sanitizer_env(env, self.san_prefix, self.name)
+            harness.watch_log(self.log_path, self.name)
         self.proc = subprocess.Popen(
             self.argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            env=self.env, start_new_session=True)
+            env=env, start_new_session=True)
         log.close()
+        if self.checked:
+            self.run = harness.Run(self.name, self.proc, self.log_path)
 
     @property
     def pid(self):
@@ -211,8 +239,30 @@ class Daemon:
         return self.proc is not None and self.proc.poll() is None
 
     def signal(self, sig):
+        """Sends sig. SIGKILL is a deliberate kill (see kill()); after
+        SIGTERM (or any other signal) the daemon must exit 0."""
+        if sig == signal.SIGKILL:
+            self.kill(sig)
+            return
+        if self.running():
+            if self.run is not None and sig == signal.SIGTERM:
+                self.run.termed = True
+            self.proc.send_signal(sig)
+
+    def kill(self, sig=None):
+        """Kills the daemon on purpose (SIGKILL unless sig): its end is not
+        judged (what it wrote before it is)."""
+        sig = signal.SIGKILL if sig is None else sig
+        self.declare_exit("killed by the test with %s" % (
+            signal.Signals(sig).name))
         if self.running():
             self.proc.send_signal(sig)
+
+    def declare_exit(self, why):
+        """The test expects this run to end some other way than exit 0 on
+        SIGTERM (it checks how itself): refused at start, killed, ..."""
+        if self.run is not None:
+            self.run.declared = why
 
     def wait(self, timeout):
         """Waits for exit; True if it exited."""
@@ -225,15 +275,27 @@ class Daemon:
             return False
 
     def stop(self, timeout=10):
-        """SIGTERM, then SIGKILL after timeout; returns the exit status."""
+        """SIGTERM, then SIGKILL after timeout; returns the exit status
+        (the harness fails the test on anything but 0 unless declared)."""
         if self.proc is None:
             return None
         if self.running():
-            self.proc.send_signal(signal.SIGTERM)
+            self.signal(signal.SIGTERM)
             if not self.wait(timeout):
+                if self.run is not None:
+                    self.run.forced = timeout
                 self.proc.kill()
                 self.wait(10)
         return self.proc.returncode
+
+    def logged(self, text):
+        """True when this run's part of the log has text."""
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(self.log_start)
+                return text.encode() in f.read()
+        except OSError:
+            return False
 
     def log_tail(self, lines=60):
         try:
@@ -275,11 +337,16 @@ class Cluster:
         Cluster.active.append(self)
 
     def _env(self):
+        """The environment of every command this cluster runs; the
+        sanitizer reports of client commands go to LOGDIR/client.san.PID
+        (each daemon's own go beside its log, Daemon.start)."""
         env = dict(os.environ)
         for k in ("CVIRT_URL", "CVIRT_TOKEN", "CVIRT_TOKEN_FILE"):
             env.pop(k, None)
         env["HOME"] = self.base
-        return env
+        return harness.sanitizer_env(
+            env, os.path.join(self.logdir, "client.san"),
+            "client commands of cluster %s" % self.base)
 
     # ---- daemons ---------------------------------------------------------
 
@@ -367,9 +434,16 @@ class Cluster:
         return d
 
     def wait_host(self, name, state="up", timeout=30, daemon=None):
+        """Waits until host `name` is in state. With daemon (the agent just
+        started), "up" counts only once that agent has registered: a
+        restarted agent's host may still be "up" from the one before it,
+        and a daemon stopped while it starts dies of the signal."""
         def check():
             if daemon is not None:
                 self._alive(daemon)
+                if state == "up" and not daemon.logged(
+                        "registered with the manager"):
+                    return False
             hosts = self.cli("host", "list", json=True)
             return any(h.get("name") == name and h.get("state") == state
                        for h in hosts)
@@ -377,9 +451,14 @@ class Cluster:
                         interval=0.2)
 
     def kill_agent(self, name, sig=signal.SIGKILL, timeout=10):
-        """Sends sig to agent `name` and waits until it has exited."""
+        """Sends sig to agent `name` and waits until it has exited. Any
+        signal but SIGTERM is a deliberate kill (Daemon.kill); on SIGTERM
+        the agent must exit 0."""
         d = self.agents[name]
-        d.signal(sig)
+        if sig == signal.SIGTERM:
+            d.signal(sig)
+        else:
+            d.kill(sig)
         if not d.wait(timeout):
             raise CvirtError("agent %s did not exit on signal %d"
                              % (name, sig))
@@ -398,10 +477,11 @@ class Cluster:
         """Runs `cvirt up --data BASE/up --listen 127.0.0.1:PORT` as this
         cluster's only daemon (self.manager); waits for its token file
         (found under the data dir), health and one host up.
-        `cvirt up` always embeds SQLite: skipped in the PostgreSQL pass."""
+        `cvirt up` always embeds SQLite: a test that calls this must be
+        marked sqlite_only (deselected in the PostgreSQL pass)."""
         if os.environ.get("CVIRT_TEST_PG"):
-            import pytest
-            pytest.skip("cvirt up embeds SQLite (runs in the SQLite pass)")
+            raise CvirtError("cvirt up embeds SQLite: mark the test "
+                             "@pytest.mark.sqlite_only")
         self.port = free_port_pair()
         self.url = "http://127.0.0.1:%d" % self.port
         data = os.path.join(self.base, "up")
@@ -698,4 +778,6 @@ class Cluster:
             self.stop()
         finally:
             if self.own_base and not os.environ.get("CVIRT_KEEP"):
+                # The logs may live under base: read them first.
+                harness.collect()
                 shutil.rmtree(self.base, ignore_errors=True)

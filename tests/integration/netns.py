@@ -91,7 +91,9 @@ class NetnsCluster(Cluster):
             return status, text
 
     def crash_host(self, role):
-        """Kills every process of the host at once (agent, keeper, QEMUs)."""
+        """Kills every process of the host at once (agent, keeper, QEMUs);
+        the agent's end is declared (Daemon.declare_exit)."""
+        self.agents[role].declare_exit("its host crashed (crash_host)")
         p = subprocess.run(["ip", "netns", "pids", self.ns[role]],
                            capture_output=True, text=True)
         pids = [int(x) for x in p.stdout.split()]

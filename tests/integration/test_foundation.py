@@ -570,6 +570,7 @@ def test_daemons_stop_cleanly_on_sigterm(make_cluster):
     assert cl.manager.proc.returncode == 0
 
 
+@pytest.mark.sqlite_only     # cvirt up embeds SQLite
 def test_up_runs_manager_agent_and_storage(tmp_path, cvirt_bin):
     cl = cvirt.Cluster(logdir=str(tmp_path))
     try:
@@ -601,6 +602,7 @@ def test_up_bad_options_are_one_line(tmp_path, cvirt_bin, args):
     assert time.monotonic() - t0 < 5
 
 
+@pytest.mark.sqlite_only     # cvirt up embeds SQLite
 def test_second_up_on_the_same_data_is_refused(tmp_path, cvirt_bin):
     """A second `cvirt up` on the data directory of a running one started
     a second agent for the same host (re-attaching to its VMs' QMP, a new
@@ -622,6 +624,7 @@ def test_second_up_on_the_same_data_is_refused(tmp_path, cvirt_bin):
         cl.cleanup()
 
 
+@pytest.mark.sqlite_only     # cvirt up embeds SQLite
 def test_up_restarts_with_its_host_in_maintenance(tmp_path, cvirt_bin):
     """Its host re-registers in maintenance: `cvirt up` must come back (it
     waited for the state "up" and gave up after 20 s)."""

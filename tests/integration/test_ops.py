@@ -15,7 +15,6 @@ import pytest
 from cvirt import Daemon, boot_ids, free_port, qemu_pid, wait_for
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
-ON_PG = bool(os.environ.get("CVIRT_TEST_PG"))
 
 
 def boot(cl, guest, name):
@@ -120,8 +119,7 @@ def test_metrics_parse_with_usage(make_cluster, guest):
     assert status == 401
 
 
-@pytest.mark.skipif(not ON_PG, reason="manager HA needs PostgreSQL "
-                    "(tests/run --db postgresql)")
+@pytest.mark.pg_only     # manager HA needs PostgreSQL
 def test_ha_standby_takes_over(make_cluster, guest):
     cl = make_cluster(hosts=())
     url1 = cl.url

@@ -22,8 +22,7 @@ pytestmark = [
     pytest.mark.skipif(shutil.which("dpkg-deb") is None,
                        reason="dpkg-deb not installed"),
     # The package does not depend on the inventory backend: once is enough.
-    pytest.mark.skipif(bool(os.environ.get("CVIRT_TEST_PG")),
-                       reason="runs in the SQLite pass"),
+    pytest.mark.sqlite_only,
 ]
 
 

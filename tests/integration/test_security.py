@@ -227,6 +227,7 @@ def test_agent_with_wrong_token_is_refused_and_never_listed(cluster):
     bad = write_token(cluster, "bad.token", BAD)
     d = cluster.start_agent("intruder", extra=["--token-file", bad],
                             wait=False)
+    d.declare_exit("refused: a wrong token (status checked below)")
     assert d.wait(20), "the refused agent kept running"
     assert d.proc.returncode == 1
     assert "refused" in d.log_tail()
@@ -243,6 +244,7 @@ def test_join_token_admits_one_host(cluster):
     # The same token cannot bring in a second host...
     d = cluster.start_agent("second", extra=["--token-file", path],
                             wait=False)
+    d.declare_exit("refused: a used join token (status checked below)")
     assert d.wait(20) and d.proc.returncode == 1
     assert "second" not in host_names(cluster)
     # ...but the host it admitted may come back with it.

@@ -196,6 +196,7 @@ def test_agent_with_wrong_token_gets_no_certificate(tls_cluster):
     with open(bad, "w") as f:
         f.write("f" * 64 + "\n")
     d = start_tls_agent(cl, "intruder", bad, wait=False)
+    d.declare_exit("refused a certificate (status checked below)")
     assert d.wait(20) and d.proc.returncode == 1
     assert "refused" in d.log_tail()
     assert not os.path.exists(os.path.join(cl.base, "a-intruder", "pki",
@@ -214,6 +215,7 @@ def test_join_token_then_certificate_names_the_host(tls_cluster):
     assert agent_url(cl, "h2").startswith("https://")
     # The join token is spent on h2: no certificate for another name.
     d = start_tls_agent(cl, "h3", path, wait=False)
+    d.declare_exit("refused: a used join token (status checked below)")
     assert d.wait(20) and d.proc.returncode == 1
     # h2 restarts with its certificate and the same token.
     cl.kill_agent("h2")

@@ -171,8 +171,8 @@ test_payload_envelope(void **state)
 		"{\"gen\": \"g\"}",
 		"{\"gen\": \"g\", \"local\": \"10.0.0\", \"networks\": []}",
 		"{\"gen\": \"g\", \"local\": 7, \"networks\": []}",
-		"{\"gen\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
-		    "xxxxxxxxxxx\", \"networks\": []}",
+		("{\"gen\": \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+		    "xxxxxxxxxxx\", \"networks\": []}"),
 	};
 	struct net_payload p;
 	char err[256];

@@ -1,0 +1,305 @@
+"""The suite's net for crashes: sanitizer reports, crash messages in daemon
+logs, and daemons that died or did not exit 0 when asked to stop.
+
+Every cvirt process the suites start runs a sanitizer build (tests/run
+points CVIRT_BIN at build-san/cvirt) with the options below: a report
+halts the process and lands in PREFIX.PID, where PREFIX is the daemon's
+own (manager.san beside manager.log) or, for client commands, the
+cluster's client.san. Forked children (the agent's lease keeper, `cvirt
+up`'s manager and agent) inherit the options and write their own
+PREFIX.PID. check() reads what is new in every such file and in every
+daemon log, and judges every daemon run that has ended: one that exited
+non-zero, died of a signal or had to be killed after SIGTERM is a
+problem unless the test declared it (Daemon.kill, Daemon.declare_exit).
+A declared end hides nothing else: a report its daemon wrote before the
+kill is still one.
+
+The pytest hooks at the end (imported by conftest.py) run check() after
+every phase of every test: a problem fails the phase (a teardown problem,
+such as a leak reported when a module's cluster stops after its last
+test, is an error of that test). They also write the outcome of each
+test to $CVIRT_TEST_COUNTS for tests/run. docs/testing.md says all this
+for people.
+"""
+
+import glob
+import json
+import os
+import re
+import signal
+
+# fast_unwind_on_malloc=0: allocation stacks through libjansson (built
+# without frame pointers) lose the caller that leaked otherwise; it cost
+# no measurable time here (docs/testing.md).
+ASAN_OPTIONS = ("halt_on_error=1:abort_on_error=0:detect_leaks=1:"
+                "handle_abort=1:handle_sigill=1:handle_sigfpe=1:"
+                "fast_unwind_on_malloc=0:print_summary=1")
+UBSAN_OPTIONS = "halt_on_error=1:print_stacktrace=1"
+
+# Lines in a daemon log that mean a crash or a report (the sanitizers
+# write theirs to PREFIX.PID, but the banner of a fatal signal and
+# anything from a child without our options land here).
+CRASH_RE = re.compile(
+    r"==\d+==\s*ERROR:\s*\w*Sanitizer"
+    r"|\w+Sanitizer:DEADLYSIGNAL"
+    r"|SUMMARY:\s*\w*Sanitizer"
+    r"|\bruntime error:"
+    r"|\bSegmentation fault\b"
+    r"|\bcore dumped\b"
+    r"|^\s*Aborted\b"
+    r"|\bAssertion [`'].*' failed"
+    r"|\*\*\* .* \*\*\*: terminated"
+    r"|double free or corruption|free\(\): invalid|malloc\(\): |"
+    r"corrupted size vs")
+
+_san = {}       # sanitizer log prefix -> label
+_logs = {}      # daemon log path -> label
+_offsets = {}   # path -> bytes already read
+_runs = []      # Run objects whose end has not been judged yet
+
+
+def sanitizer_env(env, prefix, label):
+    """A copy of env whose sanitizer reports go to PREFIX.PID files, which
+    check() then reads; label names the process(es) in a problem."""
+    env = dict(env)
+    # $CVIRT_ASAN_OPTIONS adds to ours (a later option wins), e.g.
+    # detect_leaks=0 while chasing something else.
+    extra = os.environ.get("CVIRT_ASAN_OPTIONS", "")
+    env["ASAN_OPTIONS"] = ASAN_OPTIONS + (":" + extra if extra else "") + \
+        ":log_path=" + prefix
+    env["UBSAN_OPTIONS"] = UBSAN_OPTIONS + ":log_path=" + prefix
+    _san[prefix] = label
+    return env
+
+
+def watch_log(path, label):
+    """check() reads what is new in the log at path for crash lines."""
+    _logs[path] = label
+
+
+class Run:
+    """One run of a daemon (a Popen) whose end check() judges."""
+
+    def __init__(self, name, proc, log_path):
+        self.name, self.proc, self.log_path = name, proc, log_path
+        self.declared = None    # why the test lets this run end any way
+        self.termed = False     # SIGTERM was sent
+        self.forced = None      # seconds it ignored SIGTERM before SIGKILL
+        _runs.append(self)
+
+
+def _signame(n):
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return "signal %d" % n
+
+
+def _tail(path, lines=25):
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _judge(run):
+    rc = run.proc.returncode
+    if run.declared is not None:
+        return None
+    if run.forced is not None:
+        why = "did not exit within %s s of SIGTERM (killed)" % run.forced
+    elif rc == 0:
+        return None
+    elif rc < 0:
+        why = "died of %s%s" % (_signame(-rc),
+                                " after SIGTERM" if run.termed else "")
+    else:
+        why = "exited with status %d%s" % (
+            rc, " on SIGTERM" if run.termed else " by itself")
+    return ("%s (pid %d) %s (a test that means it says so: Daemon.kill, "
+            "Daemon.declare_exit); log %s ends:\n%s" % (
+                run.name, run.proc.pid, why, run.log_path,
+                _tail(run.log_path)))
+
+
+def _read_new(path):
+    """What was appended to path since the last call (whole lines only;
+    a partial last line waits for the next call)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(_offsets.get(path, 0))
+            data = f.read()
+    except OSError:
+        return ""
+    end = data.rfind(b"\n") + 1
+    _offsets[path] = _offsets.get(path, 0) + end
+    return data[:end].decode(errors="replace")
+
+
+def _excerpt(text, lines=40):
+    ls = text.strip("\n").splitlines()
+    more = len(ls) - lines
+    return "\n".join(ls[:lines]) + ("\n[%d more lines]" % more
+                                    if more > 0 else "")
+
+
+_pending = []   # problems collect() found, for the next check()
+
+
+def _cores():
+    """Core files in the daemons' working directory (ours: they never
+    chdir), as {path: mtime}. ASan turns crashes into reports and disables
+    core dumps, but a crash it missed leaves one where core_pattern says
+    "core"."""
+    found = {}
+    for path in glob.glob(os.path.join(os.getcwd(), "core*")):
+        try:
+            found[path] = os.stat(path).st_mtime
+        except OSError:
+            pass
+    return found
+
+
+_cores_seen = _cores()
+
+
+def collect():
+    """Reads now what check() would (before the files go away); the next
+    check() returns it."""
+    _pending.extend(check())
+
+
+def check():
+    """Problems seen since the last call: each a string naming the daemon,
+    what happened and where to read more. Empty when all is well."""
+    problems = _pending[:]
+    del _pending[:]
+    for run in list(_runs):
+        if run.proc.poll() is None:
+            continue
+        _runs.remove(run)
+        p = _judge(run)
+        if p:
+            problems.append(p)
+    for prefix, label in list(_san.items()):
+        for path in sorted(glob.glob(glob.escape(prefix) + ".*")):
+            new = _read_new(path)
+            if new.strip():
+                problems.append("%s: sanitizer report in %s:\n%s"
+                                % (label, path, _excerpt(new)))
+    for path, mtime in _cores().items():
+        if _cores_seen.get(path) != mtime:
+            _cores_seen[path] = mtime
+            problems.append("a process dumped core: %s" % path)
+    for path, label in list(_logs.items()):
+        new = _read_new(path)
+        lines = new.splitlines()
+        hits = [i for i, ln in enumerate(lines) if CRASH_RE.search(ln)]
+        if hits:
+            problems.append("%s: crash in its log %s:\n%s" % (
+                label, path, _excerpt("\n".join(lines[max(0, hits[0] - 5):]),
+                                      30)))
+    return problems
+
+
+def forget():
+    """Drops every watched file and run (the next check() starts afresh)."""
+    _san.clear()
+    _logs.clear()
+    _offsets.clear()
+    del _runs[:]
+    del _pending[:]
+
+
+# ---- pytest hooks (conftest.py: from harness import *) -------------------
+
+__all__ = ["pytest_runtest_makereport", "pytest_runtest_logreport",
+           "pytest_collectreport", "pytest_sessionfinish"]
+
+_outcomes = {}      # nodeid -> "passed" | "failed" | "skipped"
+_skip_reasons = {}  # nodeid -> reason
+_collect_errors = []
+
+
+def _attach(rep, problems, when):
+    text = ("cvirt harness: %d problem(s) seen during %s:\n\n"
+            % (len(problems), when)) + "\n\n".join(problems)
+    if rep.passed or rep.skipped:
+        rep.outcome = "failed"
+        rep.longrepr = text
+    else:
+        rep.sections.append(("cvirt harness", text))
+
+
+def _makereport(item, call):
+    """Fails the phase on any problem check() finds; on a failure,
+    attaches the tail of every live cluster's daemon logs."""
+    import cvirt
+    outcome = yield
+    rep = outcome.get_result()
+    problems = check()
+    if problems:
+        when = {"teardown": "teardown (module clusters stop after their "
+                            "last test)"}.get(call.when, call.when)
+        _attach(rep, problems, when)
+    if rep.failed and cvirt.Cluster.active:
+        for i, cl in enumerate(cvirt.Cluster.active):
+            rep.sections.append(("cvirt daemon logs (cluster %d, %s)"
+                                 % (i, cl.base), cl.logs()))
+
+
+try:
+    import pytest
+except ImportError:     # cluster.py (browser suite), bench/: check() only
+    __all__.remove("pytest_runtest_makereport")
+else:
+    pytest_runtest_makereport = pytest.hookimpl(hookwrapper=True)(
+        _makereport)
+
+
+def _test_id(nodeid):
+    """nodeid without pytest-xdist's "@GROUP" (--dist loadgroup)."""
+    head, at, group = nodeid.rpartition("@")
+    return head if at and re.fullmatch(r"[\w.-]+", group) else nodeid
+
+
+def pytest_runtest_logreport(report):
+    """Each test's outcome: failed if any phase failed, else skipped if
+    one was skipped, else passed (pytest's own line counts a test whose
+    teardown failed as both passed and error)."""
+    rank = {"passed": 0, "skipped": 1, "failed": 2}
+    nid = _test_id(report.nodeid)
+    new = "failed" if report.failed else \
+        "skipped" if report.skipped else "passed"
+    cur = _outcomes.get(nid)
+    if cur is None or rank[new] > rank[cur]:
+        _outcomes[nid] = new
+    if new == "skipped":
+        r = report.longrepr
+        why = r[2] if isinstance(r, tuple) and len(r) == 3 else str(r)
+        _skip_reasons[nid] = why[len("Skipped: "):] \
+            if why.startswith("Skipped: ") else why
+
+
+def pytest_collectreport(report):
+    if report.failed:
+        _collect_errors.append(report.nodeid or "(collection)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Writes {"passed": N, "failed": N, "skipped": N, "skips": {nodeid:
+    reason}, "failures": [nodeid]} to $CVIRT_TEST_COUNTS (by the
+    controlling process only, under pytest-xdist)."""
+    path = os.environ.get("CVIRT_TEST_COUNTS")
+    if not path or hasattr(session.config, "workerinput"):
+        return
+    counts = {"passed": 0, "failed": len(_collect_errors), "skipped": 0}
+    for outcome in _outcomes.values():
+        counts[outcome] += 1
+    counts["skips"] = {n: _skip_reasons.get(n, "") for n, o in
+                       _outcomes.items() if o == "skipped"}
+    counts["failures"] = _collect_errors + sorted(
+        n for n, o in _outcomes.items() if o == "failed")
+    with open(path, "w") as f:
+        json.dump(counts, f, indent=1, sort_keys=True)

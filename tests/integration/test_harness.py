@@ -1,0 +1,247 @@
+"""The harness's own net, proven with bugs planted in a stand-in daemon
+(tests/harness/standin.c), never in cvirt. An inner pytest session runs
+tests that start the stand-in through cvirt.Daemon, stop it through
+cvirt.Cluster.stop as every test cluster is stopped, and touch it; this
+test checks which inner tests the harness failed, and why.
+
+Guards tests/integration/harness.py (check(), _judge(), the
+pytest_runtest_makereport and counting hooks) and the sanitizer wiring of
+Daemon.start and Cluster._env in cvirt.py: remove any of them and an
+inner test that should fail passes.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from cvirt import REPO
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STANDIN_C = os.path.join(REPO, "tests", "harness", "standin.c")
+
+INNER_CONFTEST = r'''
+import json, os, sys
+sys.path.insert(0, %(here)r)
+from harness import *  # noqa: F401,F403 - the hooks under test
+
+
+class Reasons:
+    """Writes {test: ["[phase] longrepr", ...]} of failed phases."""
+
+    def __init__(self):
+        self.reasons = {}
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            self.reasons.setdefault(report.nodeid.split("::")[-1],
+                                    []).append("[%%s] %%s" %% (
+                                        report.when, report.longreprtext))
+
+    def pytest_sessionfinish(self, session):
+        with open(os.environ["INNER_REASONS"], "w") as f:
+            json.dump(self.reasons, f)
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(Reasons(), "inner-reasons")
+''' % {"here": HERE}
+
+INNER_TESTS = r'''
+import os, socket, subprocess, time
+import pytest
+import cvirt
+
+STANDIN = os.environ["STANDIN"]
+
+
+def start(cl, name, term_status=0):
+    port = cvirt.free_port()
+    d = cvirt.Daemon(name, [STANDIN, str(port), str(term_status)],
+                     os.path.join(cl.logdir, name + ".log"), cl.env,
+                     checked=True)
+    d.start()
+    d.port = port
+    cl.agents[name] = d
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), 1).close()
+            return d
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError("the stand-in does not listen")
+
+
+def touch(d, word):
+    with socket.create_connection(("127.0.0.1", d.port), 5) as s:
+        s.sendall(word.encode() + b"\n")
+        assert s.recv(64) == b"ok " + word.encode() + b"\n"
+
+
+@pytest.fixture
+def cl(tmp_path):
+    c = cvirt.Cluster(logdir=str(tmp_path))
+    yield c
+    c.cleanup()
+
+
+@pytest.fixture(scope="module")
+def mcl(tmp_path_factory):
+    c = cvirt.Cluster(logdir=str(tmp_path_factory.mktemp("mlogs")))
+    yield c
+    c.cleanup()
+
+
+def test_clean(cl):
+    d = start(cl, "clean")
+    touch(d, "ping")
+    touch(d, "ping")
+
+
+def test_segv(cl):
+    d = start(cl, "segv")
+    touch(d, "segv")
+    d.wait(10)
+
+
+def test_ubsan(cl):
+    d = start(cl, "ubsan")
+    touch(d, "ubsan")
+    d.wait(10)
+
+
+def test_leak(cl):
+    touch(start(cl, "leak"), "leak")
+
+
+def test_exit1_on_sigterm(cl):
+    touch(start(cl, "exit1", term_status=1), "ping")
+
+
+def test_killed_on_purpose(cl):
+    d = start(cl, "killed")
+    touch(d, "ping")
+    d.kill()
+    assert d.wait(10)
+
+
+def test_killed_after_a_child_report(cl):
+    d = start(cl, "child")
+    touch(d, "child-segv")
+    time.sleep(0.5)
+    touch(d, "ping")
+    d.kill()
+    assert d.wait(10)
+
+
+def test_client_command_leaks(cl):
+    p = subprocess.run([STANDIN, "--once", "leak"], env=cl.env,
+                       capture_output=True)
+    assert p.stderr == b""
+
+
+def test_module_first(mcl):
+    touch(start(mcl, "mod"), "leak")
+
+
+def test_module_last(mcl):
+    touch(mcl.agents["mod"], "ping")
+'''
+
+# Inner test -> strings its failure must name, or None: it must pass.
+EXPECTED = {
+    "test_clean": None,
+    # Reports land in LOG.san.PID (the daemon's own and its children's).
+    "test_segv": ["segv.san.", "AddressSanitizer: SEGV", "standin_segv",
+                  "segv (pid", "exited with status 1 by itself"],
+    "test_ubsan": ["runtime error: signed integer overflow",
+                   "standin_ubsan"],
+    "test_leak": ["[teardown]", "LeakSanitizer: detected memory leaks",
+                  "standin_leak"],
+    "test_exit1_on_sigterm": ["[teardown]",
+                              "exit1 (pid", "exited with status 1 on "
+                              "SIGTERM"],
+    "test_killed_on_purpose": None,
+    "test_killed_after_a_child_report": ["child.san.",
+                                         "AddressSanitizer: SEGV",
+                                         "standin_child_segv"],
+    "test_client_command_leaks": ["client commands of cluster",
+                                  "LeakSanitizer", "standin_leak"],
+    "test_module_first": None,
+    # The module's stand-in leaked in the first test; it exits, and says
+    # so, when the module's cluster stops after the last one.
+    "test_module_last": ["[teardown]", "module clusters stop",
+                         "LeakSanitizer", "standin_leak"],
+}
+
+
+@pytest.fixture(scope="module")
+def standin(tmp_path_factory):
+    cc = os.environ.get("SAN_CC", "clang")
+    if shutil.which(cc) is None:
+        pytest.fail("%s not installed (scripts/install-deps installs it)"
+                    % cc)
+    out = str(tmp_path_factory.mktemp("standin") / "standin")
+    subprocess.run([cc, "-std=c11", "-D_GNU_SOURCE", "-g", "-O1",
+                    "-fsanitize=address,undefined",
+                    "-fno-omit-frame-pointer", "-fno-sanitize-recover=all",
+                    "-o", out, STANDIN_C], check=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def inner(standin, tmp_path_factory):
+    """Runs the inner session once; returns (counts, reasons, output)."""
+    d = tmp_path_factory.mktemp("inner")
+    (d / "conftest.py").write_text(INNER_CONFTEST)
+    (d / "test_planted.py").write_text(INNER_TESTS)
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("ASAN_", "UBSAN_", "LSAN_", "PYTEST_"))}
+    env.update(STANDIN=standin, PYTHONDONTWRITEBYTECODE="1",
+               CVIRT_TEST_COUNTS=str(d / "counts.json"),
+               INNER_REASONS=str(d / "reasons.json"))
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "no:xdist", "--rootdir", str(d), "--basetemp",
+         str(d / "tmp"), str(d / "test_planted.py")],
+        cwd=str(d), env=env, capture_output=True, text=True, timeout=300)
+    out = p.stdout + p.stderr
+    assert p.returncode == 1, out
+    with open(d / "counts.json") as f:
+        counts = json.load(f)
+    with open(d / "reasons.json") as f:
+        reasons = json.load(f)
+    return counts, reasons, out
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_planted_bug_fails_the_test_that_touched_it(inner, name):
+    """Each inner test ends as EXPECTED says: the clean stand-in and the
+    declared kill pass; a segfault in a handler, UB, a leak reported at
+    exit, exit 1 on SIGTERM, a forked child's report before a declared
+    kill, a client command's leak and a leak seen only when a module's
+    cluster stops each fail the test that touched it, naming the cause."""
+    _, reasons, out = inner
+    want = EXPECTED[name]
+    got = "\n".join(reasons.get(name, []))
+    if want is None:
+        assert not got, "%s should pass:\n%s" % (name, got)
+    else:
+        assert got, "%s should fail:\n%s" % (name, out[-6000:])
+        for w in want:
+            assert w in got, "%s: %r not in:\n%s" % (name, w, got)
+
+
+def test_counts_each_test_once(inner):
+    """tests/run reads $CVIRT_TEST_COUNTS: a test whose teardown failed
+    counts once, as failed (pytest's own line says "passed" and "error")."""
+    counts, _, out = inner
+    failing = sorted(n for n, w in EXPECTED.items() if w)
+    assert counts["passed"] == len(EXPECTED) - len(failing), counts
+    assert counts["failed"] == len(failing), counts
+    assert counts["skipped"] == 0 and counts["skips"] == {}, counts
+    assert sorted(f.split("::")[-1] for f in counts["failures"]) == \
+        failing, counts
