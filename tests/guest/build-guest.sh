@@ -12,13 +12,13 @@
 #                      (10 s timeout); cvirt.watchdoghang=S stops petting
 #                      (SIGSTOP) S seconds after boot (then a 3 s timeout)
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
-#   cvirt.memcheck=1   keep 32 MiB (cvirt.memcheckmib=N: N MiB) of memory
+#   cvirt.memcheck=1   keep 256 KiB (cvirt.memcheckkib=N: N KiB) of memory
 #                      filled with a known random pattern, rewritten every
 #                      pass, each page checked against the previous pass
 #                      before it is rewritten (memcheck.c): a write that
 #                      got lost (a migration that dropped a dirty page)
 #                      shows directly. Prints "cvirt-guest: memcheck
-#                      running N MiB", then "cvirt-guest: memcheck ok N"
+#                      running N KiB", then "cvirt-guest: memcheck ok N"
 #                      (N passes checked, at most once a second) or
 #                      "cvirt-guest: memcheck BAD N pages=K page=P ..."
 #                      for a pass that found K pages that differ
@@ -400,7 +400,7 @@ fi
 
 # A memory pattern that checks itself (memcheck.c prints its own lines).
 if opt memcheck; then
-	cvirt-memcheck "$(optval memcheckmib || echo 32)" &
+	cvirt-memcheck "$(optval memcheckkib || echo 256)" &
 fi
 
 if opt watchdog; then
