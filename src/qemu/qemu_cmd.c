@@ -26,6 +26,22 @@
 #define QEMU_MIN_MIB		16
 #define QEMU_MAX_MIB		(4 * 1024 * 1024)	/* 4 TiB */
 #define QEMU_AHCI_PORTS		6	/* q35's built-in AHCI: ide.0 .. ide.5 */
+/*
+ * Under TCG the guest gets this much RAM beyond what was asked, because
+ * QEMU 7.2 loses guest writes in live migrations otherwise: its
+ * cpu_physical_memory_sync_dirty_bitmap() has a fast path for RAM blocks
+ * whose length is a multiple of 256 KiB (any whole number of MiB; block
+ * offsets are always aligned) that clears the migration dirty bits without
+ * resetting TCG's TLB. A guest store through a TLB entry that had already
+ * seen its page dirty then marks nothing, and the page is not sent again
+ * (fixed in QEMU 9.0 by commit 03bfc2188f, "physmem: Fix migration dirty
+ * bitmap coherency with TCG memory access"). 8 KiB more (QEMU rounds -m
+ * up to 8 KiB) makes pc.ram's length unaligned: its dirty bits go through
+ * the per-page path, which resets the TLB. Source and destination build
+ * the same -m from the same memory_mib. Numbers: docs/cluster.md,
+ * tests/tcg-migration/run.
+ */
+#define QEMU_TCG_RAM_PAD_KIB	8
 
 /* A growing argv; after the first allocation failure every add is a no-op
  * and failed stays set, so callers check once at the end. */
@@ -255,7 +271,11 @@ qemu_add_base(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	qemu_argv_add(a, "-smp");
 	qemu_argv_addf(a, "%d", s->cpus);
 	qemu_argv_add(a, "-m");
-	qemu_argv_addf(a, "%d", s->memory_mib);
+	if (kvm)
+		qemu_argv_addf(a, "%d", s->memory_mib);
+	else
+		qemu_argv_addf(a, "%lldk", (long long)s->memory_mib * 1024 +
+		    QEMU_TCG_RAM_PAD_KIB);
 	qemu_argv_add(a, "-nodefaults");
 	qemu_argv_add(a, "-no-user-config");
 	/* seccomp: a guest that breaks into QEMU cannot exec, change

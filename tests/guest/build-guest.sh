@@ -12,6 +12,16 @@
 #                      (10 s timeout); cvirt.watchdoghang=S stops petting
 #                      (SIGSTOP) S seconds after boot (then a 3 s timeout)
 #   cvirt.memhog=1     keep rewriting 64 MiB of memory with random data
+#   cvirt.memcheck=1   keep 256 KiB (cvirt.memcheckkib=N: N KiB) of memory
+#                      filled with a known random pattern, rewritten every
+#                      pass, each page checked against the previous pass
+#                      before it is rewritten (memcheck.c): a write that
+#                      got lost (a migration that dropped a dirty page)
+#                      shows directly. Prints "cvirt-guest: memcheck
+#                      running N KiB", then "cvirt-guest: memcheck ok N"
+#                      (N passes checked, at most once a second) or
+#                      "cvirt-guest: memcheck BAD N pages=K page=P ..."
+#                      for a pass that found K pages that differ
 # Network (eth0 is the first virtio NIC):
 #   cvirt.net=dhcp     configure eth0 by DHCP (busybox udhcpc, retried) and
 #                      print "cvirt-guest: ip A.B.C.D/P" once configured
@@ -57,11 +67,12 @@ FORCE=0
 log() { echo "build-guest: $*" >&2; }
 die() { echo "build-guest: $*" >&2; exit 1; }
 
-if [ "$FORCE" = 0 ] && [ "$OUT/vmlinuz" -nt "$SELF" ] && [ "$OUT/initrd.img" -nt "$SELF" ]; then
+if [ "$FORCE" = 0 ] && [ "$OUT/vmlinuz" -nt "$SELF" ] && [ "$OUT/initrd.img" -nt "$SELF" ] &&
+	[ "$OUT/initrd.img" -nt "$HERE/memcheck.c" ]; then
 	exit 0
 fi
 
-for tool in dpkg-deb depmod cpio gzip xz; do
+for tool in dpkg-deb depmod cpio gzip xz gcc; do
 	command -v "$tool" >/dev/null 2>&1 || [ -x "/usr/sbin/$tool" ] || [ -x "/sbin/$tool" ] ||
 		die "missing $tool: run scripts/install-deps"
 done
@@ -209,6 +220,10 @@ for lib in $(ldd "$GAROOT/usr/sbin/qemu-ga" | sed -n 's/.*=> \(\/[^ ]*\) .*/\1/p
 	mkdir -p "$STAGE$(dirname "$lib")"
 	cp -L "$lib" "$STAGE$lib"
 done
+# The memory checker (cvirt.memcheck=1), static: the guest has no libc
+# besides qemu-ga's.
+gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o "$STAGE/bin/cvirt-memcheck" "$HERE/memcheck.c" ||
+	die "could not build memcheck.c (needs gcc and libc6-dev's libc.a)"
 mknod -m 600 "$STAGE/dev/console" c 5 1 2>/dev/null || true
 mknod -m 666 "$STAGE/dev/null" c 1 3 2>/dev/null || true
 
@@ -382,6 +397,11 @@ if opt memhog; then
 			dd if=/dev/urandom of=/hog/x bs=1M count=64 conv=notrunc 2>/dev/null
 		done
 	) &
+fi
+
+# A memory pattern that checks itself (memcheck.c prints its own lines).
+if opt memcheck; then
+	cvirt-memcheck "$(optval memcheckkib || echo 256)" &
 fi
 
 if opt watchdog; then

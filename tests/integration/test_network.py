@@ -19,6 +19,7 @@ import tempfile
 import pytest
 
 from cvirt import wait_for
+from guestcheck import assert_no_damage
 from netns import NetnsCluster
 
 # Live migrations among its tests: run one at a time (tests/run).
@@ -211,6 +212,8 @@ def test_pings_continue_across_live_migration(nc, guest):
         assert tap_name(mac) in {n for n, _ in
                                  kernel_objects(nc, "h3")["links"]}
     assert "nic eth1 gone" not in nc.serial("a2")
+    # And the guest arrived whole: no oops, no panic.
+    assert_no_damage(nc.serial("a2"), "a2")
 
 
 def test_nat_dhcp_and_reaching_the_host(nc, guest):
