@@ -35,12 +35,37 @@ def cvirt_bin():
     return os.environ.get("CVIRT_BIN") or os.path.join(REPO, "build", "cvirt")
 
 
-def wait_for(fn, timeout, what, interval=0.1):
+class NotYet(Exception):
+    """Raised by a wait_for condition: what it waits for is not there yet
+    (a VM not listed yet, a ticket the server hands out again later).
+    wait_for tries again; any other exception ends the wait at once."""
+
+
+def refused(e):
+    """True when e is a refused connection to a daemon: a socket call's
+    ConnectionRefusedError (also inside urllib's URLError), or the cvirt
+    CLI's "cannot reach the manager at URL: Couldn't connect to server"
+    (libcurl's words for a refused connect)."""
+    if isinstance(e, urllib.error.URLError) and not \
+            isinstance(e, urllib.error.HTTPError):
+        e = e.reason
+    if isinstance(e, ConnectionRefusedError):
+        return True
+    return isinstance(e, CvirtError) and \
+        "cannot reach the manager at " in str(e) and \
+        "Couldn't connect to server" in str(e)
+
+
+def wait_for(fn, timeout, what, interval=0.1, starting=False):
     """Calls fn until it returns something truthy and returns that.
 
-    Exceptions from fn count as "not yet", except DaemonExited, which is
-    raised at once; on timeout raises AssertionError naming `what` and the
-    last exception or value seen.
+    Only "not yet" is tried again: fn returning a falsy value or raising
+    NotYet, and, with starting=True (the caller has just started or
+    restarted the daemon fn talks to, which may not listen yet), a
+    refused connection (refused()). Anything else fn raises (an assert,
+    an HTTP 5xx turned into CvirtError, a KeyError on a JSON error body,
+    DaemonExited) propagates at once. On timeout raises AssertionError
+    naming `what` and the last value or "not yet" seen.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -50,14 +75,29 @@ def wait_for(fn, timeout, what, interval=0.1):
             if value:
                 return value
             last = "last value: %r" % (value,)
-        except DaemonExited:
-            raise
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = "last error: %s: %s" % (type(e).__name__, e)
+        except NotYet as e:
+            last = "not yet: %s" % (e,)
+        except Exception as e:  # noqa: BLE001 - only a refusal is retried
+            if not (starting and refused(e)):
+                raise
+            last = "connection refused: %s" % (e,)
         if time.monotonic() >= deadline:
             raise AssertionError("timed out after %ss waiting for %s (%s)"
                                  % (timeout, what, last))
         time.sleep(interval)
+
+
+def expect_status(reply, want=200, pending=()):
+    """The body of reply, a (status, body) pair from Cluster.http, when
+    the status is want; NotYet when it is one of pending (what a wait_for
+    condition sees until the awaited state is there: 404 for an object
+    not listed yet, say); CvirtError for any other status."""
+    status, body = reply
+    if status == want:
+        return body
+    if status in pending:
+        raise NotYet("HTTP %d: %r" % (status, body))
+    raise CvirtError("HTTP %d (wanted %d): %r" % (status, want, body))
 
 
 # Test daemons listen on ports below the kernel's ephemeral range
@@ -321,7 +361,7 @@ class Cluster:
                  os.path.getsize(self.token_file) > 0,
                  timeout, "manager to write %s" % self.token_file)
         wait_for(lambda: self._alive(self.manager) and self.health(),
-                 timeout, "manager health on %s" % self.url)
+                 timeout, "manager health on %s" % self.url, starting=True)
         return self.manager
 
     # Hooks for clusters whose hosts live in network namespaces (netns.py).
@@ -340,9 +380,17 @@ class Cluster:
         return True
 
     def health(self):
+        """True when the manager answers its health route with "ok";
+        CvirtError for any other answer, ConnectionRefusedError when
+        nothing answers (status 0 from a subclass's curl)."""
         status, body = self.http("GET", "/api/v1/health", auth=False)
-        return status == 200 and isinstance(body, dict) and \
-            body.get("status") == "ok"
+        if status == 0:
+            raise ConnectionRefusedError("no answer from %s" % self.url)
+        if status != 200 or not isinstance(body, dict) or \
+                body.get("status") != "ok":
+            raise CvirtError("health of %s: HTTP %d %r" % (self.url, status,
+                                                           body))
+        return True
 
     def start_agent(self, name, extra=None, wait=True, timeout=30):
         """Starts (or restarts, with the same arguments) agent `name`."""
@@ -420,7 +468,7 @@ class Cluster:
         self.token_file = wait_for(token_file, timeout,
                                    "cvirt up to write admin.token")
         wait_for(lambda: self._alive(self.manager) and self.health(),
-                 timeout, "cvirt up health on %s" % self.url)
+                 timeout, "cvirt up health on %s" % self.url, starting=True)
         wait_for(lambda: self._alive(self.manager) and
                  [h for h in self.cli("host", "list", json=True)
                   if h.get("state") == "up"],

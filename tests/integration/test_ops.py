@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from cvirt import Daemon, boot_ids, free_port, qemu_pid, wait_for
+from cvirt import Daemon, NotYet, boot_ids, free_port, qemu_pid, wait_for
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
 ON_PG = bool(os.environ.get("CVIRT_TEST_PG"))
@@ -135,7 +135,8 @@ def test_ha_standby_takes_over(make_cluster, guest):
     try:
         cl.url = url2
         wait_for(lambda: cl.http("GET", "/api/v1/health", auth=False)[1]
-                 .get("role") == "standby", 20, "manager 2 as a standby")
+                 .get("role") == "standby", 20, "manager 2 as a standby",
+                 starting=True)
         status, body = cl.http("GET", "/api/v1/vms")
         assert status == 503 and "standby" in body["error"]
         status, text = cl.http("GET", "/metrics")
@@ -148,8 +149,15 @@ def test_ha_standby_takes_over(make_cluster, guest):
         t0 = time.monotonic()
         cl.manager.signal(signal.SIGKILL)
         assert cl.manager.wait(10)
-        wait_for(lambda: cl.cli("vm", "show", "ha1", json=True)
-                 ["state"] == "running", 10, "the standby to serve")
+        def served():
+            # Until it holds the leader lock, manager 2 answers 503.
+            rc, vm, err = cl.cli("vm", "show", "ha1", json=True,
+                                 check=False)
+            if rc != 0 and "this manager is a standby" in err:
+                raise NotYet(err)
+            assert rc == 0, err
+            return vm["state"] == "running"
+        wait_for(served, 10, "the standby to serve")
         assert time.monotonic() - t0 < 10
         cl.url = url2
         assert cl.http("GET", "/api/v1/health", auth=False)[1]["role"] == \

@@ -114,7 +114,8 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
             with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
                                         % port, timeout=2) as r:
                 return r.status == 200
-        wait_for(health, 20, "the packaged manager to answer")
+        wait_for(health, 20, "the packaged manager to answer",
+                 starting=True)
         assert os.path.exists(tmp_path / "data" / "admin.token")
         assert os.path.exists(tmp_path / "data" / "cvirt.db")
     finally:
@@ -130,7 +131,8 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
             with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
                                         % port2, timeout=2) as r:
                 return r.status == 200
-        wait_for(health2, 20, "the manager on the flag's port")
+        wait_for(health2, 20, "the manager on the flag's port",
+                 starting=True)
     finally:
         p.terminate()
         p.wait(20)
@@ -237,7 +239,8 @@ def test_deb_installs_and_purges(deb):
                         "http://127.0.0.1:%d/api/v1/health" % port,
                         timeout=2) as r:
                     return r.status == 200
-            wait_for(health, 20, "the installed manager to answer")
+            wait_for(health, 20, "the installed manager to answer",
+                     starting=True)
             assert os.stat(data + "/d/admin.token").st_uid == int(pw[2])
         finally:
             m.terminate()

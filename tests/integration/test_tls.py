@@ -73,7 +73,13 @@ class TlsCluster(cvirt.Cluster):
         return self.manager
 
     def curl_ok(self):
-        return self.curl("/api/v1/health")[0] == 0
+        """True once health answers over https; NotYet while the port
+        refuses connections (curl's exit 7: the manager is starting)."""
+        rc, out, err = self.curl("/api/v1/health")
+        if rc == 7:
+            raise cvirt.NotYet(err)
+        assert rc == 0 and '"ok"' in out, (rc, out, err)
+        return True
 
     def curl(self, path, *extra, token=None, cacert=True):
         argv = ["curl", "-sS", "--max-time", "10"]
