@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import cvirt
 from cvirt import boot_ids, qemu_pids, wait_for
 from netns import NetnsCluster
 
@@ -233,8 +234,14 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
     counts, stop = [], threading.Event()
 
     def sample():
+        # (QEMUs started to run the VM, QEMUs started to receive it):
+        # a migration has one of each (the source, -incoming on the
+        # destination); two of either kind are two copies.
         while not stop.is_set():
-            counts.append(len(qemu_pids(uuid)))
+            argvs = [a for a in map(cvirt.proc_cmdline, qemu_pids(uuid))
+                     if a]          # (None: it ended meanwhile)
+            incoming = sum(1 for a in argvs if "-incoming" in a)
+            counts.append((len(argvs) - incoming, incoming))
             time.sleep(0.05)
     th = threading.Thread(target=sample)
     th.start()
@@ -246,15 +253,19 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
         time.sleep(3)
         nc.start_agent(src)
         t = wait_task_end(nc, task_id)
-        host = dest if t["state"] == "succeeded" else src
+        assert t["state"] == "failed" and t["error"] == \
+            "migration did not finish in time: cancelled, the VM stays " \
+            "on " + src, t
         got = nc.wait_state("busy", "running", 30)
-        assert got["host"] == host, (t, got)
+        assert got["host"] == src, (t, got)
         one_qemu(uuid, 30)
     finally:
         stop.set()
         th.join()
-    # A paused source copy may exist for a moment; never more than that.
-    assert max(counts) <= 2
+    # One QEMU runs the VM all along; the destination's may exist beside
+    # it (receiving, then gone when the migration is cancelled).
+    assert counts and max(c[0] for c in counts) == 1, counts
+    assert max(c[1] for c in counts) == 1, "no destination QEMU seen"
     assert_ticks_strictly_increasing(nc.serial("busy"))
     nc.cli("vm", "stop", "busy", "--force")
 
