@@ -2,9 +2,12 @@
 login with rate limiting, the audit log, and agent admission (join tokens;
 a refused agent is never listed; a host reports only on itself)."""
 
+import json
 import os
 import re
 import sqlite3
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -375,3 +378,37 @@ def test_password_login_and_rate_limit(cluster):
                                  body={"name": "sec-ui",
                                        "password": "correct horse"})
     assert status == 429 and "try again" in reply["error"]
+
+
+def test_agent_answers_503_until_it_has_registered(cluster, tmp_path):
+    """An agent that has not registered yet (here its manager does not
+    answer; after a restart, for a moment) has no manager key: it answers
+    503 and says so. It answered 401 "missing or invalid API token",
+    which the manager passed on to users right after an agent restart as
+    if their own token had been refused. Guards agent_auth
+    (src/agent/agent_api.c)."""
+    port, nowhere = cvirt.free_port(), cvirt.free_port()
+    d = cvirt.Daemon("agent unreg", [
+        cluster.bin, "agent", "--data", os.path.join(cluster.base, "a-unreg"),
+        "--manager", "http://127.0.0.1:%d" % nowhere, "--token-file",
+        cluster.token_file, "--name", "unreg", "--listen",
+        "127.0.0.1:%d" % port, "--storage", "local=%s" % tmp_path],
+        os.path.join(cluster.logdir, "agent-unreg.log"), cluster.env)
+    d.start()
+    try:
+        def answer():
+            assert d.running(), d.log_tail()
+            req = urllib.request.Request(
+                "http://127.0.0.1:%d/agent/v1/info" % port,
+                headers={"Authorization": "Bearer " + BAD})
+            try:
+                urllib.request.urlopen(req, timeout=5)
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+            raise AssertionError("the unregistered agent served the call")
+        got = cvirt.wait_for(answer, 10, "the agent to listen", starting=True)
+        assert got == (503, {"error": "host unreg is starting: its agent "
+                             "has not registered with the manager yet"})
+        assert "unreg" not in host_names(cluster)
+    finally:
+        assert d.stop() == 0, d.log_tail()
