@@ -41,19 +41,30 @@ class NotYet(Exception):
     wait_for tries again; any other exception ends the wait at once."""
 
 
+# What the CLI says when a daemon that is (re)starting cannot answer yet:
+# the manager does not listen yet (libcurl's words for a refused connect);
+# the manager relays a call to an agent that does not listen yet, or that
+# has not registered yet (src/manager/agentc.c, src/agent/agent_api.c).
+_STARTING_RE = re.compile(
+    r"cvirt: (cannot reach the manager at \S+: Couldn't connect to server"
+    r"|host \S+ is unreachable: cannot connect to \S+ port \d+: "
+    r"Connection refused"
+    r"|host \S+ is starting: its agent has not registered with the "
+    r"manager yet)$", re.M)
+
+
 def refused(e):
-    """True when e is a refused connection to a daemon: a socket call's
-    ConnectionRefusedError (also inside urllib's URLError), or the cvirt
-    CLI's "cannot reach the manager at URL: Couldn't connect to server"
-    (libcurl's words for a refused connect)."""
+    """True when e says a daemon refused a connection because it is not
+    up yet: a socket call's ConnectionRefusedError (also inside urllib's
+    URLError), or a CvirtError from the CLI with one of the lines of
+    _STARTING_RE on stderr."""
     if isinstance(e, urllib.error.URLError) and not \
             isinstance(e, urllib.error.HTTPError):
         e = e.reason
     if isinstance(e, ConnectionRefusedError):
         return True
     return isinstance(e, CvirtError) and \
-        "cannot reach the manager at " in str(e) and \
-        "Couldn't connect to server" in str(e)
+        _STARTING_RE.search(str(e)) is not None
 
 
 def wait_for(fn, timeout, what, interval=0.1, starting=False):
@@ -61,11 +72,11 @@ def wait_for(fn, timeout, what, interval=0.1, starting=False):
 
     Only "not yet" is tried again: fn returning a falsy value or raising
     NotYet, and, with starting=True (the caller has just started or
-    restarted the daemon fn talks to, which may not listen yet), a
-    refused connection (refused()). Anything else fn raises (an assert,
-    an HTTP 5xx turned into CvirtError, a KeyError on a JSON error body,
-    DaemonExited) propagates at once. On timeout raises AssertionError
-    naming `what` and the last value or "not yet" seen.
+    restarted the daemon fn talks to, which may not listen or have
+    registered yet), a refusal refused() names. Anything else fn raises
+    (an assert, an HTTP 5xx turned into CvirtError, a KeyError on a JSON
+    error body, DaemonExited) propagates at once. On timeout raises
+    AssertionError naming `what` and the last value or "not yet" seen.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -606,20 +617,21 @@ class Cluster:
     def serial(self, name):
         return self.cli("vm", "serial", name)[1]
 
-    def wait_serial(self, name, text, timeout=30, count=1):
+    def wait_serial(self, name, text, timeout=30, count=1, starting=False):
         """Waits until `text` appears at least `count` times in the serial
-        output; returns the whole transcript."""
+        output; returns the whole transcript. starting: as wait_for's
+        (the agent that serves the serial log was just restarted)."""
         def check():
             s = self.serial(name)
             return s if s.count(text) >= count else None
         return wait_for(check, timeout, "%r in serial of %s" % (text, name),
-                        interval=0.3)
+                        interval=0.3, starting=starting)
 
-    def wait_state(self, name, state, timeout=30):
+    def wait_state(self, name, state, timeout=30, starting=False):
         return wait_for(lambda: (lambda v: v if v.get("state") == state
                                  else None)(self.vm(name)),
                         timeout, "VM %s to be %s" % (name, state),
-                        interval=0.2)
+                        interval=0.2, starting=starting)
 
     # ---- teardown --------------------------------------------------------
 
