@@ -113,7 +113,7 @@ def test_task_and_event_fields(cluster, guest):
     shown = cluster.cli("task", "show", str(t["id"]), json=True)
     assert shown["id"] == t["id"]
     rc, _, err = cluster.cli("task", "show", "999999", check=False)
-    assert rc != 0 and "not found" in err
+    assert rc == 1 and err == "cvirt: task 999999 not found\n", err
     ev = cluster.cli("event", "list", json=True)
     assert ev and all({"id", "time", "severity", "kind", "message"} <= set(e)
                       for e in ev)

@@ -135,7 +135,7 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
                  starting=True)
     finally:
         p.terminate()
-        p.wait(20)
+        assert p.wait(20) == 0
     v = subprocess.run([argv[0], "version"], capture_output=True, text=True,
                        check=True).stdout
     assert v.startswith("cvirt ")
@@ -144,7 +144,9 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
     bad.write_text("data /tmp/x\n")
     r = subprocess.run([argv[0], "manager", "--config", str(bad)],
                        capture_output=True, text=True, timeout=20)
-    assert r.returncode != 0 and "bad.conf:1" in r.stderr
+    # A usage error (exit 2), on one line.
+    assert r.returncode == 2 and "bad.conf:1" in r.stderr and \
+        r.stderr.count("\n") == 1, r
 
 
 def _dpkg_known(pkg):
