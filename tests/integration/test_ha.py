@@ -5,6 +5,7 @@ restarts. A sampler counts the QEMU processes of each HA VM all along: a
 VM never runs twice."""
 
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -109,9 +110,13 @@ def test_host_crash_restarts_ha_vm_elsewhere(hc, ha_vms):
     assert hc.cli("host", "show", "h1", json=True)["state"] == "fenced"
     hc.wait_serial("ha1", "cvirt-guest: boot-id", 40, count=2)
     assert "precrashdata" in read_disk(hc.storage, v["uuid"], 51200)
-    ev = [e for e in hc.cli("event", "list", json=True)
+    ev = [e["message"] for e in hc.cli("event", "list", json=True)
           if e["kind"] == "host.fenced" and e["object"] == "h1"]
-    assert ev and "lease not renewed" in ev[0]["message"]
+    # One fence, with the figures of src/manager/failover.c, fo_fence.
+    assert len(ev) == 1 and re.fullmatch(
+        r"host h1 failed: no report for \d+ ms and its storage lease not "
+        r"renewed for \d+ ms \(seq \d+, lease timeout \d+ ms\); its "
+        r"keeper has stopped its VMs", ev[0]), ev
     hc.start_agent("h1")
     assert len(qemu_pids(v["uuid"])) == 1
 
@@ -184,9 +189,14 @@ def test_isolated_host_powers_off_and_vm_runs_elsewhere(hc, ha_vms):
     time.sleep(2)
     assert s.stop() == 1, "ha3 ran twice"
     assert len(qemu_pids(v["uuid"])) == 1
-    ev = [e for e in hc.cli("event", "list", json=True)
+    ev = [e["message"] for e in hc.cli("event", "list", json=True)
           if e["kind"] == "host.isolated" and e["object"] == "h3"]
-    assert ev and "powered off" in ev[0]["message"], ev
+    # One isolation, in which h3 powered off its one HA VM, ha3
+    # (src/manager/failover.c).
+    assert len(ev) == 1 and re.fullmatch(
+        r"host h3 is isolated: no report for \d+ ms while its lease is "
+        r"renewed; it powered off 1 HA VM\(s\) and recorded them on "
+        r"storage", ev[0]), ev
 
 
 def test_manager_partition_restarts_nothing(hc, guest):
@@ -214,9 +224,14 @@ def test_storage_lost_by_one_host_fences_and_restarts(hc, guest):
         os.rmdir(lease)
         assert s.stop() == 1
     assert got["host"] != "h2"
-    ev = [e for e in hc.cli("event", "list", json=True)
+    # h2's agent reports why ha2's QEMU ended (src/agent/vmhost.c): its
+    # lease keeper fenced it; the manager records that once
+    # (src/manager/api_agent.c).
+    ev = [(e["kind"], e["message"])
+          for e in hc.cli("event", "list", json=True)
           if e["object"] == "ha2" and "fenced" in e["message"]]
-    assert ev
+    assert ev == [("vm.state", "vm ha2 on host h2: failed (fenced: the "
+                   "storage lease could not be renewed)")], ev
 
 
 def test_manager_restart_restarts_nothing(hc, guest):
