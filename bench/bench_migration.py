@@ -84,14 +84,24 @@ def raw_qemu(tmp, mem, incoming=None, extra=""):
                             stderr=subprocess.DEVNULL), sock
 
 
+def serial_text(path, proc):
+    """What QEMU proc wrote to its serial file so far ("" until it has
+    made the file); fails at once when QEMU has exited."""
+    assert proc.poll() is None, "QEMU exited with %s" % proc.returncode
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def raw_floor(mem, extra=""):
     """One raw migration of a booted guest: (downtime_ms, total_ms)."""
     with tempfile.TemporaryDirectory(prefix="bench-mig.") as tmp:
         src, ssock = raw_qemu(tmp, mem, extra=extra)
         try:
-            cvirt.wait_for(lambda: "init reached" in open(
-                os.path.join(tmp, "src.serial"), errors="replace").read(), 60,
-                "raw guest boot")
+            cvirt.wait_for(lambda: "init reached" in serial_text(
+                os.path.join(tmp, "src.serial"), src), 60, "raw guest boot")
             time.sleep(2 if "memhog" in extra else 0.5)
             port = cvirt.free_port()
             dst, dsock = raw_qemu(tmp, mem, "tcp:127.0.0.1:%d" % port, extra)

@@ -10,6 +10,9 @@
 #include "common/util.h"
 #include "storage/store.h"
 
+/* The manager's key, which the agent learns when it registers: until
+ * then (just after a start, while the manager still holds the key of the
+ * agent before) it answers 503 and says why, not "invalid API token". */
 int
 agent_auth(struct httpd_req *r, int min_role)
 {
@@ -17,7 +20,12 @@ agent_auth(struct httpd_req *r, int min_role)
 
 	(void)min_role;
 	report_agent_key(key, sizeof(key));
-	if (r->token == NULL || key[0] == '\0' || !util_str_eq_ct(r->token, key))
+	if (key[0] == '\0') {
+		httpd_reply_error(r, 503, "host %s is starting: its agent has "
+		    "not registered with the manager yet", agent_cfg.name);
+		return 503;
+	}
+	if (r->token == NULL || !util_str_eq_ct(r->token, key))
 		return 401;
 	snprintf(r->principal, sizeof(r->principal), "manager");
 	return 0;

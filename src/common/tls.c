@@ -349,18 +349,23 @@ tls_quitting(struct tls_front *t)
 }
 
 /* Moves bytes both ways until either side closes (or t, when not NULL,
- * is stopping). ssl NULL: the client speaks plain. */
+ * is stopping). ssl NULL: the client speaks plain. On the HTTP front (t
+ * not NULL) a client's end of stream ends only what it sends: a client
+ * that half-closes after its request (shutdown(SHUT_WR), HTTP/1.0 style)
+ * still gets the server's answer, which was lost when the server took a
+ * moment longer than the client's FIN. */
 void
 tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 {
 	char buf[TLS_BUF];
 	struct pollfd p[2];
 	ssize_t n;
-	int r, ww;
+	int r, ww, sending = 1;
 
 	for (;;) {
-		if (ssl == NULL || SSL_pending(ssl) == 0) {
-			p[0] = (struct pollfd){ .fd = fd, .events = POLLIN };
+		if (!sending || ssl == NULL || SSL_pending(ssl) == 0) {
+			p[0] = (struct pollfd){ .fd = sending ? fd : -1,
+			    .events = POLLIN };
 			p[1] = (struct pollfd){ .fd = bfd, .events = POLLIN };
 			r = poll(p, 2, 1000);
 			if ((r < 0 && errno != EINTR) || tls_quitting(t))
@@ -372,10 +377,16 @@ tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 				    tls_write_all(ssl, fd, buf, (size_t)n) < 0)
 					return;
 			}
-			if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
+			if (!sending ||
+			    !(p[0].revents & (POLLIN | POLLHUP | POLLERR)))
 				continue;
 		}
 		n = tls_client_read(ssl, fd, buf, sizeof(buf), &ww);
+		if (n == 0 && t != NULL) {
+			sending = 0;
+			shutdown(bfd, SHUT_WR);
+			continue;
+		}
 		if (n == 0)
 			return;
 		if (n > 0) {

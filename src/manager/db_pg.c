@@ -21,6 +21,32 @@ static PGconn *pg;
 static int pg_in_tx;		/* between BEGIN and COMMIT/ROLLBACK */
 static int pg_tx_lost;		/* the connection was reset inside it */
 
+#define PG_MSG_MAX	512
+
+/* libpq's messages span lines ("... failed: Connection refused\n\tIs the
+ * server running ...?\n"): the same words on one line, for the log. */
+static const char *
+pg_msg(const char *msg, char *buf, size_t bufsz)
+{
+	size_t i, n = 0;
+	int gap = 0;
+
+	if (msg == NULL)
+		msg = "";
+	for (i = 0; msg[i] != '\0' && n + 2 < bufsz; i++) {
+		if (isspace((unsigned char)msg[i])) {
+			gap = n > 0;
+			continue;
+		}
+		if (gap)
+			buf[n++] = ' ';
+		gap = 0;
+		buf[n++] = msg[i];
+	}
+	buf[n] = '\0';
+	return buf;
+}
+
 /* Quiet NOTICEs ("relation exists, skipping") go to the debug log. */
 static void
 pg_notice(void *arg, const char *msg)
@@ -31,11 +57,15 @@ pg_notice(void *arg, const char *msg)
 static int
 pg_open(const char *url)
 {
+	char msg[PG_MSG_MAX];
+
 	pg = PQconnectdb(url);
 	if (pg == NULL || PQstatus(pg) != CONNECTION_OK) {
-		/* libpq's message names the server, never the password. */
+		/* libpq's message names the server, never the password;
+		 * with no connection at all (libpq missing, db_pqload.c)
+		 * it says why too. */
 		log_error("cannot connect to PostgreSQL: %s",
-		    pg ? PQerrorMessage(pg) : "out of memory");
+		    pg_msg(PQerrorMessage(pg), msg, sizeof(msg)));
 		PQfinish(pg);
 		pg = NULL;
 		return -1;
@@ -56,6 +86,8 @@ pg_close(void)
 static int
 pg_ready(void)
 {
+	char msg[PG_MSG_MAX];
+
 	if (PQstatus(pg) == CONNECTION_OK)
 		return 0;
 	log_warnx("PostgreSQL connection lost; reconnecting");
@@ -64,7 +96,7 @@ pg_ready(void)
 	PQreset(pg);
 	if (PQstatus(pg) != CONNECTION_OK) {
 		log_error("cannot reconnect to PostgreSQL: %s",
-		    PQerrorMessage(pg));
+		    pg_msg(PQerrorMessage(pg), msg, sizeof(msg)));
 		return -1;
 	}
 	return 0;
@@ -206,6 +238,7 @@ pg_failed(PGresult *res, const char *sql)
 {
 	ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
 	const char *state;
+	char msg[PG_MSG_MAX];
 
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
 		return 0;
@@ -213,8 +246,8 @@ pg_failed(PGresult *res, const char *sql)
 	if (state && strncmp(state, "23", 2) == 0) {
 		errno = EEXIST;	/* integrity constraint violation */
 	} else {
-		log_error("db: %s: %s", res ? PQresultErrorMessage(res) :
-		    PQerrorMessage(pg), sql);
+		log_error("db: %s: %s", pg_msg(res ? PQresultErrorMessage(res) :
+		    PQerrorMessage(pg), msg, sizeof(msg)), sql);
 		errno = EIO;
 	}
 	return -1;
@@ -318,11 +351,13 @@ pg_last_id(void)
 {
 	PGresult *res = PQexec(pg, "SELECT lastval()");
 	int64_t id = -1;
+	char msg[PG_MSG_MAX];
 
 	if (res && PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1)
 		id = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
 	else
-		log_error("db: lastval: %s", PQerrorMessage(pg));
+		log_error("db: lastval: %s", pg_msg(PQerrorMessage(pg), msg,
+		    sizeof(msg)));
 	PQclear(res);
 	return id;
 }

@@ -64,6 +64,12 @@ export async function api(cl, method, path, body) {
   return data;
 }
 
+// Thrown by a waitFor condition: what it waits for is not there yet.
+export class NotYet extends Error {}
+
+// Calls fn until it returns something truthy. Only "not yet" is tried
+// again (a falsy value or NotYet): any other error (an API call's 5xx, a
+// failed assertion) ends the wait at once, as in cvirt.py's wait_for.
 export async function waitFor(fn, timeoutMs, what) {
   const end = Date.now() + timeoutMs;
   let last;
@@ -73,6 +79,7 @@ export async function waitFor(fn, timeoutMs, what) {
       if (v) return v;
       last = v;
     } catch (e) {
+      if (!(e instanceof NotYet)) throw e;
       last = e;
     }
     if (Date.now() > end) throw new Error('timed out waiting for ' + what + ' (last: ' + last + ')');

@@ -3,7 +3,7 @@
 // task progress, and no JavaScript errors on the way.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { startCluster, launch, api, waitFor, shot } from './lib.mjs';
+import { startCluster, launch, api, waitFor, shot, NotYet } from './lib.mjs';
 
 let cl;
 let br;
@@ -262,8 +262,12 @@ test('log in with a user name and password; logging out ends the session', async
   assert.equal(ok.status, 200);
   await page.locator('#logout').click();
   await page.locator('#token').waitFor();
-  await waitFor(async () => (await fetch(cl.url + '/api/v1/hosts', { headers: { Authorization: 'Bearer ' + tok } })).status === 401,
-    10000, 'the session to end');
+  await waitFor(async () => {
+    const st = (await fetch(cl.url + '/api/v1/hosts', { headers: { Authorization: 'Bearer ' + tok } })).status;
+    if (st === 200) throw new NotYet('the session still works');
+    assert.equal(st, 401);
+    return true;
+  }, 10000, 'the session to end');
   assert.equal(await page.evaluate(() => sessionStorage.getItem('cvirt.token')), null);
   await page.locator('#token').fill(cl.token);
   await page.locator('#token').press('Enter');

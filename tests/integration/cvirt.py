@@ -37,12 +37,48 @@ def cvirt_bin():
     return os.environ.get("CVIRT_BIN") or os.path.join(REPO, "build", "cvirt")
 
 
-def wait_for(fn, timeout, what, interval=0.1):
+class NotYet(Exception):
+    """Raised by a wait_for condition: what it waits for is not there yet
+    (a VM not listed yet, a ticket the server hands out again later).
+    wait_for tries again; any other exception ends the wait at once."""
+
+
+# What the CLI says when a daemon that is (re)starting cannot answer yet:
+# the manager does not listen yet (libcurl's words for a refused connect);
+# the manager relays a call to an agent that does not listen yet, or that
+# has not registered yet (src/manager/agentc.c, src/agent/agent_api.c).
+_STARTING_RE = re.compile(
+    r"cvirt: (cannot reach the manager at \S+: Couldn't connect to server"
+    r"|host \S+ is unreachable: cannot connect to \S+ port \d+: "
+    r"Connection refused"
+    r"|host \S+ is starting: its agent has not registered with the "
+    r"manager yet)$", re.M)
+
+
+def refused(e):
+    """True when e says a daemon refused a connection because it is not
+    up yet: a socket call's ConnectionRefusedError (also inside urllib's
+    URLError), or a CvirtError from the CLI with one of the lines of
+    _STARTING_RE on stderr."""
+    if isinstance(e, urllib.error.URLError) and not \
+            isinstance(e, urllib.error.HTTPError):
+        e = e.reason
+    if isinstance(e, ConnectionRefusedError):
+        return True
+    return isinstance(e, CvirtError) and \
+        _STARTING_RE.search(str(e)) is not None
+
+
+def wait_for(fn, timeout, what, interval=0.1, starting=False):
     """Calls fn until it returns something truthy and returns that.
 
-    Exceptions from fn count as "not yet", except DaemonExited, which is
-    raised at once; on timeout raises AssertionError naming `what` and the
-    last exception or value seen.
+    Only "not yet" is tried again: fn returning a falsy value or raising
+    NotYet, and, with starting=True (the caller has just started or
+    restarted the daemon fn talks to, which may not listen or have
+    registered yet), a refusal refused() names. Anything else fn raises
+    (an assert, an HTTP 5xx turned into CvirtError, a KeyError on a JSON
+    error body, DaemonExited) propagates at once. On timeout raises
+    AssertionError naming `what` and the last value or "not yet" seen.
     """
     deadline = time.monotonic() + timeout
     last = None
@@ -52,14 +88,29 @@ def wait_for(fn, timeout, what, interval=0.1):
             if value:
                 return value
             last = "last value: %r" % (value,)
-        except DaemonExited:
-            raise
-        except Exception as e:  # noqa: BLE001 - retried until the deadline
-            last = "last error: %s: %s" % (type(e).__name__, e)
+        except NotYet as e:
+            last = "not yet: %s" % (e,)
+        except Exception as e:  # noqa: BLE001 - only a refusal is retried
+            if not (starting and refused(e)):
+                raise
+            last = "connection refused: %s" % (e,)
         if time.monotonic() >= deadline:
             raise AssertionError("timed out after %ss waiting for %s (%s)"
                                  % (timeout, what, last))
         time.sleep(interval)
+
+
+def expect_status(reply, want=200, pending=()):
+    """The body of reply, a (status, body) pair from Cluster.http, when
+    the status is want; NotYet when it is one of pending (what a wait_for
+    condition sees until the awaited state is there: 404 for an object
+    not listed yet, say); CvirtError for any other status."""
+    status, body = reply
+    if status == want:
+        return body
+    if status in pending:
+        raise NotYet("HTTP %d: %r" % (status, body))
+    raise CvirtError("HTTP %d (wanted %d): %r" % (status, want, body))
 
 
 # Test daemons listen on ports below the kernel's ephemeral range
@@ -388,7 +439,7 @@ class Cluster:
                  os.path.getsize(self.token_file) > 0,
                  timeout, "manager to write %s" % self.token_file)
         wait_for(lambda: self._alive(self.manager) and self.health(),
-                 timeout, "manager health on %s" % self.url)
+                 timeout, "manager health on %s" % self.url, starting=True)
         return self.manager
 
     # Hooks for clusters whose hosts live in network namespaces (netns.py).
@@ -407,9 +458,17 @@ class Cluster:
         return True
 
     def health(self):
+        """True when the manager answers its health route with "ok";
+        CvirtError for any other answer, ConnectionRefusedError when
+        nothing answers (status 0 from a subclass's curl)."""
         status, body = self.http("GET", "/api/v1/health", auth=False)
-        return status == 200 and isinstance(body, dict) and \
-            body.get("status") == "ok"
+        if status == 0:
+            raise ConnectionRefusedError("no answer from %s" % self.url)
+        if status != 200 or not isinstance(body, dict) or \
+                body.get("status") != "ok":
+            raise CvirtError("health of %s: HTTP %d %r" % (self.url, status,
+                                                           body))
+        return True
 
     def start_agent(self, name, extra=None, wait=True, timeout=30):
         """Starts (or restarts, with the same arguments) agent `name`."""
@@ -500,7 +559,7 @@ class Cluster:
         self.token_file = wait_for(token_file, timeout,
                                    "cvirt up to write admin.token")
         wait_for(lambda: self._alive(self.manager) and self.health(),
-                 timeout, "cvirt up health on %s" % self.url)
+                 timeout, "cvirt up health on %s" % self.url, starting=True)
         wait_for(lambda: self._alive(self.manager) and
                  [h for h in self.cli("host", "list", json=True)
                   if h.get("state") == "up"],
@@ -638,20 +697,21 @@ class Cluster:
     def serial(self, name):
         return self.cli("vm", "serial", name)[1]
 
-    def wait_serial(self, name, text, timeout=30, count=1):
+    def wait_serial(self, name, text, timeout=30, count=1, starting=False):
         """Waits until `text` appears at least `count` times in the serial
-        output; returns the whole transcript."""
+        output; returns the whole transcript. starting: as wait_for's
+        (the agent that serves the serial log was just restarted)."""
         def check():
             s = self.serial(name)
             return s if s.count(text) >= count else None
         return wait_for(check, timeout, "%r in serial of %s" % (text, name),
-                        interval=0.3)
+                        interval=0.3, starting=starting)
 
-    def wait_state(self, name, state, timeout=30):
+    def wait_state(self, name, state, timeout=30, starting=False):
         return wait_for(lambda: (lambda v: v if v.get("state") == state
                                  else None)(self.vm(name)),
                         timeout, "VM %s to be %s" % (name, state),
-                        interval=0.2)
+                        interval=0.2, starting=starting)
 
     # ---- teardown --------------------------------------------------------
 

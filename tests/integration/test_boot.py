@@ -4,6 +4,7 @@ seed (hostname, ssh key, user-data) reaches the guest; an ISO attaches as a
 CD-ROM.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -28,7 +29,12 @@ def test_bios_boot_from_image_with_cloud_init(cluster, guest, tmp_path):
            "bootdisk", "--hostname", "web-01", "--user-data",
            str(tmp_path / "ud.yaml"), "--ssh-key", str(tmp_path / "key.pub"))
     v = cl.vm("b1")
-    assert v["kernel"] is None and v["disks"][0]["size_mib"] >= 1
+    # The image's size: no --disk asked for more.
+    vsize = json.loads(subprocess.run(
+        ["qemu-img", "info", "--output=json", str(img)], check=True,
+        capture_output=True, text=True).stdout)["virtual-size"]
+    assert v["kernel"] is None and \
+        v["disks"][0]["size_mib"] == -(-vsize >> 20), (v["disks"], vsize)
     cl.cli("vm", "start", "b1")
     cl.wait_serial("b1", "cvirt-guest: cloud-init hostname=", 90)
     s = cl.wait_serial("b1", "runcmd-marker-42", 10)
@@ -108,10 +114,13 @@ def test_uefi_firmware(cluster, guest):
     cl.cli("vm", "start", "u1")
     v = cl.vm("u1")
     argv = cvirt.proc_cmdline(qemu_pid(v["uuid"]))
-    assert any(a.startswith("if=pflash,format=raw,unit=0,readonly=on")
-               for a in argv), argv
+    code = [a.split("file=", 1)[1] for a in argv
+            if a.startswith("if=pflash,format=raw,unit=0,readonly=on")]
+    assert len(code) == 1 and "OVMF_CODE" in code[0], argv
     vars_fd = os.path.join(cl.storage, "vms", v["uuid"], "uefi-vars.fd")
     assert any(a.endswith("file=" + vars_fd) for a in argv), argv
-    assert os.path.getsize(vars_fd) > 0
+    # The VM's NVRAM is a copy of the template that goes with the code.
+    template = code[0].replace("OVMF_CODE", "OVMF_VARS")
+    assert os.path.getsize(vars_fd) == os.path.getsize(template), template
     cl.wait_serial("u1", "cvirt-guest: init reached", 120)
     cl.cli("vm", "stop", "u1", "--force")

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+import cvirt
 from cvirt import boot_ids, qemu_pids, wait_for
 from guestcheck import MEMCHECK, assert_guest_intact
 from netns import NetnsCluster
@@ -167,7 +168,7 @@ def test_busy_guest_cancelled_cleanly_on_timeout(nc, guest):
     rc, out, err = nc.cli("vm", "migrate", "busy", "--to", dest,
                           "--bandwidth", 1, "--timeout", 5,
                           "--no-auto-converge", check=False, timeout=60)
-    assert rc != 0 and "did not finish in time" in err, (rc, out, err)
+    assert rc == 1 and "did not finish in time" in err, (rc, out, err)
     after = nc.vm("busy")
     assert after["state"] == "running" and after["host"] == src
     one_qemu(v["uuid"])
@@ -213,8 +214,14 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
     counts, stop = [], threading.Event()
 
     def sample():
+        # (QEMUs started to run the VM, QEMUs started to receive it):
+        # a migration has one of each (the source, -incoming on the
+        # destination); two of either kind are two copies.
         while not stop.is_set():
-            counts.append(len(qemu_pids(uuid)))
+            argvs = [a for a in map(cvirt.proc_cmdline, qemu_pids(uuid))
+                     if a]          # (None: it ended meanwhile)
+            incoming = sum(1 for a in argvs if "-incoming" in a)
+            counts.append((len(argvs) - incoming, incoming))
             time.sleep(0.05)
     th = threading.Thread(target=sample)
     th.start()
@@ -226,15 +233,19 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
         time.sleep(3)
         nc.start_agent(src)
         t = wait_task_end(nc, task_id)
-        host = dest if t["state"] == "succeeded" else src
+        assert t["state"] == "failed" and t["error"] == \
+            "migration did not finish in time: cancelled, the VM stays " \
+            "on " + src, t
         got = nc.wait_state("busy", "running", 30)
-        assert got["host"] == host, (t, got)
+        assert got["host"] == src, (t, got)
         one_qemu(uuid, 30)
     finally:
         stop.set()
         th.join()
-    # A paused source copy may exist for a moment; never more than that.
-    assert max(counts) <= 2
+    # One QEMU runs the VM all along; the destination's may exist beside
+    # it (receiving, then gone when the migration is cancelled).
+    assert counts and max(c[0] for c in counts) == 1, counts
+    assert max(c[1] for c in counts) == 1, "no destination QEMU seen"
     serial = assert_guest_intact(nc, "busy")
     assert len(boot_ids(serial)) == 1, "the guest rebooted"
     assert_ticks_strictly_increasing(serial)
@@ -254,7 +265,7 @@ def test_maintenance_empties_host_and_takes_nothing_new(nc, guest):
     nc.cli("vm", "create", "e3", "--cpus", 1, "--memory", 96,
            "--kernel", guest.kernel, "--initrd", guest.initrd)
     rc, _, err = nc.cli("vm", "start", "e3", "--host", "h2", check=False)
-    assert rc != 0 and "maintenance" in err
+    assert rc == 1 and "maintenance" in err, err
     nc.cli("vm", "start", "e3")
     assert nc.vm("e3")["host"] != "h2"
     nc.cli("host", "maintenance", "h2", "off")
@@ -267,7 +278,7 @@ def test_placement_refuses_with_reasons(nc, guest):
     nc.cli("vm", "create", "huge", "--cpus", 1, "--memory", 4096,
            "--kernel", guest.kernel, "--initrd", guest.initrd)
     rc, _, err = nc.cli("vm", "start", "huge", check=False)
-    assert rc != 0
+    assert rc == 1 and err.startswith("cvirt: no host can run vm huge: "), err
     for h in ("h1", "h2", "h3"):
         assert h + ": not enough memory" in err, err
     assert nc.vm("huge")["state"] == "stopped"
@@ -287,7 +298,7 @@ def test_anti_affinity_spreads_vms(nc, guest):
            "--anti-affinity", "web", "--kernel", guest.kernel,
            "--initrd", guest.initrd)
     rc, _, err = nc.cli("vm", "start", "a4", check=False)
-    assert rc != 0 and "anti-affinity group web" in err
+    assert rc == 1 and "anti-affinity group web" in err, err
     for n in ("a1", "a2", "a3", "a4"):
         nc.cli("vm", "delete", n, "--force")
 

@@ -113,7 +113,8 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
             with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
                                         % port, timeout=2) as r:
                 return r.status == 200
-        wait_for(health, 20, "the packaged manager to answer")
+        wait_for(health, 20, "the packaged manager to answer",
+                 starting=True)
         assert os.path.exists(tmp_path / "data" / "admin.token")
         assert os.path.exists(tmp_path / "data" / "cvirt.db")
     finally:
@@ -129,10 +130,11 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
             with urllib.request.urlopen("http://127.0.0.1:%d/api/v1/health"
                                         % port2, timeout=2) as r:
                 return r.status == 200
-        wait_for(health2, 20, "the manager on the flag's port")
+        wait_for(health2, 20, "the manager on the flag's port",
+                 starting=True)
     finally:
         p.terminate()
-        p.wait(20)
+        assert p.wait(20) == 0
     v = subprocess.run([argv[0], "version"], capture_output=True, text=True,
                        check=True).stdout
     assert v.startswith("cvirt ")
@@ -141,7 +143,9 @@ def test_manager_starts_like_the_unit(deb, tmp_path):
     bad.write_text("data /tmp/x\n")
     r = subprocess.run([argv[0], "manager", "--config", str(bad)],
                        capture_output=True, text=True, timeout=20)
-    assert r.returncode != 0 and "bad.conf:1" in r.stderr
+    # A usage error (exit 2), on one line.
+    assert r.returncode == 2 and "bad.conf:1" in r.stderr and \
+        r.stderr.count("\n") == 1, r
 
 
 def _dpkg_known(pkg):
@@ -236,7 +240,8 @@ def test_deb_installs_and_purges(deb):
                         "http://127.0.0.1:%d/api/v1/health" % port,
                         timeout=2) as r:
                     return r.status == 200
-            wait_for(health, 20, "the installed manager to answer")
+            wait_for(health, 20, "the installed manager to answer",
+                     starting=True)
             assert os.stat(data + "/d/admin.token").st_uid == int(pw[2])
         finally:
             m.terminate()

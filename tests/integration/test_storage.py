@@ -161,6 +161,9 @@ def test_backup_of_running_vm_restores_one_instant(st):
             data = f.read()
         assert len(data) == d["size_bytes"]
         assert hashlib.sha256(data).hexdigest() == d["sha256"]
+    # The backup's size is its disks' (src/agent/backupops.c).
+    assert res["size_bytes"] == man["size_bytes"] == \
+        sum(d["size_bytes"] for d in man["disks"]), (res, man)
     assert not [n for n in os.listdir(os.path.join(st.bk, "backups"))
                 if n.startswith(".")], "temporary files left behind"
     wait_ticks_past(st, "w", after + 5)
@@ -262,7 +265,7 @@ def test_names_and_ids_are_validated(st):
 
     def refused(args, text):
         rc, out, err = st.cli(*args, check=False)
-        assert rc != 0 and text in err, (args, rc, out, err)
+        assert rc == 1 and text in err and out == "", (args, rc, out, err)
         assert len(err.strip().splitlines()) == 1, err
 
     refused(("snapshot", "create", "w", "bad/name"), "invalid snapshot name")
@@ -357,7 +360,7 @@ def test_images_templates_and_clones(st, tmp_path):
                        (("disk", "resize", "t1", "disk0", "--size", 128),
                         "is a template")):
         rc, _, err = st.cli(*args, check=False)
-        assert rc != 0 and text in err, (args, err)
+        assert rc == 1 and text in err, (args, rc, err)
     for n in ("lc", "fc"):
         st.cli("vm", "delete", n)
 
@@ -375,8 +378,10 @@ def test_snapshot_out_of_space_leaves_vm_and_chain(st, guest):
     files = sorted(os.listdir(vdir))
     disks = st.vm("ws")["disks"]
     filler = os.path.join(st.small, "filler")
-    subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=1M",
-                    "count=100"], capture_output=True)
+    p = subprocess.run(["dd", "if=/dev/zero", "of=" + filler, "bs=1M",
+                        "count=100"], capture_output=True, text=True)
+    assert p.returncode == 1 and "No space left on device" in p.stderr, \
+        "the filler did not fill %s: %s" % (st.small, p.stderr)
     try:
         rc, _, err = st.cli("snapshot", "create", "ws", "full1", check=False)
         assert rc == 1 and "No space left on device" in err, (rc, err)
@@ -413,8 +418,12 @@ def test_missing_and_read_only_domains_are_reported_per_host(
                             "--disk", 1, "--storage", "ro", check=False)
         assert rc == 1 and "storage ro" in err, err
         assert cl.vm_names() == []
-        out = cl.cli("storage", "list")[1]
-        assert "h1 (not ok)" in out or "(not ok)" in out, out
+        # The table marks the host of each unusable domain.
+        rows = {ln.split()[0]: ln for ln in
+                cl.cli("storage", "list")[1].splitlines()[1:]}
+        assert re.match(r"local\s+\S+\s+h1\s", rows["local"]), rows
+        for n in ("ro", "gone"):
+            assert re.match(r"%s\s+\S+\s+h1\(not ok\)\s" % n, rows[n]), rows
     finally:
         subprocess.run(["umount", "-l", str(ro)], check=False)
 
@@ -450,7 +459,7 @@ def test_disks_are_added_and_grown(st):
                        (("disk", "add", "nosuch", "--size", 10),
                         'vm "nosuch" not found')):
         rc, _, err = st.cli(*args, check=False)
-        assert rc != 0 and text in err, (args, err)
+        assert rc == 1 and text in err, (args, rc, err)
     # A size that does not grow the disk is refused before a task is queued.
     last = st.http("GET", "/api/v1/tasks?limit=1")[1][0]["id"]
     for mib in (300, 1):

@@ -68,7 +68,7 @@ def test_guest_on_user_network(cluster, guest):
     cl.cli("vm", "create", "nat1", "--cpus", 1, "--memory", 128,
            "--net", "hostnet")
     rc, _, err = cl.cli("vm", "start", "nat1", check=False)
-    assert rc != 0 and "needs root" in err, err
+    assert rc == 1 and "needs root" in err, err
 
     cl.cli("vm", "create", "u1", "--cpus", 1, "--memory", 128, "--net",
            "lab", "--kernel", guest.kernel, "--initrd", guest.initrd,

@@ -161,25 +161,35 @@ test_errors(void **state)
 	assert_null(r.body);
 	assert_string_equal(r.err, "HTTP status 503");
 	httpc_resp_free(&r);
-	/* Closed without an answer, garbage, a short body: no answer. */
+	/* Closed without an answer, garbage, a short body: no answer, and
+	 * the error says which. */
 	srv_start(&s, "", 0);
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
 	srv_stop(&s);
 	assert_int_equal(r.status, 0);
-	assert_true(r.err[0] != '\0');
+	assert_string_equal(r.err, "the server closed the connection without "
+	    "an answer");
 	srv_start(&s, "SSH-2.0-OpenSSH\r\n\r\n", 0);
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
 	srv_stop(&s);
+	assert_string_equal(r.err, "invalid HTTP answer: invalid constant "
+	    "string");
 	srv_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: 50\r\n\r\nshort", 0);
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
 	srv_stop(&s);
+	assert_string_equal(r.err, "invalid HTTP answer: stream ended at an "
+	    "unexpected time");
 	srv_start(&s, "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 0);
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
 	srv_stop(&s);
+	assert_string_equal(r.err, "invalid HTTP answer: invalid character in "
+	    "content-length header");
 	srv_start(&s, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 	    "zz\r\n", 0);
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
 	srv_stop(&s);
+	assert_string_equal(r.err, "invalid HTTP answer: invalid character in "
+	    "chunk size header");
 }
 
 static void
@@ -224,6 +234,7 @@ test_refused(void **state)
 {
 	struct srv s;
 	struct httpc_resp r;
+	char want[128];
 	int port;
 
 	srv_start(&s, "", 0);
@@ -232,7 +243,9 @@ test_refused(void **state)
 	srv_stop(&s);	/* nothing listens there now */
 	s.port = port;
 	assert_int_equal(request(&s, "GET", "/", NULL, 5000, &r), -1);
-	assert_non_null(strstr(r.err, "cannot connect"));
+	snprintf(want, sizeof(want), "cannot connect to 127.0.0.1 port %d: "
+	    "Connection refused", port);
+	assert_string_equal(r.err, want);
 }
 
 int
