@@ -8,8 +8,11 @@ isolated host keeps its VMs and nothing is restarted).
 Timings come from the documented settings, set to their smallest useful
 values: ha_max_restarts=1, ha_restart_window_s=10 (its minimum)."""
 
+import json as jsonlib
 import os
 import signal
+import sqlite3
+import subprocess
 import threading
 import time
 
@@ -49,6 +52,24 @@ def running_on(cl, name, host, other_than=None, timeout=30):
 def events(cl, kind, obj):
     return [e for e in cl.cli("event", "list", "--limit", 500, json=True)
             if e["kind"] == kind and e["object"] == obj]
+
+
+def db_rows(cl, sql):
+    """Rows of one query on the cluster's database (SQLite or psql), as
+    lists of strings."""
+    if cl.db_url:
+        p = subprocess.run(["psql", "-At", "-F", "\t", cl.db_url, "-c", sql],
+                           capture_output=True, text=True, timeout=30,
+                           env=cl.env)
+        assert p.returncode == 0, p.stderr
+        return [ln.split("\t") for ln in p.stdout.splitlines()]
+    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(cl.mdir,
+                                                           "cvirt.db"),
+                         uri=True, timeout=10)
+    try:
+        return [[str(c) for c in r] for r in db.execute(sql).fetchall()]
+    finally:
+        db.close()
 
 
 def kill_qemu(pid):
@@ -176,6 +197,47 @@ def test_admission_control_reserves_hosts(make_cluster, guest):
     assert cl.vm("res2")["state"] == "running"
     for n in ("res1", "res2", "res3", "res4"):
         cl.cli("vm", "delete", n, "--force")
+
+
+def test_two_hosts_reporting_one_vm_stop_the_copy(make_cluster, guest):
+    """A second copy of a running VM appears on h2 (started through h2's
+    agent API with the VM's own spec, as a split brain would leave it):
+    the manager tells h2 to stop its copy and leaves h1's alone.
+
+    Guards src/manager/api_agent.c api_apply_running(): the branch that
+    adds a VM recorded as running on another up host to the reply's
+    `stop` list (event vm.duplicate), and src/agent/report.c
+    report_apply_reply(), which stops what is listed."""
+    cl = make_cluster(hosts=("h1", "h2"))
+    v = ha_vm(cl, guest, "dup", "h1")
+    _, pid = running_on(cl, "dup", "h1")
+    cl.wait_serial("dup", "cvirt-guest: tick 1", 60)
+    time.sleep(2.5)       # the row settles (REPORT_SETTLE_MS, api_agent.c)
+    (spec,), = db_rows(cl, "SELECT spec FROM vms WHERE name = 'dup'")
+    (key,), = db_rows(cl, "SELECT agent_key FROM hosts WHERE name = 'h2'")
+    import urllib.request
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/agent/v1/vms/%s/start" % (cl.agent_ports["h2"],
+                                                       v["uuid"]),
+        data=spec.encode(), method="POST",
+        headers={"Authorization": "Bearer " + key,
+                 "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        copy = jsonlib.loads(r.read())["pid"]
+    assert copy != pid and copy in qemu_pids(v["uuid"])
+    # h2 reports it within a heartbeat; the reply tells h2 to stop it.
+    wait_for(lambda: copy not in qemu_pids(), 15, "the copy on h2 to stop")
+    assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
+    ev = events(cl, "vm.duplicate", "dup")
+    assert ev and "reported running on h2 while it runs on h1" in \
+        ev[0]["message"], ev
+    time.sleep(2)         # a few more reports change nothing
+    got = cl.vm("dup")
+    assert got["state"] == "running" and got["host"] == "h1" and \
+        got["pid"] == pid, got
+    assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
+    assert not events(cl, "ha.restart", "dup")
+    cl.cli("vm", "delete", "dup", "--force")
 
 
 class Sampler:
