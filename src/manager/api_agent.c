@@ -90,12 +90,15 @@ api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
 	if (state == NULL || ok[i] == NULL || !api_vm_settled(row, now))
 		return;
 	/* Recorded as running on another host that is up: this copy is one
-	 * too many (a VM never runs twice). */
+	 * too many (a VM never runs twice). Whatever state the copy is in
+	 * (stopping once told to stop, ...), it does not move the VM's
+	 * record: its exit would then read as the VM's own shutdown. */
 	if (JS(row, "host") && strcmp(JS(row, "host"), host) != 0 &&
-	    (strcmp(state, "running") == 0 || strcmp(state, "paused") == 0) &&
 	    (strcmp(JS(row, "state"), "running") == 0 ||
 	    strcmp(JS(row, "state"), "paused") == 0) &&
 	    api_host_up(JS(row, "host"))) {
+		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0)
+			return;
 		json_array_append_new(stop, json_string(JS(v, "uuid")));
 		event_add("error", "vm.duplicate", JS(row, "name"), "vm %s "
 		    "reported running on %s while it runs on %s: stopping the "

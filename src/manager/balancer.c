@@ -129,7 +129,8 @@ bal_main(void *arg)
 
 		pthread_mutex_unlock(&bal_lock);
 		cluster_get(&cs);
-		if (strcmp(cs.balancer_mode, "off") != 0 && util_mono_ms() >= next) {
+		if (strcmp(cs.balancer_mode, "off") != 0 && util_mono_ms() >= next &&
+		    ha_is_leader()) {
 			bal_round(&cs);
 			next = util_mono_ms() + (int64_t)cs.balancer_interval_s * 1000;
 		}

@@ -14,6 +14,13 @@
 /* ret, name, (parameters), (arguments), value when libpq is missing */
 #define PQ_FUNCS(X)							\
 	X(PGconn *, PQconnectdb, (const char *a), (a), NULL)		\
+	X(PGconn *, PQconnectdbParams, (const char *const *a,		\
+	    const char *const *b, int c), (a, b, c), NULL)		\
+	X(int, PQsendQuery, (PGconn *a, const char *b), (a, b), 0)	\
+	X(PGresult *, PQgetResult, (PGconn *a), (a), NULL)		\
+	X(int, PQisBusy, (PGconn *a), (a), 0)				\
+	X(int, PQconsumeInput, (PGconn *a), (a), 0)			\
+	X(int, PQsocket, (const PGconn *a), (a), -1)			\
 	X(ConnStatusType, PQstatus, (const PGconn *a), (a), CONNECTION_BAD) \
 	X(char *, PQerrorMessage, (const PGconn *a), (a), pqload_why)	\
 	X(PQnoticeProcessor, PQsetNoticeProcessor, (PGconn *a,		\

@@ -268,6 +268,8 @@ fo_round(void)
 	int64_t now = util_mono_ms();
 	size_t i;
 
+	if (!ha_is_leader())
+		return;		/* our lease ran out: another manager may lead */
 	cluster_get(&cs);
 	hosts = db_query("SELECT name, state, info, last_seen FROM hosts", NULL);
 	leases = fo_read_leases(hosts);

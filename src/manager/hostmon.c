@@ -77,7 +77,8 @@ hostmon_main(void *arg)
 		struct timespec ts;
 
 		pthread_mutex_unlock(&hostmon_lock);
-		hostmon_check();
+		if (ha_is_leader())	/* else our lease ran out */
+			hostmon_check();
 		pthread_mutex_lock(&hostmon_lock);
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 250 * 1000000L;

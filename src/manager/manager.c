@@ -191,7 +191,9 @@ manager_main(int argc, char **argv)
 			break;
 	} while (sig == SIGHUP);
 	log_info("signal %d: stopping the manager", sig);
-	rc = 0;
+	/* A leader that lost its lock failed: Restart=on-failure brings it
+	 * back, as a standby. */
+	rc = ha_lost_lock() ? 1 : 0;
 cleanup:
 	api_web_shutdown();
 	ha_stop();

@@ -73,7 +73,8 @@ void	 db_rollback(void);
 int	 ha_start(const char *db_url, int (*lead)(void));
 void	 ha_stop(void);		/* no take-over from now on */
 void	 ha_close(void);	/* release the lock (services stopped) */
-int	 ha_is_leader(void);
+int	 ha_is_leader(void);	/* 0 also once its lease has run out */
+int	 ha_lost_lock(void);	/* the leader found its lock gone */
 /* The server's auth hook: 503 on a standby, else auth_check. */
 int	 ha_auth(struct httpd_req *r, int min_role);
 

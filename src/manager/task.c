@@ -97,6 +97,12 @@ task_run(int64_t id)
 	    json_string_value(json_object_get(row, "params")) : "{}", 0, NULL);
 	if (t.params == NULL)
 		t.params = json_object();
+	if (!ha_is_leader()) {	/* our lease ran out: another may lead */
+		snprintf(t.err, sizeof(t.err), "the manager's leader lease ran "
+		    "out before the task started");
+		task_finish(&t, 0);
+		goto cleanup;
+	}
 	db_exec("UPDATE tasks SET state = 'running', updated = ? WHERE id = ?",
 	    "ii", util_wall_ms(), id);
 	if ((fn = task_lookup(t.kind)) == NULL) {

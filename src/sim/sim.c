@@ -187,11 +187,29 @@ sim_creator(void *arg)
 	return NULL;
 }
 
-/* 1 when every host is up and every VM runs where we run it. */
+/* VMs our hosts run: created by this sim or adopted. */
+static int
+sim_vms_held(void)
+{
+	int i, n = 0;
+
+	for (i = 0; i < sim_cfg.hosts; i++) {
+		pthread_mutex_lock(&sim_cfg.tab[i].lock);
+		n += (int)sim_cfg.tab[i].nvms;
+		pthread_mutex_unlock(&sim_cfg.tab[i].lock);
+	}
+	return n;
+}
+
+/* 1 when every host is up, the VMs to create are there, and the manager
+ * shows every VM our hosts run (created or adopted) running or paused
+ * where we run it. *running counts those. */
 static int
 sim_converged(int *up, int *running)
 {
 	json_t *hosts = NULL, *vms = NULL, *v;
+	int held = sim_vms_held();
+	const char *st;
 	size_t i;
 
 	*up = *running = 0;
@@ -204,13 +222,14 @@ sim_converged(int *up, int *running)
 	if (sim_api("GET", "/api/v1/vms", NULL, &vms) == 200)
 		json_array_foreach(vms, i, v)
 			if (sim_host_index(json_string_value(json_object_get(v,
-			    "host"))) >= 0 && strcmp(json_string_value(
-			    json_object_get(v, "state")), "running") == 0)
+			    "host"))) >= 0 && (st = json_string_value(
+			    json_object_get(v, "state"))) != NULL &&
+			    (strcmp(st, "running") == 0 || strcmp(st, "paused") == 0))
 				(*running)++;
 	json_decref(hosts);
 	json_decref(vms);
-	return *up == sim_cfg.hosts &&
-	    *running == sim_cfg.hosts * sim_cfg.vms_per_host;
+	return *up == sim_cfg.hosts && held >= sim_cfg.hosts *
+	    sim_cfg.vms_per_host && *running == held;
 }
 
 static int

@@ -250,19 +250,29 @@ sim_report_body(struct sim_host *h, int64_t now)
 	    (json_int_t)(h->nvms * 262144 + 1048576), "vms", per);
 }
 
+/* Registration lists the host's VMs as a report does (an agent that
+ * re-registers lists those it re-attached to): with none, the manager
+ * would take every VM placed on the host as ended. */
 static void
 sim_register(struct sim_host *h)
 {
 	struct httpc_resp resp;
 	char url[1200], self[600];
-	json_t *body, *key;
+	json_t *body, *key, *vms = json_array();
 	int64_t iv;
+	size_t i;
 
+	pthread_mutex_lock(&h->lock);
+	for (i = 0; i < h->nvms; i++)
+		json_array_append_new(vms, json_pack("{s:s, s:s, s:I}", "uuid",
+		    h->vms[i].uuid, "state", h->vms[i].state, "pid",
+		    (json_int_t)h->vms[i].pid));
+	pthread_mutex_unlock(&h->lock);
 	snprintf(self, sizeof(self), "http://%s/sim/%s", sim_cfg.listen, h->name);
-	body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:[], s:s}",
+	body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", h->name, "url", self, "accel", "kvm", "accel_reason",
 	    "simulated host", "cpus", SIM_HOST_CPUS, "memory_mib",
-	    (json_int_t)SIM_HOST_MIB, "storage", sim_storage(), "vms",
+	    (json_int_t)SIM_HOST_MIB, "storage", sim_storage(), "vms", vms,
 	    "version", "1");
 	sim_url(url, sizeof(url), "/api/v1/agent/register");
 	if (httpc_request("POST", url, sim_cfg.token, body, 30000, &resp) < 0 ||

@@ -1,0 +1,106 @@
+"""`cvirt up` stopped and started again while its VMs run (README.md:
+"Ctrl-C stops it (running VMs keep running and are re-attached next
+time)"): the same QEMU processes, the VMs running, the console working.
+`cvirt up` embeds SQLite, so this module runs in the SQLite pass."""
+
+import os
+import re
+import signal
+import time
+
+import cvirt
+from cvirt import boot_ids, pid_alive, qemu_pid, wait_for
+
+CMDLINE = "console=ttyS0 cvirt.tick=1"
+TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
+
+
+def last_tick(serial):
+    ticks = TICK_RE.findall(serial)
+    return int(ticks[-1]) if ticks else 0
+
+
+def serial_file(cl, uuid):
+    """A VM's serial log, read from `cvirt up`'s storage (no daemon
+    needed): DATA/storage/local/vms/UUID/serial.log."""
+    with open(os.path.join(cl.base, "up", "storage", "local", "vms", uuid,
+                           "serial.log"), errors="replace") as f:
+        return f.read()
+
+
+def console_answers(cl, name, word):
+    """The guest's shell answers on the serial console: a sum it has to
+    compute, so the echo of what we typed does not count."""
+    rc, out, err = cl.cli("vm", "console", name, timeout=30,
+                          input="echo $((6*7))%s\r" % word)
+    assert rc == 0, err
+    return "42" + word in out
+
+
+def test_up_reattaches_to_running_vms(tmp_path, cvirt_bin, guest):
+    """Two VMs (one paused) under `cvirt up`; Ctrl-C (SIGINT) stops it,
+    the QEMUs go on (the guest keeps ticking), and a new `cvirt up` on
+    the same data directory finds both with the same pids and states;
+    the serial console of the running one answers.
+
+    Guards src/agent/vmhost.c vmhost_reattach() (called from
+    src/agent/agent.c at start-up) and the agent leaving QEMU running on
+    SIGTERM (src/manager/up.c up_stop() sends it)."""
+    cl = cvirt.Cluster(logdir=str(tmp_path))
+    try:
+        cl.start_up()
+        for name in ("upa", "upb"):
+            cl.cli("vm", "create", name, "--cpus", 1, "--memory", 128,
+                   "--kernel", guest.kernel, "--initrd", guest.initrd,
+                   "--cmdline", CMDLINE)
+            cl.cli("vm", "start", name)
+        for name in ("upa", "upb"):
+            cl.wait_serial(name, "cvirt-guest: tick 1", 60)
+        cl.cli("vm", "pause", "upb")
+        uuids = {n: cl.vm(n)["uuid"] for n in ("upa", "upb")}
+        pids = {n: qemu_pid(u) for n, u in uuids.items()}
+        assert all(pids.values()), pids
+        assert console_answers(cl, "upa", "before")
+
+        cl.manager.signal(signal.SIGINT)
+        assert cl.manager.wait(20), "cvirt up ignored Ctrl-C"
+        assert cl.manager.proc.returncode == 0, cl.manager.log_tail()
+        # Nothing of it is left but the VMs (and the agent's lease
+        # keeper, which renews for them).
+        assert not cvirt.Cluster._procs(
+            "cvirt", lambda a: a.startswith(cl.base)), "daemons left"
+        tick = last_tick(serial_file(cl, uuids["upa"]))
+        time.sleep(3)
+        for n, pid in pids.items():
+            assert pid_alive(pid) and qemu_pid(uuids[n]) == pid, n
+        assert last_tick(serial_file(cl, uuids["upa"])) > tick, \
+            "upa stopped running while cvirt up was down"
+
+        log = os.path.join(str(tmp_path), "up.log")
+        seen = os.path.getsize(log)
+        cl.manager.start()
+
+        def up_again():
+            assert cl.manager.running(), cl.manager.log_tail()
+            with open(log, errors="replace") as f:
+                f.seek(seen)
+                return "cvirt is up." in f.read()
+        wait_for(up_again, 30, "cvirt up to come back")
+        a = cl.wait_state("upa", "running", 20)
+        b = cl.wait_state("upb", "paused", 20)
+        assert (a["pid"], b["pid"]) == (pids["upa"], pids["upb"]), (a, b)
+        for n, pid in pids.items():
+            assert qemu_pid(uuids[n]) == pid, n
+        assert len(boot_ids(cl.serial("upa"))) == 1, "upa rebooted"
+        assert console_answers(cl, "upa", "after")
+        # And they are under the agent's control again.
+        cl.cli("vm", "resume", "upb")
+        tick = last_tick(cl.serial("upb"))
+        wait_for(lambda: last_tick(cl.serial("upb")) > tick, 15,
+                 "upb ticking after resume")
+        assert len(boot_ids(cl.serial("upb"))) == 1, "upb rebooted"
+        cl.cli("vm", "stop", "upa", "--force")
+        wait_for(lambda: not pid_alive(pids["upa"]), 10, "upa's QEMU gone")
+        assert cl.manager.stop(20) == 0
+    finally:
+        cl.cleanup()
