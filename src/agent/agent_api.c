@@ -279,6 +279,35 @@ api_migration(struct httpd_req *r)
 	return api_reply_result(r, res ? 0 : -1, status, err, res);
 }
 
+static int
+api_migrate_resume(struct httpd_req *r)
+{
+	char err[512];
+	int status = 500, rc;
+	const char *uuid = api_uuid(r);
+
+	if (uuid == NULL)
+		return 0;
+	rc = mig_resume(uuid, r->body, err, sizeof(err), &status);
+	return api_reply_result(r, rc, status, err, NULL);
+}
+
+/* How the VM's QEMU last ended on this host (the manager asks about a
+ * migration's destination): {uuid, pid, state, reason}. */
+static int
+api_exit(struct httpd_req *r)
+{
+	const char *uuid = api_uuid(r);
+	json_t *e;
+
+	if (uuid == NULL)
+		return 0;
+	if ((e = vmhost_exit_of(uuid)) == NULL)
+		return httpd_reply_error(r, 404, "no exit of VM %s is known on "
+		    "host %s", uuid, agent_cfg.name);
+	return httpd_reply_json(r, 200, e);
+}
+
 /* Peers ask this to tell "the manager is gone" from "I am cut off". */
 static int
 api_ping(struct httpd_req *r)
@@ -309,6 +338,8 @@ const struct httpd_route agent_routes[] = {
 	{ "POST",   "/agent/v1/vms/{}/incoming",      api_incoming, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/migrate",       api_migrate, 0, 0 },
 	{ "GET",    "/agent/v1/vms/{}/migration",     api_migration, 0, 0 },
+	{ "POST",   "/agent/v1/vms/{}/migrate-resume", api_migrate_resume, 0, 0 },
+	{ "GET",    "/agent/v1/vms/{}/exit",          api_exit, 0, 0 },
 	{ "GET",    "/agent/v1/info",                 api_get_info, 0, 0 },
 	{ "PUT",    "/agent/v1/vms/{}",               api_define, 0, 0 },
 	{ "DELETE", "/agent/v1/vms/{}",               api_undefine, 0, 0 },

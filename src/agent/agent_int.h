@@ -120,6 +120,9 @@ int	 vmhost_simple(const char *uuid, const char *op, char *err,
 json_t	*vmhost_list(void);
 /* Exits not yet acknowledged by the manager; new reference. */
 json_t	*vmhost_exits(void);
+/* The last recorded exit of a VM's QEMU on this host ({uuid, pid, state,
+ * reason}, a copy to decref), or NULL. */
+json_t	*vmhost_exit_of(const char *uuid);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
 /* Rewrite DATA/vms/UUID.json (what a restarted agent re-attaches to). */
@@ -199,6 +202,9 @@ int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
 json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_cancel(const char *uuid, char *err, size_t errsz, int *status);
 int	 mig_finish(const char *uuid, char *err, size_t errsz, int *status);
+/* Resume a source left in postmigrate ({"paused": true}: pause it again). */
+int	 mig_resume(const char *uuid, json_t *params, char *err, size_t errsz,
+	    int *status);
 /* The VM now runs here after an incoming migration: QMP announce-self,
  * so switches and bridges learn its MACs' new place at once. */
 void	 mig_announce(struct avm *vm);

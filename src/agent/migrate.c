@@ -266,6 +266,52 @@ cleanup:
 	return rc;
 }
 
+/* The destination ended without ever running the VM (it could not load
+ * the state): take the paused source copy back. QEMU re-activates its
+ * disks on `cont` after a completed migration; a VM that was paused
+ * before the migration is paused again at once. */
+int
+mig_resume(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
+{
+	struct avm *vm;
+	char qs[32] = "";
+	json_t *st = NULL;
+	int rc = -1;
+
+	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
+		return -1;
+	*status = 409;
+	if (qmp_command(vm->qmp, "query-status", NULL, 5000, &st, err, errsz) < 0)
+		goto cleanup;
+	snprintf(qs, sizeof(qs), "%s", JS(st, "status") ? JS(st, "status") : "");
+	pthread_mutex_lock(&vm->lock);
+	if (vm->migrated)
+		snprintf(qs, sizeof(qs), "handed over");
+	pthread_mutex_unlock(&vm->lock);
+	if (strcmp(qs, "postmigrate") != 0) {
+		snprintf(err, errsz, "VM %s is %s here, not waiting for its "
+		    "destination", vm->name, qs);
+		goto cleanup;
+	}
+	*status = 502;
+	if (qmp_command(vm->qmp, "cont", NULL, 30000, NULL, err, errsz) < 0)
+		goto cleanup;
+	pthread_mutex_lock(&vm->lock);
+	vm->migrating = 0;
+	pthread_mutex_unlock(&vm->lock);
+	if (json_is_true(json_object_get(p, "paused")) &&
+	    qmp_command(vm->qmp, "stop", NULL, 5000, NULL, err, errsz) < 0)
+		goto cleanup;
+	log_info("vm %s: its destination did not take it over: runs here "
+	    "again", vm->name);
+	*status = 200;
+	rc = 0;
+cleanup:
+	json_decref(st);
+	vmhost_put(vm);
+	return rc;
+}
+
 /* Called from the RESUME event of an arrived VM (events may send QMP).
  * QEMU's timings for its own post-migration announcements. */
 void

@@ -37,12 +37,56 @@ serial_base(const char *dir)
 	return (int64_t)v;
 }
 
+/* The last (at most) max bytes of the file at path, NUL-terminated, their
+ * number in *lenp and the file's size in *sizep; NULL when it cannot be
+ * read (absent, or out of memory). The caller frees the result. */
+static char *
+serial_tail(const char *path, size_t max, size_t *lenp, int64_t *sizep)
+{
+	struct stat st;
+	char *buf = NULL, *ret = NULL;
+	size_t want, got = 0;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	if (fstat(fd, &st) < 0)
+		goto cleanup;
+	want = (uint64_t)st.st_size < max ? (size_t)st.st_size : max;
+	if ((buf = malloc(want + 1)) == NULL)
+		goto cleanup;
+	while (got < want) {
+		n = pread(fd, buf + got, want - got, st.st_size - (off_t)want +
+		    (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			goto cleanup;
+		got += (size_t)n;
+	}
+	buf[got] = '\0';
+	*lenp = got;
+	*sizep = (int64_t)st.st_size;
+	ret = buf;
+	buf = NULL;
+cleanup:
+	free(buf);
+	close(fd);
+	return ret;
+}
+
+/* Past max bytes, the newest max bytes of serial.log become serial.log.0
+ * and serial.log starts over; serial.meta counts every byte let go of
+ * serial.log, so offsets stay absolute. The log may be of any size: QEMU
+ * goes on writing it while the agent is away. */
 void
 serial_rotate(const char *dir, size_t max)
 {
 	char cur[PATH_MAX], old[PATH_MAX], meta[PATH_MAX], num[32];
 	char *buf = NULL;
 	size_t len;
+	int64_t size;
 	struct stat st;
 	int fd = -1;
 
@@ -52,11 +96,12 @@ serial_rotate(const char *dir, size_t max)
 		return;
 	if (stat(cur, &st) < 0 || (size_t)st.st_size <= max)
 		return;
-	if ((buf = util_read_file(cur, max * 4, &len)) == NULL)
+	if ((buf = serial_tail(cur, max, &len, &size)) == NULL)
 		goto cleanup;
 	if (util_write_file_atomic(old, buf, len, 0644) < 0)
 		goto cleanup;
-	snprintf(num, sizeof(num), "%lld\n", (long long)(serial_base(dir) + (int64_t)len));
+	snprintf(num, sizeof(num), "%lld\n", (long long)(serial_base(dir) +
+	    size));
 	if (util_write_file_atomic(meta, num, strlen(num), 0644) < 0)
 		goto cleanup;
 	/* QEMU appends (O_APPEND): it goes on at the new end. Bytes written
@@ -98,13 +143,17 @@ serial_utf8_clean(unsigned char *s, size_t len)
 	}
 }
 
+/* The most of each file serial_read sends. */
+#define SERIAL_READ_MAX	((size_t)64 << 20)
+
 json_t *
 serial_read(const char *dir, int64_t offset, char *err, size_t errsz)
 {
 	char cur[PATH_MAX], old[PATH_MAX];
 	char *a = NULL, *b = NULL, *all = NULL;
+	const char *pa;
 	size_t la = 0, lb = 0;
-	int64_t base, start, from;
+	int64_t base, start, from, sa, sb = 0;
 	json_t *ret = NULL;
 
 	if (util_fmt(cur, sizeof(cur), "%s/serial.log", dir) < 0 ||
@@ -113,29 +162,36 @@ serial_read(const char *dir, int64_t offset, char *err, size_t errsz)
 		goto cleanup;
 	}
 	base = serial_base(dir);
-	if ((a = util_read_file(old, 64 << 20, &la)) == NULL)
+	if ((b = serial_tail(cur, SERIAL_READ_MAX, &lb, &sb)) == NULL)
+		lb = 0, sb = 0;
+	/* serial.log.0 ends where serial.log starts: wanted only when all of
+	 * serial.log is (a log not rotated yet may be longer than we send). */
+	if ((int64_t)lb == sb && (a = serial_tail(old, SERIAL_READ_MAX, &la,
+	    &sa)) == NULL)
 		la = 0;
-	if ((b = util_read_file(cur, 64 << 20, &lb)) == NULL)
-		lb = 0;
-	start = base - (int64_t)la;
-	if (start < 0)
-		start = 0, la = (size_t)base;
+	/* Without serial.meta (lost), the newest bytes of serial.log.0. */
+	pa = a;
+	if ((int64_t)la > base) {
+		pa = a + (la - (size_t)base);
+		la = (size_t)base;
+	}
+	start = base + sb - (int64_t)lb - (int64_t)la;
 	from = offset < start ? start : offset;
-	if (from > base + (int64_t)lb)
-		from = base + (int64_t)lb;
+	if (from > base + sb)
+		from = base + sb;
 	if ((all = malloc(la + lb + 1)) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
 	if (la)
-		memcpy(all, a, la);
+		memcpy(all, pa, la);
 	if (lb)
 		memcpy(all + la, b, lb);
 	{
 		size_t skip = (size_t)(from - start), n = la + lb - skip;
 		serial_utf8_clean((unsigned char *)all + skip, n);
 		ret = json_pack("{s:s%, s:I, s:I}", "data", all + skip, n,
-		    "offset", (json_int_t)(base + (int64_t)lb),
+		    "offset", (json_int_t)(base + sb),
 		    "size", (json_int_t)(la + lb));
 	}
 	if (ret == NULL)

@@ -30,6 +30,10 @@ static struct avm *table[VMHOST_MAX];
 static pthread_mutex_t exits_lock = PTHREAD_MUTEX_INITIALIZER;
 static json_t *exits;		/* [{uuid, state, reason, seq}] */
 static json_int_t exit_seq;
+/* The last exits, acknowledged or not, for vmhost_exit_of(): the manager
+ * asks how a migration's destination QEMU ended. */
+#define VMHOST_RECENT	64
+static json_t *recent;		/* [{uuid, pid, state, reason}], oldest first */
 
 static void vmhost_event(void *ud, const char *event, json_t *data);
 
@@ -37,7 +41,8 @@ int
 vmhost_init(void)
 {
 	exits = json_array();
-	return exits ? 0 : -1;
+	recent = json_array();
+	return exits && recent ? 0 : -1;
 }
 
 const char *
@@ -200,6 +205,11 @@ vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 	pthread_mutex_lock(&exits_lock);
 	json_array_append_new(exits, json_pack("{s:s, s:s, s:s, s:I}", "uuid",
 	    vm->uuid, "state", state, "reason", reason, "seq", ++exit_seq));
+	if (json_array_size(recent) >= VMHOST_RECENT)
+		json_array_remove(recent, 0);
+	json_array_append_new(recent, json_pack("{s:s, s:I, s:s, s:s}", "uuid",
+	    vm->uuid, "pid", (json_int_t)vm->pid, "state", state, "reason",
+	    reason));
 	pthread_mutex_unlock(&exits_lock);
 	if (vmhost_record_path(vm->uuid, path, sizeof(path)) == 0)
 		(void)unlink(path);
@@ -207,6 +217,23 @@ vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 	(void)unlink(vm->serial_path);
 	if (vm->qga_path[0])
 		(void)unlink(vm->qga_path);
+}
+
+json_t *
+vmhost_exit_of(const char *uuid)
+{
+	json_t *e, *ret = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&exits_lock);
+	for (i = json_array_size(recent); i > 0 && ret == NULL; i--) {
+		e = json_array_get(recent, i - 1);
+		if (strcmp(json_string_value(json_object_get(e, "uuid")),
+		    uuid) == 0)
+			ret = json_deep_copy(e);
+	}
+	pthread_mutex_unlock(&exits_lock);
+	return ret;
 }
 
 json_t *
@@ -323,12 +350,58 @@ vmhost_fenced_recently(void)
 	return 0;
 }
 
+/* Why an incoming QEMU ended, from its log: up to two errors QEMU printed
+ * right before its last "load of migration failed" (the cause), else that
+ * line. -1 when the log says nothing of the kind. */
+static int
+vmhost_incoming_reason(struct avm *vm, char *out, size_t outsz)
+{
+	static const char pfx[] = "qemu-system-x86_64: ";
+	char log[PATH_MAX], *buf = NULL, *lines[3] = { NULL, NULL, NULL };
+	char *line, *end, *load = NULL, *cause[2] = { NULL, NULL };
+	size_t len;
+	int rc = -1;
+
+	if (util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
+	    vm->uuid) < 0 || (buf = util_read_file(log, 1 << 20, &len)) == NULL)
+		return -1;
+	for (line = buf; line < buf + len; line = end + 1) {
+		if ((end = strchr(line, '\n')) == NULL)
+			end = buf + len;
+		*end = '\0';
+		if (strncmp(line, pfx, sizeof(pfx) - 1) != 0 ||
+		    strstr(line, "warning") != NULL)
+			line = NULL;
+		else
+			line += sizeof(pfx) - 1;
+		if (line && strncmp(line, "load of migration failed", 24) == 0) {
+			load = line;
+			cause[0] = lines[1];
+			cause[1] = lines[2];
+		}
+		lines[0] = lines[1];
+		lines[1] = lines[2];
+		lines[2] = line;
+	}
+	if (load != NULL) {
+		if (cause[0] && cause[1])
+			snprintf(out, outsz, "%s; %s", cause[0], cause[1]);
+		else
+			snprintf(out, outsz, "%s", cause[1] ? cause[1] :
+			    cause[0] ? cause[0] : load);
+		rc = 0;
+	}
+	free(buf);
+	return rc;
+}
+
 static void *
 vmhost_monitor(void *arg)
 {
 	struct avm *vm = arg;
 	int64_t last_rotate = 0;
 	const char *state, *reason = NULL;
+	char why[256];
 	struct pollfd pfd;
 
 	pfd.fd = qmp_fd(vm->qmp);
@@ -370,6 +443,9 @@ vmhost_monitor(void *arg)
 		state = "failed";
 	pthread_mutex_unlock(&vm->lock);
 	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
+	if (strcmp(state, "incoming-failed") == 0 &&
+	    vmhost_incoming_reason(vm, why, sizeof(why)) == 0)
+		reason = why;
 	if (reason == NULL && strcmp(state, "failed") == 0)
 		reason = vmhost_fenced_recently() ? "fenced: the storage lease "
 		    "could not be renewed" : "QEMU exited unexpectedly";

@@ -217,26 +217,99 @@ mig_final_figures(const char *src, const char *uuid)
 	return m;
 }
 
-/* Wait until the destination's QEMU says running. */
+/* How the destination's QEMU (inc_pid) ended, when it has: 1 when it
+ * exited still waiting for the state (it never ran the VM; its reason in
+ * why), 0 when it ended otherwise, -1 when it has not ended (or its agent
+ * does not say). */
 static int
-mig_dest_running(const char *dest, const char *uuid, int64_t *pid)
+mig_dest_exit(const char *dest, const char *uuid, int64_t inc_pid, char *why,
+    size_t whysz)
+{
+	json_t *e = NULL;
+	char err[256];
+	int rc = -1;
+
+	if (inc_pid <= 0 || mig_call(dest, "GET", uuid, "exit", NULL, 3000, &e,
+	    err, sizeof(err)) < 0 || JI(e, "pid") != inc_pid)
+		goto cleanup;
+	rc = 0;
+	if (JS(e, "state") && strcmp(JS(e, "state"), "incoming-failed") == 0) {
+		snprintf(why, whysz, "%s", JS(e, "reason") ? JS(e, "reason") :
+		    "it gave no reason");
+		rc = 1;
+	}
+cleanup:
+	json_decref(e);
+	return rc;
+}
+
+/* Wait until the destination's QEMU says running: 0, with its pid; -2
+ * when it exited without ever running the VM (why says what QEMU said);
+ * -1 when it ended otherwise or did not run in time. */
+static int
+mig_dest_running(const char *dest, const char *uuid, int64_t inc_pid,
+    int64_t *pid, char *why, size_t whysz)
 {
 	int64_t deadline = util_mono_ms() + 20000;
 	char err[256];
 
 	while (util_mono_ms() < deadline) {
 		json_t *d = NULL;
-		int ok = mig_call(dest, "GET", uuid, "migration", NULL, 3000, &d,
-		    err, sizeof(err)) == 0 && JS(d, "status") &&
-		    strcmp(JS(d, "status"), "running") == 0;
+		int ok, gone;
+
+		gone = mig_call(dest, "GET", uuid, "migration", NULL, 3000, &d,
+		    err, sizeof(err)) < 0;
+		ok = !gone && JS(d, "status") && strcmp(JS(d, "status"),
+		    "running") == 0;
 		if (ok)
 			*pid = JI(d, "pid");
 		json_decref(d);
 		if (ok)
 			return 0;
+		if (gone) {
+			switch (mig_dest_exit(dest, uuid, inc_pid, why, whysz)) {
+			case 1:
+				return -2;
+			case 0:
+				return -1;
+			default:
+				break;
+			}
+		}
 		util_sleep_ms(20);
 	}
 	return -1;
+}
+
+/* QEMU on the source says only that the stream broke: did the
+ * destination's QEMU exit because it could not load the state? It exits
+ * right after saying why, so wait for that a moment (up to 2 s). */
+static int
+mig_failed_at_dest(const char *dest, const char *uuid, int64_t inc_pid,
+    char *why, size_t whysz)
+{
+	int i, e = -1;
+
+	for (i = 0; i < 20 && e < 0; i++) {
+		if ((e = mig_dest_exit(dest, uuid, inc_pid, why, whysz)) < 0)
+			util_sleep_ms(100);
+	}
+	return e == 1;
+}
+
+/* The destination never ran the VM: the source, paused in postmigrate,
+ * takes it back (paused again when it was paused before). */
+static int
+mig_take_back(const char *src, const char *uuid, const char *prev, char *err,
+    size_t errsz)
+{
+	json_t *b = json_pack("{s:b}", "paused", strcmp(prev, "paused") == 0);
+	int rc;
+
+	rc = mig_call(src, "POST", uuid, "migrate-resume", b, 35000, NULL, err,
+	    errsz);
+	json_decref(b);
+	return rc;
 }
 
 /* Move one running VM (row) to dest. */
@@ -250,7 +323,8 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 	const char *uuid = JS(row, "uuid"), *src = JS(row, "host");
 	const char *prev = JS(row, "state");
 	int64_t t0 = util_mono_ms(), pid = 0;
-	int rc = -1;
+	char why[384];
+	int rc = -1, drc;
 
 	cluster_get(&cs);
 	memset(&w, 0, sizeof(w));
@@ -284,11 +358,35 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 	    cs.migration_timeout_s);
 	if (mig_watch(t, &w) < 0) {
 		snprintf(t->err, sizeof(t->err), "%s", w.err);
+		if (strncmp(w.err, "migration failed", 16) == 0 &&
+		    mig_failed_at_dest(dest, uuid, JI(reply, "pid"), why,
+		    sizeof(why)))
+			snprintf(t->err, sizeof(t->err), "migration failed: the "
+			    "destination %s could not load the VM's state (%s); "
+			    "the VM stays on %s", dest, why, src);
 		mig_abort_dest(dest, uuid);
 		vm_set_state(uuid, prev, src, JI(row, "pid"));
 		goto cleanup;
 	}
-	if (mig_dest_running(dest, uuid, &pid) < 0) {
+	drc = mig_dest_running(dest, uuid, JI(reply, "pid"), &pid, why,
+	    sizeof(why));
+	if (drc == -2 && mig_take_back(src, uuid, prev, w.err,
+	    sizeof(w.err)) == 0) {
+		/* QEMU completed on the source but the destination could not
+		 * load the state and exited: it never ran the VM, so the
+		 * paused source copy is the VM, and runs on. */
+		snprintf(t->err, sizeof(t->err), "migration failed: the "
+		    "destination %s could not load the VM's state (%s); the VM "
+		    "runs on %s again", dest, why, src);
+		vm_set_state(uuid, prev, src, JI(row, "pid"));
+		event_add("warning", "vm.state", JS(row, "name"), "vm %s: %s",
+		    JS(row, "name"), t->err);
+		goto cleanup;
+	}
+	if (drc == -2)
+		log_warnx("migration of %s: the source %s did not resume: %s",
+		    JS(row, "name"), src, w.err);
+	if (drc < 0) {
 		/* QEMU handed the VM over (the source is paused for good) but
 		 * the destination never ran it: the VM has failed; HA, if on,
 		 * boots it again from its disks. */
