@@ -142,35 +142,52 @@ def test_bridge_network_guests_talk_across_hosts(tc, guest_):
         tc.cli("vm", "delete", n, "--force")
 
 
+def make_vlan_networks(tc):
+    tc.cli("network", "create", "v100", "--type", "vlan", "--vlan", 100,
+           "--uplink", "etht", "--subnet", VL_NET + ".0/24")
+    tc.cli("network", "create", "v200", "--type", "vlan", "--vlan", 200,
+           "--uplink", "etht", "--subnet", VL_NET + ".0/24")
+
+
+def test_vlan_network_refused_where_the_kernel_has_no_8021q(tc, guest_):
+    """On a kernel without 802.1Q (CONFIG_VLAN_8021Q; the development and
+    CI machines' kernel lacks it, and bridge VLAN filtering too) every host
+    says why a VLAN network cannot be realized and no VM starts on one.
+    Guards src/net/netapply.c net_vlan()'s refusal line. Skipped (allow-
+    listed) on a kernel that has 802.1Q: there the traffic test below runs
+    instead; exactly one of the two runs on any machine."""
+    if kernel_has_vlan():
+        pytest.skip("this kernel has 802.1Q: the VLAN traffic test runs")
+    make_vlan_networks(tc)
+    for net in ("v100", "v200"):
+        st = wait_for(lambda: (lambda s: s if len(s) == 2 and all(
+            v not in ("ok", "not realized") for v in s.values())
+            else None)(net_state(tc, net)), 30,
+            "each host to report on network %s" % net)
+        for h, why in st.items():
+            assert "no 802.1Q support in the kernel" in why, (h, why)
+    status, body = tc.http("POST", "/api/v1/vms", {
+        "name": "q0", "cpus": 1, "memory_mib": 64,
+        "nics": [{"network": "v100"}]})
+    assert status == 201, body
+    rc, _, err = tc.cli("vm", "start", "q0", check=False)
+    assert rc == 1 and "no 802.1Q support in the kernel" in err, (rc, err)
+    tc.cli("vm", "delete", "q0")
+    for net in ("v100", "v200"):
+        tc.cli("network", "delete", net)
+
+
 def test_vlan_networks_carry_traffic_and_stay_apart(tc, guest_):
     """Guards src/net/netapply.c: net_vlan() makes the VLAN device
     (`link UPLINK type vlan id N`) and net_port_up() puts it in the
     network's bridge, where the TAPs are; two VLAN ids on one trunk are
     two segments (a guest on vlan 200 with the same subnet gets no answer
-    from vlan 100)."""
-    tc.cli("network", "create", "v100", "--type", "vlan", "--vlan", 100,
-           "--uplink", "etht", "--subnet", VL_NET + ".0/24")
-    tc.cli("network", "create", "v200", "--type", "vlan", "--vlan", 200,
-           "--uplink", "etht", "--subnet", VL_NET + ".0/24")
+    from vlan 100). Skipped (allow-listed) on a kernel without 802.1Q,
+    where the refusal test above runs instead."""
     if not kernel_has_vlan():
-        # The promise for such a kernel: every host says why, and no VM
-        # is placed on the network.
-        for net in ("v100", "v200"):
-            st = wait_for(lambda: (lambda s: s if len(s) == 2 and all(
-                v not in ("ok", "not realized") for v in s.values())
-                else None)(net_state(tc, net)), 30,
-                "each host to report on network %s" % net)
-            for h, why in st.items():
-                assert "no 802.1Q support in the kernel" in why, (h, why)
-        status, body = tc.http("POST", "/api/v1/vms", {
-            "name": "q0", "cpus": 1, "memory_mib": 64,
-            "nics": [{"network": "v100"}]})
-        assert status == 201, body
-        rc, _, err = tc.cli("vm", "start", "q0", check=False)
-        assert rc != 0 and "no 802.1Q support in the kernel" in err, err
-        tc.cli("vm", "delete", "q0")
         pytest.skip("this kernel has no 802.1Q (CONFIG_VLAN_8021Q): VLAN "
-                    "traffic cannot be checked here; its refusal was")
+                    "traffic cannot be checked here; its refusal is")
+    make_vlan_networks(tc)
     for net in ("v100", "v200"):
         wait_realized(tc, net)
     macs = talk_across(tc, guest_, "v100", VL_NET, ("q1", "q2"))
