@@ -236,21 +236,37 @@ mig_cancel(const char *uuid, char *err, size_t errsz, int *status)
 	return rc;
 }
 
+/* QEMU's run state of vm into qs, with *status 409 set for the caller's
+ * refusals; -1 when QMP did not answer. */
+static int
+mig_qstatus(struct avm *vm, char *qs, size_t qssz, char *err, size_t errsz,
+    int *status)
+{
+	json_t *st = NULL;
+	int rc = -1;
+
+	*status = 409;
+	if (qmp_command(vm->qmp, "query-status", NULL, 5000, &st, err, errsz) < 0)
+		goto cleanup;
+	snprintf(qs, qssz, "%s", JS(st, "status") ? JS(st, "status") : "");
+	rc = 0;
+cleanup:
+	json_decref(st);
+	return rc;
+}
+
 /* The destination runs: end the paused source copy. */
 int
 mig_finish(const char *uuid, char *err, size_t errsz, int *status)
 {
 	struct avm *vm;
 	char qs[32] = "";
-	json_t *st = NULL;
 	int rc = -1;
 
 	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
 		return -1;
-	*status = 409;
-	if (qmp_command(vm->qmp, "query-status", NULL, 5000, &st, err, errsz) < 0)
+	if (mig_qstatus(vm, qs, sizeof(qs), err, errsz, status) < 0)
 		goto cleanup;
-	snprintf(qs, sizeof(qs), "%s", JS(st, "status") ? JS(st, "status") : "");
 	if (strcmp(qs, "postmigrate") != 0) {
 		snprintf(err, errsz, "VM %s is %s here, not handed over", vm->name,
 		    qs);
@@ -261,7 +277,6 @@ mig_finish(const char *uuid, char *err, size_t errsz, int *status)
 	pthread_mutex_unlock(&vm->lock);
 	rc = vmhost_stop(uuid, 1, 0, err, errsz, status);
 cleanup:
-	json_decref(st);
 	vmhost_put(vm);
 	return rc;
 }
@@ -275,15 +290,12 @@ mig_resume(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 {
 	struct avm *vm;
 	char qs[32] = "";
-	json_t *st = NULL;
 	int rc = -1;
 
 	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
 		return -1;
-	*status = 409;
-	if (qmp_command(vm->qmp, "query-status", NULL, 5000, &st, err, errsz) < 0)
+	if (mig_qstatus(vm, qs, sizeof(qs), err, errsz, status) < 0)
 		goto cleanup;
-	snprintf(qs, sizeof(qs), "%s", JS(st, "status") ? JS(st, "status") : "");
 	pthread_mutex_lock(&vm->lock);
 	if (vm->migrated)
 		snprintf(qs, sizeof(qs), "handed over");
@@ -307,7 +319,6 @@ mig_resume(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 	*status = 200;
 	rc = 0;
 cleanup:
-	json_decref(st);
 	vmhost_put(vm);
 	return rc;
 }
