@@ -40,7 +40,13 @@ drop=0
 for a do
 	shift
 	if [ "$drop" = 1 ]; then drop=0; prev=$a; continue; fi
-	if [ "$mode" = ram ] && [ "$prev" = -m ]; then a=$((a + 64)); fi
+	if [ "$mode" = ram ] && [ "$prev" = -m ]; then
+		# -m MIB, or -m KIBk under TCG (docs/cluster.md)
+		case $a in
+		*k) a=$((${a%%k} + 65536))k ;;
+		*) a=$((a + 64)) ;;
+		esac
+	fi
 	if [ "$mode" = device ] && [ "$a" = -serial ]; then drop=1; prev=$a; continue; fi
 	set -- "$@" "$a"
 	prev=$a
