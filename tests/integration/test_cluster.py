@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-import cvirt
 from cvirt import boot_ids, qemu_pids, wait_for
 from guestcheck import MEMCHECK, assert_guest_intact
 from netns import NetnsCluster
@@ -213,15 +212,27 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
     dest = "h1" if src != "h1" else "h2"
     counts, stop = [], threading.Event()
 
+    ns_ino = {h: os.stat("/run/netns/" + nc.ns[h]).st_ino
+              for h in (src, dest)}
+
+    def host_of(pid):
+        try:
+            ino = os.stat("/proc/%d/ns/net" % pid).st_ino
+        except OSError:
+            return None         # it ended meanwhile
+        return next((h for h, i in ns_ino.items() if i == ino), "elsewhere")
+
     def sample():
-        # (QEMUs started to run the VM, QEMUs started to receive it):
-        # a migration has one of each (the source, -incoming on the
-        # destination); two of either kind are two copies.
+        # (the VM's QEMUs on the source host, on the destination host): a
+        # migration has one of each (the running source, the receiving
+        # destination); two on one host, or one elsewhere, are too many.
+        # By host, not by -incoming in argv: the shared VM may have
+        # arrived on its source by an earlier migration.
         while not stop.is_set():
-            argvs = [a for a in map(cvirt.proc_cmdline, qemu_pids(uuid))
-                     if a]          # (None: it ended meanwhile)
-            incoming = sum(1 for a in argvs if "-incoming" in a)
-            counts.append((len(argvs) - incoming, incoming))
+            hosts = [h for h in map(host_of, qemu_pids(uuid)) if h]
+            counts.append((hosts.count(src), hosts.count(dest),
+                           len(hosts) - hosts.count(src) -
+                           hosts.count(dest)))
             time.sleep(0.05)
     th = threading.Thread(target=sample)
     th.start()
@@ -245,7 +256,10 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
     # One QEMU runs the VM all along; the destination's may exist beside
     # it (receiving, then gone when the migration is cancelled).
     assert counts and max(c[0] for c in counts) == 1, counts
-    assert max(c[1] for c in counts) == 1, "no destination QEMU seen"
+    assert min(c[0] for c in counts) == 1, ("the source QEMU went", counts)
+    assert max(c[1] for c in counts) == 1, ("no destination QEMU seen or "
+                                            "two", counts)
+    assert max(c[2] for c in counts) == 0, counts
     serial = assert_guest_intact(nc, "busy")
     assert len(boot_ids(serial)) == 1, "the guest rebooted"
     assert_ticks_strictly_increasing(serial)
