@@ -422,7 +422,11 @@ class Cluster:
             self.db_url = urllib.parse.urlunsplit(u._replace(path="/" + name))
         return ["--db", self.db_url]
 
-    def start_manager(self, timeout=20):
+    def start_manager(self, timeout=20, lead=True):
+        """Starts (or restarts) the manager; with lead, waits until it
+        leads: on PostgreSQL a manager started after a leader's crash
+        waits out that leader's lease first (HA_LEASE_MS, 3 s;
+        docs/operations.md). lead=False for a second manager, a standby."""
         if self.port is None:
             self.port = free_port()
             self.url = "http://%s:%d" % (self.addr("manager"), self.port)
@@ -440,6 +444,10 @@ class Cluster:
                  timeout, "manager to write %s" % self.token_file)
         wait_for(lambda: self._alive(self.manager) and self.health(),
                  timeout, "manager health on %s" % self.url, starting=True)
+        if lead:
+            wait_for(lambda: self._alive(self.manager) and
+                     self.role() == "leader", timeout,
+                     "manager on %s to lead" % self.url)
         return self.manager
 
     # Hooks for clusters whose hosts live in network namespaces (netns.py).
@@ -461,14 +469,23 @@ class Cluster:
         """True when the manager answers its health route with "ok";
         CvirtError for any other answer, ConnectionRefusedError when
         nothing answers (status 0 from a subclass's curl)."""
+        self._health()
+        return True
+
+    def role(self):
+        """The manager's role from its health route: leader or standby."""
+        return self._health()["role"]
+
+    def _health(self):
         status, body = self.http("GET", "/api/v1/health", auth=False)
         if status == 0:
             raise ConnectionRefusedError("no answer from %s" % self.url)
         if status != 200 or not isinstance(body, dict) or \
-                body.get("status") != "ok":
+                body.get("status") != "ok" or \
+                body.get("role") not in ("leader", "standby"):
             raise CvirtError("health of %s: HTTP %d %r" % (self.url, status,
                                                            body))
-        return True
+        return body
 
     def start_agent(self, name, extra=None, wait=True, timeout=30):
         """Starts (or restarts, with the same arguments) agent `name`."""
@@ -701,11 +718,17 @@ class Cluster:
         """Waits until `text` appears at least `count` times in the serial
         output; returns the whole transcript. starting: as wait_for's
         (the agent that serves the serial log was just restarted)."""
+        seen = [""]
+
         def check():
-            s = self.serial(name)
+            s = seen[0] = self.serial(name)
             return s if s.count(text) >= count else None
-        return wait_for(check, timeout, "%r in serial of %s" % (text, name),
-                        interval=0.3, starting=starting)
+        try:
+            return wait_for(check, timeout, "%r in serial of %s" % (text,
+                            name), interval=0.3, starting=starting)
+        except AssertionError as e:
+            raise AssertionError("%s; its serial log ends:\n%s" % (
+                e, seen[0][-3000:])) from None
 
     def wait_state(self, name, state, timeout=30, starting=False):
         return wait_for(lambda: (lambda v: v if v.get("state") == state

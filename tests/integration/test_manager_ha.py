@@ -244,11 +244,13 @@ def test_leader_behind_a_stalled_network(make_cluster, server_drops):
         t0 = time.monotonic()
         wait_for(lambda: role(url2) == "leader", 10, "manager 2 to lead")
         assert time.monotonic() - t0 < 2.0, "manager 2 waited out a lease"
-        cl.start_manager()
+        cl.start_manager(lead=False)
         wait_for(lambda: role(url1) == "standby", 10, "manager 1 standby")
 
         sampler = RoleSampler([url1, url2])
         time.sleep(1)
+        m2.declare_exit("cut off from its database, it stops with status 1 "
+                        "(checked below)")
         t_stall = time.monotonic()
         proxy.stall()
         if server_drops:
@@ -324,6 +326,8 @@ def test_leader_that_loses_its_database_stops(make_cluster, guest):
 
         sampler = RoleSampler([url1, url2])
         time.sleep(0.3)
+        cl.manager.declare_exit("its database sessions are terminated: it "
+                                "stops with status 1 (checked below)")
         t0 = time.monotonic()
         p = subprocess.run(
             ["psql", "-At", cl.db_url, "-c",

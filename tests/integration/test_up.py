@@ -8,6 +8,8 @@ import re
 import signal
 import time
 
+import pytest
+
 import cvirt
 from cvirt import boot_ids, pid_alive, qemu_pid, wait_for
 
@@ -37,6 +39,7 @@ def console_answers(cl, name, word):
     return "42" + word in out
 
 
+@pytest.mark.sqlite_only     # cvirt up embeds SQLite
 def test_up_reattaches_to_running_vms(tmp_path, cvirt_bin, guest):
     """Two VMs (one paused) under `cvirt up`; Ctrl-C (SIGINT) stops it,
     the QEMUs go on (the guest keeps ticking), and a new `cvirt up` on
