@@ -238,8 +238,25 @@ def test_isolated_host_powers_off_and_vm_runs_elsewhere(hc, ha_vms):
         r"storage", ev[0]), ev
 
 
+def settled(cl, names):
+    """{name: QEMU pid} once every VM of names runs with its QEMU and no
+    task is queued or running (an earlier test's fault may still have HA
+    restarts in flight: the storage loss above fences every VM on h2)."""
+    def check():
+        if any(t["state"] in ("queued", "running")
+               for t in cl.cli("task", "list", json=True)):
+            return None
+        vms = {n: cl.vm(n) for n in names}
+        if any(v["state"] != "running" for v in vms.values()):
+            return None
+        pids = {n: qemu_pid(v["uuid"]) for n, v in vms.items()}
+        return pids if all(pids.values()) else None
+    return wait_for(check, 60, "%s running, no task in flight" % (names,),
+                    interval=0.5)
+
+
 def test_manager_partition_restarts_nothing(hc, guest):
-    vms = {n: qemu_pid(hc.vm(n)["uuid"]) for n in ("ha1", "ha2", "ha3")}
+    vms = settled(hc, ("ha1", "ha2", "ha3"))
     hc.cut("manager")
     time.sleep(12)
     hc.cut("manager", up=True)
@@ -274,7 +291,7 @@ def test_storage_lost_by_one_host_fences_and_restarts(hc, guest):
 
 
 def test_manager_restart_restarts_nothing(hc, guest):
-    vms = {n: qemu_pid(hc.vm(n)["uuid"]) for n in ("ha1", "ha2", "ha3")}
+    vms = settled(hc, ("ha1", "ha2", "ha3"))
     hc.manager.stop()
     hc.start_manager()
     for h in ("h1", "h2", "h3"):
