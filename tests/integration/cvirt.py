@@ -201,6 +201,17 @@ def pid_alive(pid):
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
+
+def kernel_has_vlan():
+    """CONFIG_VLAN_8021Q: some kernels lack it (the development and CI
+    machines' kernel does): VLAN networks cannot be realized there."""
+    p = subprocess.run(["unshare", "-n", "sh", "-c",
+                        "ip link add name t0 type veth peer name t1 && "
+                        "ip link add link t0 name t0.5 type vlan id 5"],
+                       capture_output=True)
+    return p.returncode == 0
+
+
 def qemu_pids(uuid=None):
     """Pids of live processes with `-uuid <uuid>` on their command line
     (any -uuid when uuid is None) as {pid: uuid}."""

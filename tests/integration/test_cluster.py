@@ -6,7 +6,6 @@ placement explains refusals, the balancer moves load."""
 
 import os
 import re
-import signal
 import subprocess
 import threading
 import time

@@ -21,7 +21,7 @@ import subprocess
 
 import pytest
 
-from cvirt import wait_for
+from cvirt import kernel_has_vlan, wait_for
 from netns import NetnsCluster, _ip
 
 pytestmark = pytest.mark.skipif(
@@ -30,15 +30,6 @@ pytestmark = pytest.mark.skipif(
 
 BR_NET = "10.71.0"
 VL_NET = "10.72.0"
-
-
-def kernel_has_vlan():
-    """CONFIG_VLAN_8021Q: some kernels lack it (the one here does)."""
-    p = subprocess.run(["unshare", "-n", "sh", "-c",
-                        "ip link add name t0 type veth peer name t1 && "
-                        "ip link add link t0 name t0.5 type vlan id 5"],
-                       capture_output=True)
-    return p.returncode == 0
 
 
 def cable(cl, host, nic, switch, port):

@@ -2,7 +2,6 @@
 requests all get a 4xx (with a JSON error when they reach the API), the
 manager stays healthy and fast, and nothing is created or lost."""
 
-import json
 import random
 import re
 import socket

@@ -6,10 +6,7 @@ stop, and tasks and events carry the contract's fields.
 
 import os
 import signal
-import subprocess
 import time
-
-import pytest
 
 from cvirt import boot_ids, qemu_pid, wait_for
 

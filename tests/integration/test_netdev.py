@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from cvirt import Daemon, cvirt_bin, free_port, wait_for
+from cvirt import Daemon, cvirt_bin, free_port, kernel_has_vlan, wait_for
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or
@@ -279,16 +279,6 @@ VX = net("vx", 3, "vxlan", vni=10003, mtu=1450, subnet="10.60.0.0/24",
          gateway="10.60.0.1", dhcp=True, peers=["10.77.0.2", "10.77.0.3"])
 BR = net("br", 4, "bridge", uplink="vbr0")
 BAD = net("nobr", 5, "bridge", uplink="nope0")
-
-
-def kernel_has_vlan():
-    """CONFIG_VLAN_8021Q: some test kernels lack it."""
-    p = subprocess.run(["unshare", "-n", "sh", "-c",
-                        "ip link add name t0 type veth peer name t1 && "
-                        "ip link add link t0 name t0.5 type vlan id 5"],
-                       capture_output=True)
-    return p.returncode == 0
-
 
 VLAN_OK = "ok" if kernel_has_vlan() else \
     "cannot create VLAN device cvnv2 on host h1: Error: Unknown device " \

@@ -3,8 +3,6 @@ subnets, VNIs and VLAN ids, IPAM and MAC allocation, NICs of stopped VMs,
 deleting a network in use, and the client commands. No guest runs here:
 test_network.py runs VMs on the networks in namespaces."""
 
-import pytest
-
 import cvirt
 
 # This module's agents realize networks in this machine's own network

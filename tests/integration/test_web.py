@@ -6,7 +6,6 @@ import http.client
 import json
 import os
 import socket
-import time
 import urllib.parse
 
 import cvirt
