@@ -25,10 +25,7 @@ import pytest
 
 from cvirt import Daemon, boot_ids, free_port, qemu_pid, wait_for
 
-ON_PG = bool(os.environ.get("CVIRT_TEST_PG"))
-pytestmark = pytest.mark.skipif(
-    not ON_PG, reason="manager HA needs PostgreSQL (tests/run --db "
-    "postgresql)")
+pytestmark = pytest.mark.pg_only     # manager HA needs PostgreSQL
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
 STANDBY_APP = "cvirt-standby"
