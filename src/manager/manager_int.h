@@ -192,6 +192,11 @@ extern const size_t api_cluster_nroutes;
  * one); 0 or -1 with a reason naming every host considered. */
 int	 sched_pick(json_t *vm, const char *want, const char *exclude,
 	    char *out, size_t outsz, char *err, size_t errsz);
+/* The same with prefer: a host tried first when it passes every filter
+ * (the VM's creation-time host: a preference, never a pin), else any. */
+int	 sched_place(json_t *vm, const char *want, const char *prefer,
+	    const char *exclude, char *out, size_t outsz, char *err,
+	    size_t errsz);
 /* Per host: memory_mib, mem_used_mib, cpus_used, state; new reference. */
 json_t	*sched_loads(void);
 /* Around the update of a VM's host (vm_set_state): keeps placement's

@@ -509,19 +509,26 @@ sched_cmp_load(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int sched_pick_one(json_t *vm, const char *want, const char *exclude,
-    char *out, size_t outsz, char *err, size_t errsz);
+static int sched_pick_one(json_t *vm, const char *want, const char *prefer,
+    const char *exclude, char *out, size_t outsz, char *err, size_t errsz);
 
-/* Placement, timed for /metrics (cvirt_placement_duration_seconds). */
 int
 sched_pick(json_t *vm, const char *want, const char *exclude, char *out,
     size_t outsz, char *err, size_t errsz)
+{
+	return sched_place(vm, want, NULL, exclude, out, outsz, err, errsz);
+}
+
+/* Placement, timed for /metrics (cvirt_placement_duration_seconds). */
+int
+sched_place(json_t *vm, const char *want, const char *prefer,
+    const char *exclude, char *out, size_t outsz, char *err, size_t errsz)
 {
 	struct timespec t0, t1;
 	int rc;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	rc = sched_pick_one(vm, want, exclude, out, outsz, err, errsz);
+	rc = sched_pick_one(vm, want, prefer, exclude, out, outsz, err, errsz);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	metrics_observe(METRICS_SCHED, rc == 0 ? "placed" : "refused", "",
 	    (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec -
@@ -529,12 +536,41 @@ sched_pick(json_t *vm, const char *want, const char *exclude, char *out,
 	return rc;
 }
 
+/* Why the host the caller demands (want) cannot take the VM: one line
+ * naming it, "not found" only when no such host is registered. */
+static void
+sched_want_error(struct sched_hosts *hs, json_t *vm, json_t *spec,
+    const struct cluster_settings *cs, const char *want, const char *exclude,
+    char *err, size_t errsz)
+{
+	struct sched_host *h = sched_host_find(hs, want);
+	char why[160];
+
+	if (h == NULL)
+		snprintf(err, errsz, "host \"%s\" not found", want);
+	else if (exclude && strcmp(exclude, want) == 0)
+		snprintf(err, errsz, "host %s is excluded: vm %s failed there",
+		    want, JS(vm, "name"));
+	else if (strcmp(h->state, "up") != 0)
+		snprintf(err, errsz, "host %s is %s", want, h->state);
+	else if (h->maintenance)
+		snprintf(err, errsz, "host %s is in maintenance", want);
+	else if (sched_filter(hs, h, spec, cs, why, sizeof(why)) != NULL)
+		snprintf(err, errsz, "host %s cannot run vm %s: %s", want,
+		    JS(vm, "name"), why);
+	else
+		snprintf(err, errsz, "host %s cannot run vm %s", want,
+		    JS(vm, "name"));
+}
+
 /* The least loaded host that passes every filter: the cheap filters and
  * the loads for all hosts, the others (info JSON, networks, groups) from
- * the least loaded candidate on until one passes. */
+ * the least loaded candidate on until one passes. want: only that host;
+ * prefer: that host first when it passes (a creation-time --host, never a
+ * pin); exclude: never that host. */
 static int
-sched_pick_one(json_t *vm, const char *want, const char *exclude, char *out,
-    size_t outsz, char *err, size_t errsz)
+sched_pick_one(json_t *vm, const char *want, const char *prefer,
+    const char *exclude, char *out, size_t outsz, char *err, size_t errsz)
 {
 	struct cluster_settings cs;
 	struct sched_hosts hs;
@@ -568,6 +604,13 @@ sched_pick_one(json_t *vm, const char *want, const char *exclude, char *out,
 		cand[nc++] = h;
 	}
 	qsort(cand, nc, sizeof(*cand), sched_cmp_load);
+	/* The preferred host first, when it is a candidate that passes. */
+	for (i = 0; prefer && want == NULL && i < nc && rc < 0; i++)
+		if (strcmp(cand[i]->name, prefer) == 0 && sched_filter(&hs,
+		    cand[i], spec, &cs, why, sizeof(why)) == NULL) {
+			snprintf(out, outsz, "%s", cand[i]->name);
+			rc = 0;
+		}
 	for (i = 0; i < nc && rc < 0; i++)
 		if (sched_filter(&hs, cand[i], spec, &cs, why, sizeof(why)) ==
 		    NULL) {
@@ -587,8 +630,9 @@ sched_pick_one(json_t *vm, const char *want, const char *exclude, char *out,
 			if (k > 0 && (size_t)k < sizeof(reasons) - len)
 				len += (size_t)k;
 		}
-		if (want && considered == 0)
-			snprintf(err, errsz, "host %s not found", want);
+		if (want)
+			sched_want_error(&hs, vm, spec, &cs, want, exclude, err,
+			    errsz);
 		else if (considered == 0)
 			snprintf(err, errsz, "no other host is registered");
 		else

@@ -147,11 +147,12 @@ vmops_start(struct task *t)
 	if (vmops_check("start", row, t->params, t->err, sizeof(t->err)) < 0)
 		goto cleanup;
 	spec = vm_spec(row);
-	if (want == NULL)
-		want = JS(spec, "host");
+	/* params.host (vm start --host, an in-place HA restart) is a demand;
+	 * the creation-time host only a preference, so an HA restart that
+	 * excludes a failed host still finds another. */
 	if (failover_admit(row, t->err, sizeof(t->err)) < 0 ||
-	    sched_pick(row, want, JS(t->params, "exclude"), host, sizeof(host),
-	    t->err, sizeof(t->err)) < 0)
+	    sched_place(row, want, JS(spec, "host"), JS(t->params, "exclude"),
+	    host, sizeof(host), t->err, sizeof(t->err)) < 0)
 		goto cleanup;
 	task_progress(t, 20);
 	vm_set_state(JS(row, "uuid"), "starting", host, 0);
