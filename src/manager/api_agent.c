@@ -2,6 +2,7 @@
  * manager's view converges to the agents' truth through these. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -62,13 +63,27 @@ api_host_up(const char *name)
 	return up;
 }
 
+/* The host the VM row is recorded on can no longer run it (failover.c's
+ * lease rules), so another host's report may claim it. */
+static int
+api_vm_released(json_t *row)
+{
+	json_t *full = db_row("SELECT * FROM vms WHERE uuid = ?", "s",
+	    JS(row, "uuid")), *spec = full ? vm_spec(full) : NULL;
+	int gone = spec != NULL && failover_vm_released(JS(row, "host"), spec);
+
+	json_decref(spec);
+	json_decref(full);
+	return gone;
+}
+
 /* row: the VM's inventory row (borrowed), NULL when unknown. */
 static void
 api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
     json_t *stop)
 {
 	static const char *const ok[] = { "running", "paused", "starting",
-	    "stopping", "failed", NULL };
+	    "stopping", "failed", "unknown", NULL };
 	const char *state = JS(v, "state");
 	int64_t pid = json_integer_value(json_object_get(v, "pid"));
 	size_t i;
@@ -95,21 +110,42 @@ api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
 	 * record: its exit would then read as the VM's own shutdown. */
 	if (JS(row, "host") && strcmp(JS(row, "host"), host) != 0 &&
 	    (strcmp(JS(row, "state"), "running") == 0 ||
-	    strcmp(JS(row, "state"), "paused") == 0) &&
+	    strcmp(JS(row, "state"), "paused") == 0 ||
+	    strcmp(JS(row, "state"), "unknown") == 0) &&
 	    api_host_up(JS(row, "host"))) {
-		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0)
+		if (strcmp(state, "running") != 0 && strcmp(state, "paused") != 0 &&
+		    strcmp(state, "unknown") != 0)
 			return;
 		json_array_append_new(stop, json_string(JS(v, "uuid")));
 		event_add("error", "vm.duplicate", JS(row, "name"), "vm %s "
-		    "reported running on %s while it runs on %s: stopping the "
-		    "copy on %s", JS(row, "name"), host, JS(row, "host"), host);
+		    "reported %s on %s while it runs on %s: stopping the "
+		    "copy on %s", JS(row, "name"), state, host, JS(row, "host"),
+		    host);
+		return;
+	}
+	/* Recorded on another host that does not report: that host's copy
+	 * may still run until its leases expired under the fence rules, and
+	 * this report may be a lie; taking the VM over here would let its
+	 * exit restart it while the first copy runs. */
+	if (JS(row, "host") && strcmp(JS(row, "host"), host) != 0 &&
+	    !api_vm_released(row)) {
+		log_warn("host %s reports vm %s %s while it is recorded on host "
+		    "%s, which may still run it: ignored", host, JS(row, "name"),
+		    state, JS(row, "host"));
 		return;
 	}
 	if (strcmp(JS(row, "state"), state) != 0 || JS(row, "host") == NULL ||
 	    strcmp(JS(row, "host"), host) != 0 ||
 	    json_integer_value(json_object_get(row, "pid")) != pid) {
 		vm_set_state(JS(row, "uuid"), state, host, pid);
-		if (strcmp(JS(row, "state"), state) != 0)
+		if (strcmp(state, "unknown") == 0 && strcmp(JS(row, "state"),
+		    state) != 0)
+			event_add("warning", "vm.unknown", JS(row, "name"), "vm %s "
+			    "is unknown on host %s: %s (QEMU pid %lld)",
+			    JS(row, "name"), host, JS(v, "reason") ? JS(v,
+			    "reason") : "the agent cannot attach to it",
+			    (long long)pid);
+		else if (strcmp(JS(row, "state"), state) != 0)
 			event_add("info", "vm.state", JS(row, "name"),
 			    "vm %s on host %s: %s (was %s)", JS(row, "name"), host,
 			    state, JS(row, "state"));
@@ -123,8 +159,12 @@ api_apply_running(const char *host, json_t *v, json_t *row, int64_t now,
 /* Apply one host's report: its VMs, its exits, and what it no longer runs.
  * One query for the VMs the inventory places on the host; one more only
  * per reported VM placed elsewhere; writes only for changes. */
+/* scan: the agent's word on its scan of its run directory and processes
+ * ("complete", "partial"; NULL from agents before issue 14, which mean
+ * complete). */
 static void
-api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
+api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop,
+    const char *scan)
 {
 	json_t *rows, *row, *v, *seen = json_object(), *byuuid = json_object();
 	int64_t now = util_wall_ms();
@@ -149,9 +189,15 @@ api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
 		json_decref(row);
 	}
 	json_decref(byuuid);
+	/* What a partial scan did not see may still run there. */
+	if (scan && strcmp(scan, "complete") != 0)
+		json_array_clear(rows);
 	json_array_foreach(rows, i, row) {
+		/* unknown: a QEMU the host saw and could not attach to; only
+		 * the lease rules (failover.c) end that. */
 		if (json_object_get(seen, JS(row, "uuid")) ||
-		    !api_vm_settled(row, now))
+		    !api_vm_settled(row, now) ||
+		    strcmp(JS(row, "state"), "unknown") == 0)
 			continue;
 		vm_set_state(JS(row, "uuid"), "stopped", NULL, 0);
 		event_add("warning", "vm.state", JS(row, "name"), "vm %s is no "
@@ -159,6 +205,92 @@ api_apply_report(const char *host, json_t *vms, json_t *exits, json_t *stop)
 	}
 	json_decref(rows);
 	json_decref(seen);
+}
+
+/* The report's "scan": NULL when absent (agents before issue 14). */
+static const char *
+api_scan(json_t *body)
+{
+	json_t *v = json_object_get(body, "scan");
+
+	if (v == NULL)
+		return NULL;
+	return json_is_string(v) ? json_string_value(v) : "partial";
+}
+
+/* How the host fences itself ("fence", "timing"), checked against the
+ * lease timeout (docs/ha.md, "Timing"); *timing_s a malloc'd JSON text
+ * or NULL. -1 with err when the host's settings would break the margin. */
+static int
+api_agent_fence(struct httpd_req *r, const char *name, const char **fence,
+    char **timing_s, char *err, size_t errsz)
+{
+	struct cluster_settings cs;
+	json_t *f = json_object_get(r->body, "fence");
+	json_t *t = json_object_get(r->body, "timing");
+	const char *keys[] = { "renew_ms", "fence_ms", "kill_grace_ms",
+	    "tick_ms", "watchdog_ms" };
+	json_t *clean;
+	size_t i;
+
+	*fence = NULL;
+	*timing_s = NULL;
+	if (f == NULL)
+		return 0;
+	if (!json_is_string(f) || (t != NULL && !json_is_object(t))) {
+		snprintf(err, errsz, "fence must be a string and timing an object");
+		return -1;
+	}
+	cluster_get(&cs);
+	if (failover_timing_check(name, json_string_value(f), t,
+	    cs.ha_lease_timeout_ms, err, errsz) < 0)
+		return -1;
+	clean = json_object();
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(t, keys[i]);
+
+		if (v == NULL)
+			continue;
+		if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+		    json_integer_value(v) > 600000) {
+			snprintf(err, errsz, "timing.%s must be an integer "
+			    "0..600000", keys[i]);
+			json_decref(clean);
+			return -1;
+		}
+		json_object_set(clean, keys[i], v);
+	}
+	*fence = json_string_value(f);
+	*timing_s = json_dumps(clean, JSON_COMPACT);
+	json_decref(clean);
+	return 0;
+}
+
+/* A report's storage status (per domain: ok, lease, fence, ...) into the
+ * host's info, written only when it changed. */
+static void
+api_agent_storage(const char *host, json_t *storage)
+{
+	json_t *row, *info;
+	char *old = NULL, *now = NULL;
+
+	if (!json_is_array(storage))
+		return;
+	row = db_row("SELECT info FROM hosts WHERE name = ?", "s", host);
+	info = row && JS(row, "info") ? json_loads(JS(row, "info"), 0, NULL) :
+	    NULL;
+	if (info == NULL)
+		info = json_object();
+	old = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
+	json_object_set(info, "storage", storage);
+	now = json_dumps(info, JSON_COMPACT | JSON_SORT_KEYS);
+	if (old && now && strcmp(old, now) != 0)
+		db_exec("UPDATE hosts SET info = ? WHERE name = ?", "ss", now,
+		    host);
+	free(old);
+	free(now);
+	json_decref(info);
+	json_decref(row);
 }
 
 /* Networks: the host's realized state in, the desired state out when the
@@ -179,11 +311,11 @@ api_agent_net(const char *host, json_t *body, json_t *reply)
 static int
 api_agent_register(struct httpd_req *r)
 {
-	const char *name, *url, *accel, *reason;
-	char key[UTIL_TOKEN_LEN + 1];
+	const char *name, *url, *accel, *reason, *fence;
+	char key[UTIL_TOKEN_LEN + 1], ferr[256];
 	int64_t cpus = 0, mem = 0;
 	json_t *info = NULL, *old = NULL, *stop = NULL;
-	char *infos = NULL;
+	char *infos = NULL, *timing = NULL;
 	int rc;
 
 	if (r->body == NULL ||
@@ -204,6 +336,8 @@ api_agent_register(struct httpd_req *r)
 	if (!json_is_array(json_object_get(r->body, "storage")) ||
 	    !json_is_array(json_object_get(r->body, "vms")))
 		return httpd_reply_error(r, 400, "storage and vms must be lists");
+	if (api_agent_fence(r, name, &fence, &timing, ferr, sizeof(ferr)) < 0)
+		return httpd_reply_error(r, 400, "%s", ferr);
 	stop = json_array();	/* after the checks: they return at once */
 	util_random_hex(key, UTIL_TOKEN_LEN / 2);
 	info = json_pack("{s:O, s:O}", "storage", json_object_get(r->body,
@@ -233,7 +367,13 @@ api_agent_register(struct httpd_req *r)
 		httpd_reply_error(r, 500, "cannot record host %s", name);
 		goto cleanup;
 	}
-	api_apply_report(name, json_object_get(r->body, "vms"), NULL, stop);
+	/* A confirm-off was about the host as it was: it is back now. */
+	db_exec("UPDATE hosts SET fence = ?, timing = ?, confirmed_off = NULL "
+	    "WHERE name = ?", "sss", fence, timing, name);
+	failover_host_registered(name);
+	hostmon_seen(name);
+	api_apply_report(name, json_object_get(r->body, "vms"), NULL, stop,
+	    api_scan(r->body));
 	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
 	    name, url, accel, old ? "" : ", new host");
 	db_commit();
@@ -248,6 +388,7 @@ api_agent_register(struct httpd_req *r)
 	}
 cleanup:
 	free(infos);
+	free(timing);
 	json_decref(info);
 	json_decref(old);
 	json_decref(stop);
@@ -271,9 +412,11 @@ api_agent_report(struct httpd_req *r)
 	db_begin();
 	db_exec("UPDATE hosts SET last_seen = ?, state = 'up' WHERE name = ?",
 	    "is", util_wall_ms(), self);
+	hostmon_seen(self);
+	api_agent_storage(self, json_object_get(r->body, "storage"));
 	stop = json_array();
 	api_apply_report(self, json_object_get(r->body, "vms"),
-	    json_object_get(r->body, "exits"), stop);
+	    json_object_get(r->body, "exits"), stop, api_scan(r->body));
 	if (old && strcmp(JS(old, "state"), "up") != 0)
 		event_add("info", "host.up", self, "host %s is reporting again",
 		    self);

@@ -42,11 +42,15 @@ struct cluster_word {
 static const char *const balancer_modes[] = { "off", "advise", "automatic",
     NULL };
 static const char *const isolation_responses[] = { "poweroff", "leave", NULL };
+static const char *const storage_loss_responses[] = { "restart", "leave",
+    NULL };
 static const struct cluster_word cluster_words[] = {
 	{ "balancer_mode", balancer_modes, "off",
 	    offsetof(struct cluster_settings, balancer_mode) },
 	{ "ha_isolation_response", isolation_responses, "poweroff",
 	    offsetof(struct cluster_settings, ha_isolation_response) },
+	{ "ha_storage_loss_response", storage_loss_responses, "restart",
+	    offsetof(struct cluster_settings, ha_storage_loss_response) },
 };
 #define NWORDS (sizeof(cluster_words) / sizeof(cluster_words[0]))
 
@@ -180,6 +184,11 @@ cluster_update(json_t *body, char *err, size_t errsz)
 			    cluster_keys[i].min, cluster_keys[i].max);
 			return -1;
 		}
+		/* The margin of docs/ha.md ("Timing") for every keeper. */
+		if (strcmp(key, "ha_lease_timeout_ms") == 0 &&
+		    failover_timing_check_all(json_integer_value(v), err,
+		    errsz) < 0)
+			return -1;
 	}
 	if (db_begin() < 0) {
 		snprintf(err, errsz, "cannot store the settings");

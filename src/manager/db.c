@@ -89,6 +89,17 @@ static const char *const db_migrations[] = {
 	"CREATE TABLE nics (mac TEXT PRIMARY KEY, vm TEXT NOT NULL,"
 	"  network TEXT NOT NULL, ip TEXT, UNIQUE (network, ip));"
 	"CREATE INDEX nics_vm ON nics(vm);",
+	/* HA per storage domain (issue 14, docs/ha.md): a host's domains the
+	 * manager fenced (kept until a lease with another seq is seen, so a
+	 * restarted manager never un-fences), how each host fences itself,
+	 * its timing, and an operator's confirm-off. */
+	"CREATE TABLE host_domains (host TEXT NOT NULL, storage TEXT NOT NULL,"
+	"  state TEXT NOT NULL, lease_seq INTEGER, fenced_seq INTEGER,"
+	"  direct INTEGER, updated INTEGER NOT NULL,"
+	"  PRIMARY KEY (host, storage));"
+	"ALTER TABLE hosts ADD COLUMN fence TEXT;"
+	"ALTER TABLE hosts ADD COLUMN timing TEXT;"
+	"ALTER TABLE hosts ADD COLUMN confirmed_off INTEGER;",
 };
 
 static int

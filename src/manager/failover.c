@@ -9,7 +9,9 @@
  * log with its evidence. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "manager/manager_int.h"
@@ -22,12 +24,14 @@
 
 static pthread_t fo_thread;
 static pthread_mutex_t fo_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t fo_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t fo_cond;	/* on CLOCK_MONOTONIC (failover_start) */
 static int fo_quit;
 /* Owned by the failover thread, except fo_vms (under fo_lock):
- * fo_leases: host -> {seq, changed (mono ms), iso_time}
+ * fo_iso: host -> {iso_time} of the isolation record acted on
  * fo_vms: vm name -> {host, fails: [mono ms], next (mono ms)} */
-static json_t *fo_leases, *fo_vms;
+static json_t *fo_iso, *fo_vms;
+/* CVIRT_FAULTS contains "failover.fenced:exit" (read once at start). */
+static int fo_fault_fenced;
 
 void
 failover_vm_failed(const char *name, const char *host, const char *reason)
@@ -148,97 +152,279 @@ fo_restart_ha_vms(const struct cluster_settings *cs)
 	json_decref(rows);
 }
 
-/* Every lease on the storage domains, read through one up host each. */
-static json_t *
-fo_read_leases(json_t *hosts)
+/* How a host fences itself, from its own registration (never from what
+ * another host reads on storage): FO_LEGACY for agents that do not say
+ * (the keeper before issue 14, cvirt sim), treated as they were: lease
+ * expiry of a down host is enough. */
+enum { FO_LEGACY, FO_WATCHDOG, FO_KILLONLY };
+#define FO_LEGACY_FENCE_MS	3000	/* that keeper's kill deadline */
+
+struct fo_host {
+	const char	*name;
+	int		 down;		/* down or fenced: not reporting */
+	int		 fence;		/* FO_* */
+	int64_t		 fence_ms;	/* its keeper's deadline */
+	int64_t		 confirmed;	/* mono ms of confirm-off, or 0 */
+	json_t		*lost;		/* domains it reports lost: name -> true */
+	json_t		*fine;		/* domains it reports usable */
+	json_t		*doms;		/* domains it has: name -> true */
+};
+
+/* Owned by the failover thread: "host\x1fdomain" -> seq already warned
+ * about ("storage views differ"). Under fo_lock: host -> mono ms of the
+ * operator's confirm-off. */
+static json_t *fo_warned, *fo_confirmed;
+/* The monotonic clock of the fence decisions (a fake one in unit tests). */
+static int64_t (*fo_clock)(void) = util_mono_ms;
+
+void
+failover_set_clock(int64_t (*fn)(void))
 {
-	json_t *out = json_object(), *h, *s, *done = json_object();
-	size_t i, j;
+	fo_clock = fn ? fn : util_mono_ms;
+}
 
-	json_array_foreach(hosts, i, h) {
-		json_t *info;
+void
+failover_confirm_off(const char *host)
+{
+	pthread_mutex_lock(&fo_lock);
+	if (fo_confirmed)
+		json_object_set_new(fo_confirmed, host,
+		    json_integer(fo_clock()));
+	pthread_cond_signal(&fo_cond);
+	pthread_mutex_unlock(&fo_lock);
+}
 
-		if (strcmp(JS(h, "state"), "up") != 0)
-			continue;
-		info = json_loads(JS(h, "info") ? JS(h, "info") : "{}", 0, NULL);
-		json_array_foreach(json_object_get(info, "storage"), j, s) {
-			json_t *reply = NULL, *l;
-			char path[200], err[256];
-			const char *key;
-			int status = 0;
+void
+failover_host_registered(const char *host)
+{
+	pthread_mutex_lock(&fo_lock);
+	if (fo_confirmed)
+		json_object_del(fo_confirmed, host);
+	pthread_mutex_unlock(&fo_lock);
+}
 
-			if (!JS(s, "name") || json_object_get(done, JS(s, "name")) ||
-			    !json_is_true(json_object_get(s, "ok")))
-				continue;
-			snprintf(path, sizeof(path), "/agent/v1/leases?storage=%s",
-			    JS(s, "name"));
-			if (agentc_call(JS(h, "name"), "GET", path, NULL, 2000,
-			    &status, &reply, err, sizeof(err)) < 0 || status != 200) {
-				json_decref(reply);
-				continue;
-			}
-			json_object_set_new(done, JS(s, "name"), json_true());
-			json_object_foreach(json_object_get(reply, "leases"), key, l)
-				json_object_set(out, key, l);
-			json_decref(reply);
-		}
-		json_decref(info);
-	}
-	json_decref(done);
+/* The storage domains holding a VM's metadata and disks: name -> true. */
+json_t *
+failover_vm_domains(json_t *spec)
+{
+	json_t *out = json_object(), *d;
+	size_t i;
+
+	if (JS(spec, "storage"))
+		json_object_set_new(out, JS(spec, "storage"), json_true());
+	json_array_foreach(json_object_get(spec, "disks"), i, d)
+		if (JS(d, "storage"))
+			json_object_set_new(out, JS(d, "storage"), json_true());
 	return out;
 }
 
-/* Track when each host's lease last changed, by our own clock. */
 static void
-fo_track_leases(json_t *leases, int64_t now)
+fo_host_load(json_t *row, const struct cluster_settings *cs,
+    struct fo_host *h)
 {
-	const char *host;
-	json_t *l;
+	json_t *info, *timing, *s;
+	const char *fence = JS(row, "fence"), *ts = JS(row, "timing");
+	size_t i;
 
-	json_object_foreach(leases, host, l) {
-		json_int_t seq = JI(json_object_get(l, "lease"), "seq");
-		json_t *t = json_object_get(fo_leases, host);
-
-		if (t == NULL || JI(t, "seq") != seq)
-			json_object_set_new(fo_leases, host, json_pack("{s:I, s:I, "
-			    "s:I}", "seq", seq, "changed", (json_int_t)now,
-			    "iso_time", t ? JI(t, "iso_time") : (json_int_t)0));
+	memset(h, 0, sizeof(*h));
+	h->name = JS(row, "name");
+	h->down = strcmp(JS(row, "state"), "up") != 0;
+	h->fence = fence == NULL ? FO_LEGACY : strcmp(fence, "kill-only") == 0 ?
+	    FO_KILLONLY : FO_WATCHDOG;
+	h->fence_ms = FO_LEGACY_FENCE_MS;
+	timing = ts ? json_loads(ts, 0, NULL) : NULL;
+	if (json_is_integer(json_object_get(timing, "fence_ms")))
+		h->fence_ms = JI(timing, "fence_ms");
+	json_decref(timing);
+	h->lost = json_object();
+	h->fine = json_object();
+	h->doms = json_object();
+	info = json_loads(JS(row, "info") ? JS(row, "info") : "{}", 0, NULL);
+	json_array_foreach(json_object_get(info, "storage"), i, s) {
+		if (!JS(s, "name"))
+			continue;
+		json_object_set_new(h->doms, JS(s, "name"), json_true());
+		if (json_is_true(json_object_get(s, "ok")) && !(JS(s, "lease") &&
+		    strcmp(JS(s, "lease"), "ok") != 0))
+			json_object_set_new(h->fine, JS(s, "name"), json_true());
+		/* leave: a host that reports holds its VMs (frozen) */
+		if (!h->down && JS(s, "lease") && strcmp(JS(s, "lease"),
+		    "lost") == 0 && strcmp(cs->ha_storage_loss_response,
+		    "restart") == 0)
+			json_object_set_new(h->lost, JS(s, "name"), json_true());
 	}
+	json_decref(info);
+	pthread_mutex_lock(&fo_lock);
+	if (json_object_get(fo_confirmed, h->name))
+		h->confirmed = json_integer_value(json_object_get(fo_confirmed,
+		    h->name));
+	pthread_mutex_unlock(&fo_lock);
 }
 
 static void
-fo_fence(json_t *h, int64_t lease_age, json_int_t seq, int64_t hb_age,
+fo_host_free(struct fo_host *h)
+{
+	json_decref(h->lost);
+	json_decref(h->fine);
+	json_decref(h->doms);
+}
+
+/* May host h's VMs on domain d run elsewhere now? Its lease there expired
+ * (hostlease.c), the host is down or says it lost d, and a kill-only host
+ * was confirmed off by an operator after we last saw the lease change. */
+static int
+fo_domain_gone(const struct fo_host *h, const char *d, int64_t now,
+    const struct cluster_settings *cs, struct hlease *l)
+{
+	if (hlease_get(h->name, d, l) < 0 ||
+	    !hlease_expired(l, now, cs->ha_lease_timeout_ms, h->fence_ms))
+		return 0;
+	if (!h->down && !json_object_get(h->lost, d))
+		return 0;
+	if (h->fence == FO_KILLONLY && (!h->down || h->confirmed == 0 ||
+	    h->confirmed <= l->first_seen))
+		return 0;
+	return 1;
+}
+
+/* Record (once per lease seq) that host h lost domain d. */
+static void
+fo_domain_fail(const struct fo_host *h, const char *d, const struct hlease *l,
+    int64_t now, const struct cluster_settings *cs)
+{
+	json_t *row = db_row("SELECT state, fenced_seq FROM host_domains WHERE "
+	    "host = ? AND storage = ?", "ss", h->name, d);
+
+	if (row && strcmp(JS(row, "state"), "fenced") == 0 &&
+	    JI(row, "fenced_seq") == l->seq) {
+		json_decref(row);
+		return;
+	}
+	json_decref(row);
+	db_exec("INSERT INTO host_domains (host, storage, state, lease_seq, "
+	    "fenced_seq, updated) VALUES (?, ?, 'fenced', ?, ?, ?) ON CONFLICT"
+	    "(host, storage) DO UPDATE SET state = 'fenced', lease_seq = "
+	    "excluded.lease_seq, fenced_seq = excluded.fenced_seq, updated = "
+	    "excluded.updated", "ssiii", h->name, d, l->seq, l->seq,
+	    util_wall_ms());
+	event_add("error", "host.domain_failed", h->name, "host %s lost storage "
+	    "%s: lease seq %lld unchanged for %lld ms (timeout %d ms), read "
+	    "fresh via %s %.1f s ago%s; %s", h->name, d, (long long)l->seq,
+	    (long long)(now - l->first_seen), cs->ha_lease_timeout_ms, l->via,
+	    (double)(now - l->fresh_at) / 1000.0, h->down ? "" :
+	    ", and it reports the domain lost", h->fence == FO_KILLONLY ?
+	    "an operator confirmed it is off" : "its keeper has killed its "
+	    "VMs there or reset the host");
+}
+
+/* An up host whose lease on d stopped while it says d is fine: the hosts
+ * see the storage differently. Restarting would run its VMs twice. */
+static void
+fo_views_differ(const struct fo_host *h, const char *d,
+    const struct hlease *l)
+{
+	char key[2 * UTIL_NAME_MAX + 2];
+
+	if (util_fmt(key, sizeof(key), "%s\x1f%s", h->name, d) < 0 ||
+	    JI(fo_warned, key) == l->seq + 1)
+		return;
+	json_object_set_new(fo_warned, key, json_integer(l->seq + 1));
+	event_add("warning", "host.storage_views_differ", h->name, "storage "
+	    "views differ: host %s reports storage %s usable but its lease "
+	    "there (seq %lld, read via %s) has not changed; its VMs stay",
+	    h->name, d, (long long)l->seq, l->via);
+}
+
+/* Per domain of host h: fail what lost its storage, in one transaction:
+ * the host's domains, its VMs whose every domain is gone, and the host
+ * when all of them are. Restarts follow from the DB state. */
+static void
+fo_host_round(struct fo_host *h, int64_t now,
     const struct cluster_settings *cs)
 {
-	const char *name = JS(h, "name");
-	json_t *vms, *v;
-	size_t i;
+	json_t *vms, *v, *gone = json_object(), *vd, *t;
+	struct hlease l;
+	const char *d;
+	size_t i, ngone = 0, ndoms;
 
-	if (db_exec("UPDATE hosts SET state = 'fenced' WHERE name = ? AND state "
-	    "= 'down'", "s", name) != 1)
-		return;
-	event_add("error", "host.fenced", name, "host %s failed: no report for "
-	    "%lld ms and its storage lease not renewed for %lld ms (seq %lld, "
-	    "lease timeout %d ms); its keeper has stopped its VMs", name,
-	    (long long)hb_age, (long long)lease_age, (long long)seq,
-	    cs->ha_lease_timeout_ms);
-	vms = db_query("SELECT name, uuid FROM vms WHERE host = ?", "s", name);
+	vms = db_query("SELECT name, uuid, state, spec FROM vms WHERE host = ?",
+	    "s", h->name);
 	json_array_foreach(vms, i, v) {
-		vm_set_state(JS(v, "uuid"), "failed", NULL, 0);
-		failover_vm_failed(JS(v, "name"), name, "host failed");
+		json_t *spec = vm_spec(v);
+
+		vd = failover_vm_domains(spec);
+		json_object_update_missing(h->doms, vd);
+		json_decref(vd);
+		json_decref(spec);
 	}
+	ndoms = json_object_size(h->doms);
+	json_object_foreach(h->doms, d, t) {
+		if (fo_domain_gone(h, d, now, cs, &l)) {
+			json_object_set_new(gone, d, json_true());
+			ngone++;
+		} else if (!h->down && json_object_get(h->fine, d) &&
+		    hlease_get(h->name, d, &l) == 0 && hlease_expired(&l, now,
+		    cs->ha_lease_timeout_ms, h->fence_ms)) {
+			fo_views_differ(h, d, &l);
+		}
+	}
+	if (ngone == 0)
+		goto cleanup;
+	db_begin();
+	json_object_foreach(gone, d, t)
+		if (hlease_get(h->name, d, &l) == 0)
+			fo_domain_fail(h, d, &l, now, cs);
+	json_array_foreach(vms, i, v) {
+		json_t *spec = vm_spec(v);
+		const char *k;
+		int all = 1;
+
+		vd = failover_vm_domains(spec);
+		json_object_foreach(vd, k, t)
+			if (!json_object_get(gone, k))
+				all = 0;
+		if (all && json_object_size(vd) > 0) {
+			vm_set_state(JS(v, "uuid"), "failed", NULL, 0);
+			json_object_set_new(v, "failed", json_true());
+		}
+		json_decref(vd);
+		json_decref(spec);
+	}
+	if (h->down && ngone == ndoms && db_exec("UPDATE hosts SET state = "
+	    "'fenced' WHERE name = ? AND state = 'down'", "s", h->name) == 1)
+		event_add("error", "host.fenced", h->name, "host %s failed: no "
+		    "report for %lld ms and its storage lease not renewed on %zu "
+		    "domain(s) (lease timeout %d ms); %s", h->name,
+		    (long long)hostmon_silence_ms(h->name), ngone,
+		    cs->ha_lease_timeout_ms, h->fence == FO_KILLONLY ?
+		    "an operator confirmed it is off" : "its keeper has stopped "
+		    "its VMs");
+	db_commit();
+	/* Test hook (docs/testing.md): a manager that dies right here must
+	 * still restart these VMs once, from the DB, after its restart. */
+	if (fo_fault_fenced)
+		_exit(97);
+	json_array_foreach(vms, i, v)
+		if (json_is_true(json_object_get(v, "failed")))
+			failover_vm_failed(JS(v, "name"), h->name, "host failed "
+			    "(fenced)");
+cleanup:
+	json_decref(gone);
 	json_decref(vms);
 }
 
 static void
-fo_isolated(json_t *h, json_t *iso, int64_t hb_age)
+fo_isolated(const char *name, json_t *iso, int64_t hb_age)
 {
-	const char *name = JS(h, "name");
-	json_t *t = json_object_get(fo_leases, name), *u;
+	json_t *t = json_object_get(fo_iso, name), *u;
 	json_int_t when = JI(iso, "time");
 	size_t i, n = 0;
 
-	if (t == NULL || JI(t, "iso_time") == when)
+	if (t == NULL) {
+		t = json_object();
+		json_object_set_new(fo_iso, name, t);
+	}
+	if (json_object_get(t, "iso_time") && JI(t, "iso_time") == when)
 		return;
 	json_object_set_new(t, "iso_time", json_integer(when));
 	json_array_foreach(json_object_get(iso, "stopped"), i, u) {
@@ -260,41 +446,52 @@ fo_isolated(json_t *h, json_t *iso, int64_t hb_age)
 	    "HA VM(s) and recorded them on storage", name, (long long)hb_age, n);
 }
 
+void
+failover_fence_round(void)
+{
+	struct cluster_settings cs;
+	json_t *hosts, *row;
+	int64_t now = fo_clock();
+	size_t i;
+
+	cluster_get(&cs);
+	hosts = db_query("SELECT name, state, info, fence, timing FROM hosts",
+	    NULL);
+	json_array_foreach(hosts, i, row) {
+		struct fo_host h;
+		json_t *iso;
+
+		if (strcmp(JS(row, "state"), "down") == 0 &&
+		    (iso = hlease_isolation(JS(row, "name"))) != NULL) {
+			if (json_is_true(json_object_get(iso, "isolated")))
+				fo_isolated(JS(row, "name"), iso,
+				    hostmon_silence_ms(JS(row, "name")));
+			json_decref(iso);
+		}
+		fo_host_load(row, &cs, &h);
+		fo_host_round(&h, now, &cs);
+		fo_host_free(&h);
+	}
+	json_decref(hosts);
+}
+
 static void
 fo_round(void)
 {
 	struct cluster_settings cs;
-	json_t *hosts, *leases, *h;
-	int64_t now = util_mono_ms();
-	size_t i;
 
 	if (!ha_is_leader())
 		return;		/* our lease ran out: another manager may lead */
+	failover_fence_round();
 	cluster_get(&cs);
-	hosts = db_query("SELECT name, state, info, last_seen FROM hosts", NULL);
-	leases = fo_read_leases(hosts);
-	fo_track_leases(leases, now);
-	json_array_foreach(hosts, i, h) {
-		json_t *l = json_object_get(leases, JS(h, "name")), *t;
-		int64_t hb_age = util_wall_ms() - JI(h, "last_seen");
-
-		if (strcmp(JS(h, "state"), "down") != 0 || l == NULL)
-			continue;	/* unknown lease: cannot decide, wait */
-		if (json_is_true(json_object_get(json_object_get(l, "isolation"),
-		    "isolated")))
-			fo_isolated(h, json_object_get(l, "isolation"), hb_age);
-		t = json_object_get(fo_leases, JS(h, "name"));
-		if (t && now - JI(t, "changed") >= cs.ha_lease_timeout_ms)
-			fo_fence(h, now - JI(t, "changed"), JI(t, "seq"), hb_age, &cs);
-	}
 	fo_restart_ha_vms(&cs);
-	json_decref(leases);
-	json_decref(hosts);
 }
 
 static void *
 fo_main(void *arg)
 {
+	int64_t next = util_mono_ms();
+
 	(void)arg;
 	pthread_mutex_lock(&fo_lock);
 	while (!fo_quit) {
@@ -303,12 +500,11 @@ fo_main(void *arg)
 		pthread_mutex_unlock(&fo_lock);
 		fo_round();
 		pthread_mutex_lock(&fo_lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += FO_TICK_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		next += FO_TICK_MS;
+		if (next < util_mono_ms())
+			next = util_mono_ms();
+		ts.tv_sec = (time_t)(next / 1000);
+		ts.tv_nsec = (long)(next % 1000) * 1000000L;
 		if (!fo_quit)
 			pthread_cond_timedwait(&fo_cond, &fo_lock, &ts);
 	}
@@ -316,13 +512,39 @@ fo_main(void *arg)
 	return NULL;
 }
 
+void
+failover_init(void)
+{
+	json_decref(fo_iso);
+	json_decref(fo_warned);
+	fo_iso = json_object();
+	fo_warned = json_object();
+	pthread_mutex_lock(&fo_lock);
+	json_decref(fo_vms);
+	json_decref(fo_confirmed);
+	fo_vms = json_object();
+	fo_confirmed = json_object();
+	pthread_mutex_unlock(&fo_lock);
+}
+
 int
 failover_start(void)
 {
-	fo_leases = json_object();
-	pthread_mutex_lock(&fo_lock);
-	fo_vms = json_object();
-	pthread_mutex_unlock(&fo_lock);
+	const char *f = getenv("CVIRT_FAULTS");
+	pthread_condattr_t ca;
+
+	/* Waits on the monotonic clock: a stepped wall clock changes nothing. */
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fo_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	fo_fault_fenced = f && strstr(f, "failover.fenced:exit") != NULL;
+	if (fo_fault_fenced)
+		log_warn("CVIRT_FAULTS: the manager exits (97) after its next "
+		    "fence");
+	failover_init();
+	if (hlease_start() < 0)
+		return -1;
 	return pthread_create(&fo_thread, NULL, fo_main, NULL) == 0 ? 0 : -1;
 }
 
@@ -334,10 +556,14 @@ failover_stop(void)
 	pthread_cond_signal(&fo_cond);
 	pthread_mutex_unlock(&fo_lock);
 	pthread_join(fo_thread, NULL);
-	json_decref(fo_leases);
+	hlease_stop();
+	json_decref(fo_iso);
+	json_decref(fo_warned);
+	fo_iso = fo_warned = NULL;
 	pthread_mutex_lock(&fo_lock);
 	json_decref(fo_vms);
-	fo_vms = NULL;
+	json_decref(fo_confirmed);
+	fo_vms = fo_confirmed = NULL;
 	pthread_mutex_unlock(&fo_lock);
 }
 
@@ -400,4 +626,103 @@ failover_agent_hints(const char *host, json_t *reply)
 	    json_integer(cs.ha_monitor_interval_ms));
 	json_object_set_new(reply, "monitor_misses",
 	    json_integer(cs.ha_monitor_misses));
+}
+
+int
+failover_timing_check(const char *host, const char *fence, json_t *timing,
+    int64_t lease_timeout_ms, char *err, size_t errsz)
+{
+	json_t *f = json_object_get(timing, "fence_ms");
+	json_t *t = json_object_get(timing, "tick_ms");
+	json_t *w = json_object_get(timing, "watchdog_ms");
+	int64_t fm = json_is_integer(f) ? json_integer_value(f) :
+	    FAILOVER_FENCE_MS, tm = json_is_integer(t) ? json_integer_value(t) :
+	    FAILOVER_TICK_MS, wm = json_is_integer(w) ? json_integer_value(w) :
+	    FAILOVER_WATCHDOG_MS, need;
+	int wd;
+
+	if (fence == NULL)
+		return 0;	/* an agent from before issue 14: as it was */
+	if (strcmp(fence, "watchdog") != 0 && strcmp(fence, "kill-only") != 0) {
+		snprintf(err, errsz, "host %s: fence must be watchdog or "
+		    "kill-only", host ? host : "?");
+		return -1;
+	}
+	if (fm < 0 || fm > 600000 || tm < 0 || tm > 60000 || wm < 0 ||
+	    wm > 600000) {
+		snprintf(err, errsz, "host %s: timing out of range (fence_ms "
+		    "0..600000, tick_ms 0..60000, watchdog_ms 0..600000)",
+		    host ? host : "?");
+		return -1;
+	}
+	wd = strcmp(fence, "watchdog") == 0;
+	need = fm + tm + (wd ? wm : 0) + FAILOVER_MARGIN_MS;
+	if (need <= lease_timeout_ms)
+		return 0;
+	if (wd)
+		snprintf(err, errsz, "%s%s%sfence %lld ms + tick %lld ms + watchdog "
+		    "%lld ms + margin %d ms = %lld ms > lease timeout %lld ms",
+		    host ? "host " : "", host ? host : "", host ? ": " : "",
+		    (long long)fm, (long long)tm, (long long)wm, FAILOVER_MARGIN_MS,
+		    (long long)need, (long long)lease_timeout_ms);
+	else
+		snprintf(err, errsz, "%s%s%sfence %lld ms + tick %lld ms + margin "
+		    "%d ms = %lld ms > lease timeout %lld ms", host ? "host " :
+		    "", host ? host : "", host ? ": " : "", (long long)fm,
+		    (long long)tm, FAILOVER_MARGIN_MS, (long long)need,
+		    (long long)lease_timeout_ms);
+	return -1;
+}
+
+int
+failover_timing_check_all(int64_t lease_timeout_ms, char *err, size_t errsz)
+{
+	json_t *rows, *r, *timing;
+	size_t i;
+	int rc;
+
+	if ((rc = failover_timing_check(NULL, "watchdog", NULL,
+	    lease_timeout_ms, err, errsz)) < 0)
+		return -1;
+	rows = db_query("SELECT name, fence, timing FROM hosts WHERE fence IS "
+	    "NOT NULL", NULL);
+	json_array_foreach(rows, i, r) {
+		timing = JS(r, "timing") ? json_loads(JS(r, "timing"), 0, NULL) :
+		    NULL;
+		rc = failover_timing_check(JS(r, "name"), JS(r, "fence"), timing,
+		    lease_timeout_ms, err, errsz);
+		json_decref(timing);
+		if (rc < 0)
+			break;
+	}
+	json_decref(rows);
+	return rc;
+}
+
+int
+failover_vm_released(const char *host, json_t *spec)
+{
+	struct cluster_settings cs;
+	struct fo_host h;
+	json_t *row, *doms, *t;
+	struct hlease l;
+	const char *d;
+	int64_t now = fo_clock();
+	int gone = 1;
+
+	cluster_get(&cs);
+	if ((row = db_row("SELECT name, state, info, fence, timing FROM hosts "
+	    "WHERE name = ?", "s", host)) == NULL)
+		return 1;	/* no such host: nothing can run there */
+	fo_host_load(row, &cs, &h);
+	doms = failover_vm_domains(spec);
+	if (json_object_size(doms) == 0)
+		gone = 0;
+	json_object_foreach(doms, d, t)
+		if (!fo_domain_gone(&h, d, now, &cs, &l))
+			gone = 0;
+	json_decref(doms);
+	fo_host_free(&h);
+	json_decref(row);
+	return gone;
 }

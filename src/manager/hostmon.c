@@ -1,4 +1,5 @@
-/* hostmon.c - host liveness: a host whose reports stop is marked down. */
+/* hostmon.c - host liveness: a host whose reports stop is marked down,
+ * by the manager's monotonic clock. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 
 static pthread_t hostmon_thread;
 static pthread_mutex_t hostmon_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t hostmon_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t hostmon_cond;	/* CLOCK_MONOTONIC (hostmon_start) */
 static int hostmon_quit;
 
 json_t *
@@ -44,23 +45,53 @@ host_json(json_t *row)
 	return o;
 }
 
+/* Under hostmon_lock: host -> mono ms of its last report. Hosts not in
+ * it yet count from the start of monitoring (the manager's start or its
+ * take-over as leader), never from a wall time stored in the DB. */
+static json_t *hostmon_last;
+static int64_t hostmon_since;
+
+void
+hostmon_seen(const char *host)
+{
+	pthread_mutex_lock(&hostmon_lock);
+	if (hostmon_last)
+		json_object_set_new(hostmon_last, host,
+		    json_integer(util_mono_ms()));
+	pthread_mutex_unlock(&hostmon_lock);
+}
+
+int64_t
+hostmon_silence_ms(const char *host)
+{
+	json_t *t;
+	int64_t last;
+
+	pthread_mutex_lock(&hostmon_lock);
+	t = hostmon_last ? json_object_get(hostmon_last, host) : NULL;
+	last = t ? json_integer_value(t) : hostmon_since;
+	pthread_mutex_unlock(&hostmon_lock);
+	return util_mono_ms() - last;
+}
+
 static void
 hostmon_check(void)
 {
 	int64_t timeout = hb_timeout_ms();
-	int64_t cutoff = util_wall_ms() - timeout;
 	json_t *rows, *h;
 	size_t i;
 
-	rows = db_query("SELECT name, last_seen FROM hosts WHERE state = 'up' "
-	    "AND last_seen < ?", "i", cutoff);
+	rows = db_query("SELECT name FROM hosts WHERE state = 'up'", NULL);
 	json_array_foreach(rows, i, h) {
 		const char *name = json_string_value(json_object_get(h, "name"));
-		int64_t age = util_wall_ms() -
-		    json_integer_value(json_object_get(h, "last_seen"));
+		int64_t age = hostmon_silence_ms(name);
 
-		if (db_exec("UPDATE hosts SET state = 'down' WHERE name = ? AND "
-		    "state = 'up' AND last_seen < ?", "si", name, cutoff) == 1)
+		if (age <= timeout)
+			continue;
+		/* A report between our read and now set last_seen again. */
+		if (hostmon_silence_ms(name) > timeout && db_exec("UPDATE hosts "
+		    "SET state = 'down' WHERE name = ? AND state = 'up'", "s",
+		    name) == 1)
 			event_add("warning", "host.down", name, "host %s is down: "
 			    "no report for %lld ms (timeout %lld ms)", name,
 			    (long long)age, (long long)timeout);
@@ -71,6 +102,8 @@ hostmon_check(void)
 static void *
 hostmon_main(void *arg)
 {
+	int64_t next = util_mono_ms();
+
 	(void)arg;
 	pthread_mutex_lock(&hostmon_lock);
 	while (!hostmon_quit) {
@@ -80,12 +113,11 @@ hostmon_main(void *arg)
 		if (ha_is_leader())	/* else our lease ran out */
 			hostmon_check();
 		pthread_mutex_lock(&hostmon_lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		next += 250;
+		if (next < util_mono_ms())
+			next = util_mono_ms();
+		ts.tv_sec = (time_t)(next / 1000);
+		ts.tv_nsec = (long)(next % 1000) * 1000000L;
 		if (!hostmon_quit)
 			pthread_cond_timedwait(&hostmon_cond, &hostmon_lock, &ts);
 	}
@@ -96,6 +128,16 @@ hostmon_main(void *arg)
 int
 hostmon_start(void)
 {
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&hostmon_cond, &ca);
+	pthread_condattr_destroy(&ca);
+	pthread_mutex_lock(&hostmon_lock);
+	hostmon_last = json_object();
+	hostmon_since = util_mono_ms();
+	pthread_mutex_unlock(&hostmon_lock);
 	return pthread_create(&hostmon_thread, NULL, hostmon_main, NULL) == 0 ?
 	    0 : -1;
 }
@@ -108,4 +150,8 @@ hostmon_stop(void)
 	pthread_cond_signal(&hostmon_cond);
 	pthread_mutex_unlock(&hostmon_lock);
 	pthread_join(hostmon_thread, NULL);
+	pthread_mutex_lock(&hostmon_lock);
+	json_decref(hostmon_last);
+	hostmon_last = NULL;
+	pthread_mutex_unlock(&hostmon_lock);
 }

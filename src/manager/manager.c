@@ -100,6 +100,23 @@ manager_db_path(char *out, size_t outsz)
 	return -1;
 }
 
+/* The stored lease timeout keeps the margin over a keeper with default
+ * settings (docs/ha.md, "Timing"), or the manager does not start. */
+static int
+manager_check_timing(void)
+{
+	struct cluster_settings cs;
+	char err[256];
+
+	cluster_get(&cs);
+	if (failover_timing_check(NULL, "watchdog", NULL, cs.ha_lease_timeout_ms,
+	    err, sizeof(err)) == 0)
+		return 0;
+	log_error("cluster setting ha_lease_timeout_ms is unsafe: %s (the "
+	    "default keeper's; see docs/ha.md)", err);
+	return -1;
+}
+
 /* The leader's background services (ha.c calls this once it leads). */
 static int lead_tasks, lead_mon, lead_bal, lead_fo;
 
@@ -156,7 +173,8 @@ manager_main(int argc, char **argv)
 	    auth_init() < 0)
 		goto cleanup;
 	vnet_backfill();	/* MACs of VMs from before the nics table */
-	if (cluster_load() < 0 || ha_start(dbpath, manager_lead) < 0)
+	if (cluster_load() < 0 || manager_check_timing() < 0 ||
+	    ha_start(dbpath, manager_lead) < 0)
 		goto cleanup;
 	memset(&hc, 0, sizeof(hc));
 	if ((routes = api_routes_join(&hc.nroutes)) == NULL)

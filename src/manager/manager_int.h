@@ -179,6 +179,7 @@ struct cluster_settings {
 	int	ha_monitor_misses;		/* misses in a row = failed */
 	char	balancer_mode[16];		/* off, advise, automatic */
 	char	ha_isolation_response[16];	/* poweroff, leave */
+	char	ha_storage_loss_response[16];	/* restart, leave */
 };
 int	 cluster_load(void);
 void	 cluster_get(struct cluster_settings *out);
@@ -210,7 +211,49 @@ struct sched_move {
 void	 sched_move_begin(struct sched_move *mv, const char *uuid);
 void	 sched_move_end(struct sched_move *mv, const char *host);
 
+/* hostlease.c: storage leases per (host, domain), dated by the manager's
+ * monotonic clock after each read returns (docs/ha.md, "Timing"). */
+#define HLEASE_READ_MAX_MS	1000	/* a slower read is not fresh */
+#define HLEASE_SNAP_MAX_MS	1500	/* an older agent snapshot is refused */
+struct hlease {
+	int64_t	seq;		/* the lease's sequence number (compared only) */
+	int64_t	first_seen;	/* mono ms: arrival of the reply first showing seq */
+	int64_t	fresh_from;	/* mono ms: latest start of a read showing seq */
+	int64_t	fresh_at;	/* mono ms: arrival of that read */
+	int64_t	read_ms;	/* how long that storage read took */
+	int	seen;		/* 0: never observed */
+	char	via[UTIL_NAME_MAX + 1];	/* the host that read it last */
+};
+/* Pure: fold one read into l. present 0: the lease was not on storage;
+ * sent/arrived: our mono ms around the call; read_start_age_ms: how long
+ * before its reply the agent's storage read started; read_ms: its length. */
+void	 hlease_observe(struct hlease *l, int present, int64_t seq,
+	    int64_t sent, int64_t arrived, int64_t read_start_age_ms,
+	    int64_t read_ms);
+/* Pure: the host's keeper has given up the domain: seq unchanged for
+ * lease_timeout_ms since we first saw it, and confirmed by a read that
+ * started at least fence_ms (the host's fence deadline) after that. */
+int	 hlease_expired(const struct hlease *l, int64_t now,
+	    int64_t lease_timeout_ms, int64_t fence_ms);
+/* One reply of GET /agent/v1/leases?storage=domain read via a host into
+ * the table; -1 when the reply is malformed or its snapshot too old. */
+int	 hlease_apply(const char *domain, const char *via, json_t *reply,
+	    int64_t sent, int64_t arrived);
+/* A copy of (host, domain)'s entry; -1 when never observed. */
+int	 hlease_get(const char *host, const char *domain, struct hlease *out);
+/* The host's last isolation record seen on storage; new reference or NULL. */
+json_t	*hlease_isolation(const char *host);
+int	 hlease_init(void);	/* the table only (unit tests) */
+int	 hlease_start(void);	/* the table and the reader threads */
+void	 hlease_stop(void);
+
 /* failover.c: host failure (heartbeat + lease), VM restarts, admission */
+void	 failover_init(void);	/* its tables only, afresh (unit tests) */
+/* The monotonic ms clock of the fence decisions; NULL: util_mono_ms. */
+void	 failover_set_clock(int64_t (*fn)(void));
+/* One round of the fence decisions, from the lease table and the DB
+ * (no restarts; the failover thread runs it every 500 ms). */
+void	 failover_fence_round(void);
 int	 failover_start(void);
 void	 failover_stop(void);
 /* A VM's QEMU failed on host: remember it for the restart policy. */
@@ -220,6 +263,34 @@ void	 failover_vm_failed(const char *name, const char *host,
 int	 failover_admit(json_t *vm, char *err, size_t errsz);
 /* Peers and isolation settings for an agent's reply (added to reply). */
 void	 failover_agent_hints(const char *host, json_t *reply);
+/* An operator vouched that host is off (confirm-off): a kill-only host's
+ * VMs may restart once its leases expired after this moment. */
+void	 failover_confirm_off(const char *host);
+/* The host registered again: a confirm-off given before no longer holds. */
+void	 failover_host_registered(const char *host);
+/* The storage domains of a VM's spec (metadata and disks): name -> true;
+ * new reference. */
+json_t	*failover_vm_domains(json_t *spec);
+/* docs/ha.md, "Timing": the defaults of a host's keeper, and the margin
+ * the lease timeout keeps above fence + tick (+ watchdog). */
+#define FAILOVER_FENCE_MS	3000
+#define FAILOVER_TICK_MS	100
+#define FAILOVER_WATCHDOG_MS	1000
+#define FAILOVER_MARGIN_MS	500
+/* Whether a host that fences itself this way (fence "watchdog" or
+ * "kill-only"; NULL: an agent from before issue 14, always 0) with this
+ * timing ({fence_ms, tick_ms, watchdog_ms}; missing: the defaults) is
+ * safe with the lease timeout: 0, or -1 and one line with the arithmetic.
+ * host NULL: the defaults, for the manager's own start-up check. */
+int	 failover_timing_check(const char *host, const char *fence,
+	    json_t *timing, int64_t lease_timeout_ms, char *err, size_t errsz);
+/* The same for the defaults and every registered host. */
+int	 failover_timing_check_all(int64_t lease_timeout_ms, char *err,
+	    size_t errsz);
+/* 1 when host can no longer run the VM of spec: its leases on every
+ * domain of the VM expired under the fence rules (docs/ha.md), or the
+ * host does not exist; a report from another host may then claim it. */
+int	 failover_vm_released(const char *host, json_t *spec);
 
 /* migrate.c: live migration, evacuation, the balancer */
 int	 vmops_migrate(struct task *t);
@@ -331,9 +402,13 @@ json_t	*vnet_hosts_of(const char *network, int user);
 extern const struct httpd_route api_network_routes[];
 extern const size_t api_network_nroutes;
 
-/* hostmon.c */
+/* hostmon.c: liveness by this manager's monotonic clock (never by
+ * hosts.last_seen, a wall time for display). */
 int	 hostmon_start(void);
 void	 hostmon_stop(void);
+void	 hostmon_seen(const char *host);	/* it registered or reported */
+/* ms since the host last reported (or since monitoring began). */
+int64_t	 hostmon_silence_ms(const char *host);
 json_t	*host_json(json_t *row);
 
 /* Route tables, one per API file. */
