@@ -18,6 +18,8 @@ static const struct cli_cmd cli_cmds[] = {
 	    "put a host into maintenance or take it out" },
 	{ "host", "delete", cli_host_delete, "HOST [--json]",
 	    "forget a host whose agent is stopped and that runs no VM" },
+	{ "host", "confirm-off", cli_host_confirm_off, "HOST [--json]",
+	    "vouch that a host without a watchdog is off: its VMs may restart" },
 	{ "storage", "list", cli_storage_list, "[--json]",
 	    "list storage domains" },
 	{ "vm", "create", cli_vm_create,

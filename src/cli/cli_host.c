@@ -34,6 +34,8 @@ cli_host_print(json_t *host)
 		{ "vms", "vms", CLI_F_COUNT }, { "url", "url", CLI_F_STR },
 		{ "last_seen", "last_seen", CLI_F_STR },
 		{ "version", "version", CLI_F_STR },
+		{ "fence", "fence", CLI_F_STR },
+		{ "confirmed_off", "confirmed_off", CLI_F_STR },
 	};
 	static const struct cli_col storage[] = {
 		{ "NAME", "name", CLI_F_STR }, { "PATH", "path", CLI_F_STR },
@@ -126,6 +128,40 @@ cli_host_delete(struct cli_ctx *c, int argc, char **argv)
 		return CLI_EXIT_FAIL;
 	snprintf(path, sizeof(path), "/hosts/%s", pos[0]);
 	return cli_call(c, "DELETE", path, NULL, NULL, "host %s deleted\n",
+	    pos[0]);
+}
+
+static void
+cli_host_confirmed(json_t *reply)
+{
+	json_t *v;
+	size_t i;
+
+	printf("host %s confirmed off", json_string_value(json_object_get(reply,
+	    "host")));
+	if (json_array_size(json_object_get(reply, "vms")) == 0) {
+		printf("; no VM restarts yet (its storage leases have not "
+		    "expired)\n");
+		return;
+	}
+	printf("; restarting elsewhere:");
+	json_array_foreach(json_object_get(reply, "vms"), i, v)
+		printf(" %s", json_string_value(v));
+	printf("\n");
+}
+
+int
+cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv)
+{
+	char *pos[1], path[160];
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	if (cli_check_name("host", pos[0]) != 0)
+		return CLI_EXIT_FAIL;
+	snprintf(path, sizeof(path), "/hosts/%s/confirm-off", pos[0]);
+	return cli_call(c, "POST", path, NULL, cli_host_confirmed, NULL,
 	    pos[0]);
 }
 

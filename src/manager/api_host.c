@@ -130,6 +130,53 @@ cleanup:
 	return rc;
 }
 
+/* An operator vouches that a host is off (powered off, reset, cut from
+ * its storage): the VMs of a host without a watchdog (fence=kill-only) may
+ * then restart elsewhere once its leases expired after this moment
+ * (docs/ha.md). Refused while the host reports. */
+static int
+api_host_confirm_off(struct httpd_req *r)
+{
+	json_t *row, *vms = NULL, *v, *names = NULL;
+	const char *name = r->params[0];
+	size_t i;
+
+	if ((row = api_host_lookup(r)) == NULL)
+		return 0;
+	if (strcmp(json_string_value(json_object_get(row, "state")), "up") ==
+	    0 || hostmon_silence_ms(name) < hb_timeout_ms()) {
+		httpd_reply_error(r, 409, "host %s is reporting: it is not off",
+		    name);
+		goto cleanup;
+	}
+	if (db_exec("UPDATE hosts SET confirmed_off = ? WHERE name = ?", "is",
+	    util_wall_ms(), name) != 1) {
+		httpd_reply_error(r, 500, "cannot record the confirmation");
+		goto cleanup;
+	}
+	failover_confirm_off(name);
+	event_add("warning", "host.confirmed_off", name, "host %s confirmed off "
+	    "by %s: its VMs restart elsewhere once its storage leases expired",
+	    name, r->principal);
+	names = json_array();
+	vms = db_query("SELECT * FROM vms WHERE host = ? ORDER BY name", "s",
+	    name);
+	json_array_foreach(vms, i, v) {
+		json_t *spec = vm_spec(v);
+
+		if (spec && failover_vm_released(name, spec))
+			json_array_append(names, json_object_get(v, "name"));
+		json_decref(spec);
+	}
+	httpd_reply_json(r, 200, json_pack("{s:s, s:O}", "host", name, "vms",
+	    names));
+cleanup:
+	json_decref(names);
+	json_decref(vms);
+	json_decref(row);
+	return 0;
+}
+
 static int
 api_storage_list(struct httpd_req *r)
 {
@@ -174,6 +221,7 @@ const struct httpd_route api_host_routes[] = {
 	{ "GET",  "/api/v1/hosts/{}",               api_host_show, 0, ROLE_VIEWER },
 	{ "DELETE", "/api/v1/hosts/{}",             api_host_delete, 0, ROLE_ADMIN },
 	{ "POST", "/api/v1/hosts/{}/maintenance",   api_host_maintenance, 0, ROLE_ADMIN },
+	{ "POST", "/api/v1/hosts/{}/confirm-off",   api_host_confirm_off, 0, ROLE_ADMIN },
 	{ "GET",  "/api/v1/storage",                api_storage_list, 0, ROLE_VIEWER },
 };
 const size_t api_host_nroutes = sizeof(api_host_routes) / sizeof(api_host_routes[0]);

@@ -143,6 +143,7 @@ cluster_store(const char *name, const char *value)
 int
 cluster_update(json_t *body, char *err, size_t errsz)
 {
+	char why[256];
 	const char *key;
 	json_t *v;
 	size_t i;
@@ -186,9 +187,12 @@ cluster_update(json_t *body, char *err, size_t errsz)
 		}
 		/* The margin of docs/ha.md ("Timing") for every keeper. */
 		if (strcmp(key, "ha_lease_timeout_ms") == 0 &&
-		    failover_timing_check_all(json_integer_value(v), err,
-		    errsz) < 0)
+		    failover_timing_check_all(json_integer_value(v), why,
+		    sizeof(why)) < 0) {
+			snprintf(err, errsz, "ha_lease_timeout_ms %lld is too "
+			    "short: %s", (long long)json_integer_value(v), why);
 			return -1;
+		}
 	}
 	if (db_begin() < 0) {
 		snprintf(err, errsz, "cannot store the settings");

@@ -622,6 +622,9 @@ failover_agent_hints(const char *host, json_t *reply)
 	    json_integer(mgr_cfg.heartbeat_timeout_ms));
 	json_object_set_new(reply, "isolation_response",
 	    json_string(cs.ha_isolation_response));
+	/* leave: the keeper holds a lost domain's VMs while we hear it */
+	json_object_set_new(reply, "ha_storage_loss_response",
+	    json_string(cs.ha_storage_loss_response));
 	json_object_set_new(reply, "monitor_interval_ms",
 	    json_integer(cs.ha_monitor_interval_ms));
 	json_object_set_new(reply, "monitor_misses",

@@ -37,6 +37,15 @@ host_json(json_t *row)
 	    "url", json_object_get(row, "url"), "last_seen", seen,
 	    "maintenance", json_integer_value(json_object_get(row,
 	    "maintenance")) != 0);
+	json_object_set(o, "fence", json_object_get(row, "fence") ?
+	    json_object_get(row, "fence") : json_null());
+	if (json_is_integer(json_object_get(row, "confirmed_off"))) {
+		util_time_iso(json_integer_value(json_object_get(row,
+		    "confirmed_off")), seen, sizeof(seen));
+		json_object_set_new(o, "confirmed_off", json_string(seen));
+	} else {
+		json_object_set_new(o, "confirmed_off", json_null());
+	}
 	json_object_set(o, "storage", json_object_get(info, "storage") ?
 	    json_object_get(info, "storage") : json_array());
 	json_object_set(o, "version", json_object_get(info, "version") ?

@@ -72,6 +72,14 @@ vmops_check(const char *op, json_t *row, json_t *params, char *err,
 	if (strcmp(op, "migrate") == 0)
 		return vmops_check_migrate(row, JS(params, "to"), err, errsz);
 	if (strcmp(op, "start") == 0) {
+		if (strcmp(state, "unknown") == 0) {
+			snprintf(err, errsz, "vm \"%s\" is unknown on host %s: its "
+			    "QEMU (pid %lld) does not answer; stop it with --force "
+			    "or wait", name, JS(row, "host") ? JS(row, "host") : "?",
+			    (long long)json_integer_value(json_object_get(row,
+			    "pid")));
+			return -1;
+		}
 		if (!down) {
 			snprintf(err, errsz, "vm \"%s\" is %s", name, state);
 			return -1;

@@ -333,6 +333,12 @@ test_vmops_check(void **state)
 	ops_check_is("start", "off", json_pack("{s:s}", "host", "h9"), ENOENT,
 	    "host \"h9\" not found");
 	ops_check_is("start", "on", json_object(), EBUSY, "is running");
+	/* issue 14: a QEMU its host cannot attach to may still run there */
+	vm_set_state(uuid_of("on", u), "unknown", "h1", 4242);
+	ops_check_is("start", "on", json_pack("{s:s}", "host", "h2"), EBUSY,
+	    "vm \"on\" is unknown on host h1: its QEMU (pid 4242) does not "
+	    "answer; stop it with --force or wait");
+	vm_set_state(uuid_of("on", u), "running", "h1", 4242);
 	ops_check_is("stop", "off", json_object(), 0, NULL);
 	ops_check_is("pause", "off", json_object(), EBUSY, "is not running");
 	ops_check_is("pause", "held", json_object(), EBUSY, "is paused, not "
