@@ -54,19 +54,22 @@ host_json(json_t *row)
 	return o;
 }
 
-/* Under hostmon_lock: host -> mono ms of its last report. Hosts not in
- * it yet count from the start of monitoring (the manager's start or its
- * take-over as leader), never from a wall time stored in the DB. */
-static json_t *hostmon_last;
+/* Under hostmon_lock: host -> mono ms of its last report; hosts already
+ * marked down since (not checked again until they report). Hosts not in
+ * hostmon_last count from the start of monitoring (the manager's start or
+ * its take-over as leader), never from a wall time stored in the DB. */
+static json_t *hostmon_last, *hostmon_down;
 static int64_t hostmon_since;
 
 void
 hostmon_seen(const char *host)
 {
 	pthread_mutex_lock(&hostmon_lock);
-	if (hostmon_last)
+	if (hostmon_last) {
 		json_object_set_new(hostmon_last, host,
 		    json_integer(util_mono_ms()));
+		json_object_del(hostmon_down, host);
+	}
 	pthread_mutex_unlock(&hostmon_lock);
 }
 
@@ -83,6 +86,24 @@ hostmon_silence_ms(const char *host)
 	return util_mono_ms() - last;
 }
 
+/* Hosts silent for longer than the timeout, not yet marked: from memory,
+ * so a quiet round reads nothing from the database. */
+static json_t *
+hostmon_stale(int64_t timeout)
+{
+	json_t *out = json_array(), *v;
+	int64_t now = util_mono_ms();
+	const char *host;
+
+	pthread_mutex_lock(&hostmon_lock);
+	json_object_foreach(hostmon_last, host, v)
+		if (now - json_integer_value(v) > timeout &&
+		    !json_object_get(hostmon_down, host))
+			json_array_append_new(out, json_string(host));
+	pthread_mutex_unlock(&hostmon_lock);
+	return out;
+}
+
 static void
 hostmon_check(void)
 {
@@ -90,20 +111,27 @@ hostmon_check(void)
 	json_t *rows, *h;
 	size_t i;
 
-	rows = db_query("SELECT name FROM hosts WHERE state = 'up'", NULL);
+	rows = hostmon_stale(timeout);
 	json_array_foreach(rows, i, h) {
-		const char *name = json_string_value(json_object_get(h, "name"));
+		const char *name = json_string_value(h);
 		int64_t age = hostmon_silence_ms(name);
 
-		if (age <= timeout)
-			continue;
-		/* A report between our read and now set last_seen again. */
-		if (hostmon_silence_ms(name) > timeout && db_exec("UPDATE hosts "
-		    "SET state = 'down' WHERE name = ? AND state = 'up'", "s",
-		    name) == 1)
+		pthread_mutex_lock(&hostmon_lock);
+		json_object_set_new(hostmon_down, name, json_true());
+		pthread_mutex_unlock(&hostmon_lock);
+		if (db_exec("UPDATE hosts SET state = 'down' WHERE name = ? AND "
+		    "state = 'up'", "s", name) == 1)
 			event_add("warning", "host.down", name, "host %s is down: "
 			    "no report for %lld ms (timeout %lld ms)", name,
 			    (long long)age, (long long)timeout);
+		/* A report in between: it is up again, check it again. */
+		if (hostmon_silence_ms(name) <= timeout) {
+			db_exec("UPDATE hosts SET state = 'up' WHERE name = ? AND "
+			    "state = 'down'", "s", name);
+			pthread_mutex_lock(&hostmon_lock);
+			json_object_del(hostmon_down, name);
+			pthread_mutex_unlock(&hostmon_lock);
+		}
 	}
 	json_decref(rows);
 }
@@ -138,15 +166,23 @@ int
 hostmon_start(void)
 {
 	pthread_condattr_t ca;
+	json_t *rows, *h;
+	size_t i;
 
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 	pthread_cond_init(&hostmon_cond, &ca);
 	pthread_condattr_destroy(&ca);
+	rows = db_query("SELECT name FROM hosts WHERE state = 'up'", NULL);
 	pthread_mutex_lock(&hostmon_lock);
 	hostmon_last = json_object();
+	hostmon_down = json_object();
 	hostmon_since = util_mono_ms();
+	json_array_foreach(rows, i, h)
+		json_object_set_new(hostmon_last, json_string_value(
+		    json_object_get(h, "name")), json_integer(hostmon_since));
 	pthread_mutex_unlock(&hostmon_lock);
+	json_decref(rows);
 	return pthread_create(&hostmon_thread, NULL, hostmon_main, NULL) == 0 ?
 	    0 : -1;
 }
@@ -161,6 +197,7 @@ hostmon_stop(void)
 	pthread_join(hostmon_thread, NULL);
 	pthread_mutex_lock(&hostmon_lock);
 	json_decref(hostmon_last);
-	hostmon_last = NULL;
+	json_decref(hostmon_down);
+	hostmon_last = hostmon_down = NULL;
 	pthread_mutex_unlock(&hostmon_lock);
 }

@@ -469,7 +469,7 @@ sched_filter(struct sched_hosts *hs, struct sched_host *h, json_t *spec,
     const struct cluster_settings *cs, char *why, size_t whysz)
 {
 	const char *st = JS(spec, "storage");
-	json_t *info, *s;
+	json_t *info, *s, *row;
 	size_t i;
 	int has = 0;
 
@@ -483,6 +483,13 @@ sched_filter(struct sched_hosts *hs, struct sched_host *h, json_t *spec,
 	json_decref(info);
 	if (!has)
 		return snprintf(why, whysz, "no storage %s", st ? st : "?"), why;
+	/* The manager fenced the host on it (docs/ha.md) and has not seen
+	 * its lease renewed there since. */
+	if ((row = db_row("SELECT state FROM host_domains WHERE host = ? AND "
+	    "storage = ? AND state = 'fenced'", "ss", h->name, st)) != NULL) {
+		json_decref(row);
+		return snprintf(why, whysz, "storage %s fenced there", st), why;
+	}
 	if (vnet_host_check(h->name, spec, why, whysz) < 0)
 		return why;
 	if (JS(spec, "anti_affinity") &&

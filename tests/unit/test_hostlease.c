@@ -4,7 +4,8 @@
  * fresh; a torn or too old read is no observation; a domain still renewed
  * keeps its VMs (src/manager/failover.c: failover_fence_round), a VM runs
  * elsewhere only when every domain of it expired, a kill-only host needs
- * an operator's confirm-off given after the lease last changed; the
+ * an operator's confirm-off given after the lease last changed; a fenced
+ * domain keeps VMs off the host until its lease there changes again; the
  * timing arithmetic of docs/ha.md (failover_timing_check). */
 #include <stdarg.h>
 #include <stddef.h>
@@ -249,7 +250,8 @@ teardown_cluster(void)
 static void
 test_fence_per_domain(void **state)
 {
-	char host[UTIL_NAME_MAX + 1];
+	char host[UTIL_NAME_MAX + 1], out[UTIL_NAME_MAX + 1], err[512];
+	json_t *row;
 	int64_t t;
 
 	(void)state;
@@ -272,6 +274,22 @@ test_fence_per_domain(void **state)
 	/* once per seq: the next round writes nothing new */
 	failover_fence_round();
 	assert_int_equal(events("host.domain_failed"), 1);
+	/* placement keeps VMs of A off h1 while A is fenced there, even once
+	 * h1 reports again (sched.c: sched_filter) ... */
+	db_exec("UPDATE hosts SET state = 'up'", NULL);
+	row = vm_find("va");
+	assert_int_equal(sched_place(row, NULL, NULL, NULL, out, sizeof(out),
+	    err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "h1: storage A fenced there"));
+	/* ... until its lease there shows another seq (fo_unfence) */
+	feed("A", 101, 19500);
+	fake_now = 19500;
+	failover_fence_round();
+	assert_int_equal(events("host.domain_ok"), 1);
+	assert_int_equal(sched_place(row, NULL, NULL, NULL, out, sizeof(out),
+	    err, sizeof(err)), 0);
+	assert_string_equal(out, "h1");
+	json_decref(row);
 	teardown_cluster();
 }
 
