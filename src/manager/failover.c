@@ -485,18 +485,25 @@ failover_fence_round(void)
 	struct cluster_settings cs;
 	json_t *hosts, *row;
 	int64_t now = fo_clock();
-	size_t i;
+	size_t i, nup = 0;
 
 	cluster_get(&cs);
 	hosts = db_query("SELECT name, state, info, fence, timing FROM hosts",
 	    NULL);
+	json_array_foreach(hosts, i, row)
+		if (strcmp(JS(row, "state"), "up") == 0)
+			nup++;
 	json_array_foreach(hosts, i, row) {
 		struct fo_host h;
+		size_t nvia;
 		json_t *iso;
 
+		/* An isolation record stops VMs on the word of the hosts that
+		 * read it: two of them when two can (one may lie). */
 		if (strcmp(JS(row, "state"), "down") == 0 &&
-		    (iso = hlease_isolation(JS(row, "name"))) != NULL) {
-			if (json_is_true(json_object_get(iso, "isolated")))
+		    (iso = hlease_isolation(JS(row, "name"), &nvia)) != NULL) {
+			if (json_is_true(json_object_get(iso, "isolated")) &&
+			    nvia >= (nup >= 2 ? 2 : 1))
 				fo_isolated(JS(row, "name"), iso,
 				    hostmon_silence_ms(JS(row, "name")));
 			json_decref(iso);

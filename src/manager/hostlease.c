@@ -112,6 +112,21 @@ hl_entry(const char *host, const char *domain, int create)
 	return p;
 }
 
+/* A host's isolation record as read via one reader (under hl_lock): the
+ * readers that showed the same record are counted, so that one lying
+ * host cannot make the manager restart another host's VMs. */
+static void
+hl_iso_note(const char *host, json_t *rec, const char *via)
+{
+	json_t *e = json_object_get(hl_iso, host);
+
+	if (e == NULL || !json_equal(json_object_get(e, "rec"), rec)) {
+		e = json_pack("{s:O, s:{}}", "rec", rec, "via");
+		json_object_set_new(hl_iso, host, e);
+	}
+	json_object_set_new(json_object_get(e, "via"), via, json_true());
+}
+
 int
 hlease_apply(const char *domain, const char *via, json_t *reply,
     int64_t sent, int64_t arrived)
@@ -146,8 +161,7 @@ hlease_apply(const char *domain, const char *via, json_t *reply,
 		seq = json_object_get(l, "seq");
 		end = json_object_get(l, "seq_end");
 		if (json_is_object(json_object_get(h, "isolation")))
-			json_object_set(hl_iso, host, json_object_get(h,
-			    "isolation"));
+			hl_iso_note(host, json_object_get(h, "isolation"), via);
 		/* A torn or unreadable record is no observation. */
 		if (!json_is_integer(seq) || (end && (!json_is_integer(end) ||
 		    json_integer_value(end) != json_integer_value(seq))))
@@ -187,12 +201,16 @@ hlease_get(const char *host, const char *domain, struct hlease *out)
 }
 
 json_t *
-hlease_isolation(const char *host)
+hlease_isolation(const char *host, size_t *nvia)
 {
-	json_t *o;
+	json_t *e, *o = NULL;
 
+	*nvia = 0;
 	pthread_mutex_lock(&hl_lock);
-	o = hl_iso ? json_incref(json_object_get(hl_iso, host)) : NULL;
+	if (hl_iso && (e = json_object_get(hl_iso, host)) != NULL) {
+		o = json_incref(json_object_get(e, "rec"));
+		*nvia = json_object_size(json_object_get(e, "via"));
+	}
 	pthread_mutex_unlock(&hl_lock);
 	return o;
 }

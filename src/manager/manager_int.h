@@ -241,8 +241,9 @@ int	 hlease_apply(const char *domain, const char *via, json_t *reply,
 	    int64_t sent, int64_t arrived);
 /* A copy of (host, domain)'s entry; -1 when never observed. */
 int	 hlease_get(const char *host, const char *domain, struct hlease *out);
-/* The host's last isolation record seen on storage; new reference or NULL. */
-json_t	*hlease_isolation(const char *host);
+/* The host's last isolation record seen on storage (new reference or
+ * NULL); *nvia: how many different hosts read that same record. */
+json_t	*hlease_isolation(const char *host, size_t *nvia);
 int	 hlease_init(void);	/* the table only (unit tests) */
 int	 hlease_start(void);	/* the table and the reader threads */
 void	 hlease_stop(void);

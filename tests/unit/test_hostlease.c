@@ -397,6 +397,45 @@ test_kill_only_needs_confirm(void **state)
 	teardown_cluster();
 }
 
+/* Guards hostlease.c: hl_iso_note and failover.c: failover_fence_round
+ * (isolation): h1's isolation record stops its VMs only once two hosts
+ * have read the same record, so one lying reader cannot make the manager
+ * restart a VM that h1 may still run. */
+static void
+test_isolation_needs_two_readers(void **state)
+{
+	char host[UTIL_NAME_MAX + 1];
+	json_t *row = NULL, *r;
+	int64_t t;
+
+	(void)state;
+	setup_cluster("watchdog");
+	db_exec("INSERT INTO hosts (name, url, state, accel, cpus, memory_mib)"
+	    " VALUES ('h2', 'http://x', 'up', 'tcg', 2, 4096), ('h3', "
+	    "'http://x', 'up', 'tcg', 2, 4096)", NULL);
+	row = vm_find("va");
+	for (t = 0; t <= 2000; t += 500) {
+		feed("A", 100 + t, t);		/* renewed: not expired */
+		feed("B", 200 + t, t);
+	}
+	r = json_pack("{s:{s:{s:{s:i}, s:{s:b, s:[O], s:i}}}}", "leases", "h1",
+	    "lease", "seq", 9999, "isolation", "isolated", 1, "stopped",
+	    json_object_get(row, "uuid"), "time", 123);
+	assert_int_equal(hlease_apply("A", "h2", r, 2495, 2500), 0);
+	fake_now = 2500;
+	failover_fence_round();
+	assert_string_equal(vm_state("va", host, sizeof(host)), "running");
+	assert_int_equal(hlease_apply("A", "h3", r, 2995, 3000), 0);
+	fake_now = 3000;
+	failover_fence_round();
+	assert_string_equal(vm_state("va", host, sizeof(host)), "failed");
+	assert_string_equal(vm_state("vb", host, sizeof(host)), "running");
+	assert_int_equal(events("host.isolated"), 1);
+	json_decref(r);
+	json_decref(row);
+	teardown_cluster();
+}
+
 /* Guards failover.c: failover_timing_check (docs/ha.md, "Timing"). */
 static void
 test_timing_check(void **state)
@@ -442,6 +481,7 @@ main(void)
 		cmocka_unit_test(test_fence_all_domains_and_up_host),
 		cmocka_unit_test(test_storage_loss_leave),
 		cmocka_unit_test(test_kill_only_needs_confirm),
+		cmocka_unit_test(test_isolation_needs_two_readers),
 		cmocka_unit_test(test_timing_check),
 	};
 
