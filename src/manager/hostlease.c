@@ -50,13 +50,11 @@ hlease_observe(struct hlease *l, int present, int64_t seq, int64_t sent,
 	/* The earliest moment the storage read can have happened. */
 	int64_t start = sent - read_start_age_ms;
 
-	if (!present) {
-		/* No record on storage: nothing was renewed; a fresh read of
-		 * a lease we know, or nothing at all to go by. */
-		if (!l->seen)
-			return;
-		seq = l->seq;
-	}
+	/* Not in the reply: the agent could not read or parse the record
+	 * (a write in flight, a removed file). That proves nothing about
+	 * renewals, so it is no observation. */
+	if (!present)
+		return;
 	if (!l->seen || seq != l->seq) {
 		l->seen = 1;
 		l->seq = seq;
@@ -131,12 +129,11 @@ int
 hlease_apply(const char *domain, const char *via, json_t *reply,
     int64_t sent, int64_t arrived)
 {
-	json_t *leases = json_object_get(reply, "leases"), *h, *l, *seen;
+	json_t *leases = json_object_get(reply, "leases"), *h, *l;
 	json_t *age = json_object_get(reply, "read_start_age_ms");
 	json_t *rms = json_object_get(reply, "read_ms");
 	int64_t a = 0, r = arrived - sent;
 	const char *host;
-	size_t i;
 
 	if (!json_is_object(leases) || (age && (!json_is_integer(age) ||
 	    json_integer_value(age) < 0 || json_integer_value(age) >
@@ -149,7 +146,6 @@ hlease_apply(const char *domain, const char *via, json_t *reply,
 		a = json_integer_value(age);
 	if (rms)
 		r = json_integer_value(rms);
-	seen = json_object();
 	pthread_mutex_lock(&hl_lock);
 	json_object_foreach(leases, host, h) {
 		struct hl_entry *e;
@@ -168,20 +164,11 @@ hlease_apply(const char *domain, const char *via, json_t *reply,
 			continue;
 		if ((e = hl_entry(host, domain, 1)) == NULL)
 			continue;
-		json_object_set_new(seen, host, json_true());
 		hlease_observe(&e->l, 1, json_integer_value(seq), sent, arrived,
 		    a, r);
 		snprintf(e->l.via, sizeof(e->l.via), "%s", via);
 	}
-	for (i = 0; i < hl_n; i++)
-		if (strcmp(hl_tab[i].domain, domain) == 0 &&
-		    !json_object_get(seen, hl_tab[i].host)) {
-			hlease_observe(&hl_tab[i].l, 0, 0, sent, arrived, a, r);
-			snprintf(hl_tab[i].l.via, sizeof(hl_tab[i].l.via), "%s",
-			    via);
-		}
 	pthread_mutex_unlock(&hl_lock);
-	json_decref(seen);
 	return 0;
 }
 
