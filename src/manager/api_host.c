@@ -202,10 +202,15 @@ api_storage_list(struct httpd_req *r)
 				json_object_set_new(byname, n, e);
 			}
 			json_array_append_new(json_object_get(e, "hosts"), json_pack(
-			    "{s:O, s:O, s:O}", "host", json_object_get(h, "name"),
-			    "ok", json_object_get(s, "ok"),
+			    "{s:O, s:O, s:O, s:O, s:O}", "host", json_object_get(h,
+			    "name"), "ok", json_object_get(s, "ok"),
 			    "error", json_object_get(s, "error") ?
-			    json_object_get(s, "error") : json_null()));
+			    json_object_get(s, "error") : json_null(),
+			    /* issue 14 agents: O_DIRECT there, lease state */
+			    "direct", json_object_get(s, "direct") ?
+			    json_object_get(s, "direct") : json_null(),
+			    "lease", json_object_get(s, "lease") ?
+			    json_object_get(s, "lease") : json_null()));
 		}
 		json_decref(info);
 	}
