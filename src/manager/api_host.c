@@ -7,6 +7,38 @@
 #define HOST_SELECT "SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE " \
 	"v.host = h.name) AS vms FROM hosts h"
 
+/* Each host's storage[] entry gets "fenced": whether the manager fenced
+ * the host on that domain (docs/ha.md). One query for all the hosts: the
+ * fenced rows are few. hosts: host objects (host_json), changed in place. */
+static void
+api_host_fenced(json_t *hosts)
+{
+	json_t *rows = db_query("SELECT host, storage FROM host_domains WHERE "
+	    "state = 'fenced'", NULL), *f = json_object(), *h, *s, *r;
+	char key[2 * UTIL_NAME_MAX + 2];
+	size_t i, j;
+
+	json_array_foreach(rows, i, r)
+		if (util_fmt(key, sizeof(key), "%s\x1f%s", json_string_value(
+		    json_object_get(r, "host")), json_string_value(
+		    json_object_get(r, "storage"))) == 0)
+			json_object_set_new(f, key, json_true());
+	json_array_foreach(hosts, i, h)
+		json_array_foreach(json_object_get(h, "storage"), j, s) {
+			const char *n = json_string_value(json_object_get(s,
+			    "name"));
+
+			if (!json_is_object(s) || n == NULL ||
+			    util_fmt(key, sizeof(key), "%s\x1f%s",
+			    json_string_value(json_object_get(h, "name")), n) < 0)
+				continue;
+			json_object_set_new(s, "fenced", json_boolean(
+			    json_object_get(f, key) != NULL));
+		}
+	json_decref(f);
+	json_decref(rows);
+}
+
 static int
 api_host_list(struct httpd_req *r)
 {
@@ -17,6 +49,7 @@ api_host_list(struct httpd_req *r)
 	json_array_foreach(rows, i, row)
 		json_array_append_new(out, host_json(row));
 	json_decref(rows);
+	api_host_fenced(out);
 	return httpd_reply_json(r, 200, out);
 }
 
@@ -35,10 +68,13 @@ api_host_lookup(struct httpd_req *r)
 static int
 api_host_show(struct httpd_req *r)
 {
-	json_t *row = api_host_lookup(r);
+	json_t *row = api_host_lookup(r), *one;
 
 	if (row) {
-		httpd_reply_json(r, 200, host_json(row));
+		one = json_pack("[o]", host_json(row));
+		api_host_fenced(one);
+		httpd_reply_json(r, 200, json_incref(json_array_get(one, 0)));
+		json_decref(one);
 		json_decref(row);
 	}
 	return 0;

@@ -66,7 +66,8 @@ def test_kill_only_host_waits_for_confirm_off(make_cluster, guest):
     VMs need a confirm-off later than the lease's last change, not lease
     age alone), src/manager/api_host.c: api_host_confirm_off (409 while
     the host reports, admin only, event host.confirmed_off, the VMs it
-    releases), and src/manager/api_agent.c: api_apply_running (a report
+    releases; api_host_fenced: storage[].fenced), and
+    src/manager/api_agent.c: api_apply_running (a report
     from another host neither duplicates nor takes over the VM).
     On main there is no confirm-off (404) and the kill-only host's VM
     restarts as soon as its lease expired."""
@@ -136,6 +137,11 @@ def test_kill_only_host_waits_for_confirm_off(make_cluster, guest):
         h = cl.cli("host", "show", "hk", json=True)
         assert h["fence"] == "kill-only" and h["confirmed_off"], h
         assert h["state"] == "fenced", h
+        assert [(d["name"], d["fenced"]) for d in h["storage"]] == \
+            [("local", True)], h
+        h1 = [x for x in cl.cli("host", "list", json=True)
+              if x["name"] == "h1"][0]
+        assert [d["fenced"] for d in h1["storage"]] == [False], h1
         st, audit = cl.http("GET", "/api/v1/audit?limit=50")
         assert st == 200 and any(
             a["path"] == "/api/v1/hosts/hk/confirm-off" and
