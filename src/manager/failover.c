@@ -162,6 +162,7 @@ enum { FO_LEGACY, FO_WATCHDOG, FO_KILLONLY };
 struct fo_host {
 	const char	*name;
 	int		 down;		/* down or fenced: not reporting */
+	int		 fenced;	/* state fenced already */
 	int		 fence;		/* FO_* */
 	int64_t		 fence_ms;	/* its keeper's deadline */
 	int64_t		 confirmed;	/* mono ms of confirm-off, or 0 */
@@ -229,6 +230,7 @@ fo_host_load(json_t *row, const struct cluster_settings *cs,
 	memset(h, 0, sizeof(*h));
 	h->name = JS(row, "name");
 	h->down = strcmp(JS(row, "state"), "up") != 0;
+	h->fenced = strcmp(JS(row, "state"), "fenced") == 0;
 	h->fence = fence == NULL ? FO_LEGACY : strcmp(fence, "kill-only") == 0 ?
 	    FO_KILLONLY : FO_WATCHDOG;
 	h->fence_ms = FO_LEGACY_FENCE_MS;
@@ -335,6 +337,46 @@ fo_views_differ(const struct fo_host *h, const char *d,
 	    h->name, d, (long long)l->seq, l->via);
 }
 
+/* Whether failing host h's gone domains changes anything: a domain not
+ * yet recorded fenced at this seq, a VM whose every domain is gone (marked
+ * "failed" in vms), or a down host to mark fenced. Nothing: no
+ * transaction, every round, for a host fenced long ago. */
+static int
+fo_host_changes(const struct fo_host *h, json_t *vms, json_t *gone, int all)
+{
+	json_t *v, *t, *vd, *row;
+	struct hlease l;
+	const char *d, *k;
+	size_t i;
+	int changes = h->down && all && !h->fenced;
+
+	json_object_foreach(gone, d, t) {
+		if (hlease_get(h->name, d, &l) < 0)
+			continue;
+		row = db_row("SELECT fenced_seq FROM host_domains WHERE host = ? "
+		    "AND storage = ? AND state = 'fenced'", "ss", h->name, d);
+		if (row == NULL || JI(row, "fenced_seq") != l.seq)
+			changes = 1;
+		json_decref(row);
+	}
+	json_array_foreach(vms, i, v) {
+		json_t *spec = vm_spec(v);
+		int every = 1;
+
+		vd = failover_vm_domains(spec);
+		json_object_foreach(vd, k, t)
+			if (!json_object_get(gone, k))
+				every = 0;
+		if (every && json_object_size(vd) > 0) {
+			json_object_set_new(v, "failed", json_true());
+			changes = 1;
+		}
+		json_decref(vd);
+		json_decref(spec);
+	}
+	return changes;
+}
+
 /* Per domain of host h: fail what lost its storage, in one transaction:
  * the host's domains, its VMs whose every domain is gone, and the host
  * when all of them are. Restarts follow from the DB state. */
@@ -377,28 +419,15 @@ fo_host_round(struct fo_host *h, int64_t now,
 			json_object_set_new(gone, d, json_true());
 			ngone++;
 		}
-	if (ngone == 0)
+	if (ngone == 0 || !fo_host_changes(h, vms, gone, ngone == ndoms))
 		goto cleanup;
 	db_begin();
 	json_object_foreach(gone, d, t)
 		if (hlease_get(h->name, d, &l) == 0)
 			fo_domain_fail(h, d, &l, now, cs);
-	json_array_foreach(vms, i, v) {
-		json_t *spec = vm_spec(v);
-		const char *k;
-		int all = 1;
-
-		vd = failover_vm_domains(spec);
-		json_object_foreach(vd, k, t)
-			if (!json_object_get(gone, k))
-				all = 0;
-		if (all && json_object_size(vd) > 0) {
+	json_array_foreach(vms, i, v)
+		if (json_is_true(json_object_get(v, "failed")))
 			vm_set_state(JS(v, "uuid"), "failed", NULL, 0);
-			json_object_set_new(v, "failed", json_true());
-		}
-		json_decref(vd);
-		json_decref(spec);
-	}
 	if (h->down && ngone == ndoms && db_exec("UPDATE hosts SET state = "
 	    "'fenced' WHERE name = ? AND state = 'down'", "s", h->name) == 1)
 		event_add("error", "host.fenced", h->name, "host %s failed: no "
