@@ -398,6 +398,41 @@ test_kill_only_needs_confirm(void **state)
 	teardown_cluster();
 }
 
+/* Guards failover.c: fo_host_load / fo_domain_gone for agents that send
+ * no "fence" (today's agents, until the keeper of issue 14 lands; cvirt
+ * sim): they keep today's rule (docs/ha.md, "Agents that do not say how
+ * they fence"): never failed while they report, failed once down with
+ * their lease expired, as a watchdog host would be. Taking a missing
+ * fence for kill-only would leave HA without failover on main. */
+static void
+test_no_fence_field_keeps_todays_rule(void **state)
+{
+	char host[UTIL_NAME_MAX + 1];
+	int64_t t;
+
+	(void)state;
+	setup_cluster(NULL);
+	db_exec("UPDATE hosts SET state = 'up', timing = NULL", NULL);
+	for (t = 0; t <= 19000; t += 500) {
+		feed("A", 100, t);
+		feed("B", 200, t);
+	}
+	fake_now = 19000;
+	failover_fence_round();
+	assert_string_equal(vm_state("va", host, sizeof(host)), "running");
+	assert_string_equal(vm_state("vb", host, sizeof(host)), "running");
+	assert_int_equal(events("host.domain_failed"), 0);
+	db_exec("UPDATE hosts SET state = 'down'", NULL);
+	failover_fence_round();
+	assert_string_equal(vm_state("va", host, sizeof(host)), "failed");
+	assert_string_equal(vm_state("vb", host, sizeof(host)), "failed");
+	assert_string_equal(vm_state("vab", host, sizeof(host)), "failed");
+	assert_string_equal(host, "-");
+	assert_int_equal(events("host.domain_failed"), 2);
+	assert_int_equal(events("host.fenced"), 1);
+	teardown_cluster();
+}
+
 /* Guards hostlease.c: hl_iso_note and failover.c: failover_fence_round
  * (isolation): h1's isolation record stops its VMs only once two hosts
  * have read the same record, so one lying reader cannot make the manager
@@ -482,6 +517,7 @@ main(void)
 		cmocka_unit_test(test_fence_all_domains_and_up_host),
 		cmocka_unit_test(test_storage_loss_leave),
 		cmocka_unit_test(test_kill_only_needs_confirm),
+		cmocka_unit_test(test_no_fence_field_keeps_todays_rule),
 		cmocka_unit_test(test_isolation_needs_two_readers),
 		cmocka_unit_test(test_timing_check),
 	};
