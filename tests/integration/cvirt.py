@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -232,6 +233,30 @@ def qemu_pid(uuid):
     """The one live QEMU pid of a VM, or None."""
     pids = sorted(qemu_pids(uuid))
     return pids[0] if pids else None
+
+
+class Sampler:
+    """Counts a VM's QEMU processes every 50 ms in a thread; stop() gives
+    the most seen at once: 1 for a VM that ran all along, never twice
+    (and was seen running at all). .pids: every pid seen."""
+
+    def __init__(self, uuid):
+        self.uuid, self.max, self.pids = uuid, 0, set()
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self.run)
+        self.t.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            found = qemu_pids(self.uuid)
+            self.max = max(self.max, len(found))
+            self.pids |= set(found)
+            time.sleep(0.05)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join()
+        return self.max
 
 
 def boot_ids(serial):

@@ -9,12 +9,11 @@ import os
 import re
 import signal
 import subprocess
-import threading
 import time
 
 import pytest
 
-from cvirt import boot_ids, qemu_pid, qemu_pids, wait_for
+from cvirt import Sampler, boot_ids, qemu_pid, qemu_pids, wait_for
 from netns import NetnsCluster
 
 BASE = "console=ttyS0 cvirt.tick=1"
@@ -37,27 +36,6 @@ def hc(request, guest, cvirt_bin):
     request.addfinalizer(cl.stop)
     cl.start(hosts=("h1", "h2", "h3"))
     return cl
-
-
-class Sampler:
-    """Counts a VM's QEMU processes every 50 ms while it runs; stop()
-    gives the most seen at once: 1 for a VM that ran all along, never
-    twice (and was seen running at all)."""
-
-    def __init__(self, uuid):
-        self.uuid, self.max, self.stop_ev = uuid, 0, threading.Event()
-        self.t = threading.Thread(target=self.run)
-        self.t.start()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            self.max = max(self.max, len(qemu_pids(self.uuid)))
-            time.sleep(0.05)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.t.join()
-        return self.max
 
 
 def ha_vm(cl, guest, name, host, extra="", monitor=None, disk=None):
@@ -124,10 +102,11 @@ def test_host_crash_restarts_ha_vm_elsewhere(hc, ha_vms):
     assert "precrashdata" in read_disk(hc.storage, v["uuid"], 51200)
     ev = [e["message"] for e in hc.cli("event", "list", json=True)
           if e["kind"] == "host.fenced" and e["object"] == "h1"]
-    # One fence, with the figures of src/manager/failover.c, fo_fence.
+    # One fence, with the figures of src/manager/failover.c,
+    # fo_host_round: h1's one domain (the shared storage) failed.
     assert len(ev) == 1 and re.fullmatch(
         r"host h1 failed: no report for \d+ ms and its storage lease not "
-        r"renewed for \d+ ms \(seq \d+, lease timeout \d+ ms\); its "
+        r"renewed on 1 domain\(s\) \(lease timeout 5000 ms\); its "
         r"keeper has stopped its VMs", ev[0]), ev
     hc.start_agent("h1")
     assert len(qemu_pids(v["uuid"])) == 1

@@ -4,10 +4,9 @@ where the VM starts, not a pin. After h1 crashes, both HA VMs run again on
 another host, within the same bound as any other HA restart, and no task
 fails with "host h1 not found" (h1 exists)."""
 
-import threading
 import time
 
-from cvirt import qemu_pids, wait_for
+from cvirt import Sampler, qemu_pids, wait_for
 from netns import NetnsCluster
 
 BASE = "console=ttyS0 cvirt.tick=1"
@@ -23,25 +22,6 @@ BOOT_S = 120
 # two-core machine, TCG guests booting beside it), the same for every
 # HA restart after a host crash.
 FAILOVER_S = 20
-
-
-class Sampler:
-    """Counts a VM's QEMU processes every 50 ms; stop() gives the most."""
-
-    def __init__(self, uuid):
-        self.uuid, self.max, self.stop_ev = uuid, 0, threading.Event()
-        self.t = threading.Thread(target=self.run)
-        self.t.start()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            self.max = max(self.max, len(qemu_pids(self.uuid)))
-            time.sleep(0.05)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.t.join()
-        return self.max
 
 
 def wait_running_on(cl, name, hosts, timeout):

@@ -14,12 +14,11 @@ import os
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 import pytest
 
-from cvirt import boot_ids, qemu_pid, qemu_pids, wait_for
+from cvirt import Sampler, boot_ids, qemu_pid, qemu_pids, wait_for
 from netns import NetnsCluster
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
@@ -251,28 +250,6 @@ def test_two_hosts_reporting_one_vm_stop_the_copy(make_cluster, guest):
     assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
     assert not events(cl, "ha.restart", "dup")
     cl.cli("vm", "delete", "dup", "--force")
-
-
-class Sampler:
-    """Counts a VM's QEMU processes every 50 ms and remembers the pids."""
-
-    def __init__(self, uuid):
-        self.uuid, self.max, self.pids = uuid, 0, set()
-        self.stop_ev = threading.Event()
-        self.t = threading.Thread(target=self.run)
-        self.t.start()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            found = qemu_pids(self.uuid)
-            self.max = max(self.max, len(found))
-            self.pids |= set(found)
-            time.sleep(0.05)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.t.join()
-        return self.max
 
 
 @pytest.fixture
