@@ -13,8 +13,11 @@ leases for the manager and runs the VM once it is restarted."""
 import http.server
 import json
 import os
+import re
 import threading
 import time
+
+import pytest
 
 from cvirt import free_port, qemu_pids, wait_for
 
@@ -46,6 +49,16 @@ class FakeAgent(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.fixture
+def fake_agent():
+    """The URL of a FakeAgent server, shut down when the test ends."""
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
+                                          FakeAgent)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1:%d" % srv.server_address[1]
+    srv.shutdown()
+
+
 def register(cl, name, url, fence, vms=()):
     return cl.http("POST", "/api/v1/agent/register", {
         "name": name, "url": url, "accel": "tcg", "accel_reason": "test",
@@ -61,7 +74,8 @@ def events(cl, kind):
             if e["kind"] == kind]
 
 
-def test_kill_only_host_waits_for_confirm_off(make_cluster, guest):
+def test_kill_only_host_waits_for_confirm_off(make_cluster, guest,
+                                              fake_agent):
     """Guards src/manager/failover.c: fo_domain_gone (a kill-only host's
     VMs need a confirm-off later than the lease's last change, not lease
     age alone), src/manager/api_host.c: api_host_confirm_off (409 while
@@ -72,85 +86,86 @@ def test_kill_only_host_waits_for_confirm_off(make_cluster, guest):
     On main there is no confirm-off (404) and the kill-only host's VM
     restarts as soon as its lease expired."""
     cl = make_cluster(hosts=("h1",))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
-                                          FakeAgent)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = "http://127.0.0.1:%d" % srv.server_address[1]
-        os.makedirs(os.path.join(cl.storage, "leases"), exist_ok=True)
-        with open(os.path.join(cl.storage, "leases", "hk.json"), "w") as f:
-            json.dump({"host": "hk", "seq": 7, "seq_end": 7}, f)
-        st, reply = register(cl, "hk", url, "kill-only")
-        assert st == 200, reply
-        cl.cli("vm", "create", "kv", "--cpus", 1, "--memory", 128, "--ha",
-               "--kernel", guest.kernel, "--initrd", guest.initrd,
-               "--cmdline", CMDLINE)
-        cl.cli("vm", "start", "kv", "--host", "hk")
-        v = cl.vm("kv")
-        assert (v["host"], v["state"]) == ("hk", "running"), v
-        uuid = v["uuid"]
-        # hk reports (it just registered): not off.
-        st, reply = cl.http("POST", "/api/v1/hosts/hk/confirm-off")
-        assert st == 409 and reply["error"] == \
-            "host hk is reporting: it is not off", reply
-        # Reports leave a VM changed in the last 2 s alone (api_agent.c:
-        # REPORT_SETTLE_MS); wait that out so the claim below is judged.
-        time.sleep(2.1)
-        # A joined host claiming kv while hk is up: its copy is stopped.
-        st, reply = register(cl, "hx", url, "watchdog", [
-            {"uuid": uuid, "name": "kv", "state": "running", "pid": 1}])
-        assert st == 200 and uuid in reply["stop"], reply
-        cl.wait_host("hk", "down", 15)
-        # ... and while hk is down: ignored, kv stays recorded on hk.
-        st, reply = register(cl, "hx", url, "watchdog", [
-            {"uuid": uuid, "name": "kv", "state": "running", "pid": 1}])
-        assert st == 200, reply
-        # hk's lease has not changed since it was first read (before hk
-        # went down, over 5 s ago): it has expired, and a watchdog host
-        # would have its VM restarted within a failover round (0.5 s).
-        # One more lease timeout shows kill-only does not.
-        time.sleep(L_S + 1)
-        v = cl.vm("kv")
-        assert (v["host"], v["state"]) == ("hk", "running"), v
-        assert not qemu_pids(uuid)
-        assert not events(cl, "host.domain_failed")
-        op = cl.cli("user", "create", "opr", "--role", "operator")[1].strip()
-        st, _ = cl.http("POST", "/api/v1/hosts/hk/confirm-off", token=op)
-        assert st == 403
-        t0 = time.monotonic()
-        rc, out, err = cl.cli("host", "confirm-off", "hk")
-        assert "host hk confirmed off; restarting elsewhere: kv" in out, \
-            (out, err)
-        # From the confirmation to QEMU running on h1: one failover round
-        # (kicked at once), a vm.start task and the spawn, well under a
-        # second here; 10 s for a loaded machine.
-        got = wait_for(lambda: (lambda x: x if x["host"] == "h1" and
-                                x["state"] == "running" else None)(
-                                    cl.vm("kv")), 10, "kv running on h1")
-        assert time.monotonic() - t0 < 10
-        assert len(qemu_pids(got["uuid"])) == 1
-        ev = events(cl, "host.confirmed_off")
-        assert ev and "confirmed off by" in ev[0]["message"], ev
-        ev = events(cl, "host.domain_failed")
-        assert ev and "an operator confirmed it is off" in \
-            ev[0]["message"], ev
-        h = cl.cli("host", "show", "hk", json=True)
-        assert h["fence"] == "kill-only" and h["confirmed_off"], h
-        assert h["state"] == "fenced", h
-        assert [(d["name"], d["fenced"]) for d in h["storage"]] == \
-            [("local", True)], h
-        h1 = [x for x in cl.cli("host", "list", json=True)
-              if x["name"] == "h1"][0]
-        assert [d["fenced"] for d in h1["storage"]] == [False], h1
-        st, audit = cl.http("GET", "/api/v1/audit?limit=50")
-        assert st == 200 and any(
-            a["path"] == "/api/v1/hosts/hk/confirm-off" and
-            a["status"] == 200 for a in audit), audit
-    finally:
-        srv.shutdown()
+    url = fake_agent
+    os.makedirs(os.path.join(cl.storage, "leases"), exist_ok=True)
+    with open(os.path.join(cl.storage, "leases", "hk.json"), "w") as f:
+        json.dump({"host": "hk", "seq": 7, "seq_end": 7}, f)
+    st, reply = register(cl, "hk", url, "kill-only")
+    assert st == 200, reply
+    cl.cli("vm", "create", "kv", "--cpus", 1, "--memory", 128, "--ha",
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", CMDLINE)
+    cl.cli("vm", "start", "kv", "--host", "hk")
+    v = cl.vm("kv")
+    assert (v["host"], v["state"]) == ("hk", "running"), v
+    uuid = v["uuid"]
+    # hk reports (it just registered): not off.
+    st, reply = cl.http("POST", "/api/v1/hosts/hk/confirm-off")
+    assert st == 409 and reply["error"] == \
+        "host hk is reporting: it is not off", reply
+    # Reports leave a VM changed in the last 2 s alone (api_agent.c:
+    # REPORT_SETTLE_MS); wait that out so the claim below is judged.
+    time.sleep(2.1)
+    # A joined host claiming kv while hk is up: its copy is stopped.
+    st, reply = register(cl, "hx", url, "watchdog", [
+        {"uuid": uuid, "name": "kv", "state": "running", "pid": 1}])
+    assert st == 200 and reply["stop"] == [uuid], reply
+    cl.wait_host("hk", "down", 15)
+    # ... and while hk is down: ignored, kv stays recorded on hk.
+    st, reply = register(cl, "hx", url, "watchdog", [
+        {"uuid": uuid, "name": "kv", "state": "running", "pid": 1}])
+    assert st == 200 and reply["stop"] == [], reply
+    v = cl.vm("kv")
+    assert (v["host"], v["state"]) == ("hk", "running"), v
+    # hk's lease has not changed since it was first read (before hk
+    # went down, over 5 s ago): it has expired, and a watchdog host
+    # would have its VM restarted within a failover round (0.5 s).
+    # One more lease timeout shows kill-only does not.
+    time.sleep(L_S + 1)
+    v = cl.vm("kv")
+    assert (v["host"], v["state"]) == ("hk", "running"), v
+    assert not qemu_pids(uuid)
+    assert not events(cl, "host.domain_failed")
+    op = cl.cli("user", "create", "opr", "--role", "operator")[1].strip()
+    st, _ = cl.http("POST", "/api/v1/hosts/hk/confirm-off", token=op)
+    assert st == 403
+    t0 = time.monotonic()
+    rc, out, err = cl.cli("host", "confirm-off", "hk")
+    assert (rc, out) == (0, "host hk confirmed off; restarting "
+                         "elsewhere: kv\n"), (rc, out, err)
+    # From the confirmation to QEMU running on h1: one failover round
+    # (kicked at once), a vm.start task and the spawn, well under a
+    # second here; 10 s for a loaded machine.
+    got = wait_for(lambda: (lambda x: x if x["host"] == "h1" and
+                            x["state"] == "running" else None)(
+                                cl.vm("kv")), 10, "kv running on h1")
+    assert time.monotonic() - t0 < 10
+    assert len(qemu_pids(got["uuid"])) == 1
+    ev = [e["message"] for e in events(cl, "host.confirmed_off")]
+    assert ev == ["host hk confirmed off by admin: its VMs restart "
+                  "elsewhere once its storage leases expired"], ev
+    # One domain failed, with the figures of src/manager/failover.c,
+    # fo_domain_fail: seq 7 (the file above), read through h1.
+    ev = [e["message"] for e in events(cl, "host.domain_failed")]
+    assert len(ev) == 1 and re.fullmatch(
+        r"host hk lost storage local: lease seq 7 unchanged for \d+ ms "
+        r"\(timeout 5000 ms\), read fresh via h1 \d+\.\d s ago; an "
+        r"operator confirmed it is off", ev[0]), ev
+    h = cl.cli("host", "show", "hk", json=True)
+    assert h["fence"] == "kill-only" and h["confirmed_off"], h
+    assert h["state"] == "fenced", h
+    assert [(d["name"], d["fenced"]) for d in h["storage"]] == \
+        [("local", True)], h
+    h1 = [x for x in cl.cli("host", "list", json=True)
+          if x["name"] == "h1"][0]
+    assert [d["fenced"] for d in h1["storage"]] == [False], h1
+    st, audit = cl.http("GET", "/api/v1/audit?limit=50")
+    assert st == 200 and any(
+        a["path"] == "/api/v1/hosts/hk/confirm-off" and
+        a["status"] == 200 for a in audit), audit
 
 
-def test_registration_scan_and_unknown(make_cluster, guest):
+def test_registration_scan_and_unknown(make_cluster, guest, fake_agent):
     """Guards src/manager/api_agent.c: api_apply_report (a VM the host did
     not report is marked stopped only after a complete scan, never while
     unknown) and api_apply_running (state unknown kept with its pid, event
@@ -158,45 +173,40 @@ def test_registration_scan_and_unknown(make_cluster, guest):
     not started elsewhere). On main a registration without the VM marks
     it stopped at once, and "unknown" is ignored."""
     cl = make_cluster(hosts=("h1",))
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()),
-                                          FakeAgent)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    try:
-        url = "http://127.0.0.1:%d" % srv.server_address[1]
-        assert register(cl, "hs", url, "watchdog")[0] == 200
-        cl.cli("vm", "create", "ks", "--cpus", 1, "--memory", 128, "--ha",
-               "--kernel", guest.kernel, "--initrd", guest.initrd,
-               "--cmdline", CMDLINE)
-        cl.cli("vm", "start", "ks", "--host", "hs")
-        uuid = cl.vm("ks")["uuid"]
-        time.sleep(2.1)     # REPORT_SETTLE_MS, as above
+    url = fake_agent
+    assert register(cl, "hs", url, "watchdog")[0] == 200
+    cl.cli("vm", "create", "ks", "--cpus", 1, "--memory", 128, "--ha",
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", CMDLINE)
+    cl.cli("vm", "start", "ks", "--host", "hs")
+    uuid = cl.vm("ks")["uuid"]
+    time.sleep(2.1)     # REPORT_SETTLE_MS, as above
 
-        def reg(scan, vms):
-            body_vms = [dict(v, uuid=uuid, name="ks") for v in vms]
-            st, reply = cl.http("POST", "/api/v1/agent/register", {
-                "name": "hs", "url": url, "accel": "tcg", "cpus": 4,
-                "memory_mib": 4096, "accel_reason": "test",
-                "storage": [{"name": "local", "path": cl.storage,
-                             "ok": True}],
-                "vms": body_vms, "fence": "watchdog", "scan": scan})
-            assert st == 200, reply
-            return cl.vm("ks")
+    def reg(scan, vms):
+        body_vms = [dict(v, uuid=uuid, name="ks") for v in vms]
+        st, reply = cl.http("POST", "/api/v1/agent/register", {
+            "name": "hs", "url": url, "accel": "tcg", "cpus": 4,
+            "memory_mib": 4096, "accel_reason": "test",
+            "storage": [{"name": "local", "path": cl.storage,
+                         "ok": True}],
+            "vms": body_vms, "fence": "watchdog", "scan": scan})
+        assert st == 200, reply
+        return cl.vm("ks")
 
-        v = reg("partial", [])
-        assert (v["state"], v["host"]) == ("running", "hs"), v
-        v = reg("complete", [{"state": "unknown", "pid": 4243,
-                              "reason": "QMP does not answer"}])
-        assert (v["state"], v["host"], v["pid"]) == ("unknown", "hs", 4243)
-        ev = [e for e in cl.cli("event", "list", json=True)
-              if e["kind"] == "vm.unknown"]
-        assert ev and "QMP does not answer" in ev[0]["message"], ev
-        rc, _, err = cl.cli("vm", "start", "ks", "--host", "h1", check=False)
-        assert rc != 0 and "is unknown on host hs: its QEMU (pid 4243) " \
-            "does not answer" in err, err
-        # unknown is never marked stopped, even by a complete scan
-        time.sleep(2.1)
-        v = reg("complete", [])
-        assert v["state"] == "unknown", v
-        assert not qemu_pids(uuid)
-    finally:
-        srv.shutdown()
+    v = reg("partial", [])
+    assert (v["state"], v["host"]) == ("running", "hs"), v
+    v = reg("complete", [{"state": "unknown", "pid": 4243,
+                          "reason": "QMP does not answer"}])
+    assert (v["state"], v["host"], v["pid"]) == ("unknown", "hs", 4243)
+    ev = [e["message"] for e in events(cl, "vm.unknown")]
+    assert ev == ["vm ks is unknown on host hs: QMP does not answer "
+                  "(QEMU pid 4243)"], ev
+    rc, _, err = cl.cli("vm", "start", "ks", "--host", "h1", check=False)
+    assert (rc, err) == (1, "cvirt: vm \"ks\" is unknown on host hs: "
+                         "its QEMU (pid 4243) does not answer; stop it "
+                         "with --force or wait\n"), (rc, err)
+    # unknown is never marked stopped, even by a complete scan
+    time.sleep(2.1)
+    v = reg("complete", [])
+    assert v["state"] == "unknown", v
+    assert not qemu_pids(uuid)
