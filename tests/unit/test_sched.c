@@ -184,6 +184,19 @@ test_pick_first_none_running(void **state)
 	db_exec("DELETE FROM vms", NULL);
 }
 
+/* h1, h2, h3 loaded with 1024, 2048 and 512 MiB (h3 the emptiest), and
+ * the row of a new 256 MiB VM called name, placed nowhere yet. */
+static json_t *
+loaded_hosts(const char *name)
+{
+	db_exec("DELETE FROM vms", NULL);
+	add_vm("x1", "h1", 1, 1024, NULL);
+	add_vm("x2", "h2", 1, 2048, NULL);
+	add_vm("x3", "h3", 1, 512, NULL);
+	add_vm(name, NULL, 1, 256, NULL);
+	return vm_find(name);
+}
+
 static void
 test_pick(void **state)
 {
@@ -191,12 +204,7 @@ test_pick(void **state)
 	json_t *row;
 
 	(void)state;
-	db_exec("DELETE FROM vms", NULL);
-	add_vm("x1", "h1", 1, 1024, NULL);
-	add_vm("x2", "h2", 1, 2048, NULL);
-	add_vm("x3", "h3", 1, 512, NULL);
-	add_vm("new", NULL, 1, 256, NULL);
-	row = vm_find("new");
+	row = loaded_hosts("new");
 	assert_int_equal(sched_pick(row, NULL, NULL, host, sizeof(host), err,
 	    sizeof(err)), 0);
 	assert_string_equal(host, "h3");
@@ -242,12 +250,7 @@ test_pick_prefer_is_no_pin(void **state)
 	json_t *row;
 
 	(void)state;
-	db_exec("DELETE FROM vms", NULL);
-	add_vm("x1", "h1", 1, 1024, NULL);
-	add_vm("x2", "h2", 1, 2048, NULL);
-	add_vm("x3", "h3", 1, 512, NULL);
-	add_vm("ha1", NULL, 1, 256, NULL);
-	row = vm_find("ha1");
+	row = loaded_hosts("ha1");
 	/* preferred h1 fits: taken although h3 is the least loaded */
 	assert_int_equal(sched_place(row, NULL, "h1", NULL, host, sizeof(host),
 	    err, sizeof(err)), 0);
