@@ -563,8 +563,8 @@ sched_want_error(struct sched_hosts *hs, json_t *vm, json_t *spec,
 	else if (h->maintenance)
 		snprintf(err, errsz, "host %s is in maintenance", want);
 	else if (sched_filter(hs, h, spec, cs, why, sizeof(why)) != NULL)
-		snprintf(err, errsz, "host %s cannot run vm %s: %s", want,
-		    JS(vm, "name"), why);
+		snprintf(err, errsz, "no host can run vm %s: %s: %s",
+		    JS(vm, "name"), want, why);	/* as without --host */
 	else
 		snprintf(err, errsz, "host %s cannot run vm %s", want,
 		    JS(vm, "name"));

@@ -284,8 +284,8 @@ test_pick_prefer_is_no_pin(void **state)
 	db_exec("UPDATE hosts SET memory_mib = 100 WHERE name = 'h1'", NULL);
 	assert_int_equal(sched_place(row, "h1", NULL, NULL, host, sizeof(host),
 	    err, sizeof(err)), -1);
-	assert_non_null(strstr(err, "host h1 cannot run vm ha1: not enough "
-	    "memory"));
+	assert_string_equal(err, "no host can run vm ha1: h1: not enough "
+	    "memory (need 256 MiB, free -924 MiB)");
 	/* preferred but full: elsewhere */
 	assert_int_equal(sched_place(row, NULL, "h1", NULL, host, sizeof(host),
 	    err, sizeof(err)), 0);
