@@ -190,13 +190,15 @@ api_host_confirm_off(struct httpd_req *r)
 		httpd_reply_error(r, 500, "cannot record the confirmation");
 		goto cleanup;
 	}
+	/* Its VMs before the failover thread, kicked by the confirmation,
+	 * fails them (host NULL): the reply names those it released. */
+	vms = db_query("SELECT * FROM vms WHERE host = ? ORDER BY name", "s",
+	    name);
 	failover_confirm_off(name);
 	event_add("warning", "host.confirmed_off", name, "host %s confirmed off "
 	    "by %s: its VMs restart elsewhere once its storage leases expired",
 	    name, r->principal);
 	names = json_array();
-	vms = db_query("SELECT * FROM vms WHERE host = ? ORDER BY name", "s",
-	    name);
 	json_array_foreach(vms, i, v) {
 		json_t *spec = vm_spec(v);
 
