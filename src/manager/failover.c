@@ -154,8 +154,10 @@ fo_restart_ha_vms(const struct cluster_settings *cs)
 
 /* How a host fences itself, from its own registration (never from what
  * another host reads on storage): FO_LEGACY for agents that do not say
- * (the keeper before issue 14, cvirt sim), treated as they were: lease
- * expiry of a down host is enough. */
+ * (today's keeper, cvirt sim), which keep today's rule until the keeper
+ * of issue 14 lands: lease expiry of a down host is enough. From then on
+ * such a host is never fenced automatically (docs/ha.md, "Agents that do
+ * not say how they fence"). */
 enum { FO_LEGACY, FO_WATCHDOG, FO_KILLONLY };
 #define FO_LEGACY_FENCE_MS	3000	/* that keeper's kill deadline */
 
