@@ -197,6 +197,14 @@ fuzz_cleanup(void)
 	rmdir(mgr_cfg.data);
 }
 
+/* On SQLite the manager leads at once (ha_start): its task engine runs
+ * (task_run starts nothing while the manager does not lead). */
+static int
+fuzz_lead(void)
+{
+	return task_init(1);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -216,7 +224,8 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	mgr_cfg.heartbeat_timeout_ms = 5000;
 	if (util_mkdir_p(mgr_cfg.data, 0700) < 0 || atexit(fuzz_cleanup) != 0 ||
 	    db_open(fuzz_db) < 0 ||
-	    auth_init() < 0 || cluster_load() < 0 || task_init(1) < 0 ||
+	    auth_init() < 0 || cluster_load() < 0 ||
+	    ha_start(fuzz_db, fuzz_lead) < 0 ||
 	    (fuzz_routes = api_routes_join(&fuzz_nroutes)) == NULL)
 		abort();
 	if (snprintf(path, sizeof(path), "%s/admin.token", mgr_cfg.data) >=
