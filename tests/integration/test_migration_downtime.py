@@ -13,16 +13,13 @@ speed (the bandwidth limit does not apply to the switch-over). So a short
 that QEMU got the limit. A light guest (cvirt.tick=1), as QEMU 7.2's TCG
 migration can corrupt memory-busy ones (docs/cluster.md)."""
 
-import re
-
 import pytest
 
-from cvirt import boot_ids, qemu_pids, wait_for
+from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from netns import NetnsCluster
 
 pytestmark = pytest.mark.migrates
 
-TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 BANDWIDTH_MIBS = 4
 
 
@@ -37,10 +34,6 @@ def dc(request, guest, cvirt_bin):
     cl.cli("vm", "start", "d1", "--host", "h1")
     cl.wait_serial("d1", "cvirt-guest: tick 2", 90)
     return cl
-
-
-def ticks(serial):
-    return [int(n) for n in TICK_RE.findall(serial)]
 
 
 def test_downtime_ms_is_validated(dc):

@@ -20,7 +20,7 @@ import pytest
 
 from cvirt import wait_for
 from guestcheck import assert_no_damage
-from netns import NetnsCluster
+from netns import start_netns_cluster
 
 # Live migrations among its tests: run one at a time (tests/run).
 pytestmark = [pytest.mark.skipif(
@@ -36,11 +36,8 @@ PING_RE = r"cvirt-guest: ping %s (ok|fail) (\d+)"
 
 @pytest.fixture(scope="module")
 def nc(request, guest, cvirt_bin):
-    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
-    request.addfinalizer(cl.stop)
-    mem = ["--memory", "1024"]
-    cl.start(hosts=("h1", "h2", "h3"),
-             agent_extra={h: mem for h in ("h1", "h2", "h3")})
+    cl = start_netns_cluster(request, cvirt_bin, ("h1", "h2", "h3"),
+                             memory_mib=1024)
     cl.cli("network", "create", "blue", "--type", "vxlan", "--subnet",
            SUBNET + ".0/24")
     cl.cli("network", "create", "red", "--type", "vxlan", "--subnet",
