@@ -35,7 +35,8 @@ def start_and_boot(cl, name, timeout=40):
     wait_for(lambda: set(boot_ids(cl.serial(name))) - before, timeout,
              "a new boot of %s (%r on its serial)" % (name, INIT),
              interval=0.3)
-    time.sleep(0.5)      # acpid starts just after the boot id is printed
+    # (The guest prints its boot id once acpid holds the power button:
+    # tests/guest/build-guest.sh.)
     return cl.vm(name)
 
 
