@@ -236,23 +236,38 @@ mig_cancel(const char *uuid, char *err, size_t errsz, int *status)
 	return rc;
 }
 
-/* QEMU's run state of vm into qs, with *status 409 set for the caller's
- * refusals; -1 when QMP did not answer. */
-static int
-mig_qstatus(struct avm *vm, char *qs, size_t qssz, char *err, size_t errsz,
-    int *status)
+/* The VM (held: the caller puts it) whose QEMU has sent its state and
+ * waits, paused, in "postmigrate", its copy not handed over yet: what
+ * mig_finish ends and mig_resume runs again. NULL otherwise, with err
+ * and *status (409 for any other state, or when QMP does not answer). */
+static struct avm *
+mig_postmigrate(const char *uuid, char *err, size_t errsz, int *status)
 {
+	struct avm *vm, *ret = NULL;
 	json_t *st = NULL;
-	int rc = -1;
+	char qs[32];
 
+	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
+		return NULL;
 	*status = 409;
 	if (qmp_command(vm->qmp, "query-status", NULL, 5000, &st, err, errsz) < 0)
 		goto cleanup;
-	snprintf(qs, qssz, "%s", JS(st, "status") ? JS(st, "status") : "");
-	rc = 0;
+	snprintf(qs, sizeof(qs), "%s", JS(st, "status") ? JS(st, "status") : "");
+	pthread_mutex_lock(&vm->lock);
+	if (vm->migrated)
+		snprintf(qs, sizeof(qs), "handed over");
+	pthread_mutex_unlock(&vm->lock);
+	if (strcmp(qs, "postmigrate") != 0) {
+		snprintf(err, errsz, "VM %s is %s here, not paused after sending "
+		    "its state", vm->name, qs);
+		goto cleanup;
+	}
+	ret = vm;
+	vm = NULL;
 cleanup:
 	json_decref(st);
-	return rc;
+	vmhost_put(vm);
+	return ret;
 }
 
 /* The destination runs: end the paused source copy. */
@@ -260,23 +275,14 @@ int
 mig_finish(const char *uuid, char *err, size_t errsz, int *status)
 {
 	struct avm *vm;
-	char qs[32] = "";
-	int rc = -1;
+	int rc;
 
-	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
+	if ((vm = mig_postmigrate(uuid, err, errsz, status)) == NULL)
 		return -1;
-	if (mig_qstatus(vm, qs, sizeof(qs), err, errsz, status) < 0)
-		goto cleanup;
-	if (strcmp(qs, "postmigrate") != 0) {
-		snprintf(err, errsz, "VM %s is %s here, not handed over", vm->name,
-		    qs);
-		goto cleanup;
-	}
 	pthread_mutex_lock(&vm->lock);
 	vm->migrated = 1;
 	pthread_mutex_unlock(&vm->lock);
 	rc = vmhost_stop(uuid, 1, 0, err, errsz, status);
-cleanup:
 	vmhost_put(vm);
 	return rc;
 }
@@ -289,22 +295,10 @@ int
 mig_resume(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 {
 	struct avm *vm;
-	char qs[32] = "";
 	int rc = -1;
 
-	if ((vm = mig_vm(uuid, err, errsz, status)) == NULL)
+	if ((vm = mig_postmigrate(uuid, err, errsz, status)) == NULL)
 		return -1;
-	if (mig_qstatus(vm, qs, sizeof(qs), err, errsz, status) < 0)
-		goto cleanup;
-	pthread_mutex_lock(&vm->lock);
-	if (vm->migrated)
-		snprintf(qs, sizeof(qs), "handed over");
-	pthread_mutex_unlock(&vm->lock);
-	if (strcmp(qs, "postmigrate") != 0) {
-		snprintf(err, errsz, "VM %s is %s here, not waiting for its "
-		    "destination", vm->name, qs);
-		goto cleanup;
-	}
 	*status = 502;
 	if (qmp_command(vm->qmp, "cont", NULL, 30000, NULL, err, errsz) < 0)
 		goto cleanup;

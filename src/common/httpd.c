@@ -177,6 +177,14 @@ httpd_json_depth_ok(const char *buf, size_t len, int max)
 	return 1;
 }
 
+const char *
+httpd_bearer(const char *auth)
+{
+	if (auth == NULL || strncasecmp(auth, "Bearer ", 7) != 0)
+		return NULL;
+	return auth + 7;
+}
+
 int
 httpd_route_match(const char *pattern, const char *path, struct httpd_req *r)
 {
@@ -256,7 +264,6 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	const struct httpd_route *rt, *found = NULL;
 	struct httpd_req r;
 	struct timespec t0, t1;
-	const char *auth;
 	int path_matched = 0, rc, i;
 	size_t k;
 
@@ -278,9 +285,7 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 		    "address");
 		goto done;
 	}
-	auth = mg_get_header(conn, "Authorization");
-	if (auth && strncasecmp(auth, "Bearer ", 7) == 0)
-		r.token = auth + 7;
+	r.token = httpd_bearer(mg_get_header(conn, "Authorization"));
 	/* civetweb resolves "." and ".." segments (also %2e%2e) and empty
 	 * ones in local_uri: DELETE /vms/web/snapshots/.. would reach
 	 * DELETE /vms/web. Such a path names nothing here. */

@@ -99,6 +99,9 @@ json_t	*httpd_json_decode(const char *buf, size_t len, char *err,
  * caller frees them); 0 otherwise (pure). */
 int	httpd_route_match(const char *pattern, const char *path,
 	    struct httpd_req *r);
+/* The token of an Authorization header's value "Bearer TOKEN" (scheme
+ * in any case; a pointer into auth), or NULL for none or another scheme. */
+const char	*httpd_bearer(const char *auth);
 int	httpd_ws_send(struct mg_connection *c, const void *buf, size_t len);
 void	httpd_ws_close(struct mg_connection *c);
 

@@ -12,8 +12,7 @@
 			  &api_##x##_nroutes }
 
 const struct api_route_table api_route_tables[] = {
-	API_TABLE(web),		/* before vms/{}/{} */
-	/* Before vm: its POST /vms/{}/{} would take theirs. */
+	API_TABLE(web),
 	API_TABLE(storage),
 	API_TABLE(snapshot),
 	API_TABLE(network),

@@ -436,15 +436,18 @@ api_vm_migrate_params(struct httpd_req *r, const char *const fields[],
 	return 0;
 }
 
+/* POST /vms/{name}/OP: the operations that queue a task vm.OP. Each has
+ * its own route, so a path naming no operation is 404 and another method
+ * on one is 405 (httpd_dispatch). */
 static int
-api_vm_action(struct httpd_req *r)
+api_vm_action(struct httpd_req *r, const char *op)
 {
 	static const char *const start_f[] = { "host", NULL };
 	static const char *const stop_f[] = { "force", "timeout_s", NULL };
 	static const char *const none_f[] = { "force", NULL };
 	static const char *const mig_f[] = { "to", "downtime_ms",
 	    "bandwidth_mibs", "timeout_s", "auto_converge", NULL };
-	const char *op = r->params[1], *host = NULL;
+	const char *host = NULL;
 	json_t *row, *params = json_object();
 	int64_t timeout = 0;
 	int force = 0, has_timeout = 0;
@@ -473,14 +476,10 @@ api_vm_action(struct httpd_req *r)
 	} else if (strcmp(op, "migrate") == 0) {
 		if (api_vm_migrate_params(r, mig_f, params) < 0)
 			goto fail;
-	} else if (strcmp(op, "reboot") == 0 || strcmp(op, "pause") == 0 ||
-	    strcmp(op, "resume") == 0) {
+	} else {	/* reboot, pause, resume */
 		if (r->body && (api_check_fields(r, none_f) < 0 ||
 		    api_bool_field(r, "force", &force) < 0))
 			goto fail;
-	} else {
-		httpd_reply_error(r, 404, "no such action: %.32s", op);
-		goto fail;
 	}
 	if (api_vm_precheck(r, op, params) < 0)
 		goto fail;
@@ -489,6 +488,42 @@ api_vm_action(struct httpd_req *r)
 fail:
 	json_decref(params);
 	return 0;
+}
+
+static int
+api_vm_start(struct httpd_req *r)
+{
+	return api_vm_action(r, "start");
+}
+
+static int
+api_vm_stop(struct httpd_req *r)
+{
+	return api_vm_action(r, "stop");
+}
+
+static int
+api_vm_reboot(struct httpd_req *r)
+{
+	return api_vm_action(r, "reboot");
+}
+
+static int
+api_vm_pause(struct httpd_req *r)
+{
+	return api_vm_action(r, "pause");
+}
+
+static int
+api_vm_resume(struct httpd_req *r)
+{
+	return api_vm_action(r, "resume");
+}
+
+static int
+api_vm_migrate(struct httpd_req *r)
+{
+	return api_vm_action(r, "migrate");
 }
 
 static int
@@ -579,6 +614,11 @@ const struct httpd_route api_vm_routes[] = {
 	{ "DELETE", "/api/v1/vms/{}",          api_vm_delete,  0, ROLE_OPERATOR },
 	{ "GET",    "/api/v1/vms/{}/serial",   api_vm_serial,  0, ROLE_VIEWER },
 	{ "POST",   "/api/v1/vms/{}/console",  api_vm_console, 0, ROLE_OPERATOR },
-	{ "POST",   "/api/v1/vms/{}/{}",       api_vm_action,  0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/start",    api_vm_start,   0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/stop",     api_vm_stop,    0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/reboot",   api_vm_reboot,  0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/pause",    api_vm_pause,   0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/resume",   api_vm_resume,  0, ROLE_OPERATOR },
+	{ "POST",   "/api/v1/vms/{}/migrate",  api_vm_migrate, 0, ROLE_OPERATOR },
 };
 const size_t api_vm_nroutes = sizeof(api_vm_routes) / sizeof(api_vm_routes[0]);

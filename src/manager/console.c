@@ -62,6 +62,7 @@ struct console_link {
 	struct mg_connection	*agent;		/* our websocket to the agent */
 	int			 client_gone;
 	int			 client_ready;	/* its handshake is done */
+	int			 agent_gone;	/* close the client once ready */
 	char			*pending;	/* agent data held until then */
 	size_t			 npending;
 	int			 refs;
@@ -124,7 +125,10 @@ console_agent_closed(const struct mg_connection *c, void *ud)
 
 	(void)c;
 	pthread_mutex_lock(&l->lock);
-	if (!l->client_gone)
+	/* Before the client's upgrade reply is out, a close frame would
+	 * come before it: console_ready closes it then. */
+	l->agent_gone = 1;
+	if (!l->client_gone && l->client_ready)
 		httpd_ws_close(l->client);
 	pthread_mutex_unlock(&l->lock);
 	console_put(l);
@@ -209,7 +213,8 @@ console_open(struct mg_connection *c, const char *query, void *ctx)
 	return l;
 }
 
-/* The client's handshake is done: what the agent sent meanwhile first. */
+/* The client's handshake is done: what the agent sent meanwhile first,
+ * then its close if it has hung up meanwhile. */
 static void
 console_ready(void *state)
 {
@@ -222,6 +227,8 @@ console_ready(void *state)
 	l->pending = NULL;
 	l->npending = 0;
 	l->client_ready = 1;
+	if (l->agent_gone)
+		httpd_ws_close(l->client);
 	pthread_mutex_unlock(&l->lock);
 }
 

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/log.h"
 #include "common/metrics.h"
@@ -12,6 +13,9 @@
 
 #define TASK_QUEUE 4096
 #define TASK_MAX_WORKERS 16
+/* How often a worker looks whether a lapsed lease is back (ha.c renews
+ * it every 500 ms) or the manager is stopping. */
+#define TASK_LEAD_POLL_MS 50
 
 static const struct {
 	const char	*kind;
@@ -73,6 +77,34 @@ task_finish(struct task *t, int ok)
 	free(res);
 }
 
+/* Waits while this manager may not lead (its lease has lapsed: ha.c
+ * pauses the leader until a renewal succeeds): a manager that may no
+ * longer lead writes nothing, so the task stays queued for whichever
+ * manager leads next. 0 once leading, -1 when the manager is stopping. */
+static int
+task_await_lead(int64_t id)
+{
+	int quit, said = 0;
+
+	for (;;) {
+		pthread_mutex_lock(&q_lock);
+		quit = q_quit;
+		pthread_mutex_unlock(&q_lock);
+		if (quit) {
+			if (said)
+				log_info("task %lld left queued for the next "
+				    "leader", (long long)id);
+			return -1;
+		}
+		if (ha_is_leader())
+			return 0;
+		if (!said++)
+			log_info("task %lld waits: this manager's leader lease "
+			    "has lapsed", (long long)id);
+		usleep(TASK_LEAD_POLL_MS * 1000);
+	}
+}
+
 static void
 task_run(int64_t id)
 {
@@ -83,6 +115,8 @@ task_run(int64_t id)
 
 	memset(&t, 0, sizeof(t));
 	t.id = id;
+	if (task_await_lead(id) < 0)
+		return;
 	row = db_row("SELECT * FROM tasks WHERE id = ?", "i", id);
 	if (row == NULL)
 		return;
@@ -97,12 +131,6 @@ task_run(int64_t id)
 	    json_string_value(json_object_get(row, "params")) : "{}", 0, NULL);
 	if (t.params == NULL)
 		t.params = json_object();
-	if (!ha_is_leader()) {	/* our lease ran out: another may lead */
-		snprintf(t.err, sizeof(t.err), "the manager's leader lease ran "
-		    "out before the task started");
-		task_finish(&t, 0);
-		goto cleanup;
-	}
 	db_exec("UPDATE tasks SET state = 'running', updated = ? WHERE id = ?",
 	    "ii", util_wall_ms(), id);
 	if ((fn = task_lookup(t.kind)) == NULL) {
@@ -149,12 +177,22 @@ task_worker(void *arg)
 int
 task_init(int n)
 {
-	/* Whatever ran when the manager stopped did not finish here; the
-	 * agents' reports tell the truth about the VMs. */
-	db_exec("UPDATE tasks SET state = 'failed', error = 'the manager "
-	    "restarted while the task was pending', updated = ? WHERE state IN "
-	    "('queued', 'running')", "i", util_wall_ms());
+	/* This manager starts leading: whatever was queued or ran under the
+	 * last leader (this one before a restart, or another before a
+	 * take-over) did not finish; the agents' reports tell the truth
+	 * about the VMs. */
+	db_exec("UPDATE tasks SET state = 'failed', error = 'the task was "
+	    "pending when its manager stopped leading (a restart or a "
+	    "take-over): it never started', updated = ? WHERE state = "
+	    "'queued'", "i", util_wall_ms());
+	db_exec("UPDATE tasks SET state = 'failed', error = 'the task was "
+	    "running when its manager stopped leading (a restart or a "
+	    "take-over): the agents tell what became of its VM', updated = ? "
+	    "WHERE state = 'running'", "i", util_wall_ms());
 	db_exec("UPDATE vms SET task_id = NULL", NULL);
+	pthread_mutex_lock(&q_lock);
+	q_quit = 0;		/* a task_shutdown() before (unit tests) */
+	pthread_mutex_unlock(&q_lock);
 	if (n > TASK_MAX_WORKERS)
 		n = TASK_MAX_WORKERS;
 	for (nworkers = 0; nworkers < n; nworkers++)

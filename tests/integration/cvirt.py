@@ -31,6 +31,7 @@ GUEST_DIR = os.environ.get("CVIRT_GUEST_DIR") or os.path.join(
 UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BOOT_ID_RE = re.compile(r"cvirt-guest: boot-id (" + UUID_RE.pattern + ")")
+TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 
 
 def cvirt_bin():
@@ -262,6 +263,18 @@ class Sampler:
 def boot_ids(serial):
     """Boot ids in order of appearance in a serial transcript."""
     return BOOT_ID_RE.findall(serial)
+
+
+def ticks(serial):
+    """The test guest's ticks (cvirt.tick=1: one a second) in a serial
+    transcript, in order."""
+    return [int(n) for n in TICK_RE.findall(serial)]
+
+
+def last_tick(serial):
+    """The last tick in a serial transcript, 0 before the first."""
+    t = ticks(serial)
+    return t[-1] if t else 0
 
 
 class CvirtError(AssertionError):
@@ -618,6 +631,19 @@ class Cluster:
                   if h.get("state") == "up"],
                  timeout, "cvirt up's local host to be up", interval=0.2)
         return self
+
+    def restart_up(self, timeout=30):
+        """Starts the stopped `cvirt up` of start_up() again (same data,
+        same port) and waits until it says "cvirt is up." anew in its log:
+        it has re-registered its host and re-attached to the VMs."""
+        self.manager.start()
+
+        def up():
+            assert self.manager.running(), self.manager.log_tail()
+            with open(self.manager.log_path, errors="replace") as f:
+                f.seek(self.manager.log_start)
+                return "cvirt is up." in f.read()
+        wait_for(up, timeout, "cvirt up to come back")
 
     # ---- client ----------------------------------------------------------
 

@@ -121,3 +121,16 @@ class NetnsCluster(Cluster):
             super().stop()
         finally:
             self._teardown()
+
+
+def start_netns_cluster(request, bin, hosts, memory_mib=None):
+    """A NetnsCluster of hosts, started (each agent offering memory_mib
+    MiB when given) and stopped when request's scope ends: what the
+    multi-host modules' fixtures share."""
+    cl = NetnsCluster(hosts, bin=bin)
+    request.addfinalizer(cl.stop)
+    extra = None
+    if memory_mib is not None:
+        extra = {h: ["--memory", str(memory_mib)] for h in hosts}
+    cl.start(hosts=hosts, agent_extra=extra)
+    return cl

@@ -12,29 +12,20 @@ import time
 
 import pytest
 
-from cvirt import boot_ids, qemu_pids, wait_for
+from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from guestcheck import MEMCHECK, assert_guest_intact
-from netns import NetnsCluster
+from netns import start_netns_cluster
 
 # Live migrations: run one at a time (tests/run).
 pytestmark = pytest.mark.migrates
 
-TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 BASE = "console=ttyS0 cvirt.tick=1"
 
 
 @pytest.fixture(scope="module")
 def nc(request, guest, cvirt_bin):
-    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
-    request.addfinalizer(cl.stop)
-    mem = ["--memory", "1024"]
-    cl.start(hosts=("h1", "h2", "h3"),
-             agent_extra={"h1": mem, "h2": mem, "h3": mem})
-    return cl
-
-
-def ticks(serial):
-    return [int(n) for n in TICK_RE.findall(serial)]
+    return start_netns_cluster(request, cvirt_bin, ("h1", "h2", "h3"),
+                               memory_mib=1024)
 
 
 def boot(cl, guest, name, host, extra="", memory=128, disk=None, cpus=1):

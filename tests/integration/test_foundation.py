@@ -16,16 +16,10 @@ import time
 import pytest
 
 import cvirt
-from cvirt import boot_ids, pid_alive, qemu_pid, wait_for
+from cvirt import boot_ids, last_tick, pid_alive, qemu_pid, wait_for
 
 INIT = "cvirt-guest: init reached"
 CMDLINE = "console=ttyS0 cvirt.tick=1"
-TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
-
-
-def last_tick(serial):
-    ticks = TICK_RE.findall(serial)
-    return int(ticks[-1]) if ticks else 0
 
 
 def create_guest_vm(cl, guest, name, cmdline=CMDLINE):
@@ -41,7 +35,8 @@ def start_and_boot(cl, name, timeout=40):
     wait_for(lambda: set(boot_ids(cl.serial(name))) - before, timeout,
              "a new boot of %s (%r on its serial)" % (name, INIT),
              interval=0.3)
-    time.sleep(0.5)      # acpid starts just after the boot id is printed
+    # (The guest prints its boot id once acpid holds the power button:
+    # tests/guest/build-guest.sh.)
     return cl.vm(name)
 
 
@@ -660,16 +655,7 @@ def test_up_restarts_with_its_host_in_maintenance(tmp_path, cvirt_bin):
         host = cl.cli("host", "list", json=True)[0]["name"]
         cl.cli("host", "maintenance", host, "on")
         assert cl.manager.stop(15) == 0
-        log = os.path.join(str(tmp_path), "up.log")
-        seen = os.path.getsize(log)
-        cl.manager.start()
-
-        def up():
-            assert cl.manager.running(), cl.manager.log_tail()
-            with open(log, errors="replace") as f:
-                f.seek(seen)
-                return "cvirt is up." in f.read()
-        wait_for(up, 15, "cvirt up back with its host in maintenance")
+        cl.restart_up(15)
         h = cl.cli("host", "show", host, json=True)
         assert h["state"] == "maintenance" and h["maintenance"] is True, h
     finally:

@@ -18,17 +18,15 @@ left on h2. Light guests only (cvirt.tick=1): QEMU 7.2's TCG migration
 can corrupt memory-busy ones (docs/cluster.md)."""
 
 import os
-import re
 import stat
 
 import pytest
 
-from cvirt import boot_ids, qemu_pids, wait_for
+from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from netns import NetnsCluster
 
 pytestmark = pytest.mark.migrates
 
-TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 
 WRAPPER = """#!/bin/sh
 # QEMU for host h2 of test_migration_faults.py: with -incoming, what
@@ -84,10 +82,6 @@ def fc(request, guest, cvirt_bin):
     request.addfinalizer(cl.stop)
     cl.start(hosts=("h1", "h2"))
     return cl
-
-
-def ticks(serial):
-    return [int(n) for n in TICK_RE.findall(serial)]
 
 
 def boot(cl, guest, name):

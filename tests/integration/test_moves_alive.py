@@ -8,30 +8,18 @@ Three hosts in network namespaces (netns.py). Light guests only
 (cvirt.tick=1): QEMU 7.2's TCG migration can corrupt memory-busy ones
 (docs/cluster.md)."""
 
-import re
-
 import pytest
 
-from cvirt import boot_ids, qemu_pids, wait_for
-from netns import NetnsCluster
+from cvirt import boot_ids, qemu_pids, ticks, wait_for
+from netns import start_netns_cluster
 
 pytestmark = pytest.mark.migrates
-
-TICK_RE = re.compile(r"cvirt-guest: tick (\d+)")
 
 
 @pytest.fixture(scope="module")
 def mc(request, guest, cvirt_bin):
-    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
-    request.addfinalizer(cl.stop)
-    mem = ["--memory", "1024"]
-    cl.start(hosts=("h1", "h2", "h3"),
-             agent_extra={h: mem for h in ("h1", "h2", "h3")})
-    return cl
-
-
-def ticks(serial):
-    return [int(n) for n in TICK_RE.findall(serial)]
+    return start_netns_cluster(request, cvirt_bin, ("h1", "h2", "h3"),
+                               memory_mib=1024)
 
 
 def boot_all(cl, guest, names, host, memory):

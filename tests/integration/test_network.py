@@ -20,7 +20,7 @@ import pytest
 
 from cvirt import wait_for
 from guestcheck import assert_no_damage
-from netns import NetnsCluster
+from netns import start_netns_cluster
 
 # Live migrations among its tests: run one at a time (tests/run).
 pytestmark = [pytest.mark.skipif(
@@ -36,11 +36,8 @@ PING_RE = r"cvirt-guest: ping %s (ok|fail) (\d+)"
 
 @pytest.fixture(scope="module")
 def nc(request, guest, cvirt_bin):
-    cl = NetnsCluster(("h1", "h2", "h3"), bin=cvirt_bin)
-    request.addfinalizer(cl.stop)
-    mem = ["--memory", "1024"]
-    cl.start(hosts=("h1", "h2", "h3"),
-             agent_extra={h: mem for h in ("h1", "h2", "h3")})
+    cl = start_netns_cluster(request, cvirt_bin, ("h1", "h2", "h3"),
+                             memory_mib=1024)
     cl.cli("network", "create", "blue", "--type", "vxlan", "--subnet",
            SUBNET + ".0/24")
     cl.cli("network", "create", "red", "--type", "vxlan", "--subnet",
@@ -180,8 +177,8 @@ def test_pings_continue_across_live_migration(nc, guest):
     out = nc.cli("vm", "migrate", "a2", "--to", "h3", json=True)
     assert nc.vm("a2")["host"] == "h3", out
     fails_at = len(pings(nc, "a1", SUBNET + ".12"))
-    # Pings go on: a few may be lost around the switch-over, then they
-    # succeed again (a1 on h1 now reaches a2 through h3's VTEP).
+    # Pings go on (one may be lost in the switch-over: below), a1 on h1
+    # now reaching a2 through h3's VTEP.
     try:
         wait_for(lambda: oks(nc, "a1", SUBNET + ".12") >= before + 5 and
                  all(ok for ok, _ in pings(nc, "a1", SUBNET + ".12")[-3:]),
@@ -193,9 +190,17 @@ def test_pings_continue_across_live_migration(nc, guest):
                                      fails_at - 3:],
                                  re.findall(r"cvirt-guest: [^\r\n]*",
                                             nc.serial("a2"))[-8:])) from e
+    # Lost pings: measured here, 12 migrations of a2 back and forth
+    # (downtime 2-3 ms, 0.1-0.2 s in all), none lost either way. One can
+    # be lost only if a1 sends it during the switch-over: the paused
+    # source never answers, and h3's bridge sends a2's frames to its new
+    # TAP only once QEMU's announcement after the resume taught it.
+    # a1 pings once a second, so with a downtime under a second at most
+    # one request falls into it.
+    assert out["result"]["downtime_ms"] < 1000, out
     lost = [n for ok, n in pings(nc, "a1", SUBNET + ".12")[fails_at - 3:]
             if not ok]
-    assert len(lost) <= 5, "too many pings lost: %r" % lost
+    assert len(lost) <= 1, "pings lost across the migration: %r" % lost
     # And the other way round: a2 (on h3) still reaches a1.
     n = oks(nc, "a2", SUBNET + ".11")
     try:

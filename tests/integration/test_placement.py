@@ -51,7 +51,8 @@ def refused(cl, name, host=None):
     stopped and no QEMU of it runs."""
     args = ["vm", "start", name] + (["--host", host] if host else [])
     rc, _, err = cl.cli(*args, check=False)
-    assert rc != 0 and err.startswith("cvirt: ") and \
+    # 1: the command failed (2 would be a usage error: src/cli/cli_int.h).
+    assert rc == 1 and err.startswith("cvirt: ") and \
         len(err.strip().splitlines()) == 1, (rc, err)
     v = cl.vm(name)
     assert v["state"] == "stopped" and v["host"] is None, v
