@@ -148,7 +148,11 @@ void	 task_shutdown(void);
  * caller keeps its reference. Returns the task id or -1. */
 int64_t	 task_submit(const char *kind, const char *vm, json_t *params,
 	    const char *owner, char *err, size_t errsz);
+/* Written only while this manager leads and the task is still its own
+ * (running): a take-over's task_init() fails it, and it stays failed. */
 void	 task_progress(struct task *t, int pct);
+/* A kind beyond the built-in table (at most 4; the unit tests' kinds). */
+int	 task_kind_add(const char *kind, task_fn fn);
 json_t	*task_json(json_t *row);
 json_t	*task_get(int64_t id);
 

@@ -41,6 +41,13 @@ static const struct {
 	{ "vm.stop",	vmops_stop },
 };
 
+#define TASK_EXTRA 4
+static struct {
+	char	 kind[32];
+	task_fn	 fn;
+} task_extra[TASK_EXTRA];
+static int task_nextra;
+
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static int64_t q_ids[TASK_QUEUE];
@@ -57,23 +64,57 @@ task_lookup(const char *kind)
 	for (i = 0; i < sizeof(task_kinds) / sizeof(task_kinds[0]); i++)
 		if (strcmp(task_kinds[i].kind, kind) == 0)
 			return task_kinds[i].fn;
+	for (i = 0; i < (size_t)task_nextra; i++)
+		if (strcmp(task_extra[i].kind, kind) == 0)
+			return task_extra[i].fn;
 	return NULL;
 }
 
+int
+task_kind_add(const char *kind, task_fn fn)
+{
+	if (task_nextra == TASK_EXTRA || task_lookup(kind) != NULL ||
+	    util_fmt(task_extra[task_nextra].kind,
+	    sizeof(task_extra[task_nextra].kind), "%s", kind) < 0)
+		return -1;
+	task_extra[task_nextra++].fn = fn;
+	return 0;
+}
+
+static int task_await_lead(int64_t id, const char *what);
+
+/* The outcome is written by a manager that leads (it waits while its lease
+ * has lapsed) and only over its own running task: a manager that stopped
+ * leading, or whose task a take-over failed meanwhile, writes nothing. */
 static void
 task_finish(struct task *t, int ok)
 {
 	char *res = t->result ? json_dumps(t->result, JSON_COMPACT) : NULL;
+	int n = 0;
 
+	if (!ha_is_leader() && task_await_lead(t->id, "running") < 0) {
+		log_warnx("task %lld (%s) ended (%s) after this manager stopped "
+		    "leading: not recorded", (long long)t->id, t->kind,
+		    ok ? "succeeded" : "failed");
+		goto cleanup;
+	}
 	db_begin();
-	db_exec("UPDATE tasks SET state = ?, progress = ?, error = ?, result = ?,"
-	    " updated = ? WHERE id = ?", "sissii", ok ? "succeeded" : "failed",
-	    (int64_t)(ok ? 100 : 0), ok ? NULL : t->err, res, util_wall_ms(), t->id);
-	db_exec("UPDATE vms SET task_id = NULL WHERE task_id = ?", "i", t->id);
+	n = db_exec("UPDATE tasks SET state = ?, progress = ?, error = ?, "
+	    "result = ?, updated = ? WHERE id = ? AND state = 'running'",
+	    "sissii", ok ? "succeeded" : "failed", (int64_t)(ok ? 100 : 0),
+	    ok ? NULL : t->err, res, util_wall_ms(), t->id);
+	if (n > 0)
+		db_exec("UPDATE vms SET task_id = NULL WHERE task_id = ?", "i",
+		    t->id);
 	db_commit();
-	if (!ok)
+	if (n <= 0)
+		log_warnx("task %lld (%s) ended (%s) but is no longer running "
+		    "here (a take-over failed it): not recorded",
+		    (long long)t->id, t->kind, ok ? "succeeded" : "failed");
+	else if (!ok)
 		event_add("error", "task.failed", t->vm[0] ? t->vm : NULL,
 		    "task %lld (%s) failed: %s", (long long)t->id, t->kind, t->err);
+cleanup:
 	free(res);
 }
 
@@ -82,7 +123,7 @@ task_finish(struct task *t, int ok)
  * longer lead writes nothing, so the task stays queued for whichever
  * manager leads next. 0 once leading, -1 when the manager is stopping. */
 static int
-task_await_lead(int64_t id)
+task_await_lead(int64_t id, const char *what)
 {
 	int quit, said = 0;
 
@@ -92,8 +133,8 @@ task_await_lead(int64_t id)
 		pthread_mutex_unlock(&q_lock);
 		if (quit) {
 			if (said)
-				log_info("task %lld left queued for the next "
-				    "leader", (long long)id);
+				log_info("task %lld left %s for the next "
+				    "leader", (long long)id, what);
 			return -1;
 		}
 		if (ha_is_leader())
@@ -115,7 +156,7 @@ task_run(int64_t id)
 
 	memset(&t, 0, sizeof(t));
 	t.id = id;
-	if (task_await_lead(id) < 0)
+	if (task_await_lead(id, "queued") < 0)
 		return;
 	row = db_row("SELECT * FROM tasks WHERE id = ?", "i", id);
 	if (row == NULL)
@@ -275,8 +316,10 @@ cleanup:
 void
 task_progress(struct task *t, int pct)
 {
-	db_exec("UPDATE tasks SET progress = ?, updated = ? WHERE id = ?", "iii",
-	    (int64_t)pct, util_wall_ms(), t->id);
+	if (ha_is_leader())
+		db_exec("UPDATE tasks SET progress = ?, updated = ? WHERE id = ? "
+		    "AND state = 'running'", "iii", (int64_t)pct,
+		    util_wall_ms(), t->id);
 }
 
 json_t *

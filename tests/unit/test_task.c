@@ -1,13 +1,15 @@
 /* test_task.c - the task engine (src/manager/task.c) writes nothing while
  * its manager does not lead: a queued task waits for the lease to come
  * back, or stays queued for the next leader, which fails it with a clear
- * reason. */
+ * reason; a running task's progress and outcome are not written once its
+ * manager stopped leading or a take-over failed it. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,11 +24,30 @@
 #define RUN_MS		5000
 
 static int lead_calls;
+/* unit.block: reports 50 %, waits for a byte on block_pipe, reports 80 %
+ * and succeeds. */
+static int block_pipe[2] = { -1, -1 };
+
+static int
+unit_block(struct task *t)
+{
+	char c;
+
+	task_progress(t, 50);
+	while (read(block_pipe[0], &c, 1) < 0 && errno == EINTR)
+		;
+	task_progress(t, 80);
+	t->result = json_pack("{s:b}", "done", 1);
+	return 0;
+}
 
 static int
 setup(void **state)
 {
 	(void)state;
+	if (block_pipe[0] < 0 && (pipe(block_pipe) < 0 ||
+	    task_kind_add("unit.block", unit_block) < 0))
+		return -1;
 	return unit_db_open("task");
 }
 
@@ -74,15 +95,56 @@ task_row(int64_t id, char *state, size_t statesz, char *error,
 }
 
 static int64_t
-submit(void)
+submit_kind(const char *kind)
 {
 	char err[256];
-	int64_t id = task_submit("unit.nosuch", NULL, NULL, "admin", err,
-	    sizeof(err));
+	int64_t id = task_submit(kind, NULL, NULL, "admin", err, sizeof(err));
 
 	if (id < 0)
 		fail_msg("task_submit: %s", err);
 	return id;
+}
+
+static int64_t
+submit(void)
+{
+	return submit_kind("unit.nosuch");
+}
+
+static int
+task_progress_of(int64_t id)
+{
+	json_t *row = db_row("SELECT progress FROM tasks WHERE id = ?", "i", id);
+	int pct;
+
+	assert_non_null(row);
+	pct = (int)json_integer_value(json_object_get(row, "progress"));
+	json_decref(row);
+	return pct;
+}
+
+/* Submits unit.block and waits until it runs (its 50 %). */
+static int64_t
+start_block(void)
+{
+	char st[32], er[256];
+	int64_t id = submit_kind("unit.block"), updated, end;
+
+	end = util_mono_ms() + RUN_MS;
+	do {
+		usleep(20 * 1000);
+		task_row(id, st, sizeof(st), er, sizeof(er), &updated);
+	} while ((strcmp(st, "running") != 0 || task_progress_of(id) != 50) &&
+	    util_mono_ms() < end);
+	assert_string_equal(st, "running");
+	assert_int_equal(task_progress_of(id), 50);
+	return id;
+}
+
+static void
+release_block(void)
+{
+	assert_int_equal(write(block_pipe[1], "x", 1), 1);
 }
 
 /* Guards task_run(): with the lease lapsed (ha_is_leader() 0) the worker
@@ -155,6 +217,67 @@ test_left_for_the_next_leader(void **state)
 	task_shutdown();
 }
 
+/* Guards task_progress() and task_finish(): the task runs while its
+ * manager leads, then the lease lapses (ha_close) and the task ends. Its
+ * 80 % and its success are not written: the row stays as the leader left
+ * it, and the manager that stops leaves it for the next leader, which
+ * fails it saying why. Before, the ended task was marked succeeded by a
+ * manager that no longer led. */
+static void
+test_running_task_ends_after_leading(void **state)
+{
+	char st[32], er[256];
+	int64_t id, before, after;
+
+	(void)state;
+	assert_int_equal(ha_start("unused", lead_with_tasks), 0);
+	id = start_block();
+	task_row(id, st, sizeof(st), er, sizeof(er), &before);
+	ha_close();				/* the lease lapses */
+	assert_int_equal(ha_is_leader(), 0);
+	release_block();
+	usleep(SETTLE_MS * 1000);
+	task_row(id, st, sizeof(st), er, sizeof(er), &after);
+	assert_string_equal(st, "running");
+	assert_int_equal(task_progress_of(id), 50);
+	assert_int_equal(after, before);
+	task_shutdown();	/* the waiting worker gives up, writing nothing */
+	task_row(id, st, sizeof(st), er, sizeof(er), &after);
+	assert_string_equal(st, "running");
+	assert_int_equal(after, before);
+
+	assert_int_equal(ha_start("unused", lead_with_tasks), 0);
+	task_row(id, st, sizeof(st), er, sizeof(er), &after);
+	assert_string_equal(st, "failed");
+	assert_string_equal(er, "the task was running when its manager "
+	    "stopped leading (a restart or a take-over): the agents tell what "
+	    "became of its VM");
+	task_shutdown();
+}
+
+/* Guards task_finish() and task_progress(): while the task ran, a
+ * take-over (another manager's task_init()) failed it. The old worker's
+ * later progress and success do not overwrite that. */
+static void
+test_running_task_failed_by_take_over(void **state)
+{
+	char st[32], er[256];
+	int64_t id, updated;
+
+	(void)state;
+	assert_int_equal(ha_start("unused", lead_with_tasks), 0);
+	id = start_block();
+	assert_int_equal(db_exec("UPDATE tasks SET state = 'failed', error = "
+	    "'taken over', updated = 1 WHERE id = ?", "i", id), 1);
+	release_block();
+	task_shutdown();	/* waits for the worker: the task has ended */
+	task_row(id, st, sizeof(st), er, sizeof(er), &updated);
+	assert_string_equal(st, "failed");
+	assert_string_equal(er, "taken over");
+	assert_int_equal(updated, 1);
+	assert_int_equal(task_progress_of(id), 50);
+}
+
 int
 main(void)
 {
@@ -163,6 +286,10 @@ main(void)
 		    setup, teardown),
 		cmocka_unit_test_setup_teardown(test_left_for_the_next_leader,
 		    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_running_task_ends_after_leading, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_running_task_failed_by_take_over, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
