@@ -17,7 +17,7 @@ from guestcheck import MEMCHECK, assert_guest_intact
 from netns import start_netns_cluster
 
 # Live migrations: run one at a time (tests/run).
-pytestmark = pytest.mark.migrates
+pytestmark = [pytest.mark.migrates, pytest.mark.shared_storage]
 
 BASE = "console=ttyS0 cvirt.tick=1"
 

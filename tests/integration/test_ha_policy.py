@@ -21,6 +21,8 @@ import pytest
 from cvirt import Sampler, boot_ids, qemu_pid, qemu_pids, wait_for
 from netns import NetnsCluster
 
+pytestmark = pytest.mark.shared_storage
+
 CMDLINE = "console=ttyS0 cvirt.tick=1"
 WINDOW_S = 10           # ha_restart_window_s's minimum (cluster.c)
 
