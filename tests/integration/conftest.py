@@ -15,9 +15,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: boots several guests or restarts daemons")
     config.addinivalue_line(
-        "markers", "migrates: migrates guests live (tests/run runs these "
-        "one at a time, after the others)")
-    config.addinivalue_line(
         "markers", "sqlite_only: runs in the SQLite pass only (deselected "
         "when CVIRT_TEST_PG is set)")
     config.addinivalue_line(

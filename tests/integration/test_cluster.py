@@ -16,8 +16,7 @@ from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from guestcheck import MEMCHECK, assert_guest_intact
 from netns import start_netns_cluster
 
-# Live migrations: run one at a time (tests/run).
-pytestmark = [pytest.mark.migrates, pytest.mark.shared_storage]
+pytestmark = pytest.mark.shared_storage
 
 BASE = "console=ttyS0 cvirt.tick=1"
 

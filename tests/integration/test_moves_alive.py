@@ -13,7 +13,7 @@ import pytest
 from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from netns import start_netns_cluster
 
-pytestmark = [pytest.mark.migrates, pytest.mark.shared_storage]
+pytestmark = pytest.mark.shared_storage
 
 
 @pytest.fixture(scope="module")
