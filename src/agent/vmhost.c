@@ -701,21 +701,41 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 	return 0;
 }
 
-/* The last line QEMU wrote to its log: the reason it failed to start. */
+/* Why QEMU failed to start, from its log: its last error line (the
+ * program's name cut off) and the hint QEMU printed after it, if any
+ * (image locking's `Failed to get "write" lock` is followed by `Is another
+ * process using the image [PATH]?`); else the log's last line. */
 static void
 vmhost_qemu_reason(const char *log, char *err, size_t errsz)
 {
-	char *buf, *p, *line;
+	static const char pfx[] = "qemu-system-x86_64: ";
+	char *buf, *line, *end, *last = NULL, *error = NULL, *hint = NULL;
 	size_t len;
 
 	if ((buf = util_read_file(log, 1 << 20, &len)) == NULL)
 		return;
-	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
-		buf[--len] = '\0';
-	p = strrchr(buf, '\n');
-	line = p ? p + 1 : buf;
-	if (*line)
-		snprintf(err, errsz, "QEMU failed to start: %s", line);
+	for (line = buf; line < buf + len; line = end + 1) {
+		if ((end = strchr(line, '\n')) == NULL)
+			end = buf + len;
+		*end = '\0';
+		if (end > line && end[-1] == '\r')
+			end[-1] = '\0';
+		if (*line == '\0')
+			continue;
+		last = line;
+		if (strncmp(line, pfx, sizeof(pfx) - 1) == 0 &&
+		    strncmp(line + sizeof(pfx) - 1, "warning:", 8) != 0) {
+			error = line + sizeof(pfx) - 1;
+			hint = NULL;
+		} else if (error != NULL && hint == NULL) {
+			hint = line;
+		}
+	}
+	if (error != NULL && hint != NULL)
+		snprintf(err, errsz, "QEMU failed to start: %s (%s)", error, hint);
+	else if (error != NULL || last != NULL)
+		snprintf(err, errsz, "QEMU failed to start: %s",
+		    error != NULL ? error : last);
 	free(buf);
 }
 

@@ -15,14 +15,15 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: boots several guests or restarts daemons")
     config.addinivalue_line(
-        "markers", "migrates: migrates guests live (tests/run runs these "
-        "one at a time, after the others)")
-    config.addinivalue_line(
         "markers", "sqlite_only: runs in the SQLite pass only (deselected "
         "when CVIRT_TEST_PG is set)")
     config.addinivalue_line(
         "markers", "pg_only: runs in the PostgreSQL pass only (deselected "
         "unless CVIRT_TEST_PG is set)")
+    config.addinivalue_line(
+        "markers", "shared_storage: runs in the networked-storage pass too, "
+        "with every shared storage domain on CVIRT_TEST_SHARED (a GlusterFS "
+        "volume; the only tests there)")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,7 +47,8 @@ def sanitizer_env(tmp_path_factory):
 def pytest_collection_modifyitems(config, items):
     """Each test runs in exactly one database pass: sqlite_only tests are
     deselected in the PostgreSQL pass (CVIRT_TEST_PG set), pg_only ones in
-    the SQLite pass.
+    the SQLite pass. The networked-storage pass (CVIRT_TEST_SHARED set)
+    runs only the tests marked shared_storage.
 
     tests/run spreads the suite over two pytest-xdist workers with
     --dist loadgroup: each module is one group, so it runs on one worker
@@ -55,10 +57,16 @@ def pytest_collection_modifyitems(config, items):
     in this machine's own network namespace share "hostnet", as they
     would race for the same bridge names (cvnb1, ...)."""
     other = "sqlite_only" if os.environ.get("CVIRT_TEST_PG") else "pg_only"
-    keep = [i for i in items if i.get_closest_marker(other) is None]
+
+    def runs_here(item):
+        if item.get_closest_marker(other) is not None:
+            return False
+        return not cvirt.SHARED or \
+            item.get_closest_marker("shared_storage") is not None
+    keep = [i for i in items if runs_here(i)]
     if len(keep) != len(items):
         config.hook.pytest_deselected(
-            items=[i for i in items if i.get_closest_marker(other)])
+            items=[i for i in items if not runs_here(i)])
         items[:] = keep
     for item in items:
         group = getattr(item.module, "XDIST_GROUP", None) or \

@@ -11,6 +11,7 @@ import json as jsonlib
 import os
 import random
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -28,6 +29,19 @@ REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
 GUEST_DIR = os.environ.get("CVIRT_GUEST_DIR") or os.path.join(
     REPO, "tests", "guest", "out")
+# The networked-storage pass (tests/run, docs/testing.md): every shared
+# storage domain of a Cluster lives on CVIRT_TEST_SHARED, the suite's own
+# mount of a shared filesystem (tests/gluster-server start). With
+# CVIRT_TEST_SHARED_CLIENT, a command that mounts one more client of that
+# filesystem at the path it is given and prints the client's pid
+# ("tests/gluster-server mount DIR"), each host has a client of its own:
+# its agent (and so its QEMUs and lease keeper) runs in a mount namespace
+# of its own where that client is mounted over CVIRT_TEST_SHARED. Hosts
+# then see one another's writes through the filesystem, as separate
+# machines do, at the same path; the test reads them through the suite's
+# mount, as one more machine.
+SHARED = os.environ.get("CVIRT_TEST_SHARED") or None
+SHARED_CLIENT = os.environ.get("CVIRT_TEST_SHARED_CLIENT") or None
 UUID_RE = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 BOOT_ID_RE = re.compile(r"cvirt-guest: boot-id (" + UUID_RE.pattern + ")")
@@ -202,6 +216,15 @@ def pid_alive(pid):
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
+
+
+def _run_checked(argv):
+    """Runs argv; its stdout, or CvirtError naming it with its stderr."""
+    p = subprocess.run(argv, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise CvirtError("%s: exit %d: %s" % (" ".join(argv), p.returncode,
+                                              p.stderr.strip()))
+    return p.stdout
 
 
 def kernel_has_vlan():
@@ -421,8 +444,11 @@ class Cluster:
         self.base = base or tempfile.mkdtemp(prefix="cvirt-it.", dir="/tmp")
         self.logdir = logdir or os.path.join(self.base, "logs")
         os.makedirs(self.logdir, exist_ok=True)
-        self.storage = os.path.join(self.base, "storage")
-        os.makedirs(self.storage, exist_ok=True)
+        # Shared storage domains: under base, or on CVIRT_TEST_SHARED.
+        self.shared_root = os.path.join(
+            SHARED, os.path.basename(self.base)) if SHARED else self.base
+        self.host_mntns = {}      # host -> (namespace file, client pid)
+        self.storage = self.shared_dir("storage")
         self.mdir = os.path.join(self.base, "m")
         self.token_file = os.path.join(self.mdir, "admin.token")
         self.port = None
@@ -506,7 +532,73 @@ class Cluster:
 
     def wrap(self, role, argv):
         """The argv that runs argv for role (manager, a host, client)."""
-        return argv
+        return self.host_mounts(role) + list(argv)
+
+    # ---- shared storage --------------------------------------------------
+
+    def shared_dir(self, name):
+        """A directory for a shared storage domain, made if missing:
+        BASE/NAME, or on the networked-storage pass's filesystem
+        (CVIRT_TEST_SHARED/BASENAME/NAME), where every host sees it at
+        that same path."""
+        path = os.path.join(self.shared_root, name)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def host_mounts(self, role):
+        """The argv prefix that runs a command in host `role`'s own mount
+        namespace, with its own client of the shared filesystem over
+        CVIRT_TEST_SHARED (made the first time, kept across the host's
+        agent restarts): [] for the manager and clients, and unless the
+        pass gives hosts clients of their own (CVIRT_TEST_SHARED_CLIENT)."""
+        if not (SHARED and SHARED_CLIENT) or role in ("manager", "client"):
+            return []
+        if role not in self.host_mntns:
+            self.host_mntns[role] = self._host_client(role)
+        return ["nsenter", "--mount=" + self.host_mntns[role][0],
+                "--wd=" + os.getcwd(), "--"]
+
+    def _host_client(self, role):
+        """A persistent mount namespace for host role (a file bind-mounted
+        in BASE/mntns, a private mount: the kernel refuses to keep a mount
+        namespace on a shared one) with the host's client mounted in it:
+        (namespace file, client pid)."""
+        d = os.path.join(self.base, "mntns")
+        if not self.host_mntns:
+            os.makedirs(d, exist_ok=True)
+            for argv in (["mount", "--bind", d, d],
+                         ["mount", "--make-private", d]):
+                _run_checked(argv)
+        f = os.path.join(d, role)
+        open(f, "w").close()
+        _run_checked(["unshare", "--mount=" + f, "--propagation", "private",
+                      "true"])
+        out = _run_checked(["nsenter", "--mount=" + f, "--"] +
+                           shlex.split(SHARED_CLIENT) + [SHARED])
+        return f, int(out.split()[-1])
+
+    def drop_host_mounts(self):
+        """Unmounts every host's own client and lets its namespace go
+        (after the host's processes have ended); waits for each client to
+        exit, killing it after 10 s."""
+        if not self.host_mntns:
+            return
+        clients = []
+        for role, (f, pid) in sorted(self.host_mntns.items()):
+            subprocess.run(["nsenter", "--mount=" + f, "--", "umount", "-l",
+                            SHARED], capture_output=True)
+            subprocess.run(["umount", f], capture_output=True)
+            clients.append(pid)
+        self.host_mntns = {}
+        subprocess.run(["umount", os.path.join(self.base, "mntns")],
+                       capture_output=True)
+        try:
+            wait_for(lambda: not any(pid_alive(p) for p in clients), 10,
+                     "the hosts' storage clients %s to exit" % clients)
+        finally:
+            for pid in clients:
+                if pid_alive(pid):
+                    os.kill(pid, signal.SIGKILL)
 
     def _alive(self, daemon):
         if not daemon.running():
@@ -813,11 +905,12 @@ class Cluster:
                     uuids |= self.uuids
             except Exception:  # noqa: BLE001 - best effort at teardown
                 pass
-        for root, dirs, files in os.walk(self.base):
-            for n in dirs + files:
-                m = UUID_RE.search(n)
-                if m:
-                    uuids.add(m.group(0))
+        for top in {self.base, self.shared_root}:
+            for root, dirs, files in os.walk(top):
+                for n in dirs + files:
+                    m = UUID_RE.search(n)
+                    if m:
+                        uuids.add(m.group(0))
         return uuids
 
     def cluster_qemus(self):
@@ -871,6 +964,7 @@ class Cluster:
             wait_for(lambda: not any(pid_alive(p) for p in leftovers), 10,
                      "QEMU processes %s to exit" % sorted(leftovers))
             self.remove_host_networks()
+            self.drop_host_mounts()
         finally:
             if self in Cluster.active:
                 Cluster.active.remove(self)
@@ -926,3 +1020,5 @@ class Cluster:
                 # The logs may live under base: read them first.
                 harness.collect()
                 shutil.rmtree(self.base, ignore_errors=True)
+                if self.shared_root != self.base:
+                    shutil.rmtree(self.shared_root, ignore_errors=True)

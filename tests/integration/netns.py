@@ -63,7 +63,8 @@ class NetnsCluster(Cluster):
 
     def wrap(self, role, argv):
         ns = self.ns["manager" if role == "client" else role]
-        return ["ip", "netns", "exec", ns] + list(argv)
+        return self.host_mounts(role) + ["ip", "netns", "exec", ns] + \
+            list(argv)
 
     def http(self, method, path, body=None, token=True, auth=True,
              headers=None, timeout=10):

@@ -12,6 +12,8 @@ import pytest
 
 import cvirt
 
+pytestmark = pytest.mark.shared_storage
+
 PATTERN = 0x5a
 DATA_MIB = 4
 

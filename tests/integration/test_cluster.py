@@ -16,8 +16,7 @@ from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from guestcheck import MEMCHECK, assert_guest_intact
 from netns import start_netns_cluster
 
-# Live migrations: run one at a time (tests/run).
-pytestmark = pytest.mark.migrates
+pytestmark = pytest.mark.shared_storage
 
 BASE = "console=ttyS0 cvirt.tick=1"
 
@@ -257,7 +256,7 @@ def test_killing_source_agent_never_yields_two_copies(nc, guest):
 
 
 def test_maintenance_empties_host_and_takes_nothing_new(nc, guest):
-    boot_all(nc, guest, ("e1", "e2"), "h2", memory=96)
+    boot_all(nc, guest, ("e1", "e2"), "h2", memory=128)
     res = nc.cli("host", "maintenance", "h2", "on", json=True, timeout=120)
     assert res["state"] == "succeeded", res
     assert res["result"]["moved"] == 2
@@ -266,7 +265,7 @@ def test_maintenance_empties_host_and_takes_nothing_new(nc, guest):
         assert v["state"] == "running" and v["host"] != "h2", v
         assert_guest_intact(nc, n, memcheck=False)
     assert nc.cli("host", "show", "h2", json=True)["state"] == "maintenance"
-    nc.cli("vm", "create", "e3", "--cpus", 1, "--memory", 96,
+    nc.cli("vm", "create", "e3", "--cpus", 1, "--memory", 128,
            "--kernel", guest.kernel, "--initrd", guest.initrd)
     rc, _, err = nc.cli("vm", "start", "e3", "--host", "h2", check=False)
     assert rc == 1 and "maintenance" in err, err

@@ -13,6 +13,8 @@ import pytest
 
 import cvirt
 
+pytestmark = pytest.mark.shared_storage
+
 SECTOR = 512
 
 

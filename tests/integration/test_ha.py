@@ -16,6 +16,8 @@ import pytest
 from cvirt import NotYet, Sampler, boot_ids, qemu_pid, qemu_pids, wait_for
 from netns import NetnsCluster
 
+pytestmark = pytest.mark.shared_storage
+
 BASE = "console=ttyS0 cvirt.tick=1"
 # A boot of the test guest under TCG, from `vm start` to its init's first
 # lines (CPU bound): 7-8 s on an idle two-core machine, 13 s with both

@@ -17,6 +17,8 @@ import pytest
 
 from cvirt import NotYet, boot_ids, qemu_pid, wait_for
 
+pytestmark = pytest.mark.shared_storage
+
 BASE = "console=ttyS0"
 PORT = 8080
 

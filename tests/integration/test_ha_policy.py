@@ -15,11 +15,15 @@ import signal
 import sqlite3
 import subprocess
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from cvirt import Sampler, boot_ids, qemu_pid, qemu_pids, wait_for
 from netns import NetnsCluster
+
+pytestmark = pytest.mark.shared_storage
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
 WINDOW_S = 10           # ha_restart_window_s's minimum (cluster.c)
@@ -211,6 +215,25 @@ def test_admission_control_reserves_hosts(make_cluster, guest):
         cl.cli("vm", "delete", n, "--force")
 
 
+def start_copy(cl, name, host):
+    """Starts a second copy of VM NAME through HOST's agent API with the
+    VM's own spec, as a split brain would; (HTTP status, JSON body)."""
+    (spec,), = db_rows(cl, "SELECT spec FROM vms WHERE name = '%s'" % name)
+    (key,), = db_rows(cl, "SELECT agent_key FROM hosts WHERE name = '%s'"
+                      % host)
+    req = urllib.request.Request(
+        "http://127.0.0.1:%d/agent/v1/vms/%s/start" % (
+            cl.agent_ports[host], jsonlib.loads(spec)["uuid"]),
+        data=spec.encode(), method="POST",
+        headers={"Authorization": "Bearer " + key,
+                 "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, jsonlib.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, jsonlib.loads(e.read())
+
+
 def test_two_hosts_reporting_one_vm_stop_the_copy(make_cluster, guest):
     """A second copy of a running VM appears on h2 (started through h2's
     agent API with the VM's own spec, as a split brain would leave it):
@@ -225,17 +248,9 @@ def test_two_hosts_reporting_one_vm_stop_the_copy(make_cluster, guest):
     _, pid = running_on(cl, "dup", "h1")
     cl.wait_serial("dup", "cvirt-guest: tick 1", 60)
     time.sleep(2.5)       # the row settles (REPORT_SETTLE_MS, api_agent.c)
-    (spec,), = db_rows(cl, "SELECT spec FROM vms WHERE name = 'dup'")
-    (key,), = db_rows(cl, "SELECT agent_key FROM hosts WHERE name = 'h2'")
-    import urllib.request
-    req = urllib.request.Request(
-        "http://127.0.0.1:%d/agent/v1/vms/%s/start" % (cl.agent_ports["h2"],
-                                                       v["uuid"]),
-        data=spec.encode(), method="POST",
-        headers={"Authorization": "Bearer " + key,
-                 "Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=30) as r:
-        copy = jsonlib.loads(r.read())["pid"]
+    status, body = start_copy(cl, "dup", "h2")
+    assert status == 200, body
+    copy = body["pid"]
     assert copy != pid and copy in qemu_pids(v["uuid"])
     # h2 reports it within a heartbeat; the reply tells h2 to stop it.
     wait_for(lambda: copy not in qemu_pids(), 15, "the copy on h2 to stop")
@@ -250,6 +265,46 @@ def test_two_hosts_reporting_one_vm_stop_the_copy(make_cluster, guest):
     assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
     assert not events(cl, "ha.restart", "dup")
     cl.cli("vm", "delete", "dup", "--force")
+
+
+def test_second_copy_cannot_open_the_disk(make_cluster, guest):
+    """The second guard (docs/ha.md): a second copy of a running VM with a
+    disk, started through h2's agent API as above, cannot open the disk:
+    QEMU's image locking (the write lock h1's QEMU holds on the image)
+    refuses it. In the GlusterFS pass h1 and h2 each reach the image
+    through a FUSE client of their own, so the lock crosses hosts as it
+    would between machines (docs/storage.md, "Shared filesystems"). h1's
+    copy runs on untouched, and h2 keeps no QEMU of it.
+
+    Guards src/qemu/qemu_cmd.c qemu_add_disks(): the disks' file nodes
+    keep QEMU's image locking (with locking=off there the copy starts),
+    and src/agent/vmhost.c vmhost_qemu_reason(), which says why in one
+    line: QEMU's error and its hint (it gave only the hint, "Is another
+    process using the image [...]?", QEMU's last line)."""
+    cl = make_cluster(hosts=("h1", "h2"))
+    cl.cli("vm", "create", "lk", "--cpus", 1, "--memory", 128, "--disk", 8,
+           "--kernel", guest.kernel, "--initrd", guest.initrd, "--cmdline",
+           CMDLINE)
+    cl.cli("vm", "start", "lk", "--host", "h1")
+    v, pid = running_on(cl, "lk", "h1")
+    cl.wait_serial("lk", "cvirt-guest: tick 1", 60)
+    status, body = start_copy(cl, "lk", "h2")
+    disk = os.path.join(cl.storage, "vms", v["uuid"], "disk0.qcow2")
+    assert status == 502, (status, body)
+    assert body["error"].startswith("QEMU failed to start: -blockdev ") and \
+        body["error"].endswith(
+            ': Failed to get "write" lock (Is another process using the '
+            'image [%s]?)' % disk) and "\n" not in body["error"], body
+    assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
+    time.sleep(2)         # h2's reports change nothing
+    got = cl.vm("lk")
+    assert got["state"] == "running" and got["host"] == "h1" and \
+        got["pid"] == pid, got
+    assert qemu_pids(v["uuid"]) == {pid: v["uuid"]}
+    n = len(boot_ids(cl.serial("lk")))
+    cl.wait_serial("lk", "cvirt-guest: tick 3", 30)
+    assert len(boot_ids(cl.serial("lk"))) == n == 1
+    cl.cli("vm", "delete", "lk", "--force")
 
 
 @pytest.fixture

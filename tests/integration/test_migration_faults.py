@@ -25,7 +25,7 @@ import pytest
 from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from netns import NetnsCluster
 
-pytestmark = pytest.mark.migrates
+pytestmark = pytest.mark.shared_storage
 
 
 WRAPPER = """#!/bin/sh

@@ -13,7 +13,7 @@ import pytest
 from cvirt import boot_ids, qemu_pids, ticks, wait_for
 from netns import start_netns_cluster
 
-pytestmark = pytest.mark.migrates
+pytestmark = pytest.mark.shared_storage
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_evacuation_keeps_guests_alive(mc, guest):
     of the host goes through mig_one() (a live migration that ends the
     source only once the destination runs), not a restart elsewhere."""
     names = ("e1", "e2")
-    boot_all(mc, guest, names, "h1", 96)
+    boot_all(mc, guest, names, "h1", 128)
     before = {n: Alive(mc, n) for n in names}
     res = mc.cli("host", "maintenance", "h1", "on", json=True, timeout=180)
     assert res["state"] == "succeeded", res

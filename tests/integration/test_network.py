@@ -22,12 +22,10 @@ from cvirt import wait_for
 from guestcheck import assert_no_damage
 from netns import start_netns_cluster
 
-# Live migrations among its tests: run one at a time (tests/run).
-pytestmark = [pytest.mark.skipif(
+pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or
     not shutil.which("dnsmasq"),
-    reason="needs root, nft and dnsmasq (scripts/install-deps)"),
-    pytest.mark.migrates]
+    reason="needs root, nft and dnsmasq (scripts/install-deps)")
 
 SUBNET = "10.50.0"          # blue and red: the same subnet, two vxlans
 NAT = "10.60.0"

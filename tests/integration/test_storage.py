@@ -22,6 +22,8 @@ import pytest
 import cvirt
 from cvirt import wait_for
 
+pytestmark = pytest.mark.shared_storage
+
 TICK_RE = re.compile(r"cvirt-guest: disktick (\d+)")
 HAD_RE = re.compile(r"cvirt-guest: disk had: ?([a-z0-9 ]*)")
 CMDLINE = "console=ttyS0 cvirt.disktick=1"
@@ -76,9 +78,10 @@ def st(request, tmp_path_factory, cvirt_bin, guest):
     VM w running and writing ticks, its disk holding FILL_MIB of data."""
     cl = cvirt.Cluster(logdir=str(tmp_path_factory.mktemp("logs")))
     small = os.path.join(cl.base, "small")
-    bk = os.path.join(cl.base, "bk")
+    # bk is shared storage (on the networked-storage pass's filesystem
+    # there); small is this machine's tmpfs (ENOSPC in 64 MiB).
+    bk = cl.shared_dir("bk")
     os.makedirs(small)
-    os.makedirs(bk)
     mounted = False
     if os.geteuid() == 0:
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64M", "tmpfs",

@@ -13,8 +13,6 @@ import pytest
 import cvirt
 from guestcheck import MEMCHECK, assert_guest_intact
 
-# Live migrations: run one at a time (tests/run).
-pytestmark = pytest.mark.migrates
 
 
 class NoNetAdminCluster(cvirt.Cluster):
