@@ -71,7 +71,9 @@ cli_con_rawmode(void)
 		return -1;
 	raw = cli_con_saved;
 	cfmakeraw(&raw);
-	if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &raw) != 0)
+	/* TCSANOW, not TCSAFLUSH: what the user typed while the console
+	 * was connecting is kept and sent, not thrown away. */
+	if (tcsetattr(STDIN_FILENO, TCSANOW, &raw) != 0)
 		return -1;
 	cli_con_raw = 1;
 	atexit(cli_con_restore);
@@ -354,8 +356,6 @@ cli_con_session(struct cli_ctx *c, struct cli_con *con, const char *name)
 	enum cli_con_end end;
 	int i, rc = CLI_EXIT_FAIL;
 
-	fprintf(stderr, "Connected to %s's serial console (Ctrl-] to "
-	    "detach)\n", name);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = cli_con_onsig;
 	sigemptyset(&sa.sa_mask);
@@ -366,6 +366,9 @@ cli_con_session(struct cli_ctx *c, struct cli_con *con, const char *name)
 		    strerror(errno));
 		goto cleanup;
 	}
+	/* Raw already: what is typed from here on goes to the guest. */
+	fprintf(stderr, "Connected to %s's serial console (Ctrl-] to "
+	    "detach)%s", name, cli_con_raw ? "\r\n" : "\n");
 	end = cli_con_loop(con);
 	cli_con_restore();
 	if (end == CLI_CON_DETACHED) {
