@@ -1,0 +1,242 @@
+/* test_privdrop.c - unit tests for running helpers as an unprivileged user
+ * (proc_run_as, proc_identity_user). */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "common/proc.h"
+#include "common/util.h"
+
+struct tstate {
+	char	dir[64];
+	char	err[512];
+};
+
+static int
+setup(void **state)
+{
+	struct tstate *t = calloc(1, sizeof(*t));
+
+	if (t == NULL)
+		return -1;
+	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-priv-XXXXXX");
+	if (mkdtemp(t->dir) == NULL)
+		return -1;
+	*state = t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct tstate *t = *state;
+
+	util_rm_rf(t->dir);
+	free(t);
+	return 0;
+}
+
+static void
+t_assert_in(const char *out, const char *want)
+{
+	if (strstr(out, want) == NULL)
+		fail_msg("missing \"%s\" in:\n%s", want, out);
+}
+
+/* Add (on) or remove CAP_NET_ADMIN in our inheritable and ambient sets:
+ * what an agent started with AmbientCapabilities= has. */
+static int
+t_cap_inherit(int on)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &hdr, d) < 0)
+		return -1;
+	if (on)
+		d[0].inheritable |= 1U << CAP_NET_ADMIN;
+	else
+		d[0].inheritable &= ~(1U << CAP_NET_ADMIN);
+	if (syscall(SYS_capset, &hdr, d) < 0)
+		return -1;
+	return on ? prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN,
+	    0, 0) : 0;
+}
+
+/* A helper run as an unprivileged user (qemu-img on a user's image):
+ * that uid and gid, exactly the groups given (the caller's supplementary
+ * groups are gone), no capability in any set although the caller had
+ * inheritable and ambient ones, no_new_privs, cwd "/" (not the caller's
+ * root-only directory), and a root 0600 file stays closed to it. Guards
+ * proc_run_as, proc_child and proc_child_identity (src/common/proc.c).
+ * Needs root (CI runs as root). */
+static void
+test_proc_run_as(void **state)
+{
+	struct tstate *t = *state;
+	struct proc_identity id;
+	gid_t mine[64], extra[3] = { 0, 4, 27 };
+	char secret[128], script[512], want[128], out[2048], cwd[4096];
+	char *argv[] = { "sh", "-c", script, NULL };
+	int nmine, rc;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(proc_identity_user("nobody", NULL, &id, t->err,
+	    sizeof(t->err)), 0);
+	snprintf(secret, sizeof(secret), "%s/secret", t->dir);
+	assert_int_equal(util_write_file_atomic(secret, "x", 1, 0600), 0);
+	assert_int_equal(chmod(t->dir, 0711), 0);
+	snprintf(script, sizeof(script), "grep -E '^(Uid|Gid|Groups|Cap...|"
+	    "NoNewPrivs):' /proc/self/status; echo \"cwd $(pwd)\"; cat %s",
+	    secret);
+	assert_non_null(getcwd(cwd, sizeof(cwd)));
+	assert_int_equal(chdir(t->dir), 0);
+	nmine = getgroups(64, mine);
+	assert_true(nmine >= 0);
+	assert_int_equal(setgroups(3, extra), 0);
+	assert_int_equal(t_cap_inherit(1), 0);
+	rc = proc_run_as(&id, argv, out, sizeof(out), 10000);
+	assert_int_equal(t_cap_inherit(0), 0);
+	assert_int_equal(setgroups((size_t)nmine, mine), 0);
+	assert_int_equal(chdir(cwd), 0);
+	/* cat failed: the file is root's. */
+	assert_int_equal(rc, 1);
+	snprintf(want, sizeof(want), "Uid:\t%u\t%u\t%u\t%u\n", id.uid, id.uid,
+	    id.uid, id.uid);
+	t_assert_in(out, want);
+	snprintf(want, sizeof(want), "Gid:\t%u\t%u\t%u\t%u\n", id.gid, id.gid,
+	    id.gid, id.gid);
+	t_assert_in(out, want);
+	snprintf(want, sizeof(want), "Groups:\t%u \n", id.gid);
+	t_assert_in(out, want);
+	t_assert_in(out, "CapInh:\t0000000000000000\n");
+	t_assert_in(out, "CapPrm:\t0000000000000000\n");
+	t_assert_in(out, "CapEff:\t0000000000000000\n");
+	t_assert_in(out, "CapBnd:\t0000000000000000\n");
+	t_assert_in(out, "CapAmb:\t0000000000000000\n");
+	t_assert_in(out, "NoNewPrivs:\t1\n");
+	t_assert_in(out, "\ncwd /\n");
+	t_assert_in(out, "Permission denied");
+
+	/* Without an identity: the caller's own, as proc_run. */
+	snprintf(script, sizeof(script), "id -u");
+	assert_int_equal(proc_run_as(NULL, argv, out, sizeof(out), 10000), 0);
+	assert_string_equal(out, "0\n");
+	id.set = 0;
+	assert_int_equal(proc_run_as(&id, argv, out, sizeof(out), 10000), 0);
+	assert_string_equal(out, "0\n");
+}
+
+/* An identity that cannot be taken (root, too many groups) runs nothing:
+ * -1, one line naming the program, no child left. Guards
+ * proc_child_identity and proc_exec_status (src/common/proc.c). */
+static void
+test_proc_run_as_refused(void **state)
+{
+	struct proc_identity id = { .set = 1, .uid = 0, .gid = 65534,
+	    .groups = { 65534 }, .ngroups = 1 };
+	char *argv[] = { "sh", "-c", "echo ran", NULL };
+	char out[256];
+
+	(void)state;
+	assert_int_equal(proc_run_as(&id, argv, out, sizeof(out), 10000), -1);
+	assert_string_equal(out, "cannot run sh as an unprivileged user: "
+	    "Invalid argument");
+	id.uid = 65534;
+	id.gid = 0;
+	assert_int_equal(proc_run_as(&id, argv, out, sizeof(out), 10000), -1);
+	id.gid = 65534;
+	id.ngroups = PROC_MAX_GROUPS + 1;
+	assert_int_equal(proc_run_as(&id, argv, out, sizeof(out), 10000), -1);
+	assert_string_equal(out, "cannot run sh as an unprivileged user: "
+	    "Invalid argument");
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+}
+
+/* A user name resolves to its uid, its gid and the groups {gid, extra}
+ * (extra only when it exists and differs); root, a user in group root, a
+ * missing user and a bad name are refused with one line. Guards
+ * proc_identity_user (src/common/proc.c). */
+static void
+test_proc_identity_user(void **state)
+{
+	struct tstate *t = *state;
+	struct proc_identity id;
+	struct passwd *pw = getpwnam("nobody");
+	struct group *gr = getgrnam("users");
+
+	assert_non_null(pw);
+	assert_non_null(gr);
+	assert_int_equal(proc_identity_user("nobody", "users", &id, t->err,
+	    sizeof(t->err)), 0);
+	assert_int_equal(id.set, 1);
+	assert_int_equal(id.uid, pw->pw_uid);
+	assert_int_equal(id.gid, pw->pw_gid);
+	assert_int_equal(id.ngroups, 2);
+	assert_int_equal(id.groups[0], pw->pw_gid);
+	assert_int_equal(id.groups[1], gr->gr_gid);
+	/* A group that does not exist (no kvm here) or is the primary. */
+	assert_int_equal(proc_identity_user("nobody", "cvirt-no-such-group",
+	    &id, t->err, sizeof(t->err)), 0);
+	assert_int_equal(id.ngroups, 1);
+	gr = getgrgid(pw->pw_gid);
+	assert_non_null(gr);
+	assert_int_equal(proc_identity_user("nobody", gr->gr_name, &id, t->err,
+	    sizeof(t->err)), 0);
+	assert_int_equal(id.ngroups, 1);
+	assert_int_equal(proc_identity_user("nobody", NULL, &id, t->err,
+	    sizeof(t->err)), 0);
+	assert_int_equal(id.ngroups, 1);
+
+	assert_int_equal(proc_identity_user("root", NULL, &id, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "user root is root or in group root: "
+	    "refused");
+	assert_int_equal(id.set, 0);
+	assert_int_equal(proc_identity_user("cvirt-no-such-user", NULL, &id,
+	    t->err, sizeof(t->err)), -1);
+	assert_string_equal(t->err, "user cvirt-no-such-user does not exist");
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(id.set, 0);
+	assert_int_equal(proc_identity_user("", NULL, &id, t->err,
+	    sizeof(t->err)), -1);
+	assert_int_equal(proc_identity_user(NULL, NULL, &id, t->err,
+	    sizeof(t->err)), -1);
+	assert_int_equal(proc_identity_user(
+	    "a-name-longer-than-thirty-two-bytes", NULL, &id, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "invalid user name");
+}
+
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_proc_run_as),
+		T(test_proc_run_as_refused),
+		T(test_proc_identity_user),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
