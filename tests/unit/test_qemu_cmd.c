@@ -12,10 +12,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
 #include "qemu/qmp.h"
@@ -477,6 +484,215 @@ test_argv_extras(void **state)
 	qemu_argv_free(argv);
 }
 
+/* Open path (created 0600 when flags has O_CREAT) close-on-exec. */
+static int
+t_open_file(struct tstate *t, const char *name, int flags)
+{
+	char path[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", t->dir, name);
+	fd = open(path, flags | O_CLOEXEC, 0600);
+	if (fd < 0)
+		fail_msg("open %s: %s", path, strerror(errno));
+	return fd;
+}
+
+/* A listening unix socket at DIR/name, as the agent binds one for QEMU. */
+static int
+t_listen(struct tstate *t, const char *name)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s", t->dir, name);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 4), 0);
+	return fd;
+}
+
+/* Every device QEMU gets as an open file: QMP, serial console and guest
+ * agent sockets as fd= chardevs, the serial log and a CD-ROM through
+ * -add-fd fdsets, kernel and initrd as /proc/self/fd, a TAP with its
+ * vhost-net fd, VNC with no socket (-vnc none); no path of the spec is on
+ * the command line. Guards qemu_add_base, qemu_add_chardevs,
+ * qemu_add_disks, qemu_nic_netdev, qemu_add_extras, qemu_spec_fd and
+ * qemu_spec_fdset (src/qemu/qemu_cmd.c). */
+static void
+test_argv_fd_slots(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	int fds[9], i, n = 0, j;
+	char **argv;
+
+	for (i = 0; i < 9; i++)
+		fds[i] = t_open_file(t, t_fmt("f%s", (char[]){ (char)('0' + i),
+		    '\0' }, NULL), O_RDONLY | O_CREAT);
+	assert_int_equal(qemu_spec_fd(s, fds[n++]), 4);
+	s->qmp_fd = 4;
+	s->serial_fd = qemu_spec_fd(s, fds[n++]);
+	assert_int_equal(s->serial_fd, 5);
+	s->serial_log_fdset = qemu_spec_fdset(s, fds[n++], "serial-log");
+	assert_int_equal(s->serial_log_fdset, 1);
+	s->qga_fd = qemu_spec_fd(s, fds[n++]);
+	s->kernel_fd = qemu_spec_fd(s, fds[n++]);
+	s->initrd_fd = qemu_spec_fd(s, fds[n++]);
+	SET(s->kernel, "/not/used/vmlinuz");
+	SET(s->qga_path, "/not/used/qga");
+	SET(s->disks[0].path, "/not/used/boot.iso");
+	SET(s->disks[0].format, "raw");
+	s->disks[0].cdrom = 1;
+	s->disks[0].fdset = qemu_spec_fdset(s, fds[n++], "cdrom");
+	assert_int_equal(s->disks[0].fdset, 2);
+	s->ndisks = 1;
+	SET(s->nics[0].mac, "52:54:00:12:34:56");
+	SET(s->nics[0].type, "tap");
+	SET(s->nics[0].ifname, "cvt0");
+	s->nics[0].vhost = 1;
+	s->nics[0].fd = qemu_spec_fd(s, fds[n++]);
+	s->nics[0].vhostfd = qemu_spec_fd(s, fds[n++]);
+	s->nnics = 1;
+	s->vnc_display = 0;
+	assert_int_equal(s->npass, 9);
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-add-fd", "fd=6,set=1,opaque=serial-log");
+	assert_pair(argv, "-add-fd", "fd=10,set=2,opaque=cdrom");
+	assert_pair(argv, "-chardev", "socket,id=qmp,fd=4,server=on,wait=off");
+	assert_pair(argv, "-chardev", "socket,id=serial0,fd=5,server=on,"
+	    "wait=off,logfile=/dev/fdset/1,logappend=on");
+	assert_pair(argv, "-chardev", "socket,id=qga0,fd=7,server=on,wait=off");
+	assert_pair(argv, "-kernel", "/proc/self/fd/8");
+	assert_pair(argv, "-initrd", "/proc/self/fd/9");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk0-file,"
+	    "filename=/dev/fdset/2,read-only=on");
+	assert_pair(argv, "-netdev", "tap,id=net0,fd=11,vhost=on,vhostfd=12");
+	assert_pair(argv, "-vnc", "none");
+	assert_pair(argv, "-device", "VGA");
+	/* -add-fd comes before anything that opens /dev/fdset. */
+	assert_true(argv_find(argv, "-add-fd", NULL) <
+	    argv_find(argv, "-chardev", NULL));
+	for (j = 0; argv[j]; j++)
+		if (strstr(argv[j], t->dir) || strstr(argv[j], "/not/used"))
+			fail_msg("a path on the command line: %s", argv[j]);
+	qemu_argv_free(argv);
+
+	/* A serial log without a console socket: a file chardev. */
+	s->serial_fd = 0;
+	s->serial_path[0] = '\0';
+	s->pass_fd[1] = -1;	/* slot 5 must not stay unused: refused */
+	assert_null(qemu_build_argv(s));
+	s->nics[0].vhostfd = 5;	/* reuse it as the vhost fd */
+	s->pass_fd[1] = fds[1];
+	s->pass_fd[8] = fds[8];
+	s->npass = 8;		/* slot 12 gone */
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-chardev", "file,id=serial0,path=/dev/fdset/1,"
+	    "append=on");
+	assert_pair(argv, "-netdev", "tap,id=net0,fd=11,vhost=on,vhostfd=5");
+	qemu_argv_free(argv);
+	for (i = 0; i < 9; i++)
+		close(fds[i]);
+}
+
+/* What never reaches QEMU: an fd nothing on the command line uses (a
+ * leak), an fd used twice, a slot or fdset that was never passed, an
+ * fdset nothing or two things open, an fd on a user-mode NIC, a
+ * vhost fd without an open TAP, an initrd fd without a kernel; and
+ * qemu_spec_fd refuses a directory (QEMU could openat() beneath it), a
+ * closed fd and more than QEMU_MAX_FDS. Guards qemu_check_fds,
+ * qemu_nic_valid, qemu_check_spec, qemu_spec_fd and qemu_spec_fdset
+ * (src/qemu/qemu_cmd.c). */
+static void
+test_argv_fd_rejects(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *good = t->spec, *s;
+	int a, b, dfd, i;
+	char **argv;
+
+	a = t_open_file(t, "a", O_RDONLY | O_CREAT);
+	b = t_open_file(t, "b", O_RDONLY | O_CREAT);
+	SET(good->nics[0].mac, "52:54:00:12:34:56");
+	SET(good->nics[0].type, "user");
+	good->nnics = 1;
+	SET(good->disks[0].format, "raw");
+	good->ndisks = 1;
+	good->disks[0].cdrom = 1;
+	good->disks[0].fdset = qemu_spec_fdset(good, a, "cd");
+	good->qmp_fd = qemu_spec_fd(good, b);
+	argv = qemu_build_argv(good);
+	assert_non_null(argv);
+	qemu_argv_free(argv);
+	s = malloc(sizeof(*s));
+	assert_non_null(s);
+#define T_REFUSED(what, change) do {					\
+		*s = *good;						\
+		change;							\
+		errno = 0;						\
+		if ((argv = qemu_build_argv(s)) != NULL || errno != EINVAL) { \
+			qemu_argv_free(argv);				\
+			fail_msg("accepted: %s", what);			\
+		}							\
+	} while (0)
+	T_REFUSED("an unused fd", s->pass_fd[s->npass++] = a);
+	T_REFUSED("an fd used twice", s->serial_fd = s->qmp_fd);
+	T_REFUSED("a slot never passed", s->qga_fd = 6);
+	T_REFUSED("slot 3 (the exec-error pipe)", s->kernel_fd = 3);
+	T_REFUSED("a negative slot", s->qmp_fd = -4);
+	T_REFUSED("an fdset never passed", s->disks[0].fdset = 9);
+	T_REFUSED("an fdset nothing opens", s->disks[0].fdset = 0;
+	    SET(s->disks[0].path, "/img/a"));
+	T_REFUSED("an fdset opened twice", s->serial_log_fdset = 1);
+	T_REFUSED("two fdsets with one id", s->fdsets[1] = s->fdsets[0];
+	    s->nfdsets = 2);
+	T_REFUSED("an fdset on slot 0", s->fdsets[0].slot = 0;
+	    s->qga_fd = 4);
+	T_REFUSED("a comma in an fdset label",
+	    SET(s->fdsets[0].opaque, "a,b"));
+	T_REFUSED("too many fds", s->npass = QEMU_MAX_FDS + 1);
+	T_REFUSED("an fd on a user NIC", s->nics[0].fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("a vhost fd without an open TAP",
+	    SET(s->nics[0].type, "tap"); SET(s->nics[0].ifname, "cvt0");
+	    s->nics[0].vhost = 1; s->nics[0].vhostfd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("an open TAP with vhost but no vhost fd",
+	    SET(s->nics[0].type, "tap"); SET(s->nics[0].ifname, "cvt0");
+	    s->nics[0].vhost = 1; s->nics[0].fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("an initrd fd without a kernel", s->initrd_fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+#undef T_REFUSED
+	free(s);
+
+	/* qemu_spec_fd / qemu_spec_fdset refusals leave the spec alone. */
+	i = good->npass;
+	dfd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(qemu_spec_fd(good, dfd), -1);
+	assert_int_equal(errno, EISDIR);
+	close(dfd);
+	assert_int_equal(qemu_spec_fd(good, dfd), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(qemu_spec_fd(good, -1), -1);
+	assert_int_equal(qemu_spec_fdset(good, a, "a,b"), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(qemu_spec_fdset(good, a,
+	    "a-label-longer-than-thirty-one-bytes"), -1);
+	assert_int_equal(good->npass, i);
+	assert_int_equal(good->nfdsets, 1);
+	while (good->npass < QEMU_MAX_FDS)
+		assert_true(qemu_spec_fd(good, a) > 0);
+	assert_int_equal(qemu_spec_fd(good, a), -1);
+	assert_int_equal(errno, ENOSPC);
+	close(a);
+	close(b);
+}
+
 /* Break one field of a valid spec; returns what was broken, NULL at end. */
 static const char *
 t_break(struct qemu_vm_spec *s, int i)
@@ -598,6 +814,12 @@ t_standin(int argc, char **argv)
 		n = readlink(path, target, sizeof(target) - 1);
 		target[n < 0 ? 0 : n] = '\0';
 		printf("fd %s -> %s\n", de->d_name, target);
+		/* What a passed file holds, read through the fd. */
+		if (strtol(de->d_name, NULL, 10) >= QEMU_FD_FIRST &&
+		    target[0] == '/' && (n = pread((int)strtol(de->d_name,
+		    NULL, 10), line, 16, 0)) >= 0)
+			printf("fd %s reads \"%.*s\"\n", de->d_name, (int)n,
+			    line);
 	}
 	closedir(d);
 	if (getsid(0) == getpid())
@@ -606,10 +828,24 @@ t_standin(int argc, char **argv)
 		return 1;
 	while (fgets(line, sizeof(line), f)) {
 		if (strncmp(line, "SigBlk:", 7) == 0 ||
-		    strncmp(line, "SigIgn:", 7) == 0)
+		    strncmp(line, "SigIgn:", 7) == 0 ||
+		    strncmp(line, "Uid:", 4) == 0 ||
+		    strncmp(line, "Gid:", 4) == 0 ||
+		    strncmp(line, "Groups:", 7) == 0 ||
+		    strncmp(line, "Cap", 3) == 0 ||
+		    strncmp(line, "NoNewPrivs:", 11) == 0)
 			fputs(line, stdout);
 	}
 	fclose(f);
+	n = readlink("/proc/self/cwd", target, sizeof(target) - 1);
+	target[n < 0 ? 0 : n] = '\0';
+	printf("cwd %s\n", target);
+	/* A path the caller could open: can we? */
+	if (getenv("CVIRT_TEST_STANDIN_OPEN")) {
+		int fd = open(getenv("CVIRT_TEST_STANDIN_OPEN"), O_RDONLY);
+
+		printf("open by path: %s\n", fd < 0 ? strerror(errno) : "ok");
+	}
 	return 7;
 }
 
@@ -627,7 +863,7 @@ t_write_script(struct tstate *t, const char *name, const char *text,
 
 /* QEMU starts detached with only fds 0-2, in its own session, with no
  * signal blocked or ignored whatever our parent left us (the stand-in
- * reports its /proc status). Guards qemu_child (src/qemu/qemu_cmd.c) and
+ * reports its /proc status). Guards qemu_child (src/qemu/qemu_spawn.c) and
  * proc_child_signals (src/common/proc.c): with sigaction(3) there, glibc's
  * internal signals 32 and 33 stayed ignored under `make test`. */
 static void
@@ -732,6 +968,270 @@ test_spawn_bad_input(void **state)
 	assert_int_equal(pid, 0);
 }
 
+/* fd moved to 100 or above (close-on-exec); the original is closed. */
+static int
+t_high(int fd)
+{
+	int nfd;
+
+	assert_true(fd >= 0);
+	nfd = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	assert_true(nfd >= 100);
+	close(fd);
+	return nfd;
+}
+
+/* Save what sits on fds lo..hi (to put our own there); t_fds_restore puts
+ * it back. */
+static void
+t_fds_save(int lo, int hi, int saved[])
+{
+	int fd;
+
+	for (fd = lo; fd <= hi; fd++)
+		saved[fd - lo] = fcntl(fd, F_GETFD) < 0 ? -1 :
+		    fcntl(fd, F_DUPFD_CLOEXEC, 200);
+}
+
+static void
+t_fds_restore(int lo, int hi, const int saved[])
+{
+	int fd;
+
+	for (fd = lo; fd <= hi; fd++) {
+		close(fd);
+		if (saved[fd - lo] >= 0) {
+			dup2(saved[fd - lo], fd);
+			close(saved[fd - lo]);
+		}
+	}
+}
+
+/* Point CVIRT_QEMU at a copy of this binary, in t->dir made traversable,
+ * that any user may run; the copy runs as the stand-in (t_standin). */
+static void
+t_standin_setup(struct tstate *t)
+{
+	char self[4096], copy[256];
+	ssize_t n;
+	char *bin;
+	size_t len;
+
+	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	assert_true(n > 0);
+	self[n] = '\0';
+	bin = util_read_file(self, 1 << 30, &len);
+	assert_non_null(bin);
+	snprintf(copy, sizeof(copy), "%s/standin", t->dir);
+	assert_int_equal(util_write_file_atomic(copy, bin, len, 0755), 0);
+	free(bin);
+	assert_int_equal(chmod(t->dir, 0711), 0);
+	setenv("CVIRT_QEMU", copy, 1);
+	setenv("CVIRT_TEST_STANDIN", "1", 1);
+}
+
+/* Spawn the stand-in, wait for it, return what it reported (free it). */
+static char *
+t_standin_run(struct tstate *t)
+{
+	char logp[256], *log;
+	int status;
+	pid_t pid = 0;
+
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	(void)unlink(logp);
+	if (qemu_spawn(t->spec, logp, &pid, t->err, sizeof(t->err)) < 0)
+		fail_msg("qemu_spawn: %s", t->err);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	log = util_read_file(logp, 1 << 20, NULL);
+	assert_non_null(log);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 7)
+		fail_msg("the stand-in failed:\n%s", log);
+	return log;
+}
+
+static void
+t_assert_in(const char *log, const char *want)
+{
+	if (strstr(log, want) == NULL)
+		fail_msg("missing \"%s\" in:\n%s", want, log);
+}
+
+/* QEMU gets exactly the fds passed, each at its slot, open on the same
+ * file as ours (a listening socket, a read-only CD-ROM image, an
+ * append-only log), also when ours sit on each other's slots (a naive
+ * dup2 would clobber one), close-on-exec or not; and nothing else: an
+ * inheritable fd of ours stays out. A CD-ROM image open for writing, a
+ * closed fd: nothing starts. Guards qemu_child and qemu_check_pass
+ * (src/qemu/qemu_spawn.c). */
+static void
+test_spawn_passes_fds(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	int saved[3], lfd, cd, log, leak, rw;
+	char want[256], *out;
+	struct stat st;
+	pid_t pid = 0;
+
+	t_standin_setup(t);
+	assert_int_equal(util_write_file_atomic(t_fmt("%s/cd.iso", t->dir,
+	    NULL), "ISO-CONTENT", 11, 0600), 0);
+	/* Ours far from the slots, to put copies exactly where we want. */
+	lfd = t_high(t_listen(t, "qmp.sock"));
+	cd = t_high(t_open_file(t, "cd.iso", O_RDONLY));
+	log = t_high(t_open_file(t, "serial.log", O_WRONLY | O_APPEND |
+	    O_CREAT));
+	leak = t_high(open(t_fmt("%s/leak", t->dir, NULL), O_RDWR | O_CREAT,
+	    0600));
+	assert_int_equal(fcntl(leak, F_SETFD, 0), 0);	/* inheritable */
+	assert_int_equal(fstat(lfd, &st), 0);
+	/* Ours at 4 (CD-ROM), 5 (QMP), 6 (log); QEMU's order is QMP, log,
+	 * CD-ROM. */
+	t_fds_save(4, 6, saved);
+	assert_int_equal(dup3(cd, 4, O_CLOEXEC), 4);
+	assert_int_equal(dup3(lfd, 5, O_CLOEXEC), 5);
+	assert_int_equal(dup2(log, 6), 6);	/* inheritable, for once */
+	s->qmp_fd = qemu_spec_fd(s, 5);
+	s->serial_path[0] = '\0';
+	s->serial_log_fdset = qemu_spec_fdset(s, 6, "log");
+	SET(s->disks[0].format, "raw");
+	s->disks[0].cdrom = 1;
+	s->disks[0].fdset = qemu_spec_fdset(s, 4, "cd");
+	s->ndisks = 1;
+	out = t_standin_run(t);
+	t_fds_restore(4, 6, saved);
+	snprintf(want, sizeof(want), "\nfd 4 -> socket:[%lu]\n",
+	    (unsigned long)st.st_ino);
+	t_assert_in(out, want);
+	t_assert_in(out, t_fmt("\nfd 5 -> %s/serial.log\n", t->dir, NULL));
+	t_assert_in(out, t_fmt("\nfd 6 -> %s/cd.iso\n", t->dir, NULL));
+	t_assert_in(out, "\nfd 6 reads \"ISO-CONTENT\"\n");
+	t_assert_in(out, "argv: ");
+	t_assert_in(out, " -add-fd fd=5,set=1,opaque=log -add-fd "
+	    "fd=6,set=2,opaque=cd ");
+	/* 0-2 and the three slots; not 3 (close-on-exec), not the leak. */
+	if (t_count(out, "\nfd ") - t_count(out, " reads ") != 6)
+		fail_msg("unexpected open fds:\n%s", out);
+	free(out);
+
+	/* A CD-ROM image open read-write would stay writable in QEMU. */
+	s->pass_fd[0] = lfd;
+	s->pass_fd[1] = log;
+	s->pass_fd[2] = rw = t_open_file(t, "cd.iso", O_RDWR);
+	assert_int_equal(qemu_spawn(s, t_fmt("%s/qemu.log", t->dir, NULL),
+	    &pid, t->err, sizeof(t->err)), -1);
+	snprintf(want, sizeof(want), "cannot pass fd %d to QEMU: a read-only "
+	    "device's file must be open read-only", rw);
+	assert_string_equal(t->err, want);
+	close(rw);
+	/* A closed fd. */
+	assert_int_equal(qemu_spawn(s, t_fmt("%s/qemu.log", t->dir, NULL),
+	    &pid, t->err, sizeof(t->err)), -1);
+	snprintf(want, sizeof(want), "cannot pass fd %d to QEMU: Bad file "
+	    "descriptor", rw);
+	assert_string_equal(t->err, want);
+	assert_int_equal(pid, 0);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	close(lfd);
+	close(cd);
+	close(log);
+	close(leak);
+}
+
+/* Add (on) or remove CAP_NET_ADMIN in our inheritable set, and with it
+ * in our ambient set: what an agent started with AmbientCapabilities=
+ * has. 0 or -1. */
+static int
+t_cap_inherit(int on)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &hdr, d) < 0)
+		return -1;
+	if (on)
+		d[0].inheritable |= 1U << CAP_NET_ADMIN;
+	else
+		d[0].inheritable &= ~(1U << CAP_NET_ADMIN);
+	if (syscall(SYS_capset, &hdr, d) < 0)
+		return -1;
+	return on ? prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN,
+	    0, 0) : 0;
+}
+
+/* QEMU started as an unprivileged user: its uid and gid, exactly the
+ * supplementary groups given (ours are gone), no capability in any set
+ * (bounding and ambient included), no_new_privs, cwd "/"; it reads a
+ * root-only file through the fd passed and cannot open it by path. A
+ * switch that cannot be made starts nothing. Guards proc_child_identity
+ * (src/common/proc.c) and qemu_child (src/qemu/qemu_spawn.c). Needs root
+ * (CI runs as root). */
+static void
+test_spawn_as_user(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	gid_t mine[64], extra[3] = { 0, 4, 27 };
+	char want[256], secret[256], *out;
+	int nmine, fd;
+	pid_t pid = 0;
+
+	if (geteuid() != 0)
+		skip();
+	t_standin_setup(t);
+	snprintf(secret, sizeof(secret), "%s/secret", t->dir);
+	assert_int_equal(util_write_file_atomic(secret, "ROOT-ONLY", 9, 0600),
+	    0);
+	fd = t_open_file(t, "secret", O_RDONLY);
+	SET(s->kernel, "/unused");
+	s->kernel_fd = qemu_spec_fd(s, fd);
+	setenv("CVIRT_TEST_STANDIN_OPEN", secret, 1);
+	assert_int_equal(proc_identity_user("nobody", NULL, &s->user, t->err,
+	    sizeof(t->err)), 0);
+	assert_true(s->user.uid != 0 && s->user.gid != 0);
+	/* Groups of ours that must not reach QEMU. */
+	nmine = getgroups(64, mine);
+	assert_true(nmine >= 0);
+	assert_int_equal(setgroups(3, extra), 0);
+	/* Capabilities a child would otherwise keep across exec. */
+	assert_int_equal(t_cap_inherit(1), 0);
+	out = t_standin_run(t);
+	assert_int_equal(t_cap_inherit(0), 0);
+	assert_int_equal(setgroups((size_t)nmine, mine), 0);
+	unsetenv("CVIRT_TEST_STANDIN_OPEN");
+	snprintf(want, sizeof(want), "\nUid:\t%u\t%u\t%u\t%u\n",
+	    s->user.uid, s->user.uid, s->user.uid, s->user.uid);
+	t_assert_in(out, want);
+	snprintf(want, sizeof(want), "\nGid:\t%u\t%u\t%u\t%u\n",
+	    s->user.gid, s->user.gid, s->user.gid, s->user.gid);
+	t_assert_in(out, want);
+	snprintf(want, sizeof(want), "\nGroups:\t%u \n", s->user.gid);
+	t_assert_in(out, want);
+	t_assert_in(out, "\nCapInh:\t0000000000000000\n");
+	t_assert_in(out, "\nCapPrm:\t0000000000000000\n");
+	t_assert_in(out, "\nCapEff:\t0000000000000000\n");
+	t_assert_in(out, "\nCapBnd:\t0000000000000000\n");
+	t_assert_in(out, "\nCapAmb:\t0000000000000000\n");
+	t_assert_in(out, "\nNoNewPrivs:\t1\n");
+	t_assert_in(out, "\ncwd /\n");
+	t_assert_in(out, "\nfd 4 reads \"ROOT-ONLY\"\n");
+	t_assert_in(out, "\nopen by path: Permission denied\n");
+	free(out);
+
+	/* Root is no unprivileged user: nothing runs. */
+	s->user.uid = 0;
+	assert_int_equal(qemu_spawn(s, t_fmt("%s/qemu.log", t->dir, NULL),
+	    &pid, t->err, sizeof(t->err)), -1);
+	assert_string_equal(t->err, t_fmt("cannot run %s/standin as an "
+	    "unprivileged user: Invalid argument", t->dir, NULL));
+	assert_int_equal(pid, 0);
+	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
+	assert_int_equal(errno, ECHILD);
+	close(fd);
+}
+
 /* 1 if prog is an executable in $PATH. */
 static int
 t_in_path(const char *prog)
@@ -815,6 +1315,186 @@ test_spawn_real_qemu(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* The value of field (e.g. "Uid:") in /proc/PID/status: its first word
+ * into out. */
+static void
+t_proc_status(pid_t pid, const char *field, char *out, size_t outsz)
+{
+	char path[64], *st, *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	st = util_read_file(path, 1 << 16, NULL);
+	assert_non_null(st);
+	out[0] = '\0';
+	if ((p = strstr(st, field)) != NULL) {
+		p += strlen(field);
+		p += strspn(p, "\t ");
+		snprintf(out, outsz, "%.*s", (int)strcspn(p, "\t \n"), p);
+	}
+	free(st);
+}
+
+/* 1 when pid has an fd open on path. */
+static int
+t_proc_has_file(pid_t pid, const char *path)
+{
+	char dir[64], link[400], target[4096];
+	struct dirent *de;
+	ssize_t n;
+	DIR *d;
+	int found = 0;
+
+	snprintf(dir, sizeof(dir), "/proc/%d/fd", (int)pid);
+	assert_non_null(d = opendir(dir));
+	while ((de = readdir(d)) != NULL) {
+		snprintf(link, sizeof(link), "%s/%s", dir, de->d_name);
+		n = readlink(link, target, sizeof(target) - 1);
+		target[n < 0 ? 0 : n] = '\0';
+		found |= strcmp(target, path) == 0;
+	}
+	closedir(d);
+	return found;
+}
+
+static int
+t_blockdev_add(struct qmp *q, const char *node, const char *file,
+    char *err, size_t errsz)
+{
+	json_t *args = json_pack("{s:s, s:s, s:s, s:b}", "driver", "file",
+	    "node-name", node, "filename", file, "read-only", 1);
+	int rc;
+
+	assert_non_null(args);
+	rc = qmp_command(q, "blockdev-add", args, 5000, NULL, err, errsz);
+	json_decref(args);
+	return rc;
+}
+
+/* The real QEMU as an unprivileged user, with everything it needs passed
+ * open (QMP and serial listening sockets, the serial log, a disk and a
+ * CD-ROM: all root 0600 in a directory only root can enter): it starts
+ * under its sandbox and answers QMP; it runs as that user with no
+ * capability and no_new_privs; an fd we left inheritable did not reach
+ * it; it cannot open a root file by path (blockdev-add: Permission
+ * denied) but opens one we pass by add-fd (SCM_RIGHTS), and takes a
+ * socket passed by getfd for netdev_add. Guards qemu_child
+ * (src/qemu/qemu_spawn.c), the fd options of qemu_build_argv
+ * (src/qemu/qemu_cmd.c), proc_child_identity (src/common/proc.c),
+ * qmp_add_fd and qmp_send_fd (src/qemu/qmp_fd.c)
+ * against QEMU itself. Needs root and QEMU (CI has both). */
+static void
+test_spawn_real_qemu_unprivileged(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	int lq, ls, log, disk, cd, other, leak, sp[2];
+	char logp[256], val[64], other_path[256], file[64], *qlog;
+	int64_t set = -1;
+	struct qmp *q;
+	json_t *ret = NULL, *args;
+	pid_t pid = 0;
+	int status;
+
+	if (!t_in_path("qemu-system-x86_64") || geteuid() != 0)
+		skip();
+	assert_int_equal(chmod(t->dir, 0700), 0);
+	assert_int_equal(util_write_file_atomic(t_fmt("%s/disk.raw", t->dir,
+	    NULL), "", 0, 0600), 0);
+	assert_int_equal(truncate(t_fmt("%s/disk.raw", t->dir, NULL), 1 << 20),
+	    0);
+	assert_int_equal(util_write_file_atomic(t_fmt("%s/cd.iso", t->dir,
+	    NULL), "CD", 2, 0600), 0);
+	snprintf(other_path, sizeof(other_path), "%s/other.img", t->dir);
+	assert_int_equal(util_write_file_atomic(other_path, "OTHER", 5, 0600),
+	    0);
+	lq = t_listen(t, "qmp.sock");
+	ls = t_listen(t, "serial.sock");
+	log = t_open_file(t, "serial.log", O_WRONLY | O_APPEND | O_CREAT);
+	disk = t_open_file(t, "disk.raw", O_RDWR);
+	cd = t_open_file(t, "cd.iso", O_RDONLY);
+	other = t_open_file(t, "other.img", O_RDONLY);
+	leak = open(t_fmt("%s/leak", t->dir, NULL), O_RDWR | O_CREAT, 0600);
+	assert_true(leak >= 0);
+	s->qmp_fd = qemu_spec_fd(s, lq);
+	s->serial_fd = qemu_spec_fd(s, ls);
+	s->serial_log_fdset = qemu_spec_fdset(s, log, "serial-log");
+	SET(s->disks[0].format, "raw");
+	s->disks[0].fdset = qemu_spec_fdset(s, disk, "disk0");
+	SET(s->disks[1].format, "raw");
+	s->disks[1].cdrom = 1;
+	s->disks[1].fdset = qemu_spec_fdset(s, cd, "cdrom");
+	s->ndisks = 2;
+	SET(s->nics[0].mac, "52:54:00:00:00:01");
+	SET(s->nics[0].type, "user");
+	s->nnics = 1;
+	s->memory_mib = 64;
+	s->cpus = 1;
+	s->start_paused = 1;
+	assert_int_equal(proc_identity_user("nobody", "kvm", &s->user, t->err,
+	    sizeof(t->err)), 0);
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	assert_int_equal(qemu_spawn(s, logp, &pid, t->err, sizeof(t->err)), 0);
+	/* The agent keeps the paths it bound: re-attach connects there. */
+	q = qmp_open(s->qmp_path, 10000, NULL, NULL, t->err, sizeof(t->err));
+	if (q == NULL) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+		qlog = util_read_file(logp, 1 << 20, NULL);
+		fail_msg("%s; QEMU said: %s", t->err, qlog ? qlog : "?");
+	}
+	assert_int_equal(qmp_command(q, "query-status", NULL, 5000, &ret,
+	    t->err, sizeof(t->err)), 0);
+	assert_string_equal(json_string_value(json_object_get(ret, "status")),
+	    "prelaunch");
+	json_decref(ret);
+	t_proc_status(pid, "Uid:", val, sizeof(val));
+	assert_int_equal(strtol(val, NULL, 10), (long)s->user.uid);
+	t_proc_status(pid, "NoNewPrivs:", val, sizeof(val));
+	assert_string_equal(val, "1");
+	t_proc_status(pid, "CapEff:", val, sizeof(val));
+	assert_string_equal(val, "0000000000000000");
+	t_proc_status(pid, "CapBnd:", val, sizeof(val));
+	assert_string_equal(val, "0000000000000000");
+	t_proc_status(pid, "Seccomp:", val, sizeof(val));
+	assert_string_equal(val, "2");
+	assert_false(t_proc_has_file(pid, t_fmt("%s/leak", t->dir, NULL)));
+	assert_true(t_proc_has_file(pid, t_fmt("%s/disk.raw", t->dir, NULL)));
+	/* By path: QEMU's own rights, none here. */
+	assert_int_equal(t_blockdev_add(q, "bypath", other_path, t->err,
+	    sizeof(t->err)), -1);
+	assert_non_null(strstr(t->err, "Permission denied"));
+	/* By fd: an fdset QEMU opens through /dev/fdset. */
+	assert_int_equal(qmp_add_fd(q, other, "other", 5000, &set, t->err,
+	    sizeof(t->err)), 0);
+	snprintf(file, sizeof(file), "/dev/fdset/%lld", (long long)set);
+	if (t_blockdev_add(q, "byfd", file, t->err, sizeof(t->err)) < 0)
+		fail_msg("blockdev-add %s: %s", file, t->err);
+	/* A socket by getfd, taken by name. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    sp), 0);
+	assert_int_equal(qmp_send_fd(q, "sock0", sp[0], 5000, t->err,
+	    sizeof(t->err)), 0);
+	args = json_pack("{s:s, s:s, s:s}", "type", "socket", "id", "ns0",
+	    "fd", "sock0");
+	if (qmp_command(q, "netdev_add", args, 5000, NULL, t->err,
+	    sizeof(t->err)) < 0)
+		fail_msg("netdev_add with a passed socket: %s", t->err);
+	json_decref(args);
+	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
+	qmp_close(q);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(sp[0]);
+	close(sp[1]);
+	close(lq);
+	close(ls);
+	close(log);
+	close(disk);
+	close(cd);
+	close(other);
+	close(leak);
+}
+
 /* HA monitors: the guest agent's virtio-serial port; a hostfwd rule on a
  * user-mode NIC for tcp:PORT. */
 static void
@@ -879,10 +1559,15 @@ main(int argc, char **argv)
 		T(test_argv_extras),
 		T(test_argv_health_devices),
 		T(test_argv_rejects),
+		T(test_argv_fd_slots),
+		T(test_argv_fd_rejects),
 		T(test_spawn_detached),
 		T(test_spawn_exec_failure),
 		T(test_spawn_bad_input),
+		T(test_spawn_passes_fds),
+		T(test_spawn_as_user),
 		T(test_spawn_real_qemu),
+		T(test_spawn_real_qemu_unprivileged),
 	};
 
 	if (getenv("CVIRT_TEST_STANDIN"))
