@@ -1,5 +1,6 @@
 /* test_privdrop.c - unit tests for running helpers as an unprivileged user
- * (proc_run_as, proc_identity_user). */
+ * (proc_run_as, proc_identity_user) and the agent's QEMU user and
+ * DATA/qemu (src/agent/qemuuser.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "agent/agent_int.h"
 #include "common/proc.h"
 #include "common/util.h"
 
@@ -38,6 +40,8 @@ setup(void **state)
 	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-priv-XXXXXX");
 	if (mkdtemp(t->dir) == NULL)
 		return -1;
+	memset(&agent_cfg, 0, sizeof(agent_cfg));
+	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s", t->dir);
 	*state = t;
 	return 0;
 }
@@ -227,6 +231,148 @@ test_proc_identity_user(void **state)
 	assert_string_equal(t->err, "invalid user name");
 }
 
+/* The agent's QEMU user: none given, QEMU runs as the agent (the default
+ * until the switch is on); a user resolves with the kvm group; root and
+ * a missing user stop the agent with one line. Guards
+ * agent_qemu_user_init (src/agent/qemuuser.c). Needs root. */
+static void
+test_agent_qemu_user(void **state)
+{
+	struct tstate *t = *state;
+	struct passwd *pw = getpwnam("nobody");
+	char want[256];
+
+	if (geteuid() != 0)
+		skip();
+	assert_non_null(pw);
+	assert_int_equal(agent_qemu_user_init(NULL, t->err, sizeof(t->err)),
+	    0);
+	assert_int_equal(agent_cfg.qemu_id.set, 0);
+	assert_int_equal(agent_cfg.qemu_id.uid, geteuid());
+	assert_int_equal(agent_cfg.qemu_id.gid, getegid());
+	snprintf(want, sizeof(want), "%s/qemu", t->dir);
+	assert_string_equal(agent_cfg.qemu_dir, want);
+	/* Nothing made on disk for that. */
+	assert_int_equal(access(want, F_OK), -1);
+
+	assert_int_equal(agent_qemu_user_init("nobody", t->err,
+	    sizeof(t->err)), 0);
+	assert_int_equal(agent_cfg.qemu_id.set, 1);
+	assert_int_equal(agent_cfg.qemu_id.uid, pw->pw_uid);
+	assert_int_equal(agent_cfg.qemu_id.gid, pw->pw_gid);
+
+	assert_int_equal(agent_qemu_user_init("root", t->err, sizeof(t->err)),
+	    -1);
+	assert_string_equal(t->err, "QEMU must not run as root: set qemu_user "
+	    "to an unprivileged user");
+	assert_int_equal(agent_cfg.qemu_id.set, 0);
+	assert_int_equal(agent_qemu_user_init("cvirt-no-such-user", t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "user cvirt-no-such-user does not exist: "
+	    "install the package or run 'cvirt up' once as root");
+	assert_int_equal(agent_cfg.qemu_id.set, 0);
+	assert_int_equal(agent_cfg.qemu_id.uid, geteuid());
+}
+
+static void
+t_assert_dir(const char *path, gid_t gid)
+{
+	struct stat st;
+
+	if (lstat(path, &st) < 0)
+		fail_msg("%s: %s", path, strerror(errno));
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(st.st_uid, geteuid());
+	assert_int_equal(st.st_gid, gid);
+	if ((st.st_mode & 07777) != 02750)
+		fail_msg("%s has mode %o, not 2750", path, st.st_mode & 07777);
+}
+
+/* DATA/qemu and directories beneath it: the agent's, the QEMU user's
+ * group, 02750 (QEMU reads, never writes; what the agent creates there
+ * gets the group), fixed when wrong; never through a symlink, never
+ * taking over a directory of another user, never outside (bad names).
+ * Guards agent_qemu_dir, agent_qemu_subdir and agent_qemu_sub_valid
+ * (src/agent/qemuuser.c). Needs root (chown). */
+static void
+test_agent_qemu_dir(void **state)
+{
+	struct tstate *t = *state;
+	static const char *const bad[] = { "", "/x", "x/", "a//b", "..",
+	    "a/../b", ".x", "a/.", "a b", "tls/.." };
+	char out[4096], path[256], elsewhere[256];
+	struct stat st, before;
+	gid_t gid;
+	size_t i;
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(agent_qemu_user_init("nobody", t->err,
+	    sizeof(t->err)), 0);
+	gid = agent_cfg.qemu_id.gid;
+	assert_int_equal(agent_qemu_dir(NULL, out, sizeof(out)), 0);
+	snprintf(path, sizeof(path), "%s/qemu", t->dir);
+	assert_string_equal(out, path);
+	t_assert_dir(path, gid);
+	assert_int_equal(agent_qemu_dir("psk/0123abcd", out, sizeof(out)), 0);
+	snprintf(path, sizeof(path), "%s/qemu/psk/0123abcd", t->dir);
+	assert_string_equal(out, path);
+	t_assert_dir(path, gid);
+	snprintf(path, sizeof(path), "%s/qemu/psk", t->dir);
+	t_assert_dir(path, gid);
+
+	/* Wrong owner group and mode (an older agent, an admin): fixed. */
+	assert_int_equal(chown(path, 0, 0), 0);
+	assert_int_equal(chmod(path, 0777), 0);
+	assert_int_equal(agent_qemu_dir("psk", out, sizeof(out)), 0);
+	t_assert_dir(path, gid);
+
+	/* Names that would leave DATA/qemu or are no plain names. */
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		errno = 0;
+		if (agent_qemu_dir(bad[i], out, sizeof(out)) != -1 ||
+		    errno != EINVAL)
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+	snprintf(path, sizeof(path), "%s/x", t->dir);
+	assert_int_equal(access(path, F_OK), -1);
+
+	/* A symlink where a directory should be: never followed, its
+	 * target keeps its owner and mode. */
+	snprintf(elsewhere, sizeof(elsewhere), "%s/elsewhere", t->dir);
+	assert_int_equal(mkdir(elsewhere, 0755), 0);
+	snprintf(path, sizeof(path), "%s/qemu/tls", t->dir);
+	assert_int_equal(symlink(elsewhere, path), 0);
+	assert_int_equal(agent_qemu_dir("tls", out, sizeof(out)), -1);
+	assert_int_equal(lstat(elsewhere, &st), 0);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	/* Also for DATA/qemu itself. */
+	snprintf(path, sizeof(path), "%s/qemu", t->dir);
+	assert_int_equal(util_rm_rf(path), 0);
+	assert_int_equal(symlink(elsewhere, path), 0);
+	assert_int_equal(agent_qemu_dir(NULL, out, sizeof(out)), -1);
+	assert_int_equal(agent_qemu_dir("tls", out, sizeof(out)), -1);
+	assert_int_equal(lstat(elsewhere, &st), 0);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_mode & 07777, 0755);
+	assert_int_equal(unlink(path), 0);
+
+	/* A directory of another user is not taken over. */
+	assert_int_equal(agent_qemu_dir(NULL, out, sizeof(out)), 0);
+	snprintf(path, sizeof(path), "%s/qemu/theirs", t->dir);
+	assert_int_equal(mkdir(path, 0700), 0);
+	assert_int_equal(chown(path, agent_cfg.qemu_id.uid, 0), 0);
+	assert_int_equal(lstat(path, &before), 0);
+	errno = 0;
+	assert_int_equal(agent_qemu_dir("theirs", out, sizeof(out)), -1);
+	assert_int_equal(errno, EPERM);
+	assert_int_equal(lstat(path, &st), 0);
+	assert_int_equal(st.st_uid, agent_cfg.qemu_id.uid);
+	assert_int_equal(st.st_gid, 0);
+	assert_int_equal(st.st_mode, before.st_mode);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int
@@ -236,6 +382,8 @@ main(void)
 		T(test_proc_run_as),
 		T(test_proc_run_as_refused),
 		T(test_proc_identity_user),
+		T(test_agent_qemu_user),
+		T(test_agent_qemu_dir),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
