@@ -12,16 +12,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <grp.h>
-#include <linux/capability.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "capenv.h"
 #include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
@@ -1139,28 +1136,6 @@ test_spawn_passes_fds(void **state)
 	close(leak);
 }
 
-/* Add (on) or remove CAP_NET_ADMIN in our inheritable set, and with it
- * in our ambient set: what an agent started with AmbientCapabilities=
- * has. 0 or -1. */
-static int
-t_cap_inherit(int on)
-{
-	struct __user_cap_header_struct hdr = {
-		.version = _LINUX_CAPABILITY_VERSION_3 };
-	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
-
-	if (syscall(SYS_capget, &hdr, d) < 0)
-		return -1;
-	if (on)
-		d[0].inheritable |= 1U << CAP_NET_ADMIN;
-	else
-		d[0].inheritable &= ~(1U << CAP_NET_ADMIN);
-	if (syscall(SYS_capset, &hdr, d) < 0)
-		return -1;
-	return on ? prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_NET_ADMIN,
-	    0, 0) : 0;
-}
-
 /* QEMU started as an unprivileged user: its uid and gid, exactly the
  * supplementary groups given (ours are gone), no capability in any set
  * (bounding and ambient included), no_new_privs, cwd "/"; it reads a
@@ -1173,9 +1148,9 @@ test_spawn_as_user(void **state)
 {
 	struct tstate *t = *state;
 	struct qemu_vm_spec *s = t->spec;
-	gid_t mine[64], extra[3] = { 0, 4, 27 };
-	char want[256], secret[256], *out;
-	int nmine, fd;
+	char secret[256], why[128], *out;
+	struct capenv save;
+	int fd;
 	pid_t pid = 0;
 
 	if (geteuid() != 0)
@@ -1191,30 +1166,13 @@ test_spawn_as_user(void **state)
 	assert_int_equal(proc_identity_user("nobody", NULL, &s->user, t->err,
 	    sizeof(t->err)), 0);
 	assert_true(s->user.uid != 0 && s->user.gid != 0);
-	/* Groups of ours that must not reach QEMU. */
-	nmine = getgroups(64, mine);
-	assert_true(nmine >= 0);
-	assert_int_equal(setgroups(3, extra), 0);
-	/* Capabilities a child would otherwise keep across exec. */
-	assert_int_equal(t_cap_inherit(1), 0);
+	/* Groups and capabilities of ours that must not reach QEMU. */
+	assert_int_equal(capenv_hostile(&save), 0);
 	out = t_standin_run(t);
-	assert_int_equal(t_cap_inherit(0), 0);
-	assert_int_equal(setgroups((size_t)nmine, mine), 0);
+	capenv_restore(&save);
 	unsetenv("CVIRT_TEST_STANDIN_OPEN");
-	snprintf(want, sizeof(want), "\nUid:\t%u\t%u\t%u\t%u\n",
-	    s->user.uid, s->user.uid, s->user.uid, s->user.uid);
-	t_assert_in(out, want);
-	snprintf(want, sizeof(want), "\nGid:\t%u\t%u\t%u\t%u\n",
-	    s->user.gid, s->user.gid, s->user.gid, s->user.gid);
-	t_assert_in(out, want);
-	snprintf(want, sizeof(want), "\nGroups:\t%u \n", s->user.gid);
-	t_assert_in(out, want);
-	t_assert_in(out, "\nCapInh:\t0000000000000000\n");
-	t_assert_in(out, "\nCapPrm:\t0000000000000000\n");
-	t_assert_in(out, "\nCapEff:\t0000000000000000\n");
-	t_assert_in(out, "\nCapBnd:\t0000000000000000\n");
-	t_assert_in(out, "\nCapAmb:\t0000000000000000\n");
-	t_assert_in(out, "\nNoNewPrivs:\t1\n");
+	if (capenv_dropped(out, &s->user, why, sizeof(why)) < 0)
+		fail_msg("%s in:\n%s", why, out);
 	t_assert_in(out, "\ncwd /\n");
 	t_assert_in(out, "\nfd 4 reads \"ROOT-ONLY\"\n");
 	t_assert_in(out, "\nopen by path: Permission denied\n");
