@@ -185,26 +185,80 @@ proc_exec_status(int rfd, pid_t pid, const char *bin, char *err,
 	return -1;
 }
 
-/* In the child after fork: only async-signal-safe calls from here on. */
-static void __attribute__((noreturn))
-proc_child(const struct proc_identity *id, char *const argv[], int nullfd,
-    int outfd, int errfd)
+int
+proc_fork_exec(const char *bin, proc_child_fn child, void *arg, pid_t *pid,
+    char *err, size_t errsz)
 {
-	int e;
+	int efd[2] = { -1, -1 }, rc = -1;
+	sigset_t all, old;
+	pid_t p;
 
-	if (dup2(nullfd, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0)
-		goto fail;
-	proc_child_signals();
-	if (proc_child_identity(id) < 0) {
-		e = -errno;
-		goto report;
+	if (pipe2(efd, O_CLOEXEC) < 0 || (efd[0] = proc_fd_high(efd[0])) < 0 ||
+	    (efd[1] = proc_fd_high(efd[1])) < 0) {
+		snprintf(err, errsz, "cannot run %s: pipe: %s", bin,
+		    strerror(errno));
+		goto cleanup;
 	}
-	execvp(argv[0], argv);
-fail:
-	e = errno;
-report:
+	/* No handler of ours may run in the child before it resets them. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	p = fork();
+	if (p == 0)
+		child(arg, efd[1]);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (p < 0) {
+		snprintf(err, errsz, "cannot run %s: fork: %s", bin,
+		    strerror(errno));
+		goto cleanup;
+	}
+	close(efd[1]);
+	efd[1] = -1;
+	if (proc_exec_status(efd[0], p, bin, err, errsz) < 0)
+		goto cleanup;
+	*pid = p;
+	rc = 0;
+cleanup:
+	if (efd[0] >= 0)
+		close(efd[0]);
+	if (efd[1] >= 0)
+		close(efd[1]);
+	return rc;
+}
+
+struct proc_child_arg {
+	const struct proc_identity	*id;
+	char *const			*argv;
+	int				 nullfd, outfd;
+};
+
+void
+proc_child_fail(int errfd, int e)
+{
 	(void)!write(errfd, &e, sizeof(e));
 	_exit(127);
+}
+
+void
+proc_child_exec(const struct proc_identity *id, char *const argv[],
+    int errfd)
+{
+	proc_child_signals();
+	if (proc_child_identity(id) < 0)
+		proc_child_fail(errfd, -errno);
+	execvp(argv[0], argv);
+	proc_child_fail(errfd, errno);
+}
+
+/* In the child after fork: only async-signal-safe calls from here on. */
+static void __attribute__((noreturn))
+proc_child(void *arg, int errfd)
+{
+	const struct proc_child_arg *c = arg;
+
+	if (dup2(c->nullfd, 0) < 0 || dup2(c->outfd, 1) < 0 ||
+	    dup2(c->outfd, 2) < 0)
+		proc_child_fail(errfd, errno);
+	proc_child_exec(c->id, c->argv, errfd);
 }
 
 /* Start argv as id with stdin from /dev/null and stdout+stderr into outfd
@@ -213,43 +267,17 @@ static int
 proc_start(const struct proc_identity *id, char *const argv[], int outfd,
     pid_t *pid, char *out, size_t outsz)
 {
-	int nullfd, efd[2] = { -1, -1 }, rc = -1;
-	sigset_t all, old;
-	pid_t child;
+	struct proc_child_arg c = { .id = id, .argv = argv, .outfd = outfd };
+	int rc;
 
-	nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
-	if (nullfd < 0 || pipe2(efd, O_CLOEXEC) < 0 ||
-	    (efd[0] = proc_fd_high(efd[0])) < 0 ||
-	    (efd[1] = proc_fd_high(efd[1])) < 0) {
+	c.nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	if (c.nullfd < 0) {
 		snprintf(out, outsz, "cannot run %s: %s", argv[0],
 		    strerror(errno));
-		goto cleanup;
+		return -1;
 	}
-	/* No handler of ours may run in the child before it resets them. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	child = fork();
-	if (child == 0)
-		proc_child(id, argv, nullfd, outfd, efd[1]);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (child < 0) {
-		snprintf(out, outsz, "cannot run %s: fork: %s", argv[0],
-		    strerror(errno));
-		goto cleanup;
-	}
-	close(efd[1]);
-	efd[1] = -1;
-	if (proc_exec_status(efd[0], child, argv[0], out, outsz) < 0)
-		goto cleanup;
-	*pid = child;
-	rc = 0;
-cleanup:
-	if (nullfd >= 0)
-		close(nullfd);
-	if (efd[0] >= 0)
-		close(efd[0]);
-	if (efd[1] >= 0)
-		close(efd[1]);
+	rc = proc_fork_exec(argv[0], proc_child, &c, pid, out, outsz);
+	close(c.nullfd);
 	return rc;
 }
 

@@ -53,6 +53,24 @@ int	proc_fd_high(int fd);
  * "cannot run BIN as an unprivileged user: REASON") in err otherwise. */
 int	proc_exec_status(int rfd, pid_t pid, const char *bin, char *err,
 	    size_t errsz);
+/* What runs in the child of proc_fork_exec (async-signal-safe only): it
+ * execs, or writes its errno (negated when proc_child_identity failed)
+ * to errfd and calls _exit. It never returns. */
+typedef void (*proc_child_fn)(void *arg, int errfd);
+/* The end of every such child: signals reset, id taken (when set), argv
+ * exec'd; on failure the errno goes to errfd (negated for the identity)
+ * and the child exits 127. proc_child_fail(errfd, errno) for a failure
+ * before that. */
+void	proc_child_exec(const struct proc_identity *id, char *const argv[],
+	    int errfd) __attribute__((noreturn));
+void	proc_child_fail(int errfd, int e) __attribute__((noreturn));
+/* fork with every signal blocked around it (no handler of ours may run in
+ * the child before it resets them) and child(arg, errfd) in the child,
+ * errfd the close-on-exec write end of a pipe above fd 2; then
+ * proc_exec_status. 0 and the pid, or -1 with "cannot run BIN: ..." in
+ * err. */
+int	proc_fork_exec(const char *bin, proc_child_fn child, void *arg,
+	    pid_t *pid, char *err, size_t errsz);
 /* Last non-empty line of s, copied into out (for one-line errors). */
 void	proc_last_line(const char *s, char *out, size_t outsz);
 

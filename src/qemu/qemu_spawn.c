@@ -2,19 +2,22 @@
  * as its unprivileged user (the command line: qemu_cmd.c). */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/proc.h"
 #include "qemu/qemu_cmd.h"
+
+struct qemu_child_arg {
+	char				**argv;
+	const struct qemu_vm_spec	 *spec;
+	int				  nullfd, logfd, maxfd;
+};
 
 /* In the child after fork: only async-signal-safe calls from here on.
  * Every fd we keep first moves above the slots, so no dup2 onto a slot
@@ -22,44 +25,34 @@
  * (dup2 clears close-on-exec: QEMU inherits them), everything else
  * closed; then signals and the user. */
 static void __attribute__((noreturn))
-qemu_child(char **argv, const struct qemu_vm_spec *s, int nullfd, int logfd,
-    int errfd, int maxfd)
+qemu_child(void *arg, int errfd)
 {
-	int moved[QEMU_MAX_FDS], top = QEMU_FD_FIRST + s->npass, e, fd, i;
+	const struct qemu_child_arg *c = arg;
+	const struct qemu_vm_spec *s = c->spec;
+	int moved[QEMU_MAX_FDS], top = QEMU_FD_FIRST + s->npass, fd, i;
+	int nullfd, logfd;
 
-	if (setsid() < 0)
-		goto fail;
-	if ((fd = fcntl(errfd, F_DUPFD_CLOEXEC, top)) < 0)
-		goto fail;
+	if (setsid() < 0 || (fd = fcntl(errfd, F_DUPFD_CLOEXEC, top)) < 0)
+		proc_child_fail(errfd, errno);
 	errfd = fd;
-	if ((nullfd = fcntl(nullfd, F_DUPFD_CLOEXEC, top)) < 0 ||
-	    (logfd = fcntl(logfd, F_DUPFD_CLOEXEC, top)) < 0)
-		goto fail;
+	if ((nullfd = fcntl(c->nullfd, F_DUPFD_CLOEXEC, top)) < 0 ||
+	    (logfd = fcntl(c->logfd, F_DUPFD_CLOEXEC, top)) < 0)
+		proc_child_fail(errfd, errno);
 	for (i = 0; i < s->npass; i++)
 		if ((moved[i] = fcntl(s->pass_fd[i], F_DUPFD_CLOEXEC, top)) < 0)
-			goto fail;
+			proc_child_fail(errfd, errno);
 	if (dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0 ||
 	    dup3(errfd, 3, O_CLOEXEC) < 0)
-		goto fail;
+		proc_child_fail(errfd, errno);
 	errfd = 3;
 	for (i = 0; i < s->npass; i++)
 		if (dup2(moved[i], QEMU_FD_FIRST + i) < 0)
-			goto fail;
+			proc_child_fail(errfd, errno);
 	if (syscall(SYS_close_range, (unsigned)top, ~0U, 0U) < 0) {
-		for (fd = top; fd < maxfd; fd++)
+		for (fd = top; fd < c->maxfd; fd++)
 			(void)close(fd);
 	}
-	proc_child_signals();
-	if (proc_child_identity(&s->user) < 0) {
-		e = -errno;
-		goto report;
-	}
-	execvp(argv[0], argv);
-fail:
-	e = errno;
-report:
-	(void)!write(errfd, &e, sizeof(e));
-	_exit(127);
+	proc_child_exec(&s->user, c->argv, errfd);
 }
 
 /* The passed fds are open files, no directory, and read-only where QEMU
@@ -116,61 +109,34 @@ int
 qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile, pid_t *pid,
     char *err, size_t errsz)
 {
-	int nullfd = -1, logfd = -1, pfd[2] = { -1, -1 }, rc = -1, maxfd;
-	sigset_t all, old;
-	char **argv;
-	pid_t child;
+	struct qemu_child_arg c = { .spec = spec, .nullfd = -1, .logfd = -1 };
+	int rc = -1;
 
-	if ((argv = qemu_build_argv(spec)) == NULL) {
+	if ((c.argv = qemu_build_argv(spec)) == NULL) {
 		snprintf(err, errsz, "cannot build QEMU command line: %s",
 		    errno == EINVAL ? "invalid VM description" : strerror(errno));
 		return -1;
 	}
 	if (qemu_check_pass(spec, err, errsz) < 0)
 		goto cleanup;
-	nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
-	if (nullfd < 0) {
+	c.nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	if (c.nullfd < 0) {
 		snprintf(err, errsz, "cannot open /dev/null: %s", strerror(errno));
 		goto cleanup;
 	}
-	logfd = proc_fd_high(open(logfile, O_WRONLY | O_APPEND | O_CREAT |
+	c.logfd = proc_fd_high(open(logfile, O_WRONLY | O_APPEND | O_CREAT |
 	    O_CLOEXEC, 0640));
-	if (logfd < 0) {
+	if (c.logfd < 0) {
 		snprintf(err, errsz, "cannot open %s: %s", logfile, strerror(errno));
 		goto cleanup;
 	}
-	if (pipe2(pfd, O_CLOEXEC) < 0 || (pfd[0] = proc_fd_high(pfd[0])) < 0 ||
-	    (pfd[1] = proc_fd_high(pfd[1])) < 0) {
-		snprintf(err, errsz, "pipe: %s", strerror(errno));
-		goto cleanup;
-	}
-	maxfd = qemu_max_fd();
-	/* No parent signal handler may run in the child before it resets. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	child = fork();
-	if (child == 0)
-		qemu_child(argv, spec, nullfd, logfd, pfd[1], maxfd);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (child < 0) {
-		snprintf(err, errsz, "fork: %s", strerror(errno));
-		goto cleanup;
-	}
-	close(pfd[1]);
-	pfd[1] = -1;
-	if (proc_exec_status(pfd[0], child, argv[0], err, errsz) < 0)
-		goto cleanup;
-	*pid = child;
-	rc = 0;
+	c.maxfd = qemu_max_fd();
+	rc = proc_fork_exec(c.argv[0], qemu_child, &c, pid, err, errsz);
 cleanup:
-	if (nullfd >= 0)
-		close(nullfd);
-	if (logfd >= 0)
-		close(logfd);
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	qemu_argv_free(argv);
+	if (c.nullfd >= 0)
+		close(c.nullfd);
+	if (c.logfd >= 0)
+		close(c.logfd);
+	qemu_argv_free(c.argv);
 	return rc;
 }
