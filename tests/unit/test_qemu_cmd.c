@@ -33,6 +33,7 @@ struct tstate {
 	char			 dir[64];
 	struct qemu_vm_spec	*spec;
 	char			 err[512];
+	pid_t			 qemu;	/* a real QEMU to end if a test fails */
 };
 
 static int
@@ -69,6 +70,11 @@ teardown(void **state)
 
 	unsetenv("CVIRT_QEMU");
 	unsetenv("CVIRT_TEST_STANDIN");
+	unsetenv("CVIRT_TEST_STANDIN_OPEN");
+	if (t->qemu > 0) {
+		kill(t->qemu, SIGKILL);
+		waitpid(t->qemu, NULL, 0);
+	}
 	util_rm_rf(t->dir);
 	free(t->spec);
 	free(t);
@@ -1251,10 +1257,12 @@ test_spawn_real_qemu(void **state)
 	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
 	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
 	    sizeof(t->err)), 0);
+	t->qemu = pid;
 	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
 	if (q == NULL) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		t->qemu = 0;
 		log = util_read_file(logp, 1 << 20, NULL);
 		fail_msg("%s; QEMU said: %s", t->err, log ? log : "?");
 	}
@@ -1270,6 +1278,7 @@ test_spawn_real_qemu(void **state)
 	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
 	qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	t->qemu = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
@@ -1392,11 +1401,13 @@ test_spawn_real_qemu_unprivileged(void **state)
 	    sizeof(t->err)), 0);
 	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
 	assert_int_equal(qemu_spawn(s, logp, &pid, t->err, sizeof(t->err)), 0);
+	t->qemu = pid;
 	/* The agent keeps the paths it bound: re-attach connects there. */
 	q = qmp_open(s->qmp_path, 10000, NULL, NULL, t->err, sizeof(t->err));
 	if (q == NULL) {
 		kill(pid, SIGKILL);
 		waitpid(pid, NULL, 0);
+		t->qemu = 0;
 		qlog = util_read_file(logp, 1 << 20, NULL);
 		fail_msg("%s; QEMU said: %s", t->err, qlog ? qlog : "?");
 	}
@@ -1441,6 +1452,7 @@ test_spawn_real_qemu_unprivileged(void **state)
 	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
 	qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
+	t->qemu = 0;
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	close(sp[0]);
 	close(sp[1]);
