@@ -12,8 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1337,25 +1341,68 @@ t_blockdev_add(struct qmp *q, const char *node, const char *file,
 	return rc;
 }
 
+/* A TAP device of our own (not persistent: it goes with the last fd),
+ * open as the agent opens one for QEMU; its name in ifname. */
+static int
+t_tap_open(char *ifname, size_t ifnamesz)
+{
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+
+	if (fd < 0)
+		fail_msg("open /dev/net/tun: %s", strerror(errno));
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "cvqt%%d");
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+		fail_msg("TUNSETIFF: %s", strerror(errno));
+	snprintf(ifname, ifnamesz, "%s", ifr.ifr_name);
+	return fd;
+}
+
+/* The smallest file QEMU's x86 loader takes as a Linux kernel (boot
+ * protocol 2.02: setup sectors, boot flag, "HdrS") with an initrd; it
+ * is loaded at machine creation, never run here (-S). */
+static void
+t_write_kernel(const char *path)
+{
+	unsigned char k[8192] = { 0 };
+
+	k[0x1f1] = 4;
+	k[0x1fe] = 0x55;
+	k[0x1ff] = 0xaa;
+	memcpy(k + 0x202, "HdrS", 4);
+	k[0x206] = 0x02;
+	k[0x207] = 0x02;
+	assert_int_equal(util_write_file_atomic(path, (char *)k, sizeof(k),
+	    0644), 0);
+}
+
 /* The real QEMU as an unprivileged user, with everything it needs passed
- * open (QMP and serial listening sockets, the serial log, a disk and a
- * CD-ROM: all root 0600 in a directory only root can enter): it starts
- * under its sandbox and answers QMP; it runs as that user with no
- * capability and no_new_privs; an fd we left inheritable did not reach
- * it; it cannot open a root file by path (blockdev-add: Permission
- * denied) but opens one we pass by add-fd (SCM_RIGHTS), and takes a
- * socket passed by getfd for netdev_add. Guards qemu_child
- * (src/qemu/qemu_spawn.c), the fd options of qemu_build_argv
- * (src/qemu/qemu_cmd.c), proc_child_identity (src/common/proc.c),
- * qmp_add_fd and qmp_send_fd (src/qemu/qmp_fd.c)
+ * open, all in a directory only root can enter: QMP, serial console and
+ * guest agent listening sockets, the serial log, a disk and a CD-ROM
+ * (root 0600), kernel and initrd (root 0644: QEMU reopens
+ * /proc/self/fd/N with its own rights, docs/security.md), a TAP with
+ * vnet headers; VNC with no socket. It starts under its sandbox and
+ * answers QMP; it runs as that user with no capability and no_new_privs;
+ * an fd we left inheritable did not reach it; it cannot open a root file
+ * by path (blockdev-add: Permission denied) but opens one we pass by
+ * add-fd (SCM_RIGHTS), takes a socket passed by getfd for netdev_add, and
+ * serves VNC on a socket passed by getfd + add_client (the RFB greeting
+ * comes back). Guards qemu_child (src/qemu/qemu_spawn.c), the fd options
+ * of qemu_build_argv (src/qemu/qemu_cmd.c), proc_child_identity
+ * (src/common/proc.c), qmp_add_fd and qmp_send_fd (src/qemu/qmp_fd.c)
  * against QEMU itself. Needs root and QEMU (CI has both). */
 static void
 test_spawn_real_qemu_unprivileged(void **state)
 {
 	struct tstate *t = *state;
 	struct qemu_vm_spec *s = t->spec;
-	int lq, ls, log, disk, cd, other, leak, sp[2];
+	int lq, ls, lg, log, disk, cd, kern, initrd, tap, other, leak;
+	int sp[2], vp[2];
 	char logp[256], val[64], other_path[256], file[64], *qlog;
+	char ifname[IFNAMSIZ], rfb[13];
+	struct timeval tv = { .tv_sec = 10 };
 	int64_t set = -1;
 	struct qmp *q;
 	json_t *ret = NULL, *args;
@@ -1374,9 +1421,16 @@ test_spawn_real_qemu_unprivileged(void **state)
 	snprintf(other_path, sizeof(other_path), "%s/other.img", t->dir);
 	assert_int_equal(util_write_file_atomic(other_path, "OTHER", 5, 0600),
 	    0);
+	t_write_kernel(t_fmt("%s/vmlinuz", t->dir, NULL));
+	assert_int_equal(util_write_file_atomic(t_fmt("%s/initrd.img", t->dir,
+	    NULL), "INITRD", 6, 0644), 0);
 	lq = t_listen(t, "qmp.sock");
 	ls = t_listen(t, "serial.sock");
+	lg = t_listen(t, "qga.sock");
 	log = t_open_file(t, "serial.log", O_WRONLY | O_APPEND | O_CREAT);
+	kern = t_open_file(t, "vmlinuz", O_RDONLY);
+	initrd = t_open_file(t, "initrd.img", O_RDONLY);
+	tap = t_tap_open(ifname, sizeof(ifname));
 	disk = t_open_file(t, "disk.raw", O_RDWR);
 	cd = t_open_file(t, "cd.iso", O_RDONLY);
 	other = t_open_file(t, "other.img", O_RDONLY);
@@ -1385,6 +1439,13 @@ test_spawn_real_qemu_unprivileged(void **state)
 	s->qmp_fd = qemu_spec_fd(s, lq);
 	s->serial_fd = qemu_spec_fd(s, ls);
 	s->serial_log_fdset = qemu_spec_fdset(s, log, "serial-log");
+	s->qga_fd = qemu_spec_fd(s, lg);
+	SET(s->qga_path, t_fmt("%s/qga.sock", t->dir, NULL));
+	s->kernel_fd = qemu_spec_fd(s, kern);
+	s->initrd_fd = qemu_spec_fd(s, initrd);
+	SET(s->kernel, "/not/used/vmlinuz");
+	SET(s->initrd, "/not/used/initrd.img");
+	SET(s->cmdline, "console=ttyS0");
 	SET(s->disks[0].format, "raw");
 	s->disks[0].fdset = qemu_spec_fdset(s, disk, "disk0");
 	SET(s->disks[1].format, "raw");
@@ -1393,7 +1454,13 @@ test_spawn_real_qemu_unprivileged(void **state)
 	s->ndisks = 2;
 	SET(s->nics[0].mac, "52:54:00:00:00:01");
 	SET(s->nics[0].type, "user");
-	s->nnics = 1;
+	SET(s->nics[1].mac, "52:54:00:00:00:02");
+	SET(s->nics[1].type, "tap");
+	SET(s->nics[1].ifname, ifname);
+	s->nics[1].port = 1;
+	s->nics[1].fd = qemu_spec_fd(s, tap);
+	s->nnics = 2;
+	s->vnc_display = 0;
 	s->memory_mib = 64;
 	s->cpus = 1;
 	s->start_paused = 1;
@@ -1449,6 +1516,22 @@ test_spawn_real_qemu_unprivileged(void **state)
 	    sizeof(t->err)) < 0)
 		fail_msg("netdev_add with a passed socket: %s", t->err);
 	json_decref(args);
+	/* A VNC viewer on a socket passed by getfd: QEMU greets it. */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0,
+	    vp), 0);
+	assert_int_equal(setsockopt(vp[1], SOL_SOCKET, SO_RCVTIMEO, &tv,
+	    sizeof(tv)), 0);
+	assert_int_equal(qmp_send_fd(q, "vnc0", vp[0], 5000, t->err,
+	    sizeof(t->err)), 0);
+	args = json_pack("{s:s, s:s, s:b}", "protocol", "vnc", "fdname",
+	    "vnc0", "skipauth", 1);
+	if (qmp_command(q, "add_client", args, 5000, NULL, t->err,
+	    sizeof(t->err)) < 0)
+		fail_msg("add_client with a passed socket: %s", t->err);
+	json_decref(args);
+	memset(rfb, 0, sizeof(rfb));
+	assert_int_equal(recv(vp[1], rfb, 12, MSG_WAITALL), 12);
+	assert_string_equal(rfb, "RFB 003.008\n");
 	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
 	qmp_close(q);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
@@ -1456,9 +1539,15 @@ test_spawn_real_qemu_unprivileged(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	close(sp[0]);
 	close(sp[1]);
+	close(vp[0]);
+	close(vp[1]);
 	close(lq);
 	close(ls);
+	close(lg);
 	close(log);
+	close(kern);
+	close(initrd);
+	close(tap);
 	close(disk);
 	close(cd);
 	close(other);
