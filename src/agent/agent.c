@@ -276,6 +276,12 @@ agent_main(int argc, char **argv)
 	}
 	if (agent_lock() < 0)
 		return 1;
+	/* QEMU runs as the agent until the switch (issue 15, B2) passes a
+	 * user here. */
+	if (agent_qemu_user_init(NULL, path, sizeof(path)) < 0) {
+		log_error("%s", path);
+		return 1;
+	}
 	log_info("host %s: accel %s (%s)", agent_cfg.name, agent_cfg.accel,
 	    agent_cfg.accel_reason);
 	/* Forked before any thread exists; it outlives this process. */

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "common/httpd.h"
+#include "common/proc.h"
 #include "common/util.h"
 
 #define AGENT_MAX_STORAGE 16
@@ -23,6 +24,11 @@ struct agent_storage {
 struct agent_cfg {
 	char			data[PATH_MAX];
 	char			run[PATH_MAX];	/* short dir for unix sockets */
+	/* qemuuser.c: who QEMU runs as (.set 0: as the agent; .uid/.gid
+	 * are then the agent's own, the owner files for QEMU get) and
+	 * DATA/qemu, where files only QEMU reads live */
+	struct proc_identity	qemu_id;
+	char			qemu_dir[PATH_MAX];
 	char			manager[512];
 	char			token[256];
 	char			name[UTIL_NAME_MAX + 1];
@@ -95,6 +101,18 @@ struct avm {
 /* accel.c */
 int	 accel_detect(const char *mode, char *out, size_t outsz, char *why,
 	    size_t whysz);
+
+/* qemuuser.c: the user QEMU runs as */
+/* agent_cfg.qemu_id and .qemu_dir (after agent_cfg.data is set). user
+ * NULL, or an agent that is not root: QEMU runs as the agent. Otherwise
+ * user's uid/gid with groups {its gid, kvm}; root or a missing user is
+ * refused: -1 with err. */
+int	 agent_qemu_user_init(const char *user, char *err, size_t errsz);
+/* DATA/qemu or, with sub ("tls", "psk/UUID8": plain names), a directory
+ * beneath it, created when missing: owned by the agent, group the QEMU
+ * user's, 02750, never through a symlink. Its path in out; 0, or -1 with
+ * errno (EINVAL for a bad sub). */
+int	 agent_qemu_dir(const char *sub, char *out, size_t outsz);
 
 /* vmhost.c: the VM table and lifecycle */
 int	 vmhost_init(void);

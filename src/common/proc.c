@@ -1,12 +1,19 @@
 /* proc.c - run helper programs with a timeout and captured output, and
- * the child-side set-up of every program cvirt starts. */
+ * the child-side set-up of every program cvirt starts (signals, the
+ * unprivileged user it runs as). */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <linux/capability.h>
 #include <poll.h>
 #include <pthread.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -31,6 +38,111 @@ proc_child_signals(void)
 			    (size_t)(_NSIG - 1) / 8);
 	(void)syscall(SYS_rt_sigprocmask, SIG_SETMASK, zero, NULL,
 	    (size_t)(_NSIG - 1) / 8);
+}
+
+int
+proc_child_identity(const struct proc_identity *id)
+{
+	struct __user_cap_header_struct hdr = {
+		.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3];
+	unsigned long cap;
+	int r;
+
+	if (id == NULL || !id->set)
+		return 0;
+	if (id->uid == 0 || id->gid == 0 || id->ngroups < 0 ||
+	    id->ngroups > PROC_MAX_GROUPS) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* The bounding set, while we still hold CAP_SETPCAP: nothing the
+	 * program execs later can gain one back. EINVAL ends the list. */
+	for (cap = 0; cap < 64; cap++) {
+		if ((r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0)) < 0) {
+			if (errno == EINVAL)
+				break;
+			return -1;
+		}
+		if (r == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return -1;
+	}
+	/* The system calls, not glibc's wrappers: they act on this thread
+	 * only, which is the whole process after fork, and are safe here.
+	 * Groups and gid first: after the uid changes we may not. */
+	if (syscall(SYS_setgroups, (size_t)id->ngroups, id->groups) < 0 ||
+	    syscall(SYS_setresgid, id->gid, id->gid, id->gid) < 0 ||
+	    syscall(SYS_setresuid, id->uid, id->uid, id->uid) < 0)
+		return -1;
+	/* The uid change cleared the permitted, effective and ambient sets
+	 * unless a securebit kept them; the inheritable set it leaves. All
+	 * empty (the ambient set follows permitted and inheritable). */
+	memset(none, 0, sizeof(none));
+	if (syscall(SYS_capset, &hdr, none) < 0 ||
+	    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -1;
+	/* The caller's working directory would be a way into a directory
+	 * the user could not otherwise reach. */
+	if (chdir("/") < 0)
+		return -1;
+	if (getuid() != id->uid || geteuid() != id->uid ||
+	    getgid() != id->gid || getegid() != id->gid) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+int
+proc_identity_user(const char *user, const char *extra_group,
+    struct proc_identity *id, char *err, size_t errsz)
+{
+	struct passwd pw, *pwp = NULL;
+	struct group gr, *grp = NULL;
+	/* Once per agent start; a group with thousands of members fits. */
+	size_t bufsz = 1 << 20;
+	char *buf = NULL;
+	int rc = -1, e;
+
+	memset(id, 0, sizeof(*id));
+	if (user == NULL || user[0] == '\0' || strlen(user) > 32) {
+		snprintf(err, errsz, "invalid user name");
+		errno = EINVAL;
+		return -1;
+	}
+	if ((buf = malloc(bufsz)) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		errno = ENOMEM;
+		goto cleanup;
+	}
+	if ((e = getpwnam_r(user, &pw, buf, bufsz, &pwp)) != 0 ||
+	    pwp == NULL) {
+		snprintf(err, errsz, "user %s does not exist%s%s", user,
+		    e ? ": " : "", e ? strerror(e) : "");
+		errno = e ? e : ENOENT;
+		goto cleanup;
+	}
+	if (pw.pw_uid == 0 || pw.pw_gid == 0) {
+		snprintf(err, errsz, "user %s is root or in group root: "
+		    "refused", user);
+		errno = EPERM;
+		goto cleanup;
+	}
+	id->set = 1;
+	id->uid = pw.pw_uid;
+	id->gid = pw.pw_gid;
+	id->groups[id->ngroups++] = pw.pw_gid;
+	/* pw's strings share buf: its ids are copied out already. */
+	if (extra_group && getgrnam_r(extra_group, &gr, buf, bufsz,
+	    &grp) == 0 && grp != NULL && gr.gr_gid != 0 &&
+	    gr.gr_gid != id->gid)
+		id->groups[id->ngroups++] = gr.gr_gid;
+	rc = 0;
+cleanup:
+	if (rc < 0)
+		memset(id, 0, sizeof(*id));
+	free(buf);
+	return rc;
 }
 
 int
@@ -59,67 +171,53 @@ proc_exec_status(int rfd, pid_t pid, const char *bin, char *err,
 		return 0;
 	while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
 		;
-	snprintf(err, errsz, "cannot run %s: %s", bin,
-	    n == (ssize_t)sizeof(e) ? strerror(e) : "exec status unknown");
-	errno = n == (ssize_t)sizeof(e) ? e : EIO;
+	if (n != (ssize_t)sizeof(e) || e == 0 || e == INT_MIN) {
+		snprintf(err, errsz, "cannot run %s: exec status unknown", bin);
+		errno = EIO;
+	} else if (e < 0) {
+		snprintf(err, errsz, "cannot run %s as an unprivileged user: %s",
+		    bin, strerror(-e));
+		errno = -e;
+	} else {
+		snprintf(err, errsz, "cannot run %s: %s", bin, strerror(e));
+		errno = e;
+	}
 	return -1;
 }
 
-/* In the child after fork: only async-signal-safe calls from here on. */
-static void __attribute__((noreturn))
-proc_child(char *const argv[], int nullfd, int outfd, int errfd)
+int
+proc_fork_exec(const char *bin, proc_child_fn child, void *arg, pid_t *pid,
+    char *err, size_t errsz)
 {
-	int e;
-
-	if (dup2(nullfd, 0) < 0 || dup2(outfd, 1) < 0 || dup2(outfd, 2) < 0)
-		goto fail;
-	proc_child_signals();
-	execvp(argv[0], argv);
-fail:
-	e = errno;
-	(void)!write(errfd, &e, sizeof(e));
-	_exit(127);
-}
-
-/* Start argv with stdin from /dev/null and stdout+stderr into outfd (> 2):
- * 0 and the pid, or -1 with a reason in out. */
-static int
-proc_start(char *const argv[], int outfd, pid_t *pid, char *out,
-    size_t outsz)
-{
-	int nullfd, efd[2] = { -1, -1 }, rc = -1;
+	int efd[2] = { -1, -1 }, rc = -1;
 	sigset_t all, old;
-	pid_t child;
+	pid_t p;
 
-	nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
-	if (nullfd < 0 || pipe2(efd, O_CLOEXEC) < 0 ||
-	    (efd[0] = proc_fd_high(efd[0])) < 0 ||
+	if (pipe2(efd, O_CLOEXEC) < 0 || (efd[0] = proc_fd_high(efd[0])) < 0 ||
 	    (efd[1] = proc_fd_high(efd[1])) < 0) {
-		snprintf(out, outsz, "cannot run %s: %s", argv[0],
+		snprintf(err, errsz, "cannot run %s: pipe: %s", bin,
 		    strerror(errno));
 		goto cleanup;
 	}
 	/* No handler of ours may run in the child before it resets them. */
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	child = fork();
-	if (child == 0)
-		proc_child(argv, nullfd, outfd, efd[1]);
+	p = fork();
+	if (p == 0)
+		child(arg, efd[1]);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (child < 0) {
-		snprintf(out, outsz, "cannot run %s: fork: %s", argv[0],
+	if (p < 0) {
+		snprintf(err, errsz, "cannot run %s: fork: %s", bin,
 		    strerror(errno));
 		goto cleanup;
 	}
 	close(efd[1]);
 	efd[1] = -1;
-	if (proc_exec_status(efd[0], child, argv[0], out, outsz) < 0)
+	if (proc_exec_status(efd[0], p, bin, err, errsz) < 0)
 		goto cleanup;
-	*pid = child;
+	*pid = p;
 	rc = 0;
 cleanup:
-	if (nullfd >= 0)
-		close(nullfd);
 	if (efd[0] >= 0)
 		close(efd[0]);
 	if (efd[1] >= 0)
@@ -127,8 +225,71 @@ cleanup:
 	return rc;
 }
 
+struct proc_child_arg {
+	const struct proc_identity	*id;
+	char *const			*argv;
+	int				 nullfd, outfd;
+};
+
+void
+proc_child_fail(int errfd, int e)
+{
+	(void)!write(errfd, &e, sizeof(e));
+	_exit(127);
+}
+
+void
+proc_child_exec(const struct proc_identity *id, char *const argv[],
+    int errfd)
+{
+	proc_child_signals();
+	if (proc_child_identity(id) < 0)
+		proc_child_fail(errfd, -errno);
+	execvp(argv[0], argv);
+	proc_child_fail(errfd, errno);
+}
+
+/* In the child after fork: only async-signal-safe calls from here on. */
+static void __attribute__((noreturn))
+proc_child(void *arg, int errfd)
+{
+	const struct proc_child_arg *c = arg;
+
+	if (dup2(c->nullfd, 0) < 0 || dup2(c->outfd, 1) < 0 ||
+	    dup2(c->outfd, 2) < 0)
+		proc_child_fail(errfd, errno);
+	proc_child_exec(c->id, c->argv, errfd);
+}
+
+/* Start argv as id with stdin from /dev/null and stdout+stderr into outfd
+ * (> 2): 0 and the pid, or -1 with a reason in out. */
+static int
+proc_start(const struct proc_identity *id, char *const argv[], int outfd,
+    pid_t *pid, char *out, size_t outsz)
+{
+	struct proc_child_arg c = { .id = id, .argv = argv, .outfd = outfd };
+	int rc;
+
+	c.nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
+	if (c.nullfd < 0) {
+		snprintf(out, outsz, "cannot run %s: %s", argv[0],
+		    strerror(errno));
+		return -1;
+	}
+	rc = proc_fork_exec(argv[0], proc_child, &c, pid, out, outsz);
+	close(c.nullfd);
+	return rc;
+}
+
 int
 proc_run(char *const argv[], char *out, size_t outsz, int timeout_ms)
+{
+	return proc_run_as(NULL, argv, out, outsz, timeout_ms);
+}
+
+int
+proc_run_as(const struct proc_identity *id, char *const argv[], char *out,
+    size_t outsz, int timeout_ms)
 {
 	struct pollfd pfd;
 	int pipefd[2] = { -1, -1 }, status = 0, rc = -1;
@@ -146,7 +307,7 @@ proc_run(char *const argv[], char *out, size_t outsz, int timeout_ms)
 		    strerror(errno));
 		goto cleanup;
 	}
-	if (proc_start(argv, pipefd[1], &pid, out, outsz) < 0) {
+	if (proc_start(id, argv, pipefd[1], &pid, out, outsz) < 0) {
 		pid = -1;
 		goto cleanup;
 	}

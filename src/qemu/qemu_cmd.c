@@ -1,25 +1,21 @@
-/* qemu_cmd.c - QEMU command line from a VM description, and spawning QEMU detached. */
+/* qemu_cmd.c - QEMU command line from a VM description (started by
+ * qemu_spawn.c). */
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
+#include <sys/stat.h>
 #include <sys/types.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
 
 #define QEMU_DEFAULT_BIN	"qemu-system-x86_64"
-/* seccomp filter of every VM; -runas is not used (see docs/security.md). */
+/* seccomp filter of every VM; -runas is not used: it needs setuid after
+ * the filter is in place, which elevateprivileges=deny kills (SIGSYS).
+ * qemu_child switches the user before exec instead (docs/security.md). */
 #define QEMU_SANDBOX	"on,obsolete=deny,elevateprivileges=deny,spawn=deny," \
 	"resourcecontrol=deny"
 #define QEMU_MAX_CPUS		255
@@ -187,6 +183,12 @@ qemu_nic_valid(const struct qemu_nic *n)
 {
 	if (!qemu_mac_valid(n->mac) || n->port < 0 || n->port >= QEMU_MAX_NICS)
 		return 0;
+	/* An open TAP (slot) instead of ifname=; with vhost, its
+	 * /dev/vhost-net too: QEMU may not be able to open either. */
+	if (n->fd < 0 || n->vhostfd < 0 || (n->fd &&
+	    strcmp(n->type, "tap") != 0) || (n->vhostfd && !n->fd) ||
+	    (n->fd && n->vhost && !n->vhostfd) || (n->vhostfd && !n->vhost))
+		return 0;
 	if (n->hostfwd[0] && (strcmp(n->type, "user") != 0 ||
 	    !qemu_opt_safe(n->hostfwd)))
 		return 0;
@@ -208,7 +210,8 @@ qemu_check_devices(const struct qemu_vm_spec *s)
 		return -1;
 	for (i = 0; i < s->ndisks; i++) {
 		const struct qemu_disk *d = &s->disks[i];
-		if (!qemu_opt_safe(d->path) || (strcmp(d->format, "qcow2") != 0 &&
+		if ((!d->fdset && !qemu_opt_safe(d->path)) ||
+		    (strcmp(d->format, "qcow2") != 0 &&
 		    strcmp(d->format, "raw") != 0))
 			return -1;
 		if (d->cdrom && ++cdroms > QEMU_AHCI_PORTS)
@@ -226,19 +229,98 @@ qemu_check_devices(const struct qemu_vm_spec *s)
 	return 0;
 }
 
+/* Count a use of slot (0: none); -1 when it is no passed fd. */
+static int
+qemu_slot_use(const struct qemu_vm_spec *s, int slot, int uses[])
+{
+	if (slot == 0)
+		return 0;
+	if (slot < QEMU_FD_FIRST || slot >= QEMU_FD_FIRST + s->npass)
+		return -1;
+	uses[slot - QEMU_FD_FIRST]++;
+	return 0;
+}
+
+/* Count a use of fdset set (0: none); -1 when there is no such set. */
+static int
+qemu_set_use(const struct qemu_vm_spec *s, int set, int uses[])
+{
+	int i;
+
+	if (set == 0)
+		return 0;
+	for (i = 0; i < s->nfdsets; i++) {
+		if (s->fdsets[i].set == set) {
+			uses[i]++;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Every passed fd used exactly once (by a field, or by one fdset that
+ * exactly one disk or the serial log opens): nothing reaches QEMU that
+ * nothing asked for, and no fd serves two devices. */
+static int
+qemu_check_fds(const struct qemu_vm_spec *s)
+{
+	int uses[QEMU_MAX_FDS] = { 0 }, setuses[QEMU_MAX_FDS] = { 0 }, i, j;
+	const struct qemu_fdset *f;
+
+	if (s->npass < 0 || s->npass > QEMU_MAX_FDS || s->nfdsets < 0 ||
+	    s->nfdsets > QEMU_MAX_FDS)
+		return -1;
+	for (i = 0; i < s->nfdsets; i++) {
+		f = &s->fdsets[i];
+		if (f->set < 1 || f->slot == 0 ||
+		    qemu_slot_use(s, f->slot, uses) < 0 ||
+		    memchr(f->opaque, '\0', sizeof(f->opaque)) == NULL ||
+		    (f->opaque[0] && !qemu_opt_safe(f->opaque)))
+			return -1;
+		for (j = 0; j < i; j++)
+			if (s->fdsets[j].set == f->set)
+				return -1;
+	}
+	if (qemu_slot_use(s, s->qmp_fd, uses) < 0 ||
+	    qemu_slot_use(s, s->serial_fd, uses) < 0 ||
+	    qemu_slot_use(s, s->qga_fd, uses) < 0 ||
+	    qemu_slot_use(s, s->kernel_fd, uses) < 0 ||
+	    qemu_slot_use(s, s->initrd_fd, uses) < 0 ||
+	    qemu_set_use(s, s->serial_log_fdset, setuses) < 0)
+		return -1;
+	for (i = 0; i < s->nnics; i++)
+		if (qemu_slot_use(s, s->nics[i].fd, uses) < 0 ||
+		    qemu_slot_use(s, s->nics[i].vhostfd, uses) < 0)
+			return -1;
+	for (i = 0; i < s->ndisks; i++)
+		if (qemu_set_use(s, s->disks[i].fdset, setuses) < 0)
+			return -1;
+	for (i = 0; i < s->nfdsets; i++)
+		if (setuses[i] != 1)
+			return -1;
+	for (i = 0; i < s->npass; i++)
+		if (uses[i] != 1)
+			return -1;
+	return 0;
+}
+
 /* Everything that goes into an option string must be expressible there. */
 static int
 qemu_check_spec(const struct qemu_vm_spec *s)
 {
+	int kernel = s->kernel_fd || s->kernel[0];
+
 	if (!util_name_valid(s->name) || !util_uuid_valid(s->uuid) ||
 	    s->cpus < 1 || s->cpus > QEMU_MAX_CPUS ||
 	    s->memory_mib < QEMU_MIN_MIB || s->memory_mib > QEMU_MAX_MIB ||
 	    (strcmp(s->accel, "kvm") != 0 && strcmp(s->accel, "tcg") != 0))
 		return -1;
-	if (!qemu_opt_safe(s->qmp_path) ||
-	    (s->serial_path[0] && !qemu_opt_safe(s->serial_path)) ||
-	    (s->serial_log[0] && !qemu_opt_safe(s->serial_log)) ||
-	    (s->qga_path[0] && !qemu_opt_safe(s->qga_path)) ||
+	if ((!s->qmp_fd && !qemu_opt_safe(s->qmp_path)) ||
+	    (!s->serial_fd && s->serial_path[0] &&
+	    !qemu_opt_safe(s->serial_path)) ||
+	    (!s->serial_log_fdset && s->serial_log[0] &&
+	    !qemu_opt_safe(s->serial_log)) ||
+	    (!s->qga_fd && s->qga_path[0] && !qemu_opt_safe(s->qga_path)) ||
 	    (s->pidfile[0] && !qemu_opt_safe(s->pidfile)) ||
 	    (s->vnc_display >= 0 && s->vnc_path[0] &&
 	    !qemu_opt_safe(s->vnc_path)) ||
@@ -246,18 +328,22 @@ qemu_check_spec(const struct qemu_vm_spec *s)
 	    (s->fw_code[0] && (!qemu_opt_safe(s->fw_code) ||
 	    !qemu_opt_safe(s->fw_vars))))
 		return -1;
-	if (s->kernel[0] ? (!qemu_opt_safe(s->kernel) ||
-	    (s->initrd[0] && !qemu_opt_safe(s->initrd)) ||
-	    !qemu_text_safe(s->cmdline)) : (s->initrd[0] || s->cmdline[0]))
+	if (kernel ? ((!s->kernel_fd && !qemu_opt_safe(s->kernel)) ||
+	    (!s->initrd_fd && s->initrd[0] && !qemu_opt_safe(s->initrd)) ||
+	    !qemu_text_safe(s->cmdline)) :
+	    (s->initrd_fd || s->initrd[0] || s->cmdline[0]))
 		return -1;
-	return qemu_check_devices(s);
+	/* Devices first: it bounds ndisks and nnics, which the fds use. */
+	if (qemu_check_devices(s) < 0)
+		return -1;
+	return qemu_check_fds(s);
 }
 
 static void
 qemu_add_base(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
 	const char *bin = getenv("CVIRT_QEMU");
-	int kvm = strcmp(s->accel, "kvm") == 0;
+	int kvm = strcmp(s->accel, "kvm") == 0, i;
 
 	qemu_argv_add(a, bin && bin[0] ? bin : QEMU_DEFAULT_BIN);
 	qemu_argv_add(a, "-name");
@@ -282,10 +368,21 @@ qemu_add_base(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	 * credentials, use obsolete syscalls or change scheduling. */
 	qemu_argv_add(a, "-sandbox");
 	qemu_argv_add(a, QEMU_SANDBOX);
-	if (s->vnc_display >= 0 && s->vnc_path[0]) {
+	/* QEMU dups each into its set and closes the original. */
+	for (i = 0; i < s->nfdsets; i++) {
+		const struct qemu_fdset *f = &s->fdsets[i];
+
+		qemu_argv_add(a, "-add-fd");
+		qemu_argv_addf(a, "fd=%d,set=%d%s%s", f->slot, f->set,
+		    f->opaque[0] ? ",opaque=" : "", f->opaque);
+	}
+	if (s->vnc_display >= 0) {
 		/* -nodefaults drops the VGA card; VNC needs one to show. */
 		qemu_argv_add(a, "-vnc");
-		qemu_argv_addf(a, "unix:%s", s->vnc_path);
+		if (s->vnc_path[0])
+			qemu_argv_addf(a, "unix:%s", s->vnc_path);
+		else
+			qemu_argv_add(a, "none");
 		qemu_argv_add(a, "-device");
 		qemu_argv_add(a, "VGA");
 	} else {
@@ -294,26 +391,62 @@ qemu_add_base(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	}
 }
 
+/* "fd=SLOT" for a passed listening socket, else "path=PATH"; NULL (and
+ * the argv failed) when it does not fit. */
+static const char *
+qemu_sock_opt(struct qemu_argv *a, char *buf, size_t bufsz, int fd,
+    const char *path)
+{
+	if ((fd ? util_fmt(buf, bufsz, "fd=%d", fd) :
+	    util_fmt(buf, bufsz, "path=%s", path)) < 0) {
+		a->failed = 1;
+		return NULL;
+	}
+	return buf;
+}
+
+/* "/dev/fdset/SET" for a passed file, else path. */
+static const char *
+qemu_file_opt(struct qemu_argv *a, char *buf, size_t bufsz, int set,
+    const char *path)
+{
+	if (set == 0)
+		return path;
+	if (util_fmt(buf, bufsz, "/dev/fdset/%d", set) < 0) {
+		a->failed = 1;
+		return NULL;
+	}
+	return buf;
+}
+
 static void
 qemu_add_chardevs(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
-	qemu_argv_add(a, "-chardev");
-	qemu_argv_addf(a, "socket,id=qmp,path=%s,server=on,wait=off",
-	    s->qmp_path);
-	qemu_argv_add(a, "-mon");
-	qemu_argv_add(a, "chardev=qmp,mode=control");
-	if (s->serial_path[0] == '\0' && s->serial_log[0] == '\0')
+	char sockbuf[160], logbuf[32];
+	const char *sock, *log;
+
+	if ((sock = qemu_sock_opt(a, sockbuf, sizeof(sockbuf), s->qmp_fd,
+	    s->qmp_path)) == NULL)
 		return;
 	qemu_argv_add(a, "-chardev");
-	if (s->serial_path[0] && s->serial_log[0])
-		qemu_argv_addf(a, "socket,id=serial0,path=%s,server=on,wait=off,"
-		    "logfile=%s,logappend=on", s->serial_path, s->serial_log);
-	else if (s->serial_path[0])
-		qemu_argv_addf(a, "socket,id=serial0,path=%s,server=on,wait=off",
-		    s->serial_path);
+	qemu_argv_addf(a, "socket,id=qmp,%s,server=on,wait=off", sock);
+	qemu_argv_add(a, "-mon");
+	qemu_argv_add(a, "chardev=qmp,mode=control");
+	sock = s->serial_fd || s->serial_path[0] ? qemu_sock_opt(a, sockbuf,
+	    sizeof(sockbuf), s->serial_fd, s->serial_path) : "";
+	log = s->serial_log_fdset || s->serial_log[0] ? qemu_file_opt(a,
+	    logbuf, sizeof(logbuf), s->serial_log_fdset, s->serial_log) : "";
+	if (sock == NULL || log == NULL || (sock[0] == '\0' && log[0] == '\0'))
+		return;
+	qemu_argv_add(a, "-chardev");
+	if (sock[0] && log[0])
+		qemu_argv_addf(a, "socket,id=serial0,%s,server=on,wait=off,"
+		    "logfile=%s,logappend=on", sock, log);
+	else if (sock[0])
+		qemu_argv_addf(a, "socket,id=serial0,%s,server=on,wait=off",
+		    sock);
 	else
-		qemu_argv_addf(a, "file,id=serial0,path=%s,append=on",
-		    s->serial_log);
+		qemu_argv_addf(a, "file,id=serial0,path=%s,append=on", log);
 	qemu_argv_add(a, "-serial");
 	qemu_argv_add(a, "chardev:serial0");
 }
@@ -325,11 +458,15 @@ qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 
 	for (i = 0; i < s->ndisks; i++) {
 		const struct qemu_disk *d = &s->disks[i];
-		const char *ro = d->readonly || d->cdrom ? "on" : "off";
+		const char *ro = d->readonly || d->cdrom ? "on" : "off", *file;
+		char buf[32];
 
+		if ((file = qemu_file_opt(a, buf, sizeof(buf), d->fdset,
+		    d->path)) == NULL)
+			return;
 		qemu_argv_add(a, "-blockdev");
 		qemu_argv_addf(a, "driver=file,node-name=disk%d-file,"
-		    "filename=%s,read-only=%s", i, d->path, ro);
+		    "filename=%s,read-only=%s", i, file, ro);
 		qemu_argv_add(a, "-blockdev");
 		qemu_argv_addf(a, "driver=%s,node-name=disk%d,file=disk%d-file,"
 		    "read-only=%s", d->format, i, i, ro);
@@ -348,7 +485,14 @@ qemu_nic_netdev(const struct qemu_nic *n, char *out, size_t outsz)
 {
 	if (!qemu_nic_valid(n))
 		return -1;
-	/* vhost-net moves the packet path into the kernel. */
+	/* vhost-net moves the packet path into the kernel. An open TAP
+	 * excludes ifname= and script= (QEMU refuses them together). */
+	if (strcmp(n->type, "tap") == 0 && n->fd && n->vhost)
+		return util_fmt(out, outsz, "tap,id=net%d,fd=%d,vhost=on,"
+		    "vhostfd=%d", n->port, n->fd, n->vhostfd);
+	if (strcmp(n->type, "tap") == 0 && n->fd)
+		return util_fmt(out, outsz, "tap,id=net%d,fd=%d", n->port,
+		    n->fd);
 	if (strcmp(n->type, "tap") == 0)
 		return util_fmt(out, outsz, "tap,id=net%d,ifname=%s,script=no,"
 		    "downscript=no%s", n->port, n->ifname,
@@ -410,13 +554,18 @@ qemu_add_extras(struct qemu_argv *a, const struct qemu_vm_spec *s)
 		qemu_argv_addf(a, "if=pflash,format=raw,unit=1,file=%s",
 		    s->fw_vars);
 	}
-	if (s->kernel[0]) {
+	if (s->kernel_fd || s->kernel[0]) {
 		qemu_argv_add(a, "-kernel");
-		qemu_argv_add(a, s->kernel);
-		if (s->initrd[0]) {
+		if (s->kernel_fd)
+			qemu_argv_addf(a, "/proc/self/fd/%d", s->kernel_fd);
+		else
+			qemu_argv_add(a, s->kernel);
+		if (s->initrd_fd || s->initrd[0])
 			qemu_argv_add(a, "-initrd");
+		if (s->initrd_fd)
+			qemu_argv_addf(a, "/proc/self/fd/%d", s->initrd_fd);
+		else if (s->initrd[0])
 			qemu_argv_add(a, s->initrd);
-		}
 		if (s->cmdline[0]) {
 			qemu_argv_add(a, "-append");
 			qemu_argv_add(a, s->cmdline);
@@ -437,11 +586,15 @@ qemu_add_extras(struct qemu_argv *a, const struct qemu_vm_spec *s)
 		qemu_argv_add(a, "-incoming");
 		qemu_argv_add(a, s->incoming);
 	}
-	if (s->qga_path[0]) {
+	if (s->qga_fd || s->qga_path[0]) {
+		char buf[160];
+		const char *sock = qemu_sock_opt(a, buf, sizeof(buf), s->qga_fd,
+		    s->qga_path);
+
 		/* The guest agent's virtio-serial port (HA heartbeat). */
 		qemu_argv_add(a, "-chardev");
-		qemu_argv_addf(a, "socket,id=qga0,path=%s,server=on,wait=off",
-		    s->qga_path);
+		qemu_argv_addf(a, "socket,id=qga0,%s,server=on,wait=off",
+		    sock ? sock : "");
 		qemu_argv_add(a, "-device");
 		qemu_argv_add(a, "virtio-serial-pci,id=cvserial0");
 		qemu_argv_add(a, "-device");
@@ -478,101 +631,45 @@ qemu_build_argv(const struct qemu_vm_spec *spec)
 	return a.v;
 }
 
-/* In the child after fork: only async-signal-safe calls from here on. */
-static void __attribute__((noreturn))
-qemu_child(char **argv, int nullfd, int logfd, int errfd, int maxfd)
+int
+qemu_spec_fd(struct qemu_vm_spec *q, int fd)
 {
-	int e, fd;
+	struct stat st;
 
-	if (setsid() < 0 || dup2(nullfd, 0) < 0 || dup2(logfd, 1) < 0 ||
-	    dup2(logfd, 2) < 0)
-		goto fail;
-	/* Keep the exec-error pipe (close-on-exec) at 3, close the rest. */
-	if (errfd != 3) {
-		if (dup3(errfd, 3, O_CLOEXEC) < 0)
-			goto fail;
-		errfd = 3;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		errno = EBADF;
+		return -1;
 	}
-	if (syscall(SYS_close_range, 4U, ~0U, 0U) < 0) {
-		for (fd = 4; fd < maxfd; fd++)
-			(void)close(fd);
+	if (S_ISDIR(st.st_mode)) {
+		errno = EISDIR;
+		return -1;
 	}
-	proc_child_signals();
-	execvp(argv[0], argv);
-fail:
-	e = errno;
-	(void)!write(errfd, &e, sizeof(e));
-	_exit(127);
-}
-
-static int
-qemu_max_fd(void)
-{
-	struct rlimit rl;
-
-	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
-	    rl.rlim_cur > 65536)
-		return 65536;
-	return (int)rl.rlim_cur;
+	if (q->npass < 0 || q->npass >= QEMU_MAX_FDS) {
+		errno = ENOSPC;
+		return -1;
+	}
+	q->pass_fd[q->npass] = fd;
+	return QEMU_FD_FIRST + q->npass++;
 }
 
 int
-qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile, pid_t *pid,
-    char *err, size_t errsz)
+qemu_spec_fdset(struct qemu_vm_spec *q, int fd, const char *opaque)
 {
-	int nullfd = -1, logfd = -1, pfd[2] = { -1, -1 }, rc = -1, maxfd;
-	sigset_t all, old;
-	char **argv;
-	pid_t child;
+	struct qemu_fdset *f;
+	int slot;
 
-	if ((argv = qemu_build_argv(spec)) == NULL) {
-		snprintf(err, errsz, "cannot build QEMU command line: %s",
-		    errno == EINVAL ? "invalid VM description" : strerror(errno));
+	if ((opaque && opaque[0] && !qemu_opt_safe(opaque)) ||
+	    (opaque && strlen(opaque) >= sizeof(f->opaque)) ||
+	    q->nfdsets < 0 || q->nfdsets >= QEMU_MAX_FDS) {
+		errno = q->nfdsets >= QEMU_MAX_FDS ? ENOSPC : EINVAL;
 		return -1;
 	}
-	nullfd = proc_fd_high(open("/dev/null", O_RDONLY | O_CLOEXEC));
-	if (nullfd < 0) {
-		snprintf(err, errsz, "cannot open /dev/null: %s", strerror(errno));
-		goto cleanup;
-	}
-	logfd = proc_fd_high(open(logfile, O_WRONLY | O_APPEND | O_CREAT |
-	    O_CLOEXEC, 0640));
-	if (logfd < 0) {
-		snprintf(err, errsz, "cannot open %s: %s", logfile, strerror(errno));
-		goto cleanup;
-	}
-	if (pipe2(pfd, O_CLOEXEC) < 0 || (pfd[0] = proc_fd_high(pfd[0])) < 0 ||
-	    (pfd[1] = proc_fd_high(pfd[1])) < 0) {
-		snprintf(err, errsz, "pipe: %s", strerror(errno));
-		goto cleanup;
-	}
-	maxfd = qemu_max_fd();
-	/* No parent signal handler may run in the child before it resets. */
-	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);
-	child = fork();
-	if (child == 0)
-		qemu_child(argv, nullfd, logfd, pfd[1], maxfd);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (child < 0) {
-		snprintf(err, errsz, "fork: %s", strerror(errno));
-		goto cleanup;
-	}
-	close(pfd[1]);
-	pfd[1] = -1;
-	if (proc_exec_status(pfd[0], child, argv[0], err, errsz) < 0)
-		goto cleanup;
-	*pid = child;
-	rc = 0;
-cleanup:
-	if (nullfd >= 0)
-		close(nullfd);
-	if (logfd >= 0)
-		close(logfd);
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	qemu_argv_free(argv);
-	return rc;
+	if ((slot = qemu_spec_fd(q, fd)) < 0)
+		return -1;
+	f = &q->fdsets[q->nfdsets];
+	f->set = q->nfdsets + 1;
+	f->slot = slot;
+	snprintf(f->opaque, sizeof(f->opaque), "%s", opaque ? opaque : "");
+	q->nfdsets++;
+	return f->set;
 }

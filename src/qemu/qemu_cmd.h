@@ -4,14 +4,36 @@
 
 #include <sys/types.h>
 
+#include "common/proc.h"
+
 #define QEMU_MAX_DISKS 16
 #define QEMU_MAX_NICS  8
+/*
+ * Files QEMU gets open instead of by path (it may run as a user that
+ * cannot open them): the caller's fds in pass_fd[], each becoming "slot"
+ * QEMU_FD_FIRST + i in QEMU (fd 3 is the exec-error pipe until exec).
+ * Every slot must be used exactly once on the command line, so no fd
+ * reaches QEMU that nothing asked for. Fields holding a slot or an fdset
+ * id use 0 for "none" (slots start at 4, sets at 1).
+ */
+#define QEMU_MAX_FDS	16
+#define QEMU_FD_FIRST	4
 
 struct qemu_disk {
-	char	path[4096];	/* image file */
+	char	path[4096];	/* image file (with fdset: only for messages) */
 	char	format[16];	/* "qcow2" or "raw" */
 	int	readonly;
 	int	cdrom;
+	int	fdset;		/* > 0: open /dev/fdset/N (readonly, cdrom: the
+				 * fd must be O_RDONLY) */
+};
+
+/* -add-fd fd=SLOT,set=SET,opaque=OPAQUE: QEMU dups the fd into an fdset
+ * that "/dev/fdset/SET" opens (matching the access mode the fd has). */
+struct qemu_fdset {
+	int	set;
+	int	slot;
+	char	opaque[32];	/* a label for query-fdsets, may be "" */
 };
 
 /* Every NIC sits alone behind its own PCIe root port (cvport<port>, all
@@ -26,6 +48,8 @@ struct qemu_nic {
 	char	net[19];	/* "user": slirp's network ("10.0.5.0/24", net=) or "" */
 	int	port;		/* 0 .. QEMU_MAX_NICS-1, unique per VM */
 	int	vhost;		/* tap: vhost=on (KVM with /dev/vhost-net) */
+	int	fd;		/* tap: slot of the open TAP (fd=), or 0: ifname= */
+	int	vhostfd;	/* tap with fd and vhost: slot of /dev/vhost-net */
 };
 
 struct qemu_vm_spec {
@@ -46,7 +70,10 @@ struct qemu_vm_spec {
 	char			serial_log[4096]; /* all serial output, appended */
 	char			qga_path[108];	/* guest agent port (unix socket server) or "" */
 	char			pidfile[4096];
-	int			vnc_display;	/* -1: none; else unix socket path below */
+	int			vnc_display;	/* -1: none; else unix socket path
+						 * below, or with vnc_path "":
+						 * -vnc none, clients come by QMP
+						 * (getfd + add_client) */
 	char			vnc_path[108];
 	int			panic_device;	/* add -device pvpanic */
 	int			watchdog;	/* add -device i6300esb */
@@ -54,7 +81,28 @@ struct qemu_vm_spec {
 	int			start_paused;	/* -S */
 	char			fw_code[4096];	/* UEFI: firmware (read-only pflash) or "" */
 	char			fw_vars[4096];	/* UEFI: this VM's NVRAM (pflash 1) */
+	/* Open files instead of paths (slots: qemu_spec_fd, sets:
+	 * qemu_spec_fdset); a path field is then ignored. */
+	int			qmp_fd;		/* listening socket for QMP */
+	int			serial_fd;	/* listening socket, serial console */
+	int			serial_log_fdset; /* O_WRONLY|O_APPEND serial log */
+	int			qga_fd;		/* listening socket, guest agent */
+	int			kernel_fd;	/* -kernel /proc/self/fd/N: QEMU */
+	int			initrd_fd;	/* reopens it with its own rights */
+	int			pass_fd[QEMU_MAX_FDS];	/* borrowed, not closed */
+	int			npass;
+	struct qemu_fdset	fdsets[QEMU_MAX_FDS];
+	int			nfdsets;
+	struct proc_identity	user;	/* .set: QEMU runs as this user */
 };
+
+/* Pass fd (borrowed: the caller closes it after qemu_spawn) to QEMU: its
+ * slot, or -1 (errno EBADF, EISDIR: a directory fd would let QEMU openat()
+ * beneath it, ENOSPC: QEMU_MAX_FDS passed). */
+int	  qemu_spec_fd(struct qemu_vm_spec *q, int fd);
+/* Pass fd as a new fdset labelled opaque (NULL or a short word without
+ * ','): its set id, or -1 with errno as qemu_spec_fd (EINVAL: opaque). */
+int	  qemu_spec_fdset(struct qemu_vm_spec *q, int fd, const char *opaque);
 
 /* NULL-terminated argv, argv[0] is the QEMU binary ($CVIRT_QEMU or
  * qemu-system-x86_64). Free with qemu_argv_free. Returns NULL (errno set)
@@ -69,10 +117,12 @@ int	  qemu_nic_netdev(const struct qemu_nic *n, char *out, size_t outsz);
 int	  qemu_nic_device(const struct qemu_nic *n, char *out, size_t outsz);
 
 /* fork + setsid + exec with stdout/stderr appended to logfile, stdin from
- * /dev/null, all other fds closed; the QEMU process outlives its parent.
- * Returns 0 and the pid, or -1 with a reason in err (including "cannot run
- * BIN: <strerror>" when exec fails). QEMU is the caller's child: the
- * caller reaps it (waitpid/SIGCHLD). */
+ * /dev/null, pass_fd[i] at slot QEMU_FD_FIRST + i, all other fds closed;
+ * as spec->user when set (proc_child_identity: no capabilities,
+ * no_new_privs). The QEMU process outlives its parent. Returns 0 and the
+ * pid, or -1 with a reason in err (including "cannot run BIN: <strerror>"
+ * when exec fails, "... as an unprivileged user: ..." when the switch
+ * does). QEMU is the caller's child: the caller reaps it. */
 int	  qemu_spawn(const struct qemu_vm_spec *spec, const char *logfile,
 	    pid_t *pid, char *err, size_t errsz);
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -354,19 +355,47 @@ qmp_deliver(struct qmp *q)
 	pthread_mutex_unlock(&q->qlock);
 }
 
-/* Write all of s before deadline. Returns 0, or -1 with why. */
+/* One send of s, with fd (>= 0) as SCM_RIGHTS: QEMU's chardev keeps the
+ * fds of a read for the command that asks for them (getfd, add-fd). */
+static ssize_t
+qmp_send_some(int sock, const char *s, size_t n, int fd)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = (void *)s, .iov_len = n };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
+	struct cmsghdr *c;
+
+	if (fd < 0)
+		return send(sock, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+	memset(&ctl, 0, sizeof(ctl));
+	mh.msg_control = ctl.buf;
+	mh.msg_controllen = sizeof(ctl.buf);
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	return sendmsg(sock, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+/* Write all of s before deadline, fd (>= 0) with its first bytes.
+ * Returns 0, or -1 with why. */
 static int
-qmp_send_all(struct qmp *q, const char *s, size_t n, int64_t deadline,
+qmp_send_all(struct qmp *q, const char *s, size_t n, int fd, int64_t deadline,
     char *why, size_t whysz)
 {
 	ssize_t w;
 	int rc;
 
 	while (n > 0) {
-		w = send(q->fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		w = qmp_send_some(q->fd, s, n, fd);
 		if (w > 0) {
 			s += w;
 			n -= (size_t)w;
+			fd = -1;	/* sent with the bytes that went */
 			continue;
 		}
 		if (w < 0 && errno == EINTR)
@@ -412,11 +441,11 @@ qmp_take_reply(json_t *msg, int64_t id, json_t **ret, int *fatal, char *why,
 	return 0;
 }
 
-/* Send a command and wait for its reply, queueing events meanwhile.
- * Called with q->lock held. Marks the connection broken on every failure
- * except a QMP error reply. */
+/* Send a command (with fd as SCM_RIGHTS when >= 0) and wait for its
+ * reply, queueing events meanwhile. Called with q->lock held. Marks the
+ * connection broken on every failure except a QMP error reply. */
 static int
-qmp_exec_locked(struct qmp *q, const char *cmd, json_t *args,
+qmp_exec_locked(struct qmp *q, const char *cmd, json_t *args, int fd,
     int64_t deadline, int timeout_ms, json_t **ret, char *why, size_t whysz)
 {
 	json_t *req = NULL, *msg = NULL;
@@ -436,7 +465,7 @@ qmp_exec_locked(struct qmp *q, const char *cmd, json_t *args,
 	log_debug("QMP >>> %s", text);
 	memcpy(line, text, n);
 	memcpy(line + n, "\n", 2);
-	if (qmp_send_all(q, line, n + 1, deadline, why, whysz) < 0)
+	if (qmp_send_all(q, line, n + 1, fd, deadline, why, whysz) < 0)
 		goto cleanup;
 	for (;;) {
 		if ((got = qmp_next(q, deadline, &msg, why, whysz)) <= 0) {
@@ -470,9 +499,28 @@ cleanup:
 
 static void qmp_pump_locked(struct qmp *q);
 
+/* What may go to QEMU: an open fd that is not a directory (a directory
+ * fd, O_PATH included, would let QEMU openat() beneath it with none of
+ * the checks the agent made). 0, or -1 with why. */
+static int
+qmp_fd_ok(int fd, char *why, size_t whysz)
+{
+	struct stat st;
+
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		qmp_errf(why, whysz, "no open file descriptor to pass");
+		return -1;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		qmp_errf(why, whysz, "refusing to pass a directory to QEMU");
+		return -1;
+	}
+	return 0;
+}
+
 int
-qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
-    json_t **ret, char *err, size_t errsz)
+qmp_command_fd(struct qmp *q, const char *cmd, json_t *args, int fd,
+    int timeout_ms, json_t **ret, char *err, size_t errsz)
 {
 	char why[512];
 	int rc = -1;
@@ -485,11 +533,16 @@ qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
 		errno = EINVAL;
 		return -1;
 	}
+	if (fd != -1 && qmp_fd_ok(fd, why, sizeof(why)) < 0) {
+		qmp_errf(err, errsz, "QMP command '%s' failed: %s", cmd, why);
+		errno = EINVAL;
+		return -1;
+	}
 	pthread_mutex_lock(&q->lock);
 	if (atomic_load(&q->broken))
 		snprintf(why, sizeof(why), "%s", q->why);
 	else
-		rc = qmp_exec_locked(q, cmd, args, qmp_deadline(timeout_ms),
+		rc = qmp_exec_locked(q, cmd, args, fd, qmp_deadline(timeout_ms),
 		    timeout_ms, ret, why, sizeof(why));
 	/* Events that came in the same read as the reply sit in our buffer
 	 * and would wait for the socket's next message: queue them now. */
@@ -500,6 +553,13 @@ qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
 		qmp_errf(err, errsz, "QMP command '%s' failed: %s", cmd, why);
 	qmp_deliver(q);
 	return rc;
+}
+
+int
+qmp_command(struct qmp *q, const char *cmd, json_t *args, int timeout_ms,
+    json_t **ret, char *err, size_t errsz)
+{
+	return qmp_command_fd(q, cmd, args, -1, timeout_ms, ret, err, errsz);
 }
 
 /* Read everything available without waiting; queue events. Called with
@@ -586,8 +646,8 @@ qmp_handshake(struct qmp *q, const char *path, int64_t deadline,
 		goto cleanup;
 	}
 	pthread_mutex_lock(&q->lock);
-	rc = qmp_exec_locked(q, "qmp_capabilities", NULL, deadline, timeout_ms,
-	    NULL, why, sizeof(why));
+	rc = qmp_exec_locked(q, "qmp_capabilities", NULL, -1, deadline,
+	    timeout_ms, NULL, why, sizeof(why));
 	pthread_mutex_unlock(&q->lock);
 	if (rc < 0)
 		qmp_errf(err, errsz, "QMP command 'qmp_capabilities' failed: %s",

@@ -20,6 +20,7 @@
 #define FAKE_IO_MS	5000	/* no step waits longer: a stuck test ends */
 #define FAKE_SPLIT_LEN	3
 #define FAKE_SPLIT_MS	2
+#define FAKE_MAX_FDS	8	/* fds in flight, and fds kept for the test */
 
 struct fake_qmp {
 	char			 path[108];
@@ -35,6 +36,13 @@ struct fake_qmp {
 	int			 events;	/* "seq" of the next FQ_EVENT */
 	char			 in[65536];
 	size_t			 inlen;
+	/* fds received, not yet matched to a line: the offset in `in` of
+	 * the first byte that came with each */
+	int			 pend[FAKE_MAX_FDS];
+	size_t			 pend_at[FAKE_MAX_FDS];
+	int			 npend;
+	int			 kept[FAKE_MAX_FDS];	/* FQ_EXPECT_FD's, under mu */
+	int			 nkept;
 };
 
 static void
@@ -114,22 +122,64 @@ fake_send_json(struct fake_qmp *f, json_t *j)
 	return rc;
 }
 
-/* Read one line into a NUL-terminated buffer the caller frees.
+/* recv into `in`, collecting fds passed with the bytes (SCM_RIGHTS). */
+static ssize_t
+fake_recv(struct fake_qmp *f)
+{
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int) * FAKE_MAX_FDS)];
+	} ctl;
+	struct iovec iov = { .iov_base = f->in + f->inlen,
+	    .iov_len = sizeof(f->in) - f->inlen };
+	struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
+	    .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *c;
+	ssize_t n;
+	size_t i, nfd;
+	int fd;
+
+	n = recvmsg(f->cfd, &mh, MSG_CMSG_CLOEXEC);
+	if (n < 0)
+		return n;
+	if (mh.msg_flags & MSG_CTRUNC)
+		fake_fail(f, "more fds in one message than the fake keeps");
+	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (i = 0; i < nfd; i++) {
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (f->npend == FAKE_MAX_FDS) {
+				fake_fail(f, "too many fds passed");
+				close(fd);
+				continue;
+			}
+			f->pend[f->npend] = fd;
+			f->pend_at[f->npend++] = f->inlen;
+		}
+	}
+	return n;
+}
+
+/* Read one line into a NUL-terminated buffer the caller frees; the fds
+ * that came with its bytes go to fds (at most FAKE_MAX_FDS, *nfds).
  * Returns NULL on EOF or timeout; *eof tells which. */
 static char *
-fake_read_line(struct fake_qmp *f, int *eof)
+fake_read_line(struct fake_qmp *f, int *eof, int *fds, int *nfds)
 {
 	struct pollfd pfd = { .fd = f->cfd, .events = POLLIN };
 	char *nl, *line;
 	ssize_t n;
 	size_t len;
+	int i, k;
 
 	*eof = 0;
+	*nfds = 0;
 	while ((nl = memchr(f->in, '\n', f->inlen)) == NULL) {
 		if (f->inlen == sizeof(f->in) || poll(&pfd, 1, FAKE_IO_MS) <= 0)
 			return NULL;
-		n = recv(f->cfd, f->in + f->inlen, sizeof(f->in) - f->inlen, 0);
-		if (n <= 0) {
+		if ((n = fake_recv(f)) <= 0) {
 			*eof = 1;
 			return NULL;
 		}
@@ -142,7 +192,25 @@ fake_read_line(struct fake_qmp *f, int *eof)
 	line[len] = '\0';
 	f->inlen -= len + 1;
 	memmove(f->in, nl + 1, f->inlen);
+	for (i = k = 0; i < f->npend; i++) {
+		if (f->pend_at[i] <= len) {
+			fds[(*nfds)++] = f->pend[i];
+		} else {
+			f->pend[k] = f->pend[i];
+			f->pend_at[k++] = f->pend_at[i] - (len + 1);
+		}
+	}
+	f->npend = k;
 	return line;
+}
+
+static void
+fake_close_fds(int *fds, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
 }
 
 /* want is "name" or "name {arguments as JSON}": 1 when cmd matches. */
@@ -166,16 +234,17 @@ fake_cmd_matches(json_t *cmd, const char *want)
 	return eq;
 }
 
-/* Read a command; check it (if want is non-NULL) and remember its id. */
+/* Read a command; check it (if want is non-NULL) and that it came with
+ * want_fds fds (kept for fake_qmp_fd), and remember its id. */
 static int
-fake_expect(struct fake_qmp *f, const char *want)
+fake_expect(struct fake_qmp *f, const char *want, int want_fds)
 {
 	json_t *cmd = NULL, *id;
 	const char *name;
 	char *line;
-	int eof, rc = -1;
+	int eof, rc = -1, fds[FAKE_MAX_FDS], nfds = 0, i;
 
-	if ((line = fake_read_line(f, &eof)) == NULL) {
+	if ((line = fake_read_line(f, &eof, fds, &nfds)) == NULL) {
 		fake_fail(f, "expected '%s', got %s", want ? want : "a command",
 		    eof ? "EOF" : "nothing");
 		return -1;
@@ -191,10 +260,24 @@ fake_expect(struct fake_qmp *f, const char *want)
 		fake_fail(f, "expected '%s', got '%s'", want, line);
 		goto cleanup;
 	}
+	if (nfds != want_fds) {
+		fake_fail(f, "'%s' came with %d fds, not %d", name, nfds,
+		    want_fds);
+		goto cleanup;
+	}
+	pthread_mutex_lock(&f->mu);
+	for (i = 0; i < nfds && f->nkept < FAKE_MAX_FDS; i++)
+		f->kept[f->nkept++] = fds[i];
+	pthread_mutex_unlock(&f->mu);
+	if (i < nfds)
+		fake_fail(f, "too many fds kept");
+	fake_close_fds(fds + i, nfds - i);
+	nfds = 0;
 	json_decref(f->last_id);
 	f->last_id = json_incref(id);
 	rc = 0;
 cleanup:
+	fake_close_fds(fds, nfds);
 	json_decref(cmd);
 	free(line);
 	return rc;
@@ -300,17 +383,20 @@ fake_big(struct fake_qmp *f)
 static int
 fake_wait_eof(struct fake_qmp *f, int quiet)
 {
+	int eof, fds[FAKE_MAX_FDS], nfds;
 	char *line;
-	int eof;
 
 	for (;;) {
-		if ((line = fake_read_line(f, &eof)) == NULL) {
+		line = fake_read_line(f, &eof, fds, &nfds);
+		fake_close_fds(fds, nfds);
+		if (line == NULL) {
 			if (!eof)
 				fake_fail(f, "client did not hang up");
 			return eof ? 0 : -1;
 		}
-		if (!quiet)
-			fake_fail(f, "unexpected data after script: %s", line);
+		if (!quiet || nfds > 0)
+			fake_fail(f, "unexpected data after script: %s%s", line,
+			    nfds > 0 ? " (with fds)" : "");
 		free(line);
 	}
 }
@@ -341,7 +427,7 @@ fake_serve(struct fake_qmp *f, int n)
 	int i;
 
 	for (i = 0; i < n; i++) {
-		if (fake_expect(f, NULL) < 0 || fake_send_json(f,
+		if (fake_expect(f, NULL, 0) < 0 || fake_send_json(f,
 		    json_pack("{s:{}, s:O}", "return", "id", f->last_id)) < 0)
 			return -1;
 	}
@@ -359,7 +445,8 @@ fake_step(struct fake_qmp *f, const struct fake_step *s)
 		    "{\"qemu\": {\"micro\": 0, \"minor\": 2, \"major\": 7}, "
 		    "\"package\": \"\"}, \"capabilities\": [\"oob\"]}}", 0, NULL));
 	case FQ_EXPECT:
-		return fake_expect(f, s->arg);
+	case FQ_EXPECT_FD:
+		return fake_expect(f, s->arg, s->op == FQ_EXPECT_FD);
 	case FQ_RETURN:
 		if ((j = json_loads(s->arg, JSON_DECODE_ANY, NULL)) == NULL) {
 			fake_fail(f, "bad FQ_RETURN JSON: %s", s->arg);
@@ -483,6 +570,18 @@ fake_qmp_release(struct fake_qmp *f)
 }
 
 int
+fake_qmp_fd(struct fake_qmp *f, int i)
+{
+	int fd = -1;
+
+	pthread_mutex_lock(&f->mu);
+	if (i >= 0 && i < f->nkept)
+		fd = f->kept[i];
+	pthread_mutex_unlock(&f->mu);
+	return fd;
+}
+
+int
 fake_qmp_finish(struct fake_qmp *f, char *err, size_t errsz)
 {
 	int rc;
@@ -495,6 +594,11 @@ fake_qmp_finish(struct fake_qmp *f, char *err, size_t errsz)
 	if (f->lfd >= 0)
 		close(f->lfd);
 	unlink(f->path);
+	/* fds that came with no complete line: a leak the test should see */
+	if (f->npend > 0)
+		fake_fail(f, "%d fds passed without a command", f->npend);
+	fake_close_fds(f->pend, f->npend);
+	fake_close_fds(f->kept, f->nkept);
 	rc = f->err[0] ? -1 : 0;
 	snprintf(err, errsz, "%s", f->err);
 	json_decref(f->last_id);

@@ -8,7 +8,10 @@ enum fake_op {
 	FQ_END,		/* script done: wait for the client to hang up */
 	FQ_GREET,	/* send the standard QMP greeting */
 	FQ_EXPECT,	/* read one command: arg is "name" (no arguments) or
-			 * "name {...}" (arguments must equal that JSON) */
+			 * "name {...}" (arguments must equal that JSON);
+			 * it must come without a file descriptor */
+	FQ_EXPECT_FD,	/* like FQ_EXPECT, with exactly one fd (SCM_RIGHTS)
+			 * in the same message: kept, see fake_qmp_fd() */
 	FQ_RETURN,	/* reply {"return": <arg as JSON>, "id": <last id>} */
 	FQ_ERROR,	/* reply {"error": {"class":..., "desc": arg}, "id": ...} */
 	FQ_EVENT,	/* send {"event": arg, "data": {...}, "timestamp": ...} */
@@ -19,7 +22,8 @@ enum fake_op {
 	FQ_CLOSE,	/* close the connection now; last */
 	FQ_HANG,	/* never answer: read until the client hangs up; last */
 	FQ_SYNC,	/* block until the test calls fake_qmp_release() */
-	FQ_SERVE,	/* answer the next n commands, any name, with {"return": {}} */
+	FQ_SERVE,	/* answer the next n commands, any name, with {"return": {}};
+			 * none may carry an fd */
 };
 
 struct fake_step {
@@ -44,6 +48,9 @@ struct fake_qmp	*fake_qmp_start(const char *path, const struct fake_step *steps,
 /* Wait until the server reaches an FQ_SYNC step; 0, or -1 after 5 s. */
 int		 fake_qmp_wait_sync(struct fake_qmp *f);
 void		 fake_qmp_release(struct fake_qmp *f);
+/* The i-th fd (0-based) an FQ_EXPECT_FD step received, owned by the fake
+ * server until fake_qmp_finish; -1 when there is none (yet). */
+int		 fake_qmp_fd(struct fake_qmp *f, int i);
 /* Join the server thread and free it. Returns 0 when the whole script
  * ran as expected, else -1 with the first mismatch in err. */
 int		 fake_qmp_finish(struct fake_qmp *f, char *err, size_t errsz);

@@ -1,75 +1,21 @@
-/* test_qemu_cmd.c - unit tests for the QEMU command line and for spawning QEMU. */
+/* test_qemu_cmd.c - unit tests for the QEMU command line (qemu_cmd.c);
+ * spawning it: test_qemu_spawn.c. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
-#include "qemu/qmp.h"
-#include "sigenv.h"
-
-#define T_UUID "6f1c2a9e-3b4d-4e5f-8a7b-0c1d2e3f4a5b"
-/* Bounded assignment to a char array field. */
-#define SET(f, v) snprintf((f), sizeof(f), "%s", (v))
-
-struct tstate {
-	char			 dir[64];
-	struct qemu_vm_spec	*spec;
-	char			 err[512];
-};
-
-static int
-setup(void **state)
-{
-	struct tstate *t = calloc(1, sizeof(*t));
-	struct qemu_vm_spec *s;
-
-	if (t == NULL || (t->spec = calloc(1, sizeof(*t->spec))) == NULL)
-		return -1;
-	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-qcmd-XXXXXX");
-	if (mkdtemp(t->dir) == NULL)
-		return -1;
-	s = t->spec;
-	snprintf(s->name, sizeof(s->name), "vm1");
-	snprintf(s->uuid, sizeof(s->uuid), "%s", T_UUID);
-	s->cpus = 2;
-	s->memory_mib = 512;
-	snprintf(s->accel, sizeof(s->accel), "tcg");
-	snprintf(s->qmp_path, sizeof(s->qmp_path), "%s/qmp.sock", t->dir);
-	snprintf(s->serial_path, sizeof(s->serial_path), "%s/serial.sock",
-	    t->dir);
-	snprintf(s->serial_log, sizeof(s->serial_log), "%s/serial.log", t->dir);
-	s->vnc_display = -1;
-	unsetenv("CVIRT_QEMU");
-	*state = t;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct tstate *t = *state;
-
-	unsetenv("CVIRT_QEMU");
-	unsetenv("CVIRT_TEST_STANDIN");
-	util_rm_rf(t->dir);
-	free(t->spec);
-	free(t);
-	return 0;
-}
+#include "qemu_fixture.h"
 
 /* Index of option opt followed by val (val NULL: opt alone), or -1. */
 static int
@@ -100,31 +46,6 @@ assert_no_opt(char **argv, const char *opt)
 		fail_msg("unexpected \"%s\"", opt);
 }
 
-/* Format into one of two rotating static buffers (test helper). */
-static char *
-t_fmt(const char *fmt, const char *a, const char *b)
-{
-	static char buf[2][8192];
-	static int k;
-
-	k ^= 1;
-	snprintf(buf[k], sizeof(buf[k]), fmt, a, b);
-	return buf[k];
-}
-
-/* Occurrences of needle in s. */
-static int
-t_count(const char *s, const char *needle)
-{
-	int n = 0;
-
-	while ((s = strstr(s, needle)) != NULL) {
-		n++;
-		s += strlen(needle);
-	}
-	return n;
-}
-
 static void
 test_argv_base(void **state)
 {
@@ -144,10 +65,10 @@ test_argv_base(void **state)
 	assert_pair(argv, "-sandbox", "on,obsolete=deny,elevateprivileges=deny,"
 	    "spawn=deny,resourcecontrol=deny");
 	assert_pair(argv, "-display", "none");
-	assert_pair(argv, "-chardev", t_fmt(
+	assert_pair(argv, "-chardev", qt_fmt(
 	    "socket,id=qmp,path=%s/qmp.sock,server=on,wait=off", t->dir, NULL));
 	assert_pair(argv, "-mon", "chardev=qmp,mode=control");
-	assert_pair(argv, "-chardev", t_fmt("socket,id=serial0,path=%s/"
+	assert_pair(argv, "-chardev", qt_fmt("socket,id=serial0,path=%s/"
 	    "serial.sock,server=on,wait=off,logfile=%s/serial.log,logappend=on",
 	    t->dir, t->dir));
 	assert_pair(argv, "-serial", "chardev:serial0");
@@ -472,9 +393,190 @@ test_argv_extras(void **state)
 	assert_pair(argv, "-S", NULL);
 	assert_pair(argv, "-incoming", "tcp:0.0.0.0:49152");
 	assert_pair(argv, "-pidfile", s->pidfile);
-	assert_pair(argv, "-vnc", t_fmt("unix:%s/vnc.sock", t->dir, NULL));
+	assert_pair(argv, "-vnc", qt_fmt("unix:%s/vnc.sock", t->dir, NULL));
 	assert_no_opt(argv, "-display");
 	qemu_argv_free(argv);
+}
+
+/* Every device QEMU gets as an open file: QMP, serial console and guest
+ * agent sockets as fd= chardevs, the serial log and a CD-ROM through
+ * -add-fd fdsets, kernel and initrd as /proc/self/fd, a TAP with its
+ * vhost-net fd, VNC with no socket (-vnc none); no path of the spec is on
+ * the command line. Guards qemu_add_base, qemu_add_chardevs,
+ * qemu_add_disks, qemu_nic_netdev, qemu_add_extras, qemu_spec_fd and
+ * qemu_spec_fdset (src/qemu/qemu_cmd.c). */
+static void
+test_argv_fd_slots(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	int fds[9], i, n = 0, j;
+	char **argv;
+
+	for (i = 0; i < 9; i++)
+		fds[i] = qt_open_file(t, qt_fmt("f%s", (char[]){ (char)('0' + i),
+		    '\0' }, NULL), O_RDONLY | O_CREAT);
+	assert_int_equal(qemu_spec_fd(s, fds[n++]), 4);
+	s->qmp_fd = 4;
+	s->serial_fd = qemu_spec_fd(s, fds[n++]);
+	assert_int_equal(s->serial_fd, 5);
+	s->serial_log_fdset = qemu_spec_fdset(s, fds[n++], "serial-log");
+	assert_int_equal(s->serial_log_fdset, 1);
+	s->qga_fd = qemu_spec_fd(s, fds[n++]);
+	s->kernel_fd = qemu_spec_fd(s, fds[n++]);
+	s->initrd_fd = qemu_spec_fd(s, fds[n++]);
+	SET(s->kernel, "/not/used/vmlinuz");
+	SET(s->qga_path, "/not/used/qga");
+	SET(s->disks[0].path, "/not/used/boot.iso");
+	SET(s->disks[0].format, "raw");
+	s->disks[0].cdrom = 1;
+	s->disks[0].fdset = qemu_spec_fdset(s, fds[n++], "cdrom");
+	assert_int_equal(s->disks[0].fdset, 2);
+	s->ndisks = 1;
+	SET(s->nics[0].mac, "52:54:00:12:34:56");
+	SET(s->nics[0].type, "tap");
+	SET(s->nics[0].ifname, "cvt0");
+	s->nics[0].vhost = 1;
+	s->nics[0].fd = qemu_spec_fd(s, fds[n++]);
+	s->nics[0].vhostfd = qemu_spec_fd(s, fds[n++]);
+	s->nnics = 1;
+	s->vnc_display = 0;
+	assert_int_equal(s->npass, 9);
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-add-fd", "fd=6,set=1,opaque=serial-log");
+	assert_pair(argv, "-add-fd", "fd=10,set=2,opaque=cdrom");
+	assert_pair(argv, "-chardev", "socket,id=qmp,fd=4,server=on,wait=off");
+	assert_pair(argv, "-chardev", "socket,id=serial0,fd=5,server=on,"
+	    "wait=off,logfile=/dev/fdset/1,logappend=on");
+	assert_pair(argv, "-chardev", "socket,id=qga0,fd=7,server=on,wait=off");
+	assert_pair(argv, "-kernel", "/proc/self/fd/8");
+	assert_pair(argv, "-initrd", "/proc/self/fd/9");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk0-file,"
+	    "filename=/dev/fdset/2,read-only=on");
+	assert_pair(argv, "-netdev", "tap,id=net0,fd=11,vhost=on,vhostfd=12");
+	assert_pair(argv, "-vnc", "none");
+	assert_pair(argv, "-device", "VGA");
+	/* -add-fd comes before anything that opens /dev/fdset. */
+	assert_true(argv_find(argv, "-add-fd", NULL) <
+	    argv_find(argv, "-chardev", NULL));
+	for (j = 0; argv[j]; j++)
+		if (strstr(argv[j], t->dir) || strstr(argv[j], "/not/used"))
+			fail_msg("a path on the command line: %s", argv[j]);
+	qemu_argv_free(argv);
+
+	/* A serial log without a console socket: a file chardev. */
+	s->serial_fd = 0;
+	s->serial_path[0] = '\0';
+	s->pass_fd[1] = -1;	/* slot 5 must not stay unused: refused */
+	assert_null(qemu_build_argv(s));
+	s->nics[0].vhostfd = 5;	/* reuse it as the vhost fd */
+	s->pass_fd[1] = fds[1];
+	s->pass_fd[8] = fds[8];
+	s->npass = 8;		/* slot 12 gone */
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-chardev", "file,id=serial0,path=/dev/fdset/1,"
+	    "append=on");
+	assert_pair(argv, "-netdev", "tap,id=net0,fd=11,vhost=on,vhostfd=5");
+	qemu_argv_free(argv);
+	for (i = 0; i < 9; i++)
+		close(fds[i]);
+}
+
+/* What never reaches QEMU: an fd nothing on the command line uses (a
+ * leak), an fd used twice, a slot or fdset that was never passed, an
+ * fdset nothing or two things open, an fd on a user-mode NIC, a
+ * vhost fd without an open TAP, an initrd fd without a kernel; and
+ * qemu_spec_fd refuses a directory (QEMU could openat() beneath it), a
+ * closed fd and more than QEMU_MAX_FDS. Guards qemu_check_fds,
+ * qemu_nic_valid, qemu_check_spec, qemu_spec_fd and qemu_spec_fdset
+ * (src/qemu/qemu_cmd.c). */
+static void
+test_argv_fd_rejects(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *good = t->spec, *s;
+	int a, b, dfd, i;
+	char **argv;
+
+	a = qt_open_file(t, "a", O_RDONLY | O_CREAT);
+	b = qt_open_file(t, "b", O_RDONLY | O_CREAT);
+	SET(good->nics[0].mac, "52:54:00:12:34:56");
+	SET(good->nics[0].type, "user");
+	good->nnics = 1;
+	SET(good->disks[0].format, "raw");
+	good->ndisks = 1;
+	good->disks[0].cdrom = 1;
+	good->disks[0].fdset = qemu_spec_fdset(good, a, "cd");
+	good->qmp_fd = qemu_spec_fd(good, b);
+	argv = qemu_build_argv(good);
+	assert_non_null(argv);
+	qemu_argv_free(argv);
+	s = malloc(sizeof(*s));
+	assert_non_null(s);
+#define T_REFUSED(what, change) do {					\
+		*s = *good;						\
+		change;							\
+		errno = 0;						\
+		if ((argv = qemu_build_argv(s)) != NULL || errno != EINVAL) { \
+			qemu_argv_free(argv);				\
+			fail_msg("accepted: %s", what);			\
+		}							\
+	} while (0)
+	T_REFUSED("an unused fd", s->pass_fd[s->npass++] = a);
+	T_REFUSED("an fd used twice", s->serial_fd = s->qmp_fd);
+	T_REFUSED("a slot never passed", s->qga_fd = 6);
+	T_REFUSED("slot 3 (the exec-error pipe)", s->kernel_fd = 3);
+	T_REFUSED("a negative slot", s->qmp_fd = -4);
+	T_REFUSED("an fdset never passed", s->disks[0].fdset = 9);
+	T_REFUSED("an fdset nothing opens", s->disks[0].fdset = 0;
+	    SET(s->disks[0].path, "/img/a"));
+	T_REFUSED("an fdset opened twice", s->serial_log_fdset = 1);
+	T_REFUSED("two fdsets with one id", s->fdsets[1] = s->fdsets[0];
+	    s->nfdsets = 2);
+	T_REFUSED("an fdset on slot 0", s->fdsets[0].slot = 0;
+	    s->qga_fd = 4);
+	T_REFUSED("a comma in an fdset label",
+	    SET(s->fdsets[0].opaque, "a,b"));
+	T_REFUSED("too many fds", s->npass = QEMU_MAX_FDS + 1);
+	T_REFUSED("an fd on a user NIC", s->nics[0].fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("a vhost fd without an open TAP",
+	    SET(s->nics[0].type, "tap"); SET(s->nics[0].ifname, "cvt0");
+	    s->nics[0].vhost = 1; s->nics[0].vhostfd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("an open TAP with vhost but no vhost fd",
+	    SET(s->nics[0].type, "tap"); SET(s->nics[0].ifname, "cvt0");
+	    s->nics[0].vhost = 1; s->nics[0].fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+	T_REFUSED("an initrd fd without a kernel", s->initrd_fd = s->qmp_fd;
+	    s->qmp_fd = 0; SET(s->qmp_path, "/run/q"));
+#undef T_REFUSED
+	free(s);
+
+	/* qemu_spec_fd / qemu_spec_fdset refusals leave the spec alone. */
+	i = good->npass;
+	dfd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0);
+	assert_int_equal(qemu_spec_fd(good, dfd), -1);
+	assert_int_equal(errno, EISDIR);
+	close(dfd);
+	assert_int_equal(qemu_spec_fd(good, dfd), -1);
+	assert_int_equal(errno, EBADF);
+	assert_int_equal(qemu_spec_fd(good, -1), -1);
+	assert_int_equal(qemu_spec_fdset(good, a, "a,b"), -1);
+	assert_int_equal(errno, EINVAL);
+	assert_int_equal(qemu_spec_fdset(good, a,
+	    "a-label-longer-than-thirty-one-bytes"), -1);
+	assert_int_equal(good->npass, i);
+	assert_int_equal(good->nfdsets, 1);
+	while (good->npass < QEMU_MAX_FDS)
+		assert_true(qemu_spec_fd(good, a) > 0);
+	assert_int_equal(qemu_spec_fd(good, a), -1);
+	assert_int_equal(errno, ENOSPC);
+	close(a);
+	close(b);
 }
 
 /* Break one field of a valid spec; returns what was broken, NULL at end. */
@@ -569,252 +671,6 @@ test_argv_rejects(void **state)
 	qemu_argv_free(NULL);
 }
 
-/* A script that is not executed in these tests (see t_standin). */
-static const char t_script[] = "#!/bin/sh\nexit 0\n";
-
-/* Run as the stand-in QEMU: the spawn test points CVIRT_QEMU at this very
- * binary with CVIRT_TEST_STANDIN set; it reports what it inherited. A
- * shell would not do: dash clears its signal mask at start-up. */
-static int
-t_standin(int argc, char **argv)
-{
-	char path[300], target[4096], line[256];
-	struct dirent *de;
-	ssize_t n;
-	FILE *f;
-	DIR *d;
-	int i;
-
-	printf("argv:");
-	for (i = 1; i < argc; i++)
-		printf(" %s", argv[i]);
-	printf("\n");
-	if ((d = opendir("/proc/self/fd")) == NULL)
-		return 1;
-	while ((de = readdir(d)) != NULL) {
-		if (de->d_name[0] == '.' || strtol(de->d_name, NULL, 10) == dirfd(d))
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", de->d_name);
-		n = readlink(path, target, sizeof(target) - 1);
-		target[n < 0 ? 0 : n] = '\0';
-		printf("fd %s -> %s\n", de->d_name, target);
-	}
-	closedir(d);
-	if (getsid(0) == getpid())
-		printf("session leader\n");
-	if ((f = fopen("/proc/self/status", "r")) == NULL)
-		return 1;
-	while (fgets(line, sizeof(line), f)) {
-		if (strncmp(line, "SigBlk:", 7) == 0 ||
-		    strncmp(line, "SigIgn:", 7) == 0)
-			fputs(line, stdout);
-	}
-	fclose(f);
-	return 7;
-}
-
-static void
-t_write_script(struct tstate *t, const char *name, const char *text,
-    mode_t mode)
-{
-	char path[256];
-
-	snprintf(path, sizeof(path), "%s/%s", t->dir, name);
-	assert_int_equal(util_write_file_atomic(path, text, strlen(text), mode),
-	    0);
-	setenv("CVIRT_QEMU", path, 1);
-}
-
-/* QEMU starts detached with only fds 0-2, in its own session, with no
- * signal blocked or ignored whatever our parent left us (the stand-in
- * reports its /proc status). Guards qemu_child (src/qemu/qemu_cmd.c) and
- * proc_child_signals (src/common/proc.c): with sigaction(3) there, glibc's
- * internal signals 32 and 33 stayed ignored under `make test`. */
-static void
-test_spawn_detached(void **state)
-{
-	struct tstate *t = *state;
-	char logp[256], marker[256], self[4096], *log;
-	struct sigenv sigsave;
-	int status, mfd, stdin_save;
-	ssize_t n;
-	pid_t pid = 0;
-
-	n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	assert_true(n > 0);
-	self[n] = '\0';
-	setenv("CVIRT_QEMU", self, 1);
-	setenv("CVIRT_TEST_STANDIN", "1", 1);
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	assert_int_equal(util_write_file_atomic(logp, "before\n", 7, 0640), 0);
-	/* An inherited fd, a blocked and an ignored signal must not leak. */
-	snprintf(marker, sizeof(marker), "%s/marker-fd", t->dir);
-	mfd = open(marker, O_RDWR | O_CREAT, 0600);
-	assert_true(mfd >= 0);
-	/* Our stdin is the marker too: the child must get /dev/null. */
-	stdin_save = dup(0);
-	assert_true(stdin_save >= 0);
-	assert_int_equal(dup2(mfd, 0), 0);
-	/* Whatever our parent left (see sigenv.h): qemu_child resets it. */
-	assert_int_equal(sigenv_hostile(&sigsave), 0);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), 0);
-	sigenv_restore(&sigsave);
-	unsetenv("CVIRT_TEST_STANDIN");
-	dup2(stdin_save, 0);
-	close(stdin_save);
-	close(mfd);
-	assert_true(pid > 0);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 7);
-	log = util_read_file(logp, 1 << 20, NULL);
-	assert_non_null(log);
-	assert_memory_equal(log, "before\n", 7);
-	assert_non_null(strstr(log, "argv: -name guest=vm1,debug-threads=on "));
-	/* Exactly stdin, stdout and stderr are open. */
-	assert_non_null(strstr(log, "\nfd 0 -> /dev/null\n"));
-	assert_non_null(strstr(log, t_fmt("\nfd 1 -> %s\n", logp, NULL)));
-	assert_non_null(strstr(log, t_fmt("\nfd 2 -> %s\n", logp, NULL)));
-	if (t_count(log, "\nfd ") != 3)
-		fail_msg("unexpected open fds:\n%s", log);
-	assert_non_null(strstr(log, "session leader\n"));
-	if (strstr(log, SIGENV_CLEAN_BLK) == NULL ||
-	    strstr(log, SIGENV_CLEAN_IGN) == NULL)
-		fail_msg("signals blocked or ignored in QEMU:\n%s",
-		    strstr(log, "SigBlk:") ? strstr(log, "SigBlk:") : log);
-	free(log);
-}
-
-static void
-test_spawn_exec_failure(void **state)
-{
-	struct tstate *t = *state;
-	char logp[256], bin[256], want[600];
-	pid_t pid = 0;
-
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	snprintf(bin, sizeof(bin), "%s/no-such-qemu", t->dir);
-	setenv("CVIRT_QEMU", bin, 1);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), -1);
-	snprintf(want, sizeof(want), "cannot run %s: No such file or directory",
-	    bin);
-	assert_string_equal(t->err, want);
-	/* The failed child was reaped: no zombie, no child left. */
-	assert_int_equal(waitpid(-1, NULL, WNOHANG), -1);
-	assert_int_equal(errno, ECHILD);
-
-	t_write_script(t, "not-executable", t_script, 0644);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), -1);
-	assert_non_null(strstr(t->err, "not-executable: Permission denied"));
-}
-
-static void
-test_spawn_bad_input(void **state)
-{
-	struct tstate *t = *state;
-	char logp[256];
-	pid_t pid = 0;
-
-	t_write_script(t, "fake-qemu", t_script, 0755);
-	snprintf(logp, sizeof(logp), "%s/missing-dir/qemu.log", t->dir);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), -1);
-	assert_non_null(strstr(t->err, "cannot open"));
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	SET(t->spec->serial_log, "/log/a,b");
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), -1);
-	assert_string_equal(t->err,
-	    "cannot build QEMU command line: invalid VM description");
-	assert_int_equal(pid, 0);
-}
-
-/* 1 if prog is an executable in $PATH. */
-static int
-t_in_path(const char *prog)
-{
-	char path[4096], *p, *save = NULL, buf[8192];
-	const char *env = getenv("PATH");
-
-	snprintf(path, sizeof(path), "%s", env ? env : "/usr/bin:/bin");
-	for (p = strtok_r(path, ":", &save); p; p = strtok_r(NULL, ":", &save)) {
-		snprintf(buf, sizeof(buf), "%s/%s", p, prog);
-		if (access(buf, X_OK) == 0)
-			return 1;
-	}
-	return 0;
-}
-
-static void
-t_real_spec(struct tstate *t)
-{
-	struct qemu_vm_spec *s = t->spec;
-	char img[256];
-
-	snprintf(img, sizeof(img), "%s/disk.raw", t->dir);
-	assert_int_equal(util_write_file_atomic(img, "", 0, 0600), 0);
-	assert_int_equal(truncate(img, 1 << 20), 0);
-	snprintf(s->disks[0].path, sizeof(s->disks[0].path), "%s", img);
-	snprintf(s->disks[0].format, sizeof(s->disks[0].format), "raw");
-	/* The CD-ROM needs its own image: QEMU locks images. */
-	s->disks[1] = s->disks[0];
-	s->disks[1].cdrom = 1;
-	snprintf(s->disks[1].path, sizeof(s->disks[1].path), "%s/cd.iso",
-	    t->dir);
-	assert_int_equal(util_write_file_atomic(s->disks[1].path, "", 0, 0600),
-	    0);
-	s->ndisks = 2;
-	snprintf(s->nics[0].mac, sizeof(s->nics[0].mac), "52:54:00:00:00:01");
-	snprintf(s->nics[0].type, sizeof(s->nics[0].type), "user");
-	s->nnics = 1;
-	s->memory_mib = 64;
-	s->cpus = 1;
-	s->panic_device = s->watchdog = s->start_paused = 1;
-	snprintf(s->pidfile, sizeof(s->pidfile), "%s/qemu.pid", t->dir);
-}
-
-/* The command line is accepted by the real QEMU (skipped without one). */
-static void
-test_spawn_real_qemu(void **state)
-{
-	struct tstate *t = *state;
-	char logp[256], *pidtxt, *log;
-	struct qmp *q;
-	json_t *ret = NULL;
-	pid_t pid = 0;
-	int status;
-
-	if (!t_in_path("qemu-system-x86_64"))
-		skip();
-	t_real_spec(t);
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), 0);
-	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
-	if (q == NULL) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		log = util_read_file(logp, 1 << 20, NULL);
-		fail_msg("%s; QEMU said: %s", t->err, log ? log : "?");
-	}
-	assert_int_equal(qmp_command(q, "query-status", NULL, 5000, &ret,
-	    t->err, sizeof(t->err)), 0);
-	assert_string_equal(json_string_value(json_object_get(ret, "status")),
-	    "prelaunch");
-	json_decref(ret);
-	pidtxt = util_read_file(t->spec->pidfile, 64, NULL);
-	assert_non_null(pidtxt);
-	assert_int_equal(strtol(pidtxt, NULL, 10), pid);
-	free(pidtxt);
-	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
-	qmp_close(q);
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-}
-
 /* HA monitors: the guest agent's virtio-serial port; a hostfwd rule on a
  * user-mode NIC for tcp:PORT. */
 static void
@@ -824,14 +680,14 @@ test_argv_health_devices(void **state)
 	struct qemu_vm_spec *s = t->spec;
 	char **argv;
 
-	SET(s->qga_path, t_fmt("%s/qga.sock", t->dir, NULL));
+	SET(s->qga_path, qt_fmt("%s/qga.sock", t->dir, NULL));
 	SET(s->nics[0].mac, "52:54:00:12:34:56");
 	SET(s->nics[0].type, "user");
 	SET(s->nics[0].hostfwd, "tcp:127.0.0.1:40000-:8080");
 	s->nnics = 1;
 	argv = qemu_build_argv(s);
 	assert_non_null(argv);
-	assert_pair(argv, "-chardev", t_fmt("socket,id=qga0,path=%s/qga.sock,"
+	assert_pair(argv, "-chardev", qt_fmt("socket,id=qga0,path=%s/qga.sock,"
 	    "server=on,wait=off", t->dir, NULL));
 	assert_pair(argv, "-device", "virtio-serial-pci,id=cvserial0");
 	assert_pair(argv, "-device", "virtserialport,bus=cvserial0.0,"
@@ -857,11 +713,11 @@ test_argv_health_devices(void **state)
 	SET(s->nics[0].ifname, "cvtap0");
 	assert_null(qemu_build_argv(s));
 	s->nics[0].hostfwd[0] = '\0';
-	SET(s->qga_path, t_fmt("%s/q,a.sock", t->dir, NULL));
+	SET(s->qga_path, qt_fmt("%s/q,a.sock", t->dir, NULL));
 	assert_null(qemu_build_argv(s));
 }
 
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, qt_setup, qt_teardown)
 
 int
 main(int argc, char **argv)
@@ -879,13 +735,9 @@ main(int argc, char **argv)
 		T(test_argv_extras),
 		T(test_argv_health_devices),
 		T(test_argv_rejects),
-		T(test_spawn_detached),
-		T(test_spawn_exec_failure),
-		T(test_spawn_bad_input),
-		T(test_spawn_real_qemu),
+		T(test_argv_fd_slots),
+		T(test_argv_fd_rejects),
 	};
 
-	if (getenv("CVIRT_TEST_STANDIN"))
-		return t_standin(argc, argv);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

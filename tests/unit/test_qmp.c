@@ -11,7 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -683,6 +685,198 @@ test_bad_arguments(void **state)
 	t_finish(t);
 }
 
+/* 1 when a and b are the same open file (same inode). */
+static int
+t_same_file(int a, int b)
+{
+	struct stat sa, sb;
+
+	return fstat(a, &sa) == 0 && fstat(b, &sb) == 0 &&
+	    sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+/* getfd and add-fd carry their fd as SCM_RIGHTS in the very message of
+ * the command, and no other command carries one (FQ_EXPECT fails on an
+ * fd): what QEMU receives is the caller's open file, not a copy of its
+ * path. Guards qmp_send_fd and qmp_add_fd (src/qemu/qmp_fd.c),
+ * qmp_command_fd and qmp_send_some (src/qemu/qmp.c). */
+static void
+test_send_fd(void **state)
+{
+	struct tstate *t = *state;
+	static const struct fake_step s[] = { FQ_HANDSHAKE,
+		FQ(FQ_EXPECT, "query-status"), FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT_FD, "getfd {\"fdname\": \"vnc-0\"}"),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT, "closefd {\"fdname\": \"vnc-0\"}"),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT_FD, "add-fd {\"opaque\": \"cdrom\"}"),
+		FQ(FQ_RETURN, "{\"fdset-id\": 3, \"fd\": 12}"),
+		FQ(FQ_EXPECT, "query-status"), FQ(FQ_RETURN, "{}"),
+		FQ(FQ_END, NULL) };
+	char path[128], buf[8];
+	int p[2], fd, got;
+	int64_t set = -1;
+	json_t *args;
+
+	t_open(t, s);
+	assert_int_equal(t_cmd(t, "query-status", T_TIMEOUT), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(qmp_send_fd(t->q, "vnc-0", p[0], T_TIMEOUT, t->err,
+	    sizeof(t->err)), 0);
+	/* The fake holds the read end of our pipe. */
+	got = fake_qmp_fd(t->fake, 0);
+	assert_true(got >= 0 && got != p[0]);
+	assert_true(t_same_file(got, p[0]));
+	assert_int_equal(write(p[1], "x", 1), 1);
+	assert_int_equal(read(got, buf, sizeof(buf)), 1);
+	assert_int_equal(buf[0], 'x');
+	close(p[0]);
+	close(p[1]);
+	args = json_pack("{s:s}", "fdname", "vnc-0");
+	assert_int_equal(qmp_command(t->q, "closefd", args, T_TIMEOUT, NULL,
+	    t->err, sizeof(t->err)), 0);
+	json_decref(args);
+	snprintf(path, sizeof(path), "%s/cd.iso", t->dir);
+	assert_int_equal(util_write_file_atomic(path, "iso", 3, 0600), 0);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(qmp_add_fd(t->q, fd, "cdrom", T_TIMEOUT, &set,
+	    t->err, sizeof(t->err)), 0);
+	assert_int_equal(set, 3);
+	got = fake_qmp_fd(t->fake, 1);
+	assert_true(t_same_file(got, fd));
+	/* The same open file description: read-only stays read-only. */
+	assert_int_equal(fcntl(got, F_GETFL) & O_ACCMODE, O_RDONLY);
+	close(fd);
+	assert_int_equal(t_cmd(t, "query-status", T_TIMEOUT), 0);
+	t_finish(t);
+}
+
+/* A command longer than the socket's send buffer goes out in several
+ * sends; its fd goes with the first only (a second copy would sit in
+ * QEMU's chardev for the next command to take). Guards qmp_send_all
+ * (src/qemu/qmp.c), which clears fd after the first partial send. */
+static void
+test_send_fd_partial_writes(void **state)
+{
+	struct tstate *t = *state;
+	struct fake_step s[] = { FQ_HANDSHAKE,
+		FQ(FQ_EXPECT_FD, NULL), FQ(FQ_RETURN, "{\"fdset-id\": 0}"),
+		FQ(FQ_EXPECT, "query-status"), FQ(FQ_RETURN, "{}"),
+		FQ(FQ_END, NULL) };
+	size_t n = 40000;
+	char *opaque, *want;
+	int sndbuf = 1, p[2];
+	int64_t set = -1;
+
+	opaque = malloc(n + 1);
+	want = malloc(n + 64);
+	assert_non_null(opaque);
+	assert_non_null(want);
+	memset(opaque, 'o', n);
+	opaque[n] = '\0';
+	snprintf(want, n + 64, "add-fd {\"opaque\": \"%s\"}", opaque);
+	s[3].arg = want;
+	t_open(t, s);
+	/* The kernel rounds this up to its minimum, a few KiB. */
+	assert_int_equal(setsockopt(qmp_fd(t->q), SOL_SOCKET, SO_SNDBUF,
+	    &sndbuf, sizeof(sndbuf)), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(qmp_add_fd(t->q, p[0], opaque, T_TIMEOUT, &set,
+	    t->err, sizeof(t->err)), 0);
+	assert_int_equal(set, 0);
+	assert_true(t_same_file(fake_qmp_fd(t->fake, 0), p[0]));
+	assert_int_equal(fake_qmp_fd(t->fake, 1), -1);
+	assert_int_equal(t_cmd(t, "query-status", T_TIMEOUT), 0);
+	close(p[0]);
+	close(p[1]);
+	t_finish(t);
+	free(want);
+	free(opaque);
+}
+
+/* What never reaches QEMU: a directory (plain or O_PATH: QEMU could
+ * openat() beneath it), a closed fd, a name QEMU would refuse or that
+ * would need quoting where it is used; nothing is sent (the fake fails on
+ * any data) and the connection stays usable. QEMU's own refusal is an
+ * answer, not a broken connection; an add-fd reply without an fdset id is
+ * an error. Guards qmp_fd_ok (src/qemu/qmp.c), qmp_fdname_valid and
+ * qmp_add_fd (src/qemu/qmp_fd.c). */
+static void
+test_send_fd_refused(void **state)
+{
+	struct tstate *t = *state;
+	static const struct fake_step s[] = { FQ_HANDSHAKE,
+		FQ(FQ_EXPECT_FD, "getfd {\"fdname\": \"a\"}"),
+		FQ(FQ_ERROR, "No file descriptor supplied via SCM_RIGHTS"),
+		FQ(FQ_EXPECT_FD, "add-fd {}"), FQ(FQ_RETURN, "{\"fd\": 7}"),
+		FQ(FQ_EXPECT, "query-status"), FQ(FQ_RETURN, "{}"),
+		FQ(FQ_END, NULL) };
+	static const char *const bad_names[] = { "", "1abc", "-a", "a,b",
+	    "a b", "a\"b", "a/b", "a\nb",
+	    "a123456789012345678901234567890123456789012345678901234567890123" };
+	char path[128];
+	int dfd, pfd, ffd, p[2];
+	int64_t set = 5;
+	size_t i;
+
+	t_open(t, s);
+	dfd = open(t->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	pfd = open(t->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	assert_true(dfd >= 0 && pfd >= 0);
+	assert_int_equal(qmp_send_fd(t->q, "a", dfd, T_TIMEOUT, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "QMP command 'getfd' failed: refusing "
+	    "to pass a directory to QEMU");
+	assert_int_equal(qmp_send_fd(t->q, "a", pfd, T_TIMEOUT, t->err,
+	    sizeof(t->err)), -1);
+	assert_int_equal(qmp_add_fd(t->q, pfd, NULL, T_TIMEOUT, &set, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "QMP command 'add-fd' failed: refusing "
+	    "to pass a directory to QEMU");
+	assert_int_equal(set, -1);
+	close(dfd);
+	close(pfd);
+	snprintf(path, sizeof(path), "%s/f", t->dir);
+	assert_int_equal(util_write_file_atomic(path, "f", 1, 0600), 0);
+	ffd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(ffd >= 0);
+	close(ffd);	/* now a closed number */
+	assert_int_equal(qmp_send_fd(t->q, "a", ffd, T_TIMEOUT, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "QMP command 'getfd' failed: no open "
+	    "file descriptor to pass");
+	assert_int_equal(qmp_command_fd(t->q, "getfd", NULL, -2, T_TIMEOUT,
+	    NULL, t->err, sizeof(t->err)), -1);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		if (qmp_send_fd(t->q, bad_names[i], p[0], T_TIMEOUT, t->err,
+		    sizeof(t->err)) != -1)
+			fail_msg("fd name accepted: \"%s\"", bad_names[i]);
+		assert_string_equal(t->err,
+		    "QMP command 'getfd' failed: invalid fd name");
+	}
+	assert_int_equal(qmp_send_fd(t->q, NULL, p[0], T_TIMEOUT, t->err,
+	    sizeof(t->err)), -1);
+	assert_int_equal(qmp_broken(t->q), 0);
+	/* QEMU says no: an answer. */
+	assert_int_equal(qmp_send_fd(t->q, "a", p[0], T_TIMEOUT, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "QMP command 'getfd' failed: No file "
+	    "descriptor supplied via SCM_RIGHTS");
+	assert_int_equal(qmp_broken(t->q), 0);
+	assert_int_equal(qmp_add_fd(t->q, p[0], NULL, T_TIMEOUT, &set, t->err,
+	    sizeof(t->err)), -1);
+	assert_string_equal(t->err, "QMP command 'add-fd' failed: malformed "
+	    "reply from QEMU (no fdset-id)");
+	assert_int_equal(set, -1);
+	assert_int_equal(t_cmd(t, "query-status", T_TIMEOUT), 0);
+	close(p[0]);
+	close(p[1]);
+	t_finish(t);
+}
+
 #define T_THREADS	4
 #define T_PER_THREAD	50
 
@@ -759,6 +953,9 @@ main(void)
 		T(test_bad_greeting),
 		T(test_capabilities_refused),
 		T(test_bad_arguments),
+		T(test_send_fd),
+		T(test_send_fd_partial_writes),
+		T(test_send_fd_refused),
 		T(test_threads),
 	};
 
