@@ -791,6 +791,10 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
+	/* No QEMU starts without a live keeper holding its domain's lease. */
+	*status = 503;
+	if (keeperctl_ready(jstr(spec, "storage"), err, errsz) < 0)
+		goto cleanup;
 	*status = 400;
 	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
 	    jstr(spec, "storage"), err, errsz, status);

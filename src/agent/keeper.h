@@ -1,0 +1,156 @@
+/* keeper.h - the lease keeper process (`cvirt keeper`): its decision state,
+ * the per-domain I/O threads and the watchdog (docs/keeper.md). */
+#ifndef CVIRT_KEEPER_H
+#define CVIRT_KEEPER_H
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/util.h"
+
+#define KEEPER_MAX_DOMAINS	16	/* AGENT_MAX_STORAGE */
+#define KEEPER_MAX_VMS		512
+#define KEEPER_TICK_MS		100	/* T: the decision loop's period */
+#define KEEPER_KILL_GRACE_MS	250	/* K: SIGKILL at last_ok + F - K */
+#define KEEPER_RECORD_SIZE	4096	/* one lease record, O_DIRECT-aligned */
+#define KEEPER_COMM		"cvirt-keeper"
+
+/* Domain states (the "state" word of status in parentheses). */
+enum kd_state {
+	KD_OK,		/* renewed within 2R ("ok") */
+	KD_LATE,	/* not renewed for more than 2R ("late") */
+	KD_FENCING,	/* its QEMUs were sent SIGKILL ("fencing") */
+	KD_FENCED,	/* every one of them is confirmed gone ("fenced") */
+	KD_UNCONFIRMED,	/* not confirmed by last_ok + F: no pets ("unconfirmed") */
+};
+
+/* Timing, one set per keeper (docs/keeper.md, docs/ha.md). */
+struct ktiming {
+	int64_t	renew_ms;	/* R */
+	int64_t	fence_ms;	/* F */
+	int64_t	kill_grace_ms;	/* K */
+	int64_t	tick_ms;	/* T */
+	int64_t	watchdog_ms;	/* W */
+};
+
+/* What the decision loop knows of one domain. Inputs (io_*) are copied
+ * from the domain's I/O thread before each keeper_decide(). */
+struct kdstate {
+	char	name[UTIL_NAME_MAX + 1];
+	int	direct;		/* QEMU's disks bypass the page cache */
+	int	state;		/* enum kd_state */
+	int64_t	last_ok;	/* start of the last counted renewal (mono ms) */
+	int64_t	fence_at;	/* when its kill was decided */
+	int64_t	exit_max;	/* latest exit seen of a QEMU it killed */
+	int64_t	sync_req;	/* a syncfs was asked for at this time, or 0 */
+	int64_t	hold_until;	/* leave mode: no kill before this (mono ms) */
+	/* inputs */
+	int64_t	io_last_ok;	/* counted renewal start (I/O thread's rule) */
+	int64_t	io_last_done;	/* start of the latest completed renewal */
+	int64_t	io_sync_done;	/* start of the latest completed syncfs */
+};
+
+/* One guarded QEMU. */
+struct kvm {
+	char		uuid[UTIL_UUID_LEN + 1];
+	pid_t		pid;
+	int		pidfd;
+	uint32_t	mask;		/* bit i: its disks or files on domain i */
+	int64_t		killed_at;	/* SIGKILL sent at, or 0 */
+	int		exited;		/* input: its pidfd is readable */
+};
+
+struct kstate {
+	struct ktiming	t;
+	int		ndom;
+	struct kdstate	dom[KEEPER_MAX_DOMAINS];
+	int		nvm;
+	struct kvm	vm[KEEPER_MAX_VMS];
+	int		watchdog;	/* 1: a watchdog backend is armed */
+	int64_t		last_pet;
+	int64_t		tick_late;	/* input: this tick's lateness */
+};
+
+/* What keeper_decide asks for; the loop carries it out. */
+struct kacts {
+	int		nkill;
+	int		kill[KEEPER_MAX_VMS];	/* indexes into vm[] */
+	uint32_t	revive;		/* bit i: I/O thread's last_ok := dom.last_ok */
+	uint32_t	sync;		/* bit i: post a syncfs to domain i */
+	uint32_t	changed;	/* bit i: its state changed this tick */
+	int		pet;
+};
+
+/* kmain.c: the process */
+int	 keeper_main(int argc, char **argv);
+/* The agent's and the keeper's start-up check of R, F, K and W
+ * (docs/keeper.md); -1 with the arithmetic in err. */
+int	 keeper_timing_check(const struct ktiming *t, char *err, size_t errsz);
+
+/* keeper.c: the decision */
+/* The whole decision for one tick at monotonic `now`: no I/O, no clock.
+ * Removes exited VMs from s (closing nothing: their pidfds are put in
+ * closed[] for the caller, *nclosed of them). */
+void	 keeper_decide(struct kstate *s, int64_t now, struct kacts *out,
+	    int *closed, int *nclosed);
+const char *keeper_state_name(int state);
+/* The 4096-byte lease record (docs/keeper.md) into buf. */
+int	 keeper_record(char *buf, size_t size, const char *host, int64_t seq,
+	    const char *boot, const char *fence, const struct ktiming *t,
+	    int64_t wall);
+
+/* kdomain.c: one I/O thread per domain; only it touches the storage. */
+struct kdom {
+	char		name[UTIL_NAME_MAX + 1];
+	char		path[PATH_MAX];
+	char		lease[PATH_MAX];	/* DOMAIN/leases/HOST.json */
+	char		host[UTIL_NAME_MAX + 1];
+	const char	*boot;
+	const char	*fence;
+	struct ktiming	t;
+
+	pthread_mutex_t	lock;		/* never held across I/O */
+	pthread_cond_t	cond;		/* monotonic */
+	int64_t		last_ok;	/* counted renewal start */
+	int64_t		last_done;	/* latest completed renewal start */
+	int64_t		last_fail;	/* latest failed renewal end */
+	char		error[160];	/* why the last renewal failed */
+	int64_t		sync_req;	/* syncfs wanted (time asked) */
+	int64_t		sync_done;	/* start of the latest completed syncfs */
+	int64_t		seq;
+	int		direct;		/* lease file opened O_DIRECT */
+	int		quit;		/* stop renewing; remove_lease: unlink */
+	int		remove_lease;
+	int		done;		/* the thread has finished */
+};
+
+/* Start d's thread (detached: a hung write blocks only it). */
+int	 kdom_start(struct kdom *d);
+/* Ask it to stop; with remove, it unlinks the lease after its last
+ * renewal. Returns 1 once it finished within timeout_ms, else 0. */
+int	 kdom_stop(struct kdom *d, int remove, int64_t timeout_ms);
+
+/* watchdog.c: the device, the test stand-in, or none (kill-only). */
+enum wd_kind { WD_NONE, WD_DEVICE, WD_UNIX };
+struct wd {
+	int	kind;
+	int	fd;
+	int	timeout_ms;
+	char	spec[PATH_MAX];
+	char	path[PATH_MAX];		/* device, or the stand-in's socket */
+};
+/* spec: "auto" (/dev/watchdog if it opens, else none), "none", a device
+ * path, or "unix:PATH". 0 (w->kind says what) or -1 with one line in err. */
+int	 wd_open(struct wd *w, const char *spec, int timeout_ms, char *err,
+	    size_t errsz);
+int	 wd_pet(struct wd *w);
+/* Stop the timer (only when the host leaves on purpose) and close. */
+void	 wd_disarm(struct wd *w);
+/* Close without disarming: the timer keeps running. */
+void	 wd_close(struct wd *w);
+/* "watchdog" or "kill-only". */
+const char *wd_fence(const struct wd *w);
+
+#endif
