@@ -13,6 +13,12 @@
 #include "agent/keeper.h"
 #include "common/log.h"
 
+int
+kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done)
+{
+	return done < last_ok + t->fence_ms - t->kill_grace_ms;
+}
+
 /* (Re)open the lease file when it is not open, or was replaced or removed
  * (a renewal of an unlinked file would renew nothing). */
 static int
@@ -135,9 +141,7 @@ kdom_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		if (rc == 0) {
 			d->last_done = t0;
-			/* Counted only when it completed before the kill time
-			 * of the previous one: a late success revives no VM. */
-			if (t1 < d->last_ok + d->t.fence_ms - d->t.kill_grace_ms)
+			if (kdom_counted(&d->t, d->last_ok, t1))
 				d->last_ok = t0;
 			d->error[0] = '\0';
 		} else {

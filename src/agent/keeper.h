@@ -126,6 +126,10 @@ struct kdom {
 	int		done;		/* the thread has finished */
 };
 
+/* A renewal that completed at done counts (moves last_ok) only when it
+ * completed before the kill time of the one before it, last_ok + F - K:
+ * a late success revives no VM. */
+int	 kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done);
 /* Start d's thread (detached: a hung write blocks only it). */
 int	 kdom_start(struct kdom *d);
 /* Ask it to stop; with remove, it unlinks the lease after its last
