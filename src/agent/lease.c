@@ -338,22 +338,44 @@ cleanup:
 	return pid;
 }
 
-/* Spawn one and wait for it to answer; it becomes kc.pid/pidfd. */
+/* Every domain of a status reply ok (a new keeper starts them fenced
+ * until its first renewal: ~1 tick). */
+static int
+keeperctl_all_ok(json_t *st)
+{
+	const char *name;
+	json_t *d;
+
+	json_object_foreach(json_object_get(st, "domains"), name, d)
+		if (strcmp(json_string_value(json_object_get(d, "state")) ?
+		    json_string_value(json_object_get(d, "state")) : "", "ok") != 0)
+			return 0;
+	return 1;
+}
+
+/* Spawn one and wait for it to answer; it becomes kc.pid/pidfd. Then up
+ * to KC_START_MS for its first renewals, so that the host does not
+ * register its storage as lost (a hung domain stays lost). */
 static int
 keeperctl_launch(void)
 {
-	int64_t deadline;
+	int64_t deadline, ok_by = 0;
 	pid_t pid;
 	int fd;
 
 	if ((pid = keeperctl_spawn()) < 0 || (fd = util_pidfd_open(pid)) < 0)
 		return -1;
 	deadline = util_mono_ms() + KC_START_MS + 2000;	/* + lock wait */
-	while (util_mono_ms() < deadline && util_pidfd_exited(fd, 20) == 0) {
+	while (util_mono_ms() < (ok_by ? ok_by + 2 * KC_STATUS_MS : deadline) &&
+	    util_pidfd_exited(fd, 20) == 0) {
 		json_t *st = keeperctl_status(KC_STATUS_MS);
 		int mine = st && json_integer_value(json_object_get(st, "pid")) ==
 		    pid;
 
+		if (mine && ok_by == 0)
+			ok_by = util_mono_ms() + KC_START_MS;
+		if (mine && !keeperctl_all_ok(st) && util_mono_ms() < ok_by)
+			mine = 0;
 		json_decref(st);
 		if (mine) {
 			pthread_mutex_lock(&kc.lock);
