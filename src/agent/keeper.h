@@ -157,4 +157,58 @@ void	 wd_close(struct wd *w);
 /* "watchdog" or "kill-only". */
 const char *wd_fence(const struct wd *w);
 
+/* kmain.c: the keeper process's state, owned by the decision loop's
+ * thread (kmain.c, kctl.c); the scan queue has its own lock. */
+#define KEEPER_MSG_MAX		4096
+#define KEEPER_MAX_CONNS	16
+#define KEEPER_CONN_MS		1000	/* a client that sends nothing */
+#define KEEPER_QUEUE		64
+
+struct kfound {
+	char		uuid[UTIL_UUID_LEN + 1];
+	pid_t		pid;
+	int		pidfd;
+	uint32_t	mask;
+};
+
+struct kproc {
+	char		data[PATH_MAX];
+	char		run[PATH_MAX];
+	char		host[UTIL_NAME_MAX + 1];
+	char		wdspec[PATH_MAX];
+	char		hash[UTIL_HASH_LEN + 1];
+	char		boot[40];
+	struct kstate	s;
+	struct kdom	dom[KEEPER_MAX_DOMAINS];
+	struct wd	wd;
+	struct kfile	*file;
+	int64_t		start;
+	int64_t		tick_late_max;
+	int		lock_fd;
+	int		listen_fd;
+	int		conns[KEEPER_MAX_CONNS];
+	int64_t		conn_at[KEEPER_MAX_CONNS];
+	int		stop;		/* the host leaves: remove leases */
+	int		quit;
+	/* the records scan hands its finds over here */
+	pthread_mutex_t	qlock;
+	struct kfound	queue[KEEPER_QUEUE];
+	int		nqueue;
+};
+extern struct kproc kproc;
+
+int	 keeper_dom_index(const char *name);
+/* A pidfd on pid, only when it runs the QEMU of uuid (checked after the
+ * pidfd is open: no pid-reuse race); -1 otherwise. */
+int	 keeper_vm_open(const char *uuid, pid_t pid);
+int	 keeper_vm_find(const char *uuid);
+/* Guard a QEMU (its pidfd taken over); -1 when the table is full. */
+int	 keeper_vm_insert(const struct kfound *f);
+
+/* kctl.c: the control socket */
+int	 keeper_listen(char *err, size_t errsz);
+void	 keeper_accept(void);
+/* Answer the request waiting on fd, then close it (not yet sent: kept). */
+void	 keeper_serve(int fd);
+
 #endif

@@ -26,11 +26,7 @@
 #include "agent/keeper.h"
 #include "common/log.h"
 
-#define KEEPER_MSG_MAX		4096
-#define KEEPER_MAX_CONNS	16
-#define KEEPER_CONN_MS		1000	/* a client that sends nothing */
 #define KEEPER_SCAN_MS		1000
-#define KEEPER_QUEUE		64
 #define KEEPER_STATE_MAGIC	"cvkeep1"
 
 /* RUN/keeper.state: what a successor keeper of the same boot needs. */
@@ -48,37 +44,7 @@ struct kfile {
 	} dom[KEEPER_MAX_DOMAINS];
 };
 
-struct kfound {
-	char		uuid[UTIL_UUID_LEN + 1];
-	pid_t		pid;
-	int		pidfd;
-	uint32_t	mask;
-};
-
-static struct {
-	char		data[PATH_MAX];
-	char		run[PATH_MAX];
-	char		host[UTIL_NAME_MAX + 1];
-	char		wdspec[PATH_MAX];
-	char		hash[UTIL_HASH_LEN + 1];
-	char		boot[40];
-	struct kstate	s;
-	struct kdom	dom[KEEPER_MAX_DOMAINS];
-	struct wd	wd;
-	struct kfile	*file;
-	int64_t		start;
-	int64_t		tick_late_max;
-	int		lock_fd;
-	int		listen_fd;
-	int		conns[KEEPER_MAX_CONNS];
-	int64_t		conn_at[KEEPER_MAX_CONNS];
-	int		stop;		/* the host leaves: remove leases */
-	int		quit;
-	/* the records scan hands its finds over here */
-	pthread_mutex_t	qlock;
-	struct kfound	queue[KEEPER_QUEUE];
-	int		nqueue;
-} K;
+struct kproc kproc;
 
 static const char keeper_usage[] = "usage: cvirt keeper --data DIR "
     "(started by the agent: docs/keeper.md)\n";
@@ -139,7 +105,7 @@ keeper_conf_domains(json_t *list, char *err, size_t errsz)
 	json_array_foreach(list, i, e) {
 		const char *name = json_string_value(json_object_get(e, "name"));
 		const char *path = json_string_value(json_object_get(e, "path"));
-		struct kdom *d = &K.dom[i];
+		struct kdom *d = &kproc.dom[i];
 		size_t j;
 
 		if (!util_name_valid(name) || path == NULL || path[0] != '/' ||
@@ -149,15 +115,15 @@ keeper_conf_domains(json_t *list, char *err, size_t errsz)
 			return -1;
 		}
 		for (j = 0; j < i; j++)
-			if (strcmp(K.dom[j].name, name) == 0) {
+			if (strcmp(kproc.dom[j].name, name) == 0) {
 				snprintf(err, errsz, "domain %s given twice", name);
 				return -1;
 			}
 		snprintf(d->name, sizeof(d->name), "%s", name);
-		snprintf(K.s.dom[i].name, sizeof(K.s.dom[i].name), "%s", name);
-		K.s.dom[i].direct = json_is_true(json_object_get(e, "direct"));
+		snprintf(kproc.s.dom[i].name, sizeof(kproc.s.dom[i].name), "%s", name);
+		kproc.s.dom[i].direct = json_is_true(json_object_get(e, "direct"));
 	}
-	K.s.ndom = (int)json_array_size(list);
+	kproc.s.ndom = (int)json_array_size(list);
 	return 0;
 }
 
@@ -169,16 +135,16 @@ keeper_conf_load(char *err, size_t errsz)
 	char path[PATH_MAX], *text = NULL;
 	const char *host, *run, *wd;
 	json_t *c = NULL;
-	struct ktiming *t = &K.s.t;
+	struct ktiming *t = &kproc.s.t;
 	int rc = -1;
 
-	if (util_fmt(path, sizeof(path), "%s/keeper.conf", K.data) < 0 ||
+	if (util_fmt(path, sizeof(path), "%s/keeper.conf", kproc.data) < 0 ||
 	    (text = util_read_file(path, 65536, NULL)) == NULL) {
-		snprintf(err, errsz, "cannot read %s/keeper.conf: %s", K.data,
+		snprintf(err, errsz, "cannot read %s/keeper.conf: %s", kproc.data,
 		    strerror(errno));
 		goto cleanup;
 	}
-	util_hash_hex(text, K.hash);
+	util_hash_hex(text, kproc.hash);
 	if ((c = json_loads(text, JSON_REJECT_DUPLICATES, NULL)) == NULL ||
 	    !json_is_object(c)) {
 		snprintf(err, errsz, "%s: not a JSON object", path);
@@ -189,13 +155,13 @@ keeper_conf_load(char *err, size_t errsz)
 	wd = json_string_value(json_object_get(c, "watchdog"));
 	if (!util_name_valid(host) || run == NULL || run[0] != '/' ||
 	    strlen(run) > 80 || wd == NULL ||
-	    util_fmt(K.wdspec, sizeof(K.wdspec), "%s", wd) < 0) {
+	    util_fmt(kproc.wdspec, sizeof(kproc.wdspec), "%s", wd) < 0) {
 		snprintf(err, errsz, "%s: want host, run (short absolute path) "
 		    "and watchdog", path);
 		goto cleanup;
 	}
-	snprintf(K.host, sizeof(K.host), "%s", host);
-	snprintf(K.run, sizeof(K.run), "%s", run);
+	snprintf(kproc.host, sizeof(kproc.host), "%s", host);
+	snprintf(kproc.run, sizeof(kproc.run), "%s", run);
 	t->tick_ms = KEEPER_TICK_MS;
 	if (keeper_conf_int(c, "renew_ms", -1, &t->renew_ms, err, errsz) < 0 ||
 	    keeper_conf_int(c, "fence_ms", -1, &t->fence_ms, err, errsz) < 0 ||
@@ -220,18 +186,18 @@ keeper_lock(char *err, size_t errsz)
 	char path[PATH_MAX];
 	int i;
 
-	if (util_fmt(path, sizeof(path), "%s/keeper.lock", K.data) < 0 ||
-	    (K.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		snprintf(err, errsz, "cannot open %s/keeper.lock: %s", K.data,
+	if (util_fmt(path, sizeof(path), "%s/keeper.lock", kproc.data) < 0 ||
+	    (kproc.lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		snprintf(err, errsz, "cannot open %s/keeper.lock: %s", kproc.data,
 		    strerror(errno));
 		return -1;
 	}
 	for (i = 0; i < 100; i++) {
-		if (flock(K.lock_fd, LOCK_EX | LOCK_NB) == 0)
+		if (flock(kproc.lock_fd, LOCK_EX | LOCK_NB) == 0)
 			return 0;
 		util_sleep_ms(20);
 	}
-	snprintf(err, errsz, "another keeper runs for %s", K.data);
+	snprintf(err, errsz, "another keeper runs for %s", kproc.data);
 	return -1;
 }
 
@@ -240,8 +206,8 @@ keeper_boot_id(void)
 {
 	char *s = util_read_file("/proc/sys/kernel/random/boot_id", 64, NULL);
 
-	snprintf(K.boot, sizeof(K.boot), "%s", s ? s : "unknown");
-	K.boot[strcspn(K.boot, "\n")] = '\0';
+	snprintf(kproc.boot, sizeof(kproc.boot), "%s", s ? s : "unknown");
+	kproc.boot[strcspn(kproc.boot, "\n")] = '\0';
 	free(s);
 }
 
@@ -256,9 +222,9 @@ keeper_state_open(char *err, size_t errsz)
 	int fd, i, k, loaded = 0;
 	uint32_t n;
 
-	if (util_fmt(path, sizeof(path), "%s/keeper.state", K.run) < 0 ||
+	if (util_fmt(path, sizeof(path), "%s/keeper.state", kproc.run) < 0 ||
 	    (fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0) {
-		snprintf(err, errsz, "cannot open %s/keeper.state: %s", K.run,
+		snprintf(err, errsz, "cannot open %s/keeper.state: %s", kproc.run,
 		    strerror(errno));
 		return -1;
 	}
@@ -269,23 +235,23 @@ keeper_state_open(char *err, size_t errsz)
 		return -1;
 	}
 	close(fd);
-	K.file = f;
+	kproc.file = f;
 	n = f->ndom < KEEPER_MAX_DOMAINS ? f->ndom : KEEPER_MAX_DOMAINS;
 	if (memcmp(f->magic, KEEPER_STATE_MAGIC, 8) == 0 &&
-	    strncmp(f->boot, K.boot, sizeof(f->boot)) == 0)
+	    strncmp(f->boot, kproc.boot, sizeof(f->boot)) == 0)
 		loaded = 1;
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdstate *d = &K.s.dom[i];
+	for (i = 0; i < kproc.s.ndom; i++) {
+		struct kdstate *d = &kproc.s.dom[i];
 
 		d->state = KD_FENCED;
-		d->fence_at = K.start;
+		d->fence_at = kproc.start;
 		d->last_ok = 0;
-		K.dom[i].seq = (int64_t)(((uint64_t)random() << 16) ^
+		kproc.dom[i].seq = (int64_t)(((uint64_t)random() << 16) ^
 		    (uint64_t)random()) & ((INT64_C(1) << 48) - 1);
 		for (k = 0; loaded && k < (int)n; k++) {
 			if (strncmp(f->dom[k].name, d->name, sizeof(d->name)) != 0)
 				continue;
-			K.dom[i].seq = f->dom[k].seq;
+			kproc.dom[i].seq = f->dom[k].seq;
 			if (f->dom[k].state <= KD_LATE) {
 				d->state = KD_OK;
 				d->last_ok = f->dom[k].last_ok;
@@ -294,9 +260,9 @@ keeper_state_open(char *err, size_t errsz)
 				d->state = KD_FENCING;
 				d->last_ok = f->dom[k].last_ok;
 			}
-			d->fence_at = K.start;
+			d->fence_at = kproc.start;
 		}
-		K.dom[i].last_ok = d->last_ok;
+		kproc.dom[i].last_ok = d->last_ok;
 	}
 	log_info("keeper: %s", loaded ? "renewal times taken over from the "
 	    "previous keeper" : "no previous state: every domain starts fenced");
@@ -306,37 +272,37 @@ keeper_state_open(char *err, size_t errsz)
 static void
 keeper_state_save(void)
 {
-	struct kfile *f = K.file;
+	struct kfile *f = kproc.file;
 	int i;
 
 	memcpy(f->magic, KEEPER_STATE_MAGIC, 8);
-	snprintf(f->boot, sizeof(f->boot), "%s", K.boot);
-	f->ndom = (uint32_t)K.s.ndom;
-	for (i = 0; i < K.s.ndom; i++) {
+	snprintf(f->boot, sizeof(f->boot), "%s", kproc.boot);
+	f->ndom = (uint32_t)kproc.s.ndom;
+	for (i = 0; i < kproc.s.ndom; i++) {
 		snprintf(f->dom[i].name, sizeof(f->dom[i].name), "%s",
-		    K.s.dom[i].name);
-		f->dom[i].last_ok = K.s.dom[i].last_ok;
-		f->dom[i].state = K.s.dom[i].state;
-		pthread_mutex_lock(&K.dom[i].lock);
-		f->dom[i].seq = K.dom[i].seq;
-		pthread_mutex_unlock(&K.dom[i].lock);
+		    kproc.s.dom[i].name);
+		f->dom[i].last_ok = kproc.s.dom[i].last_ok;
+		f->dom[i].state = kproc.s.dom[i].state;
+		pthread_mutex_lock(&kproc.dom[i].lock);
+		f->dom[i].seq = kproc.dom[i].seq;
+		pthread_mutex_unlock(&kproc.dom[i].lock);
 	}
 }
 
-static int
+int
 keeper_dom_index(const char *name)
 {
 	int i;
 
-	for (i = 0; name && i < K.s.ndom; i++)
-		if (strcmp(K.s.dom[i].name, name) == 0)
+	for (i = 0; name && i < kproc.s.ndom; i++)
+		if (strcmp(kproc.s.dom[i].name, name) == 0)
 			return i;
 	return -1;
 }
 
 /* A pidfd on pid, only when it runs the QEMU of uuid (checked after the
  * pidfd is open: no pid-reuse race). */
-static int
+int
 keeper_vm_open(const char *uuid, pid_t pid)
 {
 	int fd = util_pidfd_open(pid);
@@ -395,7 +361,7 @@ keeper_scan(void)
 	struct kfound f;
 	DIR *d;
 
-	if (util_fmt(dir, sizeof(dir), "%s/vms", K.data) < 0 ||
+	if (util_fmt(dir, sizeof(dir), "%s/vms", kproc.data) < 0 ||
 	    (d = opendir(dir)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL) {
@@ -405,12 +371,12 @@ keeper_scan(void)
 		    ".json") != 0 || util_fmt(path, sizeof(path), "%s/%s", dir,
 		    de->d_name) < 0 || keeper_scan_one(path, &f) < 0)
 			continue;
-		pthread_mutex_lock(&K.qlock);
-		if (K.nqueue < KEEPER_QUEUE)
-			K.queue[K.nqueue++] = f;
+		pthread_mutex_lock(&kproc.qlock);
+		if (kproc.nqueue < KEEPER_QUEUE)
+			kproc.queue[kproc.nqueue++] = f;
 		else
 			close(f.pidfd);
-		pthread_mutex_unlock(&K.qlock);
+		pthread_mutex_unlock(&kproc.qlock);
 	}
 	closedir(d);
 }
@@ -426,36 +392,36 @@ keeper_scan_main(void *arg)
 	return NULL;
 }
 
-static int
+int
 keeper_vm_find(const char *uuid)
 {
 	int j;
 
-	for (j = 0; j < K.s.nvm; j++)
-		if (strcmp(K.s.vm[j].uuid, uuid) == 0)
+	for (j = 0; j < kproc.s.nvm; j++)
+		if (strcmp(kproc.s.vm[j].uuid, uuid) == 0)
 			return j;
 	return -1;
 }
 
 /* Guard a QEMU (pidfd taken over); -1 when the table is full. */
-static int
+int
 keeper_vm_insert(const struct kfound *f)
 {
 	struct kvm *v;
 	int j = keeper_vm_find(f->uuid);
 
-	if (j >= 0 && K.s.vm[j].pid == f->pid) {
-		K.s.vm[j].mask |= f->mask;
+	if (j >= 0 && kproc.s.vm[j].pid == f->pid) {
+		kproc.s.vm[j].mask |= f->mask;
 		close(f->pidfd);
 		return 0;
 	}
-	if (j >= 0 || K.s.nvm >= KEEPER_MAX_VMS) {
+	if (j >= 0 || kproc.s.nvm >= KEEPER_MAX_VMS) {
 		/* Another pid for a guarded uuid: the old one is still
 		 * guarded; once it ends the next scan brings the new one. */
 		close(f->pidfd);
 		return j >= 0 ? 0 : -1;
 	}
-	v = &K.s.vm[K.s.nvm++];
+	v = &kproc.s.vm[kproc.s.nvm++];
 	memset(v, 0, sizeof(*v));
 	snprintf(v->uuid, sizeof(v->uuid), "%s", f->uuid);
 	v->pid = f->pid;
@@ -469,13 +435,13 @@ keeper_queue_drain(void)
 {
 	int i;
 
-	pthread_mutex_lock(&K.qlock);
-	for (i = 0; i < K.nqueue; i++)
-		if (keeper_vm_insert(&K.queue[i]) < 0)
+	pthread_mutex_lock(&kproc.qlock);
+	for (i = 0; i < kproc.nqueue; i++)
+		if (keeper_vm_insert(&kproc.queue[i]) < 0)
 			log_warnx("keeper: more than %d VMs: vm %s is not guarded",
-			    KEEPER_MAX_VMS, K.queue[i].uuid);
-	K.nqueue = 0;
-	pthread_mutex_unlock(&K.qlock);
+			    KEEPER_MAX_VMS, kproc.queue[i].uuid);
+	kproc.nqueue = 0;
+	pthread_mutex_unlock(&kproc.qlock);
 }
 
 /* "pid 311 (R,D,D)": the pids of domain i still alive and the state of
@@ -487,16 +453,16 @@ keeper_dom_pids(int i, char *out, size_t outsz)
 	int j;
 
 	out[0] = '\0';
-	for (j = 0; j < K.s.nvm && used + 32 < outsz; j++) {
+	for (j = 0; j < kproc.s.nvm && used + 32 < outsz; j++) {
 		char path[64], *st, *p;
 
-		if (!(K.s.vm[j].mask & (1u << i)))
+		if (!(kproc.s.vm[j].mask & (1u << i)))
 			continue;
-		snprintf(path, sizeof(path), "/proc/%d/stat", (int)K.s.vm[j].pid);
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)kproc.s.vm[j].pid);
 		st = util_read_file(path, 4096, NULL);
 		p = st ? strrchr(st, ')') : NULL;
 		used += (size_t)snprintf(out + used, outsz - used, "%s%d(%c)",
-		    used ? " " : "", (int)K.s.vm[j].pid, p && p[1] && p[2] ?
+		    used ? " " : "", (int)kproc.s.vm[j].pid, p && p[1] && p[2] ?
 		    p[2] : '?');
 		free(st);
 	}
@@ -508,8 +474,8 @@ keeper_log_changes(const struct kacts *a, int64_t now, const int *old)
 	char pids[256];
 	int i;
 
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdstate *d = &K.s.dom[i];
+	for (i = 0; i < kproc.s.ndom; i++) {
+		struct kdstate *d = &kproc.s.dom[i];
 
 		if (!(a->changed & (1u << i)))
 			continue;
@@ -527,7 +493,7 @@ keeper_log_changes(const struct kacts *a, int64_t now, const int *old)
 			    (long long)(d->last_ok ? now - d->last_ok : -1),
 			    pids[0] ? "QEMU pids (state) left: " :
 			    "its page cache is not flushed (syncfs hangs)",
-			    pids[0] ? pids : "", K.wd.kind != WD_NONE ? "; the "
+			    pids[0] ? pids : "", kproc.wd.kind != WD_NONE ? "; the "
 			    "watchdog is no longer petted" : "; no watchdog "
 			    "(kill-only)");
 		else if (d->state == KD_OK && old[i] > KD_LATE)
@@ -547,24 +513,24 @@ keeper_tick(int64_t now, int64_t late)
 	static int pet_failed;
 
 	keeper_queue_drain();
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdom *d = &K.dom[i];
+	for (i = 0; i < kproc.s.ndom; i++) {
+		struct kdom *d = &kproc.dom[i];
 
 		pthread_mutex_lock(&d->lock);
-		K.s.dom[i].io_last_ok = d->last_ok;
-		K.s.dom[i].io_last_done = d->last_done;
-		K.s.dom[i].io_sync_done = d->sync_done;
+		kproc.s.dom[i].io_last_ok = d->last_ok;
+		kproc.s.dom[i].io_last_done = d->last_done;
+		kproc.s.dom[i].io_sync_done = d->sync_done;
 		pthread_mutex_unlock(&d->lock);
-		old[i] = K.s.dom[i].state;
+		old[i] = kproc.s.dom[i].state;
 	}
-	for (i = 0; i < K.s.nvm; i++)
-		K.s.vm[i].exited = util_pidfd_exited(K.s.vm[i].pidfd, 0) == 1;
-	if (late > K.tick_late_max)
-		K.tick_late_max = late;
-	K.s.tick_late = late;
-	keeper_decide(&K.s, now, &a, closed, &nclosed);
+	for (i = 0; i < kproc.s.nvm; i++)
+		kproc.s.vm[i].exited = util_pidfd_exited(kproc.s.vm[i].pidfd, 0) == 1;
+	if (late > kproc.tick_late_max)
+		kproc.tick_late_max = late;
+	kproc.s.tick_late = late;
+	keeper_decide(&kproc.s, now, &a, closed, &nclosed);
 	for (i = 0; i < a.nkill; i++) {
-		struct kvm *v = &K.s.vm[a.kill[i]];
+		struct kvm *v = &kproc.s.vm[a.kill[i]];
 
 		if (util_pidfd_kill(v->pidfd, SIGKILL) < 0 && errno != ESRCH)
 			log_warn("keeper: cannot kill QEMU pid %d (vm %s)",
@@ -574,22 +540,22 @@ keeper_tick(int64_t now, int64_t late)
 			    "storage lease of it is lost", (int)v->pid, v->uuid);
 	}
 	keeper_log_changes(&a, now, old);
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdom *d = &K.dom[i];
+	for (i = 0; i < kproc.s.ndom; i++) {
+		struct kdom *d = &kproc.dom[i];
 
 		if (!((a.revive | a.sync) & (1u << i)))
 			continue;
 		pthread_mutex_lock(&d->lock);
 		if (a.revive & (1u << i))
-			d->last_ok = K.s.dom[i].last_ok;
+			d->last_ok = kproc.s.dom[i].last_ok;
 		if (a.sync & (1u << i))
-			d->sync_req = K.s.dom[i].sync_req;
+			d->sync_req = kproc.s.dom[i].sync_req;
 		pthread_cond_broadcast(&d->cond);
 		pthread_mutex_unlock(&d->lock);
 	}
-	if (a.pet && wd_pet(&K.wd) < 0) {
+	if (a.pet && wd_pet(&kproc.wd) < 0) {
 		if (!pet_failed++)
-			log_warn("keeper: cannot pet the watchdog %s", K.wdspec);
+			log_warn("keeper: cannot pet the watchdog %s", kproc.wdspec);
 	} else if (a.pet) {
 		pet_failed = 0;
 	}
@@ -598,275 +564,27 @@ keeper_tick(int64_t now, int64_t late)
 	keeper_state_save();
 }
 
-/* ---- control socket: one request per connection, same uid or root */
-
-static json_t *
-keeper_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-static json_t *
-keeper_fail(const char *fmt, ...)
-{
-	char buf[256];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", buf);
-}
-
-static int
-keeper_unconfirmed(void)
-{
-	int i;
-
-	for (i = 0; i < K.s.ndom; i++)
-		if (K.s.dom[i].state == KD_UNCONFIRMED)
-			return 1;
-	return 0;
-}
-
-static json_t *
-keeper_op_status(json_t *req, int64_t now)
-{
-	json_t *doms = json_object();
-	int i;
-
-	(void)req;
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdstate *d = &K.s.dom[i];
-		char err[160];
-
-		pthread_mutex_lock(&K.dom[i].lock);
-		snprintf(err, sizeof(err), "%s", K.dom[i].error);
-		pthread_mutex_unlock(&K.dom[i].lock);
-		json_object_set_new(doms, d->name, json_pack("{s:s, s:I, s:b, "
-		    "s:s}", "state", keeper_state_name(d->state), "age_ms",
-		    (json_int_t)(now - d->last_ok), "direct", d->direct,
-		    "error", err));
-	}
-	return json_pack("{s:b, s:i, s:s, s:s, s:I, s:o, s:i, s:{s:I, s:I, "
-	    "s:I, s:I, s:I}, s:s, s:s}", "ok", 1, "pid", (int)getpid(),
-	    "fence", wd_fence(&K.wd), "watchdog", K.wd.kind == WD_NONE ? "none" :
-	    keeper_unconfirmed() ? "unpetted" : "armed", "tick_late_max_ms",
-	    (json_int_t)K.tick_late_max, "domains", doms, "vms", K.s.nvm,
-	    "timing", "renew_ms", (json_int_t)K.s.t.renew_ms, "fence_ms",
-	    (json_int_t)K.s.t.fence_ms, "kill_grace_ms",
-	    (json_int_t)K.s.t.kill_grace_ms, "tick_ms", (json_int_t)K.s.t.tick_ms,
-	    "watchdog_ms", (json_int_t)K.s.t.watchdog_ms, "conf", K.hash,
-	    "host", K.host);
-}
-
-static json_t *
-keeper_op_vm_add(json_t *req, int64_t now)
-{
-	const char *uuid = json_string_value(json_object_get(req, "uuid"));
-	json_t *pidj = json_object_get(req, "pid"), *doms, *e;
-	struct kfound f;
-	size_t i;
-	int k;
-
-	doms = json_object_get(req, "domains");
-	if (!util_uuid_valid(uuid) || !json_is_integer(pidj) ||
-	    json_integer_value(pidj) <= 0 || json_integer_value(pidj) >
-	    INT32_MAX || !json_is_array(doms) || json_array_size(doms) == 0)
-		return keeper_fail("vm_add wants uuid, pid and domains");
-	memset(&f, 0, sizeof(f));
-	json_array_foreach(doms, i, e) {
-		struct kdstate *d;
-
-		if ((k = keeper_dom_index(json_string_value(e))) < 0)
-			return keeper_fail("storage %s: not guarded by this keeper",
-			    json_is_string(e) ? json_string_value(e) : "?");
-		d = &K.s.dom[k];
-		if (d->state != KD_OK || now - d->last_ok >= 2 * K.s.t.renew_ms)
-			return keeper_fail("storage %s: lease not renewed (age "
-			    "%lld ms)", d->name, (long long)(now - d->last_ok));
-		f.mask |= 1u << k;
-	}
-	if (K.wd.kind != WD_NONE && keeper_unconfirmed())
-		return keeper_fail("the watchdog is not petted: a fence is "
-		    "unconfirmed");
-	snprintf(f.uuid, sizeof(f.uuid), "%s", uuid);
-	f.pid = (pid_t)json_integer_value(pidj);
-	if ((f.pidfd = keeper_vm_open(uuid, f.pid)) < 0)
-		return keeper_fail("pid %d is not the QEMU of vm %s", (int)f.pid,
-		    uuid);
-	if (keeper_vm_insert(&f) < 0)
-		return keeper_fail("more than %d VMs", KEEPER_MAX_VMS);
-	return json_pack("{s:b}", "ok", 1);
-}
-
-static json_t *
-keeper_op_vm_del(json_t *req, int64_t now)
-{
-	const char *uuid = json_string_value(json_object_get(req, "uuid"));
-	int j;
-
-	(void)now;
-	if (!util_uuid_valid(uuid))
-		return keeper_fail("vm_del wants a uuid");
-	if ((j = keeper_vm_find(uuid)) >= 0) {
-		close(K.s.vm[j].pidfd);
-		K.s.vm[j] = K.s.vm[--K.s.nvm];
-	}
-	return json_pack("{s:b}", "ok", 1);
-}
-
-static json_t *
-keeper_op_hold(json_t *req, int64_t now)
-{
-	int k = keeper_dom_index(json_string_value(json_object_get(req,
-	    "domain")));
-	json_t *u = json_object_get(req, "until_ms");
-
-	if (k < 0 || !json_is_integer(u) || json_integer_value(u) < 0 ||
-	    json_integer_value(u) > now + 60000)
-		return keeper_fail("hold wants a guarded domain and until_ms "
-		    "(monotonic, at most 60 s ahead)");
-	K.s.dom[k].hold_until = json_integer_value(u);
-	return json_pack("{s:b}", "ok", 1);
-}
-
-static json_t *
-keeper_op_stop(json_t *req, int64_t now)
-{
-	(void)req;
-	(void)now;
-	if (K.s.nvm > 0)
-		return keeper_fail("%d VMs are still guarded", K.s.nvm);
-	K.stop = K.quit = 1;
-	return json_pack("{s:b}", "ok", 1);
-}
-
-static const struct {
-	const char	*op;
-	json_t		*(*fn)(json_t *req, int64_t now);
-} keeper_ops[] = {
-	{ "hold",	keeper_op_hold },
-	{ "status",	keeper_op_status },
-	{ "stop",	keeper_op_stop },
-	{ "vm_add",	keeper_op_vm_add },
-	{ "vm_del",	keeper_op_vm_del },
-};
-
-static void
-keeper_serve(int fd)
-{
-	char buf[KEEPER_MSG_MAX + 1], *s = NULL;
-	json_t *req = NULL, *rep = NULL;
-	const char *op = NULL;
-	ssize_t n;
-	size_t i;
-
-	n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT | MSG_TRUNC);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;		/* not yet: stays in the poll set */
-	if (n <= 0)
-		goto cleanup;
-	if (n > KEEPER_MSG_MAX)
-		rep = keeper_fail("message over %d bytes", KEEPER_MSG_MAX);
-	else if ((req = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES,
-	    NULL)) == NULL || !json_is_object(req) ||
-	    (op = json_string_value(json_object_get(req, "op"))) == NULL)
-		rep = keeper_fail("want one JSON object with an \"op\"");
-	for (i = 0; rep == NULL && i < sizeof(keeper_ops) /
-	    sizeof(keeper_ops[0]); i++)
-		if (strcmp(op, keeper_ops[i].op) == 0)
-			rep = keeper_ops[i].fn(req, util_mono_ms());
-	if (rep == NULL)
-		rep = keeper_fail("unknown op");
-	if ((s = json_dumps(rep, JSON_COMPACT)) != NULL)
-		(void)send(fd, s, strlen(s), MSG_DONTWAIT | MSG_NOSIGNAL);
-cleanup:
-	free(s);
-	json_decref(rep);
-	json_decref(req);
-	for (i = 0; i < KEEPER_MAX_CONNS; i++)
-		if (K.conns[i] == fd)
-			K.conns[i] = -1;
-	close(fd);
-}
-
-static void
-keeper_accept(void)
-{
-	struct ucred cr;
-	socklen_t len = sizeof(cr);
-	int fd, i;
-
-	if ((fd = accept4(K.listen_fd, NULL, NULL, SOCK_CLOEXEC |
-	    SOCK_NONBLOCK)) < 0)
-		return;
-	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) < 0 ||
-	    (cr.uid != 0 && cr.uid != geteuid())) {
-		log_warnx("keeper: refused a control connection from uid %d",
-		    (int)cr.uid);
-		close(fd);
-		return;
-	}
-	for (i = 0; i < KEEPER_MAX_CONNS; i++) {
-		if (K.conns[i] < 0) {
-			K.conns[i] = fd;
-			K.conn_at[i] = util_mono_ms();
-			return;
-		}
-	}
-	close(fd);	/* busy: the client retries */
-}
-
-static int
-keeper_listen(char *err, size_t errsz)
-{
-	struct sockaddr_un sa;
-	mode_t old;
-	int rc;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (util_fmt(sa.sun_path, sizeof(sa.sun_path), "%s/keeper.sock",
-	    K.run) < 0) {
-		snprintf(err, errsz, "%s/keeper.sock: path too long", K.run);
-		return -1;
-	}
-	(void)unlink(sa.sun_path);
-	if ((K.listen_fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC |
-	    SOCK_NONBLOCK, 0)) < 0) {
-		snprintf(err, errsz, "socket: %s", strerror(errno));
-		return -1;
-	}
-	old = umask(0177);	/* 0600 from the start: no window */
-	rc = bind(K.listen_fd, (struct sockaddr *)&sa, sizeof(sa));
-	umask(old);
-	if (rc < 0 || chmod(sa.sun_path, 0600) < 0 ||
-	    listen(K.listen_fd, 16) < 0) {
-		snprintf(err, errsz, "%s: %s", sa.sun_path, strerror(errno));
-		return -1;
-	}
-	return 0;
-}
-
 static void
 keeper_loop(int sigfd)
 {
-	int64_t next = util_mono_ms() + K.s.t.tick_ms;
+	int64_t next = util_mono_ms() + kproc.s.t.tick_ms;
 
-	while (!K.quit) {
+	while (!kproc.quit) {
 		struct pollfd p[2 + KEEPER_MAX_CONNS];
 		int64_t now = util_mono_ms();
 		int n = 0, i, r;
 
 		p[n].fd = sigfd;
 		p[n++].events = POLLIN;
-		p[n].fd = K.listen_fd;
+		p[n].fd = kproc.listen_fd;
 		p[n++].events = POLLIN;
 		for (i = 0; i < KEEPER_MAX_CONNS; i++) {
-			if (K.conns[i] >= 0 && now - K.conn_at[i] > KEEPER_CONN_MS) {
-				close(K.conns[i]);
-				K.conns[i] = -1;
+			if (kproc.conns[i] >= 0 && now - kproc.conn_at[i] > KEEPER_CONN_MS) {
+				close(kproc.conns[i]);
+				kproc.conns[i] = -1;
 			}
-			if (K.conns[i] >= 0) {
-				p[n].fd = K.conns[i];
+			if (kproc.conns[i] >= 0) {
+				p[n].fd = kproc.conns[i];
 				p[n++].events = POLLIN;
 			}
 		}
@@ -876,7 +594,7 @@ keeper_loop(int sigfd)
 
 			if (read(sigfd, &si, sizeof(si)) == sizeof(si) &&
 			    si.ssi_signo != SIGHUP)
-				K.quit = 1;
+				kproc.quit = 1;
 		}
 		if (r > 0 && (p[1].revents & POLLIN))
 			keeper_accept();
@@ -886,9 +604,9 @@ keeper_loop(int sigfd)
 		now = util_mono_ms();
 		if (now >= next) {
 			keeper_tick(now, now - next);
-			next += K.s.t.tick_ms;
+			next += kproc.s.t.tick_ms;
 			if (next <= now)
-				next = now + K.s.t.tick_ms;
+				next = now + kproc.s.t.tick_ms;
 		}
 	}
 }
@@ -900,13 +618,13 @@ keeper_start_threads(char *err, size_t errsz)
 	pthread_t th;
 	int i, rc;
 
-	for (i = 0; i < K.s.ndom; i++) {
-		struct kdom *d = &K.dom[i];
+	for (i = 0; i < kproc.s.ndom; i++) {
+		struct kdom *d = &kproc.dom[i];
 
-		snprintf(d->host, sizeof(d->host), "%s", K.host);
-		d->boot = K.boot;
-		d->fence = wd_fence(&K.wd);
-		d->t = K.s.t;
+		snprintf(d->host, sizeof(d->host), "%s", kproc.host);
+		d->boot = kproc.boot;
+		d->fence = wd_fence(&kproc.wd);
+		d->t = kproc.s.t;
 		if (kdom_start(d) < 0) {
 			snprintf(err, errsz, "cannot start the I/O thread of %s",
 			    d->name);
@@ -932,12 +650,12 @@ keeper_leave(void)
 	char path[PATH_MAX];
 	int i;
 
-	for (i = 0; i < K.s.ndom; i++)
-		if (!kdom_stop(&K.dom[i], 1, 2000))
+	for (i = 0; i < kproc.s.ndom; i++)
+		if (!kdom_stop(&kproc.dom[i], 1, 2000))
 			log_warnx("keeper: storage %s hangs: its lease stays",
-			    K.s.dom[i].name);
-	wd_disarm(&K.wd);
-	if (util_fmt(path, sizeof(path), "%s/keeper.state", K.run) == 0)
+			    kproc.s.dom[i].name);
+	wd_disarm(&kproc.wd);
+	if (util_fmt(path, sizeof(path), "%s/keeper.state", kproc.run) == 0)
 		(void)unlink(path);
 	log_info("keeper: stopped, leases removed");
 }
@@ -956,12 +674,12 @@ keeper_args(int argc, char **argv)
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		if (c == 'd' && optarg[0] == '/' &&
-		    util_fmt(K.data, sizeof(K.data), "%s", optarg) == 0)
+		    util_fmt(kproc.data, sizeof(kproc.data), "%s", optarg) == 0)
 			continue;
 		fputs(keeper_usage, c == 'h' ? stdout : stderr);
 		return -1;
 	}
-	if (optind < argc || K.data[0] == '\0') {
+	if (optind < argc || kproc.data[0] == '\0') {
 		fputs(keeper_usage, stderr);
 		return -1;
 	}
@@ -975,24 +693,24 @@ keeper_main(int argc, char **argv)
 	sigset_t set;
 	int sigfd = -1, i, rc = 1;
 
-	memset(&K, 0, sizeof(K));
-	K.lock_fd = K.listen_fd = -1;
+	memset(&kproc, 0, sizeof(kproc));
+	kproc.lock_fd = kproc.listen_fd = -1;
 	for (i = 0; i < KEEPER_MAX_CONNS; i++)
-		K.conns[i] = -1;
-	pthread_mutex_init(&K.qlock, NULL);
+		kproc.conns[i] = -1;
+	pthread_mutex_init(&kproc.qlock, NULL);
 	if (keeper_args(argc, argv) < 0)
 		return 2;
 	prctl(PR_SET_NAME, KEEPER_COMM, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
-	K.start = util_mono_ms();
-	srandom((unsigned)(getpid() ^ K.start));
+	kproc.start = util_mono_ms();
+	srandom((unsigned)(getpid() ^ kproc.start));
 	keeper_boot_id();
 	if (keeper_conf_load(err, sizeof(err)) < 0 ||
 	    keeper_lock(err, sizeof(err)) < 0 ||
-	    wd_open(&K.wd, K.wdspec, (int)K.s.t.watchdog_ms, err,
+	    wd_open(&kproc.wd, kproc.wdspec, (int)kproc.s.t.watchdog_ms, err,
 	    sizeof(err)) < 0 || keeper_state_open(err, sizeof(err)) < 0)
 		goto fail;
-	K.s.watchdog = K.wd.kind != WD_NONE;
+	kproc.s.watchdog = kproc.wd.kind != WD_NONE;
 	keeper_scan();
 	keeper_queue_drain();
 	sigemptyset(&set);
@@ -1010,15 +728,15 @@ keeper_main(int argc, char **argv)
 		goto fail;
 	log_info("keeper pid %d: host %s, %d domain(s), %d VM(s), fence=%s, "
 	    "renew %lld ms, fence %lld ms, watchdog %lld ms", (int)getpid(),
-	    K.host, K.s.ndom, K.s.nvm, wd_fence(&K.wd),
-	    (long long)K.s.t.renew_ms, (long long)K.s.t.fence_ms,
-	    (long long)K.s.t.watchdog_ms);
+	    kproc.host, kproc.s.ndom, kproc.s.nvm, wd_fence(&kproc.wd),
+	    (long long)kproc.s.t.renew_ms, (long long)kproc.s.t.fence_ms,
+	    (long long)kproc.s.t.watchdog_ms);
 	keeper_loop(sigfd);
-	if (K.stop)
+	if (kproc.stop)
 		keeper_leave();
 	else
-		wd_close(&K.wd);	/* a successor takes over: no disarm */
-	if (util_fmt(path, sizeof(path), "%s/keeper.sock", K.run) == 0)
+		wd_close(&kproc.wd);	/* a successor takes over: no disarm */
+	if (util_fmt(path, sizeof(path), "%s/keeper.sock", kproc.run) == 0)
 		(void)unlink(path);
 	rc = 0;
 	goto cleanup;
