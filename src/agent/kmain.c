@@ -686,6 +686,25 @@ keeper_args(int argc, char **argv)
 	return 0;
 }
 
+/* The decision loop logs: a full pipe on stderr (a stalled log reader)
+ * must not stop a fence. A pipe gets a non-blocking open file of its own
+ * (the agent's stays blocking); a line that does not fit is lost. */
+static void
+keeper_stderr(void)
+{
+	struct stat st;
+	int fd;
+
+	if (fstat(2, &st) < 0 || !S_ISFIFO(st.st_mode) ||
+	    (fd = open("/proc/self/fd/2", O_WRONLY | O_APPEND | O_NONBLOCK |
+	    O_CLOEXEC)) < 0)
+		return;
+	if (fd != 2) {
+		(void)dup2(fd, 2);
+		close(fd);
+	}
+}
+
 int
 keeper_main(int argc, char **argv)
 {
@@ -702,6 +721,7 @@ keeper_main(int argc, char **argv)
 		return 2;
 	prctl(PR_SET_NAME, KEEPER_COMM, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
+	keeper_stderr();
 	kproc.start = util_mono_ms();
 	srandom((unsigned)(getpid() ^ kproc.start));
 	keeper_boot_id();
