@@ -27,12 +27,13 @@
 #include "agent/agent_int.h"
 #include "agent/keeper.h"
 #include "common/util.h"
+#include "keeper_proc.h"
 
-#define R	100	/* the process tests' timing: fast, still valid */
-#define F	1500
-#define K	250
+#define R	KP_R	/* the process tests' timing (keeper_proc.h) */
+#define F	KP_F
+#define K	KP_K
 #define T	KEEPER_TICK_MS
-#define W	1000
+#define W	KP_W
 
 static const struct ktiming tim = { 500, 3000, 250, 100, 1000 };
 
@@ -376,180 +377,7 @@ test_util_mono_waits(void **state)
 	pthread_cond_destroy(&c);
 }
 
-/* ---- the keeper process ------------------------------------------------- */
-
-static char self_exe[PATH_MAX];
-
-struct kp {
-	char	base[64];
-	char	data[128], run[128], d[2][128], sock[160], wdsock[160];
-	pid_t	keeper;
-	int	wd;		/* the watchdog stand-in's socket, or -1 */
-	pid_t	vm[2];
-	char	uuid[2][UTIL_UUID_LEN + 1];
-};
-
-static void
-kp_mkdir(const char *p)
-{
-	assert_int_equal(util_mkdir_p(p, 0777), 0);
-	assert_int_equal(chmod(p, 0777), 0);
-}
-
-/* A stand-in QEMU: this binary with "-uuid U" on its command line. */
-static pid_t
-kp_standin(const char *uuid)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		execl(self_exe, "test_keeper", "--stand-in", "-uuid", uuid,
-		    (char *)NULL);
-		_exit(127);
-	}
-	/* Until its exec is done its cmdline is ours. */
-	while (!util_pid_has_arg(pid, uuid))
-		util_sleep_ms(5);
-	return pid;
-}
-
-static json_t *
-kp_call(struct kp *k, const char *fmt, ...)
-{
-	char buf[1024], err[256];
-	va_list ap;
-	json_t *req, *rep;
-
-	va_start(ap, fmt);
-	vsnprintf(buf, sizeof(buf), fmt, ap);
-	va_end(ap);
-	req = json_loads(buf, 0, NULL);
-	assert_non_null(req);
-	rep = keeperctl_call_at(k->sock, req, 1000, err, sizeof(err));
-	json_decref(req);
-	if (rep == NULL)
-		fail_msg("keeper %s: %s", buf, err);
-	return rep;
-}
-
-static const char *
-kp_domstate(struct kp *k, int i)
-{
-	static char st[32];
-	json_t *r = kp_call(k, "{\"op\":\"status\"}");
-
-	snprintf(st, sizeof(st), "%s", json_string_value(json_object_get(
-	    json_object_get(json_object_get(r, "domains"), i ? "d1" : "d0"),
-	    "state")));
-	json_decref(r);
-	return st;
-}
-
-/* Start a keeper (as uid when uid > 0) with two domains d0, d1 and one
- * stand-in QEMU on each, guarded through vm_add. */
-static void
-kp_start(struct kp *k, const char *watchdog, int direct, uid_t uid)
-{
-	char conf[1024], path[256];
-	struct sockaddr_un sa;
-	json_t *r;
-	int i, fd;
-
-	memset(k, 0, sizeof(*k));
-	k->wd = -1;
-	snprintf(k->base, sizeof(k->base), "/tmp/cvirt-tk.XXXXXX");
-	assert_non_null(mkdtemp(k->base));
-	assert_int_equal(chmod(k->base, 0777), 0);
-	snprintf(k->data, sizeof(k->data), "%s/data", k->base);
-	snprintf(k->run, sizeof(k->run), "%s/run", k->base);
-	snprintf(k->sock, sizeof(k->sock), "%s/keeper.sock", k->run);
-	kp_mkdir(k->data);
-	kp_mkdir(k->run);
-	for (i = 0; i < 2; i++) {
-		snprintf(k->d[i], sizeof(k->d[i]), "%s/d%d", k->base, i);
-		snprintf(path, sizeof(path), "%s/leases", k->d[i]);
-		kp_mkdir(path);
-	}
-	if (strcmp(watchdog, "unix") == 0) {
-		snprintf(k->wdsock, sizeof(k->wdsock), "%s/wd.sock", k->base);
-		k->wd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-		memset(&sa, 0, sizeof(sa));
-		sa.sun_family = AF_UNIX;
-		assert_int_equal(util_fmt(sa.sun_path, sizeof(sa.sun_path), "%s",
-		    k->wdsock), 0);
-		assert_int_equal(bind(k->wd, (struct sockaddr *)&sa,
-		    sizeof(sa)), 0);
-		assert_int_equal(chmod(k->wdsock, 0777), 0);
-	}
-	snprintf(conf, sizeof(conf), "{\"host\":\"h1\",\"run\":\"%s\","
-	    "\"watchdog\":\"%s%s\",\"renew_ms\":%d,\"fence_ms\":%d,"
-	    "\"watchdog_ms\":%d,\"domains\":[{\"name\":\"d0\",\"path\":\"%s\","
-	    "\"direct\":%s},{\"name\":\"d1\",\"path\":\"%s\",\"direct\":%s}]}",
-	    k->run, k->wd >= 0 ? "unix:" : watchdog, k->wd >= 0 ? k->wdsock : "",
-	    R, F, W, k->d[0], direct ? "true" : "false", k->d[1],
-	    direct ? "true" : "false");
-	snprintf(path, sizeof(path), "%s/keeper.conf", k->data);
-	assert_int_equal(util_write_file_atomic(path, conf, strlen(conf), 0644),
-	    0);
-	k->keeper = fork();
-	assert_true(k->keeper >= 0);
-	if (k->keeper == 0) {
-		char *argv[] = { "keeper", "--data", k->data, NULL };
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		if (uid > 0 && setuid(uid) < 0)
-			_exit(126);
-		_exit(keeper_main(3, argv));
-	}
-	for (i = 0; i < 200 && (fd = open(k->sock, O_RDONLY | O_PATH)) < 0; i++)
-		util_sleep_ms(10);
-	assert_true(fd >= 0);
-	close(fd);
-	/* Both domains renewed once: ok. */
-	for (i = 0; i < 100 && (strcmp(kp_domstate(k, 0), "ok") != 0 ||
-	    strcmp(kp_domstate(k, 1), "ok") != 0); i++)
-		util_sleep_ms(10);
-	assert_string_equal(kp_domstate(k, 0), "ok");
-	for (i = 0; i < 2; i++) {
-		snprintf(k->uuid[i], sizeof(k->uuid[i]),
-		    "5e0e0000-0000-4000-8000-00000000000%d", i);
-		k->vm[i] = kp_standin(k->uuid[i]);
-		r = kp_call(k, "{\"op\":\"vm_add\",\"uuid\":\"%s\",\"pid\":%d,"
-		    "\"domains\":[\"d%d\"]}", k->uuid[i], (int)k->vm[i], i);
-		if (!json_is_true(json_object_get(r, "ok")))
-			fail_msg("vm_add: %s", json_string_value(json_object_get(r,
-			    "error")));
-		json_decref(r);
-	}
-}
-
-/* Also the teardown of a failed test: nothing of it stays. */
-static void
-kp_stop(struct kp *k)
-{
-	int i;
-
-	if (k->keeper > 0) {
-		kill(k->keeper, SIGKILL);
-		waitpid(k->keeper, NULL, 0);
-	}
-	k->keeper = 0;
-	for (i = 0; i < 2; i++) {
-		if (k->vm[i] > 0) {
-			kill(k->vm[i], SIGKILL);
-			waitpid(k->vm[i], NULL, 0);
-		}
-		k->vm[i] = 0;
-	}
-	if (k->wd >= 0)
-		close(k->wd);
-	k->wd = -1;
-	if (k->base[0])
-		(void)util_rm_rf(k->base);
-	k->base[0] = '\0';
-}
+/* ---- the keeper process (keeper_proc.c) --------------------------------- */
 
 static struct kp kp_cur;
 
@@ -558,105 +386,6 @@ kp_teardown(void **state)
 {
 	kp_stop(&kp_cur);
 	return 0;
-}
-
-/* A keeper process on data (dies with this test). */
-static pid_t
-kp_keeper(const char *data)
-{
-	pid_t pid = fork();
-
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		char *argv[] = { "keeper", "--data", (char *)data, NULL };
-
-		prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-		_exit(keeper_main(3, argv));
-	}
-	return pid;
-}
-
-/* Storage of d0 hangs for ever: any (re)open of its lease blocks. */
-static int64_t
-kp_hang(struct kp *k, int i)
-{
-	char path[PATH_MAX];
-	int64_t t0 = util_mono_ms();
-
-	snprintf(path, sizeof(path), "%s/leases/h1.json", k->d[i]);
-	assert_int_equal(unlink(path), 0);
-	assert_int_equal(mkfifo(path, 0666), 0);
-	return t0;
-}
-
-static int64_t
-kp_seq(struct kp *k, int i)
-{
-	char path[PATH_MAX];
-	json_t *o;
-	int64_t seq;
-
-	snprintf(path, sizeof(path), "%s/leases/h1.json", k->d[i]);
-	o = json_load_file(path, 0, NULL);
-	assert_non_null(o);
-	seq = json_integer_value(json_object_get(o, "seq"));
-	json_decref(o);
-	return seq;
-}
-
-/* Pets received by the stand-in watchdog within ms. */
-static int
-kp_pets(struct kp *k, int64_t ms)
-{
-	int64_t end = util_mono_ms() + ms;
-	char buf[64];
-	int n = 0;
-
-	while (util_mono_ms() < end) {
-		struct timeval tv = { 0, 20000 };
-
-		setsockopt(k->wd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		if (recv(k->wd, buf, sizeof(buf), 0) > 0 &&
-		    strncmp(buf, "pet ", 4) == 0)
-			n++;
-	}
-	return n;
-}
-
-static void
-kp_drain(struct kp *k)
-{
-	char buf[64];
-
-	while (recv(k->wd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
-		;
-}
-
-/* The whole fence of d0 while its storage hangs: its QEMU dies within
- * F + T of the hang (and not before F - K - R), d1 renews on and keeps its
- * QEMU, and the fence is confirmed. */
-static void
-kp_fence_hung(struct kp *k)
-{
-	int64_t t0, dead;
-	int64_t seq;
-	int fd = util_pidfd_open(k->vm[0]);
-
-	assert_true(fd >= 0);
-	t0 = kp_hang(k, 0);
-	assert_int_equal(util_pidfd_exited(fd, F + T + 500), 1);
-	dead = util_mono_ms();
-	close(fd);
-	if (dead - t0 > F + T || dead - t0 < F - K - R - 100)
-		fail_msg("QEMU on the hung domain gone %lld ms after the hang "
-		    "(want %d..%d)", (long long)(dead - t0), F - K - R - 100,
-		    F + T);
-	seq = kp_seq(k, 1);
-	util_sleep_ms(3 * R);
-	assert_true(kp_seq(k, 1) != seq);
-	assert_true(util_pid_alive(k->vm[1]));
-	assert_string_equal(kp_domstate(k, 1), "ok");
-	assert_string_equal(kp_domstate(k, 0), "fenced");
 }
 
 /* Guards kdomain.c (the I/O thread per domain) and kmain.c/keeper.c (the
@@ -886,16 +615,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_control_socket, kp_teardown),
 		cmocka_unit_test_teardown(test_process_takeover, kp_teardown),
 	};
-	ssize_t n;
-
-	if (argc >= 2 && strcmp(argv[1], "--stand-in") == 0) {
-		for (;;)
-			pause();
-	}
-	n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
-	if (n <= 0)
-		return 1;
-	self_exe[n] = '\0';
+	kp_child(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
