@@ -164,15 +164,20 @@ kdom_main(void *arg)
 }
 
 int
+kdom_init(struct kdom *d)
+{
+	if (pthread_mutex_init(&d->lock, NULL) != 0)
+		return -1;
+	return util_cond_init_mono(&d->cond);
+}
+
+int
 kdom_start(struct kdom *d)
 {
 	pthread_attr_t attr;
 	pthread_t th;
 	int rc;
 
-	if (pthread_mutex_init(&d->lock, NULL) != 0 ||
-	    util_cond_init_mono(&d->cond) < 0)
-		return -1;
 	if (util_fmt(d->lease, sizeof(d->lease), "%s/leases/%s.json", d->path,
 	    d->host) < 0)
 		return -1;

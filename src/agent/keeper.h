@@ -16,6 +16,10 @@
 #define KEEPER_KILL_GRACE_MS	250	/* K: SIGKILL at last_ok + F - K */
 #define KEEPER_RECORD_SIZE	4096	/* one lease record, O_DIRECT-aligned */
 #define KEEPER_COMM		"cvirt-keeper"
+/* Taking over from an older version's keeper (klegacy.c): how long to
+ * watch it for a renewal, and to wait for it to end. */
+#define KEEPER_LEGACY_SEE_MS	3000
+#define KEEPER_LEGACY_STOP_MS	1000
 
 /* Domain states (the "state" word of status in parentheses). */
 enum kd_state {
@@ -130,6 +134,8 @@ struct kdom {
  * completed before the kill time of the one before it, last_ok + F - K:
  * a late success revives no VM. */
 int	 kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done);
+/* Its lock and (monotonic) condition, once, before anything uses d. */
+int	 kdom_init(struct kdom *d);
 /* Start d's thread (detached: a hung write blocks only it). */
 int	 kdom_start(struct kdom *d);
 /* Ask it to stop; with remove, it unlinks the lease after its last
@@ -163,6 +169,23 @@ const char *wd_fence(const struct wd *w);
 #define KEEPER_MAX_CONNS	16
 #define KEEPER_CONN_MS		1000	/* a client that sends nothing */
 #define KEEPER_QUEUE		64
+
+/* RUN/keeper.state (mmap'd, 4096 bytes): what a successor keeper of the
+ * same boot needs. */
+#define KEEPER_STATE_MAGIC	"cvkeep1"
+struct kfile {
+	char	magic[8];
+	char	boot[40];
+	uint32_t ndom;
+	uint32_t pad;
+	struct {
+		char	name[UTIL_NAME_MAX + 1];
+		int64_t	last_ok;
+		int64_t	seq;
+		int32_t	state;
+		int32_t	pad;
+	} dom[KEEPER_MAX_DOMAINS];
+};
 
 struct kfound {
 	char		uuid[UTIL_UUID_LEN + 1];
@@ -198,12 +221,25 @@ struct kproc {
 extern struct kproc kproc;
 
 int	 keeper_dom_index(const char *name);
+/* Renewal times and states into RUN/keeper.state (memory stores). */
+void	 keeper_state_save(void);
 /* A pidfd on pid, only when it runs the QEMU of uuid (checked after the
  * pidfd is open: no pid-reuse race); -1 otherwise. */
 int	 keeper_vm_open(const char *uuid, pid_t pid);
 int	 keeper_vm_find(const char *uuid);
 /* Guard a QEMU (its pidfd taken over); -1 when the table is full. */
 int	 keeper_vm_insert(const struct kfound *f);
+
+/* klegacy.c: the first start after an upgrade */
+/* From the old keeper's DATA/keeper.status text, seen replaced after
+ * monotonic `before`: a lower bound of the start of its last renewal of
+ * domain. 0, or -1 when the text does not say (then no bound). */
+int	 klegacy_bound(const char *status, const char *domain, int64_t before,
+	    int64_t *last_ok);
+/* With an old keeper of DATA running: watch it for each domain's latest
+ * renewal (up to KEEPER_LEGACY_SEE_MS), take those times over, save them,
+ * then stop it (up to KEEPER_LEGACY_STOP_MS). Removes its files. */
+void	 keeper_legacy_takeover(void);
 
 /* kctl.c: the control socket */
 int	 keeper_listen(char *err, size_t errsz);

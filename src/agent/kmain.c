@@ -27,22 +27,8 @@
 #include "common/log.h"
 
 #define KEEPER_SCAN_MS		1000
-#define KEEPER_STATE_MAGIC	"cvkeep1"
 
-/* RUN/keeper.state: what a successor keeper of the same boot needs. */
-struct kfile {
-	char	magic[8];
-	char	boot[40];
-	uint32_t ndom;
-	uint32_t pad;
-	struct {
-		char	name[UTIL_NAME_MAX + 1];
-		int64_t	last_ok;
-		int64_t	seq;
-		int32_t	state;
-		int32_t	pad;
-	} dom[KEEPER_MAX_DOMAINS];
-};
+_Static_assert(sizeof(struct kfile) <= 4096, "keeper.state is one page");
 
 struct kproc kproc;
 
@@ -120,6 +106,10 @@ keeper_conf_domains(json_t *list, char *err, size_t errsz)
 				return -1;
 			}
 		snprintf(d->name, sizeof(d->name), "%s", name);
+		if (kdom_init(d) < 0) {
+			snprintf(err, errsz, "domain %s: cannot set up its lock", name);
+			return -1;
+		}
 		snprintf(kproc.s.dom[i].name, sizeof(kproc.s.dom[i].name), "%s", name);
 		kproc.s.dom[i].direct = json_is_true(json_object_get(e, "direct"));
 	}
@@ -269,7 +259,7 @@ keeper_state_open(char *err, size_t errsz)
 	return 0;
 }
 
-static void
+void
 keeper_state_save(void)
 {
 	struct kfile *f = kproc.file;
@@ -722,27 +712,28 @@ keeper_main(int argc, char **argv)
 	prctl(PR_SET_NAME, KEEPER_COMM, 0, 0, 0);
 	signal(SIGPIPE, SIG_IGN);
 	keeper_stderr();
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	/* Blocked before any thread starts: only the signalfd gets them; one
+	 * that comes while it starts ends it cleanly once it runs. */
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	kproc.start = util_mono_ms();
 	srandom((unsigned)(getpid() ^ kproc.start));
 	keeper_boot_id();
-	if (keeper_conf_load(err, sizeof(err)) < 0 ||
+	if ((sigfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0)
+		snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
+	if (sigfd < 0 || keeper_conf_load(err, sizeof(err)) < 0 ||
 	    keeper_lock(err, sizeof(err)) < 0 ||
 	    wd_open(&kproc.wd, kproc.wdspec, (int)kproc.s.t.watchdog_ms, err,
 	    sizeof(err)) < 0 || keeper_state_open(err, sizeof(err)) < 0)
 		goto fail;
 	kproc.s.watchdog = kproc.wd.kind != WD_NONE;
+	/* The first start after an upgrade: the old keeper still guards. */
+	keeper_legacy_takeover();
 	keeper_scan();
 	keeper_queue_drain();
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGHUP);
-	/* Blocked before any thread starts: only the signalfd gets them. */
-	pthread_sigmask(SIG_BLOCK, &set, NULL);
-	if ((sigfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
-		snprintf(err, sizeof(err), "signalfd: %s", strerror(errno));
-		goto fail;
-	}
 	if (keeper_listen(err, sizeof(err)) < 0 ||
 	    keeper_start_threads(err, sizeof(err)) < 0)
 		goto fail;

@@ -363,9 +363,16 @@ keeperctl_launch(void)
 	pid_t pid;
 	int fd;
 
+	char path[PATH_MAX];
+
 	if ((pid = keeperctl_spawn()) < 0 || (fd = util_pidfd_open(pid)) < 0)
 		return -1;
 	deadline = util_mono_ms() + KC_START_MS + 2000;	/* + lock wait */
+	/* The first start after an upgrade: it watches and stops the old
+	 * version's keeper first (klegacy.c). */
+	if (util_fmt(path, sizeof(path), "%s/keeper.pid", agent_cfg.data) == 0 &&
+	    access(path, F_OK) == 0)
+		deadline += KEEPER_LEGACY_SEE_MS + KEEPER_LEGACY_STOP_MS;
 	while (util_mono_ms() < (ok_by ? ok_by + 2 * KC_STATUS_MS : deadline) &&
 	    util_pidfd_exited(fd, 20) == 0) {
 		json_t *st = keeperctl_status(KC_STATUS_MS);
