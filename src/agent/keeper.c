@@ -55,6 +55,20 @@ cleanup:
 	return rc;
 }
 
+int
+keeper_state_take(struct kdstate *d, int32_t state, int64_t last_ok,
+    int64_t now)
+{
+	if (last_ok <= 0 || last_ok > now || state < KD_OK ||
+	    state > KD_UNCONFIRMED)
+		return -1;
+	/* A fence under way (or done) is redone: its QEMUs found again are
+	 * killed; an ok or late domain goes on from its last renewal. */
+	d->state = state <= KD_LATE ? KD_OK : KD_FENCING;
+	d->last_ok = last_ok;
+	return 0;
+}
+
 static void
 keeper_remove_vm(struct kstate *s, int i, int *closed, int *nclosed)
 {

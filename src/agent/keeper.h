@@ -94,6 +94,12 @@ int	 keeper_main(int argc, char **argv);
 int	 keeper_timing_check(const struct ktiming *t, char *err, size_t errsz);
 
 /* keeper.c: the decision */
+/* A predecessor's entry of RUN/keeper.state (its state and last_ok) into
+ * d, which starts fenced: only a plausible one is taken (last_ok neither
+ * in the future nor before boot, a known state), so a torn or corrupt
+ * file errs towards the kill. 0 taken, -1 not. */
+int	 keeper_state_take(struct kdstate *d, int32_t state, int64_t last_ok,
+	    int64_t now);
 /* The whole decision for one tick at monotonic `now`: no I/O, no clock.
  * Removes exited VMs from s (closing nothing: their pidfds are put in
  * closed[] for the caller, *nclosed of them). */

@@ -241,16 +241,14 @@ keeper_state_open(char *err, size_t errsz)
 		for (k = 0; loaded && k < (int)n; k++) {
 			if (strncmp(f->dom[k].name, d->name, sizeof(d->name)) != 0)
 				continue;
-			kproc.dom[i].seq = f->dom[k].seq;
-			if (f->dom[k].state <= KD_LATE) {
-				d->state = KD_OK;
-				d->last_ok = f->dom[k].last_ok;
-			} else {
-				/* Its fence was under way: redo it. */
-				d->state = KD_FENCING;
-				d->last_ok = f->dom[k].last_ok;
-			}
-			d->fence_at = kproc.start;
+			if (keeper_state_take(d, f->dom[k].state, f->dom[k].last_ok,
+			    kproc.start) == 0)
+				kproc.dom[i].seq = f->dom[k].seq;
+			else
+				log_warnx("keeper: storage %s: its saved state is not "
+				    "plausible (state %d, last renewal at %lld ms): "
+				    "ignored", d->name, (int)f->dom[k].state,
+				    (long long)f->dom[k].last_ok);
 		}
 		kproc.dom[i].last_ok = d->last_ok;
 	}

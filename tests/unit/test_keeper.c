@@ -277,6 +277,39 @@ test_decide_found_on_fenced_domain_is_killed(void **state)
 	assert_int_equal(s.dom[0].state, KD_OK);
 }
 
+/* Guards keeper.c: keeper_state_take(): a predecessor's entry is taken
+ * only when plausible; a torn or corrupt one (last_ok in the future or
+ * unset, an unknown state) leaves the domain fenced. */
+static void
+test_state_take(void **state)
+{
+	static const struct { int32_t st; int64_t last_ok; int rc, want; }
+	    cases[] = {
+		{ KD_OK, 900, 0, KD_OK },
+		{ KD_LATE, 900, 0, KD_OK },
+		{ KD_FENCING, 900, 0, KD_FENCING },
+		{ KD_FENCED, 900, 0, KD_FENCING },
+		{ KD_UNCONFIRMED, 900, 0, KD_FENCING },
+		{ KD_OK, 1001, -1, KD_FENCED },		/* the future */
+		{ KD_OK, INT64_MAX, -1, KD_FENCED },
+		{ KD_OK, 0, -1, KD_FENCED },
+		{ KD_OK, -5, -1, KD_FENCED },
+		{ KD_UNCONFIRMED + 1, 900, -1, KD_FENCED },
+		{ -1, 900, -1, KD_FENCED },
+	};
+	struct kdstate d;
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&d, 0, sizeof(d));
+		d.state = KD_FENCED;
+		assert_int_equal(keeper_state_take(&d, cases[i].st,
+		    cases[i].last_ok, 1000), cases[i].rc);
+		assert_int_equal(d.state, cases[i].want);
+		assert_int_equal(d.last_ok, cases[i].rc == 0 ? cases[i].last_ok : 0);
+	}
+}
+
 /* Guards keeper.c: keeper_record(): one 4096-byte record, one JSON text
  * with seq == seq_end (a torn read shows a difference). */
 static void
@@ -591,6 +624,46 @@ test_process_takeover(void **state)
 	kp_stop(k);
 }
 
+/* Guards kmain.c: keeper_state_open() with keeper_state_take(): a
+ * keeper.state whose d0 entry is corrupt (its last renewal in the future,
+ * as a torn or foreign write could leave it) is not trusted: d0's QEMU is
+ * killed at once, d1's entry is taken and its QEMU kept. */
+static void
+test_process_corrupt_state(void **state)
+{
+	char path[PATH_MAX], rec[256];
+	struct kp *k = &kp_cur;
+	int64_t future = util_mono_ms() + 3600000;
+	int i, fd;
+
+	kp_start(k, "none", 1, 0);
+	snprintf(path, sizeof(path), "%s/vms", k->data);
+	kp_mkdir(path);
+	for (i = 0; i < 2; i++) {
+		snprintf(path, sizeof(path), "%s/vms/%s.json", k->data, k->uuid[i]);
+		snprintf(rec, sizeof(rec), "{\"uuid\":\"%s\",\"pid\":%d,"
+		    "\"storage\":\"d%d\"}", k->uuid[i], (int)k->vm[i], i);
+		assert_int_equal(util_write_file_atomic(path, rec, strlen(rec),
+		    0644), 0);
+	}
+	kill(k->keeper, SIGTERM);
+	waitpid(k->keeper, NULL, 0);
+	snprintf(path, sizeof(path), "%s/keeper.state", k->run);
+	fd = open(path, O_WRONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, &future, sizeof(future),
+	    offsetof(struct kfile, dom[0].last_ok)), sizeof(future));
+	close(fd);
+	fd = util_pidfd_open(k->vm[0]);
+	k->keeper = kp_keeper(k->data);
+	assert_int_equal(util_pidfd_exited(fd, 1000), 1);
+	close(fd);
+	util_sleep_ms(F);
+	assert_true(util_pid_alive(k->vm[1]));
+	assert_string_equal(kp_domstate(k, 1), "ok");
+	kp_stop(k);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -603,6 +676,7 @@ main(int argc, char **argv)
 		cmocka_unit_test(test_decide_hold),
 		cmocka_unit_test(test_decide_pets),
 		cmocka_unit_test(test_decide_found_on_fenced_domain_is_killed),
+		cmocka_unit_test(test_state_take),
 		cmocka_unit_test(test_record),
 		cmocka_unit_test(test_renewal_counting_rule),
 		cmocka_unit_test(test_timing_check),
@@ -614,6 +688,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_page_cache_hang_unconfirmed, kp_teardown),
 		cmocka_unit_test_teardown(test_process_control_socket, kp_teardown),
 		cmocka_unit_test_teardown(test_process_takeover, kp_teardown),
+		cmocka_unit_test_teardown(test_process_corrupt_state, kp_teardown),
 	};
 	kp_child(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
