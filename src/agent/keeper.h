@@ -177,7 +177,7 @@ const char *wd_fence(const struct wd *w);
 #define KEEPER_QUEUE		64
 
 /* RUN/keeper.state (mmap'd, 4096 bytes): what a successor keeper of the
- * same boot needs. */
+ * same boot needs, and how this one ended (read by the agent). */
 #define KEEPER_STATE_MAGIC	"cvkeep1"
 struct kfile {
 	char	magic[8];
@@ -191,6 +191,10 @@ struct kfile {
 		int32_t	state;
 		int32_t	pad;
 	} dom[KEEPER_MAX_DOMAINS];
+	int32_t	pid;		/* the keeper that writes it */
+	int32_t	exited;		/* 1: it ended by itself, with status */
+	int32_t	status;
+	int32_t	pad2;
 };
 
 struct kfound {

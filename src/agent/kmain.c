@@ -252,6 +252,8 @@ keeper_state_open(char *err, size_t errsz)
 		}
 		kproc.dom[i].last_ok = d->last_ok;
 	}
+	f->pid = (int32_t)getpid();
+	f->exited = 0;
 	log_info("keeper: %s", loaded ? "renewal times taken over from the "
 	    "previous keeper" : "no previous state: every domain starts fenced");
 	return 0;
@@ -752,6 +754,16 @@ keeper_main(int argc, char **argv)
 fail:
 	log_error("keeper: %s", err);
 cleanup:
+	/* How it ended, for the agent (a keeper that dies of a signal or
+	 * crashes leaves exited at 0) and for the log. */
+	if (kproc.file) {
+		kproc.file->status = rc;
+		kproc.file->exited = 1;
+	}
+	if (rc == 0)
+		log_info("keeper pid %d exits with status 0", (int)getpid());
+	else
+		log_error("keeper pid %d exits with status %d", (int)getpid(), rc);
 	if (sigfd >= 0)
 		close(sigfd);
 	return rc;

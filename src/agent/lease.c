@@ -400,6 +400,31 @@ keeperctl_launch(void)
 	return -1;
 }
 
+/* How keeper pid ended, from what it recorded in RUN/keeper.state, for
+ * the log: an exit it chose (its status) or a death (a signal, a crash),
+ * which the test suite's harness counts as a crash (docs/testing.md). */
+static void
+keeperctl_log_end(pid_t pid)
+{
+	char path[PATH_MAX];
+	struct kfile f;
+	int fd = -1, told = 0;
+
+	if (util_fmt(path, sizeof(path), "%s/keeper.state", agent_cfg.run) == 0 &&
+	    (fd = open(path, O_RDONLY | O_CLOEXEC)) >= 0 &&
+	    pread(fd, &f, sizeof(f), 0) == (ssize_t)sizeof(f) &&
+	    f.pid == pid && f.exited)
+		told = 1;
+	if (fd >= 0)
+		close(fd);
+	if (told)
+		log_error("lease keeper pid %d exited with status %d: starting "
+		    "another", (int)pid, (int)f.status);
+	else
+		log_error("lease keeper pid %d died (killed by a signal or "
+		    "crashed): starting another", (int)pid);
+}
+
 /* With the keeper dead and not back, a kill-only host ends its QEMUs
  * itself F - K after the death: the manager may restart them after the
  * lease timeout. (A watchdog host resets instead: nobody pets it.) */
@@ -448,8 +473,7 @@ keeperctl_watch(void *arg)
 			continue;
 		if (dead_since == 0) {
 			dead_since = util_mono_ms();
-			log_error("lease keeper pid %d is gone: starting another",
-			    (int)kc.pid);
+			keeperctl_log_end(kc.pid);
 		}
 		if (util_mono_ms() >= next_try) {
 			if (keeperctl_launch() == 0) {
@@ -507,6 +531,8 @@ keeperctl_start(void)
 			    (int)pid);
 			(void)util_pidfd_kill(fd, SIGTERM);
 			if (util_pidfd_exited(fd, 3000) != 1) {
+				log_error("lease keeper pid %d did not exit within 3 s "
+				    "of SIGTERM: killed", (int)pid);
 				(void)util_pidfd_kill(fd, SIGKILL);
 				(void)util_pidfd_exited(fd, 2000);
 			}

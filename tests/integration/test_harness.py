@@ -54,6 +54,7 @@ INNER_TESTS = r'''
 import os, socket, subprocess, time
 import pytest
 import cvirt
+import harness
 
 STANDIN = os.environ["STANDIN"]
 
@@ -143,6 +144,37 @@ def test_client_command_leaks(cl):
     assert p.stderr == b""
 
 
+KEEPER_DIED = ("lease keeper pid 4242 died (killed by a signal or "
+               "crashed): starting another\n")
+
+
+def log_line(d, line):
+    """What an agent (or its keeper, on the agent's stderr) writes."""
+    with open(d.log_path, "a") as f:
+        f.write(line)
+
+
+def test_keeper_died(cl):
+    log_line(start(cl, "kdied"), KEEPER_DIED)
+
+
+def test_keeper_exit1(cl):
+    log_line(start(cl, "kexit"), "keeper pid 4243 exits with status 1\n")
+
+
+def test_keeper_ended_on_purpose(cl):
+    d = start(cl, "kpurpose")
+    harness.declare_keeper_end(d.log_path, "the test kills the keeper")
+    log_line(d, KEEPER_DIED)
+
+
+def test_keeper_with_its_host(cl):
+    d = start(cl, "khost")
+    d.kill()
+    log_line(d, KEEPER_DIED)
+    assert d.wait(10)
+
+
 def test_module_first(mcl):
     touch(start(mcl, "mod"), "leak")
 
@@ -170,6 +202,14 @@ EXPECTED = {
                                          "standin_child_segv"],
     "test_client_command_leaks": ["client commands of cluster",
                                   "LeakSanitizer", "standin_leak"],
+    # A lease keeper's bad end, as its agent logs it (the keeper is
+    # nobody's child: harness.KEEPER_END_RE); declared, or with its
+    # agent's own end declared (a host crash), it passes.
+    "test_keeper_died": ["kdied", "its lease keeper ended badly",
+                         "lease keeper pid 4242 died"],
+    "test_keeper_exit1": ["kexit", "keeper pid 4243 exits with status 1"],
+    "test_keeper_ended_on_purpose": None,
+    "test_keeper_with_its_host": None,
     "test_module_first": None,
     # The module's stand-in leaked in the first test; it exits, and says
     # so, when the module's cluster stops after the last one.
@@ -222,8 +262,9 @@ def test_planted_bug_fails_the_test_that_touched_it(inner, name):
     """Each inner test ends as EXPECTED says: the clean stand-in and the
     declared kill pass; a segfault in a handler, UB, a leak reported at
     exit, exit 1 on SIGTERM, a forked child's report before a declared
-    kill, a client command's leak and a leak seen only when a module's
-    cluster stops each fail the test that touched it, naming the cause."""
+    kill, a client command's leak, a leak seen only when a module's
+    cluster stops and an undeclared bad end of a lease keeper each fail
+    the test that touched it, naming the cause."""
     _, reasons, out = inner
     want = EXPECTED[name]
     got = "\n".join(reasons.get(name, []))

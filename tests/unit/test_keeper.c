@@ -664,6 +664,54 @@ test_process_corrupt_state(void **state)
 	kp_stop(k);
 }
 
+static void
+kp_state_read(struct kp *k, struct kfile *f)
+{
+	char path[PATH_MAX];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/keeper.state", k->run);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(pread(fd, f, sizeof(*f), 0), sizeof(*f));
+	close(fd);
+}
+
+/* Guards kmain.c: keeper_main()'s exit record in keeper.state, from which
+ * the agent logs how its keeper ended (lease.c: keeperctl_log_end) for
+ * the test harness (KEEPER_END_RE): a keeper that exits on SIGTERM records
+ * status 0; one killed by a signal records nothing (exited stays 0). */
+static void
+test_process_exit_record(void **state)
+{
+	struct kp *k = &kp_cur;
+	struct kfile f;
+	int st;
+
+	kp_start(k, "none", 1, 0);
+	kp_state_read(k, &f);
+	assert_int_equal(f.pid, k->keeper);
+	assert_int_equal(f.exited, 0);
+	kill(k->keeper, SIGTERM);
+	assert_int_equal(waitpid(k->keeper, &st, 0), k->keeper);
+	assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	kp_state_read(k, &f);
+	assert_int_equal(f.pid, k->keeper);
+	assert_int_equal(f.exited, 1);
+	assert_int_equal(f.status, 0);
+	k->keeper = kp_keeper(k->data);
+	assert_int_equal(kp_wait_sock(k, 2000), 0);
+	kp_state_read(k, &f);
+	assert_int_equal(f.pid, k->keeper);
+	assert_int_equal(f.exited, 0);
+	kill(k->keeper, SIGKILL);
+	waitpid(k->keeper, NULL, 0);
+	kp_state_read(k, &f);
+	assert_int_equal(f.pid, k->keeper);
+	assert_int_equal(f.exited, 0);
+	kp_stop(k);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -689,6 +737,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_control_socket, kp_teardown),
 		cmocka_unit_test_teardown(test_process_takeover, kp_teardown),
 		cmocka_unit_test_teardown(test_process_corrupt_state, kp_teardown),
+		cmocka_unit_test_teardown(test_process_exit_record, kp_teardown),
 	};
 	kp_child(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
