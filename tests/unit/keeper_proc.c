@@ -234,19 +234,19 @@ int
 kp_wait_sock(struct kp *k, int64_t ms)
 {
 	int64_t end = util_mono_ms() + ms;
+	json_t *req = json_pack("{s:s}", "op", "status"), *r = NULL;
 	char err[256];
-	json_t *r;
+	int rc;
 
-	while (util_mono_ms() < end) {
-		r = keeperctl_call_at(k->sock, json_pack("{s:s}", "op", "status"),
-		    100, err, sizeof(err));
-		if (r) {
-			json_decref(r);
-			return 0;
-		}
-		util_sleep_ms(10);
+	while (r == NULL && util_mono_ms() < end) {
+		if ((r = keeperctl_call_at(k->sock, req, 100, err,
+		    sizeof(err))) == NULL)
+			util_sleep_ms(10);
 	}
-	return -1;
+	rc = r ? 0 : -1;
+	json_decref(req);
+	json_decref(r);
+	return rc;
 }
 
 void
