@@ -80,6 +80,16 @@ kl_exists(struct kp *k, const char *name)
 	return access(path, F_OK) == 0;
 }
 
+/* A host as the previous version leaves it: two VMs (stand-ins) and
+ * their records, and its keeper running in mode (kp_legacy). */
+static void
+kl_host(struct kp *k, const char *mode)
+{
+	kp_setup(k, "none", 1);
+	kp_vms(k);
+	k->legacy = kp_legacy(k, mode, NULL);
+}
+
 /* Start the new keeper right after one of the old keeper's rounds (the
  * longest watch: a whole round) and wait until it answers. */
 static void
@@ -138,9 +148,7 @@ test_process_upgrade_keeps_vms(void **state)
 {
 	struct kp *k = &kl;
 
-	kp_setup(k, "none", 1);
-	kp_vms(k);
-	k->legacy = kp_legacy(k, "ok", NULL);
+	kl_host(k, "ok");
 	kl_upgrade(k);
 	assert_true(kl_legacy_gone(k, 1000));
 	assert_false(kl_exists(k, "keeper.pid"));
@@ -162,9 +170,7 @@ test_process_upgrade_wall_clock_step(void **state)
 {
 	struct kp *k = &kl;
 
-	kp_setup(k, "none", 1);
-	kp_vms(k);
-	k->legacy = kp_legacy(k, "fixed-mtime", NULL);
+	kl_host(k, "fixed-mtime");
 	kl_upgrade(k);
 	assert_true(kl_legacy_gone(k, 1000));
 	kl_alive_for(k, KP_F + 3 * KEEPER_TICK_MS);
@@ -181,9 +187,7 @@ test_process_upgrade_stale_domain(void **state)
 	struct kp *k = &kl;
 	int fd;
 
-	kp_setup(k, "none", 1);
-	kp_vms(k);
-	k->legacy = kp_legacy(k, "stale-d0", NULL);
+	kl_host(k, "stale-d0");
 	fd = util_pidfd_open(k->vm[0]);
 	kl_upgrade(k);
 	assert_int_equal(util_pidfd_exited(fd, 500), 1);
@@ -203,9 +207,7 @@ test_process_upgrade_stuck_old_keeper(void **state)
 	struct kp *k = &kl;
 	int fd[2], i;
 
-	kp_setup(k, "none", 1);
-	kp_vms(k);
-	k->legacy = kp_legacy(k, "silent", NULL);
+	kl_host(k, "silent");
 	for (i = 0; i < 2; i++)
 		fd[i] = util_pidfd_open(k->vm[i]);
 	k->keeper = kp_keeper(k->data);
@@ -280,9 +282,7 @@ test_process_upgrade_keeper_dies_midway(void **state)
 {
 	struct kp *k = &kl;
 
-	kp_setup(k, "none", 1);
-	kp_vms(k);
-	k->legacy = kp_legacy(k, "ok", NULL);
+	kl_host(k, "ok");
 	kp_legacy_round(k);
 	k->keeper = kp_keeper(k->data);
 	util_sleep_ms(300);	/* it watches (the old keeper's round is 1 s) */
