@@ -127,17 +127,17 @@ klegacy_observe(int pidfd, int64_t *bound, int *have)
 	char path[PATH_MAX], *text;
 	int64_t end = util_mono_ms() + KEEPER_LEGACY_SEE_MS, before;
 	struct stat prev, cur;
-	int known, i, n = 0;
+	int known, i, n = 0, gone = 0;
 
 	if (util_fmt(path, sizeof(path), "%s/keeper.status", kproc.data) < 0)
 		return 0;
 	before = util_mono_ms();
 	known = stat(path, &prev) == 0;
-	while (n == 0 && util_mono_ms() < end) {
+	while (n == 0 && !gone && util_mono_ms() < end) {
 		int64_t t;
 
-		if (util_pidfd_exited(pidfd, KLEGACY_POLL_MS) == 1)
-			break;	/* its last status is no later than `before` */
+		/* Ended: one last look, for a status written just before. */
+		gone = util_pidfd_exited(pidfd, KLEGACY_POLL_MS) == 1;
 		t = util_mono_ms();
 		if (stat(path, &cur) < 0 || (known && klegacy_same(&prev, &cur))) {
 			before = t;	/* unchanged when this stat began */

@@ -77,6 +77,8 @@ kp_legacy_main(char **argv)
 
 			(void)utimensat(AT_FDCWD, path, ts, 0);
 		}
+		if (strcmp(mode, "last-round") == 0 && seq == 2)
+			_exit(0);	/* its status of round 2 just written */
 		if (strcmp(mode, "silent") == 0) {
 			/* Its round hangs in a write: no status, no exit. */
 			signal(SIGTERM, SIG_IGN);

@@ -74,7 +74,8 @@ void	 kp_drain(struct kp *k);
  * then writes data/keeper.status by rename. mode: "ok"; "fixed-mtime"
  * (each status file dated 2001, as after a wall clock step); "stale-d0"
  * (its renewals of d0 fail: not renewed for 10 s and counting); "silent"
- * (one status, then its round hangs: no more, deaf to SIGTERM).
+ * (one status, then its round hangs: no more, deaf to SIGTERM);
+ * "last-round" (exits right after its second status).
  * other_data: the --data on its command line (its agent's); NULL: data.
  * Writes data/keeper.pid (as the old agent did) and returns once its
  * first status is written. */

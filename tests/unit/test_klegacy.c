@@ -198,6 +198,25 @@ test_process_upgrade_stale_domain(void **state)
 	kp_stop(k);
 }
 
+/* Guards klegacy.c: klegacy_observe() looks once more when the old
+ * keeper ends: one that writes its status and exits at once (between two
+ * of the new keeper's looks) still hands its renewal times over, and the
+ * VMs live on. (Stopping the watch at its exit without that look, both
+ * QEMUs are killed.) */
+static void
+test_process_upgrade_old_keeper_ends_after_a_round(void **state)
+{
+	struct kp *k = &kl;
+
+	kl_host(k, "last-round");	/* its first round is done */
+	k->keeper = kp_keeper(k->data);
+	assert_int_equal(kp_wait_sock(k, KL_START_MS), 0);
+	assert_true(kl_legacy_gone(k, 1000));
+	kl_alive_for(k, KP_F + 3 * KEEPER_TICK_MS);
+	kl_both_ok(k, 2);
+	kp_stop(k);
+}
+
 /* Guards klegacy.c: an old keeper that shows no renewal within
  * KEEPER_LEGACY_SEE_MS (its round hangs; deaf to SIGTERM) proves nothing:
  * it is killed and every QEMU it guarded is killed too. */
@@ -314,6 +333,9 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_upgrade_wall_clock_step,
 		    kl_teardown),
 		cmocka_unit_test_teardown(test_process_upgrade_stale_domain,
+		    kl_teardown),
+		cmocka_unit_test_teardown(
+		    test_process_upgrade_old_keeper_ends_after_a_round,
 		    kl_teardown),
 		cmocka_unit_test_teardown(test_process_upgrade_stuck_old_keeper,
 		    kl_teardown),
