@@ -203,7 +203,8 @@ keeper_legacy_takeover(void)
 
 		if (!have[i]) {
 			log_warnx("keeper: storage %s: the previous keeper showed "
-			    "no renewal: its QEMUs are killed", d->name);
+			    "no renewal%s", d->name, d->state > KD_LATE ?
+			    ": its QEMUs are killed" : "");
 			continue;
 		}
 		if (d->state > KD_LATE || bound[i] > d->last_ok) {
