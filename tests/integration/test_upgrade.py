@@ -10,11 +10,11 @@ host's other leftovers (the VM records, QMP sockets, TAPs) are the same in
 both versions, so the VM is started by this version's agent, which then
 stops, and its keeper is swapped for the old one.
 
-Guards src/agent/klegacy.c (keeper_legacy_takeover and what it reads),
-src/agent/kmain.c (keeper_main calling it before the first tick) and
-src/agent/lease.c (keeperctl_launch waiting for a keeper that takes over):
-without the first two the VM's QEMU is killed when the agent starts; without
-the third the agent gives up on its keeper and exits.
+Guards src/agent/klegacy.c (keeper_legacy_takeover and what it reads) and
+src/agent/kmain.c (keeper_main calling it before the first tick): without
+them the VM's QEMU is killed when the agent starts. (src/agent/lease.c's
+longer wait for a keeper that takes over matters when the old keeper's
+round is slow; tests/unit/test_klegacy.c covers the takeover's faults.)
 """
 
 import json
