@@ -24,6 +24,7 @@ import urllib.parse
 import urllib.request
 
 import harness
+from watchdogs import Watchdogs
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
@@ -338,6 +339,7 @@ class Daemon:
         return os.path.splitext(self.log_path)[0] + ".san"
 
     def start(self):
+        _watchdog_check(self.argv)
         log = open(self.log_path, "ab")
         self.log_start = log.tell()
         log.write(("---- %s: %s\n" % (time.strftime("%H:%M:%S"),
@@ -428,6 +430,20 @@ class Daemon:
             return ""
 
 
+def _watchdog_check(argv):
+    """An agent a test starts names its watchdog: the agent's default,
+    auto, would arm a real /dev/watchdog on a machine that has one, and
+    the machine would reset when its keeper stops petting."""
+    for i, a in enumerate(argv[1:], 1):
+        if a == "agent" and os.path.basename(argv[i - 1]).startswith("cvirt"):
+            spec = argv[argv.index("--watchdog") + 1] \
+                if "--watchdog" in argv else "auto"
+            if spec != "none" and not spec.startswith("unix:"):
+                raise CvirtError("a test agent runs with --watchdog %s: give "
+                                 "it the stand-in (Cluster.start_agent) or "
+                                 "none (docs/testing.md)" % spec)
+
+
 class Cluster:
     """A manager plus agents on 127.0.0.1, all hosts sharing D/storage.
 
@@ -459,6 +475,7 @@ class Cluster:
         self.agent_extra = {}     # name -> extra argv
         self.uuids = set()        # every VM uuid this cluster has seen
         self.db_url = None        # this cluster's PostgreSQL database
+        self.watchdogs = None     # the hosts' watchdog stand-in
         self.env = self._env()
         Cluster.active.append(self)
 
@@ -636,13 +653,20 @@ class Cluster:
             self.agent_extra[name] = list(extra)
         adir = os.path.join(self.base, "a-" + name)
         os.makedirs(adir, exist_ok=True)
+        extra = self.agent_extra.get(name, [])
+        if "--watchdog" not in extra:
+            # A keeper that pets the stand-in: a watchdog host for the
+            # manager, and never a real /dev/watchdog (watchdogs.py).
+            if self.watchdogs is None:
+                self.watchdogs = Watchdogs(os.path.join(self.base, "wd"),
+                                           self.base)
+            extra = ["--watchdog", self.watchdogs.spec(name)] + extra
         d = Daemon(
             "agent " + name,
             self.wrap(name, [self.bin, "agent", "--data", adir, "--manager", self.url,
              "--token-file", self.token_file, "--name", name,
              "--listen", "%s:%d" % (self.addr(name), self.agent_ports[name]),
-             "--storage", "local=" + self.storage]
-            + self.agent_extra.get(name, [])),
+             "--storage", "local=" + self.storage] + extra),
             os.path.join(self.logdir, "agent-%s.log" % name), self.env)
         self.agents[name] = d
         d.start()
@@ -953,6 +977,10 @@ class Cluster:
         for d in daemons:
             d.stop(timeout=10)
         self.uuids |= uuids
+        # Keepers left with their VMs are killed below: not a host reset.
+        if self.watchdogs is not None:
+            self.watchdogs.stop()
+            self.watchdogs = None
         leftovers = set(self.cluster_qemus()) | self.cluster_keepers() | \
             self.cluster_dnsmasqs()
         for pid in leftovers:

@@ -185,6 +185,12 @@ def _cores():
 _cores_seen = _cores()
 
 
+def add_problem(text):
+    """A problem another part of the harness saw (the watchdog stand-in,
+    watchdogs.py, from its thread): the next check() returns it."""
+    _pending.append(text)
+
+
 def collect():
     """Reads now what check() would (before the files go away); the next
     check() returns it."""
@@ -194,8 +200,9 @@ def collect():
 def check():
     """Problems seen since the last call: each a string naming the daemon,
     what happened and where to read more. Empty when all is well."""
-    problems = _pending[:]
-    del _pending[:]
+    problems = []
+    while _pending:     # one pop at a time: the stand-in's thread adds
+        problems.append(_pending.pop(0))
     excused = set(_keeper_ends) | {r.log_path for r in _runs
                                    if r.declared is not None}
     _keeper_ends.clear()

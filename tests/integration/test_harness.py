@@ -175,6 +175,53 @@ def test_keeper_with_its_host(cl):
     assert d.wait(10)
 
 
+def pet(wd, host, text):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(text.encode(), wd.spec(host)[len("unix:"):])
+    s.close()
+
+
+def stand_in(tmp_path, host):
+    from watchdogs import Watchdogs
+    wd = Watchdogs(str(tmp_path / "wd"), "inner")
+    wd.spec(host)
+    return wd
+
+
+def test_watchdog_expires(tmp_path):
+    wd = stand_in(tmp_path, "hx")
+    try:
+        pet(wd, "hx", "pet 200\n")
+        time.sleep(0.5)
+    finally:
+        wd.stop()
+
+
+def test_watchdog_petted(tmp_path):
+    wd = stand_in(tmp_path, "hp")
+    try:
+        for _ in range(10):
+            pet(wd, "hp", "pet 200\n")
+            time.sleep(0.05)
+        pet(wd, "hp", "disarm\n")
+        time.sleep(0.4)
+        assert wd.status("hp")["pets"] == 10
+    finally:
+        wd.stop()
+
+
+def test_watchdog_of_a_crashed_host(tmp_path):
+    wd = stand_in(tmp_path, "hc")
+    try:
+        pet(wd, "hc", "pet 200\n")
+        time.sleep(0.05)
+        wd.forget("hc", "the test crashes it")
+        pet(wd, "hc", "pet 200\n")     # sent just before it died
+        time.sleep(0.5)
+    finally:
+        wd.stop()
+
+
 def test_module_first(mcl):
     touch(start(mcl, "mod"), "leak")
 
@@ -210,6 +257,12 @@ EXPECTED = {
     "test_keeper_exit1": ["kexit", "keeper pid 4243 exits with status 1"],
     "test_keeper_ended_on_purpose": None,
     "test_keeper_with_its_host": None,
+    # The watchdog stand-in (watchdogs.py): a keeper that stops petting
+    # fails the test, unless the test took its host down (forget).
+    "test_watchdog_expires": ["watchdog stand-in of inner",
+                              "host hx's lease keeper stopped petting"],
+    "test_watchdog_petted": None,
+    "test_watchdog_of_a_crashed_host": None,
     "test_module_first": None,
     # The module's stand-in leaked in the first test; it exits, and says
     # so, when the module's cluster stops after the last one.
@@ -274,6 +327,23 @@ def test_planted_bug_fails_the_test_that_touched_it(inner, name):
         assert got, "%s should fail:\n%s" % (name, out[-6000:])
         for w in want:
             assert w in got, "%s: %r not in:\n%s" % (name, w, got)
+
+
+@pytest.mark.parametrize("spec", [None, "auto", "/dev/watchdog"])
+def test_agent_without_a_stand_in_is_refused(spec):
+    """An agent a test starts without the stand-in or none is refused
+    before it runs: with auto (the default) or a device, its keeper would
+    arm a real watchdog on a machine that has one. Guards
+    cvirt._watchdog_check (called by Daemon.start)."""
+    import cvirt
+    argv = ["ip", "netns", "exec", "x", "/x/build-san/cvirt", "agent",
+            "--data", "/d"] + (["--watchdog", spec] if spec else [])
+    with pytest.raises(cvirt.CvirtError, match="--watchdog %s" %
+                       (spec or "auto")):
+        cvirt._watchdog_check(argv)
+    cvirt._watchdog_check(argv[:6] + ["--watchdog", "none"])
+    cvirt._watchdog_check(argv[:6] + ["--watchdog", "unix:/w/h1.sock"])
+    cvirt._watchdog_check(["/x/cvirt", "manager", "--data", "/d"])
 
 
 def test_counts_each_test_once(inner):

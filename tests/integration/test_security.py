@@ -394,7 +394,8 @@ def test_agent_answers_503_until_it_has_registered(cluster, tmp_path):
         cluster.bin, "agent", "--data", os.path.join(cluster.base, "a-unreg"),
         "--manager", "http://127.0.0.1:%d" % nowhere, "--token-file",
         cluster.token_file, "--name", "unreg", "--listen",
-        "127.0.0.1:%d" % port, "--storage", "local=%s" % tmp_path],
+        "127.0.0.1:%d" % port, "--storage", "local=%s" % tmp_path,
+        "--watchdog", "none"],
         os.path.join(cluster.logdir, "agent-unreg.log"), cluster.env)
     d.start()
     try:
