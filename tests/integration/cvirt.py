@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -513,6 +514,25 @@ class Cluster:
             u = urllib.parse.urlsplit(server)
             self.db_url = urllib.parse.urlunsplit(u._replace(path="/" + name))
         return ["--db", self.db_url]
+
+    def db_rows(self, sql):
+        """Rows of one query on this cluster's database (the SQLite file,
+        read-only, or psql on PostgreSQL) as lists of strings ("" for
+        NULL)."""
+        if self.db_url:
+            p = subprocess.run(["psql", "-At", "-F", "\x1f", self.db_url,
+                                "-c", sql], capture_output=True, text=True,
+                               timeout=30, env=self.env)
+            if p.returncode != 0:
+                raise CvirtError("psql: %s" % p.stderr)
+            return [line.split("\x1f") for line in p.stdout.splitlines()]
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
+            self.mdir, "cvirt.db"), uri=True, timeout=10)
+        try:
+            return [["" if v is None else str(v) for v in row]
+                    for row in db.execute(sql)]
+        finally:
+            db.close()
 
     def start_manager(self, timeout=20, lead=True):
         """Starts (or restarts) the manager; with lead, waits until it
