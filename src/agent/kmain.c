@@ -183,8 +183,16 @@ keeper_lock(char *err, size_t errsz)
 		return -1;
 	}
 	for (i = 0; i < 100; i++) {
-		if (flock(kproc.lock_fd, LOCK_EX | LOCK_NB) == 0)
+		if (flock(kproc.lock_fd, LOCK_EX | LOCK_NB) == 0) {
+			char pid[16];
+			int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+			/* Who holds it, for the agent (keeperctl_holder). */
+			if (ftruncate(kproc.lock_fd, 0) < 0 ||
+			    pwrite(kproc.lock_fd, pid, (size_t)n, 0) != n)
+				log_warn("keeper: cannot write its pid to %s", path);
 			return 0;
+		}
 		util_sleep_ms(20);
 	}
 	snprintf(err, errsz, "another keeper runs for %s", kproc.data);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -500,20 +501,111 @@ keeperctl_watch(void *arg)
 	return NULL;
 }
 
+static int
+keeperctl_is_keeper(pid_t pid)
+{
+	char path[64], *comm;
+	int yes;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	comm = util_read_file(path, 64, NULL);
+	yes = comm && strncmp(comm, KEEPER_COMM "\n", sizeof(KEEPER_COMM)) == 0;
+	free(comm);
+	return yes;
+}
+
+/* The keeper that holds DATA/keeper.lock (it does for life, and writes
+ * its pid there): 1 with a pidfd on it in *fd, 0 when none holds it, -1
+ * on an error. A lock is what tells that a keeper lives, not an answer
+ * in time: one stopped or starved for a while must get no sibling. */
+static int
+keeperctl_holder(pid_t *pid, int *fd)
+{
+	char path[PATH_MAX], buf[16];
+	int lfd, tries, rc = -1;
+	uint64_t v;
+	ssize_t n;
+
+	*fd = -1;
+	if (util_fmt(path, sizeof(path), "%s/keeper.lock", agent_cfg.data) < 0)
+		return -1;
+	if ((lfd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT ? 0 : -1;
+	/* A keeper that has just taken it writes its pid a moment later. */
+	for (tries = 0; tries < 100 && rc < 0; tries++) {
+		if (flock(lfd, LOCK_EX | LOCK_NB) == 0) {
+			(void)flock(lfd, LOCK_UN);
+			rc = 0;
+			break;
+		}
+		if (errno != EWOULDBLOCK)
+			break;
+		n = pread(lfd, buf, sizeof(buf) - 1, 0);
+		buf[n > 0 ? n : 0] = '\0';
+		buf[strcspn(buf, "\n")] = '\0';
+		if (util_parse_u64(buf, 1, INT32_MAX, &v) == 0 &&
+		    (*fd = util_pidfd_open((pid_t)v)) >= 0) {
+			/* Checked after the pidfd is open: not a reused pid. */
+			if (keeperctl_is_keeper((pid_t)v)) {
+				*pid = (pid_t)v;
+				rc = 1;
+				break;
+			}
+			close(*fd);
+			*fd = -1;
+		}
+		util_sleep_ms(10);
+	}
+	close(lfd);
+	return rc;
+}
+
+/* The status of the keeper that holds the lock, however long it takes
+ * it to answer; NULL once it has ended. */
+static json_t *
+keeperctl_wait_holder(pid_t pid, int fd)
+{
+	int64_t t0 = util_mono_ms(), told = 0;
+	json_t *st;
+
+	while ((st = keeperctl_status(KC_STATUS_MS)) == NULL &&
+	    util_pidfd_exited(fd, 0) == 0) {
+		if (util_mono_ms() - t0 >= told + 2000) {
+			told = util_mono_ms() - t0;
+			log_warnx("lease keeper pid %d holds %s/keeper.lock but has "
+			    "not answered for %lld ms (stopped or starved): "
+			    "waiting for it, no second keeper", (int)pid,
+			    agent_cfg.data, (long long)told);
+		}
+		util_sleep_ms(50);
+	}
+	return st;
+}
+
 int
 keeperctl_start(void)
 {
-	json_t *st;
-	int same = 0;
+	json_t *st = NULL;
+	pid_t hpid = 0;
+	int same = 0, hfd = -1, held;
 
 	if (keeperctl_conf_write() < 0) {
 		log_warn("cannot write %s/keeper.conf", agent_cfg.data);
 		return -1;
 	}
+	if ((held = keeperctl_holder(&hpid, &hfd)) < 0) {
+		log_warn("cannot tell whether a lease keeper holds %s/keeper.lock",
+		    agent_cfg.data);
+		return -1;
+	}
+	if (held)
+		st = keeperctl_wait_holder(hpid, hfd);
+	if (hfd >= 0)
+		close(hfd);
 	/* A keeper left by the previous agent: kept when its configuration
 	 * is ours (no gap at all), else replaced (it takes over the renewal
 	 * times through RUN/keeper.state). */
-	if ((st = keeperctl_status(KC_STATUS_MS)) != NULL) {
+	if (st != NULL) {
 		pid_t pid = (pid_t)json_integer_value(json_object_get(st, "pid"));
 		int fd = util_pidfd_open(pid);
 

@@ -104,6 +104,9 @@ kp_child(int argc, char **argv)
 	}
 	if (argc == 8 && strcmp(argv[1], "--legacy-keeper") == 0)
 		kp_legacy_main(argv);
+	/* What the agent's keeperctl_spawn runs: /proc/self/exe keeper. */
+	if (argc == 4 && strcmp(argv[1], "keeper") == 0)
+		exit(keeper_main(argc - 1, argv + 1));
 	n = readlink("/proc/self/exe", self_exe, sizeof(self_exe) - 1);
 	if (n <= 0)
 		exit(1);

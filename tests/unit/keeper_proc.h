@@ -31,8 +31,9 @@ struct kp {
 	pid_t	legacy;		/* the old keeper's stand-in, or 0 */
 };
 
-/* First thing in main(): runs a stand-in when argv asks for one (never
- * returns then); else remembers this binary's path. */
+/* First thing in main(): runs a stand-in, or the keeper the agent's code
+ * spawns (`keeper --data D`), when argv asks for one (never returns
+ * then); else remembers this binary's path. */
 void	 kp_child(int argc, char **argv);
 void	 kp_mkdir(const char *p);
 /* A stand-in QEMU: this binary with "-uuid U" on its command line. */

@@ -9,8 +9,10 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -712,6 +714,107 @@ test_process_exit_record(void **state)
 	kp_stop(k);
 }
 
+/* The agent's settings for k's keeper (as `cvirt agent` would have). */
+static void
+kp_agent_cfg(struct kp *k)
+{
+	int i;
+
+	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s", k->data);
+	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s", k->run);
+	snprintf(agent_cfg.name, sizeof(agent_cfg.name), "h1");
+	snprintf(agent_cfg.watchdog, sizeof(agent_cfg.watchdog), "none");
+	agent_cfg.nstorage = 2;
+	for (i = 0; i < 2; i++) {
+		snprintf(agent_cfg.storage[i].name, sizeof(agent_cfg.storage[i].name),
+		    "d%d", i);
+		snprintf(agent_cfg.storage[i].path, sizeof(agent_cfg.storage[i].path),
+		    "%s", k->d[i]);
+		agent_cfg.storage[i].direct = 1;
+	}
+	agent_cfg.renew_ms = R;
+	agent_cfg.fence_ms = F;
+	agent_cfg.kill_grace_ms = K;
+	agent_cfg.watchdog_ms = W;
+}
+
+/* Keeper processes of data: named cvirt-keeper, --data on their line. */
+static int
+kp_count_keepers(const char *data)
+{
+	struct dirent *e;
+	DIR *d = opendir("/proc");
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)) != NULL) {
+		char path[64], *comm;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
+		if ((comm = util_read_file(path, 64, NULL)) == NULL)
+			continue;
+		if (strcmp(comm, KEEPER_COMM "\n") == 0 &&
+		    util_pid_has_arg(atoi(e->d_name), data))
+			n++;
+		free(comm);
+	}
+	closedir(d);
+	return n;
+}
+
+static int kp_started_rc = -2;
+
+static void *
+kp_agent_start(void *arg)
+{
+	(void)arg;
+	kp_started_rc = keeperctl_start();
+	return NULL;
+}
+
+/* Guards lease.c: keeperctl_start() (keeperctl_holder): a restarted agent
+ * whose keeper is alive but does not answer (here SIGSTOPped for 1.5 s,
+ * seven times the agent's 200 ms status timeout; on a loaded host,
+ * starved) waits for it and keeps it: no second keeper is ever started
+ * beside it. The agent took a status timeout for "no keeper" and spawned
+ * one, which then failed on the keeper lock (and the agent with it). */
+static void
+test_agent_keeps_a_slow_keeper(void **state)
+{
+	struct kp *k = &kp_cur;
+	pthread_t th;
+	json_t *r;
+	pid_t pid;
+
+	kp_setup(k, "none", 1);
+	kp_agent_cfg(k);
+	assert_int_equal(keeperctl_start(), 0);
+	r = kp_call(k, "{\"op\":\"status\"}");
+	pid = (pid_t)json_integer_value(json_object_get(r, "pid"));
+	json_decref(r);
+	k->keeper = pid;	/* not our child: kp_stop kills it all the same */
+	keeperctl_stop(0);	/* the agent ends; its keeper runs on */
+	assert_int_equal(kp_count_keepers(k->data), 1);
+
+	assert_int_equal(kill(pid, SIGSTOP), 0);
+	kp_started_rc = -2;
+	assert_int_equal(pthread_create(&th, NULL, kp_agent_start, NULL), 0);
+	util_sleep_ms(1500);
+	assert_int_equal(kp_count_keepers(k->data), 1);
+	assert_int_equal(kp_started_rc, -2);	/* still waiting for it */
+	assert_int_equal(kill(pid, SIGCONT), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(kp_started_rc, 0);
+	r = kp_call(k, "{\"op\":\"status\"}");
+	assert_int_equal(json_integer_value(json_object_get(r, "pid")), pid);
+	json_decref(r);
+	assert_int_equal(kp_count_keepers(k->data), 1);
+	keeperctl_stop(0);
+	kp_stop(k);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -738,6 +841,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_takeover, kp_teardown),
 		cmocka_unit_test_teardown(test_process_corrupt_state, kp_teardown),
 		cmocka_unit_test_teardown(test_process_exit_record, kp_teardown),
+		cmocka_unit_test_teardown(test_agent_keeps_a_slow_keeper, kp_teardown),
 	};
 	kp_child(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
