@@ -57,10 +57,12 @@ keeper_op_status(json_t *req, int64_t now)
 		pthread_mutex_lock(&kproc.dom[i].lock);
 		snprintf(err, sizeof(err), "%s", kproc.dom[i].error);
 		pthread_mutex_unlock(&kproc.dom[i].lock);
-		json_object_set_new(doms, d->name, json_pack("{s:s, s:I, s:b, "
+		/* No renewal known yet (a keeper without its predecessor's
+		 * state): no age at all, rather than one counted from 0. */
+		json_object_set_new(doms, d->name, json_pack("{s:s, s:o, s:b, "
 		    "s:s}", "state", keeper_state_name(d->state), "age_ms",
-		    (json_int_t)(now - d->last_ok), "direct", d->direct,
-		    "error", err));
+		    d->last_ok ? json_integer(now - d->last_ok) : json_null(),
+		    "direct", d->direct, "error", err));
 	}
 	return json_pack("{s:b, s:i, s:s, s:s, s:I, s:o, s:i, s:{s:I, s:I, "
 	    "s:I, s:I, s:I}, s:s, s:s}", "ok", 1, "pid", (int)getpid(),
@@ -98,6 +100,9 @@ keeper_op_vm_add(json_t *req, int64_t now)
 			return keeper_fail("storage %s: not guarded by this keeper",
 			    json_is_string(e) ? json_string_value(e) : "?");
 		d = &kproc.s.dom[k];
+		if (d->last_ok == 0)
+			return keeper_fail("storage %s: lease not renewed yet",
+			    d->name);
 		if (d->state != KD_OK || now - d->last_ok >= 2 * kproc.s.t.renew_ms)
 			return keeper_fail("storage %s: lease not renewed (age "
 			    "%lld ms)", d->name, (long long)(now - d->last_ok));

@@ -121,7 +121,10 @@ keeper_absorb(struct kstate *s, int i, int64_t now, struct kacts *a)
 }
 
 /* Every QEMU of a fencing domain gone (and its dirty pages flushed when
- * the domain has no O_DIRECT): confirmed. Else unconfirmed at last_ok + F. */
+ * the domain has no O_DIRECT): confirmed. Else unconfirmed at last_ok + F,
+ * at once when no renewal is known (last_ok 0: a keeper without its
+ * predecessor's state found QEMUs there, whose deadline may have passed):
+ * no pets until they are gone. */
 static void
 keeper_confirm(struct kstate *s, int i, int64_t now, struct kacts *a)
 {
@@ -139,7 +142,8 @@ keeper_confirm(struct kstate *s, int i, int64_t now, struct kacts *a)
 			a->sync |= 1u << i;
 		}
 	}
-	if (d->state == KD_FENCING && now >= d->last_ok + s->t.fence_ms)
+	if (d->state == KD_FENCING && (d->last_ok == 0 ||
+	    now >= d->last_ok + s->t.fence_ms))
 		d->state = KD_UNCONFIRMED;
 }
 
@@ -180,8 +184,10 @@ keeper_decide(struct kstate *s, int64_t now, struct kacts *a, int *closed,
 		a->kill[a->nkill++] = j;
 		for (i = 0; i < s->ndom; i++)
 			if ((v->mask & lost & (1u << i)) &&
-			    s->dom[i].state == KD_FENCED)
+			    s->dom[i].state == KD_FENCED) {
 				s->dom[i].state = KD_FENCING;
+				s->dom[i].fence_at = now;
+			}
 	}
 	for (i = 0; i < s->ndom; i++) {
 		keeper_confirm(s, i, now, a);

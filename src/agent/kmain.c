@@ -478,17 +478,36 @@ keeper_log_changes(const struct kacts *a, int64_t now, const int *old)
 		if (!(a->changed & (1u << i)))
 			continue;
 		keeper_dom_pids(i, pids, sizeof(pids));
-		if (d->state == KD_FENCING && old[i] <= KD_LATE)
+		if (d->state > KD_LATE && d->state != KD_FENCED &&
+		    old[i] == KD_FENCED && d->last_ok == 0)
+			/* The kill of QEMUs found by a keeper that knows no
+			 * renewal: their deadline may have passed already. */
+			log_warnx("keeper: storage %s: no renewal of it is known "
+			    "(this keeper started without its predecessor's "
+			    "state): QEMU pids %s found on it are killed; %s until "
+			    "they are gone", d->name, pids[0] ? pids : "none",
+			    kproc.wd.kind != WD_NONE ? "the watchdog is not petted "
+			    "and no VM starts" : "no VM starts on it");
+		else if (d->state == KD_FENCING && old[i] <= KD_LATE)
 			log_error("keeper: storage %s lease not renewed for %lld ms:"
 			    " killing its QEMUs (pids %s)", d->name,
 			    (long long)(now - d->last_ok), pids[0] ? pids : "none");
 		else if (d->state == KD_FENCED)
 			log_warnx("keeper: storage %s fenced: every QEMU on it is "
 			    "confirmed gone", d->name);
+		else if (d->state == KD_UNCONFIRMED && d->last_ok == 0)
+			log_error("keeper: storage %s: fence NOT confirmed %lld ms "
+			    "after the kill (no renewal of it known): %s%s%s",
+			    d->name, (long long)(now - d->fence_at),
+			    pids[0] ? "QEMU pids (state) left: " :
+			    "its page cache is not flushed (syncfs hangs)",
+			    pids[0] ? pids : "", kproc.wd.kind != WD_NONE ? "; the "
+			    "watchdog is no longer petted" : "; no watchdog "
+			    "(kill-only)");
 		else if (d->state == KD_UNCONFIRMED)
 			log_error("keeper: storage %s: fence NOT confirmed %lld ms "
 			    "after the last renewal: %s%s%s", d->name,
-			    (long long)(d->last_ok ? now - d->last_ok : -1),
+			    (long long)(now - d->last_ok),
 			    pids[0] ? "QEMU pids (state) left: " :
 			    "its page cache is not flushed (syncfs hangs)",
 			    pids[0] ? pids : "", kproc.wd.kind != WD_NONE ? "; the "

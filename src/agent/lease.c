@@ -206,6 +206,11 @@ keeperctl_ready(const char *storage, char *err, size_t errsz)
 	if (d == NULL)
 		snprintf(err, errsz, "storage %s is not attached to host %s",
 		    storage ? storage : "?", agent_cfg.name);
+	else if ((state == NULL || strcmp(state, "ok") != 0) &&
+	    !json_is_integer(json_object_get(d, "age_ms")))
+		snprintf(err, errsz, "storage %s: its lease is not renewed on "
+		    "host %s yet (%s)", storage, agent_cfg.name,
+		    state ? state : "?");
 	else if (state == NULL || strcmp(state, "ok") != 0)
 		snprintf(err, errsz, "storage %s: its lease is not renewed on "
 		    "host %s (age %lld ms, %s)", storage, agent_cfg.name,
@@ -724,8 +729,11 @@ keeperctl_info(json_t *info)
 
 		json_object_set_new(e, "lease", json_string(
 		    keeperctl_lease_word(state)));
-		json_object_set_new(e, "lease_age_ms", json_integer(d ?
-		    json_integer_value(json_object_get(d, "age_ms")) : -1));
+		/* null: no keeper answers, or no renewal is known yet */
+		json_object_set_new(e, "lease_age_ms", json_is_integer(
+		    json_object_get(d, "age_ms")) ? json_integer(
+		    json_integer_value(json_object_get(d, "age_ms"))) :
+		    json_null());
 		/* No keeper: nobody can vouch for a fence. */
 		json_object_set_new(e, "fence", json_string(state == NULL ?
 		    "unconfirmed" : strcmp(state, "ok") == 0 || strcmp(state,

@@ -257,8 +257,10 @@ test_decide_pets(void **state)
 }
 
 /* Guards keeper.c: a QEMU found on a fenced domain (a keeper restarted
- * without its state starts every domain fenced) is killed, and the domain
- * is not ok again until it is gone, whatever the renewals say. */
+ * without its state starts every domain fenced) is killed at once and,
+ * no renewal being known (its deadline may have passed), the fence is
+ * unconfirmed (no pets) until it is gone; the domain is ok again only
+ * after a renewal that started after the kill, whatever came before. */
 static void
 test_decide_found_on_fenced_domain_is_killed(void **state)
 {
@@ -272,10 +274,18 @@ test_decide_found_on_fenced_domain_is_killed(void **state)
 	s.dom[0].io_last_done = 950;	/* renewed since the keeper started */
 	decide(&s, 1000, &a);
 	assert_int_equal(a.nkill, 1);
-	assert_int_not_equal(s.dom[0].state, KD_OK);
+	/* No renewal known: its deadline may have passed, no pets. */
+	assert_int_equal(s.dom[0].state, KD_UNCONFIRMED);
+	assert_int_equal(s.dom[0].fence_at, 1000);
+	assert_int_equal(a.pet, 0);
 	s.vm[0].exited = 1;
 	decide(&s, 1100, &a);
+	assert_int_equal(s.dom[0].state, KD_FENCED);
+	assert_int_equal(a.pet, 1);
 	decide(&s, 1200, &a);
+	assert_int_equal(s.dom[0].state, KD_FENCED);	/* 950: before the kill */
+	s.dom[0].io_last_done = 1050;
+	decide(&s, 1300, &a);
 	assert_int_equal(s.dom[0].state, KD_OK);
 }
 
@@ -764,6 +774,96 @@ kp_count_keepers(const char *data)
 	return n;
 }
 
+/* Guards kctl.c: keeper_op_status() ("age_ms" null while no renewal is
+ * known), lease.c: keeperctl_info() and keeperctl_ready() (no age made
+ * up: lease_age_ms null), kmain.c: keeper_log_changes() and keeper.c:
+ * keeper_decide() for a keeper started without keeper.state (docs/
+ * keeper.md, "State across keepers"): d0's storage hangs from the start,
+ * so it is never renewed; d1 has a recorded QEMU. d0 is fenced (nothing
+ * to kill: no unconfirmed fence, pets go on), with no age; d1's QEMU is
+ * killed, the log says why (never "-1 ms" or a made-up age), and d1 is
+ * ok after its first renewal. Before, status gave d0 the monotonic clock
+ * since boot as its age and the log "fence NOT confirmed -1 ms". */
+static void
+test_process_fresh_keeper(void **state)
+{
+	char path[PATH_MAX], rec[256], logp[PATH_MAX], err[256], *text;
+	struct kp *k = &kp_cur;
+	json_t *r, *d, *info, *e;
+	int fd, saved, i;
+
+	kp_setup(k, "unix", 1);
+	snprintf(path, sizeof(path), "%s/leases/h1.json", k->d[0]);
+	assert_int_equal(mkfifo(path, 0666), 0);	/* d0 hangs in open() */
+	k->vm[1] = kp_standin(k->uuid[1]);
+	snprintf(path, sizeof(path), "%s/vms", k->data);
+	kp_mkdir(path);
+	snprintf(path, sizeof(path), "%s/vms/%s.json", k->data, k->uuid[1]);
+	snprintf(rec, sizeof(rec), "{\"uuid\":\"%s\",\"pid\":%d,\"storage\":"
+	    "\"d1\"}", k->uuid[1], (int)k->vm[1]);
+	assert_int_equal(util_write_file_atomic(path, rec, strlen(rec), 0644),
+	    0);
+	/* The keeper's log to a file of its own. */
+	snprintf(logp, sizeof(logp), "%s/keeper.log", k->base);
+	fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	assert_true(fd >= 0);
+	saved = dup(2);
+	dup2(fd, 2);
+	k->keeper = kp_keeper(k->data);
+	dup2(saved, 2);
+	close(saved);
+	close(fd);
+	assert_int_equal(kp_wait_sock(k, 2000), 0);
+	i = util_pidfd_open(k->vm[1]);
+	assert_int_equal(util_pidfd_exited(i, 2000), 1);
+	close(i);
+	for (i = 0; i < 200 && strcmp(kp_domstate(k, 1), "ok") != 0; i++)
+		util_sleep_ms(10);
+	r = kp_call(k, "{\"op\":\"status\"}");
+	d = json_object_get(json_object_get(r, "domains"), "d0");
+	assert_string_equal(json_string_value(json_object_get(d, "state")),
+	    "fenced");
+	assert_true(json_is_null(json_object_get(d, "age_ms")));
+	d = json_object_get(json_object_get(r, "domains"), "d1");
+	assert_string_equal(json_string_value(json_object_get(d, "state")), "ok");
+	assert_true(json_integer_value(json_object_get(d, "age_ms")) >= 0 &&
+	    json_integer_value(json_object_get(d, "age_ms")) < 2 * R);
+	assert_string_equal(json_string_value(json_object_get(r, "watchdog")),
+	    "armed");
+	json_decref(r);
+	kp_drain(k);
+	assert_true(kp_pets(k, 600) >= 1);
+
+	/* What the agent reports and answers. */
+	kp_agent_cfg(k);
+	info = json_pack("{s:[{s:s}, {s:s}]}", "storage", "name", "d0", "name",
+	    "d1");
+	keeperctl_info(info);
+	e = json_array_get(json_object_get(info, "storage"), 0);
+	assert_true(json_is_null(json_object_get(e, "lease_age_ms")));
+	assert_string_equal(json_string_value(json_object_get(e, "lease")),
+	    "lost");
+	assert_string_equal(json_string_value(json_object_get(e, "fence")),
+	    "fenced");
+	e = json_array_get(json_object_get(info, "storage"), 1);
+	assert_true(json_is_integer(json_object_get(e, "lease_age_ms")));
+	json_decref(info);
+	assert_int_equal(keeperctl_ready("d0", err, sizeof(err)), -1);
+	assert_string_equal(err, "storage d0: its lease is not renewed on host "
+	    "h1 yet (fenced)");
+	assert_int_equal(keeperctl_ready("d1", err, sizeof(err)), 0);
+
+	text = util_read_file(logp, 65536, NULL);
+	assert_non_null(text);
+	assert_non_null(strstr(text, "keeper: storage d1: no renewal of it is "
+	    "known (this keeper started without its predecessor's state): "
+	    "QEMU pids"));
+	assert_null(strstr(text, "-1 ms"));
+	assert_null(strstr(text, "NOT confirmed"));
+	free(text);
+	kp_stop(k);
+}
+
 static int kp_started_rc = -2;
 
 static void *
@@ -841,6 +941,7 @@ main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_process_takeover, kp_teardown),
 		cmocka_unit_test_teardown(test_process_corrupt_state, kp_teardown),
 		cmocka_unit_test_teardown(test_process_exit_record, kp_teardown),
+		cmocka_unit_test_teardown(test_process_fresh_keeper, kp_teardown),
 		cmocka_unit_test_teardown(test_agent_keeps_a_slow_keeper, kp_teardown),
 	};
 	kp_child(argc, argv);
