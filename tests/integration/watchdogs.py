@@ -101,12 +101,12 @@ class Watchdogs:
                     self.expiries.append((h.name, h.last_pet, late))
                     harness.add_problem(
                         "watchdog stand-in of %s: host %s's lease keeper "
-                        "stopped petting (last pet %.0f ms before the %d ms "
-                        "deadline passed, seen %.0f ms late): a real "
-                        "watchdog resets the host here (a test that takes "
-                        "a host down says so: Watchdogs.forget)"
-                        % (self.label, h.name, (h.deadline - h.last_pet) *
-                           1000.0, h.timeout_ms, late))
+                        "stopped petting: no pet for %.0f ms, its watchdog "
+                        "timeout is %d ms; a real watchdog resets the host "
+                        "here (a test that takes a host down says so: "
+                        "Watchdogs.forget)" % (self.label, h.name,
+                                               (now - h.last_pet) * 1000.0,
+                                               h.timeout_ms))
 
 
 class _Host:
