@@ -200,11 +200,14 @@ def test_watchdog_expires(tmp_path):
 def test_watchdog_petted(tmp_path):
     wd = stand_in(tmp_path, "hp")
     try:
+        # 1 s between pets and expiry: 50 ms sleeps never come that late
+        # (200 ms did on a loaded machine); a disarm that did not work
+        # expires within the 1.5 s after it.
         for _ in range(10):
-            pet(wd, "hp", "pet 200\n")
+            pet(wd, "hp", "pet 1000\n")
             time.sleep(0.05)
         pet(wd, "hp", "disarm\n")
-        time.sleep(0.4)
+        time.sleep(1.5)
         assert wd.status("hp")["pets"] == 10
     finally:
         wd.stop()
@@ -213,11 +216,14 @@ def test_watchdog_petted(tmp_path):
 def test_watchdog_of_a_crashed_host(tmp_path):
     wd = stand_in(tmp_path, "hc")
     try:
-        pet(wd, "hc", "pet 200\n")
-        time.sleep(0.05)
+        # Armed with a deadline no scheduling delay reaches before the
+        # forget (with 200 ms a loaded machine let it expire first).
+        pet(wd, "hc", "pet 60000\n")
+        cvirt.wait_for(lambda: wd.status("hc")["pets"] == 1, 10,
+                       "the first pet")
         wd.forget("hc", "the test crashes it")
-        pet(wd, "hc", "pet 200\n")     # sent just before it died
-        time.sleep(0.5)
+        pet(wd, "hc", "pet 200\n")     # sent just before it died: ignored
+        time.sleep(0.5)                # else it would expire in here
     finally:
         wd.stop()
 
