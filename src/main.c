@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "agent/agent.h"
+#include "agent/keeper.h"
 #include "cli/cli.h"
 #include "common/log.h"
 #include "manager/manager.h"
@@ -22,6 +23,7 @@ struct role {
  * per-thread heaps out of its resident memory (docs/performance.md). */
 static const struct role roles[] = {
 	{ "agent",	agent_main,	2 },
+	{ "keeper",	keeper_main,	1 },	/* exec'd by the agent */
 	{ "manager",	manager_main,	0 },
 	{ "sim",	sim_main,	0 },
 	{ "up",		up_main,	0 },

@@ -12,6 +12,7 @@
 
 #include "agent/agent.h"
 #include "agent/agent_int.h"
+#include "agent/keeper.h"
 #include "common/config.h"
 #include "common/httpc.h"
 #include "common/httpd.h"
@@ -28,7 +29,8 @@ static const char agent_usage[] =
     "                   [--config FILE (default /etc/cvirt/agent.conf)]\n"
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
     "                   [--memory MIB] [--migration-address IP]\n"
-    "                   [--ca-file FILE]\n";
+    "                   [--ca-file FILE] [--watchdog auto|none|DEVICE|unix:PATH]\n"
+    "                   [--watchdog-timeout-ms N] [--fence-ms N] [--renew-ms N]\n";
 
 static int
 agent_add_storage(const char *arg)
@@ -71,8 +73,8 @@ agent_add_storage(const char *arg)
 
 /* One agent per data directory: a second one (same --data) killed the
  * first one's lease keeper, started its own and re-attached to the same
- * VMs. Held until exit; O_CLOEXEC keeps it out of QEMU and helpers, and
- * the keeper (forked, not exec'd) closes it. */
+ * VMs. Held until exit; O_CLOEXEC keeps it out of QEMU, helpers and the
+ * keeper (exec'd). */
 static int
 agent_lock(void)
 {
@@ -118,6 +120,22 @@ agent_run_dir(void)
 	return util_mkdir_p(agent_cfg.run, 0700);
 }
 
+/* --watchdog: auto, none, a device path or unix:/PATH (the keeper opens
+ * it: docs/keeper.md). */
+static int
+agent_watchdog_spec(const char *spec)
+{
+	if ((strcmp(spec, "auto") != 0 && strcmp(spec, "none") != 0 &&
+	    spec[0] != '/' && strncmp(spec, "unix:/", 6) != 0) ||
+	    util_fmt(agent_cfg.watchdog, sizeof(agent_cfg.watchdog), "%s",
+	    spec) < 0) {
+		log_error("--watchdog wants auto, none, a device path or "
+		    "unix:/PATH, not \"%s\"", spec);
+		return -1;
+	}
+	return 0;
+}
+
 static int
 agent_parse(int argc, char **argv)
 {
@@ -133,15 +151,26 @@ agent_parse(int argc, char **argv)
 		{ "migration-address", required_argument, NULL, 'M' },
 		{ "memory", required_argument, NULL, 'R' },
 		{ "ca-file", required_argument, NULL, 'C' },
+		{ "watchdog", required_argument, NULL, 'W' },
+		{ "watchdog-timeout-ms", required_argument, NULL, 'w' },
+		{ "fence-ms", required_argument, NULL, 'F' },
+		{ "renew-ms", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *tokfile = NULL, *accel = "auto";
+	struct ktiming t;
+	char err[256];
 	uint64_t v;
 	int c;
 
 	agent_cfg.stop_timeout_s = 60;
 	agent_cfg.serial_max = 1024 * 1024;
+	snprintf(agent_cfg.watchdog, sizeof(agent_cfg.watchdog), "auto");
+	agent_cfg.renew_ms = 500;
+	agent_cfg.fence_ms = 3000;
+	agent_cfg.kill_grace_ms = KEEPER_KILL_GRACE_MS;
+	agent_cfg.watchdog_ms = 1000;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
 		switch (c) {
@@ -174,6 +203,20 @@ agent_parse(int argc, char **argv)
 			}
 			agent_cfg.memory_mib = (int64_t)v;
 			break;
+		case 'W':
+			if (agent_watchdog_spec(optarg) < 0)
+				return -1;
+			break;
+		case 'w':
+		case 'F':
+		case 'r':
+			if (util_parse_u64(optarg, 0, 600000, &v) < 0) {
+				log_error("%s wants milliseconds", argv[optind - 1]);
+				return -1;
+			}
+			*(c == 'w' ? &agent_cfg.watchdog_ms : c == 'F' ?
+			    &agent_cfg.fence_ms : &agent_cfg.renew_ms) = (int64_t)v;
+			break;
 		case 'h': fputs(agent_usage, stdout); exit(0);
 		default:
 			log_error("unknown or incomplete option %s", argv[optind - 1]);
@@ -191,6 +234,15 @@ agent_parse(int argc, char **argv)
 	}
 	if (!util_name_valid(agent_cfg.name)) {
 		log_error("invalid host name \"%s\"", agent_cfg.name);
+		return -1;
+	}
+	t.renew_ms = agent_cfg.renew_ms;
+	t.fence_ms = agent_cfg.fence_ms;
+	t.kill_grace_ms = agent_cfg.kill_grace_ms;
+	t.tick_ms = KEEPER_TICK_MS;
+	t.watchdog_ms = agent_cfg.watchdog_ms;
+	if (keeper_timing_check(&t, err, sizeof(err)) < 0) {
+		log_error("lease timing refused: %s", err);
 		return -1;
 	}
 	if (util_read_token(tokfile, agent_cfg.token, sizeof(agent_cfg.token)) < 0) {
@@ -284,15 +336,15 @@ agent_main(int argc, char **argv)
 	}
 	log_info("host %s: accel %s (%s)", agent_cfg.name, agent_cfg.accel,
 	    agent_cfg.accel_reason);
-	/* Forked before any thread exists; it outlives this process. */
-	if (lease_keeper_start() < 0)
-		log_warn("cannot start the lease keeper");
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* No VM starts here without a live keeper: none at all, none now. */
+	if (keeperctl_start() < 0)
+		return 1;
 	/* Before the re-attach, which may delete the TAPs of VMs that ended
 	 * meanwhile; the TAPs of running VMs are held open and stay. */
 	if (agent_net_init() < 0)
@@ -337,9 +389,10 @@ cleanup:
 	 * earlier agent that still run keep theirs renewed. */
 	if (vms_known) {
 		json_t *vms = vmhost_list();
-		if (json_array_size(vms) == 0)
-			lease_keeper_stop();
+		keeperctl_stop(json_array_size(vms) == 0);
 		json_decref(vms);
+	} else {
+		keeperctl_stop(0);
 	}
 	return rc;
 }

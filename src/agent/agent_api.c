@@ -71,7 +71,7 @@ api_reply_result(struct httpd_req *r, int rc, int status, const char *err,
 static json_t *
 api_info(void)
 {
-	json_t *st = json_array();
+	json_t *st = json_array(), *info;
 	char err[256];
 	int i;
 
@@ -91,11 +91,14 @@ api_info(void)
 		    "total_bytes", (json_int_t)total,
 		    "free_bytes", (json_int_t)avail));
 	}
-	return json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o}",
+	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
 	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
 	    "storage", st, "vms", vmhost_list());
+	if (info)
+		keeperctl_info(info);	/* fence, timing, keeper, leases */
+	return info;
 }
 
 static int

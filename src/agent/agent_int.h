@@ -17,6 +17,7 @@
 struct agent_storage {
 	char	name[UTIL_NAME_MAX + 1];
 	char	path[PATH_MAX];
+	int	direct;		/* its VMs' disks bypass the page cache */
 };
 
 /* Written once at start-up, read-only afterwards (except the key fields,
@@ -45,6 +46,12 @@ struct agent_cfg {
 	size_t			serial_max;	/* bytes kept per serial chunk */
 	int			lock_fd;	/* data/agent.lock, held for
 						 * life (> 2), or -1 */
+	/* the lease keeper (docs/keeper.md) */
+	char			watchdog[PATH_MAX];	/* auto|none|DEV|unix:PATH */
+	int64_t			renew_ms;	/* R */
+	int64_t			fence_ms;	/* F */
+	int64_t			kill_grace_ms;	/* K */
+	int64_t			watchdog_ms;	/* W */
 };
 
 extern struct agent_cfg agent_cfg;
@@ -227,9 +234,37 @@ int	 mig_resume(const char *uuid, json_t *params, char *err, size_t errsz,
  * so switches and bridges learn its MACs' new place at once. */
 void	 mig_announce(struct avm *vm);
 
-/* lease.c: storage leases, self-fencing, isolation records */
-int	 lease_keeper_start(void);	/* before any thread starts */
-void	 lease_keeper_stop(void);
+/* lease.c: the keeper's client (the keeper: keeper.h), lease records,
+ * isolation records */
+/* Start the keeper (or keep the running one when its configuration is
+ * the same) and the thread that restarts it at once when it dies. */
+int	 keeperctl_start(void);
+/* Ends the restart thread. leave: the host leaves, and the keeper stops
+ * and removes its leases unless it still guards a VM. */
+void	 keeperctl_stop(int leave);
+/* The keeper's status reply (docs/keeper.md), NULL when it does not
+ * answer within timeout_ms; new reference. */
+json_t	*keeperctl_status(int timeout_ms);
+/* 1 when the keeper answered its status within 200 ms. */
+int	 keeperctl_live(void);
+/* 0 when a VM on storage may start here now (keeper live, lease ok,
+ * watchdog petted); else -1 with the reason (for a 503) in err. */
+int	 keeperctl_ready(const char *storage, char *err, size_t errsz);
+/* Guard QEMU pid of uuid on domains (array of names, borrowed): its end
+ * is then confirmed by pidfd. -1 with the keeper's refusal in err. */
+int	 keeperctl_vm_add(const char *uuid, pid_t pid, json_t *domains,
+	    char *err, size_t errsz);
+int	 keeperctl_vm_del(const char *uuid);
+/* Leave mode: no kill on domain before until_ms (CLOCK_MONOTONIC). */
+int	 keeperctl_hold(const char *domain, int64_t until_ms);
+/* fence, timing, keeper and each storage entry's lease, lease_age_ms,
+ * fence and direct (docs/ha.md) added to an agent_info() object. */
+void	 keeperctl_info(json_t *info);
+/* One request to the keeper socket at sock (req borrowed); the reply
+ * (new reference) or NULL with err. */
+json_t	*keeperctl_call_at(const char *sock, json_t *req, int timeout_ms,
+	    char *err, size_t errsz);
+/* 1 when the keeper holds domain name's lease (ok or late). */
 int	 lease_storage_ok(const char *name);
 json_t	*lease_read_all(const char *root, char *err, size_t errsz);
 int	 lease_isolation_record(json_t *stopped);

@@ -791,6 +791,10 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
+	/* No QEMU starts without a live keeper holding its domain's lease. */
+	*status = 503;
+	if (keeperctl_ready(jstr(spec, "storage"), err, errsz) < 0)
+		goto cleanup;
 	*status = 400;
 	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
 	    jstr(spec, "storage"), err, errsz, status);
@@ -906,9 +910,20 @@ vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
 {
 	char qerr[256];
 	struct avm *vm;
+	json_t *ended = NULL;
 	int rc = -1;
 
-	if ((vm = vmhost_get_running(uuid, err, errsz, status)) == NULL)
+	/* Its QEMU ended here just before (a failure the manager has not
+	 * heard of yet): stopped is what was asked. */
+	if ((vm = vmhost_get(uuid)) == NULL && (ended = vmhost_exit_of(uuid))) {
+		log_info("vm %s: stop: its QEMU (pid %lld) has already ended "
+		    "(%s)", uuid, (long long)json_integer_value(json_object_get(
+		    ended, "pid")), json_string_value(json_object_get(ended,
+		    "state")));
+		goto done;
+	}
+	if (vm == NULL && (vm = vmhost_get_running(uuid, err, errsz,
+	    status)) == NULL)
 		goto cleanup;
 	pthread_mutex_lock(&vm->lock);
 	vm->stop_requested = 1;
@@ -942,6 +957,7 @@ done:
 	*status = 200;
 	rc = 0;
 cleanup:
+	json_decref(ended);
 	vmhost_put(vm);
 	return rc;
 }

@@ -167,9 +167,9 @@ cleanup:
 }
 
 /* An operator vouches that a host is off (powered off, reset, cut from
- * its storage): the VMs of a host without a watchdog (fence=kill-only) may
- * then restart elsewhere once its leases expired after this moment
- * (docs/ha.md). Refused while the host reports. */
+ * its storage): the VMs of a host without a watchdog (fence=kill-only, or
+ * no fence reported) may then restart elsewhere once its leases expired
+ * after this moment (docs/ha.md). Refused while the host reports. */
 static int
 api_host_confirm_off(struct httpd_req *r)
 {

@@ -153,13 +153,14 @@ fo_restart_ha_vms(const struct cluster_settings *cs)
 }
 
 /* How a host fences itself, from its own registration (never from what
- * another host reads on storage): FO_LEGACY for agents that do not say
- * (today's keeper, cvirt sim), which keep today's rule until the keeper
- * of issue 14 lands: lease expiry of a down host is enough. From then on
- * such a host is never fenced automatically (docs/ha.md, "Agents that do
- * not say how they fence"). */
-enum { FO_LEGACY, FO_WATCHDOG, FO_KILLONLY };
-#define FO_LEGACY_FENCE_MS	3000	/* that keeper's kill deadline */
+ * another host reads on storage). FO_NONE: it does not say (cvirt sim,
+ * an agent from before issue 14's keeper). Nothing proves such a host
+ * has a fence that holds when its storage hangs, so, like a kill-only
+ * host, it is never failed on lease age alone: its VMs move once it
+ * reports them gone or an operator confirms it is off (docs/ha.md,
+ * "Hosts that do not say how they fence"). */
+enum { FO_NONE, FO_WATCHDOG, FO_KILLONLY };
+#define FO_NONE_FENCE_MS	3000	/* the keeper's default deadline */
 
 struct fo_host {
 	const char	*name;
@@ -233,9 +234,9 @@ fo_host_load(json_t *row, const struct cluster_settings *cs,
 	h->name = JS(row, "name");
 	h->down = strcmp(JS(row, "state"), "up") != 0;
 	h->fenced = strcmp(JS(row, "state"), "fenced") == 0;
-	h->fence = fence == NULL ? FO_LEGACY : strcmp(fence, "kill-only") == 0 ?
+	h->fence = fence == NULL ? FO_NONE : strcmp(fence, "kill-only") == 0 ?
 	    FO_KILLONLY : FO_WATCHDOG;
-	h->fence_ms = FO_LEGACY_FENCE_MS;
+	h->fence_ms = FO_NONE_FENCE_MS;
 	timing = ts ? json_loads(ts, 0, NULL) : NULL;
 	if (json_is_integer(json_object_get(timing, "fence_ms")))
 		h->fence_ms = JI(timing, "fence_ms");
@@ -274,8 +275,9 @@ fo_host_free(struct fo_host *h)
 }
 
 /* May host h's VMs on domain d run elsewhere now? Its lease there expired
- * (hostlease.c), the host is down or says it lost d, and a kill-only host
- * was confirmed off by an operator after we last saw the lease change. */
+ * (hostlease.c), the host is down or says it lost d, and a host without a
+ * watchdog (kill-only, or one that does not say) was confirmed off by an
+ * operator after we last saw the lease change. */
 static int
 fo_domain_gone(const struct fo_host *h, const char *d, int64_t now,
     const struct cluster_settings *cs, struct hlease *l)
@@ -285,7 +287,7 @@ fo_domain_gone(const struct fo_host *h, const char *d, int64_t now,
 		return 0;
 	if (!h->down && !json_object_get(h->lost, d))
 		return 0;
-	if (h->fence == FO_KILLONLY && (!h->down || h->confirmed == 0 ||
+	if (h->fence != FO_WATCHDOG && (!h->down || h->confirmed == 0 ||
 	    h->confirmed <= l->first_seen))
 		return 0;
 	return 1;
@@ -316,7 +318,7 @@ fo_domain_fail(const struct fo_host *h, const char *d, const struct hlease *l,
 	    "fresh via %s %.1f s ago%s; %s", h->name, d, (long long)l->seq,
 	    (long long)(now - l->first_seen), cs->ha_lease_timeout_ms, l->via,
 	    (double)(now - l->fresh_at) / 1000.0, h->down ? "" :
-	    ", and it reports the domain lost", h->fence == FO_KILLONLY ?
+	    ", and it reports the domain lost", h->fence != FO_WATCHDOG ?
 	    "an operator confirmed it is off" : "its keeper has killed its "
 	    "VMs there or reset the host");
 }
@@ -436,7 +438,7 @@ fo_host_round(struct fo_host *h, int64_t now,
 		    "report for %lld ms and its storage lease not renewed on %zu "
 		    "domain(s) (lease timeout %d ms); %s", h->name,
 		    (long long)hostmon_silence_ms(h->name), ngone,
-		    cs->ha_lease_timeout_ms, h->fence == FO_KILLONLY ?
+		    cs->ha_lease_timeout_ms, h->fence != FO_WATCHDOG ?
 		    "an operator confirmed it is off" : "its keeper has stopped "
 		    "its VMs");
 	db_commit();

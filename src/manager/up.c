@@ -258,7 +258,10 @@ up_main(int argc, char **argv)
 	    "--listen", listen, NULL }, 0, 0, 0 };
 	kids[1] = (struct up_child){ "agent", { exe, "agent", "--data", agentdata,
 	    "--manager", url, "--token-file", token, "--name", name, "--listen",
-	    alisten, "--storage", storage, "--accel", (char *)accel, NULL },
+	    alisten, "--storage", storage, "--accel", (char *)accel,
+	    /* One machine: no other host to restart its VMs on, and never a
+	     * hardware watchdog armed on a workstation (docs/keeper.md). */
+	    "--watchdog", "none", NULL },
 	    0, 0, 0 };
 	up_spawn(&kids[0]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/health", url);

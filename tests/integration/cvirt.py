@@ -15,6 +15,7 @@ import shlex
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import threading
@@ -24,6 +25,7 @@ import urllib.parse
 import urllib.request
 
 import harness
+from watchdogs import Watchdogs
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 # CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
@@ -338,6 +340,7 @@ class Daemon:
         return os.path.splitext(self.log_path)[0] + ".san"
 
     def start(self):
+        _watchdog_check(self.argv)
         log = open(self.log_path, "ab")
         self.log_start = log.tell()
         log.write(("---- %s: %s\n" % (time.strftime("%H:%M:%S"),
@@ -428,6 +431,20 @@ class Daemon:
             return ""
 
 
+def _watchdog_check(argv):
+    """An agent a test starts names its watchdog: the agent's default,
+    auto, would arm a real /dev/watchdog on a machine that has one, and
+    the machine would reset when its keeper stops petting."""
+    for i, a in enumerate(argv[1:], 1):
+        if a == "agent" and os.path.basename(argv[i - 1]).startswith("cvirt"):
+            spec = argv[argv.index("--watchdog") + 1] \
+                if "--watchdog" in argv else "auto"
+            if spec != "none" and not spec.startswith("unix:"):
+                raise CvirtError("a test agent runs with --watchdog %s: give "
+                                 "it the stand-in (Cluster.start_agent) or "
+                                 "none (docs/testing.md)" % spec)
+
+
 class Cluster:
     """A manager plus agents on 127.0.0.1, all hosts sharing D/storage.
 
@@ -459,6 +476,7 @@ class Cluster:
         self.agent_extra = {}     # name -> extra argv
         self.uuids = set()        # every VM uuid this cluster has seen
         self.db_url = None        # this cluster's PostgreSQL database
+        self.watchdogs = None     # the hosts' watchdog stand-in
         self.env = self._env()
         Cluster.active.append(self)
 
@@ -496,6 +514,25 @@ class Cluster:
             u = urllib.parse.urlsplit(server)
             self.db_url = urllib.parse.urlunsplit(u._replace(path="/" + name))
         return ["--db", self.db_url]
+
+    def db_rows(self, sql):
+        """Rows of one query on this cluster's database (the SQLite file,
+        read-only, or psql on PostgreSQL) as lists of strings ("" for
+        NULL)."""
+        if self.db_url:
+            p = subprocess.run(["psql", "-At", "-F", "\x1f", self.db_url,
+                                "-c", sql], capture_output=True, text=True,
+                               timeout=30, env=self.env)
+            if p.returncode != 0:
+                raise CvirtError("psql: %s" % p.stderr)
+            return [line.split("\x1f") for line in p.stdout.splitlines()]
+        db = sqlite3.connect("file:%s?mode=ro" % os.path.join(
+            self.mdir, "cvirt.db"), uri=True, timeout=10)
+        try:
+            return [["" if v is None else str(v) for v in row]
+                    for row in db.execute(sql)]
+        finally:
+            db.close()
 
     def start_manager(self, timeout=20, lead=True):
         """Starts (or restarts) the manager; with lead, waits until it
@@ -636,13 +673,20 @@ class Cluster:
             self.agent_extra[name] = list(extra)
         adir = os.path.join(self.base, "a-" + name)
         os.makedirs(adir, exist_ok=True)
+        extra = self.agent_extra.get(name, [])
+        if "--watchdog" not in extra:
+            # A keeper that pets the stand-in: a watchdog host for the
+            # manager, and never a real /dev/watchdog (watchdogs.py).
+            if self.watchdogs is None:
+                self.watchdogs = Watchdogs(os.path.join(self.base, "wd"),
+                                           self.base)
+            extra = ["--watchdog", self.watchdogs.spec(name)] + extra
         d = Daemon(
             "agent " + name,
             self.wrap(name, [self.bin, "agent", "--data", adir, "--manager", self.url,
              "--token-file", self.token_file, "--name", name,
              "--listen", "%s:%d" % (self.addr(name), self.agent_ports[name]),
-             "--storage", "local=" + self.storage]
-            + self.agent_extra.get(name, [])),
+             "--storage", "local=" + self.storage] + extra),
             os.path.join(self.logdir, "agent-%s.log" % name), self.env)
         self.agents[name] = d
         d.start()
@@ -953,6 +997,10 @@ class Cluster:
         for d in daemons:
             d.stop(timeout=10)
         self.uuids |= uuids
+        # Keepers left with their VMs are killed below: not a host reset.
+        if self.watchdogs is not None:
+            self.watchdogs.stop()
+            self.watchdogs = None
         leftovers = set(self.cluster_qemus()) | self.cluster_keepers() | \
             self.cluster_dnsmasqs()
         for pid in leftovers:

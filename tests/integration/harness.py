@@ -52,10 +52,22 @@ CRASH_RE = re.compile(
     r"|double free or corruption|free\(\): invalid|malloc\(\): |"
     r"corrupted size vs")
 
+# Lines in a daemon log saying an agent's lease keeper ended some other way
+# than exit 0: the keeper outlives its agent and is nobody's child, so no
+# Popen sees its status. It logs its own exit status (src/agent/kmain.c),
+# and the agent logs a keeper it sees die, exit non-zero or ignore SIGTERM
+# (src/agent/lease.c). A crash also leaves its sanitizer report in the
+# agent's PREFIX.PID (the keeper inherits the agent's environment) and its
+# stderr is the agent's log.
+KEEPER_END_RE = re.compile(
+    r"\blease keeper pid \d+ (died\b|exited with status [1-9]|did not exit)"
+    r"|\bkeeper pid \d+ exits with status [1-9]")
+
 _san = {}       # sanitizer log prefix -> label
 _logs = {}      # daemon log path -> label
 _offsets = {}   # path -> bytes already read
 _runs = []      # Run objects whose end has not been judged yet
+_keeper_ends = {}   # log path -> why its keeper's end is expected
 
 
 def sanitizer_env(env, prefix, label):
@@ -75,6 +87,15 @@ def sanitizer_env(env, prefix, label):
 def watch_log(path, label):
     """check() reads what is new in the log at path for crash lines."""
     _logs[path] = label
+
+
+def declare_keeper_end(log_path, why):
+    """The test ends the lease keeper of the agent that logs to log_path
+    on purpose (or lets it fail): KEEPER_END_RE lines read from that log by
+    the next check() are not problems. A declared end of the agent's own
+    run (Daemon.kill, Daemon.declare_exit) excuses them too: a host crash
+    takes agent and keeper at once."""
+    _keeper_ends[log_path] = why
 
 
 class Run:
@@ -164,6 +185,12 @@ def _cores():
 _cores_seen = _cores()
 
 
+def add_problem(text):
+    """A problem another part of the harness saw (the watchdog stand-in,
+    watchdogs.py, from its thread): the next check() returns it."""
+    _pending.append(text)
+
+
 def collect():
     """Reads now what check() would (before the files go away); the next
     check() returns it."""
@@ -173,8 +200,12 @@ def collect():
 def check():
     """Problems seen since the last call: each a string naming the daemon,
     what happened and where to read more. Empty when all is well."""
-    problems = _pending[:]
-    del _pending[:]
+    problems = []
+    while _pending:     # one pop at a time: the stand-in's thread adds
+        problems.append(_pending.pop(0))
+    excused = set(_keeper_ends) | {r.log_path for r in _runs
+                                   if r.declared is not None}
+    _keeper_ends.clear()
     for run in list(_runs):
         if run.proc.poll() is None:
             continue
@@ -200,6 +231,12 @@ def check():
             problems.append("%s: crash in its log %s:\n%s" % (
                 label, path, _excerpt("\n".join(lines[max(0, hits[0] - 5):]),
                                       30)))
+        ends = [ln for ln in lines if KEEPER_END_RE.search(ln)]
+        if ends and path not in excused:
+            problems.append("%s: its lease keeper ended badly (a test that "
+                            "means it says so: harness.declare_keeper_end); "
+                            "log %s:\n%s" % (label, path,
+                                             _excerpt("\n".join(ends), 10)))
     return problems
 
 
@@ -208,6 +245,7 @@ def forget():
     _san.clear()
     _logs.clear()
     _offsets.clear()
+    _keeper_ends.clear()
     del _runs[:]
     del _pending[:]
 

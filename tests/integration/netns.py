@@ -95,6 +95,8 @@ class NetnsCluster(Cluster):
         """Kills every process of the host at once (agent, keeper, QEMUs);
         the agent's end is declared (Daemon.declare_exit)."""
         self.agents[role].declare_exit("its host crashed (crash_host)")
+        if self.watchdogs is not None:
+            self.watchdogs.forget(role, "its host crashed (crash_host)")
         p = subprocess.run(["ip", "netns", "pids", self.ns[role]],
                            capture_output=True, text=True)
         pids = [int(x) for x in p.stdout.split()]

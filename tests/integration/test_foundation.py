@@ -567,6 +567,8 @@ def test_agent_that_cannot_start_leaves_no_lease(make_cluster):
     data = argv[i + 1] = os.path.join(cl.base, "a-h9")
     argv[argv.index("--name") + 1] = "h9"
     argv[argv.index("--listen") + 1] = "127.0.0.1:%d" % cl.port
+    # Its keeper must not pet (nor, leaving, disarm) h1's stand-in.
+    argv[argv.index("--watchdog") + 1] = "none"
     p = subprocess.run(argv, capture_output=True, text=True, timeout=20,
                        env=cl.env)
     assert p.returncode == 1 and "cannot listen" in p.stderr, p

@@ -12,8 +12,6 @@ import datetime
 import json as jsonlib
 import os
 import signal
-import sqlite3
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -56,24 +54,6 @@ def running_on(cl, name, host, other_than=None, timeout=30):
 def events(cl, kind, obj):
     return [e for e in cl.cli("event", "list", "--limit", 500, json=True)
             if e["kind"] == kind and e["object"] == obj]
-
-
-def db_rows(cl, sql):
-    """Rows of one query on the cluster's database (SQLite or psql), as
-    lists of strings."""
-    if cl.db_url:
-        p = subprocess.run(["psql", "-At", "-F", "\t", cl.db_url, "-c", sql],
-                           capture_output=True, text=True, timeout=30,
-                           env=cl.env)
-        assert p.returncode == 0, p.stderr
-        return [ln.split("\t") for ln in p.stdout.splitlines()]
-    db = sqlite3.connect("file:%s?mode=ro" % os.path.join(cl.mdir,
-                                                           "cvirt.db"),
-                         uri=True, timeout=10)
-    try:
-        return [[str(c) for c in r] for r in db.execute(sql).fetchall()]
-    finally:
-        db.close()
 
 
 def failed_at(cl, name):
@@ -218,9 +198,9 @@ def test_admission_control_reserves_hosts(make_cluster, guest):
 def start_copy(cl, name, host):
     """Starts a second copy of VM NAME through HOST's agent API with the
     VM's own spec, as a split brain would; (HTTP status, JSON body)."""
-    (spec,), = db_rows(cl, "SELECT spec FROM vms WHERE name = '%s'" % name)
-    (key,), = db_rows(cl, "SELECT agent_key FROM hosts WHERE name = '%s'"
-                      % host)
+    (spec,), = cl.db_rows("SELECT spec FROM vms WHERE name = '%s'" % name)
+    (key,), = cl.db_rows("SELECT agent_key FROM hosts WHERE name = '%s'"
+                         % host)
     req = urllib.request.Request(
         "http://127.0.0.1:%d/agent/v1/vms/%s/start" % (
             cl.agent_ports[host], jsonlib.loads(spec)["uuid"]),

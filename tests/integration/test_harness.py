@@ -54,6 +54,7 @@ INNER_TESTS = r'''
 import os, socket, subprocess, time
 import pytest
 import cvirt
+import harness
 
 STANDIN = os.environ["STANDIN"]
 
@@ -143,6 +144,92 @@ def test_client_command_leaks(cl):
     assert p.stderr == b""
 
 
+KEEPER_DIED = ("lease keeper pid 4242 died (killed by a signal or "
+               "crashed): starting another\n")
+
+
+def log_line(d, line):
+    """What an agent (or its keeper, on the agent's stderr) writes."""
+    with open(d.log_path, "a") as f:
+        f.write(line)
+
+
+def test_keeper_died(cl):
+    log_line(start(cl, "kdied"), KEEPER_DIED)
+
+
+def test_keeper_exit1(cl):
+    log_line(start(cl, "kexit"), "keeper pid 4243 exits with status 1\n")
+
+
+def test_keeper_ended_on_purpose(cl):
+    d = start(cl, "kpurpose")
+    harness.declare_keeper_end(d.log_path, "the test kills the keeper")
+    log_line(d, KEEPER_DIED)
+
+
+def test_keeper_with_its_host(cl):
+    d = start(cl, "khost")
+    d.kill()
+    log_line(d, KEEPER_DIED)
+    assert d.wait(10)
+
+
+def pet(wd, host, text):
+    """Sends what host's keeper would, to the socket stand_in() made (not
+    through spec(), which starts counting a forgotten host's pets again)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.sendto(text.encode(), os.path.join(wd.dir, host + ".sock"))
+    s.close()
+
+
+def stand_in(tmp_path, host):
+    from watchdogs import Watchdogs
+    wd = Watchdogs(str(tmp_path / "wd"), "inner")
+    wd.spec(host)
+    return wd
+
+
+def test_watchdog_expires(tmp_path):
+    wd = stand_in(tmp_path, "hx")
+    try:
+        pet(wd, "hx", "pet 200\n")
+        time.sleep(0.5)
+    finally:
+        wd.stop()
+
+
+def test_watchdog_petted(tmp_path):
+    wd = stand_in(tmp_path, "hp")
+    try:
+        # 1 s between pets and expiry: 50 ms sleeps never come that late
+        # (200 ms did on a loaded machine); a disarm that did not work
+        # expires within the 1.5 s after it.
+        for _ in range(10):
+            pet(wd, "hp", "pet 1000\n")
+            time.sleep(0.05)
+        pet(wd, "hp", "disarm\n")
+        time.sleep(1.5)
+        assert wd.status("hp")["pets"] == 10
+    finally:
+        wd.stop()
+
+
+def test_watchdog_of_a_crashed_host(tmp_path):
+    wd = stand_in(tmp_path, "hc")
+    try:
+        # Armed with a deadline no scheduling delay reaches before the
+        # forget (with 200 ms a loaded machine let it expire first).
+        pet(wd, "hc", "pet 60000\n")
+        cvirt.wait_for(lambda: wd.status("hc")["pets"] == 1, 10,
+                       "the first pet")
+        wd.forget("hc", "the test crashes it")
+        pet(wd, "hc", "pet 200\n")     # sent just before it died: ignored
+        time.sleep(0.5)                # else it would expire in here
+    finally:
+        wd.stop()
+
+
 def test_module_first(mcl):
     touch(start(mcl, "mod"), "leak")
 
@@ -170,6 +257,20 @@ EXPECTED = {
                                          "standin_child_segv"],
     "test_client_command_leaks": ["client commands of cluster",
                                   "LeakSanitizer", "standin_leak"],
+    # A lease keeper's bad end, as its agent logs it (the keeper is
+    # nobody's child: harness.KEEPER_END_RE); declared, or with its
+    # agent's own end declared (a host crash), it passes.
+    "test_keeper_died": ["kdied", "its lease keeper ended badly",
+                         "lease keeper pid 4242 died"],
+    "test_keeper_exit1": ["kexit", "keeper pid 4243 exits with status 1"],
+    "test_keeper_ended_on_purpose": None,
+    "test_keeper_with_its_host": None,
+    # The watchdog stand-in (watchdogs.py): a keeper that stops petting
+    # fails the test, unless the test took its host down (forget).
+    "test_watchdog_expires": ["watchdog stand-in of inner",
+                              "host hx's lease keeper stopped petting"],
+    "test_watchdog_petted": None,
+    "test_watchdog_of_a_crashed_host": None,
     "test_module_first": None,
     # The module's stand-in leaked in the first test; it exits, and says
     # so, when the module's cluster stops after the last one.
@@ -222,8 +323,9 @@ def test_planted_bug_fails_the_test_that_touched_it(inner, name):
     """Each inner test ends as EXPECTED says: the clean stand-in and the
     declared kill pass; a segfault in a handler, UB, a leak reported at
     exit, exit 1 on SIGTERM, a forked child's report before a declared
-    kill, a client command's leak and a leak seen only when a module's
-    cluster stops each fail the test that touched it, naming the cause."""
+    kill, a client command's leak, a leak seen only when a module's
+    cluster stops and an undeclared bad end of a lease keeper each fail
+    the test that touched it, naming the cause."""
     _, reasons, out = inner
     want = EXPECTED[name]
     got = "\n".join(reasons.get(name, []))
@@ -233,6 +335,23 @@ def test_planted_bug_fails_the_test_that_touched_it(inner, name):
         assert got, "%s should fail:\n%s" % (name, out[-6000:])
         for w in want:
             assert w in got, "%s: %r not in:\n%s" % (name, w, got)
+
+
+@pytest.mark.parametrize("spec", [None, "auto", "/dev/watchdog"])
+def test_agent_without_a_stand_in_is_refused(spec):
+    """An agent a test starts without the stand-in or none is refused
+    before it runs: with auto (the default) or a device, its keeper would
+    arm a real watchdog on a machine that has one. Guards
+    cvirt._watchdog_check (called by Daemon.start)."""
+    import cvirt
+    argv = ["ip", "netns", "exec", "x", "/x/build-san/cvirt", "agent",
+            "--data", "/d"] + (["--watchdog", spec] if spec else [])
+    with pytest.raises(cvirt.CvirtError, match="--watchdog %s" %
+                       (spec or "auto")):
+        cvirt._watchdog_check(argv)
+    cvirt._watchdog_check(argv[:6] + ["--watchdog", "none"])
+    cvirt._watchdog_check(argv[:6] + ["--watchdog", "unix:/w/h1.sock"])
+    cvirt._watchdog_check(["/x/cvirt", "manager", "--data", "/d"])
 
 
 def test_counts_each_test_once(inner):

@@ -188,7 +188,8 @@ class Host:
             "--manager", "http://127.0.0.1:%d" % self.mport,
             "--token-file", os.path.join(self.dir, "token"), "--name", "h1",
             "--listen", "127.0.0.1:%d" % self.aport,
-            "--storage", "local=" + os.path.join(self.dir, "storage")],
+            "--storage", "local=" + os.path.join(self.dir, "storage"),
+            "--watchdog", "none"],
             os.path.join(self.logdir, "agent.log"), dict(os.environ))
         self.agent.start()
 

@@ -5,7 +5,6 @@ a refused agent is never listed; a host reports only on itself)."""
 import json
 import os
 import re
-import sqlite3
 import urllib.error
 import urllib.request
 
@@ -68,23 +67,6 @@ ALLOWED_STATUS = {
 NOT_MUTATIONS = ("/logout", "/stream/ticket", "/agent/report")
 READS = ["/api/v1/vms", "/api/v1/hosts", "/api/v1/hosts/h1",
          "/api/v1/tasks", "/api/v1/events", "/api/v1/storage"]
-
-
-def db_rows(cl, sql):
-    """Rows of a query on the cluster's database (SQLite file or, when the
-    suite runs on PostgreSQL, through psql) as lists of strings."""
-    if cl.db_url:
-        p = cvirt.subprocess.run(["psql", "-At", "-F", "\x1f", cl.db_url,
-                                  "-c", sql], capture_output=True,
-                                 text=True, timeout=30, env=cl.env)
-        assert p.returncode == 0, p.stderr
-        return [line.split("\x1f") for line in p.stdout.splitlines()]
-    db = sqlite3.connect(os.path.join(cl.mdir, "cvirt.db"))
-    try:
-        return [["" if v is None else str(v) for v in row]
-                for row in db.execute(sql)]
-    finally:
-        db.close()
 
 
 def openapi_operations(cl):
@@ -239,8 +221,8 @@ def test_tokens_are_hashes_and_revocable(cluster, users):
     dump = "\n".join(
         "|".join(r) for t in ("tokens", "users", "join_tokens", "audit",
                               "hosts", "meta")
-        for r in db_rows(cluster, "SELECT * FROM %s" % t))
-    hashes = [r[0] for r in db_rows(cluster, "SELECT hash FROM tokens")]
+        for r in cluster.db_rows("SELECT * FROM %s" % t))
+    hashes = [r[0] for r in cluster.db_rows("SELECT hash FROM tokens")]
     for t in (users["viewer"], users["operator"], cluster.token(), new):
         assert t not in dump
     assert hashes and all(TOKEN_RE.match(h) for h in hashes)
@@ -359,7 +341,7 @@ def test_password_login_and_rate_limit(cluster):
     assert cluster.http("POST", "/api/v1/vms", token=session,
                         body={"name": "s", "cpus": 1,
                               "memory_mib": 64})[0] == 403
-    pw = db_rows(cluster, "SELECT password FROM users WHERE name = "
+    pw = cluster.db_rows("SELECT password FROM users WHERE name = "
                  "'sec-ui'")[0][0]
     assert pw.startswith("$argon2id$") and "correct horse" not in pw
     assert cluster.http("POST", "/api/v1/logout", token=session)[0] == 200
@@ -394,7 +376,8 @@ def test_agent_answers_503_until_it_has_registered(cluster, tmp_path):
         cluster.bin, "agent", "--data", os.path.join(cluster.base, "a-unreg"),
         "--manager", "http://127.0.0.1:%d" % nowhere, "--token-file",
         cluster.token_file, "--name", "unreg", "--listen",
-        "127.0.0.1:%d" % port, "--storage", "local=%s" % tmp_path],
+        "127.0.0.1:%d" % port, "--storage", "local=%s" % tmp_path,
+        "--watchdog", "none"],
         os.path.join(cluster.logdir, "agent-unreg.log"), cluster.env)
     d.start()
     try:

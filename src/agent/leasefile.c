@@ -1,0 +1,105 @@
+/* leasefile.c - the lease records on shared storage as the agent reads
+ * them (every host's DOMAIN/leases/HOST.json, for the manager) and the
+ * isolation record of the HA VMs an isolated agent powered off
+ * (DOMAIN/leases/HOST.isolation.json). The keeper writes the leases
+ * (kdomain.c); this file never renews anything. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "agent/agent_int.h"
+#include "common/util.h"
+
+static int
+lease_path(const char *root, const char *suffix, char *out, size_t sz)
+{
+	return util_fmt(out, sz, "%s/leases/%s%s", root, agent_cfg.name, suffix);
+}
+
+json_t *
+lease_read_all(const char *root, char *err, size_t errsz)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	json_t *out = json_object();
+	struct dirent *de;
+	DIR *d;
+
+	if (util_fmt(dir, sizeof(dir), "%s/leases", root) < 0 ||
+	    (d = opendir(dir)) == NULL) {
+		snprintf(err, errsz, "cannot read leases: %s", strerror(errno));
+		json_decref(out);
+		return NULL;
+	}
+	while ((de = readdir(d)) != NULL) {
+		size_t n = strlen(de->d_name);
+		const char *kind = NULL;
+		char host[UTIL_NAME_MAX + 1];
+		json_t *v, *h;
+
+		if (n > 15 && strcmp(de->d_name + n - 15, ".isolation.json") == 0) {
+			kind = "isolation";
+			n -= 15;
+		} else if (n > 5 && strcmp(de->d_name + n - 5, ".json") == 0) {
+			kind = "lease";
+			n -= 5;
+		}
+		if (kind == NULL || n > UTIL_NAME_MAX)
+			continue;
+		snprintf(host, sizeof(host), "%.*s", (int)n, de->d_name);
+		if (!util_name_valid(host) || util_fmt(path, sizeof(path), "%s/%s",
+		    dir, de->d_name) < 0 || (v = json_load_file(path, 0, NULL)) ==
+		    NULL)
+			continue;
+		/* A record read while it was rewritten is no observation. */
+		if (strcmp(kind, "lease") == 0 && json_object_get(v, "seq_end") &&
+		    !json_equal(json_object_get(v, "seq"), json_object_get(v,
+		    "seq_end"))) {
+			json_decref(v);
+			continue;
+		}
+		if ((h = json_object_get(out, host)) == NULL) {
+			h = json_object();
+			json_object_set_new(out, host, h);
+		}
+		json_object_set_new(h, kind, v);
+	}
+	closedir(d);
+	return out;
+}
+
+int
+lease_isolation_record(json_t *stopped)
+{
+	char path[PATH_MAX];
+	json_t *rec;
+	char *s = NULL;
+	int i, rc = 0;
+
+	rec = json_pack("{s:s, s:b, s:O, s:I}", "host", agent_cfg.name,
+	    "isolated", 1, "stopped", stopped, "time", (json_int_t)util_wall_ms());
+	if (rec == NULL || (s = json_dumps(rec, JSON_COMPACT)) == NULL)
+		rc = -1;
+	for (i = 0; rc == 0 && i < agent_cfg.nstorage; i++)
+		if (lease_path(agent_cfg.storage[i].path, ".isolation.json", path,
+		    sizeof(path)) < 0 || util_write_file_atomic(path, s,
+		    strlen(s), 0644) < 0)
+			rc = -1;
+	free(s);
+	json_decref(rec);
+	return rc;
+}
+
+void
+lease_isolation_clear(void)
+{
+	char path[PATH_MAX];
+	int i;
+
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if (lease_path(agent_cfg.storage[i].path, ".isolation.json", path,
+		    sizeof(path)) == 0)
+			(void)unlink(path);
+}
