@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <poll.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -11,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -414,6 +416,77 @@ util_sleep_ms(int64_t ms)
 
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
+}
+
+void
+util_sleep_until_ms(int64_t deadline)
+{
+	struct timespec ts = { deadline / 1000, (deadline % 1000) * 1000000L };
+
+	if (deadline < 0)
+		return;
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) ==
+	    EINTR)
+		;
+}
+
+int
+util_cond_init_mono(pthread_cond_t *c)
+{
+	pthread_condattr_t a;
+	int rc;
+
+	if (pthread_condattr_init(&a) != 0)
+		return -1;
+	rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC) == 0 &&
+	    pthread_cond_init(c, &a) == 0 ? 0 : -1;
+	pthread_condattr_destroy(&a);
+	return rc;
+}
+
+int
+util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m, int64_t deadline)
+{
+	struct timespec ts;
+
+	if (deadline < 0)
+		deadline = 0;
+	ts.tv_sec = deadline / 1000;
+	ts.tv_nsec = (deadline % 1000) * 1000000L;
+	return pthread_cond_timedwait(c, m, &ts) == ETIMEDOUT ? ETIMEDOUT : 0;
+}
+
+int
+util_pidfd_open(pid_t pid)
+{
+	if (pid <= 0) {
+		errno = ESRCH;
+		return -1;
+	}
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+int
+util_pidfd_exited(int pidfd, int timeout_ms)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+	int n;
+
+	if (pidfd < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	while ((n = poll(&p, 1, timeout_ms)) < 0 && errno == EINTR)
+		;
+	if (n < 0)
+		return -1;
+	return n > 0 && (p.revents & (POLLIN | POLLHUP)) ? 1 : 0;
+}
+
+int
+util_pidfd_kill(int pidfd, int sig)
+{
+	return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
 int

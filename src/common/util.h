@@ -2,6 +2,7 @@
 #ifndef CVIRT_UTIL_H
 #define CVIRT_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -50,6 +51,25 @@ int64_t	 util_wall_ms(void);
 /* "2026-11-24T18:00:00.123Z" into out (>= 32 bytes). */
 void	 util_time_iso(int64_t wall_ms, char *out, size_t size);
 void	 util_sleep_ms(int64_t ms);
+/* Sleep until util_mono_ms() >= deadline (absolute CLOCK_MONOTONIC, so a
+ * wall clock step changes nothing; signals do not cut it short). */
+void	 util_sleep_until_ms(int64_t deadline);
+/* A condition variable whose timed waits run on CLOCK_MONOTONIC. */
+int	 util_cond_init_mono(pthread_cond_t *c);
+/* One wait on c (m held) until the monotonic deadline in ms; c must come
+ * from util_cond_init_mono. 0 when woken (maybe spuriously), ETIMEDOUT
+ * once the deadline has passed. */
+int	 util_cond_wait_until(pthread_cond_t *c, pthread_mutex_t *m,
+	    int64_t deadline);
+
+/* Process handles that cannot be fooled by pid reuse or a zombie leader
+ * (docs/keeper.md). util_pidfd_open: a close-on-exec pidfd, or -1. */
+int	 util_pidfd_open(pid_t pid);
+/* 1 once the whole process (every thread) has exited, 0 if it has not
+ * within timeout_ms (0: just look, -1: wait for ever), -1 on error. */
+int	 util_pidfd_exited(int pidfd, int timeout_ms);
+/* pidfd_send_signal: 0 or -1 (ESRCH once it has exited). */
+int	 util_pidfd_kill(int pidfd, int sig);
 /* Default data dir for `cvirt up` and the client: $HOME/.local/share/cvirt. */
 int	 util_default_data_dir(char *out, size_t size);
 /* First line of a token file, white space trimmed; -1 if unreadable/empty. */
