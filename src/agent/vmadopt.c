@@ -164,8 +164,7 @@ vmadopt_open(struct avm *vm, pid_t pid, const char *uuid)
 		if (errno == ESRCH)
 			return SEEN_GONE;
 		log_warn("vm %s: pidfd of QEMU pid %d", vm->name, (int)pid);
-		vmadopt_set_partial("a pidfd cannot be opened");
-		return SEEN_UNSURE;
+		return SEEN_UNSURE;	/* in the table, unknown: not lost */
 	}
 	return vmadopt_check(vm->pidfd, pid, uuid);
 }
