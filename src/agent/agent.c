@@ -351,7 +351,7 @@ agent_main(int argc, char **argv)
 		goto cleanup;
 	if (vmhost_init() < 0)
 		goto cleanup;
-	vmhost_reattach();
+	vmadopt_start();
 	vms_known = 1;
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = agent_cfg.listen;

@@ -91,11 +91,11 @@ api_info(void)
 		    "total_bytes", (json_int_t)total,
 		    "free_bytes", (json_int_t)avail));
 	}
-	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o}",
+	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
 	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
-	    "storage", st, "vms", vmhost_list());
+	    "storage", st, "vms", vmhost_list(), "scan", vmadopt_scan());
 	if (info)
 		keeperctl_info(info);	/* fence, timing, keeper, leases */
 	return info;

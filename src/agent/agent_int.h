@@ -76,6 +76,7 @@ struct avm {
 	char		 qmp_path[108];
 	char		 serial_path[108];
 	pid_t		 pid;
+	int		 pidfd;			/* adopted QEMUs (vmadopt.c), or -1 */
 	int		 child;			/* spawned by this process */
 	struct qmp	*qmp;
 	pthread_t	 monitor;
@@ -83,7 +84,9 @@ struct avm {
 
 	pthread_mutex_t	 lock;
 	pthread_cond_t	 cond;
-	char		 state[16];		/* running, paused, starting, stopping */
+	char		 state[16];		/* running, paused, starting, stopping,
+						 * unknown (vmadopt.c) */
+	char		 unknown_reason[192];	/* why it is unknown */
 	int		 exited;		/* QEMU is gone */
 	int		 clean_shutdown;	/* SHUTDOWN event or stop requested */
 	int		 stop_requested;
@@ -123,8 +126,6 @@ int	 agent_qemu_dir(const char *sub, char *out, size_t outsz);
 
 /* vmhost.c: the VM table and lifecycle */
 int	 vmhost_init(void);
-/* Re-attach to QEMUs recorded in DATA/vms after an agent restart. */
-void	 vmhost_reattach(void);
 /* Returns a referenced avm or NULL; release with vmhost_put. */
 struct avm *vmhost_get(const char *uuid);
 void	 vmhost_put(struct avm *vm);
@@ -160,6 +161,38 @@ void	 vmhost_fail(struct avm *vm, const char *reason);
 int	 vmhost_cond_wait_locked(struct avm *vm, int64_t deadline);
 /* Wait until QEMU is gone or ms passed; 1 when gone. */
 int	 vmhost_wait_exit(struct avm *vm, int64_t ms);
+/* For vmadopt.c. Insert a new VM in state "starting" (one reference for
+ * the table, one for the caller); NULL with err and *status (409 when the
+ * uuid is already in the table). */
+struct avm *vmhost_insert(const char *uuid, const char *name,
+	    const char *storage, char *err, size_t errsz, int *status);
+/* Take the VM out of the table and drop the table's reference. */
+void	 vmhost_remove(struct avm *vm);
+/* vm->dir, qmp_path and serial_path from its uuid and storage. */
+int	 vmhost_paths(struct avm *vm, char *err, size_t errsz);
+/* Queue an exit for the manager; remove the record and the sockets. */
+void	 vmhost_record_exit(struct avm *vm, const char *state,
+	    const char *reason);
+/* The thread that reads vm->qmp's events until QEMU exits. */
+int	 vmhost_monitor_start(struct avm *vm);
+/* QMP event callback (ud: the avm). */
+void	 vmhost_event(void *ud, const char *event, json_t *data);
+/* QEMU has exited (or QMP closed): make sure it is gone, record the exit,
+ * take the VM out of the table and drop the caller's reference. */
+void	 vmhost_ended(struct avm *vm);
+
+/* vmadopt.c: after an agent restart, the QEMUs of this host (DATA/vms
+ * records and a /proc scan) into the table; one that does not answer QMP
+ * stays "unknown" with its pid while a thread retries the attach. */
+void	 vmadopt_start(void);
+/* "complete", or "partial" while a record or /proc could not be read. */
+const char *vmadopt_scan(void);
+/* 1 when vm is unknown (not attached to its QMP). */
+int	 vmadopt_unknown(struct avm *vm);
+/* Stop an unknown VM through its pidfd (SIGTERM, then SIGKILL; force:
+ * SIGKILL at once); done only once the pidfd says it exited. */
+int	 vmadopt_stop(struct avm *vm, int force, int timeout_s, char *err,
+	    size_t errsz, int *status);
 
 /* nicops.c: vNICs (TAPs on this host, hot-plug) */
 struct qemu_vm_spec;

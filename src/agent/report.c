@@ -263,8 +263,9 @@ report_send(const char *key)
 	json_t *exits = vmhost_exits(), *body;
 	int rc = -1;
 
-	body = json_pack("{s:s, s:o, s:O}", "name", agent_cfg.name,
-	    "vms", vmhost_list(), "exits", exits);
+	/* scan: whether a VM missing from vms is truly not running here. */
+	body = json_pack("{s:s, s:o, s:O, s:s}", "name", agent_cfg.name,
+	    "vms", vmhost_list(), "exits", exits, "scan", vmadopt_scan());
 	json_object_set_new(body, "stats", stats_json(json_object_get(body,
 	    "vms")));
 	net_gen(gen, sizeof(gen));

@@ -1,4 +1,5 @@
-/* vmhost.c - the VMs this host runs: spawn, QMP events, stop, re-attach.
+/* vmhost.c - the VMs this host runs: spawn, QMP events, stop (re-attach
+ * after an agent restart: vmadopt.c).
  *
  * Each running VM has a monitor thread that owns reading QMP events and
  * notices QEMU's exit. Request threads send QMP commands directly (the QMP
@@ -35,8 +36,6 @@ static json_int_t exit_seq;
 #define VMHOST_RECENT	64
 static json_t *recent;		/* [{uuid, pid, state, reason}], oldest first */
 
-static void vmhost_event(void *ud, const char *event, json_t *data);
-
 int
 vmhost_init(void)
 {
@@ -60,6 +59,8 @@ static void
 vmhost_free(struct avm *vm)
 {
 	qmp_close(vm->qmp);
+	if (vm->pidfd >= 0)
+		close(vm->pidfd);
 	pthread_mutex_destroy(&vm->lock);
 	pthread_cond_destroy(&vm->cond);
 	free(vm);
@@ -99,8 +100,8 @@ vmhost_put(struct avm *vm)
 		vmhost_free(vm);
 }
 
-/* Insert a new VM (one reference for the table, one for the caller). */
-static struct avm *
+/* Insert a new VM (agent_int.h). */
+struct avm *
 vmhost_insert(const char *uuid, const char *name, const char *storage,
     char *err, size_t errsz, int *status)
 {
@@ -110,8 +111,16 @@ vmhost_insert(const char *uuid, const char *name, const char *storage,
 	pthread_mutex_lock(&table_lock);
 	for (i = 0; i < VMHOST_MAX; i++) {
 		if (table[i] && strcmp(table[i]->uuid, uuid) == 0) {
-			snprintf(err, errsz, "VM %s is already running on this host",
-			    name);
+			pthread_mutex_lock(&table[i]->lock);
+			if (strcmp(table[i]->state, "unknown") == 0)
+				snprintf(err, errsz, "VM %s is unknown on host %s: "
+				    "its QEMU (pid %d) does not answer; stop it "
+				    "with --force or wait", name, agent_cfg.name,
+				    (int)table[i]->pid);
+			else
+				snprintf(err, errsz, "VM %s is already running on "
+				    "this host", name);
+			pthread_mutex_unlock(&table[i]->lock);
 			*status = 409;
 			goto cleanup;
 		}
@@ -132,6 +141,7 @@ vmhost_insert(const char *uuid, const char *name, const char *storage,
 	snprintf(vm->name, sizeof(vm->name), "%s", name);
 	snprintf(vm->storage, sizeof(vm->storage), "%s", storage);
 	snprintf(vm->state, sizeof(vm->state), "starting");
+	vm->pidfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm->refs = 2;
@@ -141,7 +151,7 @@ cleanup:
 	return vm;
 }
 
-static void
+void
 vmhost_remove(struct avm *vm)
 {
 	int i;
@@ -197,7 +207,7 @@ cleanup:
 	return rc;
 }
 
-static void
+void
 vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 {
 	char path[PATH_MAX];
@@ -274,11 +284,16 @@ vmhost_list(void)
 		struct avm *vm = table[i];
 		if (vm == NULL)
 			continue;
+		json_t *o;
+
 		pthread_mutex_lock(&vm->lock);
-		json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:I}",
-		    "uuid", vm->uuid, "name", vm->name, "state", vm->state,
-		    "pid", (json_int_t)vm->pid));
+		o = json_pack("{s:s, s:s, s:s, s:I}", "uuid", vm->uuid, "name",
+		    vm->name, "state", vm->state, "pid", (json_int_t)vm->pid);
+		if (o && strcmp(vm->state, "unknown") == 0)
+			json_object_set_new(o, "reason",
+			    json_string(vm->unknown_reason));
 		pthread_mutex_unlock(&vm->lock);
+		json_array_append_new(list, o);
 	}
 	pthread_mutex_unlock(&table_lock);
 	return list;
@@ -319,7 +334,7 @@ vmhost_wait_exit(struct avm *vm, int64_t ms)
 	return gone;
 }
 
-/* Reap (our child) or poll (re-attached) until the pid is gone. */
+/* Reap (our child) or poll (re-attached: its pidfd) until it is gone. */
 static int
 vmhost_pid_gone(struct avm *vm, int64_t ms)
 {
@@ -329,6 +344,9 @@ vmhost_pid_gone(struct avm *vm, int64_t ms)
 		if (vm->child) {
 			pid_t r = waitpid(vm->pid, NULL, WNOHANG);
 			if (r == vm->pid || (r < 0 && errno == ECHILD))
+				return 1;
+		} else if (vm->pidfd >= 0) {
+			if (util_pidfd_exited(vm->pidfd, 0) == 1)
 				return 1;
 		} else if (!util_pid_alive(vm->pid)) {
 			return 1;
@@ -400,8 +418,6 @@ vmhost_monitor(void *arg)
 {
 	struct avm *vm = arg;
 	int64_t last_rotate = 0;
-	const char *state, *reason = NULL;
-	char why[256];
 	struct pollfd pfd;
 
 	pfd.fd = qmp_fd(vm->qmp);
@@ -421,11 +437,25 @@ vmhost_monitor(void *arg)
 			last_rotate = util_mono_ms();
 		}
 	}
+	vmhost_ended(vm);
+	return NULL;
+}
+
+/* QEMU has exited or its QMP closed (agent_int.h). */
+void
+vmhost_ended(struct avm *vm)
+{
+	const char *state, *reason = NULL;
+	char why[256];
+
 	/* QMP closed: QEMU is exiting. Make sure it is really gone. */
 	if (!vmhost_pid_gone(vm, 5000)) {
 		log_warnx("vm %s: QMP closed but pid %d lives; killing it",
 		    vm->name, (int)vm->pid);
-		kill(vm->pid, SIGKILL);
+		if (vm->pidfd >= 0)
+			util_pidfd_kill(vm->pidfd, SIGKILL);
+		else
+			kill(vm->pid, SIGKILL);
 		vmhost_pid_gone(vm, 5000);
 	}
 	nic_release(vm);	/* its TAPs: QEMU has ended for good here */
@@ -457,11 +487,10 @@ vmhost_monitor(void *arg)
 	pthread_mutex_unlock(&vm->lock);
 	vmhost_remove(vm);
 	report_kick();
-	vmhost_put(vm);		/* the monitor's own reference */
-	return NULL;
+	vmhost_put(vm);		/* the caller's (monitor's) own reference */
 }
 
-static int
+int
 vmhost_monitor_start(struct avm *vm)
 {
 	pthread_attr_t attr;
@@ -615,7 +644,7 @@ vmhost_evh_cmp(const void *key, const void *elem)
 	return strcmp(key, ((const struct vmhost_evh *)elem)->name);
 }
 
-static void
+void
 vmhost_event(void *ud, const char *event, json_t *data)
 {
 	const struct vmhost_evh *h;
@@ -756,7 +785,7 @@ vmhost_serial_mark(struct avm *vm, const char *log)
 	close(fd);
 }
 
-static int
+int
 vmhost_paths(struct avm *vm, char *err, size_t errsz)
 {
 	const char *root = vmhost_storage_path(vm->storage);
@@ -925,6 +954,10 @@ vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
 	if (vm == NULL && (vm = vmhost_get_running(uuid, err, errsz,
 	    status)) == NULL)
 		goto cleanup;
+	if (vmadopt_unknown(vm)) {	/* no QMP: its pidfd */
+		rc = vmadopt_stop(vm, force, timeout_s, err, errsz, status);
+		goto cleanup;
+	}
 	pthread_mutex_lock(&vm->lock);
 	vm->stop_requested = 1;
 	snprintf(vm->state, sizeof(vm->state), "stopping");
@@ -985,6 +1018,13 @@ vmhost_simple(const char *uuid, const char *op, char *err, size_t errsz,
 	}
 	if ((vm = vmhost_get_running(uuid, err, errsz, status)) == NULL)
 		goto cleanup;
+	if (vmadopt_unknown(vm)) {
+		snprintf(err, errsz, "VM %s is unknown on host %s: its QEMU "
+		    "(pid %d) does not answer", vm->name, agent_cfg.name,
+		    (int)vm->pid);
+		*status = 409;
+		goto cleanup;
+	}
 	if (qmp_command(vm->qmp, ops[i].qmp, NULL, 10000, NULL, err, errsz) < 0) {
 		*status = 502;
 		goto cleanup;
@@ -1055,103 +1095,6 @@ vmhost_undefine(const char *uuid, const char *storage, char *err,
 	}
 	*status = 200;
 	return 0;
-}
-
-/* Adopt one recorded QEMU after an agent restart. */
-static void
-vmhost_adopt(json_t *rec)
-{
-	char err[256], qerr[256];
-	struct avm *vm = NULL;
-	json_t *st = NULL;
-	int status;
-	pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
-	const char *uuid = jstr(rec, "uuid");
-
-	if (!util_uuid_valid(uuid))
-		return;
-	vm = vmhost_insert(uuid, jstr(rec, "name"), jstr(rec, "storage"), err,
-	    sizeof(err), &status);
-	if (vm == NULL)
-		return;
-	vm->pid = pid;
-	nic_record_load(vm, json_object_get(rec, "nics"));
-	vm->ha = json_is_true(json_object_get(rec, "ha"));
-	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
-	    jstr(rec, "ha_monitor")[0] ? jstr(rec, "ha_monitor") : "process");
-	health_record_load(vm, rec);
-	if (vmhost_paths(vm, err, sizeof(err)) < 0 || !util_pid_alive(pid) ||
-	    !util_pid_has_arg(pid, uuid)) {
-		log_warnx("vm %s: QEMU pid %d is gone (exited while the agent "
-		    "was down)", vm->name, (int)pid);
-		nic_release(vm);
-		vmhost_record_exit(vm, "stopped", "QEMU exited while the agent "
-		    "was down");
-		goto drop;
-	}
-	vm->qmp = qmp_open(vm->qmp_path, 5000, vmhost_event, vm, qerr,
-	    sizeof(qerr));
-	if (vm->qmp == NULL ||
-	    qmp_command(vm->qmp, "query-status", NULL, 5000, &st, qerr,
-	    sizeof(qerr)) < 0) {
-		log_warnx("vm %s: cannot re-attach to pid %d: %s", vm->name,
-		    (int)pid, qerr);
-		goto drop;	/* keep its record: a later restart may succeed */
-	}
-	{
-		const char *qs = json_string_value(json_object_get(st, "status"));
-
-		if (qs && strcmp(qs, "postmigrate") == 0) {
-			vm->migrated = 1;	/* its state lives elsewhere now */
-			snprintf(vm->state, sizeof(vm->state), "postmigrate");
-		} else if (qs && strcmp(qs, "inmigrate") == 0) {
-			vm->incoming = 1;
-			snprintf(vm->state, sizeof(vm->state), "incoming");
-		} else {
-			snprintf(vm->state, sizeof(vm->state), "%s",
-			    json_is_true(json_object_get(st, "running")) ?
-			    "running" : "paused");
-		}
-	}
-	if (vmhost_monitor_start(vm) < 0)
-		goto drop;
-	if (health_start(vm) < 0)
-		log_warnx("vm %s: cannot start its %s monitor", vm->name,
-		    vm->ha_monitor);
-	log_info("vm %s: re-attached to QEMU pid %d (%s)", vm->name, (int)pid,
-	    vm->state);
-	json_decref(st);
-	vmhost_put(vm);
-	return;
-drop:
-	json_decref(st);
-	vmhost_remove(vm);
-	vmhost_put(vm);
-}
-
-void
-vmhost_reattach(void)
-{
-	char dir[PATH_MAX], path[PATH_MAX];
-	struct dirent *de;
-	DIR *d;
-
-	if (util_fmt(dir, sizeof(dir), "%s/vms", agent_cfg.data) < 0 ||
-	    (d = opendir(dir)) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		json_t *rec;
-		size_t n = strlen(de->d_name);
-
-		if (n < 6 || strcmp(de->d_name + n - 5, ".json") != 0 ||
-		    util_fmt(path, sizeof(path), "%s/%s", dir, de->d_name) < 0)
-			continue;
-		if ((rec = json_load_file(path, 0, NULL)) == NULL)
-			continue;
-		vmhost_adopt(rec);
-		json_decref(rec);
-	}
-	closedir(d);
 }
 
 json_t *
