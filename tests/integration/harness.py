@@ -257,6 +257,7 @@ __all__ = ["pytest_runtest_makereport", "pytest_runtest_logreport",
 
 _outcomes = {}      # nodeid -> "passed" | "failed" | "skipped"
 _skip_reasons = {}  # nodeid -> reason
+_durations = {}     # nodeid -> seconds, setup + call + teardown
 _collect_errors = []
 
 
@@ -310,6 +311,7 @@ def pytest_runtest_logreport(report):
     nid = _test_id(report.nodeid)
     new = "failed" if report.failed else \
         "skipped" if report.skipped else "passed"
+    _durations[nid] = _durations.get(nid, 0.0) + report.duration
     cur = _outcomes.get(nid)
     if cur is None or rank[new] > rank[cur]:
         _outcomes[nid] = new
@@ -327,8 +329,10 @@ def pytest_collectreport(report):
 
 def pytest_sessionfinish(session, exitstatus):
     """Writes {"passed": N, "failed": N, "skipped": N, "skips": {nodeid:
-    reason}, "failures": [nodeid]} to $CVIRT_TEST_COUNTS (by the
-    controlling process only, under pytest-xdist)."""
+    reason}, "failures": [nodeid], "durations": {nodeid: seconds}} to
+    $CVIRT_TEST_COUNTS (by the controlling process only, under
+    pytest-xdist). A module's fixtures count in its first test's setup
+    and its last test's teardown, so a module's sum is its wall time."""
     path = os.environ.get("CVIRT_TEST_COUNTS")
     if not path or hasattr(session.config, "workerinput"):
         return
@@ -339,5 +343,6 @@ def pytest_sessionfinish(session, exitstatus):
                        _outcomes.items() if o == "skipped"}
     counts["failures"] = _collect_errors + sorted(
         n for n, o in _outcomes.items() if o == "failed")
+    counts["durations"] = {n: round(d, 1) for n, d in _durations.items()}
     with open(path, "w") as f:
         json.dump(counts, f, indent=1, sort_keys=True)

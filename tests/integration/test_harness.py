@@ -356,7 +356,8 @@ def test_agent_without_a_stand_in_is_refused(spec):
 
 def test_counts_each_test_once(inner):
     """tests/run reads $CVIRT_TEST_COUNTS: a test whose teardown failed
-    counts once, as failed (pytest's own line says "passed" and "error")."""
+    counts once, as failed (pytest's own line says "passed" and "error");
+    every test has its time (harness.pytest_runtest_logreport)."""
     counts, _, out = inner
     failing = sorted(n for n, w in EXPECTED.items() if w)
     assert counts["passed"] == len(EXPECTED) - len(failing), counts
@@ -364,3 +365,7 @@ def test_counts_each_test_once(inner):
     assert counts["skipped"] == 0 and counts["skips"] == {}, counts
     assert sorted(f.split("::")[-1] for f in counts["failures"]) == \
         failing, counts
+    # Each test's time (tests/run prints the slowest modules from it).
+    assert sorted(n.split("::")[-1] for n in counts["durations"]) == \
+        sorted(EXPECTED), counts
+    assert all(d >= 0 for d in counts["durations"].values()), counts
