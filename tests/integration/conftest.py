@@ -24,6 +24,10 @@ def pytest_configure(config):
         "markers", "shared_storage: runs in the networked-storage pass too, "
         "with every shared storage domain on CVIRT_TEST_SHARED (a GlusterFS "
         "volume; the only tests there)")
+    config.addinivalue_line(
+        "markers", "local_storage_only: a test of a shared_storage module "
+        "deselected in the networked-storage pass, with the reason in its "
+        "docstring")
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -48,7 +52,7 @@ def pytest_collection_modifyitems(config, items):
     """Each test runs in exactly one database pass: sqlite_only tests are
     deselected in the PostgreSQL pass (CVIRT_TEST_PG set), pg_only ones in
     the SQLite pass. The networked-storage pass (CVIRT_TEST_SHARED set)
-    runs only the tests marked shared_storage.
+    runs only the tests marked shared_storage and not local_storage_only.
 
     tests/run spreads the suite over two pytest-xdist workers with
     --dist loadgroup: each module is one group, so it runs on one worker
@@ -61,8 +65,10 @@ def pytest_collection_modifyitems(config, items):
     def runs_here(item):
         if item.get_closest_marker(other) is not None:
             return False
-        return not cvirt.SHARED or \
-            item.get_closest_marker("shared_storage") is not None
+        if not cvirt.SHARED:
+            return True
+        return item.get_closest_marker("shared_storage") is not None and \
+            item.get_closest_marker("local_storage_only") is None
     keep = [i for i in items if runs_here(i)]
     if len(keep) != len(items):
         config.hook.pytest_deselected(

@@ -250,7 +250,20 @@ def test_manager_partition_restarts_nothing(hc, guest):
         assert v["state"] == "running" and qemu_pid(v["uuid"]) == pid, n
 
 
+@pytest.mark.local_storage_only
 def test_storage_lost_by_one_host_fences_and_restarts(hc, guest):
+    """h2's lease file becomes a directory, so h2's keeper can no longer
+    renew it: the keeper fences ha2 and the manager restarts it elsewhere,
+    once. Guards src/agent/kdomain.c kdom_renew()'s failure path and the
+    manager's restart (src/manager/failover.c).
+
+    Not in the GlusterFS pass: there the harness's os.unlink() of a lease
+    that h2's keeper rewrites every 500 ms (O_DIRECT pwrite + fdatasync)
+    waits inside Gluster (the FUSE unlink request unanswered: 365 s in one
+    run, about 9 min in another), which measures Gluster's locking, not
+    a host losing its storage. A host losing a real shared domain is the
+    fault suite's part (issue 14: one host's own view of a domain
+    frozen)."""
     v = hc.vm("ha2")       # on h2
     lease = os.path.join(hc.storage, "leases", "h2.json")
     s = Sampler(v["uuid"])
