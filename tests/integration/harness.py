@@ -63,6 +63,17 @@ KEEPER_END_RE = re.compile(
     r"\blease keeper pid \d+ (died\b|exited with status [1-9]|did not exit)"
     r"|\bkeeper pid \d+ exits with status [1-9]")
 
+# An agent's line for each QMP RESET of a VM (src/agent/vmhost.c). A guest
+# that cannot boot resets in a loop: the test guest's kernel in 64 MiB
+# fails before its console is up and resets every 0.1-0.25 s, for as long
+# as the VM runs. RESET_STORM resets of one VM within RESET_WINDOW_S
+# seconds is such a broken guest, which no test may accept (and which
+# burns a core under TCG); a guest rebooted by a test resets once.
+RESET_RE = re.compile(r"^(\d\d):(\d\d):(\d\d)\.(\d{3}) agent info: vm (\S+): "
+                      r"reset$")
+RESET_STORM = 10
+RESET_WINDOW_S = 10.0
+
 _san = {}       # sanitizer log prefix -> label
 _logs = {}      # daemon log path -> label
 _offsets = {}   # path -> bytes already read
@@ -158,6 +169,28 @@ def _read_new(path):
     return data[:end].decode(errors="replace")
 
 
+def reset_storms(lines):
+    """VMs whose resets in lines (an agent log's) come RESET_STORM or more
+    within RESET_WINDOW_S seconds, as {vm: (resets, seconds)}."""
+    times = {}
+    for ln in lines:
+        m = RESET_RE.match(ln)
+        if m:
+            h, mi, sec, ms = (int(x) for x in m.groups()[:4])
+            times.setdefault(m.group(5), []).append(
+                h * 3600 + mi * 60 + sec + ms / 1000.0)
+    storms = {}
+    for vm, ts in times.items():
+        # A log line carries no date: a storm across midnight wraps.
+        ts = [t + 86400 if t < ts[0] else t for t in ts]
+        for i in range(len(ts) - RESET_STORM + 1):
+            span = ts[i + RESET_STORM - 1] - ts[i]
+            if span <= RESET_WINDOW_S:
+                storms[vm] = (len(ts), round(ts[-1] - ts[0], 1))
+                break
+    return storms
+
+
 def _excerpt(text, lines=40):
     ls = text.strip("\n").splitlines()
     more = len(ls) - lines
@@ -231,6 +264,10 @@ def check():
             problems.append("%s: crash in its log %s:\n%s" % (
                 label, path, _excerpt("\n".join(lines[max(0, hits[0] - 5):]),
                                       30)))
+        for vm, (n, secs) in sorted(reset_storms(lines).items()):
+            problems.append("%s: vm %s reset %d times in %.1f s: its guest "
+                            "cannot boot (the test guest needs 128 MiB); "
+                            "log %s" % (label, vm, n, secs, path))
         ends = [ln for ln in lines if KEEPER_END_RE.search(ln)]
         if ends and path not in excused:
             problems.append("%s: its lease keeper ended badly (a test that "

@@ -291,13 +291,13 @@ def test_placement_refuses_with_reasons(nc, guest):
 def test_anti_affinity_spreads_vms(nc, guest):
     hosts = set()
     for n in ("a1", "a2", "a3"):
-        nc.cli("vm", "create", n, "--cpus", 1, "--memory", 64,
+        nc.cli("vm", "create", n, "--cpus", 1, "--memory", 128,
                "--anti-affinity", "web", "--kernel", guest.kernel,
                "--initrd", guest.initrd)
         nc.cli("vm", "start", n)
         hosts.add(nc.vm(n)["host"])
     assert len(hosts) == 3
-    nc.cli("vm", "create", "a4", "--cpus", 1, "--memory", 64,
+    nc.cli("vm", "create", "a4", "--cpus", 1, "--memory", 128,
            "--anti-affinity", "web", "--kernel", guest.kernel,
            "--initrd", guest.initrd)
     rc, _, err = nc.cli("vm", "start", "a4", check=False)

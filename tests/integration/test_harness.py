@@ -369,3 +369,29 @@ def test_counts_each_test_once(inner):
     assert sorted(n.split("::")[-1] for n in counts["durations"]) == \
         sorted(EXPECTED), counts
     assert all(d >= 0 for d in counts["durations"].values()), counts
+
+
+def test_reset_storm_fails_the_test(tmp_path):
+    """A guest that cannot boot resets in a loop (the test guest's kernel
+    in 64 MiB: every 0.1-0.25 s); check() names it. One reset, or resets
+    seconds apart (a watchdog, a test's reboot), are no problem. Guards
+    harness.reset_storms and its call in check()."""
+    import harness
+    log = tmp_path / "agent-h1.log"
+    lines = ["23:59:58.%03d agent info: vm b1: reset" % (i * 90)
+             for i in range(6)] + \
+        ["00:00:00.%03d agent info: vm b1: reset" % (i * 100)
+         for i in range(6)] + \
+        ["00:00:%02d.000 agent info: vm ok1: reset" % (i * 3)
+         for i in range(12)] + ["00:00:01.000 agent info: vm ok2: reset",
+                                "00:00:01.000 agent info: vm ok3: started"]
+    log.write_text("\n".join(lines) + "\n")
+    harness.watch_log(str(log), "agent h1")
+    try:
+        problems = harness.check()
+    finally:
+        harness._logs.pop(str(log), None)
+        harness._offsets.pop(str(log), None)
+    assert len(problems) == 1, problems
+    assert "vm b1 reset 12 times in 2.5 s: its guest cannot boot" in \
+        problems[0], problems

@@ -148,7 +148,7 @@ def test_host_down_when_reports_stop_and_up_again(cluster):
 
 
 def test_task_and_event_fields(cluster, guest):
-    cluster.cli("vm", "create", "f1", "--cpus", 1, "--memory", 64,
+    cluster.cli("vm", "create", "f1", "--cpus", 1, "--memory", 128,
                 "--kernel", guest.kernel, "--initrd", guest.initrd)
     cluster.cli("vm", "start", "f1")
     tasks = cluster.cli("task", "list", json=True)
@@ -175,7 +175,7 @@ def test_busy_vm_refuses_a_second_operation(cluster, guest):
     the start task is still in flight when the stop comes: without that
     the answer depended on which finished first. Guards task_submit's
     busy check (src/manager/task.c)."""
-    cluster.cli("vm", "create", "b1", "--cpus", 1, "--memory", 64,
+    cluster.cli("vm", "create", "b1", "--cpus", 1, "--memory", 128,
                 "--kernel", guest.kernel, "--initrd", guest.initrd)
     agent = cluster.agents["h1"]
     agent.signal(signal.SIGSTOP)
@@ -192,6 +192,9 @@ def test_busy_vm_refuses_a_second_operation(cluster, guest):
     done = cluster.cli("task", "wait", task["id"], json=True)
     assert done["state"] == "succeeded", done
     assert cluster.http("GET", "/api/v1/vms/b1")[1]["task"] is None
+    # A graceful stop presses the power button: the guest's acpid is up
+    # by "init reached" (tests/guest/build-guest.sh).
+    cluster.wait_serial("b1", "cvirt-guest: init reached", 120)
     status, task = cluster.http("POST", "/api/v1/vms/b1/stop")
     assert status == 202, task
     done = cluster.cli("task", "wait", task["id"], json=True)
