@@ -1,0 +1,222 @@
+/* tls_request.c - the front reads a request before the server sees it:
+ * its head by a deadline, and its body (unless the route streams bodies)
+ * by another, answering Expect: 100-continue itself. civetweb reads
+ * bodies in a worker for as long as the client takes and never sends the
+ * 100 (its mg_read does not), hence this. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/tls_int.h"
+#include "common/util.h"
+
+/* Reads from the client into buf (cap bytes) until *len >= want, or,
+ * with want 0, until the head ends; by deadline. 0 done, -1 at EOF or an
+ * error, -2 at the deadline, -3 when buf is full. */
+static int
+tls_fill(SSL *ssl, int fd, char *buf, size_t cap, size_t *len, size_t want,
+    int64_t deadline)
+{
+	size_t seen = 0;	/* no blank line ends before this */
+	ssize_t n;
+	int ww;
+
+	for (;;) {
+		if (want > 0 ? *len >= want :
+		    memmem(buf + seen, *len - seen, "\r\n\r\n", 4) != NULL)
+			return 0;
+		seen = *len > 3 ? *len - 3 : 0;
+		if (*len >= cap)
+			return -3;
+		n = tls_client_read(ssl, fd, buf + *len, cap - *len, &ww);
+		if (n == 0)
+			return -1;
+		if (n > 0)
+			*len += (size_t)n;
+		else if (tls_wait(fd, ww, tls_left(deadline)) < 0)
+			return -2;
+	}
+}
+
+/* The value of header name (case-insensitive) in head (NUL-terminated,
+ * CRLF lines), without surrounding blanks: 1 found, 0 absent, -1 given
+ * twice or longer than outsz. */
+static int
+tls_header(const char *head, const char *name, char *out, size_t outsz)
+{
+	const char *line = strstr(head, "\r\n"), *v, *end;
+	size_t n = strlen(name), vl;
+	int found = 0;
+
+	while (line != NULL && line[2] != '\0' && line[2] != '\r') {
+		line += 2;
+		end = strstr(line, "\r\n");
+		if (end == NULL)
+			end = line + strlen(line);
+		if (strncasecmp(line, name, n) == 0 && line[n] == ':') {
+			v = line + n + 1;
+			v += strspn(v, " \t");
+			for (vl = (size_t)(end - v); vl > 0 &&
+			    (v[vl - 1] == ' ' || v[vl - 1] == '\t'); vl--)
+				;
+			if (found++ || vl >= outsz)
+				return -1;
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+		}
+		line = *end ? end : NULL;
+	}
+	return found;
+}
+
+/* Removes header name's line(s) from the head at the start of q->buf. */
+static void
+tls_strip_header(struct tls_request *q, const char *name)
+{
+	char *line = strstr(q->buf, "\r\n"), *end;
+	size_t n = strlen(name), cut;
+
+	while (line != NULL && line + 2 < q->buf + q->headlen - 2) {
+		end = strstr(line + 2, "\r\n");
+		if (strncasecmp(line + 2, name, n) == 0 && line[2 + n] == ':') {
+			cut = (size_t)(end - line);
+			memmove(line, end, q->len - (size_t)(end - q->buf) + 1);
+			q->len -= cut;
+			q->headlen -= cut;
+			continue;
+		}
+		line = end;
+	}
+}
+
+/* Which backend the head's request goes to. */
+static int
+tls_classify(struct tls_front *t, const char *head)
+{
+	char method[16], target[2048];
+	size_t m = strcspn(head, " \r\n"), n;
+	int b;
+
+	if (t->classify == NULL || m == 0 || m >= sizeof(method) ||
+	    head[m] != ' ')
+		return 0;
+	n = strcspn(head + m + 1, " \r\n");
+	if (n == 0 || n >= sizeof(target))
+		return 0;
+	memcpy(method, head, m);
+	method[m] = '\0';
+	memcpy(target, head + m + 1, n);
+	target[n] = '\0';
+	b = t->classify(t->classify_arg, method, target, head);
+	return b >= 0 && b < t->nbackends ? b : 0;
+}
+
+/* The body of a request read ahead: its length from Content-Length (the
+ * server answers a malformed one itself), within TLS_BODY_MAX and the
+ * budget, 100 Continue sent when the client waits for it. 0 with
+ * *bodylen, or -1 after replying. */
+static int
+tls_body_plan(struct tls_front *t, SSL *ssl, int fd, struct tls_request *q,
+    const char *expect, size_t *bodylen)
+{
+	char num[24];
+	uint64_t v = 0;
+	int has;
+
+	*bodylen = 0;
+	if (tls_header(q->buf, "transfer-encoding", num, sizeof(num)) != 0) {
+		tls_reply(ssl, fd, 411, "Length Required", "send the body with "
+		    "Content-Length, not Transfer-Encoding");
+		return -1;
+	}
+	if ((has = tls_header(q->buf, "content-length", num, sizeof(num))) < 0) {
+		tls_reply(ssl, fd, 400, "Bad Request", "Content-Length given "
+		    "twice or too long");
+		return -1;
+	}
+	if (has == 0 || num[0] == '\0' || strspn(num, "0123456789") !=
+	    strlen(num) || util_parse_u64(num, 0, UINT64_MAX, &v) < 0)
+		return 0;
+	if (v > TLS_BODY_MAX) {
+		tls_reply(ssl, fd, 413, "Payload Too Large", "request body over "
+		    "1048576 bytes");
+		return -1;
+	}
+	pthread_mutex_lock(&t->lock);
+	if (t->buffered + v <= TLS_BUFFERED_MAX) {
+		t->buffered += v;
+		q->reserved = (size_t)v;
+	}
+	pthread_mutex_unlock(&t->lock);
+	if (q->reserved != v) {
+		tls_reply(ssl, fd, 503, "Service Unavailable", "too many request "
+		    "bodies in flight; try again");
+		return -1;
+	}
+	*bodylen = (size_t)v;
+	if (expect != NULL) {
+		tls_strip_header(q, "expect");
+		if (v > q->len - q->headlen && tls_write_all(ssl, fd,
+		    "HTTP/1.1 100 Continue\r\n\r\n", 25) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Reads the request's head by deadline, and its body too unless its
+ * backend streams bodies, within TLS_BODY_MS; into q. 0, or -1 after
+ * replying (timeout, oversized head, ...) or at EOF. */
+int
+tls_request(struct tls_front *t, struct tls_conn *c, SSL *ssl,
+    struct tls_request *q, int64_t deadline)
+{
+	char expect[32], *nb;
+	size_t bodylen = 0, cap = TLS_HEAD_MAX + 1;
+	int rc, has;
+
+	if ((q->buf = malloc(cap)) == NULL)
+		return -1;
+	rc = tls_fill(ssl, c->fd, q->buf, cap - 1, &q->len, 0, deadline);
+	if (rc == -2 || rc == -3) {
+		tls_note(t, rc == -2 ? "head deadline" : "head too large",
+		    c->remote);
+		tls_reply(ssl, c->fd, rc == -2 ? 408 : 431, rc == -2 ?
+		    "Request Timeout" : "Request Header Fields Too Large",
+		    rc == -2 ? "the request did not arrive in time" :
+		    "request headers over 16 KiB");
+	}
+	if (rc < 0)
+		return -1;
+	q->buf[q->len] = '\0';
+	q->headlen = (size_t)((char *)memmem(q->buf, q->len, "\r\n\r\n", 4) -
+	    q->buf) + 4;
+	q->buf[q->headlen - 2] = '\0';	/* the head alone, for a while */
+	q->backend = tls_classify(t, q->buf);
+	has = tls_header(q->buf, "expect", expect, sizeof(expect));
+	if (has != 0 && (has < 0 || strcasecmp(expect, "100-continue") != 0)) {
+		tls_reply(ssl, c->fd, 417, "Expectation Failed", "the only "
+		    "expectation served is 100-continue");
+		return -1;
+	}
+	rc = t->backend[q->backend].read_ahead ? tls_body_plan(t, ssl, c->fd,
+	    q, has ? expect : NULL, &bodylen) : 0;
+	q->buf[q->headlen - 2] = '\r';
+	if (rc < 0 || bodylen == 0)
+		return rc;
+	if (q->headlen + bodylen > cap - 1) {
+		if ((nb = realloc(q->buf, q->headlen + bodylen + 1)) == NULL)
+			return -1;
+		q->buf = nb;
+		cap = q->headlen + bodylen + 1;
+	}
+	rc = tls_fill(ssl, c->fd, q->buf, cap - 1, &q->len, q->headlen +
+	    bodylen, util_mono_ms() + TLS_BODY_MS);
+	if (rc == -2) {
+		tls_note(t, "body deadline", c->remote);
+		tls_reply(ssl, c->fd, 408, "Request Timeout",
+		    "the request body did not arrive in time");
+	}
+	return rc < 0 ? -1 : 0;
+}
