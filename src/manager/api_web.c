@@ -162,7 +162,9 @@ api_vm_vnc(struct httpd_req *r)
 	else if (console_ticket_kind(json_string_value(json_object_get(row,
 	    "uuid")), host, "vnc", ticket, sizeof(ticket)) < 0 ||
 	    util_fmt(path, sizeof(path), "/api/v1/console?ticket=%s", ticket) < 0)
-		httpd_reply_error(r, 500, "cannot issue a console ticket");
+		httpd_reply_error(r, errno == EBUSY ? 503 : 500, errno == EBUSY ?
+		    "too many consoles open; close one first" :
+		    "cannot issue a console ticket");
 	else
 		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket",
 		    ticket, "path", path));
