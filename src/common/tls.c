@@ -380,6 +380,30 @@ tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 	}
 }
 
+/* After an answer to a request whose client may still be sending: our
+ * side is shut and what comes is read and dropped for a while, as a
+ * close with unread data resets the connection and the client could
+ * lose the answer (Apache's lingering close). */
+static void
+tls_linger(SSL *ssl, int fd)
+{
+	int64_t deadline = util_mono_ms() + TLS_LINGER_MS;
+	char buf[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	if (ssl != NULL)
+		SSL_shutdown(ssl);
+	shutdown(fd, SHUT_WR);
+	while (total < TLS_LINGER_MAX) {
+		if ((n = read(fd, buf, sizeof(buf))) > 0)
+			total += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR) ||
+		    tls_wait(fd, 0, tls_left(deadline)) < 0)
+			break;
+	}
+}
+
 void
 tls_reply(SSL *ssl, int fd, int status, const char *reason, const char *msg)
 {
@@ -389,8 +413,9 @@ tls_reply(SSL *ssl, int fd, int status, const char *reason, const char *msg)
 	n = snprintf(out, sizeof(out), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
 	    "\r\n{\"error\":\"%s\"}", status, reason, strlen(msg) + 12, msg);
-	if (n > 0 && (size_t)n < sizeof(out))
-		tls_write_all(ssl, fd, out, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(out) &&
+	    tls_write_all(ssl, fd, out, (size_t)n) == 0 && status != 408)
+		tls_linger(ssl, fd);	/* a slow client gets no more time */
 }
 
 /* Logs a refused or cut-off client, at most once per TLS_LOG_MS (a flood

@@ -83,6 +83,8 @@ void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
 #define TLS_HEAD_MS		10000	/* handshake and head, from accept */
 #define TLS_BODY_MS		30000	/* a body read ahead, after the head */
 #define TLS_LOG_MS		10000	/* refusals logged at most this often */
+#define TLS_LINGER_MS		2000	/* reading what follows an error */
+#define TLS_LINGER_MAX		(4 * 1024 * 1024)	/* ... at most */
 
 struct tls_peer {
 	int	used;
@@ -146,7 +148,9 @@ ssize_t	tls_client_read(SSL *ssl, int fd, char *buf, size_t n,
 	    int *want_write);
 /* Writes all of buf to the client (through SSL unless ssl is NULL). */
 int	tls_write_all(SSL *ssl, int fd, const char *buf, size_t len);
-/* An error reply {"error": msg} and Connection: close. */
+/* An error reply {"error": msg} and Connection: close; but after a 408,
+ * what the client still sends is read and dropped for up to
+ * TLS_LINGER_MS so that it gets the answer. */
 void	tls_reply(SSL *ssl, int fd, int status, const char *reason,
 	    const char *msg);
 /* Counts (and now and then logs) a client cut off or refused for why. */
