@@ -557,9 +557,10 @@ def test_slow_unauthenticated_clients(make_cluster):
     assert p99(took) < 0.1, (p99(took), sorted(took)[-10:])
     assert not sampler.not_up, sampler.not_up[:10]
     assert not host_down_events(cl)
-    # Cut off on the body deadline, never served by a worker meanwhile.
-    lives = crowd.lives["expect"]
-    assert lives and all(s in (408, None) for _, s in lives), lives[:10]
+    # Cut off on the body deadline (408) or displaced by a newer one from
+    # their address (after the 100 or before), never answered otherwise.
+    ends = collections.Counter(s for _, s in crowd.lives["expect"])
+    assert ends[408] and set(ends) <= {100, 408, None}, ends
     assert cl.health()
 
 
@@ -883,7 +884,7 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
     request.addfinalizer(cl.cleanup)
     cl.start(hosts=("h1",))
     pid = cl.manager.pid
-    body = b"{\"name\":\"" + b"b" * (1024 * 1024 - 12) + b"\"}"
+    body = b"{\"name\":\"" + b"b" * (1024 * 1024 - 11) + b"\"}"
     assert len(body) == 1024 * 1024
     big = Slow("big", LOGIN_HEAD + b"Content-Length: %d\r\n\r\n"
                % len(body) + body[:-1], b"", 0)
