@@ -2,6 +2,7 @@
  * one civetweb context (its own workers, on its own loopback port) per
  * class of requests, the front (tls.c) picking the class of each. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -630,6 +631,34 @@ httpd_context(struct httpd *h, enum httpd_class c, int threads)
 	return mg;
 }
 
+static void *
+httpd_stop_one(void *mg)
+{
+	mg_stop(mg);
+	return NULL;
+}
+
+/* mg_stop takes up to 2 s (civetweb's master thread polls that long):
+ * the contexts stop side by side, not one after the other. */
+static void
+httpd_stop_all(struct httpd *h)
+{
+	pthread_t th[HTTPD_NCLASSES];
+	int c, started[HTTPD_NCLASSES] = { 0 };
+
+	for (c = 0; c < HTTPD_NCLASSES; c++)
+		if (h->mg[c] != NULL)
+			started[c] = pthread_create(&th[c], NULL, httpd_stop_one,
+			    h->mg[c]) == 0;
+	for (c = 0; c < HTTPD_NCLASSES; c++) {
+		if (started[c])
+			pthread_join(th[c], NULL);
+		else if (h->mg[c] != NULL)
+			mg_stop(h->mg[c]);
+		h->mg[c] = NULL;
+	}
+}
+
 struct httpd *
 httpd_start(const struct httpd_config *cfg)
 {
@@ -658,9 +687,7 @@ httpd_start(const struct httpd_config *cfg)
 		goto fail;
 	return h;
 fail:
-	for (c = 0; c < HTTPD_NCLASSES; c++)
-		if (h->mg[c])
-			mg_stop(h->mg[c]);
+	httpd_stop_all(h);
 	free(h);
 	return NULL;
 }
@@ -668,13 +695,9 @@ fail:
 void
 httpd_stop(struct httpd *h)
 {
-	int c;
-
 	if (h == NULL)
 		return;
 	tls_front_stop(h->tls);
-	for (c = 0; c < HTTPD_NCLASSES; c++)
-		if (h->mg[c])
-			mg_stop(h->mg[c]);
+	httpd_stop_all(h);
 	free(h);
 }

@@ -264,13 +264,16 @@ console_close(void *state)
 {
 	struct console_link *l = state;
 
+	/* No longer open, though closing holds this worker a few seconds
+	 * more (civetweb's mg_close_connection waits out its client
+	 * thread's poll): a user who closes and reopens is not refused. */
+	atomic_fetch_sub(&console_count, 1);
 	pthread_mutex_lock(&l->lock);
 	l->client_gone = 1;
 	pthread_mutex_unlock(&l->lock);
 	/* Stops the agent side; its close callback drops the other ref. */
 	mg_close_connection(l->agent);
 	console_put(l);
-	atomic_fetch_sub(&console_count, 1);
 }
 
 const struct httpd_ws_route console_ws_route = {
