@@ -91,6 +91,61 @@ tls_strip_header(struct tls_request *q, const char *name)
 	}
 }
 
+/* A tchar (RFC 9110 5.6.2): what a method or a header name is made of. */
+static int
+tls_tchar(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9') ||
+	    (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+/* 1 when the head (len bytes: the request line and the header lines,
+ * each with its CRLF) is one that civetweb reads as the front does: a
+ * request line "METHOD TARGET HTTP/d.d", then "name:value" lines, the
+ * name all tchars right up to its colon; no control byte but a tab in a
+ * value, no CR or LF outside a line's CRLF, no folded line. civetweb is
+ * laxer (bare LFs end its lines and head, blanks before a colon are
+ * dropped, "+5" is a Content-Length of 5): a head it read otherwise could
+ * hide a body from the front, which civetweb's worker would then read
+ * for as long as the client takes. */
+static int
+tls_head_valid(const char *head, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)head, *end = p + len;
+	const unsigned char *eol, *c;
+	int first = 1;
+
+	if (len == 0)
+		return 0;
+	for (; p < end; p = eol + 2, first = 0) {
+		eol = memchr(p, '\r', (size_t)(end - p));
+		if (eol == NULL || eol + 1 >= end || eol[1] != '\n' || eol == p)
+			return 0;
+		for (c = p; c < eol; c++)
+			if ((*c < 0x20 && *c != '\t') || *c == 0x7f)
+				return 0;
+		for (c = p; c < eol && tls_tchar(*c); c++)
+			;
+		if (c == p)
+			return 0;	/* no method or name: a fold, a blank */
+		if (!first) {
+			if (*c != ':')
+				return 0;
+			continue;
+		}
+		if (*c++ != ' ')
+			return 0;
+		for (p = c; c < eol && *c > ' ' && *c < 0x7f; c++)
+			;
+		if (c == p || eol - c != 9 || memcmp(c, " HTTP/", 6) != 0 ||
+		    c[6] < '0' || c[6] > '9' || c[7] != '.' ||
+		    c[8] < '0' || c[8] > '9')
+			return 0;
+	}
+	return 1;
+}
+
 /* Which backend the head's request goes to. */
 static int
 tls_classify(struct tls_front *t, const char *head)
@@ -113,10 +168,10 @@ tls_classify(struct tls_front *t, const char *head)
 	return b >= 0 && b < t->nbackends ? b : 0;
 }
 
-/* The body of a request read ahead: its length from Content-Length (the
- * server answers a malformed one itself), within TLS_BODY_MAX and the
- * budget, 100 Continue sent when the client waits for it. 0 with
- * *bodylen, or -1 after replying. */
+/* The body of a request read ahead: its length from Content-Length
+ * (digits only: civetweb would read "+5" or "5x" as 5, a body the front
+ * had not read), within TLS_BODY_MAX and the budget, 100 Continue sent
+ * when the client waits for it. 0 with *bodylen, or -1 after replying. */
 static int
 tls_body_plan(struct tls_front *t, SSL *ssl, int fd, struct tls_request *q,
     const char *expect, size_t *bodylen)
@@ -136,10 +191,14 @@ tls_body_plan(struct tls_front *t, SSL *ssl, int fd, struct tls_request *q,
 		    "twice or too long");
 		return -1;
 	}
-	if (has == 0 || num[0] == '\0' || strspn(num, "0123456789") !=
-	    strlen(num) || util_parse_u64(num, 0, UINT64_MAX, &v) < 0)
+	if (has == 0)
 		return 0;
-	if (v > TLS_BODY_MAX) {
+	if (num[0] == '\0' || strspn(num, "0123456789") != strlen(num)) {
+		tls_reply(ssl, fd, 411, "Length Required", "Content-Length is "
+		    "not a number");
+		return -1;
+	}
+	if (util_parse_u64(num, 0, UINT64_MAX, &v) < 0 || v > TLS_BODY_MAX) {
 		tls_reply(ssl, fd, 413, "Payload Too Large", "request body over "
 		    "1048576 bytes");
 		return -1;
@@ -192,6 +251,12 @@ tls_request(struct tls_front *t, struct tls_conn *c, SSL *ssl,
 	q->buf[q->len] = '\0';
 	q->headlen = (size_t)((char *)memmem(q->buf, q->len, "\r\n\r\n", 4) -
 	    q->buf) + 4;
+	if (!tls_head_valid(q->buf, q->headlen - 2)) {
+		tls_note(t, "malformed head", c->remote);
+		tls_reply(ssl, c->fd, 400, "Bad Request", "malformed request "
+		    "line or header");
+		return -1;
+	}
 	q->buf[q->headlen - 2] = '\0';	/* the head alone, for a while */
 	q->backend = tls_classify(t, q->buf);
 	has = tls_header(q->buf, "expect", expect, sizeof(expect));
