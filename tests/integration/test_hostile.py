@@ -546,10 +546,11 @@ def test_slow_unauthenticated_clients(make_cluster):
     /api/v1/login with Expect: 100-continue and then its body one byte
     every 5 s, reconnecting when cut off. Meanwhile two agents report and
     300 admin GET /api/v1/vms are timed: no host leaves "up", every GET
-    answers, p99 under 100 ms. Guards the front (src/common/tls.c:
-    tls_read_request reads the body of an Expect request itself, within
-    TLS_BODY_MS; tls_admit caps what one address has pending) and the
-    reserved pools (src/common/httpd.c: httpd_start's classes). Before,
+    answers, p99 under 100 ms. Guards the front (src/common/tls_request.c:
+    tls_request and tls_body_plan read the body of an Expect request
+    themselves, within TLS_BODY_MS; src/common/tls_admit.c: tls_admit
+    caps what one address has pending) and the reserved pools
+    (src/common/httpd.c: httpd_start's contexts per class). Before,
     Expect requests went to civetweb's 32 shared workers, which waited
     600 s for each body: GETs took 55 s and hosts went down."""
     cl = make_cluster(hosts=("h1", "h2"))
@@ -584,8 +585,8 @@ def test_deadlines_cut_slow_clients_off(cluster, tmp_path):
     Expect: 100-continue) a byte every 5 s. Heads (and handshakes) get
     HEAD_S from the connect, bodies BODY_S from the end of the head (408);
     a body that does arrive within BODY_S is served. Guards
-    src/common/tls.c: tls_conn_main's deadlines (TLS_HEAD_MS from accept,
-    TLS_BODY_MS after the head). Before, a TLS handshake had 10 s per
+    src/common/tls.c: tls_conn_main's deadline (TLS_HEAD_MS from accept)
+    and tls_request.c: tls_request's (TLS_BODY_MS after the head). Before, a TLS handshake had 10 s per
     stalled read (a ClientHello dribbled forever kept its thread), the
     head's 10 s began after the handshake, a body had what was left of
     those 10 s, and an Expect body went to civetweb for 600 s."""
@@ -794,9 +795,10 @@ def test_expect_100_continue_is_honoured(cluster):
     100 before its body (RFC 9110 10.1.1): it gets one within a second,
     then its answer; a body over the limit gets 413 at once instead, an
     expectation other than 100-continue 417, a chunked body (unbounded
-    in advance) 411. Guards src/common/tls.c: tls_read_request's Expect
-    handling (civetweb's mg_read never sends the 100: a client that
-    waited for it, as the RFC allows, waited until its own timeout)."""
+    in advance) 411. Guards src/common/tls_request.c: tls_request's and
+    tls_body_plan's Expect handling (civetweb's mg_read never sends the
+    100: a client that waited for it, as the RFC allows, waited until its
+    own timeout)."""
     tok = cluster.token().encode()
     for head, body, want in (
             (LOGIN_HEAD, WRONG_LOGIN, 401),
@@ -836,7 +838,7 @@ def test_flooded_agent_port_still_serves_the_manager(make_cluster):
     """1,100 idle connections and 100 dribbling heads from 60 addresses,
     reconnecting as they are cut off, on h1's agent port: the manager's
     own calls to h1 (each POST /api/v1/vms defines the VM on h1) still
-    go through, each within 2 s. Guards src/common/tls.c: tls_admit
+    go through, each within 2 s. Guards src/common/tls_admit.c: tls_admit
     closes the oldest pending connection of the address with the most
     pending when the front is full. Before, a full front (1,024
     connections) refused everyone new, the manager included."""
