@@ -480,7 +480,14 @@ tls_conn_main(void *arg)
 		goto cleanup;
 	}
 	tls_peer_set(t, port, c->remote, cn, 1);
-	if (tls_plain_write_all(bfd, q.buf, q.len) == 0)
+	ok = tls_plain_write_all(bfd, q.buf, q.len) == 0;
+	/* The body is the server's now: its budget is free. */
+	free(q.buf);
+	q.buf = NULL;
+	pthread_mutex_lock(&t->lock);
+	tls_body_put(&t->lim, c->slot);
+	pthread_mutex_unlock(&t->lock);
+	if (ok)
 		tls_relay(t, ssl, c->fd, bfd);
 	tls_peer_set(t, port, NULL, NULL, 0);
 	if (ssl)
@@ -496,7 +503,6 @@ cleanup:
 	/* Released before the close: an eviction shuts down only the fd of
 	 * a slot it holds. */
 	pthread_mutex_lock(&t->lock);
-	t->buffered -= q.reserved;
 	tls_release(&t->lim, c->slot);
 	t->fds[c->slot] = -1;
 	close(c->fd);

@@ -20,6 +20,8 @@ tls_limits_init(struct tls_limits *l, int max, int per_addr,
 	l->per_addr = per_addr;
 	l->pending_max = l->max / 2;
 	l->pending_per_addr = pending_per_addr;
+	l->buffered_max = TLS_BUFFERED_MAX;
+	l->buffered_per_addr = TLS_BUFFERED_PER_ADDR;
 	l->nslots = l->max + l->pending_max;
 	l->slots = calloc((size_t)l->nslots, sizeof(*l->slots));
 	l->addrs = calloc((size_t)l->nslots, sizeof(*l->addrs));
@@ -76,6 +78,9 @@ tls_uncount(struct tls_limits *l, struct tls_slot *s)
 		l->npending--;
 		a->npending--;
 	}
+	a->buffered -= s->body;
+	l->buffered -= s->body;
+	s->body = 0;
 	l->nconns--;
 	if (--a->nconns == 0)
 		a->key[0] = '\0';
@@ -179,6 +184,61 @@ tls_release(struct tls_limits *l, int slot)
 		tls_uncount(l, s);
 	s->state = TLS_FREE;
 	s->addr = -1;
+}
+
+/* The pending slot holding the most body budget (the oldest of those),
+ * or -1 when none holds any. */
+static int
+tls_biggest_body(struct tls_limits *l)
+{
+	int i, best = -1;
+
+	for (i = 0; i < l->nslots; i++) {
+		struct tls_slot *s = &l->slots[i];
+		if (s->state != TLS_PENDING || s->body == 0)
+			continue;
+		if (best < 0 || s->body > l->slots[best].body ||
+		    (s->body == l->slots[best].body &&
+		    s->since < l->slots[best].since))
+			best = i;
+	}
+	return best;
+}
+
+int
+tls_body_take(struct tls_limits *l, int slot, size_t n, int *victims,
+    int maxv, int *nv)
+{
+	struct tls_slot *s = &l->slots[slot];
+	struct tls_addr *a = &l->addrs[s->addr];
+	int v;
+
+	*nv = 0;
+	if (a->buffered + n > l->buffered_per_addr)
+		return -1;
+	while (l->buffered + n > l->buffered_max && *nv < maxv &&
+	    (v = tls_biggest_body(l)) >= 0) {
+		tls_evict(l, v);
+		victims[(*nv)++] = v;
+	}
+	if (l->buffered + n > l->buffered_max)
+		return -1;
+	s->body = n;
+	a->buffered += n;
+	l->buffered += n;
+	return 0;
+}
+
+void
+tls_body_put(struct tls_limits *l, int slot)
+{
+	struct tls_slot *s = &l->slots[slot];
+
+	if (s->addr < 0)
+		return;
+	l->addrs[s->addr].buffered -= s->body;
+	l->buffered -= s->body;
+	s->body = 0;
 }
 
 void

@@ -31,12 +31,14 @@ struct tls_slot {
 	enum tls_slot_state	 state;
 	int			 addr;		/* index in addrs, or -1 */
 	int64_t			 since;		/* admitted, ms */
+	size_t			 body;		/* bytes of budget it holds */
 };
 
 struct tls_addr {
 	char	 key[TLS_KEY_LEN];	/* "" when free */
 	int	 nconns;		/* pending + relayed */
 	int	 npending;
+	size_t	 buffered;		/* its connections' bodies */
 };
 
 struct tls_limits {
@@ -45,14 +47,18 @@ struct tls_limits {
 	int		 pending_max;
 	int		 pending_per_addr;
 	int		 nconns, npending;
+	size_t		 buffered_max;	/* bodies read ahead, all of them */
+	size_t		 buffered_per_addr;	/* ... from one address */
+	size_t		 buffered;
 	int		 nslots;	/* max + pending_max: evicted ones
 					 * hold a slot until released */
 	struct tls_slot	*slots;
 	struct tls_addr	*addrs;		/* nslots of them */
 };
 
-/* Sizes l for max connections (pending_max = max / 2); 0, or -1 out of
- * memory. */
+/* Sizes l for max connections (pending_max = max / 2; the body budget
+ * TLS_BUFFERED_MAX, TLS_BUFFERED_PER_ADDR of it per address); 0, or -1
+ * out of memory. */
 int	tls_limits_init(struct tls_limits *l, int max, int per_addr,
 	    int pending_per_addr);
 void	tls_limits_free(struct tls_limits *l);
@@ -65,8 +71,20 @@ int	tls_admit(struct tls_limits *l, const char *key, int64_t now_ms,
 /* The slot's request is in: it is relayed from now on. -1 when it was
  * evicted meanwhile (the caller closes it). */
 int	tls_admitted(struct tls_limits *l, int slot);
-/* The connection is closed: its slot is free. */
+/* The connection is closed: its slot (and its body budget) is free. */
 void	tls_release(struct tls_limits *l, int slot);
+/* Reserves n bytes of the body budget for slot (pending, holding none).
+ * -1 when its address would hold over buffered_per_addr. When the
+ * front's budget is short, pending connections holding the most are
+ * displaced (as in tls_admit: now TLS_EVICTED, their budget free) until
+ * it fits: victims gets their slots (*nv of them, at most maxv), which
+ * the caller closes at once, also on -1 (still short after maxv). A
+ * client whose body comes at once (an agent's report) so always gets
+ * in; clients that dribble bodies only displace each other. */
+int	tls_body_take(struct tls_limits *l, int slot, size_t n, int *victims,
+	    int maxv, int *nv);
+/* The slot's body is out of the front's memory: its budget is free. */
+void	tls_body_put(struct tls_limits *l, int slot);
 /* The admission key of a client address: IPv4 (also IPv4-mapped IPv6)
  * as dotted quad, other IPv6 as its /64 ("2001:db8:1:2::/64"). */
 void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
@@ -80,6 +98,8 @@ void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
 #define TLS_BUF			16384
 #define TLS_HEAD_MAX		16384	/* request line and headers */
 #define TLS_BUFFERED_MAX	(32 * 1024 * 1024)	/* bodies read ahead */
+#define TLS_BUFFERED_PER_ADDR	(8 * 1024 * 1024)	/* ... from one address */
+#define TLS_BODY_VICTIMS	64	/* displaced for one body, at most */
 #define TLS_HEAD_MS		10000	/* handshake and head, from accept */
 #define TLS_BODY_MS		30000	/* a body read ahead, after the head */
 #define TLS_LOG_MS		10000	/* refusals logged at most this often */
@@ -107,7 +127,6 @@ struct tls_front {
 	pthread_cond_t		 cond;
 	int			 quit;
 	int			 nthreads;	/* connection threads */
-	size_t			 buffered;	/* bytes of bodies read ahead */
 	struct tls_limits	 lim;
 	int			*fds;		/* per admission slot */
 	int64_t			 logged;	/* last refusal logged, ms */
@@ -128,7 +147,6 @@ struct tls_request {
 	char	*buf;
 	size_t	 len;		/* bytes in buf */
 	size_t	 headlen;	/* through the blank line */
-	size_t	 reserved;	/* of t->buffered */
 	int	 backend;
 };
 

@@ -173,9 +173,10 @@ tls_classify(struct tls_front *t, const char *head)
  * had not read), within TLS_BODY_MAX and the budget, 100 Continue sent
  * when the client waits for it. 0 with *bodylen, or -1 after replying. */
 static int
-tls_body_plan(struct tls_front *t, SSL *ssl, int fd, struct tls_request *q,
-    const char *expect, size_t *bodylen)
+tls_body_plan(struct tls_front *t, struct tls_conn *c, SSL *ssl,
+    struct tls_request *q, const char *expect, size_t *bodylen)
 {
+	int victims[TLS_BODY_VICTIMS], nv, i, fd = c->fd, rc;
 	char num[24];
 	uint64_t v = 0;
 	int has;
@@ -204,14 +205,18 @@ tls_body_plan(struct tls_front *t, SSL *ssl, int fd, struct tls_request *q,
 		return -1;
 	}
 	pthread_mutex_lock(&t->lock);
-	if (t->buffered + v <= TLS_BUFFERED_MAX) {
-		t->buffered += v;
-		q->reserved = (size_t)v;
-	}
+	rc = tls_body_take(&t->lim, c->slot, (size_t)v, victims,
+	    TLS_BODY_VICTIMS, &nv);
+	for (i = 0; i < nv; i++)	/* their threads see the end */
+		if (t->fds[victims[i]] >= 0)
+			shutdown(t->fds[victims[i]], SHUT_RDWR);
 	pthread_mutex_unlock(&t->lock);
-	if (q->reserved != v) {
+	if (nv > 0)
+		tls_note(t, "body displaced", c->remote);
+	if (rc < 0) {
+		tls_note(t, "body budget", c->remote);
 		tls_reply(ssl, fd, 503, "Service Unavailable", "too many request "
-		    "bodies in flight; try again");
+		    "bodies in flight from this address; try again");
 		return -1;
 	}
 	*bodylen = (size_t)v;
@@ -265,8 +270,8 @@ tls_request(struct tls_front *t, struct tls_conn *c, SSL *ssl,
 		    "expectation served is 100-continue");
 		return -1;
 	}
-	rc = t->backend[q->backend].read_ahead ? tls_body_plan(t, ssl, c->fd,
-	    q, has ? expect : NULL, &bodylen) : 0;
+	rc = t->backend[q->backend].read_ahead ? tls_body_plan(t, c, ssl, q,
+	    has ? expect : NULL, &bodylen) : 0;
 	q->buf[q->headlen - 2] = '\r';
 	if (rc < 0 || bodylen == 0)
 		return rc;

@@ -117,6 +117,79 @@ test_admit_displaces_last(void **state)
 	tls_limits_free(&l);
 }
 
+/* Guards tls_body_take (tls_admit.c): an address holds at most
+ * buffered_per_addr of bodies (over it: refused); when the front's
+ * budget is short, the pending connections holding the most (the oldest
+ * of equals) are displaced until the newcomer fits, never a relayed
+ * one; displaced, released and put bodies count no more. Before, a full
+ * budget refused every body (503), agents' reports too: a few clients
+ * dribbling 1 MiB bodies took a host "down". */
+static void
+test_body_budget(void **state)
+{
+	struct tls_limits l;
+	int a1, a2, a3, b1, c1, d1, e1, v[8], nv, x;
+
+	(void)state;
+	assert_int_equal(tls_limits_init(&l, 16, 8, 8), 0);
+	l.buffered_max = 10;
+	l.buffered_per_addr = 6;
+	a1 = tls_admit(&l, "A", 1, &x);
+	a2 = tls_admit(&l, "A", 2, &x);
+	a3 = tls_admit(&l, "A", 3, &x);
+	b1 = tls_admit(&l, "B", 4, &x);
+	c1 = tls_admit(&l, "C", 5, &x);
+	d1 = tls_admit(&l, "D", 6, &x);
+	e1 = tls_admit(&l, "E", 7, &x);
+	assert_int_equal(tls_body_take(&l, a1, 3, v, 8, &nv), 0);
+	assert_int_equal(tls_body_take(&l, a2, 3, v, 8, &nv), 0);
+	/* A's share is spent. */
+	assert_int_equal(tls_body_take(&l, a3, 1, v, 8, &nv), -1);
+	assert_int_equal(nv, 0);
+	assert_int_equal(tls_body_take(&l, b1, 4, v, 8, &nv), 0);
+	assert_int_equal(l.buffered, 10);
+	/* Full: C displaces B's 4 (the most), not A's older 3s. */
+	assert_int_equal(tls_body_take(&l, c1, 2, v, 8, &nv), 0);
+	assert_int_equal(nv, 1);
+	assert_int_equal(v[0], b1);
+	assert_int_equal(tls_admitted(&l, b1), -1);
+	assert_int_equal(l.buffered, 8);
+	/* D needs 4: A's two 3s go, the oldest first. */
+	assert_int_equal(tls_body_take(&l, d1, 4, v, 8, &nv), 0);
+	assert_int_equal(nv, 1);
+	assert_int_equal(v[0], a1);
+	assert_int_equal(tls_body_take(&l, a3, 1, v, 8, &nv), 0);
+	assert_int_equal(l.addrs[l.slots[a3].addr].buffered, 4);
+	/* Relayed bodies stay: with C's and D's relayed, E's 4 displaces
+	 * A's 3 and then A's 1. */
+	assert_int_equal(tls_admitted(&l, c1), 0);
+	assert_int_equal(tls_admitted(&l, d1), 0);
+	assert_int_equal(tls_body_take(&l, e1, 4, v, 8, &nv), 0);
+	assert_int_equal(nv, 2);
+	assert_int_equal(l.buffered, 10);
+	/* Now all of it relayed or E's own: nothing to displace. */
+	assert_int_equal(tls_admitted(&l, e1), 0);
+	x = tls_admit(&l, "F", 8, &nv);
+	assert_int_equal(tls_body_take(&l, x, 1, v, 8, &nv), -1);
+	assert_int_equal(nv, 0);
+	/* Put (sent on to the server) and released bodies count no more. */
+	tls_body_put(&l, c1);
+	assert_int_equal(l.buffered, 8);
+	assert_int_equal(tls_body_take(&l, x, 1, v, 8, &nv), 0);
+	tls_release(&l, d1);
+	tls_release(&l, x);
+	assert_int_equal(l.buffered, 4);
+	tls_release(&l, e1);
+	tls_release(&l, c1);
+	tls_release(&l, a1);
+	tls_release(&l, a2);
+	tls_release(&l, a3);
+	tls_release(&l, b1);
+	assert_int_equal(l.buffered, 0);
+	assert_int_equal(l.nconns, 0);
+	tls_limits_free(&l);
+}
+
 /* Guards tls_addr_key: IPv4 as is (also IPv4-mapped), IPv6 by /64. */
 static void
 test_addr_key(void **state)
@@ -450,6 +523,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_admit_caps),
 		cmocka_unit_test(test_admit_displaces_last),
+		cmocka_unit_test(test_body_budget),
 		cmocka_unit_test(test_addr_key),
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_stream_body),
