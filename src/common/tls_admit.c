@@ -210,10 +210,13 @@ tls_body_take(struct tls_limits *l, int slot, size_t n, int *victims,
     int maxv, int *nv)
 {
 	struct tls_slot *s = &l->slots[slot];
-	struct tls_addr *a = &l->addrs[s->addr];
+	struct tls_addr *a;
 	int v;
 
 	*nv = 0;
+	if (s->state != TLS_PENDING)
+		return -2;	/* displaced meanwhile: no address now */
+	a = &l->addrs[s->addr];
 	if (a->buffered + n > l->buffered_per_addr)
 		return -1;
 	while (l->buffered + n > l->buffered_max && *nv < maxv &&

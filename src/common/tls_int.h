@@ -74,7 +74,8 @@ int	tls_admitted(struct tls_limits *l, int slot);
 /* The connection is closed: its slot (and its body budget) is free. */
 void	tls_release(struct tls_limits *l, int slot);
 /* Reserves n bytes of the body budget for slot (pending, holding none).
- * -1 when its address would hold over buffered_per_addr. When the
+ * -1 when its address would hold over buffered_per_addr; -2 when slot
+ * was displaced meanwhile (the caller closes it unanswered). When the
  * front's budget is short, pending connections holding the most are
  * displaced (as in tls_admit: now TLS_EVICTED, their budget free) until
  * it fits: victims gets their slots (*nv of them, at most maxv), which

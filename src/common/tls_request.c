@@ -213,6 +213,8 @@ tls_body_plan(struct tls_front *t, struct tls_conn *c, SSL *ssl,
 	pthread_mutex_unlock(&t->lock);
 	if (nv > 0)
 		tls_note(t, "body displaced", c->remote);
+	if (rc == -2)
+		return -1;	/* displaced itself: its socket is shut */
 	if (rc < 0) {
 		tls_note(t, "body budget", c->remote);
 		tls_reply(ssl, fd, 503, "Service Unavailable", "too many request "

@@ -127,8 +127,8 @@ test_admit_displaces_last(void **state)
 static void
 test_body_budget(void **state)
 {
-	struct tls_limits l;
-	int a1, a2, a3, b1, c1, d1, e1, v[8], nv, x;
+	struct tls_limits l, l2;
+	int a1, a2, a3, b1, c1, d1, e1, p1, p2, v[8], nv, w, x;
 
 	(void)state;
 	assert_int_equal(tls_limits_init(&l, 16, 8, 8), 0);
@@ -172,6 +172,18 @@ test_body_budget(void **state)
 	x = tls_admit(&l, "F", 8, &nv);
 	assert_int_equal(tls_body_take(&l, x, 1, v, 8, &nv), -1);
 	assert_int_equal(nv, 0);
+	/* A connection displaced by tls_admit before its body was planned
+	 * (it has no address any more) reserves nothing. */
+	assert_int_equal(tls_limits_init(&l2, 8, 8, 1), 0);
+	p1 = tls_admit(&l2, "A", 1, &w);
+	p2 = tls_admit(&l2, "A", 2, &w);
+	assert_int_equal(w, p1);
+	assert_int_equal(tls_body_take(&l2, p1, 1, v, 8, &nv), -2);
+	assert_int_equal(nv, 0);
+	assert_int_equal(l2.buffered, 0);
+	tls_release(&l2, p1);
+	tls_release(&l2, p2);
+	tls_limits_free(&l2);
 	/* Put (sent on to the server) and released bodies count no more. */
 	tls_body_put(&l, c1);
 	assert_int_equal(l.buffered, 8);
