@@ -113,7 +113,8 @@ tls_listen(const char *hostport, char *err, size_t errsz)
 	}
 	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    listen(fd, TLS_BACKLOG) < 0) {
 		snprintf(err, errsz, "cannot listen on %s: %s", hostport,
 		    strerror(errno));
 		if (fd >= 0)

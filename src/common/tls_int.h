@@ -95,6 +95,11 @@ void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
 #define TLS_PER_ADDR		64	/* of them from one client address */
 #define TLS_PENDING_PER_ADDR	16	/* ... still sending their request */
 #define TLS_FD_RESERVE		256	/* descriptors left for the rest */
+/* Connections the kernel queues until the front accepts them: past it,
+ * a client's SYN is dropped and it tries again only after a second (a
+ * flood that reconnected faster than a loaded front accepted made an
+ * admin's GET take 1 s with 128). */
+#define TLS_BACKLOG		1024
 #define TLS_NOFILE_WANT		16384	/* soft limit raised to this */
 #define TLS_BUF			16384
 #define TLS_HEAD_MAX		16384	/* request line and headers */
