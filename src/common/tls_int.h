@@ -104,7 +104,9 @@ void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
 #define TLS_BUF			16384
 #define TLS_HEAD_MAX		16384	/* request line and headers */
 #define TLS_BUFFERED_MAX	(32 * 1024 * 1024)	/* bodies read ahead */
-#define TLS_BUFFERED_PER_ADDR	(8 * 1024 * 1024)	/* ... from one address */
+/* ... from one address: a few addresses cannot fill the budget (then
+ * their bodies would displace each other, each a 1 MiB allocation) */
+#define TLS_BUFFERED_PER_ADDR	(4 * 1024 * 1024)
 #define TLS_BODY_VICTIMS	64	/* displaced for one body, at most */
 #define TLS_HEAD_MS		10000	/* handshake and head, from accept */
 #define TLS_BODY_MS		30000	/* a body read ahead, after the head */
