@@ -884,10 +884,25 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
     the most: test_front.c test_body_budget).
     Then 1,500 idle connections from 100 addresses, reconnecting as they
     are cut off, for 20 s: it never runs out of descriptors and its
-    threads stay bounded. All along it answers (every GET 200; p99 under
-    100 ms, under 500 ms in the second phase, see there) and its host
-    stays up. Guards src/common/tls.c: tls_conn_cap
-    sizes the front from RLIMIT_NOFILE, and tls_admit.c: tls_body_take
+    threads stay bounded. All along it answers (every GET 200) and its
+    host stays up. What is timed: 75 (first phase) and 100 (second)
+    admin GETs of /api/v1/vms 0.2 s apart, each from connect to the
+    whole reply (with 75 and 100 of them, p99 is the slowest). First phase p99 under 100 ms, as for any
+    admin beside slow clients. Second phase p99 under 500 ms: the
+    1,500 clients have about 110 pending places in this front (its
+    descriptors allow 219 connections, half of them pending), so each
+    newcomer displaces one, which reconnects a second later: about
+    1,500 connections a second arrive, and an admin's connect waits in
+    the kernel's accept queue behind up to TLS_BACKLOG (1,024) of them
+    until the front accepts it (about 1,300 a second with the ASan
+    build beside another module on 2 cores: GETs of 50-160 ms). The
+    bound is 500 ms, not 100, because that wait is the queue's, which
+    no code of ours shortens; it still fails on a dropped SYN (a
+    backlog of 128 overflowed and the admin's SYN was retransmitted
+    after 1 s: 1.04 s) or on any GET a worker or the front holds up.
+    Guards src/common/tls.c: tls_conn_cap
+    sizes the front from RLIMIT_NOFILE and listens with TLS_BACKLOG
+    (tls_int.h), and tls_admit.c: tls_body_take
     (the budget and its per-address share: with one budget for all,
     these 60 filled it, every other body got 503, h1's reports too, and
     h1 went down).
@@ -938,13 +953,7 @@ def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
 
     crowd = Crowd(cl.port).add(["127.0.5.%d" % i for i in range(1, 101)],
                                "idle", per_src=15)
-    # 1,500 clients for the ~110 pending places this front has: each
-    # newcomer displaces one, which reconnects a second later, so about
-    # 1,500 connections a second arrive, and an admin's connect waits in
-    # the kernel's accept queue behind up to TLS_BACKLOG (1,024) of them;
-    # the front accepted about 1,300 a second here (ASan build, another
-    # module beside it on 2 cores): GETs of 50-160 ms. Before the backlog
-    # was 1,024, a full queue of 128 dropped the admin's SYN: 1.04 s.
+    # p99 under 500 ms: the accept queue's wait (docstring).
     fds, threads, _ = attack(crowd, 20, 0.5)
     assert crowd.opened >= 1500, crowd.opened
     assert fds < 1000, (fds0, fds)
