@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -442,6 +443,21 @@ tls_note(struct tls_front *t, const char *why, const char *remote)
 		    n);
 }
 
+/* Keepalive probes on a relayed client connection (TLS_KEEPIDLE_S). */
+static void
+tls_keepalive(int fd)
+{
+	int on = 1, idle = TLS_KEEPIDLE_S, intvl = TLS_KEEPINTVL_S,
+	    cnt = TLS_KEEPCNT;
+
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+	    sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0)
+		log_debug("front: keepalive: %s", strerror(errno));
+}
+
 static void *
 tls_conn_main(void *arg)
 {
@@ -481,6 +497,7 @@ tls_conn_main(void *arg)
 		goto cleanup;
 	}
 	tls_peer_set(t, port, c->remote, cn, 1);
+	tls_keepalive(c->fd);
 	ok = tls_plain_write_all(bfd, q.buf, q.len) == 0;
 	/* The body is the server's now: its budget is free. */
 	free(q.buf);

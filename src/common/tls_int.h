@@ -113,6 +113,16 @@ void	tls_addr_key(const struct sockaddr *sa, char *key, size_t keysz);
 #define TLS_LOG_MS		10000	/* refusals logged at most this often */
 #define TLS_LINGER_MS		2000	/* reading what follows an error */
 #define TLS_LINGER_MAX		(4 * 1024 * 1024)	/* ... at most */
+/* A relayed connection has no deadline (a console left at a login
+ * prompt is idle for days), so the kernel checks that its client is
+ * still there: a probe after this many seconds without traffic, then
+ * every TLS_KEEPINTVL_S; TLS_KEEPCNT unanswered ones (the client's host
+ * gone, a cable pulled: 40 s) end it, and with it the console that held
+ * one of CONSOLE_MAX. A live client's kernel answers whatever the
+ * program on it does. */
+#define TLS_KEEPIDLE_S		20
+#define TLS_KEEPINTVL_S		5
+#define TLS_KEEPCNT		4
 
 struct tls_peer {
 	int	used;

@@ -303,11 +303,14 @@ def last_tick(serial):
     return t[-1] if t else 0
 
 
-def ws_upgrade(host, port, path, timeout=10):
+def ws_upgrade(host, port, path, timeout=10, source=None):
     """Opens a websocket by hand: sends the upgrade request for path to
-    host:port and reads the reply's head. Returns the socket (the
-    caller closes it), the head and the bytes that came after it."""
-    s = socket.create_connection((host, port), timeout=timeout)
+    host:port (from address source, when given) and reads the reply's
+    head. Returns the socket (the caller closes it), the head and the
+    bytes that came after it."""
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(source, 0) if source
+                                 else None)
     key = base64.b64encode(os.urandom(16)).decode()
     s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
                "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"

@@ -973,11 +973,12 @@ class FdLimitedCluster(cvirt.Cluster):
         return argv
 
 
-def ws_open(cl, path):
-    """A websocket to the manager at path; the socket after the 101 and
-    the bytes that came with it."""
+def ws_open(cl, path, source=None):
+    """A websocket to the manager at path (from address source, when
+    given); the socket after the 101 and the bytes that came with it."""
     u = urllib.parse.urlparse(cl.url)
-    s, head, rest = cvirt.ws_upgrade(u.hostname, u.port, path)
+    s, head, rest = cvirt.ws_upgrade(u.hostname, u.port, path,
+                                     source=source)
     assert head.startswith(b"HTTP/1.1 101"), head[:200]
     return s, rest
 
@@ -1037,3 +1038,84 @@ def test_streams_and_consoles_take_no_api_workers(make_cluster):
         for s in socks:
             s.close()
         cl.cli("vm", "stop", "cons", "--force")
+
+
+def vnc_console(cl, vm, source=None):
+    """A graphical console of vm through the manager, its RFB greeting
+    read: the socket."""
+    status, t = cl.http("POST", "/api/v1/vms/%s/vnc" % vm)
+    assert status == 200, t
+    s, rest = ws_open(cl, t["path"], source)
+    s.settimeout(10)
+    while len(rest) < 14:
+        chunk = s.recv(4096)
+        assert chunk, rest
+        rest += chunk
+    assert rest[2:9] == b"RFB 003", rest[:40]
+    return s
+
+
+def still_open(s):
+    """True when nothing ended the connection: no EOF, no reset, nothing
+    to read."""
+    s.setblocking(False)
+    try:
+        return s.recv(4096) != b""
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        s.setblocking(True)
+
+
+@pytest.mark.slow
+def test_a_vanished_console_client_frees_its_console(make_cluster):
+    """CONSOLE_MAX (32) graphical consoles open, one from 127.0.7.1;
+    then that client's host vanishes (an nftables rule drops everything
+    127.0.7.1 sends: the manager's keepalive probes go unanswered, as
+    when a laptop leaves the network without closing the connection).
+    Within 60 s a 33rd console can be opened again, while the 31 live
+    ones, as idle, all stay open. 60 s: the keepalive ends the
+    connection about 40 s after its last byte (tls_int.h TLS_KEEPIDLE_S
+    20 + TLS_KEEPCNT 4 x TLS_KEEPINTVL_S 5), then the close reaches
+    console.c at once; the rest is slack for a loaded machine. Guards
+    src/common/tls.c: tls_keepalive on relayed connections. Before, the
+    front and civetweb waited on an idle console's client forever (no
+    deadline, no ping-pong), so each vanished client kept one of the 32
+    consoles until the manager restarted: all of them, in the end."""
+    cl = make_cluster(hosts=("h1",))
+    status, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "gone", "cpus": 1, "memory_mib": 64, "display": "vnc"})
+    assert status == 201, vm
+    cl.cli("vm", "start", "gone")
+    table = "cvtest_gone%d" % os.getpid()
+    socks = []
+    dropping = False
+    try:
+        socks.append(vnc_console(cl, "gone", source="127.0.7.1"))
+        for _ in range(31):
+            socks.append(vnc_console(cl, "gone"))
+        status, t = cl.http("POST", "/api/v1/vms/gone/vnc")
+        assert status == 503 and "console" in t["error"], (status, t)
+        for cmd in (["add", "table", "inet", table],
+                    ["add", "chain", "inet", table, "in",
+                     "{ type filter hook input priority 0 ; }"],
+                    ["add", "rule", "inet", table, "in", "ip", "saddr",
+                     "127.0.7.1", "drop"]):
+            dropping = True
+            subprocess.run(["nft"] + cmd, check=True, capture_output=True)
+        t0 = time.monotonic()
+        cvirt.wait_for(lambda: cl.http("POST", "/api/v1/vms/gone/vnc")[0]
+                       == 200, 60, "the vanished client's console freed",
+                       interval=1)
+        freed = time.monotonic() - t0
+        closed = [i for i, s in enumerate(socks[1:], 1) if not still_open(s)]
+        assert not closed, ("live idle consoles closed", closed, freed)
+    finally:
+        if dropping:
+            subprocess.run(["nft", "delete", "table", "inet", table],
+                           capture_output=True)
+        for s in socks:
+            s.close()
+        cl.cli("vm", "stop", "gone", "--force")
