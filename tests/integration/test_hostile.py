@@ -5,13 +5,16 @@ the API), the manager stays healthy and fast, and nothing is created or
 lost."""
 
 import collections
+import fcntl
 import os
 import random
 import re
+import select
 import selectors
 import socket
 import ssl
 import subprocess
+import termios
 import threading
 import time
 import urllib.parse
@@ -1067,6 +1070,108 @@ def still_open(s):
         return False
     finally:
         s.setblocking(True)
+
+
+# How long a console may sit idle in these tests: past every deadline a
+# connection meets on its way (the front's 10 s for the head and 30 s for
+# a body, tls_int.h TLS_HEAD_MS and TLS_BODY_MS; civetweb's 30 s per read
+# in the long class, httpd.c) and past the keepalive's 40 s that ends a
+# vanished client's connection (TLS_KEEPIDLE_S + TLS_KEEPCNT x
+# TLS_KEEPINTVL_S).
+IDLE_S = 45
+
+
+@pytest.mark.slow
+def test_a_console_left_idle_stays_open(make_cluster, guest):
+    """A serial console (`cvirt vm console`, as a user opens it) left at
+    the guest's shell prompt with nothing typed and nothing printed for
+    IDLE_S (45 s: past every deadline and the keepalive window, see
+    there) is still open and the shell answers what is typed next, as is
+    a graphical console opened beside it. Guards src/common/httpd.c:
+    httpd_context's long class does no websocket ping-pong (civetweb's
+    client that relays a console to its agent, console.c console_dial,
+    answers no ping, so the agent would close every idle console after
+    a few unanswered ones: with ping-pong every 5 s this test fails),
+    and src/common/tls.c: tls_relay has no deadline once a request is
+    relayed, its keepalive probes (tls_keepalive) being answered by a
+    live client's kernel."""
+    cl = make_cluster(hosts=("h1",))
+    cl.cli("vm", "create", "idle", "--cpus", 1, "--memory", 256,
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", "console=ttyS0")
+    status, vm = cl.http("POST", "/api/v1/vms", {
+        "name": "idlevnc", "cpus": 1, "memory_mib": 64, "display": "vnc"})
+    assert status == 201, vm
+    cl.cli("vm", "start", "idle")
+    cl.cli("vm", "start", "idlevnc")
+    cl.wait_serial("idle", "cvirt-guest: boot-id", timeout=60)
+    master, slave = os.openpty()
+
+    def ctty():
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(
+        [cl.bin, "--url", cl.url, "--token-file", cl.token_file, "vm",
+         "console", "idle"], stdin=slave, stdout=slave, stderr=slave,
+        env=cl.env, preexec_fn=ctty, close_fds=True)
+    os.close(slave)
+    out = bytearray()
+    last = [time.monotonic()]
+
+    def pump(seconds, until=None):
+        """Reads the console for up to seconds (until `until` is in what
+        it printed); False once the client has exited."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if until is not None and until in out:
+                return True
+            r, _, _ = select.select([master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(master, 4096)
+                except OSError:      # EIO: the client has exited
+                    return False
+                if not chunk:
+                    return False
+                out.extend(chunk)
+                last[0] = time.monotonic()
+            elif p.poll() is not None:
+                return False
+        return until is None
+
+    vnc = None
+    try:
+        assert pump(20, b"Connected to idle's serial console"), bytes(out)
+        os.write(master, b"\r")
+        assert pump(10, b"cvirt-guest# "), bytes(out[-2000:])
+        vnc = vnc_console(cl, "idlevnc")
+        # Quiet both ways for IDLE_S (the guest may still print a late
+        # boot message: the quiet span starts after the last byte).
+        quiet_from = time.monotonic()
+        end = quiet_from + IDLE_S + 30
+        while time.monotonic() - max(last[0], quiet_from) < IDLE_S:
+            assert time.monotonic() < end, \
+                "never quiet for %d s: %r" % (IDLE_S, bytes(out[-2000:]))
+            assert pump(1), "the console closed after %.0f s idle: %r" % (
+                time.monotonic() - max(last[0], quiet_from),
+                bytes(out[-2000:]))
+        mark = len(out)
+        os.write(master, b"echo cvirt-$((6*7))\r")
+        assert pump(10, b"cvirt-42"), bytes(out[mark - 200:])
+        assert still_open(vnc), "the graphical console was closed"
+        os.write(master, b"\x1d")      # Ctrl-] detaches
+        rc = p.wait(timeout=10)
+        assert rc == 0, "console exited %d: %r" % (rc, bytes(out[-500:]))
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+        if vnc is not None:
+            vnc.close()
+        cl.cli("vm", "stop", "idle", "--force")
+        cl.cli("vm", "stop", "idlevnc", "--force")
 
 
 @pytest.mark.slow
