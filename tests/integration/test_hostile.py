@@ -1153,9 +1153,9 @@ def test_a_console_left_idle_stays_open(make_cluster, guest):
         while time.monotonic() - max(last[0], quiet_from) < IDLE_S:
             assert time.monotonic() < end, \
                 "never quiet for %d s: %r" % (IDLE_S, bytes(out[-2000:]))
+            idle = time.monotonic() - max(last[0], quiet_from)
             assert pump(1), "the console closed after %.0f s idle: %r" % (
-                time.monotonic() - max(last[0], quiet_from),
-                bytes(out[-2000:]))
+                idle, bytes(out[-2000:]))
         mark = len(out)
         os.write(master, b"echo cvirt-$((6*7))\r")
         assert pump(10, b"cvirt-42"), bytes(out[mark - 200:])
