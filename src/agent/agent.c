@@ -356,6 +356,8 @@ agent_main(int argc, char **argv)
 	memset(&hc, 0, sizeof(hc));
 	hc.listen = agent_cfg.listen;
 	hc.threads = 16;
+	hc.long_threads = 32;	/* consoles: the manager's CONSOLE_MAX */
+	hc.bulk_threads = 2;
 	hc.routes = agent_routes;
 	hc.nroutes = agent_nroutes;
 	ws[0] = serial_ws_route;

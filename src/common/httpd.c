@@ -1,5 +1,8 @@
-/* httpd.c - route table dispatch, JSON replies and websockets over civetweb. */
+/* httpd.c - route table dispatch, JSON replies and websockets over civetweb:
+ * one civetweb context (its own workers, on its own loopback port) per
+ * class of requests, the front (tls.c) picking the class of each. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,8 +19,9 @@
 #include "common/util.h"
 
 struct httpd {
-	struct mg_context	*mg;
-	struct tls_front	*tls;	/* TLS in front of a loopback listener */
+	struct mg_context	*mg[HTTPD_NCLASSES];	/* NULL: the api's */
+	int			 backend[HTTPD_NCLASSES]; /* in the front */
+	struct tls_front	*tls;	/* TLS in front of the loopback ports */
 	struct httpd_config	 cfg;
 };
 
@@ -256,6 +260,108 @@ cleanup:
 	return rc;
 }
 
+/* HTTPD_STREAM bodies: after auth, so only then 100 Continue (the front
+ * passes Expect on for these). */
+static int
+httpd_mg_body_read(struct httpd_req *r, void *buf, size_t n)
+{
+	const char *expect;
+
+	if (!r->continued) {
+		r->continued = 1;
+		expect = mg_get_header(r->conn, "Expect");
+		if (expect != NULL && strcasecmp(expect, "100-continue") == 0 &&
+		    mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25) != 25)
+			return -1;
+	}
+	return mg_read(r->conn, buf, n);
+}
+
+int
+httpd_body_read(struct httpd_req *r, void *buf, size_t n)
+{
+	return r->body_read != NULL ? r->body_read(r, buf, n) : 0;
+}
+
+/* 1 when head has header name with token among its comma-separated
+ * values (both case-insensitive). */
+static int
+httpd_head_has(const char *head, const char *name, const char *token)
+{
+	const char *line = strstr(head, "\r\n"), *v, *end;
+	size_t n = strlen(name), t = strlen(token), len;
+
+	while (line != NULL && line[2] != '\0') {
+		line += 2;
+		if ((end = strstr(line, "\r\n")) == NULL)
+			end = line + strlen(line);
+		if (strncasecmp(line, name, n) != 0 || line[n] != ':')
+			v = end;
+		else
+			v = line + n + 1;
+		for (; v < end; v += len + (v + len < end)) {
+			v += strspn(v, " \t");
+			len = strcspn(v, ",\r\n");
+			if (v + len > end)
+				len = (size_t)(end - v);
+			while (len > 0 && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+				len--;
+			if (len == t && strncasecmp(v, token, t) == 0)
+				return 1;
+		}
+		line = *end != '\0' ? end : NULL;
+	}
+	return 0;
+}
+
+enum httpd_class
+httpd_classify(const struct httpd_config *cfg, const char *method,
+    const char *target, const char *head)
+{
+	const struct httpd_route *rt;
+	struct httpd_req r;
+	char path[2048];
+	size_t k, n = strcspn(target, "?");
+	int i, flags = -1;
+
+	if (httpd_head_has(head, "upgrade", "websocket"))
+		return HTTPD_LONG_CLASS;
+	if (n >= sizeof(path))
+		return HTTPD_API;
+	memcpy(path, target, n);
+	path[n] = '\0';
+	if (cfg->agent_prefix != NULL && strncmp(path, cfg->agent_prefix,
+	    strlen(cfg->agent_prefix)) == 0)
+		return HTTPD_AGENT;
+	memset(&r, 0, sizeof(r));
+	for (k = 0; k < cfg->nroutes && flags < 0; k++) {
+		rt = &cfg->routes[k];
+		if (!httpd_match(rt->pattern, path, &r))
+			continue;
+		if (strcmp(rt->method, method) == 0 || (strcmp(method, "HEAD") ==
+		    0 && strcmp(rt->method, "GET") == 0))
+			flags = rt->flags;
+		for (i = 0; i < r.nparams; i++)
+			free(r.params[i]);
+		r.nparams = 0;
+	}
+	if (flags >= 0 && (flags & HTTPD_STREAM))
+		return HTTPD_BULK;
+	if (flags >= 0 && (flags & HTTPD_LONG))
+		return HTTPD_LONG_CLASS;
+	return HTTPD_API;
+}
+
+/* The front's question: which backend serves this head. */
+static int
+httpd_front_classify(void *arg, const char *method, const char *target,
+    const char *head)
+{
+	struct httpd *h = arg;
+
+	return h->backend[httpd_classify(&h->cfg, method, target, head)];
+}
+
 static int
 httpd_dispatch(struct mg_connection *conn, void *cbdata)
 {
@@ -334,8 +440,12 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 			goto done;
 		}
 	}
-	if (httpd_read_body(&r, ri) < 0)
+	if (found->flags & HTTPD_STREAM) {
+		r.content_length = ri->content_length;
+		r.body_read = httpd_mg_body_read;
+	} else if (httpd_read_body(&r, ri) < 0) {
 		goto done;
+	}
 	found->fn(&r);
 	if (r.status == 0)
 		httpd_reply_error(&r, 500, "internal error: no reply");
@@ -436,25 +546,36 @@ httpd_log_message(const struct mg_connection *c, const char *msg)
 }
 
 /* The public listener: the front (TLS or plain) relaying to civetweb's
- * loopback port. */
+ * loopback ports, one per class. */
 static int
 httpd_tls_start(struct httpd *h)
 {
 	struct tls_front_config tc;
 	struct mg_server_port port;
 	char err[512];
+	int c;
 
-	if (mg_get_server_ports(h->mg, 1, &port) != 1) {
-		log_warnx("cannot find the HTTP server's loopback port");
-		return -1;
-	}
 	memset(&tc, 0, sizeof(tc));
+	for (c = 0; c < HTTPD_NCLASSES; c++) {
+		if (h->mg[c] == NULL) {
+			h->backend[c] = h->backend[HTTPD_API];
+			continue;
+		}
+		if (mg_get_server_ports(h->mg[c], 1, &port) != 1) {
+			log_warnx("cannot find the HTTP server's loopback port");
+			return -1;
+		}
+		h->backend[c] = tc.nbackends;
+		tc.backend[tc.nbackends].port = port.port;
+		tc.backend[tc.nbackends++].read_ahead = c != HTTPD_BULK;
+	}
 	tc.listen = h->cfg.listen;
 	tc.cert = h->cfg.tls_cert;
 	tc.key = h->cfg.tls_key ? h->cfg.tls_key : h->cfg.tls_cert;
 	tc.client_ca = h->cfg.tls_client_ca;
 	tc.require_client = h->cfg.tls_require_client;
-	tc.backend_port = port.port;
+	tc.classify = httpd_front_classify;
+	tc.classify_arg = h;
 	if ((h->tls = tls_front_start(&tc, err, sizeof(err))) == NULL) {
 		log_warnx("cannot serve on %s: %s", h->cfg.listen, err);
 		return -1;
@@ -462,15 +583,87 @@ httpd_tls_start(struct httpd *h)
 	return 0;
 }
 
+/* One class's civetweb context: threads workers on a loopback port.
+ * civetweb gives a worker to a connection for as long as its client
+ * takes: it listens behind the front, which reads each request (but a
+ * streamed body) first; one request per connection. */
+static struct mg_context *
+httpd_context(struct httpd *h, enum httpd_class c, int threads)
+{
+	struct mg_callbacks cb;
+	struct mg_context *mg;
+	const char *opts[24];
+	char nthreads[16];
+	int n = 0;
+	size_t k;
+
+	snprintf(nthreads, sizeof(nthreads), "%d", threads);
+	opts[n++] = "listening_ports";
+	opts[n++] = "127.0.0.1:0";
+	opts[n++] = "num_threads";
+	opts[n++] = nthreads;
+	/* Per socket operation: bodies but streamed ones are in by now. */
+	opts[n++] = "request_timeout_ms";
+	opts[n++] = c == HTTPD_BULK ? "60000" : "30000";
+	opts[n++] = "enable_keep_alive";
+	opts[n++] = "no";
+	opts[n++] = "websocket_timeout_ms";
+	opts[n++] = "3600000";
+	if (c == HTTPD_API && h->cfg.static_root) {
+		opts[n++] = "document_root";
+		opts[n++] = h->cfg.static_root;
+		opts[n++] = "enable_directory_listing";
+		opts[n++] = "no";
+	}
+	opts[n] = NULL;
+	memset(&cb, 0, sizeof(cb));
+	cb.log_message = httpd_log_message;
+	if ((mg = mg_start(&cb, h, opts)) == NULL)
+		return NULL;
+	mg_set_request_handler(mg, "/", httpd_dispatch, h);
+	/* Websockets go to the long class (to the api's when there is
+	 * none). */
+	if (c == HTTPD_LONG_CLASS || (c == HTTPD_API && h->cfg.long_threads <= 0))
+		for (k = 0; k < h->cfg.nws; k++)
+			mg_set_websocket_handler(mg, h->cfg.ws[k].uri,
+			    httpd_ws_connect, httpd_ws_ready, httpd_ws_data,
+			    httpd_ws_closed, (void *)&h->cfg.ws[k]);
+	return mg;
+}
+
+static void *
+httpd_stop_one(void *mg)
+{
+	mg_stop(mg);
+	return NULL;
+}
+
+/* mg_stop takes up to 2 s (civetweb's master thread polls that long):
+ * the contexts stop side by side, not one after the other. */
+static void
+httpd_stop_all(struct httpd *h)
+{
+	pthread_t th[HTTPD_NCLASSES];
+	int c, started[HTTPD_NCLASSES] = { 0 };
+
+	for (c = 0; c < HTTPD_NCLASSES; c++)
+		if (h->mg[c] != NULL)
+			started[c] = pthread_create(&th[c], NULL, httpd_stop_one,
+			    h->mg[c]) == 0;
+	for (c = 0; c < HTTPD_NCLASSES; c++) {
+		if (started[c])
+			pthread_join(th[c], NULL);
+		else if (h->mg[c] != NULL)
+			mg_stop(h->mg[c]);
+		h->mg[c] = NULL;
+	}
+}
+
 struct httpd *
 httpd_start(const struct httpd_config *cfg)
 {
-	struct mg_callbacks cb;
 	struct httpd *h = NULL;
-	char threads[16];
-	const char *opts[24];
-	int n = 0;
-	size_t k;
+	int threads[HTTPD_NCLASSES], c;
 
 	/* Debian's civetweb binds OpenSSL 1.1 names at run time and crashes
 	 * on OpenSSL 3: TLS is ours (tls.c), civetweb stays plain. */
@@ -478,46 +671,23 @@ httpd_start(const struct httpd_config *cfg)
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return NULL;
 	h->cfg = *cfg;
-	snprintf(threads, sizeof(threads), "%d", cfg->threads > 0 ? cfg->threads : 16);
-	/* civetweb gives a worker to a connection for as long as its client
-	 * takes: it listens on loopback behind our front (tls.c), which reads
-	 * each request whole first; one request per connection. */
-	opts[n++] = "listening_ports";
-	opts[n++] = "127.0.0.1:0";
-	opts[n++] = "num_threads";
-	opts[n++] = threads;
-	opts[n++] = "request_timeout_ms";
-	opts[n++] = "600000";
-	opts[n++] = "enable_keep_alive";
-	opts[n++] = "no";
-	opts[n++] = "websocket_timeout_ms";
-	opts[n++] = "3600000";
-	if (cfg->static_root) {
-		opts[n++] = "document_root";
-		opts[n++] = cfg->static_root;
-		opts[n++] = "enable_directory_listing";
-		opts[n++] = "no";
+	threads[HTTPD_API] = cfg->threads > 0 ? cfg->threads : 16;
+	threads[HTTPD_AGENT] = cfg->agent_threads;
+	threads[HTTPD_LONG_CLASS] = cfg->long_threads;
+	threads[HTTPD_BULK] = cfg->bulk_threads;
+	for (c = 0; c < HTTPD_NCLASSES; c++) {
+		if (threads[c] <= 0)
+			continue;
+		if ((h->mg[c] = httpd_context(h, c, threads[c])) == NULL) {
+			log_warnx("cannot start the HTTP server");
+			goto fail;
+		}
 	}
-	opts[n] = NULL;
-
-	memset(&cb, 0, sizeof(cb));
-	cb.log_message = httpd_log_message;
-	h->mg = mg_start(&cb, h, opts);
-	if (h->mg == NULL) {
-		log_warnx("cannot listen on %s", cfg->listen);
-		goto fail;
-	}
-	mg_set_request_handler(h->mg, "/", httpd_dispatch, h);
-	for (k = 0; k < cfg->nws; k++)
-		mg_set_websocket_handler(h->mg, cfg->ws[k].uri, httpd_ws_connect,
-		    httpd_ws_ready, httpd_ws_data, httpd_ws_closed,
-		    (void *)&cfg->ws[k]);
 	if (httpd_tls_start(h) < 0)
 		goto fail;
 	return h;
 fail:
-	if (h->mg)
-		mg_stop(h->mg);
+	httpd_stop_all(h);
 	free(h);
 	return NULL;
 }
@@ -528,6 +698,6 @@ httpd_stop(struct httpd *h)
 	if (h == NULL)
 		return;
 	tls_front_stop(h->tls);
-	mg_stop(h->mg);
+	httpd_stop_all(h);
 	free(h);
 }

@@ -1,5 +1,10 @@
 /* httpd.h - the HTTP/websocket server every role uses (civetweb underneath):
- * a table of routes, JSON bodies in and out, {"error": "..."} on failure. */
+ * a table of routes, JSON bodies in and out, {"error": "..."} on failure.
+ * Requests are served by classes of workers, so that one kind cannot
+ * take the workers another needs: "api" (everything else), "agent"
+ * (agents' reports, under agent_prefix), "long" (live streams and
+ * websockets, which hold a worker for as long as they are open) and
+ * "bulk" (HTTPD_STREAM routes, whose bodies stream in). */
 #ifndef CVIRT_HTTPD_H
 #define CVIRT_HTTPD_H
 
@@ -29,12 +34,25 @@ struct httpd_req {
 	char			 remote[64];	/* client address */
 	char			 peer_cn[64];	/* verified TLS client cert CN or "" */
 	int			 status;	/* status sent, for logging */
+	/* HTTPD_STREAM routes: the body's length (-1 unknown: chunked),
+	 * read with httpd_body_read. */
+	long long		 content_length;
+	int			(*body_read)(struct httpd_req *r, void *buf,
+				    size_t n);
+	int			 continued;	/* 100 Continue sent */
 };
 
 /* A handler sends exactly one reply with httpd_reply_* and returns 0. */
 typedef int (*httpd_handler_fn)(struct httpd_req *r);
 
 #define HTTPD_NOAUTH 0x1	/* route needs no token */
+#define HTTPD_STREAM 0x2	/* body not read ahead: the handler reads it
+				 * with httpd_body_read, after auth ("bulk") */
+#define HTTPD_LONG   0x4	/* holds its worker long: a live stream */
+
+/* Classes of workers (httpd_config's pools). */
+enum httpd_class { HTTPD_API, HTTPD_AGENT, HTTPD_LONG_CLASS, HTTPD_BULK,
+	HTTPD_NCLASSES };
 
 /* pattern: literal segments and "{}" for one captured segment. */
 struct httpd_route {
@@ -67,7 +85,12 @@ struct httpd_config {
 	const char			*tls_key;	/* PEM key (NULL: in tls_cert) */
 	const char			*tls_client_ca;	/* verify client certs */
 	int				 tls_require_client; /* no cert: refused */
-	int				 threads;
+	/* Workers per class; a class without is served by the api's. */
+	int				 threads;	/* api (default 16) */
+	int				 agent_threads;
+	int				 long_threads;
+	int				 bulk_threads;
+	const char			*agent_prefix;	/* "agent" class */
 	const struct httpd_route	*routes;
 	size_t				 nroutes;
 	const struct httpd_ws_route	*ws;
@@ -102,6 +125,15 @@ int	httpd_route_match(const char *pattern, const char *path,
 /* The token of an Authorization header's value "Bearer TOKEN" (scheme
  * in any case; a pointer into auth), or NULL for none or another scheme. */
 const char	*httpd_bearer(const char *auth);
+/* An HTTPD_STREAM route's body: up to n bytes into buf; >0 read, 0 at
+ * its end, -1 on an error (the client gone or stalled past the
+ * server's read timeout). Sends 100 Continue first when the client
+ * waits for it. Workers' stacks are small (civetweb's): big buffers
+ * belong on the heap. */
+int	httpd_body_read(struct httpd_req *r, void *buf, size_t n);
+/* The class a request goes to (pure; the front asks it for each). */
+enum httpd_class httpd_classify(const struct httpd_config *cfg,
+	    const char *method, const char *target, const char *head);
 int	httpd_ws_send(struct mg_connection *c, const void *buf, size_t len);
 void	httpd_ws_close(struct mg_connection *c);
 

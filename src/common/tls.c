@@ -1,18 +1,24 @@
 /* tls.c - the server's front: accepts on the public address (TLS with
- * OpenSSL, client certificates verified when asked, or plain), reads each
- * request whole within a deadline, then relays the connection to the HTTP
- * server on loopback, remembering who is behind it. Slow or stalled
- * clients so cost a front thread, never one of the server's workers. */
+ * OpenSSL, client certificates verified when asked, or plain), admits the
+ * connection (tls_admit.c), reads the request within deadlines
+ * (tls_request.c), then relays the connection to the HTTP server's
+ * loopback port for the request's class, remembering who is behind it.
+ * Slow or stalled clients so cost a front thread for a bounded time,
+ * never one of the server's workers. Hand-written because Debian's
+ * civetweb cannot do TLS with OpenSSL 3 and has neither deadlines for a
+ * whole request nor caps per client (tls.h). */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -22,46 +28,10 @@
 #include <openssl/x509.h>
 
 #include "common/log.h"
+#include "common/metrics.h"
 #include "common/tls.h"
 #include "common/tls_int.h"
 #include "common/util.h"
-
-#define TLS_MAX_CONNS		1024
-#define TLS_BUF			16384
-#define TLS_HEAD_MAX		16384	/* request line and headers */
-#define TLS_BODY_MAX		(1024 * 1024)	/* bodies read ahead */
-#define TLS_BUFFERED_MAX	(64 * 1024 * 1024)	/* all of them */
-#define TLS_REQUEST_MS		10000	/* to send a whole request */
-#define TLS_PER_ADDR		256	/* connections from one address */
-
-struct tls_peer {
-	int	used;
-	int	port;			/* backend connection's source port */
-	char	remote[64];
-	char	cn[64];
-};
-
-struct tls_front {
-	SSL_CTX			*ctx;
-	int			 lfd;
-	int			 wake[2];
-	int			 backend_port;
-	pthread_t		 thread;
-	pthread_mutex_t		 lock;
-	pthread_cond_t		 cond;
-	int			 quit;
-	int			 nconns;
-	size_t			 buffered;	/* bytes of requests read ahead */
-	struct tls_peer		 peers[TLS_MAX_CONNS];
-	char			 active[TLS_MAX_CONNS][64]; /* client addresses */
-};
-
-struct tls_conn {
-	struct tls_front	*t;
-	int			 fd;
-	int			 slot;		/* in t->active */
-	char			 remote[64];
-};
 
 void
 tls_err(char *err, size_t errsz, const char *what)
@@ -84,8 +54,10 @@ tls_ctx(const struct tls_front_config *cfg, char *err, size_t errsz)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	/* Buffers freed while a connection idles: stalled clients cost
+	 * less. */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
-	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	    SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->cert) != 1) {
 		tls_err(err, errsz, cfg->cert);
 		goto fail;
@@ -142,7 +114,8 @@ tls_listen(const char *hostport, char *err, size_t errsz)
 	}
 	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
-	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 128) < 0) {
+	    bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 ||
+	    listen(fd, TLS_BACKLOG) < 0) {
 		snprintf(err, errsz, "cannot listen on %s: %s", hostport,
 		    strerror(errno));
 		if (fd >= 0)
@@ -154,7 +127,7 @@ tls_listen(const char *hostport, char *err, size_t errsz)
 }
 
 /* Waits for fd to be ready for what SSL asked; 0 ready, -1 timeout/quit. */
-static int
+int
 tls_wait(int fd, int want_write, int ms)
 {
 	struct pollfd p = { .fd = fd, .events = want_write ? POLLOUT : POLLIN };
@@ -162,8 +135,19 @@ tls_wait(int fd, int want_write, int ms)
 	return poll(&p, 1, ms) > 0 ? 0 : -1;
 }
 
+/* Milliseconds left until deadline (0 when past it). */
+int
+tls_left(int64_t deadline)
+{
+	int64_t left = deadline - util_mono_ms();
+
+	return left > 0 ? (int)left : 0;
+}
+
+/* The handshake, done by deadline (a ClientHello dribbled a byte at a
+ * time gets no more than that). */
 static int
-tls_handshake(SSL *ssl, int fd)
+tls_handshake(SSL *ssl, int fd, int64_t deadline)
 {
 	int r, e;
 
@@ -172,7 +156,7 @@ tls_handshake(SSL *ssl, int fd)
 			return 0;
 		e = SSL_get_error(ssl, r);
 		if ((e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE) ||
-		    tls_wait(fd, e == SSL_ERROR_WANT_WRITE, TLS_HANDSHAKE_MS) < 0)
+		    tls_wait(fd, e == SSL_ERROR_WANT_WRITE, tls_left(deadline)) < 0)
 			return -1;
 	}
 }
@@ -194,7 +178,7 @@ tls_peer_cn(SSL *ssl, char *cn, size_t cnsz)
 }
 
 static int
-tls_backend(struct tls_front *t, int *port)
+tls_backend_connect(struct tls_front *t, int backend, int *port)
 {
 	struct sockaddr_in sa;
 	socklen_t len = sizeof(sa);
@@ -210,7 +194,7 @@ tls_backend(struct tls_front *t, int *port)
 	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
 		goto fail;
 	*port = ntohs(sa.sin_port);
-	sa.sin_port = htons((uint16_t)t->backend_port);
+	sa.sin_port = htons((uint16_t)t->backend[backend].port);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
 		goto fail;
 	return fd;
@@ -264,7 +248,7 @@ tls_front_peer(struct tls_front *t, int port, char *remote, size_t rsz,
 
 /* Writes all of buf to the client (through SSL unless ssl is NULL) on a
  * non-blocking socket. */
-static int
+int
 tls_write_all(SSL *ssl, int fd, const char *buf, size_t len)
 {
 	size_t off = 0;
@@ -312,7 +296,7 @@ tls_plain_write_all(int fd, const char *buf, size_t len)
 
 /* Reads from the client: >0 bytes, 0 at EOF or on an error, -1 when it
  * would block (*want_write: wait for POLLOUT rather than POLLIN). */
-static ssize_t
+ssize_t
 tls_client_read(SSL *ssl, int fd, char *buf, size_t n, int *want_write)
 {
 	ssize_t r;
@@ -398,7 +382,31 @@ tls_relay(struct tls_front *t, SSL *ssl, int fd, int bfd)
 	}
 }
 
+/* After an answer to a request whose client may still be sending: our
+ * side is shut and what comes is read and dropped for a while, as a
+ * close with unread data resets the connection and the client could
+ * lose the answer (Apache's lingering close). */
 static void
+tls_linger(SSL *ssl, int fd)
+{
+	int64_t deadline = util_mono_ms() + TLS_LINGER_MS;
+	char buf[4096];
+	size_t total = 0;
+	ssize_t n;
+
+	if (ssl != NULL)
+		SSL_shutdown(ssl);
+	shutdown(fd, SHUT_WR);
+	while (total < TLS_LINGER_MAX) {
+		if ((n = read(fd, buf, sizeof(buf))) > 0)
+			total += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EINTR) ||
+		    tls_wait(fd, 0, tls_left(deadline)) < 0)
+			break;
+	}
+}
+
+void
 tls_reply(SSL *ssl, int fd, int status, const char *reason, const char *msg)
 {
 	char out[512];
@@ -407,97 +415,47 @@ tls_reply(SSL *ssl, int fd, int status, const char *reason, const char *msg)
 	n = snprintf(out, sizeof(out), "HTTP/1.1 %d %s\r\nContent-Type: "
 	    "application/json\r\nContent-Length: %zu\r\nConnection: close\r\n"
 	    "\r\n{\"error\":\"%s\"}", status, reason, strlen(msg) + 12, msg);
-	if (n > 0 && (size_t)n < sizeof(out))
-		tls_write_all(ssl, fd, out, (size_t)n);
+	if (n > 0 && (size_t)n < sizeof(out) &&
+	    tls_write_all(ssl, fd, out, (size_t)n) == 0 && status != 408)
+		tls_linger(ssl, fd);	/* a slow client gets no more time */
 }
 
-/* How much of a request to read ahead: the head, plus a body of known
- * length (unless the client waits for 100-continue or the budget is
- * spent). head is NUL-terminated. */
-static size_t
-tls_want(struct tls_front *t, const char *head, size_t headlen,
-    size_t *reserved)
+/* Logs a refused or cut-off client, at most once per TLS_LOG_MS (a flood
+ * would flood the log too); counts it in cvirt_http_front_closed_total. */
+void
+tls_note(struct tls_front *t, const char *why, const char *remote)
 {
-	const char *cl = strcasestr(head, "\r\ncontent-length:");
-	char num[24];
-	uint64_t v;
-	size_t n;
+	int64_t now = util_mono_ms();
+	int n = -1;
 
-	*reserved = 0;
-	if (cl == NULL || strcasestr(head, "\r\nexpect:"))
-		return headlen;
-	cl += 17;
-	cl += strspn(cl, " \t");
-	n = strspn(cl, "0123456789");
-	if (n == 0 || n >= sizeof(num))
-		return headlen;
-	snprintf(num, sizeof(num), "%.*s", (int)n, cl);
-	if (util_parse_u64(num, 0, TLS_BODY_MAX, &v) < 0)
-		return headlen;	/* the server refuses it (413) at once */
+	metrics_count("http_front_closed", "reason", why);
 	pthread_mutex_lock(&t->lock);
-	if (t->buffered + v <= TLS_BUFFERED_MAX) {
-		t->buffered += v;
-		*reserved = (size_t)v;
+	t->unlogged++;
+	if (now - t->logged >= TLS_LOG_MS) {
+		n = t->unlogged;
+		t->unlogged = 0;
+		t->logged = now;
 	}
 	pthread_mutex_unlock(&t->lock);
-	return headlen + *reserved;
+	if (n > 0)
+		log_warnx("front: %s: a connection from %s (%d connections "
+		    "refused or cut off since the last such line)", why, remote,
+		    n);
 }
 
-/* Reads the first request whole; its bytes (malloc'd) in *out. 0 with
- * *outlen, or -1 after replying (timeout, oversized head) or at EOF. */
-static int
-tls_read_request(struct tls_front *t, SSL *ssl, int fd, char **out,
-    size_t *outlen, size_t *reserved)
+/* Keepalive probes on a relayed client connection (TLS_KEEPIDLE_S). */
+static void
+tls_keepalive(int fd)
 {
-	int64_t deadline = util_mono_ms() + TLS_REQUEST_MS;
-	size_t len = 0, cap = TLS_HEAD_MAX + 1, want = 0;
-	char *buf = malloc(cap), *end, *nb;
-	ssize_t n;
-	int ww, rc = -1;
+	int on = 1, idle = TLS_KEEPIDLE_S, intvl = TLS_KEEPINTVL_S,
+	    cnt = TLS_KEEPCNT;
 
-	*reserved = 0;
-	while (buf != NULL && (want == 0 || len < want)) {
-		n = tls_client_read(ssl, fd, buf + len, cap - 1 - len, &ww);
-		if (n == 0)
-			goto cleanup;
-		if (n < 0) {
-			int64_t left = deadline - util_mono_ms();
-			if (left > 0 && tls_wait(fd, ww, (int)left) == 0)
-				continue;
-			tls_reply(ssl, fd, 408, "Request Timeout",
-			    "the request did not arrive in time");
-			goto cleanup;
-		}
-		len += (size_t)n;
-		buf[len] = '\0';
-		if (want != 0)
-			continue;
-		if ((end = memmem(buf, len, "\r\n\r\n", 4)) == NULL) {
-			if (len < cap - 1)
-				continue;
-			tls_reply(ssl, fd, 431, "Request Header Fields Too Large",
-			    "request headers over 16 KiB");
-			goto cleanup;
-		}
-		*end = '\0';
-		want = tls_want(t, buf, (size_t)(end - buf) + 4, reserved);
-		*end = '\r';
-		if (want > cap - 1) {
-			if ((nb = realloc(buf, want + 1)) == NULL)
-				goto cleanup;
-			buf = nb;
-			cap = want + 1;
-		}
-	}
-	if (buf == NULL)
-		return -1;
-	*out = buf;
-	*outlen = len;
-	buf = NULL;
-	rc = 0;
-cleanup:
-	free(buf);
-	return rc;
+	if (setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl,
+	    sizeof(intvl)) < 0 ||
+	    setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt)) < 0)
+		log_debug("front: keepalive: %s", strerror(errno));
 }
 
 static void *
@@ -505,32 +463,49 @@ tls_conn_main(void *arg)
 {
 	struct tls_conn *c = arg;
 	struct tls_front *t = c->t;
-	char cn[64] = "", *req = NULL;
-	size_t reqlen = 0, reserved = 0;
+	struct tls_request q;
+	int64_t deadline = c->accepted + TLS_HEAD_MS;
+	char cn[64] = "";
 	SSL *ssl = NULL;
-	int bfd = -1, port = 0;
+	int bfd = -1, port = 0, ok;
 
+	memset(&q, 0, sizeof(q));
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 	if (t->ctx != NULL) {
 		if ((ssl = SSL_new(t->ctx)) == NULL ||
 		    SSL_set_fd(ssl, c->fd) != 1)
 			goto cleanup;
-		if (tls_handshake(ssl, c->fd) < 0) {
+		if (tls_handshake(ssl, c->fd, deadline) < 0) {
+			if (tls_left(deadline) == 0)
+				tls_note(t, "head deadline", c->remote);
 			log_debug("tls: handshake with %s failed: %s", c->remote,
 			    ERR_reason_error_string(ERR_peek_last_error()));
 			goto cleanup;
 		}
 		tls_peer_cn(ssl, cn, sizeof(cn));
 	}
-	if (tls_read_request(t, ssl, c->fd, &req, &reqlen, &reserved) < 0)
+	if (tls_request(t, c, ssl, &q, deadline) < 0)
 		goto cleanup;
-	if ((bfd = tls_backend(t, &port)) < 0) {
+	pthread_mutex_lock(&t->lock);
+	ok = tls_admitted(&t->lim, c->slot) == 0;
+	pthread_mutex_unlock(&t->lock);
+	if (!ok)
+		goto cleanup;	/* evicted just now */
+	if ((bfd = tls_backend_connect(t, q.backend, &port)) < 0) {
 		log_warnx("front: cannot reach the HTTP server: %s",
 		    strerror(errno));
 		goto cleanup;
 	}
 	tls_peer_set(t, port, c->remote, cn, 1);
-	if (tls_plain_write_all(bfd, req, reqlen) == 0)
+	tls_keepalive(c->fd);
+	ok = tls_plain_write_all(bfd, q.buf, q.len) == 0;
+	/* The body is the server's now: its budget is free. */
+	free(q.buf);
+	q.buf = NULL;
+	pthread_mutex_lock(&t->lock);
+	tls_body_put(&t->lim, c->slot);
+	pthread_mutex_unlock(&t->lock);
+	if (ok)
 		tls_relay(t, ssl, c->fd, bfd);
 	tls_peer_set(t, port, NULL, NULL, 0);
 	if (ssl)
@@ -540,40 +515,43 @@ cleanup:
 	if (t->ctx != NULL)
 		ERR_clear_error();
 	SSL_free(ssl);
-	free(req);
+	free(q.buf);
 	if (bfd >= 0)
 		close(bfd);
-	close(c->fd);
+	/* Released before the close: an eviction shuts down only the fd of
+	 * a slot it holds. */
 	pthread_mutex_lock(&t->lock);
-	t->buffered -= reserved;
-	t->active[c->slot][0] = '\0';
-	t->nconns--;
+	tls_release(&t->lim, c->slot);
+	t->fds[c->slot] = -1;
+	close(c->fd);
+	t->nthreads--;
 	pthread_cond_broadcast(&t->cond);
 	pthread_mutex_unlock(&t->lock);
 	free(c);
 	return NULL;
 }
 
-/* A free slot for a client address, or -1 when full or when the address
- * has TLS_PER_ADDR connections already. Under t->lock. */
+/* Admits a new client from addr into a slot (closing the pending
+ * connection it displaces), or -1 when refused. Under t->lock. */
 static int
-tls_slot(struct tls_front *t, const char *remote)
+tls_admit_locked(struct tls_front *t, int fd, const struct sockaddr *addr,
+    int64_t now, char *why, size_t whysz)
 {
-	int i, same = 0, free_slot = -1;
+	char key[TLS_KEY_LEN];
+	int slot, victim;
 
-	for (i = 0; i < TLS_MAX_CONNS; i++) {
-		if (t->active[i][0] == '\0') {
-			if (free_slot < 0)
-				free_slot = i;
-		} else if (strcmp(t->active[i], remote) == 0) {
-			same++;
-		}
+	tls_addr_key(addr, key, sizeof(key));
+	slot = tls_admit(&t->lim, key, now, &victim);
+	if (victim >= 0 && t->fds[victim] >= 0) {
+		/* Its thread sees the end of stream and closes it. */
+		shutdown(t->fds[victim], SHUT_RDWR);
+		snprintf(why, whysz, "displaced a pending connection");
 	}
-	if (same >= TLS_PER_ADDR || free_slot < 0)
-		return -1;
-	snprintf(t->active[free_slot], sizeof(t->active[free_slot]), "%s",
-	    remote);
-	return free_slot;
+	if (slot < 0)
+		snprintf(why, whysz, "refused: too many connections");
+	else
+		t->fds[slot] = fd;
+	return slot;
 }
 
 static void
@@ -584,27 +562,38 @@ tls_accept_one(struct tls_front *t)
 	struct tls_conn *c;
 	pthread_attr_t attr;
 	pthread_t th;
+	char why[64] = "";
 	int fd;
 
 	if ((fd = accept4(t->lfd, (struct sockaddr *)&ss, &len,
-	    SOCK_CLOEXEC)) < 0)
+	    SOCK_CLOEXEC)) < 0) {
+		/* Out of descriptors or memory: the listener stays readable,
+		 * so do not spin on it. */
+		if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+		    errno == ENOMEM) {
+			log_warn("front: accept");
+			util_sleep_ms(100);
+		}
 		return;
+	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);
 		return;
 	}
 	c->t = t;
 	c->fd = fd;
+	c->accepted = util_mono_ms();
 	if (getnameinfo((struct sockaddr *)&ss, len, c->remote,
 	    sizeof(c->remote), NULL, 0, NI_NUMERICHOST) != 0)
 		snprintf(c->remote, sizeof(c->remote), "?");
 	pthread_mutex_lock(&t->lock);
-	if ((c->slot = tls_slot(t, c->remote)) >= 0)
-		t->nconns++;
+	if ((c->slot = tls_admit_locked(t, fd, (struct sockaddr *)&ss,
+	    c->accepted, why, sizeof(why))) >= 0)
+		t->nthreads++;
 	pthread_mutex_unlock(&t->lock);
+	if (why[0])
+		tls_note(t, c->slot < 0 ? "refused" : "displaced", c->remote);
 	if (c->slot < 0) {
-		log_warnx("front: too many connections from %s, refusing",
-		    c->remote);
 		close(fd);
 		free(c);
 		return;
@@ -617,10 +606,11 @@ tls_accept_one(struct tls_front *t)
 		return;
 	}
 	pthread_attr_destroy(&attr);
-	close(fd);
 	pthread_mutex_lock(&t->lock);
-	t->active[c->slot][0] = '\0';
-	t->nconns--;
+	tls_release(&t->lim, c->slot);
+	t->fds[c->slot] = -1;
+	close(fd);
+	t->nthreads--;
 	pthread_mutex_unlock(&t->lock);
 	free(c);
 }
@@ -644,19 +634,57 @@ tls_accept_main(void *arg)
 	return NULL;
 }
 
+/* How many connections the front may hold: each relayed one costs three
+ * descriptors (the client's, ours to the server, the server's), a
+ * pending or displaced one one, so at most 3.5 per connection, beside
+ * TLS_FD_RESERVE for everything else. The soft limit is raised first
+ * (up to the hard one): past it, accept() fails and the process can no
+ * longer open anything (its own database, an agent, the server). */
+static int
+tls_conn_cap(void)
+{
+	struct rlimit rl;
+	int64_t avail;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return TLS_MAX_CONNS;
+	if (rl.rlim_cur < TLS_NOFILE_WANT && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max < TLS_NOFILE_WANT ? rl.rlim_max :
+		    TLS_NOFILE_WANT;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			getrlimit(RLIMIT_NOFILE, &rl);
+	}
+	avail = ((int64_t)rl.rlim_cur - TLS_FD_RESERVE) * 2 / 7;
+	return avail < 16 ? 16 : avail > TLS_MAX_CONNS ? TLS_MAX_CONNS :
+	    (int)avail;
+}
+
 struct tls_front *
 tls_front_start(const struct tls_front_config *cfg, char *err, size_t errsz)
 {
 	struct tls_front *t;
+	int i, cap = tls_conn_cap();
 
 	if ((t = calloc(1, sizeof(*t))) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		return NULL;
 	}
 	t->lfd = t->wake[0] = t->wake[1] = -1;
-	t->backend_port = cfg->backend_port;
+	t->nbackends = cfg->nbackends < 1 ? 1 : cfg->nbackends > TLS_BACKENDS ?
+	    TLS_BACKENDS : cfg->nbackends;
+	memcpy(t->backend, cfg->backend, sizeof(t->backend));
+	t->classify = cfg->classify;
+	t->classify_arg = cfg->classify_arg;
 	pthread_mutex_init(&t->lock, NULL);
 	pthread_cond_init(&t->cond, NULL);
+	if (tls_limits_init(&t->lim, cap, TLS_PER_ADDR,
+	    TLS_PENDING_PER_ADDR) < 0 ||
+	    (t->fds = calloc((size_t)t->lim.nslots, sizeof(int))) == NULL) {
+		snprintf(err, errsz, "out of memory");
+		goto fail;
+	}
+	for (i = 0; i < t->lim.nslots; i++)
+		t->fds[i] = -1;
 	if ((cfg->cert != NULL && (t->ctx = tls_ctx(cfg, err, errsz)) == NULL) ||
 	    (t->lfd = tls_listen(cfg->listen, err, errsz)) < 0)
 		goto fail;
@@ -665,6 +693,8 @@ tls_front_start(const struct tls_front_config *cfg, char *err, size_t errsz)
 		snprintf(err, errsz, "cannot start the TLS listener");
 		goto fail;
 	}
+	log_debug("front on %s: at most %d connections, %d per address",
+	    cfg->listen, t->lim.max, t->lim.per_addr);
 	return t;
 fail:
 	if (t->lfd >= 0)
@@ -674,6 +704,8 @@ fail:
 		close(t->wake[1]);
 	}
 	SSL_CTX_free(t->ctx);
+	tls_limits_free(&t->lim);
+	free(t->fds);
 	free(t);
 	return NULL;
 }
@@ -681,20 +713,28 @@ fail:
 void
 tls_front_stop(struct tls_front *t)
 {
+	int i;
+
 	if (t == NULL)
 		return;
 	if (write(t->wake[1], "x", 1) < 0)
 		log_warnx("tls: cannot wake the listener");
 	pthread_join(t->thread, NULL);
 	close(t->lfd);
-	/* Connection threads notice quit within a poll interval. */
+	/* Relays notice quit within a poll interval; clients still sending
+	 * their request are cut off now rather than at their deadline. */
 	pthread_mutex_lock(&t->lock);
 	t->quit = 1;
-	while (t->nconns > 0)
+	for (i = 0; i < t->lim.nslots; i++)
+		if (t->fds[i] >= 0)
+			shutdown(t->fds[i], SHUT_RDWR);
+	while (t->nthreads > 0)
 		pthread_cond_wait(&t->cond, &t->lock);
 	pthread_mutex_unlock(&t->lock);
 	close(t->wake[0]);
 	close(t->wake[1]);
 	SSL_CTX_free(t->ctx);
+	tls_limits_free(&t->lim);
+	free(t->fds);
 	free(t);
 }

@@ -1,8 +1,9 @@
 /* tls.h - the front of the HTTP server: TLS (OpenSSL) or plain, each
- * request read whole within a deadline before the server sees it. Debian's
- * civetweb loads an OpenSSL 1.1 symbol table at run time and crashes on
- * OpenSSL 3, and gives each connection a worker for as long as the client
- * takes, so civetweb listens in plain on loopback behind this. */
+ * request's head (and, but for streamed bodies, its body) read within
+ * deadlines before the server sees it. Debian's civetweb loads an OpenSSL
+ * 1.1 symbol table at run time and crashes on OpenSSL 3, and gives each
+ * connection a worker for as long as the client takes, so civetweb
+ * listens in plain on loopback behind this. */
 #ifndef CVIRT_TLS_H
 #define CVIRT_TLS_H
 
@@ -10,13 +11,32 @@
 
 struct tls_front;
 
+/* Where the front relays a request: a plain server on 127.0.0.1. With
+ * read_ahead the front reads the body first (Content-Length at most
+ * TLS_BODY_MAX, within TLS_BODY_MS; it answers Expect: 100-continue
+ * itself); without, the body streams through to the server. */
+struct tls_backend {
+	int	port;
+	int	read_ahead;
+};
+
+#define TLS_BACKENDS	4
+#define TLS_BODY_MAX	(1024 * 1024)	/* a body read ahead */
+
 struct tls_front_config {
 	const char	*listen;	/* public HOST:PORT */
 	const char	*cert;		/* PEM certificate (chain); NULL: plain */
 	const char	*key;		/* PEM private key */
 	const char	*client_ca;	/* CA for client certs, or NULL */
 	int		 require_client; /* refuse clients without a cert */
-	int		 backend_port;	/* plain server on 127.0.0.1 */
+	struct tls_backend backend[TLS_BACKENDS];
+	int		 nbackends;
+	/* Which backend serves a request, from its method, request target
+	 * and head (request line and headers, NUL-terminated); NULL or an
+	 * index out of range: backend 0. */
+	int		(*classify)(void *arg, const char *method,
+			    const char *target, const char *head);
+	void		*classify_arg;
 };
 
 /* Listens and relays each TLS connection to the backend; NULL with err. */

@@ -597,7 +597,9 @@ api_vm_console(struct httpd_req *r)
 		httpd_reply_error(r, 409, "vm \"%s\" is not running", r->params[0]);
 	} else if (console_ticket_new(JS(row, "uuid"), JS(row, "host"), ticket,
 	    sizeof(ticket)) < 0) {
-		httpd_reply_error(r, 500, "cannot issue a console ticket");
+		httpd_reply_error(r, errno == EBUSY ? 503 : 500, errno == EBUSY ?
+		    "too many consoles open; close one first" :
+		    "cannot issue a console ticket");
 	} else {
 		snprintf(path, sizeof(path), "/api/v1/console?ticket=%s", ticket);
 		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket", ticket,

@@ -18,7 +18,7 @@
 #define STREAM_KEEPALIVE_MS 10000
 #define STREAM_TASKS        30
 #define STREAM_EVENTS       30
-#define STREAM_MAX          8		/* each holds a server thread */
+#define STREAM_MAX          8		/* each holds a "long" worker */
 
 static struct ticket_store stream_tickets = TICKET_STORE_INIT(30000);
 static atomic_int stream_quit;
@@ -162,7 +162,9 @@ api_vm_vnc(struct httpd_req *r)
 	else if (console_ticket_kind(json_string_value(json_object_get(row,
 	    "uuid")), host, "vnc", ticket, sizeof(ticket)) < 0 ||
 	    util_fmt(path, sizeof(path), "/api/v1/console?ticket=%s", ticket) < 0)
-		httpd_reply_error(r, 500, "cannot issue a console ticket");
+		httpd_reply_error(r, errno == EBUSY ? 503 : 500, errno == EBUSY ?
+		    "too many consoles open; close one first" :
+		    "cannot issue a console ticket");
 	else
 		httpd_reply_json(r, 200, json_pack("{s:s, s:s}", "ticket",
 		    ticket, "path", path));
@@ -237,8 +239,8 @@ stream_part(struct mg_connection *c, const char *name, json_t *j, char **last)
 
 /* GET /api/v1/stream?ticket=T: "vms" (the VM list) and "state" (the rest)
  * events, each sent at once and again when it changes (checked every
- * 500 ms); a comment as keep-alive. Each stream holds a server thread for
- * as long as the page is open, hence the cap at the ticket. */
+ * 500 ms); a comment as keep-alive. Each stream holds a "long" worker
+ * for as long as the page is open, hence the cap at the ticket. */
 static int
 api_stream(struct httpd_req *r)
 {
@@ -280,7 +282,8 @@ api_stream(struct httpd_req *r)
 const struct httpd_route api_web_routes[] = {
 	{ "GET",  "/api/v1/session",         api_session, 0, ROLE_VIEWER },
 	{ "POST", "/api/v1/stream/ticket",   api_stream_ticket, 0, ROLE_VIEWER },
-	{ "GET",  "/api/v1/stream",          api_stream, HTTPD_NOAUTH, 0 },
+	{ "GET",  "/api/v1/stream",          api_stream,
+	  HTTPD_NOAUTH | HTTPD_LONG, 0 },
 	{ "GET",  "/api/v1/vms/{}/stats",    api_vm_stats, 0, ROLE_VIEWER },
 	{ "POST", "/api/v1/vms/{}/vnc",      api_vm_vnc, 0, ROLE_OPERATOR },
 	{ "GET",  "/api/v1/hosts/{}/stats",  api_host_stats, 0, ROLE_VIEWER },

@@ -1,7 +1,9 @@
 /* console.c - the console websockets: client <-> manager <-> agent <-> QEMU.
  * The manager relays frames between the client's websocket and one it
  * opens to the VM's agent; the ticket says which console (serial or VNC). */
+#include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,12 @@
 #include "common/ticket.h"
 #include "manager/manager_int.h"
 
+/* Consoles open at once: each holds a "long" worker here and one on its
+ * host for as long as it is open (manager.c, agent.c size those pools). */
+#define CONSOLE_MAX	32
+
 static struct ticket_store console_tickets = TICKET_STORE_INIT(30000);
+static atomic_int console_count;	/* open (or opening) */
 
 int
 console_ticket_kind(const char *uuid, const char *host, const char *kind,
@@ -20,6 +27,10 @@ console_ticket_kind(const char *uuid, const char *host, const char *kind,
 {
 	char data[TICKET_DATA];
 
+	if (atomic_load(&console_count) >= CONSOLE_MAX) {
+		errno = EBUSY;
+		return -1;
+	}
 	if (util_fmt(data, sizeof(data), "%s %s %s", uuid, host, kind) < 0)
 		return -1;
 	return ticket_issue(&console_tickets, data, out, outsz);
@@ -200,17 +211,25 @@ console_open(struct mg_connection *c, const char *query, void *ctx)
 		log_warnx("console: invalid or expired ticket");
 		return NULL;
 	}
+	/* Tickets are refused at the cap, but several may be out. */
+	if (atomic_fetch_add(&console_count, 1) >= CONSOLE_MAX) {
+		log_warnx("console: %d consoles open already", CONSOLE_MAX);
+		goto fail;
+	}
 	if ((l = calloc(1, sizeof(*l))) == NULL)
-		return NULL;
+		goto fail;
 	pthread_mutex_init(&l->lock, NULL);
 	l->client = c;
 	l->refs = 2;	/* the client side and the agent side */
 	if ((l->agent = console_dial(host, uuid, vnc, l)) == NULL) {
 		pthread_mutex_destroy(&l->lock);
 		free(l);
-		return NULL;
+		goto fail;
 	}
 	return l;
+fail:
+	atomic_fetch_sub(&console_count, 1);
+	return NULL;
 }
 
 /* The client's handshake is done: what the agent sent meanwhile first,
@@ -245,6 +264,10 @@ console_close(void *state)
 {
 	struct console_link *l = state;
 
+	/* No longer open, though closing holds this worker a few seconds
+	 * more (civetweb's mg_close_connection waits out its client
+	 * thread's poll): a user who closes and reopens is not refused. */
+	atomic_fetch_sub(&console_count, 1);
 	pthread_mutex_lock(&l->lock);
 	l->client_gone = 1;
 	pthread_mutex_unlock(&l->lock);

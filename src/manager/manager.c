@@ -149,7 +149,7 @@ manager_main(int argc, char **argv)
 	int sig, rc = 1;
 	sigset_t set;
 
-	/* 32 server threads would each get a malloc arena: at 20,000 VMs
+	/* The server's threads would each get a malloc arena: at 20,000 VMs
 	 * that fragmentation alone doubles the resident size. A fixed mmap
 	 * threshold keeps big replies (MiBs of VM list) out of the heaps,
 	 * so their memory goes back to the system when freed. */
@@ -180,7 +180,13 @@ manager_main(int argc, char **argv)
 	if ((routes = api_routes_join(&hc.nroutes)) == NULL)
 		goto cleanup;
 	hc.listen = mgr_cfg.listen;
-	hc.threads = 32;
+	/* Worker classes (httpd.h): the API's, agents' reports', live
+	 * streams' and consoles' (STREAM_MAX + CONSOLE_MAX), uploads'. */
+	hc.threads = 24;
+	hc.agent_threads = 8;
+	hc.long_threads = 8 + 32;
+	hc.bulk_threads = 4;
+	hc.agent_prefix = "/api/v1/agent/";
 	hc.routes = routes;
 	hc.ws = &console_ws_route;
 	hc.nws = 1;

@@ -454,7 +454,8 @@ json_t	*stats_series_json(const char *key);
 /* {"hosts": {NAME: sample}, "vms": {NAME: sample}}: current ones only. */
 json_t	*stats_all_json(void);
 
-/* console.c: one-use ticket (30 s) for the console websocket of a VM. */
+/* console.c: one-use ticket (30 s) for the console websocket of a VM;
+ * -1 with errno EBUSY while CONSOLE_MAX consoles are open (503). */
 int	 console_ticket_new(const char *uuid, const char *host, char *out,
 	    size_t outsz);
 /* kind: "serial" or "vnc" (the graphical console). */

@@ -9,7 +9,8 @@
  * of tasks at once, so a VM can be created and its tasks end quickly.
  *
  * Input: requests separated by a line "%%"; each is "METHOD PATH[?QUERY]"
- * on its first line and a JSON body (possibly empty) after it.
+ * on its first line and a JSON body (possibly empty) after it; a route
+ * that streams its body (HTTPD_STREAM) reads it raw with httpd_body_read.
  * Checked beyond the sanitizers: every handler sends exactly one reply,
  * with a status, never a 500, and a JSON error reply carries "error".
  *
@@ -532,6 +533,25 @@ fuzz_path_ok(const char *path)
 	return 1;
 }
 
+/* HTTPD_STREAM routes read their body with httpd_body_read: this hands it
+ * out as a slow client would, a few bytes at a time. */
+static const char *fuzz_body;
+static size_t fuzz_body_len;
+
+static int
+fuzz_body_read(struct httpd_req *r, void *buf, size_t n)
+{
+	size_t k = fuzz_body_len < n ? fuzz_body_len : n;
+
+	(void)r;
+	if (k > 1 + fuzz_body_len % 7)
+		k = 1 + fuzz_body_len % 7;
+	memcpy(buf, fuzz_body, k);
+	fuzz_body += k;
+	fuzz_body_len -= k;
+	return (int)k;
+}
+
 /* One request as httpd_dispatch would route it. */
 static void
 fuzz_request(const char *req, size_t len)
@@ -575,10 +595,17 @@ fuzz_request(const char *req, size_t len)
 	}
 	if (found == NULL)
 		return;
-	if (nl != NULL && (size_t)(nl - req) + 1 < len &&
+	if (found->flags & HTTPD_STREAM) {
+		/* The body as it streams in, in pieces of varied size. */
+		fuzz_body = nl != NULL ? nl + 1 : req + len;
+		fuzz_body_len = (size_t)(req + len - fuzz_body);
+		r.content_length = (long long)fuzz_body_len;
+		r.body_read = fuzz_body_read;
+	} else if (nl != NULL && (size_t)(nl - req) + 1 < len &&
 	    (r.body = httpd_json_decode(nl + 1, len - (size_t)(nl - req) - 1,
-	    err, sizeof(err))) == NULL)
+	    err, sizeof(err))) == NULL) {
 		goto cleanup;	/* the server answers 400 itself */
+	}
 	if (found->min_role == ROLE_AGENT) {
 		r.role = ROLE_AGENT;
 		r.token = FUZZ_KEY;

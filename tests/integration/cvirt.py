@@ -6,6 +6,7 @@ the `cvirt` CLI, and on stop() leaves nothing running: daemons get SIGTERM,
 then SIGKILL, and every QEMU process of this cluster's VMs is killed.
 """
 
+import base64
 import hashlib
 import json as jsonlib
 import os
@@ -300,6 +301,29 @@ def last_tick(serial):
     """The last tick in a serial transcript, 0 before the first."""
     t = ticks(serial)
     return t[-1] if t else 0
+
+
+def ws_upgrade(host, port, path, timeout=10, source=None):
+    """Opens a websocket by hand: sends the upgrade request for path to
+    host:port (from address source, when given) and reads the reply's
+    head. Returns the socket (the caller closes it), the head and the
+    bytes that came after it."""
+    s = socket.create_connection((host, port), timeout=timeout,
+                                 source_address=(source, 0) if source
+                                 else None)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n"
+               % (path, host, port, key)).encode())
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    return s, head, rest
 
 
 class CvirtError(AssertionError):

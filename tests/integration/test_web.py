@@ -1,11 +1,8 @@
 """The web UI's server side: static files, the session route, usage stats,
 the VNC console ticket, and the event stream's tickets and cap."""
 
-import base64
 import http.client
 import json
-import os
-import socket
 import urllib.parse
 
 import cvirt
@@ -144,19 +141,8 @@ def vnc_greeting(cl, name):
     status, t = cl.http("POST", "/api/v1/vms/%s/vnc" % name)
     assert status == 200, t
     u = urllib.parse.urlparse(cl.url)
-    with socket.create_connection((u.hostname, u.port), timeout=5) as s:
-        key = base64.b64encode(os.urandom(16)).decode()
-        s.sendall(("GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
-                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                   "Sec-WebSocket-Version: 13\r\n\r\n"
-                   % (t["path"], u.hostname, u.port, key)).encode())
-        buf = b""
-        while b"\r\n\r\n" not in buf:
-            chunk = s.recv(4096)
-            if not chunk:
-                break
-            buf += chunk
-        head, _, rest = buf.partition(b"\r\n\r\n")
+    s, head, rest = cvirt.ws_upgrade(u.hostname, u.port, t["path"], timeout=5)
+    with s:
         first = head.split(b"\r\n")[0].decode(errors="replace")
         # One server frame: FIN+opcode, then a 7-bit length (the greeting
         # is 12 bytes).
