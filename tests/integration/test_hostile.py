@@ -45,6 +45,13 @@ VM_BAD = {
 }
 INT_BAD = WRONG_TYPES + ["5", -1, 2 ** 63 - 1, -2 ** 63]
 
+# The HTTP front's own tests (deadlines, caps, consoles held open or
+# freed: src/common/httpd.c, tls_admit.c, tls_request.c) run in the
+# SQLite pass only: the front sits below the inventory, the database
+# plays no part in what they check, and they wait out its deadlines
+# (4 min a pass).
+FRONT_ONLY = pytest.mark.sqlite_only
+
 
 def raw_request(cl, data, timeout=5):
     """Sends bytes on a fresh connection; returns the status or None when
@@ -543,6 +550,7 @@ def host_down_events(cl):
 
 
 @pytest.mark.slow
+@FRONT_ONLY
 def test_slow_unauthenticated_clients(make_cluster):
     """The issue's attack, held for 60 s: 200 connections from one
     address and 200 more from 200 addresses, each sending POST
@@ -580,6 +588,7 @@ def test_slow_unauthenticated_clients(make_cluster):
 
 
 @pytest.mark.slow
+@FRONT_ONLY
 def test_deadlines_cut_slow_clients_off(cluster, tmp_path):
     """Each kind of slow client alone, timed from its connect until the
     server closes it: an idle connection, a head dribbled a byte a second
@@ -875,6 +884,7 @@ def test_flooded_agent_port_still_serves_the_manager(make_cluster):
 
 
 @pytest.mark.slow
+@FRONT_ONLY
 def test_connections_are_bounded_by_fds_and_memory(request, tmp_path_factory,
                                                    cvirt_bin, monkeypatch):
     """A manager with 1,024 file descriptors (a default soft limit).
@@ -1082,6 +1092,7 @@ IDLE_S = 45
 
 
 @pytest.mark.slow
+@FRONT_ONLY
 def test_a_console_left_idle_stays_open(make_cluster, guest):
     """A serial console (`cvirt vm console`, as a user opens it) left at
     the guest's shell prompt with nothing typed and nothing printed for
@@ -1175,6 +1186,7 @@ def test_a_console_left_idle_stays_open(make_cluster, guest):
 
 
 @pytest.mark.slow
+@FRONT_ONLY
 def test_a_vanished_console_client_frees_its_console(make_cluster):
     """CONSOLE_MAX (32) graphical consoles open, one from 127.0.7.1;
     then that client's host vanishes (an nftables rule drops everything

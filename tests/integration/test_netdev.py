@@ -22,10 +22,14 @@ import pytest
 
 from cvirt import Daemon, cvirt_bin, free_port, kernel_has_vlan, wait_for
 
-pytestmark = pytest.mark.skipif(
+# sqlite_only: the agent here talks to a stand-in manager, so no
+# inventory database is involved; the PostgreSQL pass would run it again
+# unchanged.
+pytestmark = [pytest.mark.skipif(
     os.geteuid() != 0 or not shutil.which("nft") or
     not shutil.which("dnsmasq"),
-    reason="needs root, nft and dnsmasq (scripts/install-deps)")
+    reason="needs root, nft and dnsmasq (scripts/install-deps)"),
+    pytest.mark.sqlite_only]
 
 # The stand-in manager: register, then heartbeats; each reply carries the
 # payload of DIR/payload.json when the agent's net_gen differs from it.
