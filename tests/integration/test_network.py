@@ -106,7 +106,11 @@ def kernel_objects(cl, host):
                 if f.read().strip() != "dnsmasq":
                     continue
             with open("/proc/%s/cmdline" % pid, "rb") as f:
-                dnsmasq.add(f.read().replace(b"\0", b" ").decode())
+                cmd = f.read().replace(b"\0", b" ").decode()
+            # Empty: a dnsmasq that is exiting (its memory is gone), no
+            # longer a server.
+            if cmd:
+                dnsmasq.add(cmd)
         except OSError:
             pass
     return {"links": links, "tables": tables, "dnsmasq": dnsmasq}
@@ -116,8 +120,11 @@ def dhcp_applied(cl, host, mac):
     """True once the host's DHCP servers in its own namespace (nat
     networks') run, none with a reservation for MAC: the host has applied
     the network state without that NIC."""
-    confs = [re.search(r"--conf-file=(\S+)", cmd).group(1)
+    found = [re.search(r"--conf-file=(\S+)", cmd)
              for cmd in kernel_objects(cl, host)["dnsmasq"]]
+    if not all(found):      # each of ours has one: not settled yet
+        return False
+    confs = [m.group(1) for m in found]
     for conf in confs:
         with open(conf) as f:
             if mac.lower() in f.read().lower():
