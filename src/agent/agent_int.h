@@ -76,7 +76,9 @@ struct avm {
 	char		 qmp_path[108];
 	char		 serial_path[108];
 	pid_t		 pid;
-	int		 pidfd;			/* adopted QEMUs (vmadopt.c), or -1 */
+	int		 pidfd;			/* QEMU's end is known by it alone
+						 * (vmexit.c); -1 only when an
+						 * adopted one's cannot be opened */
 	int		 child;			/* spawned by this process */
 	struct qmp	*qmp;
 	pthread_t	 monitor;
@@ -173,13 +175,28 @@ int	 vmhost_paths(struct avm *vm, char *err, size_t errsz);
 /* Queue an exit for the manager; remove the record and the sockets. */
 void	 vmhost_record_exit(struct avm *vm, const char *state,
 	    const char *reason);
-/* The thread that reads vm->qmp's events until QEMU exits. */
-int	 vmhost_monitor_start(struct avm *vm);
 /* QMP event callback (ud: the avm). */
 void	 vmhost_event(void *ud, const char *event, json_t *data);
-/* QEMU has exited (or QMP closed): make sure it is gone, record the exit,
- * take the VM out of the table and drop the caller's reference. */
-void	 vmhost_ended(struct avm *vm);
+
+/* vmexit.c: a QEMU's end, known by its pidfd alone */
+/* How long a killed QEMU may take to exit before it is "unknown" ("QEMU
+ * pid N does not exit (uninterruptible I/O)"). */
+#define VMEXIT_KILL_WAIT_MS	5000
+/* The thread that reads vm->qmp's events (vm->qmp may be NULL: then only
+ * the pidfd) until QEMU exits, then calls vmexit_ended. */
+int	 vmexit_monitor_start(struct avm *vm);
+/* QEMU has exited (or QMP closed): make sure it is gone (waiting as long
+ * as it takes, "unknown" meanwhile), record the exit, take the VM out of
+ * the table and drop the caller's reference. */
+void	 vmexit_ended(struct avm *vm);
+/* Send sig to the QEMU through its pidfd: 0, or -1 (ESRCH: it is gone). */
+int	 vmexit_kill(struct avm *vm, int sig);
+/* 1 once every thread of QEMU has exited (within ms; a child is reaped),
+ * else 0. Only the VM's owner thread calls it (it may set vm->pidfd). */
+int	 vmexit_gone(struct avm *vm, int64_t ms);
+/* A stop's SIGKILL did not end QEMU within VMEXIT_KILL_WAIT_MS: the VM is
+ * unknown now; the stop's error into err. */
+void	 vmexit_stop_failed(struct avm *vm, char *err, size_t errsz);
 
 /* vmadopt.c: after an agent restart, the QEMUs of this host (DATA/vms
  * records and a /proc scan) into the table; one that does not answer QMP

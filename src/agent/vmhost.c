@@ -334,183 +334,6 @@ vmhost_wait_exit(struct avm *vm, int64_t ms)
 	return gone;
 }
 
-/* Reap (our child) or poll (re-attached: its pidfd) until it is gone. */
-static int
-vmhost_pid_gone(struct avm *vm, int64_t ms)
-{
-	int64_t deadline = util_mono_ms() + ms;
-
-	do {
-		if (vm->child) {
-			pid_t r = waitpid(vm->pid, NULL, WNOHANG);
-			if (r == vm->pid || (r < 0 && errno == ECHILD))
-				return 1;
-		} else if (vm->pidfd >= 0) {
-			if (util_pidfd_exited(vm->pidfd, 0) == 1)
-				return 1;
-		} else if (!util_pid_alive(vm->pid)) {
-			return 1;
-		}
-		util_sleep_ms(20);
-	} while (util_mono_ms() < deadline);
-	return 0;
-}
-
-/* The keeper killed QEMUs moments ago (its status says a lease failed). */
-static int
-vmhost_fenced_recently(void)
-{
-	int i;
-
-	for (i = 0; i < agent_cfg.nstorage; i++)
-		if (!lease_storage_ok(agent_cfg.storage[i].name))
-			return 1;
-	return 0;
-}
-
-/* Why an incoming QEMU ended, from its log: up to two errors QEMU printed
- * right before its last "load of migration failed" (the cause), else that
- * line. -1 when the log says nothing of the kind. */
-static int
-vmhost_incoming_reason(struct avm *vm, char *out, size_t outsz)
-{
-	static const char pfx[] = "qemu-system-x86_64: ";
-	char log[PATH_MAX], *buf = NULL, *lines[3] = { NULL, NULL, NULL };
-	char *line, *end, *load = NULL, *cause[2] = { NULL, NULL };
-	size_t len;
-	int rc = -1;
-
-	if (util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
-	    vm->uuid) < 0 || (buf = util_read_file(log, 1 << 20, &len)) == NULL)
-		return -1;
-	for (line = buf; line < buf + len; line = end + 1) {
-		if ((end = strchr(line, '\n')) == NULL)
-			end = buf + len;
-		*end = '\0';
-		if (strncmp(line, pfx, sizeof(pfx) - 1) != 0 ||
-		    strstr(line, "warning") != NULL)
-			line = NULL;
-		else
-			line += sizeof(pfx) - 1;
-		if (line && strncmp(line, "load of migration failed", 24) == 0) {
-			load = line;
-			cause[0] = lines[1];
-			cause[1] = lines[2];
-		}
-		lines[0] = lines[1];
-		lines[1] = lines[2];
-		lines[2] = line;
-	}
-	if (load != NULL) {
-		if (cause[0] && cause[1])
-			snprintf(out, outsz, "%s; %s", cause[0], cause[1]);
-		else
-			snprintf(out, outsz, "%s", cause[1] ? cause[1] :
-			    cause[0] ? cause[0] : load);
-		rc = 0;
-	}
-	free(buf);
-	return rc;
-}
-
-static void *
-vmhost_monitor(void *arg)
-{
-	struct avm *vm = arg;
-	int64_t last_rotate = 0;
-	struct pollfd pfd;
-
-	pfd.fd = qmp_fd(vm->qmp);
-	pfd.events = POLLIN;
-	for (;;) {
-		int n = poll(&pfd, 1, 1000);
-		if (n > 0 && qmp_dispatch_events(vm->qmp) < 0)
-			break;
-		/* While a command is in flight its thread reads the socket
-		 * (and our events): don't spin on the readable fd. */
-		if (n > 0)
-			util_sleep_ms(5);
-		if (n == 0 && vmhost_pid_gone(vm, 0))
-			break;
-		if (util_mono_ms() - last_rotate > 2000) {
-			serial_rotate(vm->dir, agent_cfg.serial_max);
-			last_rotate = util_mono_ms();
-		}
-	}
-	vmhost_ended(vm);
-	return NULL;
-}
-
-/* QEMU has exited or its QMP closed (agent_int.h). */
-void
-vmhost_ended(struct avm *vm)
-{
-	const char *state, *reason = NULL;
-	char why[256];
-
-	/* QMP closed: QEMU is exiting. Make sure it is really gone. */
-	if (!vmhost_pid_gone(vm, 5000)) {
-		log_warnx("vm %s: QMP closed but pid %d lives; killing it",
-		    vm->name, (int)vm->pid);
-		if (vm->pidfd >= 0)
-			util_pidfd_kill(vm->pidfd, SIGKILL);
-		else
-			kill(vm->pid, SIGKILL);
-		vmhost_pid_gone(vm, 5000);
-	}
-	nic_release(vm);	/* its TAPs: QEMU has ended for good here */
-	pthread_mutex_lock(&vm->lock);
-	if (vm->fail_reason[0] && !vm->migrated) {
-		state = "failed";
-		reason = vm->fail_reason;
-	} else if (vm->migrated)
-		state = "migrated";
-	else if (vm->incoming)
-		state = "incoming-failed";
-	else if (vm->clean_shutdown || vm->stop_requested)
-		state = "stopped";
-	else
-		state = "failed";
-	pthread_mutex_unlock(&vm->lock);
-	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
-	if (strcmp(state, "incoming-failed") == 0 &&
-	    vmhost_incoming_reason(vm, why, sizeof(why)) == 0)
-		reason = why;
-	if (reason == NULL && strcmp(state, "failed") == 0)
-		reason = vmhost_fenced_recently() ? "fenced: the storage lease "
-		    "could not be renewed" : "QEMU exited unexpectedly";
-	vmhost_record_exit(vm, state, reason ? reason : state);
-	pthread_mutex_lock(&vm->lock);
-	vm->exited = 1;
-	snprintf(vm->state, sizeof(vm->state), "%s", state);
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-	vmhost_remove(vm);
-	report_kick();
-	vmhost_put(vm);		/* the caller's (monitor's) own reference */
-}
-
-int
-vmhost_monitor_start(struct avm *vm)
-{
-	pthread_attr_t attr;
-	int rc;
-
-	pthread_mutex_lock(&vm->lock);
-	vm->refs++;
-	pthread_mutex_unlock(&vm->lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&vm->monitor, &attr, vmhost_monitor, vm);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		vmhost_put(vm);
-		return -1;
-	}
-	vm->monitor_started = 1;
-	return 0;
-}
-
 /* QMP events, sorted by name (bsearch). */
 struct vmhost_evh {
 	const char	*name;
@@ -614,7 +437,8 @@ vmhost_fail(struct avm *vm, const char *reason)
 	if (vm->fail_reason[0] == '\0')
 		snprintf(vm->fail_reason, sizeof(vm->fail_reason), "%s", reason);
 	pthread_mutex_unlock(&vm->lock);
-	kill(vm->pid, SIGKILL);
+	if (vmexit_kill(vm, SIGKILL) < 0 && errno != ESRCH)
+		log_warn("vm %s: SIGKILL", vm->name);
 }
 
 static void
@@ -862,9 +686,18 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 	if (qemu_spawn(q, log, &vm->pid, err, errsz) < 0)
 		goto cleanup;
 	vm->child = 1;
+	/* Its end is known by this pidfd alone (vmexit.c). The command line
+	 * is checked after the open, as for every pidfd we trust. */
+	if ((vm->pidfd = util_pidfd_open(vm->pid)) < 0 ||
+	    !util_pid_has_arg(vm->pid, vm->uuid)) {
+		snprintf(err, errsz, "cannot watch QEMU pid %d: %s",
+		    (int)vm->pid, vm->pidfd < 0 ? strerror(errno) :
+		    "not the QEMU started");
+		goto cleanup;
+	}
 	vm->qmp = qmp_open(vm->qmp_path, 10000, vmhost_event, vm, err, errsz);
 	if (vm->qmp == NULL) {
-		vmhost_pid_gone(vm, 2000);
+		(void)vmexit_gone(vm, 2000);
 		vmhost_qemu_reason(log, err, errsz);
 		goto cleanup;
 	}
@@ -872,7 +705,7 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		snprintf(err, errsz, "cannot record VM state: %s", strerror(errno));
 		goto cleanup;
 	}
-	if (vmhost_monitor_start(vm) < 0) {
+	if (vmexit_monitor_start(vm) < 0) {
 		snprintf(err, errsz, "cannot start the VM monitor");
 		goto cleanup;
 	}
@@ -891,8 +724,8 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		pthread_mutex_lock(&vm->lock);
 		vm->stop_requested = 1;
 		pthread_mutex_unlock(&vm->lock);
-		kill(vm->pid, SIGKILL);
-		vmhost_wait_exit(vm, 5000);
+		(void)vmexit_kill(vm, SIGKILL);
+		vmhost_wait_exit(vm, VMEXIT_KILL_WAIT_MS);
 		inserted = 0;	/* the monitor removes it */
 		goto cleanup;
 	}
@@ -905,12 +738,25 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 cleanup:
 	if (rc < 0 && vm && inserted) {
 		if (vm->pid > 0 && !vm->monitor_started) {
-			kill(vm->pid, SIGKILL);
-			vmhost_pid_gone(vm, 5000);
-			(void)unlink(vm->qmp_path);
-			(void)unlink(vm->serial_path);
+			char why[256];
+
+			(void)vmexit_kill(vm, SIGKILL);
+			if (!vmexit_gone(vm, VMEXIT_KILL_WAIT_MS)) {
+				/* Stuck in I/O: it stays, unknown, and
+				 * its monitor records the exit once the
+				 * pidfd says so. */
+				vmexit_stop_failed(vm, why, sizeof(why));
+				if (vmexit_monitor_start(vm) < 0)
+					log_warnx("vm %s: cannot start its "
+					    "monitor: it stays unknown",
+					    vm->name);
+				inserted = 0;
+			} else {
+				(void)unlink(vm->qmp_path);
+				(void)unlink(vm->serial_path);
+			}
 		}
-		if (!vm->monitor_started) {
+		if (inserted && !vm->monitor_started) {
 			nic_release(vm);
 			vmhost_remove(vm);
 		}
@@ -980,9 +826,11 @@ vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
 		goto done;
 	log_warnx("vm %s: QEMU ignores quit, killing pid %d", vm->name,
 	    (int)vm->pid);
-	kill(vm->pid, SIGKILL);
-	if (!vmhost_wait_exit(vm, 10000)) {
-		snprintf(err, errsz, "QEMU pid %d did not exit", (int)vm->pid);
+	if (vmexit_kill(vm, SIGKILL) < 0 && errno != ESRCH)
+		log_warn("vm %s: SIGKILL", vm->name);
+	/* Done only once its pidfd says so (the monitor's vm->exited). */
+	if (!vmhost_wait_exit(vm, VMEXIT_KILL_WAIT_MS)) {
+		vmexit_stop_failed(vm, err, errsz);
 		*status = 500;
 		goto cleanup;
 	}

@@ -41,7 +41,7 @@ t_event(void *ud, const char *event, json_t *data)
 
 static volatile int pump_stop;
 
-/* What vmhost_monitor does: wait for the socket, dispatch events. */
+/* What vmexit_monitor does: wait for the socket, dispatch events. */
 static void *
 t_pump(void *arg)
 {
