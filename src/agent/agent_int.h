@@ -72,6 +72,9 @@ struct avm {
 	char		 uuid[UTIL_UUID_LEN + 1];
 	char		 name[UTIL_NAME_MAX + 1];
 	char		 storage[UTIL_NAME_MAX + 1];
+	unsigned	 domains;		/* bit i: agent_cfg.storage[i] holds
+						 * its metadata or a disk (the
+						 * keeper fences it for those) */
 	char		 dir[PATH_MAX];		/* VM dir on the storage domain */
 	char		 qmp_path[108];
 	char		 serial_path[108];
@@ -153,6 +156,13 @@ json_t	*vmhost_exits(void);
 json_t	*vmhost_exit_of(const char *uuid);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
+/* The storage domains of a VM spec (its storage and each disk's) as a
+ * mask of agent_cfg.storage; -1 with err when one is not attached here. */
+int	 vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz);
+/* Names of the domains in mask, a new array; and back (unknown names are
+ * skipped). */
+json_t	*vmhost_domain_names(unsigned mask);
+unsigned vmhost_domain_mask(json_t *names);
 /* Rewrite DATA/vms/UUID.json (what a restarted agent re-attaches to). */
 int	 vmhost_record_save(struct avm *vm);
 /* The VM failed (a fired watchdog, a lost heartbeat...): its exit is a

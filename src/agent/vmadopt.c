@@ -361,6 +361,7 @@ vmadopt_one(json_t *rec, const struct vmadopt_proc *procs, int nprocs)
 	const char *uuid = vmadopt_str(rec, "uuid");
 	pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
 	pid_t alt = vmadopt_scanned(procs, nprocs, uuid);
+	json_t *one;
 	int status;
 
 	if ((vm = vmhost_insert(uuid, vmadopt_str(rec, "name")[0] ?
@@ -368,6 +369,13 @@ vmadopt_one(json_t *rec, const struct vmadopt_proc *procs, int nprocs)
 	    sizeof(err), &status)) == NULL)
 		return;
 	nic_record_load(vm, json_object_get(rec, "nics"));
+	/* Records from before "domains": the VM's storage alone. */
+	vm->domains = vmhost_domain_mask(json_object_get(rec, "domains"));
+	if (vm->domains == 0 && (one = json_pack("[s]", vmadopt_str(rec,
+	    "storage"))) != NULL) {
+		vm->domains = vmhost_domain_mask(one);
+		json_decref(one);
+	}
 	vm->ha = json_is_true(json_object_get(rec, "ha"));
 	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
 	    vmadopt_str(rec, "ha_monitor")[0] ? vmadopt_str(rec, "ha_monitor") :

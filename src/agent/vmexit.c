@@ -142,15 +142,16 @@ vmexit_stop_failed(struct avm *vm, char *err, size_t errsz)
 	    (int)vm->pid, vm->name);
 }
 
-/* The keeper killed QEMUs of domain moments ago (its status says the
- * domain's lease failed). */
+/* The keeper killed QEMUs on one of vm's domains moments ago (its status
+ * says that domain's lease failed). */
 static int
-vmexit_fenced_recently(void)
+vmexit_fenced_recently(struct avm *vm)
 {
 	int i;
 
 	for (i = 0; i < agent_cfg.nstorage; i++)
-		if (!lease_storage_ok(agent_cfg.storage[i].name))
+		if ((vm->domains & (1u << i)) &&
+		    !lease_storage_ok(agent_cfg.storage[i].name))
 			return 1;
 	return 0;
 }
@@ -300,7 +301,7 @@ vmexit_end(struct avm *vm, int64_t dying_since)
 	    vmexit_incoming_reason(vm, why, sizeof(why)) == 0)
 		reason = why;
 	if (reason == NULL && strcmp(state, "failed") == 0)
-		reason = vmexit_fenced_recently() ? "fenced: the storage lease "
+		reason = vmexit_fenced_recently(vm) ? "fenced: the storage lease "
 		    "could not be renewed" : "QEMU exited unexpectedly";
 	vmhost_record_exit(vm, state, reason ? reason : state);
 	pthread_mutex_lock(&vm->lock);

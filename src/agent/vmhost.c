@@ -55,6 +55,71 @@ vmhost_storage_path(const char *name)
 	return NULL;
 }
 
+static int
+vmhost_storage_index(const char *name)
+{
+	int i;
+
+	for (i = 0; name && i < agent_cfg.nstorage; i++)
+		if (strcmp(agent_cfg.storage[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int
+vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz)
+{
+	const char *name = json_string_value(json_object_get(spec, "storage"));
+	json_t *d;
+	size_t i;
+	int k;
+
+	*mask = 0;
+	if ((k = vmhost_storage_index(name)) < 0)
+		goto missing;
+	*mask |= 1u << k;
+	json_array_foreach(json_object_get(spec, "disks"), i, d) {
+		if ((name = json_string_value(json_object_get(d, "storage"))) ==
+		    NULL)
+			continue;	/* on the VM's own storage */
+		if ((k = vmhost_storage_index(name)) < 0)
+			goto missing;
+		*mask |= 1u << k;
+	}
+	return 0;
+missing:
+	snprintf(err, errsz, "storage %s is not attached to host %s",
+	    name ? name : "(none)", agent_cfg.name);
+	return -1;
+}
+
+json_t *
+vmhost_domain_names(unsigned mask)
+{
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; a && i < agent_cfg.nstorage; i++)
+		if (mask & (1u << i))
+			json_array_append_new(a, json_string(
+			    agent_cfg.storage[i].name));
+	return a;
+}
+
+unsigned
+vmhost_domain_mask(json_t *names)
+{
+	unsigned mask = 0;
+	json_t *e;
+	size_t i;
+	int k;
+
+	json_array_foreach(names, i, e)
+		if ((k = vmhost_storage_index(json_string_value(e))) >= 0)
+			mask |= 1u << k;
+	return mask;
+}
+
 static void
 vmhost_free(struct avm *vm)
 {
@@ -189,8 +254,10 @@ vmhost_record_save(struct avm *vm)
 	char *s = NULL;
 	int rc = -1;
 
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s, s:o}",
-	    "uuid", vm->uuid, "name", vm->name, "storage", vm->storage, "dir",
+	/* domains: what the keeper's records scan fences it for. */
+	rec = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:s, "
+	    "s:o}", "uuid", vm->uuid, "name", vm->name, "storage", vm->storage,
+	    "domains", vmhost_domain_names(vm->domains), "dir",
 	    vm->dir, "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
 	    "pid", (json_int_t)vm->pid, "ha", vm->ha, "ha_monitor",
 	    vm->ha_monitor, "nics", nic_record(vm));
@@ -223,6 +290,9 @@ vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 	pthread_mutex_unlock(&exits_lock);
 	if (vmhost_record_path(vm->uuid, path, sizeof(path)) == 0)
 		(void)unlink(path);
+	/* The keeper drops it at its pidfd anyway; this is at once. */
+	if (keeperctl_vm_del(vm->uuid) < 0)
+		log_debug("vm %s: the keeper did not take vm_del", vm->name);
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
 	if (vm->qga_path[0])
@@ -636,24 +706,33 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 {
 	struct qemu_vm_spec *q = NULL;	/* ~100 KiB: not on a server thread's stack */
 	struct avm *vm = NULL;
-	char log[PATH_MAX];
-	int rc = -1, inserted = 0;
+	char log[PATH_MAX], kerr[256];
+	json_t *names = NULL;
+	unsigned domains;
+	int rc = -1, inserted = 0, i;
 
 	*status = 500;
 	if ((q = malloc(sizeof(*q))) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
-	/* No QEMU starts without a live keeper holding its domain's lease. */
-	*status = 503;
-	if (keeperctl_ready(jstr(spec, "storage"), err, errsz) < 0)
+	*status = 400;
+	if (vmhost_domains(spec, &domains, err, errsz) < 0)
 		goto cleanup;
+	/* No QEMU starts without a live keeper holding the leases of its
+	 * domains. */
+	*status = 503;
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if ((domains & (1u << i)) && keeperctl_ready(
+		    agent_cfg.storage[i].name, err, errsz) < 0)
+			goto cleanup;
 	*status = 400;
 	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
 	    jstr(spec, "storage"), err, errsz, status);
 	if (vm == NULL)
 		goto cleanup;
 	inserted = 1;
+	vm->domains = domains;
 	*status = 400;
 	if (vmhost_paths(vm, err, errsz) < 0)
 		goto cleanup;
@@ -695,6 +774,19 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		    "not the QEMU started");
 		goto cleanup;
 	}
+	/* The keeper guards it (kills it when a lease of its domains is
+	 * lost) before it runs a guest instruction: -S until cont, an
+	 * incoming one until the migration stream comes. */
+	*status = 503;
+	if ((names = vmhost_domain_names(vm->domains)) == NULL ||
+	    keeperctl_vm_add(vm->uuid, vm->pid, names, kerr, sizeof(kerr)) <
+	    0) {
+		snprintf(err, errsz, "the lease keeper of host %s does not guard "
+		    "QEMU pid %d: %s", agent_cfg.name, (int)vm->pid, names ?
+		    kerr : "out of memory");
+		goto cleanup;
+	}
+	*status = 502;
 	vm->qmp = qmp_open(vm->qmp_path, 10000, vmhost_event, vm, err, errsz);
 	if (vm->qmp == NULL) {
 		(void)vmexit_gone(vm, 2000);
@@ -762,6 +854,7 @@ cleanup:
 		}
 	}
 	vmhost_put(vm);
+	json_decref(names);
 	free(q);
 	return rc;
 }

@@ -1,0 +1,351 @@
+/* test_vmstart.c - unit tests for what vmhost_start (src/agent/vmhost.c)
+ * tells the lease keeper: a real QEMU (TCG, no disk, no kernel) is started
+ * through the agent's own start path, and a fake keeper on RUN/keeper.sock
+ * (the protocol of docs/keeper.md) notes each request.
+ *
+ * - The keeper is asked to guard the QEMU (vm_add, with its pid and the
+ *   VM's domains: its storage and each disk's) before the guest runs: the
+ *   VM is still "starting" when vm_add arrives.
+ * - A refusal of the keeper ends the QEMU and fails the start with 503.
+ * - The record a restarted agent (and the keeper's records scan) reads
+ *   names the domains; the exit sends vm_del. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "agent/agent_int.h"
+#include "common/util.h"
+#include "vmfake.h"
+
+#define T_UUID	"0b7c9d2e-1f3a-4b5c-8d6e-7f8091a2b3c4"
+
+/* The fake keeper: a thread serving RUN/keeper.sock. */
+struct fkeeper {
+	int		 lfd;
+	int		 wake[2];
+	pthread_t	 thread;
+	pthread_mutex_t	 lock;
+	json_t		*log;		/* [{op, uuid?, pid?, domains?, state}] */
+	int		 refuse;	/* vm_add answers ok:false */
+};
+
+struct tstate {
+	char		dir[64];
+	struct fkeeper	k;
+};
+
+static json_t *
+fk_answer(struct fkeeper *k, json_t *req)
+{
+	const char *op = json_string_value(json_object_get(req, "op"));
+	const char *uuid = json_string_value(json_object_get(req, "uuid"));
+	char st[16] = "";
+	int refuse;
+
+	if (op == NULL)
+		return json_pack("{s:b, s:s}", "ok", 0, "error", "no op");
+	if (strcmp(op, "status") == 0)
+		return json_pack("{s:b, s:i, s:s, s:s, s:{s:{s:s, s:i, s:b}, "
+		    "s:{s:s, s:i, s:b}}, s:i}", "ok", 1, "pid", 1, "fence",
+		    "kill-only", "watchdog", "none", "domains", "local", "state",
+		    "ok", "age_ms", 10, "direct", 0, "second", "state", "ok",
+		    "age_ms", 10, "direct", 0, "vms", 0);
+	/* What the agent's table says of the VM at this moment. */
+	if (uuid)
+		vmfake_state(uuid, st, sizeof(st), NULL);
+	pthread_mutex_lock(&k->lock);
+	json_object_set_new(req, "state", json_string(st));
+	json_array_append(k->log, req);
+	refuse = k->refuse;
+	pthread_mutex_unlock(&k->lock);
+	if (strcmp(op, "vm_add") == 0 && refuse)
+		return json_pack("{s:b, s:s}", "ok", 0, "error",
+		    "storage local: lease not renewed (age 2300 ms)");
+	return json_pack("{s:b}", "ok", 1);
+}
+
+static void *
+fk_main(void *arg)
+{
+	struct fkeeper *k = arg;
+	struct pollfd p[2];
+	char buf[4096], *s;
+	json_t *req, *rep;
+	ssize_t n;
+	int fd;
+
+	p[0].fd = k->lfd;
+	p[0].events = POLLIN;
+	p[1].fd = k->wake[0];
+	p[1].events = POLLIN;
+	while (poll(p, 2, -1) > 0 && p[1].revents == 0) {
+		if ((fd = accept4(k->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+			continue;
+		n = recv(fd, buf, sizeof(buf) - 1, 0);
+		req = n > 0 ? json_loadb(buf, (size_t)n, 0, NULL) : NULL;
+		rep = req ? fk_answer(k, req) : NULL;
+		if (rep && (s = json_dumps(rep, JSON_COMPACT)) != NULL) {
+			(void)send(fd, s, strlen(s), MSG_NOSIGNAL);
+			free(s);
+		}
+		json_decref(rep);
+		json_decref(req);
+		close(fd);
+	}
+	return NULL;
+}
+
+static void
+fk_start(struct fkeeper *k)
+{
+	struct sockaddr_un sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	assert_int_equal(util_fmt(sa.sun_path, sizeof(sa.sun_path),
+	    "%s/keeper.sock", agent_cfg.run), 0);
+	assert_true((k->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
+	    0)) >= 0);
+	assert_int_equal(bind(k->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(k->lfd, 16), 0);
+	assert_int_equal(pipe2(k->wake, O_CLOEXEC), 0);
+	pthread_mutex_init(&k->lock, NULL);
+	assert_non_null(k->log = json_array());
+	assert_int_equal(pthread_create(&k->thread, NULL, fk_main, k), 0);
+}
+
+static void
+fk_stop(struct fkeeper *k)
+{
+	(void)!write(k->wake[1], "x", 1);
+	pthread_join(k->thread, NULL);
+	close(k->lfd);
+	close(k->wake[0]);
+	close(k->wake[1]);
+	json_decref(k->log);
+	pthread_mutex_destroy(&k->lock);
+}
+
+/* The requests of op the fake keeper got (a new array). */
+static json_t *
+fk_ops(struct fkeeper *k, const char *op)
+{
+	json_t *out = json_array(), *e;
+	size_t i;
+
+	pthread_mutex_lock(&k->lock);
+	json_array_foreach(k->log, i, e)
+		if (strcmp(json_string_value(json_object_get(e, "op")), op) == 0)
+			json_array_append(out, e);
+	pthread_mutex_unlock(&k->lock);
+	return out;
+}
+
+static int
+setup(void **state)
+{
+	struct tstate *t = calloc(1, sizeof(*t));
+	char path[PATH_MAX], err[256];
+	int i;
+
+	assert_non_null(t);
+	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-vmstart.XXXXXX");
+	assert_non_null(mkdtemp(t->dir));
+	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s/data", t->dir);
+	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s/run", t->dir);
+	snprintf(agent_cfg.name, sizeof(agent_cfg.name), "h1");
+	snprintf(agent_cfg.accel, sizeof(agent_cfg.accel), "tcg");
+	agent_cfg.serial_max = 1024 * 1024;
+	for (i = 0; i < 2; i++) {
+		snprintf(agent_cfg.storage[i].name,
+		    sizeof(agent_cfg.storage[i].name), "%s", i ? "second" :
+		    "local");
+		assert_int_equal(util_fmt(agent_cfg.storage[i].path,
+		    sizeof(agent_cfg.storage[i].path), "%s/storage%d", t->dir,
+		    i), 0);
+	}
+	agent_cfg.nstorage = 2;
+	assert_int_equal(agent_qemu_user_init(NULL, err, sizeof(err)), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data),
+	    0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/logs",
+	    agent_cfg.data), 0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	assert_int_equal(util_mkdir_p(agent_cfg.run, 0700), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s",
+	    agent_cfg.storage[0].path, T_UUID), 0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	fk_start(&t->k);
+	*state = t;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct tstate *t = *state;
+	char err[256];
+	int status;
+
+	(void)vmhost_stop(T_UUID, 1, 0, err, sizeof(err), &status);
+	fk_stop(&t->k);
+	util_rm_rf(t->dir);
+	agent_cfg.nstorage = 0;
+	free(t);
+	return 0;
+}
+
+static json_t *
+t_spec(void)
+{
+	json_t *spec = json_pack("{s:s, s:s, s:s, s:i, s:i, s:[], s:[]}",
+	    "uuid", T_UUID, "name", "web1", "storage", "local", "cpus", 1,
+	    "memory_mib", 64, "disks", "nics");
+
+	assert_non_null(spec);
+	return spec;
+}
+
+/* vm_add comes with the QEMU's pid and the VM's domains while the VM is
+ * still "starting" (before cont), the record names the domains, the exit
+ * sends vm_del. Guards vmhost.c vmhost_start() (keeperctl_vm_add before
+ * cont), vmhost_record_save() and vmhost_record_exit(). */
+static void
+test_start_is_guarded_before_cont(void **state)
+{
+	struct tstate *t = *state;
+	json_t *spec = t_spec(), *res = NULL, *adds, *add, *dels, *rec;
+	char err[512], path[PATH_MAX];
+	int status = 0;
+	pid_t pid;
+
+	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+	    &status), 0);
+	assert_int_equal(status, 200);
+	pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	assert_true(pid > 0);
+	adds = fk_ops(&t->k, "vm_add");
+	assert_int_equal(json_array_size(adds), 1);
+	add = json_array_get(adds, 0);
+	assert_string_equal(json_string_value(json_object_get(add, "uuid")),
+	    T_UUID);
+	assert_int_equal(json_integer_value(json_object_get(add, "pid")), pid);
+	assert_string_equal(json_string_value(json_object_get(add, "state")),
+	    "starting");
+	assert_int_equal(json_array_size(json_object_get(add, "domains")), 1);
+	assert_string_equal(json_string_value(json_array_get(json_object_get(
+	    add, "domains"), 0)), "local");
+	json_decref(adds);
+
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s.json",
+	    agent_cfg.data, T_UUID), 0);
+	assert_non_null(rec = json_load_file(path, 0, NULL));
+	assert_true(json_equal(json_object_get(rec, "domains"),
+	    json_object_get(add = json_pack("{s:[s]}", "d", "local"), "d")));
+	json_decref(add);
+	json_decref(rec);
+
+	assert_int_equal(vmhost_stop(T_UUID, 1, 0, err, sizeof(err), &status),
+	    0);
+	vmfake_wait_state(T_UUID, "", 5000);
+	dels = fk_ops(&t->k, "vm_del");
+	assert_int_equal(json_array_size(dels), 1);
+	assert_string_equal(json_string_value(json_object_get(json_array_get(
+	    dels, 0), "uuid")), T_UUID);
+	json_decref(dels);
+	json_decref(vmfake_exit(T_UUID));
+	json_decref(res);
+	json_decref(spec);
+}
+
+/* The keeper refuses to guard the QEMU: the start fails 503 with its
+ * reason, the QEMU is gone and the VM is not in the table. Guards
+ * vmhost.c vmhost_start(). */
+static void
+test_start_refused_by_keeper(void **state)
+{
+	struct tstate *t = *state;
+	json_t *spec = t_spec(), *res = NULL, *adds;
+	char err[512], st[16];
+	int status = 0;
+	pid_t pid;
+
+	t->k.refuse = 1;
+	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+	    &status), -1);
+	assert_int_equal(status, 503);
+	assert_non_null(strstr(err, "lease not renewed (age 2300 ms)"));
+	adds = fk_ops(&t->k, "vm_add");
+	assert_int_equal(json_array_size(adds), 1);
+	pid = (pid_t)json_integer_value(json_object_get(json_array_get(adds, 0),
+	    "pid"));
+	json_decref(adds);
+	assert_true(pid > 0);
+	/* Reaped by the agent: no such process any more. */
+	assert_int_equal(kill(pid, 0), -1);
+	assert_int_equal(errno, ESRCH);
+	vmfake_state(T_UUID, st, sizeof(st), NULL);
+	assert_string_equal(st, "");
+	json_decref(spec);
+}
+
+/* The domains of a spec: its storage and each disk's, each attached
+ * here; another is refused. Guards vmhost.c vmhost_domains(). */
+static void
+test_domains_of_a_spec(void **state)
+{
+	json_t *spec = t_spec(), *names;
+	unsigned mask = 0;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(vmhost_domains(spec, &mask, err, sizeof(err)), 0);
+	assert_int_equal(mask, 1);
+	json_array_append_new(json_object_get(spec, "disks"), json_pack(
+	    "{s:s, s:s}", "file", "disk0.qcow2", "storage", "second"));
+	json_array_append_new(json_object_get(spec, "disks"), json_pack(
+	    "{s:s}", "file", "disk1.qcow2"));
+	assert_int_equal(vmhost_domains(spec, &mask, err, sizeof(err)), 0);
+	assert_int_equal(mask, 3);
+	names = vmhost_domain_names(mask);
+	assert_int_equal(json_array_size(names), 2);
+	assert_int_equal(vmhost_domain_mask(names), 3);
+	json_decref(names);
+	json_array_append_new(json_object_get(spec, "disks"), json_pack(
+	    "{s:s, s:s}", "file", "disk2.qcow2", "storage", "third"));
+	assert_int_equal(vmhost_domains(spec, &mask, err, sizeof(err)), -1);
+	assert_string_equal(err, "storage third is not attached to host h1");
+	json_decref(spec);
+}
+
+int
+main(int argc, char **argv)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_start_is_guarded_before_cont),
+		T(test_start_refused_by_keeper),
+		T(test_domains_of_a_spec),
+	};
+
+	(void)argc;
+	(void)argv;
+	signal(SIGPIPE, SIG_IGN);
+	if (vmhost_init() < 0)
+		return 1;
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
