@@ -180,6 +180,9 @@ struct avm *vmhost_insert(const char *uuid, const char *name,
 	    const char *storage, char *err, size_t errsz, int *status);
 /* Take the VM out of the table and drop the table's reference. */
 void	 vmhost_remove(struct avm *vm);
+/* Keep the serial logs of the VMs on storage bounded (its domwatch
+ * thread: storage I/O). */
+void	 vmhost_rotate_serials(const char *storage);
 /* vm->dir, qmp_path and serial_path from its uuid and storage. */
 int	 vmhost_paths(struct avm *vm, char *err, size_t errsz);
 /* Queue an exit for the manager; remove the record and the sockets. */
@@ -294,6 +297,30 @@ int	 mig_resume(const char *uuid, json_t *params, char *err, size_t errsz,
  * so switches and bridges learn its MACs' new place at once. */
 void	 mig_announce(struct avm *vm);
 
+/* domwatch.c: a thread per storage domain does the periodic storage I/O
+ * (checks, lease snapshots, isolation records, serial log rotation);
+ * others read its cache. */
+/* Start the threads; waits up to 2 s for each domain's O_DIRECT probe and
+ * sets agent_cfg.storage[].direct (once: before the keeper's start). */
+int	 domwatch_start(void);
+/* 0 when the domain answered a check in the last 1500 ms and is usable;
+ * else -1 with why (for a 503) in err. */
+int	 domwatch_ok(const char *name, char *err, size_t errsz);
+/* domwatch_ok for every domain of a VM spec (vmhost_domains). */
+int	 domwatch_ready(json_t *spec, char *err, size_t errsz);
+/* [{name, path, ok, error, direct, total_bytes, free_bytes}] from the
+ * cache; new reference. */
+json_t	*domwatch_storage_json(void);
+/* {leases, read_start_age_ms, read_ms}: the last snapshot of the domain's
+ * lease records (new reference), or NULL with err and *status (400
+ * unknown domain, 503 none younger than 1500 ms). */
+json_t	*domwatch_leases(const char *name, char *err, size_t errsz,
+	    int *status);
+/* Write (stopped: the HA VMs powered off, borrowed) or remove the
+ * isolation record on every domain, from its own thread; no wait. */
+void	 domwatch_isolation(json_t *stopped);
+void	 domwatch_isolation_clear(void);
+
 /* lease.c: the keeper's client (the keeper: keeper.h), lease records,
  * isolation records */
 /* Start the keeper (or keep the running one when its configuration is
@@ -327,8 +354,11 @@ json_t	*keeperctl_call_at(const char *sock, json_t *req, int timeout_ms,
 /* 1 when the keeper holds domain name's lease (ok or late). */
 int	 lease_storage_ok(const char *name);
 json_t	*lease_read_all(const char *root, char *err, size_t errsz);
-int	 lease_isolation_record(json_t *stopped);
-void	 lease_isolation_clear(void);
+/* The isolation record (rec borrowed: {host, isolated, stopped, time}) on
+ * the domain at root, and its removal; storage I/O: only from the
+ * domain's domwatch thread. */
+int	 lease_isolation_write(const char *root, json_t *rec);
+void	 lease_isolation_remove(const char *root);
 /* Power off the HA VMs (isolation response); their uuids, new reference. */
 json_t	*vmhost_isolate(void);
 

@@ -97,7 +97,7 @@ report_isolation_check(int ok)
 		if (iso_isolated)
 			log_info("the manager answers again: isolation over");
 		if (iso_isolated || iso_noted)
-			lease_isolation_clear();
+			domwatch_isolation_clear();	/* no storage I/O here */
 		iso_isolated = iso_noted = 0;
 		iso_last_ok = now;
 		return;
@@ -126,8 +126,7 @@ report_isolation_check(int ok)
 		    "powered off %zu HA VM(s) (isolation response: poweroff)",
 		    (long long)(now - iso_last_ok), json_array_size(stopped));
 	}
-	if (lease_isolation_record(stopped) < 0)
-		log_warn("cannot record the isolation on storage");
+	domwatch_isolation(stopped);	/* written by each domain's thread */
 	json_decref(stopped);
 }
 

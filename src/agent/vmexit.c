@@ -3,7 +3,7 @@
  * storage I/O outlives both, with writes in flight).
  *
  * Each running VM has a monitor thread that reads QMP events and polls the
- * pidfd. A QEMU that has been killed (by us, by the keeper, by anyone) but
+ * pidfd; it does no storage I/O (a hung domain must not stop it). A QEMU that has been killed (by us, by the keeper, by anyone) but
  * does not exit within VMEXIT_KILL_WAIT_MS is reported "unknown" ("QEMU pid
  * N does not exit (uninterruptible I/O)"): it stays in the table and no
  * exit is recorded, so the manager starts no second copy, until the pidfd
@@ -208,7 +208,7 @@ static void *
 vmexit_monitor(void *arg)
 {
 	struct avm *vm = arg;
-	int64_t last_rotate = 0, last_check = 0, dying_since = 0, now;
+	int64_t last_check = 0, dying_since = 0, now;
 	struct pollfd pfd[2];
 	int n;
 
@@ -241,10 +241,6 @@ vmexit_monitor(void *arg)
 			if (dying_since && now - dying_since >=
 			    VMEXIT_KILL_WAIT_MS)
 				vmexit_unexited(vm);
-		}
-		if (now - last_rotate > 2000) {
-			serial_rotate(vm->dir, agent_cfg.serial_max);
-			last_rotate = now;
 		}
 	}
 	vmexit_end(vm, dying_since);

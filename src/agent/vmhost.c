@@ -369,6 +369,31 @@ vmhost_list(void)
 	return list;
 }
 
+void
+vmhost_rotate_serials(const char *storage)
+{
+	json_t *dirs = json_array(), *d;
+	size_t k;
+	int i;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; dirs && i < VMHOST_MAX; i++) {
+		struct avm *vm = table[i];
+
+		if (vm == NULL || strcmp(vm->storage, storage) != 0)
+			continue;
+		/* Its paths are set while it is "starting". */
+		pthread_mutex_lock(&vm->lock);
+		if (strcmp(vm->state, "starting") != 0 && vm->dir[0])
+			json_array_append_new(dirs, json_string(vm->dir));
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&table_lock);
+	json_array_foreach(dirs, k, d)
+		serial_rotate(json_string_value(d), agent_cfg.serial_max);
+	json_decref(dirs);
+}
+
 /* One wait on vm->cond (vm->lock held) of at most 200 ms, ending at the
  * monotonic deadline; -1 once the deadline has passed (agent_int.h). */
 int
@@ -719,6 +744,10 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 	*status = 400;
 	if (vmhost_domains(spec, &domains, err, errsz) < 0)
 		goto cleanup;
+	/* A hung domain fails at once instead of holding this thread. */
+	*status = 503;
+	if (domwatch_ready(spec, err, errsz) < 0)
+		goto cleanup;
 	/* No QEMU starts without a live keeper holding the leases of its
 	 * domains. */
 	*status = 503;
@@ -993,6 +1022,10 @@ vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 		    jstr(spec, "storage"), agent_cfg.name);
 		return -1;
 	}
+	if (domwatch_ok(jstr(spec, "storage"), err, errsz) < 0) {
+		*status = 503;
+		return -1;
+	}
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (json_object_get(spec, files[i]) && jstr(spec, files[i])[0] &&
 		    access(jstr(spec, files[i]), R_OK) < 0) {
@@ -1020,6 +1053,10 @@ vmhost_undefine(const char *uuid, const char *storage, char *err,
 		snprintf(err, errsz, "storage %s is not attached to host %s",
 		    storage, agent_cfg.name);
 		*status = 400;
+		return -1;
+	}
+	if (domwatch_ok(storage, err, errsz) < 0) {
+		*status = 503;
 		return -1;
 	}
 	if ((vm = vmhost_get(uuid)) != NULL) {

@@ -1,6 +1,7 @@
 /* fusestall.c - a FUSE filesystem for unit tests that can stop answering
  * (fusestall.h). It speaks the kernel protocol on /dev/fuse directly:
- * INIT, LOOKUP and GETATTR of one file, OPEN, FLUSH, RELEASE. */
+ * INIT, LOOKUP and GETATTR of one file and two empty directories, OPEN,
+ * FLUSH, RELEASE, OPENDIR, READDIR, ACCESS, STATFS. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fuse.h>
@@ -18,6 +19,8 @@
 
 #define FS_BUF		(FUSE_MIN_READ_BUFFER + 65536)
 #define FS_FILE_INO	2
+#define FS_VMS_INO	3	/* "vms", "leases": what a storage domain has */
+#define FS_LEASES_INO	4
 
 struct fusestall {
 	char		 dir[256];
@@ -50,8 +53,8 @@ fs_attr(uint64_t ino, struct fuse_attr *a)
 {
 	memset(a, 0, sizeof(*a));
 	a->ino = ino;
-	a->mode = ino == FUSE_ROOT_ID ? S_IFDIR | 0755 : S_IFREG | 0666;
-	a->nlink = ino == FUSE_ROOT_ID ? 2 : 1;
+	a->mode = ino == FS_FILE_INO ? S_IFREG | 0666 : S_IFDIR | 0755;
+	a->nlink = ino == FS_FILE_INO ? 1 : 2;
 	a->blksize = 4096;
 }
 
@@ -87,14 +90,20 @@ fs_serve(struct fusestall *fs, char *buf)
 	case FUSE_LOOKUP: {
 		struct fuse_entry_out o;
 
-		if (in->nodeid != FUSE_ROOT_ID || strcmp(arg, "f") != 0) {
+		memset(&o, 0, sizeof(o));
+		if (in->nodeid == FUSE_ROOT_ID && strcmp(arg, "f") == 0)
+			o.nodeid = FS_FILE_INO;
+		else if (in->nodeid == FUSE_ROOT_ID && strcmp(arg, "vms") == 0)
+			o.nodeid = FS_VMS_INO;
+		else if (in->nodeid == FUSE_ROOT_ID && strcmp(arg, "leases") ==
+		    0)
+			o.nodeid = FS_LEASES_INO;
+		if (o.nodeid == 0) {
 			fs_reply(fs, in->unique, ENOENT, NULL, 0);
 			break;
 		}
-		memset(&o, 0, sizeof(o));
-		o.nodeid = FS_FILE_INO;
 		o.generation = 1;
-		fs_attr(FS_FILE_INO, &o.attr);
+		fs_attr(o.nodeid, &o.attr);
 		fs_reply(fs, in->unique, 0, &o, sizeof(o));
 		break;
 	}
@@ -114,6 +123,28 @@ fs_serve(struct fusestall *fs, char *buf)
 		fs_reply(fs, in->unique, 0, &o, sizeof(o));
 		break;
 	}
+	case FUSE_OPENDIR: {
+		struct fuse_open_out o;
+
+		memset(&o, 0, sizeof(o));
+		o.fh = 2;
+		fs_reply(fs, in->unique, 0, &o, sizeof(o));
+		break;
+	}
+	case FUSE_STATFS: {
+		struct fuse_statfs_out o;
+
+		memset(&o, 0, sizeof(o));
+		o.st.blocks = 1000;
+		o.st.bfree = o.st.bavail = 500;
+		o.st.bsize = o.st.frsize = 4096;
+		o.st.namelen = 255;
+		fs_reply(fs, in->unique, 0, &o, sizeof(o));
+		break;
+	}
+	case FUSE_READDIR:	/* empty: no entry at all */
+	case FUSE_RELEASEDIR:
+	case FUSE_ACCESS:
 	case FUSE_FLUSH:
 	case FUSE_RELEASE:
 	case FUSE_DESTROY:

@@ -6,7 +6,9 @@
 struct fusestall;
 
 /* Mount at dir (an empty directory) a filesystem with one empty file,
- * "f", served by a thread of this process; NULL on failure (errno). */
+ * "f", and two empty directories, "vms" and "leases" (a storage domain as
+ * the agent checks one), served by a thread of this process; creating
+ * files fails. NULL on failure (errno). */
 struct fusestall	*fusestall_start(const char *dir);
 /* From now on no request is answered: a process with dir/f open that is
  * killed hangs in uninterruptible sleep at its exit (the kernel's FLUSH

@@ -43,7 +43,6 @@ struct fkeeper {
 };
 
 struct tstate {
-	char		dir[64];
 	struct fkeeper	k;
 };
 
@@ -117,6 +116,7 @@ fk_start(struct fkeeper *k)
 	sa.sun_family = AF_UNIX;
 	assert_int_equal(util_fmt(sa.sun_path, sizeof(sa.sun_path),
 	    "%s/keeper.sock", agent_cfg.run), 0);
+	(void)unlink(sa.sun_path);
 	assert_true((k->lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC,
 	    0)) >= 0);
 	assert_int_equal(bind(k->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
@@ -154,18 +154,21 @@ fk_ops(struct fkeeper *k, const char *op)
 	return out;
 }
 
+static char t_dir[64];
+
+/* One agent configuration and set of domain threads (domwatch) for the
+ * process; each test gets a fresh fake keeper. */
 static int
-setup(void **state)
+t_agent(void)
 {
-	struct tstate *t = calloc(1, sizeof(*t));
 	char path[PATH_MAX], err[256];
 	int i;
 
-	assert_non_null(t);
-	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-vmstart.XXXXXX");
-	assert_non_null(mkdtemp(t->dir));
-	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s/data", t->dir);
-	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s/run", t->dir);
+	snprintf(t_dir, sizeof(t_dir), "/tmp/cvirt-vmstart.XXXXXX");
+	if (mkdtemp(t_dir) == NULL)
+		return -1;
+	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s/data", t_dir);
+	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s/run", t_dir);
 	snprintf(agent_cfg.name, sizeof(agent_cfg.name), "h1");
 	snprintf(agent_cfg.accel, sizeof(agent_cfg.accel), "tcg");
 	agent_cfg.serial_max = 1024 * 1024;
@@ -173,22 +176,38 @@ setup(void **state)
 		snprintf(agent_cfg.storage[i].name,
 		    sizeof(agent_cfg.storage[i].name), "%s", i ? "second" :
 		    "local");
-		assert_int_equal(util_fmt(agent_cfg.storage[i].path,
-		    sizeof(agent_cfg.storage[i].path), "%s/storage%d", t->dir,
-		    i), 0);
+		if (util_fmt(agent_cfg.storage[i].path,
+		    sizeof(agent_cfg.storage[i].path), "%s/storage%d", t_dir,
+		    i) < 0 || util_fmt(path, sizeof(path), "%s/vms",
+		    agent_cfg.storage[i].path) < 0 ||
+		    util_mkdir_p(path, 0700) < 0)
+			return -1;
 	}
 	agent_cfg.nstorage = 2;
-	assert_int_equal(agent_qemu_user_init(NULL, err, sizeof(err)), 0);
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data),
-	    0);
-	assert_int_equal(util_mkdir_p(path, 0700), 0);
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/logs",
-	    agent_cfg.data), 0);
-	assert_int_equal(util_mkdir_p(path, 0700), 0);
-	assert_int_equal(util_mkdir_p(agent_cfg.run, 0700), 0);
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s",
-	    agent_cfg.storage[0].path, T_UUID), 0);
-	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	if (agent_qemu_user_init(NULL, err, sizeof(err)) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data) < 0 ||
+	    util_mkdir_p(path, 0700) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/logs", agent_cfg.data) < 0 ||
+	    util_mkdir_p(path, 0700) < 0 ||
+	    util_mkdir_p(agent_cfg.run, 0700) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/vms/%s",
+	    agent_cfg.storage[0].path, T_UUID) < 0 ||
+	    util_mkdir_p(path, 0700) < 0 || vmhost_init() < 0 ||
+	    domwatch_start() < 0)
+		return -1;
+	/* Until the domains' first checks are in. */
+	for (i = 0; i < 100 && (domwatch_ok("local", err, sizeof(err)) < 0 ||
+	    domwatch_ok("second", err, sizeof(err)) < 0); i++)
+		util_sleep_ms(20);
+	return 0;
+}
+
+static int
+setup(void **state)
+{
+	struct tstate *t = calloc(1, sizeof(*t));
+
+	assert_non_null(t);
 	fk_start(&t->k);
 	*state = t;
 	return 0;
@@ -202,9 +221,8 @@ teardown(void **state)
 	int status;
 
 	(void)vmhost_stop(T_UUID, 1, 0, err, sizeof(err), &status);
+	json_decref(vmfake_exit(T_UUID));
 	fk_stop(&t->k);
-	util_rm_rf(t->dir);
-	agent_cfg.nstorage = 0;
 	free(t);
 	return 0;
 }
@@ -342,10 +360,14 @@ main(int argc, char **argv)
 		T(test_domains_of_a_spec),
 	};
 
+	int rc;
+
 	(void)argc;
 	(void)argv;
 	signal(SIGPIPE, SIG_IGN);
-	if (vmhost_init() < 0)
+	if (t_agent() < 0)
 		return 1;
-	return cmocka_run_group_tests(tests, NULL, NULL);
+	rc = cmocka_run_group_tests(tests, NULL, NULL);
+	util_rm_rf(t_dir);
+	return rc;
 }
