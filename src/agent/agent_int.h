@@ -156,6 +156,9 @@ json_t	*vmhost_exits(void);
 json_t	*vmhost_exit_of(const char *uuid);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
+/* 1 when the domain takes O_DIRECT (its VMs' disks bypass the page cache;
+ * domwatch_start decides). */
+int	 vmhost_storage_direct(const char *name);
 /* The storage domains of a VM spec (its storage and each disk's) as a
  * mask of agent_cfg.storage; -1 with err when one is not attached here. */
 int	 vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz);

@@ -67,6 +67,14 @@ vmhost_storage_index(const char *name)
 }
 
 int
+vmhost_storage_direct(const char *name)
+{
+	int k = vmhost_storage_index(name);
+
+	return k >= 0 && agent_cfg.storage[k].direct;
+}
+
+int
 vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz)
 {
 	const char *name = json_string_value(json_object_get(spec, "storage"));
@@ -626,6 +634,10 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 		}
 		snprintf(q->disks[q->ndisks].format, sizeof(q->disks[0].format),
 		    "%s", json_object_get(d, "format") ? jstr(d, "format") : "qcow2");
+		/* The domain the disk lives on (its own, else the VM's). */
+		q->disks[q->ndisks].direct = vmhost_storage_direct(
+		    json_object_get(d, "storage") ? jstr(d, "storage") :
+		    vm->storage);
 		q->ndisks++;
 	}
 	/* After the disks, so snapshot/backup disk indices stay the same. */

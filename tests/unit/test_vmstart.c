@@ -8,7 +8,9 @@
  *   VM is still "starting" when vm_add arrives.
  * - A refusal of the keeper ends the QEMU and fails the start with 503.
  * - The record a restarted agent (and the keeper's records scan) reads
- *   names the domains; the exit sends vm_del. */
+ *   names the domains; the exit sends vm_del.
+ * - A backup's target is added (blockdev-add, through a fake QMP) with
+ *   cache.direct as the VM's disks would get on its domain. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -28,6 +30,8 @@
 
 #include "agent/agent_int.h"
 #include "common/util.h"
+#include "fake_qmp.h"
+#include "qemu/qmp.h"
 #include "vmfake.h"
 
 #define T_UUID	"0b7c9d2e-1f3a-4b5c-8d6e-7f8091a2b3c4"
@@ -350,6 +354,83 @@ test_domains_of_a_spec(void **state)
 	json_decref(spec);
 }
 
+/* The blockdev-add of a running VM's backup target, on a domain with and
+ * without O_DIRECT: cache.direct on both nodes as qemu_cache_direct says
+ * (no-flush as before). The fake QMP fails the transaction, so the job
+ * ends there (blockdev-del, query-status). Guards backupops.c
+ * bk_backup_running(). */
+static void
+test_backup_target_cache(void **state)
+{
+	static const char uuid[] = "1c2d3e4f-5a6b-4c7d-8e9f-a0b1c2d3e4f5";
+	char add[PATH_MAX + 512], txn[512], sock[PATH_MAX], err[512], path[PATH_MAX];
+	struct fake_step steps[] = {
+		FQ_HANDSHAKE,
+		FQ(FQ_EXPECT, "query-block"),
+		FQ(FQ_RETURN, "[{\"qdev\": \"/machine/peripheral/virtio-disk0/"
+		    "virtio-backend\", \"inserted\": {\"node-name\": "
+		    "\"disk0\", \"image\": {\"virtual-size\": 1048576}}}]"),
+		FQ(FQ_EXPECT, add),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT, txn),
+		FQ(FQ_ERROR, "no, not now"),
+		FQ(FQ_EXPECT, "blockdev-del {\"node-name\": \"bk0-b1\"}"),
+		FQ(FQ_RETURN, "{}"),
+		FQ(FQ_EXPECT, "query-status"),
+		FQ(FQ_RETURN, "{\"status\": \"running\", \"running\": true}"),
+		FQ(FQ_END, NULL),
+	};
+	struct fake_qmp *f;
+	struct avm *vm;
+	json_t *args, *res = NULL;
+	int direct, status;
+
+	(void)state;
+	assert_int_equal(util_fmt(sock, sizeof(sock), "%s/bk.qmp",
+	    agent_cfg.run), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s",
+	    agent_cfg.storage[0].path, uuid), 0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	snprintf(txn, sizeof(txn), "transaction {\"actions\": [{\"type\": "
+	    "\"blockdev-backup\", \"data\": {\"job-id\": \"bk0-b1\", "
+	    "\"device\": \"disk0\", \"target\": \"bk0-b1\", \"sync\": "
+	    "\"full\", \"auto-dismiss\": false, \"x-perf\": "
+	    "{\"use-copy-range\": true}}}]}");
+	args = json_pack("{s:{s:s, s:s, s:s, s:[{s:s, s:s}]}, s:s, s:s}",
+	    "spec", "uuid", uuid, "name", "web2", "storage", "local", "disks",
+	    "name", "disk0", "file", "disk0.qcow2", "id", "b1", "storage",
+	    "second");
+	assert_non_null(args);
+	for (direct = 1; direct >= 0; direct--) {
+		agent_cfg.storage[1].direct = direct;
+		snprintf(add, sizeof(add), "blockdev-add {\"driver\": "
+		    "\"qcow2\", \"node-name\": \"bk0-b1\", \"cache\": "
+		    "{\"direct\": %s, \"no-flush\": true}, \"file\": "
+		    "{\"driver\": \"file\", \"filename\": "
+		    "\"%s/backups/.b1.partial/disk0.qcow2\", \"cache\": "
+		    "{\"direct\": %s, \"no-flush\": true}}}", direct ?
+		    "true" : "false", agent_cfg.storage[1].path, direct ?
+		    "true" : "false");
+		assert_non_null(vm = vmhost_insert(uuid, "web2", "local", err,
+		    sizeof(err), &status));
+		assert_int_equal(vmhost_paths(vm, err, sizeof(err)), 0);
+		vmhost_set_state(vm, "running");
+		assert_non_null(f = fake_qmp_start(sock, steps, 0));
+		assert_non_null(vm->qmp = qmp_open(sock, 5000, vmhost_event, vm,
+		    err, sizeof(err)));
+		assert_int_equal(bk_backup_job(NULL, args, &res, err,
+		    sizeof(err)), -1);
+		assert_non_null(strstr(err, "no, not now"));
+		qmp_close(vm->qmp);
+		vm->qmp = NULL;
+		assert_int_equal(fake_qmp_finish(f, err, sizeof(err)), 0);
+		vmhost_remove(vm);
+		vmhost_put(vm);
+	}
+	agent_cfg.storage[1].direct = 0;
+	json_decref(args);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -358,6 +439,7 @@ main(int argc, char **argv)
 		T(test_start_is_guarded_before_cont),
 		T(test_start_refused_by_keeper),
 		T(test_domains_of_a_spec),
+		T(test_backup_target_cache),
 	};
 
 	int rc;
