@@ -12,7 +12,7 @@
 #include "net/net.h"
 
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t report_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
 static int64_t report_interval_ms = 1000;
@@ -343,17 +343,10 @@ report_main(void *arg)
 			pthread_mutex_unlock(&report_lock);
 		}
 		pthread_mutex_lock(&report_lock);
-		if (!report_kicked && !report_quit && wait_ms > 0) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait_ms / 1000;
-			ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&report_cond, &report_lock, &ts);
-		}
+		/* Monotonic: a wall clock stepped back sleeps no longer. */
+		if (!report_kicked && !report_quit && wait_ms > 0)
+			(void)util_cond_wait_until(&report_cond, &report_lock,
+			    util_mono_ms() + wait_ms);
 		report_kicked = 0;
 		if (report_quit) {
 			pthread_mutex_unlock(&report_lock);
@@ -364,9 +357,19 @@ report_main(void *arg)
 	return NULL;
 }
 
+static void
+report_cond_init(void)
+{
+	if (util_cond_init_mono(&report_cond) != 0)
+		abort();	/* only with a broken libc */
+}
+
 int
 report_start(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, report_cond_init);
 	return pthread_create(&report_thread, NULL, report_main, NULL) == 0 ?
 	    0 : -1;
 }

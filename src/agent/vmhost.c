@@ -216,7 +216,14 @@ vmhost_insert(const char *uuid, const char *name, const char *storage,
 	snprintf(vm->state, sizeof(vm->state), "starting");
 	vm->pidfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	if (util_cond_init_mono(&vm->cond) != 0) {	/* a broken libc only */
+		pthread_mutex_destroy(&vm->lock);
+		free(vm);
+		vm = NULL;
+		snprintf(err, errsz, "cannot create a condition variable");
+		*status = 500;
+		goto cleanup;
+	}
 	vm->refs = 2;
 	table[slot] = vm;
 cleanup:
@@ -407,18 +414,12 @@ vmhost_rotate_serials(const char *storage)
 int
 vmhost_cond_wait_locked(struct avm *vm, int64_t deadline)
 {
-	int64_t left = deadline - util_mono_ms();
-	struct timespec ts;
+	int64_t now = util_mono_ms();
 
-	if (left <= 0)
+	if (deadline - now <= 0)
 		return -1;
-	if (left > 200)
-		left = 200;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (left % 1000) * 1000000L;
-	ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
-	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	(void)util_cond_wait_until(&vm->cond, &vm->lock, deadline - now > 200 ?
+	    now + 200 : deadline);
 	return 0;
 }
 
