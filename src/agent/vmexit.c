@@ -24,6 +24,7 @@
 
 #define VMEXIT_QUIT_MS	5000	/* QMP closed: QEMU exits by itself */
 #define VMEXIT_LOG_MS	60000	/* "still does not exit" that often */
+#define VMEXIT_LOOK_MS	250	/* a kill is noticed that soon (/proc) */
 
 /* 1 when pid runs another program than the QEMU of vm: a command line
  * that reads, without -uuid vm->uuid. One that is empty or unreadable (a
@@ -220,7 +221,7 @@ vmexit_monitor(void *arg)
 			break;
 		pfd[1].fd = vm->pidfd;
 		pfd[0].revents = pfd[1].revents = 0;
-		n = poll(pfd, 2, 1000);
+		n = poll(pfd, 2, VMEXIT_LOOK_MS);
 		if (n > 0 && (pfd[1].revents & (POLLIN | POLLHUP)))
 			break;		/* every thread of QEMU has exited */
 		if (n > 0 && pfd[0].revents) {
@@ -231,7 +232,7 @@ vmexit_monitor(void *arg)
 			util_sleep_ms(5);
 		}
 		now = util_mono_ms();
-		if (now - last_check >= 1000) {
+		if (now - last_check >= VMEXIT_LOOK_MS) {
 			/* Killed (by the keeper, by a stop...) and still
 			 * not gone: a thread stuck in storage I/O. Its
 			 * QMP socket stays open as long as that thread. */

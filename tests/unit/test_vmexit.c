@@ -33,7 +33,7 @@
 
 /* An attach takes one try (VMADOPT_ATTACH_MS at most); "unknown" comes
  * VMEXIT_KILL_WAIT_MS after the kill is seen, which the monitor looks for
- * once a second: 2.5 s of margin for a loaded sanitizer build. */
+ * every 250 ms: 2.5 s of margin for a loaded sanitizer build. */
 #define T_ATTACH_MS	5000
 #define T_UNKNOWN_MS	(VMEXIT_KILL_WAIT_MS + 2500)
 #define T_EXIT_MS	5000
