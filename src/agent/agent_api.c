@@ -70,10 +70,10 @@ api_reply_result(struct httpd_req *r, int rc, int status, const char *err,
 
 /* Storage I/O never happens here: the domains' state is domwatch's cache
  * (a hung domain must not stop registration or the manager's calls). */
-static json_t *
-api_info(void)
+json_t *
+agent_storage(void)
 {
-	json_t *st = domwatch_storage_json(), *e, *info;
+	json_t *st = domwatch_storage_json(), *e;
 	size_t i;
 
 	json_array_foreach(st, i, e) {
@@ -84,6 +84,14 @@ api_info(void)
 			    "cannot be renewed"));
 		}
 	}
+	return st;
+}
+
+static json_t *
+api_info(void)
+{
+	json_t *st = agent_storage(), *info;
+
 	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,

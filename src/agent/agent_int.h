@@ -471,6 +471,9 @@ extern const size_t agent_nroutes;
 int	 agent_auth(struct httpd_req *r, int min_role);
 /* Host facts, storage and VMs as reported to the manager; new reference. */
 json_t	*agent_info(void);
+/* The storage entries of agent_info (from domwatch's cache: no storage
+ * I/O), before keeperctl_info adds the lease fields; new reference. */
+json_t	*agent_storage(void);
 
 /* agent_tls.c: with an https manager, this host's certificate from the
  * cluster CA (asked for with the token on first start) and the TLS

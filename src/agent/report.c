@@ -262,9 +262,14 @@ report_send(const char *key)
 	json_t *exits = vmhost_exits(), *body;
 	int rc = -1;
 
-	/* scan: whether a VM missing from vms is truly not running here. */
-	body = json_pack("{s:s, s:o, s:O, s:s}", "name", agent_cfg.name,
-	    "vms", vmhost_list(), "exits", exits, "scan", vmadopt_scan());
+	/* scan: whether a VM missing from vms is truly not running here;
+	 * storage: each domain's state and lease (the manager restarts VMs
+	 * of a domain this host reports lost), from caches only. */
+	body = json_pack("{s:s, s:o, s:O, s:s, s:o}", "name", agent_cfg.name,
+	    "vms", vmhost_list(), "exits", exits, "scan", vmadopt_scan(),
+	    "storage", agent_storage());
+	if (body)
+		keeperctl_info(body);	/* fence, timing, keeper, leases */
 	json_object_set_new(body, "stats", stats_json(json_object_get(body,
 	    "vms")));
 	net_gen(gen, sizeof(gen));

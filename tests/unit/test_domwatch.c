@@ -13,8 +13,11 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include "agent/agent_int.h"
+#include "common/httpd.h"
 #include "common/util.h"
 #include "fusestall.h"
 
@@ -71,6 +75,105 @@ t_agent_info(void *arg)
 	c->info = agent_info();
 	c->done = 1;
 	return NULL;
+}
+
+/* A fake manager: registration answers a key, reports are kept. */
+static pthread_mutex_t t_mgr_lock = PTHREAD_MUTEX_INITIALIZER;
+static json_t *t_reports;
+
+static int
+t_register(struct httpd_req *r)
+{
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:i}", "agent_key",
+	    "k1", "heartbeat_interval_ms", 200));
+}
+
+static int
+t_report(struct httpd_req *r)
+{
+	pthread_mutex_lock(&t_mgr_lock);
+	json_array_append(t_reports, r->body);
+	pthread_mutex_unlock(&t_mgr_lock);
+	return httpd_reply_json(r, 200, json_pack("{s:b, s:[]}", "ok", 1,
+	    "stop"));
+}
+
+static const struct httpd_route t_mgr_routes[] = {
+	{ "POST", "/api/v1/agent/register", t_register, HTTPD_NOAUTH, 0 },
+	{ "POST", "/api/v1/agent/report", t_report, HTTPD_NOAUTH, 0 },
+};
+
+/* A free loopback port (bound and released: taken again at once). */
+static int
+t_port(void)
+{
+	struct sockaddr_in sa;
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), port;
+
+	assert_true(fd >= 0);
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	port = ntohs(sa.sin_port);
+	close(fd);
+	return port;
+}
+
+/* The reports sent while "shared" hangs: they go on every 200 ms, and each
+ * says how each domain is (ok, error, direct) and its lease, from caches
+ * (the manager restarts a domain's VMs on a report that says it is
+ * lost). Guards report.c report_send() (storage and keeperctl_info's
+ * fields; before, reports had no storage) and the report thread not
+ * waiting on storage. */
+static void
+t_reports_go_on(void)
+{
+	struct httpd_config hc;
+	struct httpd *h;
+	char listen[64];
+	json_t *last, *e;
+	int64_t until;
+	size_t n = 0;
+
+	memset(&hc, 0, sizeof(hc));
+	snprintf(listen, sizeof(listen), "127.0.0.1:%d", t_port());
+	hc.listen = listen;
+	hc.threads = 2;
+	hc.routes = t_mgr_routes;
+	hc.nroutes = sizeof(t_mgr_routes) / sizeof(t_mgr_routes[0]);
+	assert_non_null(t_reports = json_array());
+	assert_non_null(h = httpd_start(&hc));
+	snprintf(agent_cfg.manager, sizeof(agent_cfg.manager), "http://%s",
+	    listen);
+	snprintf(agent_cfg.token, sizeof(agent_cfg.token), "t1");
+	assert_int_equal(report_start(), 0);
+	for (until = util_mono_ms() + 5000; n < 3 && util_mono_ms() < until; ) {
+		util_sleep_ms(50);
+		pthread_mutex_lock(&t_mgr_lock);
+		n = json_array_size(t_reports);
+		pthread_mutex_unlock(&t_mgr_lock);
+	}
+	report_stop();
+	httpd_stop(h);
+	assert_true(n >= 3);
+	last = json_array_get(t_reports, n - 1);
+	assert_non_null(json_object_get(last, "fence"));
+	assert_non_null(json_object_get(last, "keeper"));
+	e = t_entry(json_object_get(last, "storage"), "shared");
+	assert_non_null(e);
+	assert_true(json_is_false(json_object_get(e, "ok")));
+	assert_non_null(strstr(json_string_value(json_object_get(e, "error")),
+	    "does not answer"));
+	/* No keeper answers here: nobody renews, the lease is lost. */
+	assert_string_equal(json_string_value(json_object_get(e, "lease")),
+	    "lost");
+	assert_true(json_is_boolean(json_object_get(e, "direct")));
+	assert_non_null(t_entry(json_object_get(last, "storage"), "second"));
+	json_decref(t_reports);
+	t_reports = NULL;
 }
 
 /* Guards domwatch.c (the cache, its 1500 ms staleness, the snapshot's
@@ -171,6 +274,8 @@ test_one_hung_domain_blocks_nothing_else(void **state)
 	    "does not answer"));
 	assert_true(json_is_false(json_object_get(e, "direct")));
 	json_decref(c.info);
+
+	t_reports_go_on();
 
 	/* The isolation record goes to "second" although "shared" hangs. */
 	spec = json_pack("[s]", "u1");
