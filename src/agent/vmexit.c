@@ -3,11 +3,12 @@
  * storage I/O outlives both, with writes in flight).
  *
  * Each running VM has a monitor thread that reads QMP events and polls the
- * pidfd; it does no storage I/O (a hung domain must not stop it). A QEMU that has been killed (by us, by the keeper, by anyone) but
- * does not exit within VMEXIT_KILL_WAIT_MS is reported "unknown" ("QEMU pid
- * N does not exit (uninterruptible I/O)"): it stays in the table and no
- * exit is recorded, so the manager starts no second copy, until the pidfd
- * says the last thread is gone (docs/ha.md). */
+ * pidfd; it does no storage I/O (a hung domain must not stop it). A QEMU
+ * that has been killed (by us, by the keeper, by anyone) but does not exit
+ * within VMEXIT_KILL_WAIT_MS is reported "unknown" ("QEMU pid N does not
+ * exit (uninterruptible I/O)"): it stays in the table and no exit is
+ * recorded, so the manager starts no second copy, until the pidfd says the
+ * last thread is gone (docs/ha.md). */
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
