@@ -32,6 +32,7 @@
 #include "common/util.h"
 #include "fake_qmp.h"
 #include "qemu/qmp.h"
+#include "storage/qimg.h"
 #include "vmfake.h"
 
 #define T_UUID	"0b7c9d2e-1f3a-4b5c-8d6e-7f8091a2b3c4"
@@ -294,6 +295,55 @@ test_start_is_guarded_before_cont(void **state)
 	json_decref(spec);
 }
 
+/* A VM's disk on a domain that takes O_DIRECT reaches QEMU with
+ * cache.direct=on and werror=stop, one on a domain that does not without
+ * them. Guards vmhost.c vmhost_qemu_spec() (each disk's direct from its
+ * domain, vmhost_storage_direct). */
+static void
+test_disk_cache_follows_domain(void **state)
+{
+	json_t *spec = t_spec(), *res = NULL;
+	char err[512], path[PATH_MAX], *cmd;
+	int status = 0, direct, has;
+	size_t len, i;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s/disk0.qcow2",
+	    agent_cfg.storage[0].path, T_UUID), 0);
+	assert_int_equal(qimg_create(path, 1 << 20, NULL, err, sizeof(err)), 0);
+	json_array_append_new(json_object_get(spec, "disks"), json_pack(
+	    "{s:s, s:s}", "name", "disk0", "file", "disk0.qcow2"));
+	for (direct = 1; direct >= 0; direct--) {
+		agent_cfg.storage[0].direct = direct;
+		assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+		    &status), 0);
+		pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+		json_decref(res);
+		res = NULL;
+		assert_int_equal(util_fmt(path, sizeof(path), "/proc/%d/cmdline",
+		    (int)pid), 0);
+		assert_non_null(cmd = util_read_file(path, 1 << 20, &len));
+		for (i = 0; i + 1 < len; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		has = strstr(cmd, "filename=") != NULL && strstr(cmd,
+		    "disk0.qcow2,read-only=off,cache.direct=on") != NULL &&
+		    strstr(cmd, "id=virtio-disk0,werror=stop,rerror=stop") !=
+		    NULL;
+		if (has != direct)
+			fail_msg("direct %d, QEMU's command line: %s", direct, cmd);
+		assert_int_equal(strstr(cmd, "cache.direct") != NULL, direct);
+		free(cmd);
+		assert_int_equal(vmhost_stop(T_UUID, 1, 0, err, sizeof(err),
+		    &status), 0);
+		vmfake_wait_state(T_UUID, "", 5000);
+		json_decref(vmfake_exit(T_UUID));
+	}
+	agent_cfg.storage[0].direct = 0;
+	json_decref(spec);
+}
+
 /* The keeper refuses to guard the QEMU: the start fails 503 with its
  * reason, the QEMU is gone and the VM is not in the table. Guards
  * vmhost.c vmhost_start(). */
@@ -439,6 +489,7 @@ main(int argc, char **argv)
 		T(test_start_is_guarded_before_cont),
 		T(test_start_refused_by_keeper),
 		T(test_domains_of_a_spec),
+		T(test_disk_cache_follows_domain),
 		T(test_backup_target_cache),
 	};
 
