@@ -342,6 +342,12 @@ agent_main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
+	/* The domains' threads first: their O_DIRECT probes decide what the
+	 * keeper's configuration says of each domain. */
+	if (domwatch_start() < 0) {
+		log_error("cannot start the storage domain threads");
+		return 1;
+	}
 	/* No VM starts here without a live keeper: none at all, none now. */
 	if (keeperctl_start() < 0)
 		return 1;

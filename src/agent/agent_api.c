@@ -68,29 +68,30 @@ api_reply_result(struct httpd_req *r, int rc, int status, const char *err,
 	return httpd_reply_json(r, 200, result ? result : json_object());
 }
 
+/* Storage I/O never happens here: the domains' state is domwatch's cache
+ * (a hung domain must not stop registration or the manager's calls). */
+json_t *
+agent_storage(void)
+{
+	json_t *st = domwatch_storage_json(), *e;
+	size_t i;
+
+	json_array_foreach(st, i, e) {
+		if (json_is_true(json_object_get(e, "ok")) && !lease_storage_ok(
+		    json_string_value(json_object_get(e, "name")))) {
+			json_object_set_new(e, "ok", json_false());
+			json_object_set_new(e, "error", json_string("its lease "
+			    "cannot be renewed"));
+		}
+	}
+	return st;
+}
+
 static json_t *
 api_info(void)
 {
-	json_t *st = json_array(), *info;
-	char err[256];
-	int i;
+	json_t *st = agent_storage(), *info;
 
-	for (i = 0; i < agent_cfg.nstorage; i++) {
-		uint64_t total = 0, avail = 0;
-		int ok = store_domain_check(agent_cfg.storage[i].path, err,
-		    sizeof(err)) == 0 && store_domain_space(
-		    agent_cfg.storage[i].path, &total, &avail) == 0;
-		if (ok && !lease_storage_ok(agent_cfg.storage[i].name)) {
-			snprintf(err, sizeof(err), "its lease cannot be renewed");
-			ok = 0;
-		}
-		json_array_append_new(st, json_pack("{s:s, s:s, s:b, s:s, s:I, s:I}",
-		    "name", agent_cfg.storage[i].name,
-		    "path", agent_cfg.storage[i].path, "ok", ok,
-		    "error", ok ? "" : err,
-		    "total_bytes", (json_int_t)total,
-		    "free_bytes", (json_int_t)avail));
-	}
 	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
@@ -210,6 +211,8 @@ api_serial(struct httpd_req *r)
 	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0 ||
 	    (root = vmhost_storage_path(storage)) == NULL)
 		return httpd_reply_error(r, 400, "unknown storage");
+	if (domwatch_ok(storage, err, sizeof(err)) < 0)
+		return httpd_reply_error(r, 503, "%s", err);
 	if (httpd_query(r, "offset", off, sizeof(off)) == 0) {
 		if (util_parse_u64(off, 0, INT64_MAX, &offset) < 0)
 			return httpd_reply_error(r, 400, "invalid offset");
@@ -319,20 +322,21 @@ api_ping(struct httpd_req *r)
 	    agent_cfg.name));
 }
 
-/* Every host's lease on a storage domain, as seen from here. */
+/* Every host's lease on a storage domain, as seen from here: domwatch's
+ * last snapshot, with how long ago its read started and how long it took
+ * (the manager dates what it learns by them). */
 static int
 api_leases(struct httpd_req *r)
 {
 	char storage[UTIL_NAME_MAX + 1], err[256];
-	const char *root;
+	int status;
 	json_t *l;
 
-	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0 ||
-	    (root = vmhost_storage_path(storage)) == NULL)
+	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0)
 		return httpd_reply_error(r, 400, "unknown storage");
-	if ((l = lease_read_all(root, err, sizeof(err))) == NULL)
-		return httpd_reply_error(r, 503, "%s", err);
-	return httpd_reply_json(r, 200, json_pack("{s:o}", "leases", l));
+	if ((l = domwatch_leases(storage, err, sizeof(err), &status)) == NULL)
+		return httpd_reply_error(r, status, "%s", err);
+	return httpd_reply_json(r, 200, l);
 }
 
 const struct httpd_route agent_routes[] = {

@@ -72,11 +72,16 @@ struct avm {
 	char		 uuid[UTIL_UUID_LEN + 1];
 	char		 name[UTIL_NAME_MAX + 1];
 	char		 storage[UTIL_NAME_MAX + 1];
+	unsigned	 domains;		/* bit i: agent_cfg.storage[i] holds
+						 * its metadata or a disk (the
+						 * keeper fences it for those) */
 	char		 dir[PATH_MAX];		/* VM dir on the storage domain */
 	char		 qmp_path[108];
 	char		 serial_path[108];
 	pid_t		 pid;
-	int		 pidfd;			/* adopted QEMUs (vmadopt.c), or -1 */
+	int		 pidfd;			/* QEMU's end is known by it alone
+						 * (vmexit.c); -1 only when an
+						 * adopted one's cannot be opened */
 	int		 child;			/* spawned by this process */
 	struct qmp	*qmp;
 	pthread_t	 monitor;
@@ -151,6 +156,16 @@ json_t	*vmhost_exits(void);
 json_t	*vmhost_exit_of(const char *uuid);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
+/* 1 when the domain takes O_DIRECT (its VMs' disks bypass the page cache;
+ * domwatch_start decides). */
+int	 vmhost_storage_direct(const char *name);
+/* The storage domains of a VM spec (its storage and each disk's) as a
+ * mask of agent_cfg.storage; -1 with err when one is not attached here. */
+int	 vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz);
+/* Names of the domains in mask, a new array; and back (unknown names are
+ * skipped). */
+json_t	*vmhost_domain_names(unsigned mask);
+unsigned vmhost_domain_mask(json_t *names);
 /* Rewrite DATA/vms/UUID.json (what a restarted agent re-attaches to). */
 int	 vmhost_record_save(struct avm *vm);
 /* The VM failed (a fired watchdog, a lost heartbeat...): its exit is a
@@ -168,18 +183,36 @@ struct avm *vmhost_insert(const char *uuid, const char *name,
 	    const char *storage, char *err, size_t errsz, int *status);
 /* Take the VM out of the table and drop the table's reference. */
 void	 vmhost_remove(struct avm *vm);
+/* Keep the serial logs of the VMs on storage bounded (its domwatch
+ * thread: storage I/O). */
+void	 vmhost_rotate_serials(const char *storage);
 /* vm->dir, qmp_path and serial_path from its uuid and storage. */
 int	 vmhost_paths(struct avm *vm, char *err, size_t errsz);
 /* Queue an exit for the manager; remove the record and the sockets. */
 void	 vmhost_record_exit(struct avm *vm, const char *state,
 	    const char *reason);
-/* The thread that reads vm->qmp's events until QEMU exits. */
-int	 vmhost_monitor_start(struct avm *vm);
 /* QMP event callback (ud: the avm). */
 void	 vmhost_event(void *ud, const char *event, json_t *data);
-/* QEMU has exited (or QMP closed): make sure it is gone, record the exit,
- * take the VM out of the table and drop the caller's reference. */
-void	 vmhost_ended(struct avm *vm);
+
+/* vmexit.c: a QEMU's end, known by its pidfd alone */
+/* How long a killed QEMU may take to exit before it is "unknown" ("QEMU
+ * pid N does not exit (uninterruptible I/O)"). */
+#define VMEXIT_KILL_WAIT_MS	5000
+/* The thread that reads vm->qmp's events (vm->qmp may be NULL: then only
+ * the pidfd) until QEMU exits, then calls vmexit_ended. */
+int	 vmexit_monitor_start(struct avm *vm);
+/* QEMU has exited (or QMP closed): make sure it is gone (waiting as long
+ * as it takes, "unknown" meanwhile), record the exit, take the VM out of
+ * the table and drop the caller's reference. */
+void	 vmexit_ended(struct avm *vm);
+/* Send sig to the QEMU through its pidfd: 0, or -1 (ESRCH: it is gone). */
+int	 vmexit_kill(struct avm *vm, int sig);
+/* 1 once every thread of QEMU has exited (within ms; a child is reaped),
+ * else 0. Only the VM's owner thread calls it (it may set vm->pidfd). */
+int	 vmexit_gone(struct avm *vm, int64_t ms);
+/* A stop's SIGKILL did not end QEMU within VMEXIT_KILL_WAIT_MS: the VM is
+ * unknown now; the stop's error into err. */
+void	 vmexit_stop_failed(struct avm *vm, char *err, size_t errsz);
 
 /* vmadopt.c: after an agent restart, the QEMUs of this host (DATA/vms
  * records and a /proc scan) into the table; one that does not answer QMP
@@ -267,6 +300,30 @@ int	 mig_resume(const char *uuid, json_t *params, char *err, size_t errsz,
  * so switches and bridges learn its MACs' new place at once. */
 void	 mig_announce(struct avm *vm);
 
+/* domwatch.c: a thread per storage domain does the periodic storage I/O
+ * (checks, lease snapshots, isolation records, serial log rotation);
+ * others read its cache. */
+/* Start the threads; waits up to 2 s for each domain's O_DIRECT probe and
+ * sets agent_cfg.storage[].direct (once: before the keeper's start). */
+int	 domwatch_start(void);
+/* 0 when the domain answered a check in the last 1500 ms and is usable;
+ * else -1 with why (for a 503) in err. */
+int	 domwatch_ok(const char *name, char *err, size_t errsz);
+/* domwatch_ok for every domain of a VM spec (vmhost_domains). */
+int	 domwatch_ready(json_t *spec, char *err, size_t errsz);
+/* [{name, path, ok, error, direct, total_bytes, free_bytes}] from the
+ * cache; new reference. */
+json_t	*domwatch_storage_json(void);
+/* {leases, read_start_age_ms, read_ms}: the last snapshot of the domain's
+ * lease records (new reference), or NULL with err and *status (400
+ * unknown domain, 503 none younger than 1500 ms). */
+json_t	*domwatch_leases(const char *name, char *err, size_t errsz,
+	    int *status);
+/* Write (stopped: the HA VMs powered off, borrowed) or remove the
+ * isolation record on every domain, from its own thread; no wait. */
+void	 domwatch_isolation(json_t *stopped);
+void	 domwatch_isolation_clear(void);
+
 /* lease.c: the keeper's client (the keeper: keeper.h), lease records,
  * isolation records */
 /* Start the keeper (or keep the running one when its configuration is
@@ -300,8 +357,11 @@ json_t	*keeperctl_call_at(const char *sock, json_t *req, int timeout_ms,
 /* 1 when the keeper holds domain name's lease (ok or late). */
 int	 lease_storage_ok(const char *name);
 json_t	*lease_read_all(const char *root, char *err, size_t errsz);
-int	 lease_isolation_record(json_t *stopped);
-void	 lease_isolation_clear(void);
+/* The isolation record (rec borrowed: {host, isolated, stopped, time}) on
+ * the domain at root, and its removal; storage I/O: only from the
+ * domain's domwatch thread. */
+int	 lease_isolation_write(const char *root, json_t *rec);
+void	 lease_isolation_remove(const char *root);
 /* Power off the HA VMs (isolation response); their uuids, new reference. */
 json_t	*vmhost_isolate(void);
 
@@ -411,6 +471,9 @@ extern const size_t agent_nroutes;
 int	 agent_auth(struct httpd_req *r, int min_role);
 /* Host facts, storage and VMs as reported to the manager; new reference. */
 json_t	*agent_info(void);
+/* The storage entries of agent_info (from domwatch's cache: no storage
+ * I/O), before keeperctl_info adds the lease fields; new reference. */
+json_t	*agent_storage(void);
 
 /* agent_tls.c: with an https manager, this host's certificate from the
  * cluster CA (asked for with the token on first start) and the TLS

@@ -19,6 +19,7 @@
 #include "agent/agent_int.h"
 #include "common/log.h"
 #include "common/util.h"
+#include "qemu/qemu_cmd.h"
 #include "qemu/qmp.h"
 #include "storage/qimg.h"
 #include "storage/store.h"
@@ -129,8 +130,8 @@ bk_resume_after_error(struct avm *vm)
  * blockdev-backup jobs, one per disk, into pre-created qcow2 targets. */
 static int
 bk_backup_running(struct avm *vm, json_t *spec, const char *tmp,
-    const char *id, struct ajob *j, struct bk_sum *sum, char *err,
-    size_t errsz)
+    const char *id, int direct, struct ajob *j, struct bk_sum *sum,
+    char *err, size_t errsz)
 {
 	json_t *qb = NULL, *d, *actions = json_array(), *ids = json_array();
 	json_t *nodes = json_array(), *n;
@@ -169,11 +170,14 @@ bk_backup_running(struct avm *vm, json_t *spec, const char *tmp,
 			snprintf(err, errsz, "backup node name too long");
 			goto cleanup;
 		}
+		/* Its target bypasses the page cache where the VM's disks
+		 * would (qemu_cache_direct), on both nodes. */
 		if (qimg_create(path, vsize, NULL, err, errsz) < 0 ||
-		    blk_qmp(vm, "blockdev-add", json_pack("{s:s, s:s, s:{s:b}, "
-		    "s:{s:s, s:s}}", "driver", "qcow2", "node-name", node, "cache",
-		    "no-flush", 1, "file", "driver", "file", "filename", path),
-		    NULL, err, errsz) < 0)
+		    blk_qmp(vm, "blockdev-add", json_pack("{s:s, s:s, s:{s:b, "
+		    "s:b}, s:{s:s, s:s, s:{s:b, s:b}}}", "driver", "qcow2",
+		    "node-name", node, "cache", "direct", direct, "no-flush", 1,
+		    "file", "driver", "file", "filename", path, "cache", "direct",
+		    direct, "no-flush", 1), NULL, err, errsz) < 0)
 			goto cleanup;
 		json_array_append_new(nodes, json_string(node));
 		json_array_append_new(ids, json_string(node));
@@ -362,7 +366,9 @@ bk_backup_job(struct ajob *j, json_t *args, json_t **result, char *err,
 	sum.spec = spec;
 	sum.dir = tmp;
 	sum.disks = json_array();
-	if (vm ? bk_backup_running(vm, spec, tmp, id, j, &sum, err, errsz) :
+	if (vm ? bk_backup_running(vm, spec, tmp, id, qemu_cache_direct(
+	    vmhost_storage_direct(js(args, "storage")), 0), j, &sum, err,
+	    errsz) :
 	    bk_backup_stopped(spec, tmp, j, err, errsz))
 		goto cleanup;
 	t1 = util_mono_ms();

@@ -35,6 +35,9 @@ blockapi_snapshot(struct httpd_req *r)
 	if (op == NULL || snap == NULL || !util_name_valid(snap))
 		return httpd_reply_error(r, 400, "op and a valid snapshot name "
 		    "are required");
+	/* A hung domain fails at once instead of holding this thread. */
+	if (domwatch_ready(spec, err, sizeof(err)) < 0)
+		return httpd_reply_error(r, 503, "%s", err);
 	if (strcmp(op, "create") == 0)
 		rc = blk_snapshot_create(spec, snap, &out, err, sizeof(err),
 		    &status);
@@ -65,6 +68,8 @@ blockapi_disk(struct httpd_req *r)
 	if (op == NULL || mib < 1 || mib > 67108864)
 		return httpd_reply_error(r, 400, "op and size_mib 1..67108864 are "
 		    "required");
+	if (domwatch_ready(spec, err, sizeof(err)) < 0)
+		return httpd_reply_error(r, 503, "%s", err);
 	if (strcmp(op, "add") == 0)
 		rc = disk_add(spec, mib, &out, err, sizeof(err), &status);
 	else if (strcmp(op, "resize") == 0 && disk && util_name_valid(disk))
@@ -118,6 +123,8 @@ blockapi_remove(struct httpd_req *r)
 		return httpd_reply_error(r, 404, "no such file kind");
 	if (httpd_query(r, "storage", storage, sizeof(storage)) < 0)
 		return httpd_reply_error(r, 400, "storage query parameter missing");
+	if (domwatch_ok(storage, err, sizeof(err)) < 0)
+		return httpd_reply_error(r, 503, "%s", err);
 	if (bk_remove(storage, r->params[0], r->params[1], err, sizeof(err),
 	    &status) < 0)
 		return httpd_reply_error(r, status, "%s", err);

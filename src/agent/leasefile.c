@@ -71,35 +71,24 @@ lease_read_all(const char *root, char *err, size_t errsz)
 }
 
 int
-lease_isolation_record(json_t *stopped)
+lease_isolation_write(const char *root, json_t *rec)
 {
 	char path[PATH_MAX];
-	json_t *rec;
 	char *s = NULL;
-	int i, rc = 0;
+	int rc = -1;
 
-	rec = json_pack("{s:s, s:b, s:O, s:I}", "host", agent_cfg.name,
-	    "isolated", 1, "stopped", stopped, "time", (json_int_t)util_wall_ms());
-	if (rec == NULL || (s = json_dumps(rec, JSON_COMPACT)) == NULL)
-		rc = -1;
-	for (i = 0; rc == 0 && i < agent_cfg.nstorage; i++)
-		if (lease_path(agent_cfg.storage[i].path, ".isolation.json", path,
-		    sizeof(path)) < 0 || util_write_file_atomic(path, s,
-		    strlen(s), 0644) < 0)
-			rc = -1;
+	if ((s = json_dumps(rec, JSON_COMPACT)) != NULL &&
+	    lease_path(root, ".isolation.json", path, sizeof(path)) == 0)
+		rc = util_write_file_atomic(path, s, strlen(s), 0644);
 	free(s);
-	json_decref(rec);
 	return rc;
 }
 
 void
-lease_isolation_clear(void)
+lease_isolation_remove(const char *root)
 {
 	char path[PATH_MAX];
-	int i;
 
-	for (i = 0; i < agent_cfg.nstorage; i++)
-		if (lease_path(agent_cfg.storage[i].path, ".isolation.json", path,
-		    sizeof(path)) == 0)
-			(void)unlink(path);
+	if (lease_path(root, ".isolation.json", path, sizeof(path)) == 0)
+		(void)unlink(path);
 }

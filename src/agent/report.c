@@ -12,7 +12,7 @@
 #include "net/net.h"
 
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t report_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
 static int64_t report_interval_ms = 1000;
@@ -97,7 +97,7 @@ report_isolation_check(int ok)
 		if (iso_isolated)
 			log_info("the manager answers again: isolation over");
 		if (iso_isolated || iso_noted)
-			lease_isolation_clear();
+			domwatch_isolation_clear();	/* no storage I/O here */
 		iso_isolated = iso_noted = 0;
 		iso_last_ok = now;
 		return;
@@ -126,8 +126,7 @@ report_isolation_check(int ok)
 		    "powered off %zu HA VM(s) (isolation response: poweroff)",
 		    (long long)(now - iso_last_ok), json_array_size(stopped));
 	}
-	if (lease_isolation_record(stopped) < 0)
-		log_warn("cannot record the isolation on storage");
+	domwatch_isolation(stopped);	/* written by each domain's thread */
 	json_decref(stopped);
 }
 
@@ -263,9 +262,14 @@ report_send(const char *key)
 	json_t *exits = vmhost_exits(), *body;
 	int rc = -1;
 
-	/* scan: whether a VM missing from vms is truly not running here. */
-	body = json_pack("{s:s, s:o, s:O, s:s}", "name", agent_cfg.name,
-	    "vms", vmhost_list(), "exits", exits, "scan", vmadopt_scan());
+	/* scan: whether a VM missing from vms is truly not running here;
+	 * storage: each domain's state and lease (the manager restarts VMs
+	 * of a domain this host reports lost), from caches only. */
+	body = json_pack("{s:s, s:o, s:O, s:s, s:o}", "name", agent_cfg.name,
+	    "vms", vmhost_list(), "exits", exits, "scan", vmadopt_scan(),
+	    "storage", agent_storage());
+	if (body)
+		keeperctl_info(body);	/* fence, timing, keeper, leases */
 	json_object_set_new(body, "stats", stats_json(json_object_get(body,
 	    "vms")));
 	net_gen(gen, sizeof(gen));
@@ -344,17 +348,10 @@ report_main(void *arg)
 			pthread_mutex_unlock(&report_lock);
 		}
 		pthread_mutex_lock(&report_lock);
-		if (!report_kicked && !report_quit && wait_ms > 0) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait_ms / 1000;
-			ts.tv_nsec += (wait_ms % 1000) * 1000000L;
-			if (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			pthread_cond_timedwait(&report_cond, &report_lock, &ts);
-		}
+		/* Monotonic: a wall clock stepped back sleeps no longer. */
+		if (!report_kicked && !report_quit && wait_ms > 0)
+			(void)util_cond_wait_until(&report_cond, &report_lock,
+			    util_mono_ms() + wait_ms);
 		report_kicked = 0;
 		if (report_quit) {
 			pthread_mutex_unlock(&report_lock);
@@ -365,9 +362,19 @@ report_main(void *arg)
 	return NULL;
 }
 
+static void
+report_cond_init(void)
+{
+	if (util_cond_init_mono(&report_cond) != 0)
+		abort();	/* only with a broken libc */
+}
+
 int
 report_start(void)
 {
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, report_cond_init);
 	return pthread_create(&report_thread, NULL, report_main, NULL) == 0 ?
 	    0 : -1;
 }

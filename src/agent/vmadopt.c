@@ -26,7 +26,6 @@
 #define VMADOPT_RETRY_MS	2000	/* between two attempts */
 #define VMADOPT_FIRST_MS	3000	/* start-up waits for first attempts */
 #define VMADOPT_RESCAN_MS	5000	/* while the scan is partial */
-#define VMADOPT_KILL_MS		10000	/* SIGKILL to a readable pidfd */
 #define VMADOPT_MAX_SCAN	1024
 
 static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -169,26 +168,6 @@ vmadopt_open(struct avm *vm, pid_t pid, const char *uuid)
 	return vmadopt_check(vm->pidfd, pid, uuid);
 }
 
-/* QEMU of vm is gone (waiting up to wait_ms for it): its pidfd, or
- * without one (it could not be opened) the pid as /proc shows it. */
-static int
-vmadopt_exited(struct avm *vm, int wait_ms)
-{
-	if (vm->pidfd >= 0)
-		return util_pidfd_exited(vm->pidfd, wait_ms) == 1;
-	util_sleep_ms(wait_ms);
-	return !util_pid_alive(vm->pid);
-}
-
-/* Send sig through the pidfd (the pid only when there is none). */
-static int
-vmadopt_kill(struct avm *vm, int sig)
-{
-	if (vm->pidfd >= 0)
-		return util_pidfd_kill(vm->pidfd, sig);
-	return kill(vm->pid, sig);
-}
-
 /* QEMUs of this agent in /proc (-uuid and a path under the run dir) into
  * found; their count, or -1 when /proc cannot be listed. */
 static int
@@ -273,7 +252,7 @@ vmadopt_attach(struct avm *vm, char *err, size_t errsz)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	q = NULL;
-	if (vmhost_monitor_start(vm) < 0) {
+	if (vmexit_monitor_start(vm) < 0) {
 		/* Nobody would see its exit: unknown again, try later. */
 		pthread_mutex_lock(&vm->lock);
 		q = vm->qmp;
@@ -309,11 +288,11 @@ vmadopt_main(void *arg)
 	int first = 1, tries = 0;
 
 	for (;;) {
-		if (vmadopt_exited(vm, 0)) {
+		if (vmexit_gone(vm, 0)) {
 			log_warnx("vm %s: QEMU pid %d exited before the agent "
 			    "could attach to it", vm->name, (int)vm->pid);
 			vmadopt_first_done(&first);
-			vmhost_ended(vm);	/* drops our reference */
+			vmexit_ended(vm);	/* drops our reference */
 			return NULL;
 		}
 		if (vmadopt_attach(vm, err, sizeof(err)) == 0)
@@ -328,7 +307,7 @@ vmadopt_main(void *arg)
 		    (int)vm->pid, err);
 		pthread_mutex_unlock(&vm->lock);
 		vmadopt_first_done(&first);
-		(void)vmadopt_exited(vm, VMADOPT_RETRY_MS);
+		(void)vmexit_gone(vm, VMADOPT_RETRY_MS);
 	}
 	vmadopt_first_done(&first);
 	vmhost_put(vm);
@@ -382,6 +361,7 @@ vmadopt_one(json_t *rec, const struct vmadopt_proc *procs, int nprocs)
 	const char *uuid = vmadopt_str(rec, "uuid");
 	pid_t pid = (pid_t)json_integer_value(json_object_get(rec, "pid"));
 	pid_t alt = vmadopt_scanned(procs, nprocs, uuid);
+	json_t *one;
 	int status;
 
 	if ((vm = vmhost_insert(uuid, vmadopt_str(rec, "name")[0] ?
@@ -389,6 +369,13 @@ vmadopt_one(json_t *rec, const struct vmadopt_proc *procs, int nprocs)
 	    sizeof(err), &status)) == NULL)
 		return;
 	nic_record_load(vm, json_object_get(rec, "nics"));
+	/* Records from before "domains": the VM's storage alone. */
+	vm->domains = vmhost_domain_mask(json_object_get(rec, "domains"));
+	if (vm->domains == 0 && (one = json_pack("[s]", vmadopt_str(rec,
+	    "storage"))) != NULL) {
+		vm->domains = vmhost_domain_mask(one);
+		json_decref(one);
+	}
 	vm->ha = json_is_true(json_object_get(rec, "ha"));
 	snprintf(vm->ha_monitor, sizeof(vm->ha_monitor), "%s",
 	    vmadopt_str(rec, "ha_monitor")[0] ? vmadopt_str(rec, "ha_monitor") :
@@ -583,25 +570,18 @@ vmadopt_stop(struct avm *vm, int force, int timeout_s, char *err,
 	if (!force) {
 		log_info("vm %s: unknown: SIGTERM to QEMU pid %d", vm->name,
 		    (int)vm->pid);
-		if (vmadopt_kill(vm, SIGTERM) < 0 && errno != ESRCH)
+		if (vmexit_kill(vm, SIGTERM) < 0 && errno != ESRCH)
 			log_warn("vm %s: SIGTERM", vm->name);
 		else if (vmhost_wait_exit(vm, (int64_t)timeout_s * 1000))
 			goto done;
 	}
 	log_warnx("vm %s: unknown: SIGKILL to QEMU pid %d", vm->name,
 	    (int)vm->pid);
-	if (vmadopt_kill(vm, SIGKILL) < 0 && errno != ESRCH)
+	if (vmexit_kill(vm, SIGKILL) < 0 && errno != ESRCH)
 		log_warn("vm %s: SIGKILL", vm->name);
 	/* The exit is recorded (vmadopt_main) only once the pidfd says so. */
-	if (!vmhost_wait_exit(vm, VMADOPT_KILL_MS)) {
-		pthread_mutex_lock(&vm->lock);
-		snprintf(vm->unknown_reason, sizeof(vm->unknown_reason),
-		    "QEMU pid %d does not exit after SIGKILL (uninterruptible "
-		    "I/O?)", (int)vm->pid);
-		pthread_mutex_unlock(&vm->lock);
-		snprintf(err, errsz, "QEMU pid %d of VM %s does not exit after "
-		    "SIGKILL (uninterruptible I/O?): it stays unknown",
-		    (int)vm->pid, vm->name);
+	if (!vmhost_wait_exit(vm, VMEXIT_KILL_WAIT_MS)) {
+		vmexit_stop_failed(vm, err, errsz);
 		*status = 500;
 		return -1;
 	}

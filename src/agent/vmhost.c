@@ -55,6 +55,79 @@ vmhost_storage_path(const char *name)
 	return NULL;
 }
 
+static int
+vmhost_storage_index(const char *name)
+{
+	int i;
+
+	for (i = 0; name && i < agent_cfg.nstorage; i++)
+		if (strcmp(agent_cfg.storage[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+int
+vmhost_storage_direct(const char *name)
+{
+	int k = vmhost_storage_index(name);
+
+	return k >= 0 && agent_cfg.storage[k].direct;
+}
+
+int
+vmhost_domains(json_t *spec, unsigned *mask, char *err, size_t errsz)
+{
+	const char *name = json_string_value(json_object_get(spec, "storage"));
+	json_t *d;
+	size_t i;
+	int k;
+
+	*mask = 0;
+	if ((k = vmhost_storage_index(name)) < 0)
+		goto missing;
+	*mask |= 1u << k;
+	json_array_foreach(json_object_get(spec, "disks"), i, d) {
+		if ((name = json_string_value(json_object_get(d, "storage"))) ==
+		    NULL)
+			continue;	/* on the VM's own storage */
+		if ((k = vmhost_storage_index(name)) < 0)
+			goto missing;
+		*mask |= 1u << k;
+	}
+	return 0;
+missing:
+	snprintf(err, errsz, "storage %s is not attached to host %s",
+	    name ? name : "(none)", agent_cfg.name);
+	return -1;
+}
+
+json_t *
+vmhost_domain_names(unsigned mask)
+{
+	json_t *a = json_array();
+	int i;
+
+	for (i = 0; a && i < agent_cfg.nstorage; i++)
+		if (mask & (1u << i))
+			json_array_append_new(a, json_string(
+			    agent_cfg.storage[i].name));
+	return a;
+}
+
+unsigned
+vmhost_domain_mask(json_t *names)
+{
+	unsigned mask = 0;
+	json_t *e;
+	size_t i;
+	int k;
+
+	json_array_foreach(names, i, e)
+		if ((k = vmhost_storage_index(json_string_value(e))) >= 0)
+			mask |= 1u << k;
+	return mask;
+}
+
 static void
 vmhost_free(struct avm *vm)
 {
@@ -143,7 +216,14 @@ vmhost_insert(const char *uuid, const char *name, const char *storage,
 	snprintf(vm->state, sizeof(vm->state), "starting");
 	vm->pidfd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
-	pthread_cond_init(&vm->cond, NULL);
+	if (util_cond_init_mono(&vm->cond) != 0) {	/* a broken libc only */
+		pthread_mutex_destroy(&vm->lock);
+		free(vm);
+		vm = NULL;
+		snprintf(err, errsz, "cannot create a condition variable");
+		*status = 500;
+		goto cleanup;
+	}
 	vm->refs = 2;
 	table[slot] = vm;
 cleanup:
@@ -189,8 +269,10 @@ vmhost_record_save(struct avm *vm)
 	char *s = NULL;
 	int rc = -1;
 
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s, s:o}",
-	    "uuid", vm->uuid, "name", vm->name, "storage", vm->storage, "dir",
+	/* domains: what the keeper's records scan fences it for. */
+	rec = json_pack("{s:s, s:s, s:s, s:o, s:s, s:s, s:s, s:I, s:b, s:s, "
+	    "s:o}", "uuid", vm->uuid, "name", vm->name, "storage", vm->storage,
+	    "domains", vmhost_domain_names(vm->domains), "dir",
 	    vm->dir, "qmp_path", vm->qmp_path, "serial_path", vm->serial_path,
 	    "pid", (json_int_t)vm->pid, "ha", vm->ha, "ha_monitor",
 	    vm->ha_monitor, "nics", nic_record(vm));
@@ -223,6 +305,9 @@ vmhost_record_exit(struct avm *vm, const char *state, const char *reason)
 	pthread_mutex_unlock(&exits_lock);
 	if (vmhost_record_path(vm->uuid, path, sizeof(path)) == 0)
 		(void)unlink(path);
+	/* The keeper drops it at its pidfd anyway; this is at once. */
+	if (keeperctl_vm_del(vm->uuid) < 0)
+		log_debug("vm %s: the keeper did not take vm_del", vm->name);
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
 	if (vm->qga_path[0])
@@ -299,23 +384,42 @@ vmhost_list(void)
 	return list;
 }
 
+void
+vmhost_rotate_serials(const char *storage)
+{
+	json_t *dirs = json_array(), *d;
+	size_t k;
+	int i;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; dirs && i < VMHOST_MAX; i++) {
+		struct avm *vm = table[i];
+
+		if (vm == NULL || strcmp(vm->storage, storage) != 0)
+			continue;
+		/* Its paths are set while it is "starting". */
+		pthread_mutex_lock(&vm->lock);
+		if (strcmp(vm->state, "starting") != 0 && vm->dir[0])
+			json_array_append_new(dirs, json_string(vm->dir));
+		pthread_mutex_unlock(&vm->lock);
+	}
+	pthread_mutex_unlock(&table_lock);
+	json_array_foreach(dirs, k, d)
+		serial_rotate(json_string_value(d), agent_cfg.serial_max);
+	json_decref(dirs);
+}
+
 /* One wait on vm->cond (vm->lock held) of at most 200 ms, ending at the
  * monotonic deadline; -1 once the deadline has passed (agent_int.h). */
 int
 vmhost_cond_wait_locked(struct avm *vm, int64_t deadline)
 {
-	int64_t left = deadline - util_mono_ms();
-	struct timespec ts;
+	int64_t now = util_mono_ms();
 
-	if (left <= 0)
+	if (deadline - now <= 0)
 		return -1;
-	if (left > 200)
-		left = 200;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_nsec += (left % 1000) * 1000000L;
-	ts.tv_sec += left / 1000 + ts.tv_nsec / 1000000000L;
-	ts.tv_nsec %= 1000000000L;
-	pthread_cond_timedwait(&vm->cond, &vm->lock, &ts);
+	(void)util_cond_wait_until(&vm->cond, &vm->lock, deadline - now > 200 ?
+	    now + 200 : deadline);
 	return 0;
 }
 
@@ -332,183 +436,6 @@ vmhost_wait_exit(struct avm *vm, int64_t ms)
 	gone = vm->exited;
 	pthread_mutex_unlock(&vm->lock);
 	return gone;
-}
-
-/* Reap (our child) or poll (re-attached: its pidfd) until it is gone. */
-static int
-vmhost_pid_gone(struct avm *vm, int64_t ms)
-{
-	int64_t deadline = util_mono_ms() + ms;
-
-	do {
-		if (vm->child) {
-			pid_t r = waitpid(vm->pid, NULL, WNOHANG);
-			if (r == vm->pid || (r < 0 && errno == ECHILD))
-				return 1;
-		} else if (vm->pidfd >= 0) {
-			if (util_pidfd_exited(vm->pidfd, 0) == 1)
-				return 1;
-		} else if (!util_pid_alive(vm->pid)) {
-			return 1;
-		}
-		util_sleep_ms(20);
-	} while (util_mono_ms() < deadline);
-	return 0;
-}
-
-/* The keeper killed QEMUs moments ago (its status says a lease failed). */
-static int
-vmhost_fenced_recently(void)
-{
-	int i;
-
-	for (i = 0; i < agent_cfg.nstorage; i++)
-		if (!lease_storage_ok(agent_cfg.storage[i].name))
-			return 1;
-	return 0;
-}
-
-/* Why an incoming QEMU ended, from its log: up to two errors QEMU printed
- * right before its last "load of migration failed" (the cause), else that
- * line. -1 when the log says nothing of the kind. */
-static int
-vmhost_incoming_reason(struct avm *vm, char *out, size_t outsz)
-{
-	static const char pfx[] = "qemu-system-x86_64: ";
-	char log[PATH_MAX], *buf = NULL, *lines[3] = { NULL, NULL, NULL };
-	char *line, *end, *load = NULL, *cause[2] = { NULL, NULL };
-	size_t len;
-	int rc = -1;
-
-	if (util_fmt(log, sizeof(log), "%s/logs/%s.log", agent_cfg.data,
-	    vm->uuid) < 0 || (buf = util_read_file(log, 1 << 20, &len)) == NULL)
-		return -1;
-	for (line = buf; line < buf + len; line = end + 1) {
-		if ((end = strchr(line, '\n')) == NULL)
-			end = buf + len;
-		*end = '\0';
-		if (strncmp(line, pfx, sizeof(pfx) - 1) != 0 ||
-		    strstr(line, "warning") != NULL)
-			line = NULL;
-		else
-			line += sizeof(pfx) - 1;
-		if (line && strncmp(line, "load of migration failed", 24) == 0) {
-			load = line;
-			cause[0] = lines[1];
-			cause[1] = lines[2];
-		}
-		lines[0] = lines[1];
-		lines[1] = lines[2];
-		lines[2] = line;
-	}
-	if (load != NULL) {
-		if (cause[0] && cause[1])
-			snprintf(out, outsz, "%s; %s", cause[0], cause[1]);
-		else
-			snprintf(out, outsz, "%s", cause[1] ? cause[1] :
-			    cause[0] ? cause[0] : load);
-		rc = 0;
-	}
-	free(buf);
-	return rc;
-}
-
-static void *
-vmhost_monitor(void *arg)
-{
-	struct avm *vm = arg;
-	int64_t last_rotate = 0;
-	struct pollfd pfd;
-
-	pfd.fd = qmp_fd(vm->qmp);
-	pfd.events = POLLIN;
-	for (;;) {
-		int n = poll(&pfd, 1, 1000);
-		if (n > 0 && qmp_dispatch_events(vm->qmp) < 0)
-			break;
-		/* While a command is in flight its thread reads the socket
-		 * (and our events): don't spin on the readable fd. */
-		if (n > 0)
-			util_sleep_ms(5);
-		if (n == 0 && vmhost_pid_gone(vm, 0))
-			break;
-		if (util_mono_ms() - last_rotate > 2000) {
-			serial_rotate(vm->dir, agent_cfg.serial_max);
-			last_rotate = util_mono_ms();
-		}
-	}
-	vmhost_ended(vm);
-	return NULL;
-}
-
-/* QEMU has exited or its QMP closed (agent_int.h). */
-void
-vmhost_ended(struct avm *vm)
-{
-	const char *state, *reason = NULL;
-	char why[256];
-
-	/* QMP closed: QEMU is exiting. Make sure it is really gone. */
-	if (!vmhost_pid_gone(vm, 5000)) {
-		log_warnx("vm %s: QMP closed but pid %d lives; killing it",
-		    vm->name, (int)vm->pid);
-		if (vm->pidfd >= 0)
-			util_pidfd_kill(vm->pidfd, SIGKILL);
-		else
-			kill(vm->pid, SIGKILL);
-		vmhost_pid_gone(vm, 5000);
-	}
-	nic_release(vm);	/* its TAPs: QEMU has ended for good here */
-	pthread_mutex_lock(&vm->lock);
-	if (vm->fail_reason[0] && !vm->migrated) {
-		state = "failed";
-		reason = vm->fail_reason;
-	} else if (vm->migrated)
-		state = "migrated";
-	else if (vm->incoming)
-		state = "incoming-failed";
-	else if (vm->clean_shutdown || vm->stop_requested)
-		state = "stopped";
-	else
-		state = "failed";
-	pthread_mutex_unlock(&vm->lock);
-	log_info("vm %s: QEMU pid %d exited (%s)", vm->name, (int)vm->pid, state);
-	if (strcmp(state, "incoming-failed") == 0 &&
-	    vmhost_incoming_reason(vm, why, sizeof(why)) == 0)
-		reason = why;
-	if (reason == NULL && strcmp(state, "failed") == 0)
-		reason = vmhost_fenced_recently() ? "fenced: the storage lease "
-		    "could not be renewed" : "QEMU exited unexpectedly";
-	vmhost_record_exit(vm, state, reason ? reason : state);
-	pthread_mutex_lock(&vm->lock);
-	vm->exited = 1;
-	snprintf(vm->state, sizeof(vm->state), "%s", state);
-	pthread_cond_broadcast(&vm->cond);
-	pthread_mutex_unlock(&vm->lock);
-	vmhost_remove(vm);
-	report_kick();
-	vmhost_put(vm);		/* the caller's (monitor's) own reference */
-}
-
-int
-vmhost_monitor_start(struct avm *vm)
-{
-	pthread_attr_t attr;
-	int rc;
-
-	pthread_mutex_lock(&vm->lock);
-	vm->refs++;
-	pthread_mutex_unlock(&vm->lock);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	rc = pthread_create(&vm->monitor, &attr, vmhost_monitor, vm);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		vmhost_put(vm);
-		return -1;
-	}
-	vm->monitor_started = 1;
-	return 0;
 }
 
 /* QMP events, sorted by name (bsearch). */
@@ -614,7 +541,8 @@ vmhost_fail(struct avm *vm, const char *reason)
 	if (vm->fail_reason[0] == '\0')
 		snprintf(vm->fail_reason, sizeof(vm->fail_reason), "%s", reason);
 	pthread_mutex_unlock(&vm->lock);
-	kill(vm->pid, SIGKILL);
+	if (vmexit_kill(vm, SIGKILL) < 0 && errno != ESRCH)
+		log_warn("vm %s: SIGKILL", vm->name);
 }
 
 static void
@@ -707,6 +635,10 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 		}
 		snprintf(q->disks[q->ndisks].format, sizeof(q->disks[0].format),
 		    "%s", json_object_get(d, "format") ? jstr(d, "format") : "qcow2");
+		/* The domain the disk lives on (its own, else the VM's). */
+		q->disks[q->ndisks].direct = vmhost_storage_direct(
+		    json_object_get(d, "storage") ? jstr(d, "storage") :
+		    vm->storage);
 		q->ndisks++;
 	}
 	/* After the disks, so snapshot/backup disk indices stay the same. */
@@ -812,24 +744,37 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 {
 	struct qemu_vm_spec *q = NULL;	/* ~100 KiB: not on a server thread's stack */
 	struct avm *vm = NULL;
-	char log[PATH_MAX];
-	int rc = -1, inserted = 0;
+	char log[PATH_MAX], kerr[256];
+	json_t *names = NULL;
+	unsigned domains;
+	int rc = -1, inserted = 0, i;
 
 	*status = 500;
 	if ((q = malloc(sizeof(*q))) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
-	/* No QEMU starts without a live keeper holding its domain's lease. */
-	*status = 503;
-	if (keeperctl_ready(jstr(spec, "storage"), err, errsz) < 0)
+	*status = 400;
+	if (vmhost_domains(spec, &domains, err, errsz) < 0)
 		goto cleanup;
+	/* A hung domain fails at once instead of holding this thread. */
+	*status = 503;
+	if (domwatch_ready(spec, err, errsz) < 0)
+		goto cleanup;
+	/* No QEMU starts without a live keeper holding the leases of its
+	 * domains. */
+	*status = 503;
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if ((domains & (1u << i)) && keeperctl_ready(
+		    agent_cfg.storage[i].name, err, errsz) < 0)
+			goto cleanup;
 	*status = 400;
 	vm = vmhost_insert(jstr(spec, "uuid"), jstr(spec, "name"),
 	    jstr(spec, "storage"), err, errsz, status);
 	if (vm == NULL)
 		goto cleanup;
 	inserted = 1;
+	vm->domains = domains;
 	*status = 400;
 	if (vmhost_paths(vm, err, errsz) < 0)
 		goto cleanup;
@@ -862,9 +807,31 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 	if (qemu_spawn(q, log, &vm->pid, err, errsz) < 0)
 		goto cleanup;
 	vm->child = 1;
+	/* Its end is known by this pidfd alone (vmexit.c). The command line
+	 * is checked after the open, as for every pidfd we trust. */
+	if ((vm->pidfd = util_pidfd_open(vm->pid)) < 0 ||
+	    !util_pid_has_arg(vm->pid, vm->uuid)) {
+		snprintf(err, errsz, "cannot watch QEMU pid %d: %s",
+		    (int)vm->pid, vm->pidfd < 0 ? strerror(errno) :
+		    "not the QEMU started");
+		goto cleanup;
+	}
+	/* The keeper guards it (kills it when a lease of its domains is
+	 * lost) before it runs a guest instruction: -S until cont, an
+	 * incoming one until the migration stream comes. */
+	*status = 503;
+	if ((names = vmhost_domain_names(vm->domains)) == NULL ||
+	    keeperctl_vm_add(vm->uuid, vm->pid, names, kerr, sizeof(kerr)) <
+	    0) {
+		snprintf(err, errsz, "the lease keeper of host %s does not guard "
+		    "QEMU pid %d: %s", agent_cfg.name, (int)vm->pid, names ?
+		    kerr : "out of memory");
+		goto cleanup;
+	}
+	*status = 502;
 	vm->qmp = qmp_open(vm->qmp_path, 10000, vmhost_event, vm, err, errsz);
 	if (vm->qmp == NULL) {
-		vmhost_pid_gone(vm, 2000);
+		(void)vmexit_gone(vm, 2000);
 		vmhost_qemu_reason(log, err, errsz);
 		goto cleanup;
 	}
@@ -872,7 +839,7 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		snprintf(err, errsz, "cannot record VM state: %s", strerror(errno));
 		goto cleanup;
 	}
-	if (vmhost_monitor_start(vm) < 0) {
+	if (vmexit_monitor_start(vm) < 0) {
 		snprintf(err, errsz, "cannot start the VM monitor");
 		goto cleanup;
 	}
@@ -891,8 +858,8 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		pthread_mutex_lock(&vm->lock);
 		vm->stop_requested = 1;
 		pthread_mutex_unlock(&vm->lock);
-		kill(vm->pid, SIGKILL);
-		vmhost_wait_exit(vm, 5000);
+		(void)vmexit_kill(vm, SIGKILL);
+		vmhost_wait_exit(vm, VMEXIT_KILL_WAIT_MS);
 		inserted = 0;	/* the monitor removes it */
 		goto cleanup;
 	}
@@ -905,17 +872,31 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 cleanup:
 	if (rc < 0 && vm && inserted) {
 		if (vm->pid > 0 && !vm->monitor_started) {
-			kill(vm->pid, SIGKILL);
-			vmhost_pid_gone(vm, 5000);
-			(void)unlink(vm->qmp_path);
-			(void)unlink(vm->serial_path);
+			char why[256];
+
+			(void)vmexit_kill(vm, SIGKILL);
+			if (!vmexit_gone(vm, VMEXIT_KILL_WAIT_MS)) {
+				/* Stuck in I/O: it stays, unknown, and
+				 * its monitor records the exit once the
+				 * pidfd says so. */
+				vmexit_stop_failed(vm, why, sizeof(why));
+				if (vmexit_monitor_start(vm) < 0)
+					log_warnx("vm %s: cannot start its "
+					    "monitor: it stays unknown",
+					    vm->name);
+				inserted = 0;
+			} else {
+				(void)unlink(vm->qmp_path);
+				(void)unlink(vm->serial_path);
+			}
 		}
-		if (!vm->monitor_started) {
+		if (inserted && !vm->monitor_started) {
 			nic_release(vm);
 			vmhost_remove(vm);
 		}
 	}
 	vmhost_put(vm);
+	json_decref(names);
 	free(q);
 	return rc;
 }
@@ -980,9 +961,11 @@ vmhost_stop(const char *uuid, int force, int timeout_s, char *err,
 		goto done;
 	log_warnx("vm %s: QEMU ignores quit, killing pid %d", vm->name,
 	    (int)vm->pid);
-	kill(vm->pid, SIGKILL);
-	if (!vmhost_wait_exit(vm, 10000)) {
-		snprintf(err, errsz, "QEMU pid %d did not exit", (int)vm->pid);
+	if (vmexit_kill(vm, SIGKILL) < 0 && errno != ESRCH)
+		log_warn("vm %s: SIGKILL", vm->name);
+	/* Done only once its pidfd says so (the monitor's vm->exited). */
+	if (!vmhost_wait_exit(vm, VMEXIT_KILL_WAIT_MS)) {
+		vmexit_stop_failed(vm, err, errsz);
 		*status = 500;
 		goto cleanup;
 	}
@@ -1052,6 +1035,10 @@ vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 		    jstr(spec, "storage"), agent_cfg.name);
 		return -1;
 	}
+	if (domwatch_ok(jstr(spec, "storage"), err, errsz) < 0) {
+		*status = 503;
+		return -1;
+	}
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
 		if (json_object_get(spec, files[i]) && jstr(spec, files[i])[0] &&
 		    access(jstr(spec, files[i]), R_OK) < 0) {
@@ -1079,6 +1066,10 @@ vmhost_undefine(const char *uuid, const char *storage, char *err,
 		snprintf(err, errsz, "storage %s is not attached to host %s",
 		    storage, agent_cfg.name);
 		*status = 400;
+		return -1;
+	}
+	if (domwatch_ok(storage, err, errsz) < 0) {
+		*status = 503;
 		return -1;
 	}
 	if ((vm = vmhost_get(uuid)) != NULL) {

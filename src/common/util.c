@@ -358,6 +358,50 @@ util_pid_alive(pid_t pid)
 	return alive;
 }
 
+/* Bit 9 (SIGKILL) of a hex signal mask line of /proc/PID/status. */
+static int
+util_sigkill_in(const char *line)
+{
+	unsigned long long mask = strtoull(line, NULL, 16);
+
+	return (mask >> (SIGKILL - 1)) & 1;
+}
+
+int
+util_pid_dying(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long flags = 0;
+	int dying = 0, i;
+	FILE *f;
+
+	if (pid <= 0)
+		return 0;
+	/* Field 9 of stat: the task's flags (PF_EXITING 0x4), counted after
+	 * the ")" that ends the command name. */
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) && (p = strrchr(buf, ')')) != NULL) {
+		for (i = 0; i < 7 && p != NULL; i++)
+			p = strchr(p + 1, ' ');
+		if (p != NULL)
+			flags = strtoul(p + 1, NULL, 10);
+	}
+	fclose(f);
+	if (flags & 0x4)
+		return 1;
+	snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (!dying && fgets(buf, sizeof(buf), f) != NULL)
+		if (strncmp(buf, "SigPnd:", 7) == 0 ||
+		    strncmp(buf, "ShdPnd:", 7) == 0)
+			dying = util_sigkill_in(buf + 7);
+	fclose(f);
+	return dying;
+}
+
 int
 util_pid_has_arg(pid_t pid, const char *needle)
 {

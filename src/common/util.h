@@ -42,7 +42,14 @@ int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
  * Caller frees. */
 char	*util_read_file(const char *path, size_t max, size_t *len);
 int	 util_rm_rf(const char *path);
+/* 1 while pid runs and is not a zombie: for display and helper daemons
+ * only; a QEMU's end is its pidfd (a zombie leader may still have a
+ * thread stuck in I/O). */
 int	 util_pid_alive(pid_t pid);
+/* 1 when pid has been killed but has not exited: its leader is exiting
+ * (PF_EXITING, e.g. a zombie whose other threads live on) or a SIGKILL is
+ * pending. A local /proc read. */
+int	 util_pid_dying(pid_t pid);
 /* 1 if /proc/PID/cmdline contains the argument `needle`. */
 int	 util_pid_has_arg(pid_t pid, const char *needle);
 

@@ -4,6 +4,7 @@
  * decision explained in the event log. */
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/log.h"
@@ -14,7 +15,15 @@
 
 static pthread_t bal_thread;
 static pthread_mutex_t bal_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t bal_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t bal_cond;	/* CLOCK_MONOTONIC (balancer_start) */
+static pthread_once_t bal_cond_once = PTHREAD_ONCE_INIT;
+
+static void
+bal_cond_init(void)
+{
+	if (util_cond_init_mono(&bal_cond) != 0)
+		abort();	/* only with a broken libc */
+}
 static int bal_quit;
 static json_t *bal_moved;	/* vm name -> mono ms of its last move */
 static char bal_last_advice[512];
@@ -125,8 +134,6 @@ bal_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&bal_lock);
 	while (!bal_quit) {
-		struct timespec ts;
-
 		pthread_mutex_unlock(&bal_lock);
 		cluster_get(&cs);
 		if (strcmp(cs.balancer_mode, "off") != 0 && util_mono_ms() >= next &&
@@ -135,14 +142,9 @@ bal_main(void *arg)
 			next = util_mono_ms() + (int64_t)cs.balancer_interval_s * 1000;
 		}
 		pthread_mutex_lock(&bal_lock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 250 * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
 		if (!bal_quit)
-			pthread_cond_timedwait(&bal_cond, &bal_lock, &ts);
+			(void)util_cond_wait_until(&bal_cond, &bal_lock,
+			    util_mono_ms() + 250);
 	}
 	pthread_mutex_unlock(&bal_lock);
 	return NULL;
@@ -152,6 +154,7 @@ int
 balancer_start(void)
 {
 	bal_moved = json_object();
+	pthread_once(&bal_cond_once, bal_cond_init);
 	return pthread_create(&bal_thread, NULL, bal_main, NULL) == 0 ? 0 : -1;
 }
 

@@ -569,18 +569,14 @@ fo_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&fo_lock);
 	while (!fo_quit) {
-		struct timespec ts;
-
 		pthread_mutex_unlock(&fo_lock);
 		fo_round();
 		pthread_mutex_lock(&fo_lock);
 		next += FO_TICK_MS;
 		if (next < util_mono_ms())
 			next = util_mono_ms();
-		ts.tv_sec = (time_t)(next / 1000);
-		ts.tv_nsec = (long)(next % 1000) * 1000000L;
 		if (!fo_quit)
-			pthread_cond_timedwait(&fo_cond, &fo_lock, &ts);
+			(void)util_cond_wait_until(&fo_cond, &fo_lock, next);
 	}
 	pthread_mutex_unlock(&fo_lock);
 	return NULL;
@@ -605,13 +601,10 @@ int
 failover_start(void)
 {
 	const char *f = getenv("CVIRT_FAULTS");
-	pthread_condattr_t ca;
 
 	/* Waits on the monotonic clock: a stepped wall clock changes nothing. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&fo_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (util_cond_init_mono(&fo_cond) != 0)
+		return -1;
 	fo_fault_fenced = f && strstr(f, "failover.fenced:exit") != NULL;
 	if (fo_fault_fenced)
 		log_warn("CVIRT_FAULTS: the manager exits (97) after its next "

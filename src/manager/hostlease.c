@@ -206,14 +206,11 @@ hlease_isolation(const char *host, size_t *nvia)
 static int
 hl_wait_until(int64_t deadline)
 {
-	struct timespec ts;
 	int quit;
 
-	ts.tv_sec = (time_t)(deadline / 1000);
-	ts.tv_nsec = (long)(deadline % 1000) * 1000000L;
 	pthread_mutex_lock(&hl_lock);
 	while (!hl_quit && util_mono_ms() < deadline)
-		if (pthread_cond_timedwait(&hl_cond, &hl_lock, &ts) != 0)
+		if (util_cond_wait_until(&hl_cond, &hl_lock, deadline) != 0)
 			break;
 	quit = hl_quit;
 	pthread_mutex_unlock(&hl_lock);
@@ -350,12 +347,8 @@ hl_main(void *arg)
 int
 hlease_init(void)
 {
-	pthread_condattr_t ca;
-
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&hl_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (util_cond_init_mono(&hl_cond) != 0)
+		return -1;
 	pthread_mutex_lock(&hl_lock);
 	hl_idx = json_object();
 	hl_iso = json_object();

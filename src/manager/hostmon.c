@@ -144,8 +144,6 @@ hostmon_main(void *arg)
 	(void)arg;
 	pthread_mutex_lock(&hostmon_lock);
 	while (!hostmon_quit) {
-		struct timespec ts;
-
 		pthread_mutex_unlock(&hostmon_lock);
 		if (ha_is_leader())	/* else our lease ran out */
 			hostmon_check();
@@ -153,10 +151,9 @@ hostmon_main(void *arg)
 		next += 250;
 		if (next < util_mono_ms())
 			next = util_mono_ms();
-		ts.tv_sec = (time_t)(next / 1000);
-		ts.tv_nsec = (long)(next % 1000) * 1000000L;
 		if (!hostmon_quit)
-			pthread_cond_timedwait(&hostmon_cond, &hostmon_lock, &ts);
+			(void)util_cond_wait_until(&hostmon_cond, &hostmon_lock,
+			    next);
 	}
 	pthread_mutex_unlock(&hostmon_lock);
 	return NULL;
@@ -165,14 +162,11 @@ hostmon_main(void *arg)
 int
 hostmon_start(void)
 {
-	pthread_condattr_t ca;
 	json_t *rows, *h;
 	size_t i;
 
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&hostmon_cond, &ca);
-	pthread_condattr_destroy(&ca);
+	if (util_cond_init_mono(&hostmon_cond) != 0)
+		return -1;
 	rows = db_query("SELECT name FROM hosts WHERE state = 'up'", NULL);
 	pthread_mutex_lock(&hostmon_lock);
 	hostmon_last = json_object();

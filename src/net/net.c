@@ -20,7 +20,8 @@
 static struct net_config net_cfg;
 /* net_lock: the applied payload, its status, the pending payload. */
 static pthread_mutex_t net_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t net_cond = PTHREAD_COND_INITIALIZER;
+static pthread_cond_t net_cond;	/* CLOCK_MONOTONIC (net_init) */
+static pthread_once_t net_cond_once = PTHREAD_ONCE_INIT;
 static struct net_payload net_cur;
 static json_t *net_stat;		/* {name: "ok" | error} */
 static json_t *net_pending;		/* a payload not yet applied */
@@ -212,7 +213,6 @@ net_apply(json_t *raw, int save)
 static void *
 net_main(void *arg)
 {
-	struct timespec ts;
 	json_t *raw, *last = NULL;
 	int64_t wait_ms;
 	int rc = 0;
@@ -231,11 +231,9 @@ net_main(void *arg)
 				continue;
 			}
 			wait_ms = rc > 0 ? NET_RETRY_MS : NET_HEAL_MS;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_sec += wait_ms / 1000;
-			if (pthread_cond_timedwait(&net_cond, &net_lock,
-			    &ts) == ETIMEDOUT && net_pending == NULL &&
-			    !net_quit)
+			if (util_cond_wait_until(&net_cond, &net_lock,
+			    util_mono_ms() + wait_ms) == ETIMEDOUT &&
+			    net_pending == NULL && !net_quit)
 				net_pending = json_incref(last);
 			continue;
 		}
@@ -263,6 +261,13 @@ net_main(void *arg)
 	return NULL;
 }
 
+static void
+net_cond_init(void)
+{
+	if (util_cond_init_mono(&net_cond) != 0)
+		abort();	/* only with a broken libc */
+}
+
 int
 net_init(const struct net_config *cfg)
 {
@@ -271,6 +276,7 @@ net_init(const struct net_config *cfg)
 	json_t *saved = NULL;
 	struct stat st;
 
+	pthread_once(&net_cond_once, net_cond_init);
 	net_cfg = *cfg;
 	if (!net_path_safe(net_cfg.run) || strpbrk(net_cfg.owner, " \t\n") ||
 	    net_cfg.owner[0] == '\0') {

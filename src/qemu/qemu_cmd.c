@@ -451,6 +451,12 @@ qemu_add_chardevs(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	qemu_argv_add(a, "chardev:serial0");
 }
 
+int
+qemu_cache_direct(int domain_direct, int readonly)
+{
+	return domain_direct && !readonly;
+}
+
 static void
 qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 {
@@ -459,6 +465,10 @@ qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 	for (i = 0; i < s->ndisks; i++) {
 		const struct qemu_disk *d = &s->disks[i];
 		const char *ro = d->readonly || d->cdrom ? "on" : "off", *file;
+		/* A passed fd (fdset) keeps the flags it was opened with. */
+		int direct = !d->fdset && qemu_cache_direct(d->direct,
+		    d->readonly || d->cdrom);
+		const char *cache = direct ? ",cache.direct=on" : "";
 		char buf[32];
 
 		if ((file = qemu_file_opt(a, buf, sizeof(buf), d->fdset,
@@ -466,17 +476,18 @@ qemu_add_disks(struct qemu_argv *a, const struct qemu_vm_spec *s)
 			return;
 		qemu_argv_add(a, "-blockdev");
 		qemu_argv_addf(a, "driver=file,node-name=disk%d-file,"
-		    "filename=%s,read-only=%s", i, file, ro);
+		    "filename=%s,read-only=%s%s", i, file, ro, cache);
 		qemu_argv_add(a, "-blockdev");
 		qemu_argv_addf(a, "driver=%s,node-name=disk%d,file=disk%d-file,"
-		    "read-only=%s", d->format, i, i, ro);
+		    "read-only=%s%s", d->format, i, i, ro, cache);
 		qemu_argv_add(a, "-device");
 		if (d->cdrom)
 			qemu_argv_addf(a, "ide-cd,drive=disk%d,bus=ide.%d,"
 			    "id=sata-cd%d", i, cdroms++, i);
 		else
 			qemu_argv_addf(a, "virtio-blk-pci,drive=disk%d,"
-			    "id=virtio-disk%d", i, i);
+			    "id=virtio-disk%d%s", i, i, direct ?
+			    ",werror=stop,rerror=stop" : "");
 	}
 }
 

@@ -16,6 +16,17 @@
  * reaches QEMU that nothing asked for. Fields holding a slot or an fdset
  * id use 0 for "none" (slots start at 4, sets at 1).
  */
+/*
+ * Whether a disk's nodes (file and format) get cache.direct=on: where its
+ * storage domain takes O_DIRECT and QEMU writes the node. The host page
+ * cache is then bypassed (libvirt's cache=none), so a QEMU killed by a
+ * fence leaves no dirty pages that reach storage after a new owner
+ * started. Such a disk's device also gets werror=stop,rerror=stop: the
+ * guest pauses on an I/O error instead of seeing it before the fence. The
+ * command line and every blockdev-add (backupops.c) ask here.
+ */
+int	qemu_cache_direct(int domain_direct, int readonly);
+
 #define QEMU_MAX_FDS	16
 #define QEMU_FD_FIRST	4
 
@@ -24,6 +35,7 @@ struct qemu_disk {
 	char	format[16];	/* "qcow2" or "raw" */
 	int	readonly;
 	int	cdrom;
+	int	direct;		/* its domain takes O_DIRECT (qemu_cache_direct) */
 	int	fdset;		/* > 0: open /dev/fdset/N (readonly, cdrom: the
 				 * fd must be O_RDONLY) */
 };

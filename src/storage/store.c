@@ -1,5 +1,6 @@
 /* store.c - storage domain layout: VM directories, metadata, blank disks. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,60 @@ store_domain_space(const char *root, uint64_t *total, uint64_t *avail)
 	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
 	return 0;
+}
+
+int
+store_domain_probe_direct(const char *root, const char *host, char *err,
+    size_t errsz)
+{
+	char path[PATH_MAX];
+	void *w = NULL, *r = NULL;
+	int fd = -1, rc = -1;
+
+	if (util_fmt(path, sizeof(path), "%s/.probe-%s", root, host) < 0) {
+		snprintf(err, errsz, "storage %s: path too long", root);
+		return -1;
+	}
+	if (posix_memalign(&w, 4096, 4096) != 0 ||
+	    posix_memalign(&r, 4096, 4096) != 0) {
+		snprintf(err, errsz, "out of memory");
+		goto cleanup;
+	}
+	memset(w, 0xc5, 4096);
+	memcpy(w, host, strlen(host) < 4096 ? strlen(host) : 4096);
+	memset(r, 0, 4096);
+	if ((fd = open(path, O_CREAT | O_RDWR | O_DIRECT | O_CLOEXEC |
+	    O_NOFOLLOW, 0600)) < 0) {
+		if (errno == EINVAL) {
+			snprintf(err, errsz, "no O_DIRECT (EINVAL)");
+			rc = 0;
+		} else {
+			snprintf(err, errsz, "O_DIRECT probe %s: %s", path,
+			    strerror(errno));
+		}
+		goto cleanup;
+	}
+	if (pwrite(fd, w, 4096, 0) != 4096 || fdatasync(fd) < 0 ||
+	    pread(fd, r, 4096, 0) != 4096) {
+		rc = errno == EINVAL ? 0 : -1;
+		snprintf(err, errsz, "%s%s", rc == 0 ? "no O_DIRECT I/O: " :
+		    "O_DIRECT probe: ", strerror(errno));
+		goto cleanup;
+	}
+	if (memcmp(w, r, 4096) != 0) {
+		snprintf(err, errsz, "O_DIRECT probe read back other data");
+		rc = 0;
+		goto cleanup;
+	}
+	rc = 1;
+cleanup:
+	if (fd >= 0) {
+		close(fd);
+		(void)unlink(path);
+	}
+	free(w);
+	free(r);
+	return rc;
 }
 
 int

@@ -22,6 +22,12 @@ int	store_domain_init(const char *root, const char *name, char *err,
 /* Usable: exists, is a directory, writable. 0 or -1 with reason. */
 int	store_domain_check(const char *root, char *err, size_t errsz);
 int	store_domain_space(const char *root, uint64_t *total, uint64_t *avail);
+/* Whether the domain at root takes O_DIRECT I/O: ROOT/.probe-HOST opened
+ * O_DIRECT, a 4096-byte aligned block written, fdatasync'd, read back and
+ * compared, then removed. 1 yes; 0 no (EINVAL, or other data read back;
+ * why in err); -1 the probe failed (err). It may hang with the storage. */
+int	store_domain_probe_direct(const char *root, const char *host, char *err,
+	    size_t errsz);
 int	store_vm_dir(const char *root, const char *uuid, char *out, size_t size);
 /* Create VM dir, blank disks ("size_mib" of each spec disk) and vm.json.
  * On failure nothing is left behind. */

@@ -31,6 +31,7 @@ struct fake_qmp {
 	pthread_mutex_t		 mu;
 	pthread_cond_t		 cv;
 	int			 at_sync, released;
+	int			 finishing;	/* fake_qmp_finish was called */
 	char			 err[256];	/* first mismatch; "" if none */
 	json_t			*last_id;	/* id of the last command read */
 	int			 events;	/* "seq" of the next FQ_EVENT */
@@ -401,6 +402,18 @@ fake_wait_eof(struct fake_qmp *f, int quiet)
 	}
 }
 
+/* FQ_HOLD: the connection stays open, nothing read, until the test calls
+ * fake_qmp_finish (no time bound: the test ends it). */
+static int
+fake_hold(struct fake_qmp *f)
+{
+	pthread_mutex_lock(&f->mu);
+	while (!f->finishing)
+		pthread_cond_wait(&f->cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
+	return 0;
+}
+
 static int
 fake_sync(struct fake_qmp *f)
 {
@@ -471,6 +484,8 @@ fake_step(struct fake_qmp *f, const struct fake_step *s)
 		return fake_long(f);
 	case FQ_HANG:
 		return fake_wait_eof(f, 1);
+	case FQ_HOLD:
+		return fake_hold(f);
 	case FQ_SYNC:
 		return fake_sync(f);
 	case FQ_SERVE:
@@ -509,8 +524,10 @@ fake_main(void *arg)
 			fake_wait_eof(f, 0);
 			break;
 		}
-		/* FQ_HANG and FQ_LONG end the script like FQ_CLOSE. */
-		if (fake_step(f, s) < 0 || s->op == FQ_HANG || s->op == FQ_LONG)
+		/* FQ_HANG, FQ_HOLD and FQ_LONG end the script like
+		 * FQ_CLOSE. */
+		if (fake_step(f, s) < 0 || s->op == FQ_HANG ||
+		    s->op == FQ_HOLD || s->op == FQ_LONG)
 			break;
 	}
 	close(f->cfd);
@@ -590,6 +607,10 @@ fake_qmp_finish(struct fake_qmp *f, char *err, size_t errsz)
 		snprintf(err, errsz, "no fake server");
 		return -1;
 	}
+	pthread_mutex_lock(&f->mu);
+	f->finishing = 1;
+	pthread_cond_broadcast(&f->cv);
+	pthread_mutex_unlock(&f->mu);
 	pthread_join(f->thr, NULL);
 	if (f->lfd >= 0)
 		close(f->lfd);

@@ -21,6 +21,8 @@ enum fake_op {
 	FQ_LONG,	/* send a line longer than QMP_MSG_MAX, no newline; last */
 	FQ_CLOSE,	/* close the connection now; last */
 	FQ_HANG,	/* never answer: read until the client hangs up; last */
+	FQ_HOLD,	/* never answer, never read, never close (as a QEMU stuck
+			 * in I/O), until fake_qmp_finish; last */
 	FQ_SYNC,	/* block until the test calls fake_qmp_release() */
 	FQ_SERVE,	/* answer the next n commands, any name, with {"return": {}};
 			 * none may carry an fd */
@@ -42,7 +44,7 @@ struct fake_qmp;
 
 /* Listen on path (after bind_delay_ms, to test connect retry), accept one
  * client and play steps, which must stay valid until fake_qmp_finish and
- * end with FQ_END, FQ_CLOSE, FQ_HANG or FQ_LONG. */
+ * end with FQ_END, FQ_CLOSE, FQ_HANG, FQ_HOLD or FQ_LONG. */
 struct fake_qmp	*fake_qmp_start(const char *path, const struct fake_step *steps,
 		    int bind_delay_ms);
 /* Wait until the server reaches an FQ_SYNC step; 0, or -1 after 5 s. */

@@ -758,7 +758,7 @@ kp_count_keepers(const char *data)
 
 	assert_non_null(d);
 	while ((e = readdir(d)) != NULL) {
-		char path[64], *comm;
+		char path[300], *comm;
 
 		if (e->d_name[0] < '1' || e->d_name[0] > '9')
 			continue;

@@ -41,7 +41,7 @@ t_event(void *ud, const char *event, json_t *data)
 
 static volatile int pump_stop;
 
-/* What vmhost_monitor does: wait for the socket, dispatch events. */
+/* What vmexit_monitor does: wait for the socket, dispatch events. */
 static void *
 t_pump(void *arg)
 {
@@ -68,7 +68,8 @@ setup(void **state)
 	snprintf(t->sock, sizeof(t->sock), "%s/qmp", t->dir);
 	t->vm = calloc(1, sizeof(*t->vm));
 	pthread_mutex_init(&t->vm->lock, NULL);
-	pthread_cond_init(&t->vm->cond, NULL);
+	/* Monotonic, as vmhost_insert makes it. */
+	assert_int_equal(util_cond_init_mono(&t->vm->cond), 0);
 	snprintf(t->vm->name, sizeof(t->vm->name), "web1");
 	snprintf(t->vm->state, sizeof(t->vm->state), "running");
 	*state = t;

@@ -237,6 +237,53 @@ test_argv_disks(void **state)
 	qemu_argv_free(argv);
 }
 
+/* On a domain that takes O_DIRECT a written disk bypasses the page cache
+ * on both nodes and its device stops the guest on I/O errors; read-only
+ * disks and CD-ROMs stay as they were, and so does every disk on a domain
+ * without O_DIRECT. Guards qemu_cmd.c qemu_add_disks() and
+ * qemu_cache_direct(). */
+static void
+test_argv_disks_direct(void **state)
+{
+	struct tstate *t = *state;
+	struct qemu_vm_spec *s = t->spec;
+	char **argv;
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		snprintf(s->disks[i].path, sizeof(s->disks[i].path),
+		    "/img/d%d.qcow2", i);
+		snprintf(s->disks[i].format, sizeof(s->disks[i].format),
+		    "qcow2");
+		s->disks[i].direct = i != 3;
+	}
+	s->disks[1].readonly = 1;
+	s->disks[2].cdrom = 1;
+	s->ndisks = 4;
+	argv = qemu_build_argv(s);
+	assert_non_null(argv);
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk0-file,"
+	    "filename=/img/d0.qcow2,read-only=off,cache.direct=on");
+	assert_pair(argv, "-blockdev", "driver=qcow2,node-name=disk0,"
+	    "file=disk0-file,read-only=off,cache.direct=on");
+	assert_pair(argv, "-device", "virtio-blk-pci,drive=disk0,"
+	    "id=virtio-disk0,werror=stop,rerror=stop");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk1-file,"
+	    "filename=/img/d1.qcow2,read-only=on");
+	assert_pair(argv, "-device", "virtio-blk-pci,drive=disk1,id=virtio-disk1");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk2-file,"
+	    "filename=/img/d2.qcow2,read-only=on");
+	assert_pair(argv, "-blockdev", "driver=file,node-name=disk3-file,"
+	    "filename=/img/d3.qcow2,read-only=off");
+	assert_pair(argv, "-blockdev", "driver=qcow2,node-name=disk3,"
+	    "file=disk3-file,read-only=off");
+	assert_pair(argv, "-device", "virtio-blk-pci,drive=disk3,id=virtio-disk3");
+	qemu_argv_free(argv);
+	assert_int_equal(qemu_cache_direct(1, 0), 1);
+	assert_int_equal(qemu_cache_direct(1, 1), 0);
+	assert_int_equal(qemu_cache_direct(0, 0), 0);
+}
+
 static void
 test_argv_nics(void **state)
 {
@@ -728,6 +775,7 @@ main(int argc, char **argv)
 		T(test_argv_tcg_ram_not_256k_aligned),
 		T(test_argv_migration_destination_matches_source),
 		T(test_argv_disks),
+		T(test_argv_disks_direct),
 		T(test_argv_nics),
 		cmocka_unit_test(test_nic_hotplug_strings),
 		T(test_argv_user_subnet),

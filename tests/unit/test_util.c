@@ -336,6 +336,126 @@ test_proc_run_signals(void **state)
 		fail_msg("signals blocked or ignored in a helper:\n%s", out);
 }
 
+/* Where the sources are: this file's path as compiled (make runs in the
+ * tree's root, so a relative one is relative to where the tests run). */
+static void
+t_src_dir(char *out, size_t outsz)
+{
+	const char *me = __FILE__, *tail = "tests/unit/test_util.c";
+	size_t n = strlen(me) - strlen(tail);
+
+	assert_true(strlen(me) >= strlen(tail) && strcmp(me + n, tail) == 0);
+	assert_int_equal(util_fmt(out, outsz, "%.*ssrc", (int)n, me), 0);
+}
+
+/* Offset range [from, to) of function fn's body in buf ("fn(" at the
+ * start of a line, up to the next "\n}\n"); from = to = 0 when absent. */
+static void
+t_body(const char *buf, const char *fn, size_t *from, size_t *to)
+{
+	char head[64];
+	const char *p, *end;
+
+	*from = *to = 0;
+	snprintf(head, sizeof(head), "\n%s(", fn);
+	if ((p = strstr(buf, head)) == NULL || (end = strstr(p, "\n}\n")) ==
+	    NULL)
+		return;
+	*from = (size_t)(p - buf);
+	*to = (size_t)(end - buf);
+}
+
+/* Each occurrence of needle in buf outside [from, to) into bad. */
+static void
+t_only_in(const char *file, const char *buf, const char *needle,
+    size_t from, size_t to, char *bad, size_t badsz)
+{
+	const char *p;
+	size_t used;
+
+	for (p = strstr(buf, needle); p != NULL; p = strstr(p + 1, needle)) {
+		size_t at = (size_t)(p - buf);
+		int line = 1;
+		const char *q;
+
+		if (at >= from && at < to)
+			continue;
+		for (q = buf; q < p; q++)
+			line += *q == '\n';
+		used = strlen(bad);
+		snprintf(bad + used, badsz - used, "  %s:%d: %s\n", file, line,
+		    needle);
+	}
+}
+
+/* Every timed wait and sleep of the daemons runs on CLOCK_MONOTONIC, so a
+ * wall clock stepped by an hour makes no thread sleep an hour or wake at
+ * once (issue 14): CLOCK_REALTIME appears only in util_wall_ms (wall time
+ * for display and records) and log.c (log time stamps); the only
+ * pthread_cond_timedwait is util_cond_wait_until's and the only clock
+ * attribute util_cond_init_mono's, so every timed wait goes through them.
+ * A scan of src/: it fails when a file adds a wait on the wall clock. */
+static void
+test_no_wall_clock_waits(void **state)
+{
+	char src[PATH_MAX], path[PATH_MAX], bad[4096] = "";
+	struct dirent *de;
+	json_t *dirs = json_array(), *sub;
+	size_t i, len, n = 0, wf, wt, cf, ct, af, at;
+	DIR *d;
+
+	(void)state;
+	t_src_dir(src, sizeof(src));
+	/* src and each directory in it (one level: the module folders). */
+	json_array_append_new(dirs, json_string(""));
+	assert_non_null(d = opendir(src));
+	while ((de = readdir(d)) != NULL)
+		if (de->d_type == DT_DIR && de->d_name[0] != '.')
+			json_array_append_new(dirs, json_sprintf("/%s",
+			    de->d_name));
+	closedir(d);
+	json_array_foreach(dirs, i, sub) {
+		assert_int_equal(util_fmt(path, sizeof(path), "%s%s", src,
+		    json_string_value(sub)), 0);
+		assert_non_null(d = opendir(path));
+		while ((de = readdir(d)) != NULL) {
+			char file[PATH_MAX], *buf;
+			size_t l = strlen(de->d_name);
+
+			if (l < 3 || (strcmp(de->d_name + l - 2, ".c") != 0 &&
+			    strcmp(de->d_name + l - 2, ".h") != 0))
+				continue;
+			assert_int_equal(util_fmt(file, sizeof(file), "%s/%s",
+			    path, de->d_name), 0);
+			assert_non_null(buf = util_read_file(file, 1 << 22,
+			    &len));
+			n++;
+			wf = wt = cf = ct = af = at = 0;
+			if (strcmp(file + strlen(src), "/common/log.c") == 0)
+				wt = len;	/* time stamps */
+			if (strcmp(file + strlen(src), "/common/util.c") == 0) {
+				t_body(buf, "util_wall_ms", &wf, &wt);
+				t_body(buf, "util_cond_wait_until", &cf, &ct);
+				t_body(buf, "util_cond_init_mono", &af, &at);
+				assert_true(wt > wf && ct > cf && at > af);
+			}
+			t_only_in(file, buf, "CLOCK_REALTIME", wf, wt, bad,
+			    sizeof(bad));
+			t_only_in(file, buf, "pthread_cond_timedwait", cf, ct,
+			    bad, sizeof(bad));
+			t_only_in(file, buf, "pthread_condattr_setclock", af,
+			    at, bad, sizeof(bad));
+			free(buf);
+		}
+		closedir(d);
+	}
+	json_decref(dirs);
+	assert_true(n > 100);	/* the scan saw the tree */
+	if (bad[0])
+		fail_msg("waits on the wall clock (use util_cond_init_mono and "
+		    "util_cond_wait_until, or util_mono_ms):\n%s", bad);
+}
+
 int
 main(void)
 {
@@ -351,6 +471,7 @@ main(void)
 		cmocka_unit_test(test_utf8_fix),
 		cmocka_unit_test(test_proc_run),
 		cmocka_unit_test(test_proc_run_signals),
+		cmocka_unit_test(test_no_wall_clock_waits),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

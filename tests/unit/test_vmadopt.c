@@ -4,9 +4,8 @@
  * a failure; one without a record is found in /proc; an unknown VM is
  * stopped through its pidfd and cannot be started twice.
  *
- * QEMU is played by this test binary run again as "fake-qemu" (it only
- * waits for a signal, its argv carries -uuid and the QMP socket path like
- * QEMU's); its QMP by the scripted fake server (fake_qmp.c). */
+ * QEMU is played by this test binary run again as "fake-qemu" (vmfake.c);
+ * its QMP by the scripted fake server (fake_qmp.c). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +24,7 @@
 #include "agent/agent_int.h"
 #include "common/util.h"
 #include "fake_qmp.h"
+#include "vmfake.h"
 #include "storage/store.h"
 
 /* Bounds of the waits below: an attach attempt takes at most 2 s
@@ -72,145 +72,17 @@ setup(void **state)
 	return 0;
 }
 
-static void
-t_reap(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-		*pid = 0;
-	}
-}
-
 static int
 teardown(void **state)
 {
 	struct tstate *t = *state;
 
-	t_reap(&t->qemu);
-	t_reap(&t->other);
+	vmfake_reap(&t->qemu);
+	vmfake_reap(&t->other);
 	util_rm_rf(t->dir);
 	agent_cfg.nstorage = 0;
 	free(t);
 	return 0;
-}
-
-/* Run the fake QEMU of uuid; its argv names path (under the run dir or
- * not, as the test wants). */
-static pid_t
-t_fake_qemu(const char *uuid, const char *qmp)
-{
-	char chardev[256];
-	pid_t pid;
-
-	snprintf(chardev, sizeof(chardev), "socket,id=qmp,path=%s,server=on,"
-	    "wait=off", qmp);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl("/proc/self/exe", "fake-qemu", "--fake-qemu", "-uuid",
-		    uuid, "-chardev", chardev, (char *)NULL);
-		_exit(127);
-	}
-	/* Until exec is done its cmdline is this test's. */
-	for (int i = 0; i < 500; i++) {
-		char path[64], *buf;
-		size_t len;
-		int done;
-
-		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
-		buf = util_read_file(path, 1 << 16, &len);
-		done = buf && len > 0 && strcmp(buf, "fake-qemu") == 0;
-		free(buf);
-		if (done)
-			return pid;
-		util_sleep_ms(10);
-	}
-	fail_msg("the fake QEMU did not start");
-	return -1;
-}
-
-/* The agent's record of uuid's QEMU (vmhost_record_save's fields). */
-static void
-t_record(const char *uuid, pid_t pid, const char *qmp)
-{
-	char path[PATH_MAX];
-	json_t *rec;
-
-	rec = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:b, s:s, s:[]}",
-	    "uuid", uuid, "name", "web1", "storage", "local", "dir", "",
-	    "qmp_path", qmp, "serial_path", "", "pid", (json_int_t)pid, "ha", 1,
-	    "ha_monitor", "process", "nics");
-	assert_non_null(rec);
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s.json",
-	    agent_cfg.data, uuid), 0);
-	assert_int_equal(json_dump_file(rec, path, 0), 0);
-	json_decref(rec);
-}
-
-/* The VM's state in the table ("" when it is not there). */
-static void
-t_state(const char *uuid, char *out, size_t outsz, pid_t *pid)
-{
-	struct avm *vm = vmhost_get(uuid);
-
-	out[0] = '\0';
-	if (vm == NULL)
-		return;
-	pthread_mutex_lock(&vm->lock);
-	snprintf(out, outsz, "%s", vm->state);
-	if (pid)
-		*pid = vm->pid;
-	pthread_mutex_unlock(&vm->lock);
-	vmhost_put(vm);
-}
-
-static void
-t_wait_state(const char *uuid, const char *want, int ms)
-{
-	int64_t deadline = util_mono_ms() + ms;
-	char st[16];
-
-	for (;;) {
-		t_state(uuid, st, sizeof(st), NULL);
-		if (strcmp(st, want) == 0)
-			return;
-		if (util_mono_ms() > deadline)
-			fail_msg("vm state %s, not %s, after %d ms", st[0] ? st :
-			    "(gone)", want, ms);
-		util_sleep_ms(20);
-	}
-}
-
-/* The exit queued for uuid (a copy), acknowledged; NULL when none. */
-static json_t *
-t_exit(const char *uuid)
-{
-	json_t *all = vmhost_exits(), *e, *ret = NULL;
-	size_t i;
-
-	json_array_foreach(all, i, e)
-		if (strcmp(json_string_value(json_object_get(e, "uuid")),
-		    uuid) == 0)
-			ret = json_deep_copy(e);
-	vmhost_exits_ack(all);
-	json_decref(all);
-	return ret;
-}
-
-/* The entry of uuid in what the agent reports (vmhost_list). */
-static json_t *
-t_listed(const char *uuid)
-{
-	json_t *all = vmhost_list(), *v, *ret = NULL;
-	size_t i;
-
-	json_array_foreach(all, i, v)
-		if (strcmp(json_string_value(json_object_get(v, "uuid")),
-		    uuid) == 0)
-			ret = json_deep_copy(v);
-	json_decref(all);
-	return ret;
 }
 
 /* QMP never answers: the VM stays "unknown" with its pid (and a reason),
@@ -234,15 +106,15 @@ test_unknown_then_running(void **state)
 	pid_t pid = 0;
 	int status = 0;
 
-	t->qemu = t_fake_qemu(t->uuid, t->qmp);
-	t_record(t->uuid, t->qemu, t->qmp);
+	t->qemu = vmfake_qemu(t->uuid, t->qmp, NULL);
+	vmfake_record(t->uuid, t->qemu, t->qmp);
 	assert_non_null(f = fake_qmp_start(t->qmp, hang, 0));
 	vmadopt_start();
-	t_state(t->uuid, st, sizeof(st), &pid);
+	vmfake_state(t->uuid, st, sizeof(st), &pid);
 	assert_string_equal(st, "unknown");
 	assert_int_equal(pid, t->qemu);
 	assert_string_equal(vmadopt_scan(), "complete");
-	v = t_listed(t->uuid);
+	v = vmfake_listed(t->uuid);
 	assert_non_null(v);
 	assert_string_equal(json_string_value(json_object_get(v, "state")),
 	    "unknown");
@@ -257,23 +129,23 @@ test_unknown_then_running(void **state)
 	    &status));
 	assert_int_equal(status, 409);
 	assert_non_null(strstr(err, "is unknown on host h1"));
-	assert_null(t_exit(t->uuid));
+	assert_null(vmfake_exit(t->uuid));
 	assert_int_equal(fake_qmp_finish(f, err, sizeof(err)), 0);
 
 	/* QMP answers now: running, same QEMU. */
 	assert_non_null(f = fake_qmp_start(t->qmp, answer, 0));
-	t_wait_state(t->uuid, "running", T_ATTACH_MS);
-	t_state(t->uuid, st, sizeof(st), &pid);
+	vmfake_wait_state(t->uuid, "running", T_ATTACH_MS);
+	vmfake_state(t->uuid, st, sizeof(st), &pid);
 	assert_int_equal(pid, t->qemu);
-	v = t_listed(t->uuid);
+	v = vmfake_listed(t->uuid);
 	assert_null(json_object_get(v, "reason"));
 	json_decref(v);
 
 	/* It ends: the monitor records a failure. */
 	kill(t->qemu, SIGKILL);
-	t_wait_state(t->uuid, "", T_EXIT_MS);
+	vmfake_wait_state(t->uuid, "", T_EXIT_MS);
 	assert_int_equal(fake_qmp_finish(f, err, sizeof(err)), 0);
-	assert_non_null(e = t_exit(t->uuid));
+	assert_non_null(e = vmfake_exit(t->uuid));
 	assert_string_equal(json_string_value(json_object_get(e, "state")),
 	    "failed");
 	json_decref(e);
@@ -287,15 +159,15 @@ test_gone_is_failed(void **state)
 	struct tstate *t = *state;
 	char path[PATH_MAX], st[16];
 	json_t *e;
-	pid_t pid = t_fake_qemu(t->uuid, t->qmp);
+	pid_t pid = vmfake_qemu(t->uuid, t->qmp, NULL);
 
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	t_record(t->uuid, pid, t->qmp);
+	vmfake_record(t->uuid, pid, t->qmp);
 	vmadopt_start();
-	t_state(t->uuid, st, sizeof(st), NULL);
+	vmfake_state(t->uuid, st, sizeof(st), NULL);
 	assert_string_equal(st, "");
-	assert_non_null(e = t_exit(t->uuid));
+	assert_non_null(e = vmfake_exit(t->uuid));
 	assert_string_equal(json_string_value(json_object_get(e, "state")),
 	    "failed");
 	assert_string_equal(json_string_value(json_object_get(e, "reason")),
@@ -320,24 +192,24 @@ test_orphan_found_and_stopped(void **state)
 	int status = 0;
 
 	assert_int_equal(util_uuid_gen(other), 0);
-	t->other = t_fake_qemu(other, "/tmp/cvirt-elsewhere/x.qmp");
-	t->qemu = t_fake_qemu(t->uuid, t->qmp);	/* no record, no QMP */
+	t->other = vmfake_qemu(other, "/tmp/cvirt-elsewhere/x.qmp", NULL);
+	t->qemu = vmfake_qemu(t->uuid, t->qmp, NULL);	/* no record, no QMP */
 	vmadopt_start();
-	t_state(t->uuid, st, sizeof(st), &pid);
+	vmfake_state(t->uuid, st, sizeof(st), &pid);
 	assert_string_equal(st, "unknown");
 	assert_int_equal(pid, t->qemu);
-	t_state(other, st, sizeof(st), NULL);
+	vmfake_state(other, st, sizeof(st), NULL);
 	assert_string_equal(st, "");
-	t_reap(&t->other);
+	vmfake_reap(&t->other);
 
 	assert_int_equal(vmhost_stop(t->uuid, 1, 0, err, sizeof(err),
 	    &status), 0);
 	assert_int_equal(status, 200);
 	/* Done once the exit is recorded; out of the table right after. */
-	t_wait_state(t->uuid, "", T_EXIT_MS);
+	vmfake_wait_state(t->uuid, "", T_EXIT_MS);
 	assert_int_equal(waitpid(t->qemu, NULL, WNOHANG), t->qemu);
 	t->qemu = 0;
-	assert_non_null(e = t_exit(t->uuid));
+	assert_non_null(e = vmfake_exit(t->uuid));
 	assert_string_equal(json_string_value(json_object_get(e, "state")),
 	    "stopped");
 	json_decref(e);
@@ -353,10 +225,7 @@ main(int argc, char **argv)
 		T(test_orphan_found_and_stopped),
 	};
 
-	if (argc > 1 && strcmp(argv[1], "--fake-qemu") == 0) {
-		for (;;)
-			pause();
-	}
+	vmfake_main(argc, argv);
 	signal(SIGPIPE, SIG_IGN);
 	if (vmhost_init() < 0)
 		return 1;

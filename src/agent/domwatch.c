@@ -1,0 +1,370 @@
+/* domwatch.c - one thread per storage domain does the agent's periodic
+ * storage I/O there, so that a hung domain blocks that thread and nothing
+ * else (docs/concurrency.md).
+ *
+ * Every 500 ms each thread checks its domain (store_domain_check, statvfs)
+ * into a cache, reads every host's lease record into a snapshot, runs the
+ * jobs others submitted (the isolation record) and now and then keeps the
+ * serial logs of its VMs bounded; once at start it probes O_DIRECT. The
+ * report and HTTP threads read the cache only: a check or snapshot older
+ * than 1500 ms means the domain does not answer, and requests that need it
+ * fail at once (503) instead of waiting on it. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "agent/agent_int.h"
+#include "common/log.h"
+#include "common/util.h"
+#include "storage/store.h"
+
+#define DW_PERIOD_MS		500	/* one round per domain */
+#define DW_STALE_MS		1500	/* older: the domain does not answer */
+#define DW_PROBE_WAIT_MS	2000	/* start-up waits for the probes */
+#define DW_ROTATE_MS		2000	/* serial logs kept bounded */
+
+#define DW_JOB_ISO_WRITE	1
+#define DW_JOB_ISO_CLEAR	2
+
+struct dw_dom {
+	int		 idx;		/* agent_cfg.storage[idx] */
+	/* under dw_lock */
+	int		 probed;	/* the O_DIRECT probe has ended */
+	int		 checked;	/* a check has ended */
+	int		 ok;
+	char		 error[192];
+	uint64_t	 total, avail;
+	int64_t		 check_at;	/* start of the last check that ended */
+	json_t		*leases;	/* the last snapshot, or NULL */
+	char		 lease_err[192];
+	int64_t		 read_start, read_ms;
+	int		 jobs;		/* DW_JOB_* */
+	json_t		*iso;		/* the isolation record to write */
+};
+
+static pthread_mutex_t dw_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t dw_cond;		/* CLOCK_MONOTONIC */
+static struct dw_dom dw[AGENT_MAX_STORAGE];
+static int dw_n;
+
+static struct dw_dom *
+dw_find(const char *name)
+{
+	int i;
+
+	for (i = 0; name && i < dw_n; i++)
+		if (strcmp(agent_cfg.storage[i].name, name) == 0)
+			return &dw[i];
+	return NULL;
+}
+
+static void
+dw_probe(struct dw_dom *d)
+{
+	const struct agent_storage *st = &agent_cfg.storage[d->idx];
+	char err[192];
+	int r;
+
+	r = store_domain_probe_direct(st->path, agent_cfg.name, err,
+	    sizeof(err));
+	if (r == 1)
+		log_info("storage %s: O_DIRECT works: VM disks there bypass "
+		    "the page cache", st->name);
+	else
+		log_warnx("storage %s: %s: VMs there use the page cache; a "
+		    "fence there waits for a flush", st->name, err);
+	pthread_mutex_lock(&dw_lock);
+	d->probed = r == 1 ? 2 : 1;	/* 2: direct */
+	pthread_cond_broadcast(&dw_cond);
+	pthread_mutex_unlock(&dw_lock);
+}
+
+static void
+dw_check(struct dw_dom *d, int64_t t0)
+{
+	const struct agent_storage *st = &agent_cfg.storage[d->idx];
+	uint64_t total = 0, avail = 0;
+	char err[192];
+	int ok;
+
+	ok = store_domain_check(st->path, err, sizeof(err)) == 0;
+	if (ok && store_domain_space(st->path, &total, &avail) < 0) {
+		snprintf(err, sizeof(err), "storage %s: cannot read its free "
+		    "space: %s", st->name, strerror(errno));
+		ok = 0;
+	}
+	pthread_mutex_lock(&dw_lock);
+	d->checked = 1;
+	d->ok = ok;
+	snprintf(d->error, sizeof(d->error), "%s", ok ? "" : err);
+	d->total = total;
+	d->avail = avail;
+	d->check_at = t0;
+	pthread_mutex_unlock(&dw_lock);
+}
+
+static void
+dw_read_leases(struct dw_dom *d)
+{
+	char err[192] = "";
+	int64_t t0 = util_mono_ms();
+	json_t *l = lease_read_all(agent_cfg.storage[d->idx].path, err,
+	    sizeof(err));
+	int64_t t1 = util_mono_ms();
+
+	pthread_mutex_lock(&dw_lock);
+	if (l != NULL) {
+		json_decref(d->leases);
+		d->leases = l;
+		d->read_start = t0;
+		d->read_ms = t1 - t0;
+		d->lease_err[0] = '\0';
+	} else {
+		snprintf(d->lease_err, sizeof(d->lease_err), "%s", err);
+	}
+	pthread_mutex_unlock(&dw_lock);
+}
+
+static void
+dw_jobs(struct dw_dom *d)
+{
+	const char *root = agent_cfg.storage[d->idx].path;
+	json_t *iso;
+	int jobs;
+
+	pthread_mutex_lock(&dw_lock);
+	jobs = d->jobs;
+	iso = d->iso;
+	d->jobs = 0;
+	d->iso = NULL;
+	pthread_mutex_unlock(&dw_lock);
+	if ((jobs & DW_JOB_ISO_WRITE) && lease_isolation_write(root, iso) < 0)
+		log_warn("storage %s: cannot record the isolation",
+		    agent_cfg.storage[d->idx].name);
+	if (jobs & DW_JOB_ISO_CLEAR)
+		lease_isolation_remove(root);
+	json_decref(iso);
+}
+
+static void *
+dw_main(void *arg)
+{
+	struct dw_dom *d = arg;
+	int64_t t0, last_rotate = 0;
+
+	dw_probe(d);
+	for (;;) {
+		t0 = util_mono_ms();
+		dw_check(d, t0);
+		dw_read_leases(d);
+		dw_jobs(d);
+		if (t0 - last_rotate >= DW_ROTATE_MS) {
+			vmhost_rotate_serials(agent_cfg.storage[d->idx].name);
+			last_rotate = t0;
+		}
+		pthread_mutex_lock(&dw_lock);
+		while (d->jobs == 0 && util_cond_wait_until(&dw_cond, &dw_lock,
+		    t0 + DW_PERIOD_MS) == 0)
+			;
+		pthread_mutex_unlock(&dw_lock);
+	}
+	return NULL;
+}
+
+int
+domwatch_start(void)
+{
+	int64_t deadline = util_mono_ms() + DW_PROBE_WAIT_MS;
+	pthread_attr_t attr;
+	pthread_t t;
+	int i, pending;
+
+	if (util_cond_init_mono(&dw_cond) != 0)
+		return -1;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	for (i = 0; i < agent_cfg.nstorage; i++) {
+		dw[i].idx = i;
+		/* Nobody joins these: a hung one must not stop the agent. */
+		if (pthread_create(&t, &attr, dw_main, &dw[i]) != 0) {
+			pthread_attr_destroy(&attr);
+			return -1;
+		}
+		dw_n = i + 1;
+	}
+	pthread_attr_destroy(&attr);
+	/* What the probes say goes to the keeper's configuration and to
+	 * every QEMU started later: decided once, here. */
+	pthread_mutex_lock(&dw_lock);
+	for (;;) {
+		for (pending = 0, i = 0; i < dw_n; i++)
+			pending += dw[i].probed == 0;
+		if (pending == 0 || util_cond_wait_until(&dw_cond, &dw_lock,
+		    deadline) != 0)
+			break;
+	}
+	for (i = 0; i < dw_n; i++) {
+		agent_cfg.storage[i].direct = dw[i].probed == 2;
+		if (dw[i].probed == 0)
+			log_warnx("storage %s: the O_DIRECT probe has not ended "
+			    "in %d ms: VMs there use the page cache",
+			    agent_cfg.storage[i].name, DW_PROBE_WAIT_MS);
+	}
+	pthread_mutex_unlock(&dw_lock);
+	return 0;
+}
+
+/* Is d usable now (dw_lock held)? -1 with why in err. */
+static int
+dw_usable(struct dw_dom *d, int64_t now, char *err, size_t errsz)
+{
+	const char *name = agent_cfg.storage[d->idx].name;
+
+	if (!d->checked) {
+		snprintf(err, errsz, "storage %s has not answered on host %s "
+		    "since the agent started", name, agent_cfg.name);
+		return -1;
+	}
+	if (now - d->check_at > DW_STALE_MS) {
+		snprintf(err, errsz, "storage %s does not answer on host %s "
+		    "(for %lld ms)", name, agent_cfg.name,
+		    (long long)(now - d->check_at));
+		return -1;
+	}
+	if (!d->ok) {
+		snprintf(err, errsz, "%s", d->error);
+		return -1;
+	}
+	return 0;
+}
+
+int
+domwatch_ok(const char *name, char *err, size_t errsz)
+{
+	struct dw_dom *d = dw_find(name);
+	int rc;
+
+	if (d == NULL) {
+		snprintf(err, errsz, "storage %s is not attached to host %s",
+		    name ? name : "(none)", agent_cfg.name);
+		return -1;
+	}
+	pthread_mutex_lock(&dw_lock);
+	rc = dw_usable(d, util_mono_ms(), err, errsz);
+	pthread_mutex_unlock(&dw_lock);
+	return rc;
+}
+
+int
+domwatch_ready(json_t *spec, char *err, size_t errsz)
+{
+	unsigned mask;
+	int i;
+
+	if (vmhost_domains(spec, &mask, err, errsz) < 0)
+		return -1;
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if ((mask & (1u << i)) && domwatch_ok(agent_cfg.storage[i].name,
+		    err, errsz) < 0)
+			return -1;
+	return 0;
+}
+
+json_t *
+domwatch_storage_json(void)
+{
+	json_t *out = json_array();
+	int64_t now = util_mono_ms();
+	char err[256];
+	int i, ok;
+
+	pthread_mutex_lock(&dw_lock);
+	for (i = 0; out && i < dw_n; i++) {
+		ok = dw_usable(&dw[i], now, err, sizeof(err)) == 0;
+		json_array_append_new(out, json_pack("{s:s, s:s, s:b, s:s, s:b, "
+		    "s:I, s:I}", "name", agent_cfg.storage[i].name, "path",
+		    agent_cfg.storage[i].path, "ok", ok, "error", ok ? "" : err,
+		    "direct", agent_cfg.storage[i].direct, "total_bytes",
+		    (json_int_t)dw[i].total, "free_bytes",
+		    (json_int_t)dw[i].avail));
+	}
+	pthread_mutex_unlock(&dw_lock);
+	return out;
+}
+
+json_t *
+domwatch_leases(const char *name, char *err, size_t errsz, int *status)
+{
+	struct dw_dom *d = dw_find(name);
+	int64_t age;
+	json_t *out = NULL;
+
+	if (d == NULL) {
+		snprintf(err, errsz, "unknown storage");
+		*status = 400;
+		return NULL;
+	}
+	*status = 503;
+	pthread_mutex_lock(&dw_lock);
+	age = util_mono_ms() - d->read_start;
+	if (d->leases == NULL)
+		snprintf(err, errsz, "storage %s: %s", name, d->lease_err[0] ?
+		    d->lease_err : "its leases have not been read yet");
+	else if (age > DW_STALE_MS)
+		snprintf(err, errsz, "storage %s: lease read stalled for %lld ms",
+		    name, (long long)age);
+	else
+		out = json_pack("{s:O, s:I, s:I}", "leases", d->leases,
+		    "read_start_age_ms", (json_int_t)age, "read_ms",
+		    (json_int_t)d->read_ms);
+	pthread_mutex_unlock(&dw_lock);
+	if (out)
+		*status = 200;
+	return out;
+}
+
+/* Queue job (with rec, borrowed, for a write) on every domain. */
+static void
+dw_submit(int job, json_t *rec)
+{
+	int i;
+
+	pthread_mutex_lock(&dw_lock);
+	for (i = 0; i < dw_n; i++) {
+		if (job == DW_JOB_ISO_WRITE) {
+			json_decref(dw[i].iso);
+			dw[i].iso = json_incref(rec);
+			dw[i].jobs &= ~DW_JOB_ISO_CLEAR;
+		} else {
+			json_decref(dw[i].iso);
+			dw[i].iso = NULL;
+			dw[i].jobs &= ~DW_JOB_ISO_WRITE;
+		}
+		dw[i].jobs |= job;
+	}
+	pthread_cond_broadcast(&dw_cond);
+	pthread_mutex_unlock(&dw_lock);
+}
+
+void
+domwatch_isolation(json_t *stopped)
+{
+	json_t *rec = json_pack("{s:s, s:b, s:O, s:I}", "host", agent_cfg.name,
+	    "isolated", 1, "stopped", stopped, "time",
+	    (json_int_t)util_wall_ms());
+
+	if (rec == NULL) {
+		log_warnx("cannot record the isolation: out of memory");
+		return;
+	}
+	dw_submit(DW_JOB_ISO_WRITE, rec);
+	json_decref(rec);
+}
+
+void
+domwatch_isolation_clear(void)
+{
+	dw_submit(DW_JOB_ISO_CLEAR, NULL);
+}
