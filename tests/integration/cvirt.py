@@ -7,11 +7,13 @@ then SIGKILL, and every QEMU process of this cluster's VMs is killed.
 """
 
 import base64
+import fcntl
 import hashlib
 import json as jsonlib
 import os
 import random
 import re
+import select
 import shlex
 import shutil
 import signal
@@ -19,6 +21,7 @@ import socket
 import sqlite3
 import subprocess
 import tempfile
+import termios
 import threading
 import time
 import urllib.error
@@ -324,6 +327,70 @@ def ws_upgrade(host, port, path, timeout=10, source=None):
         buf += chunk
     head, _, rest = buf.partition(b"\r\n\r\n")
     return s, head, rest
+
+
+class Console:
+    """`cvirt vm console NAME` as a user runs it: on a pseudo-terminal
+    that is its controlling terminal (the client puts it in raw mode).
+    out holds all it printed, last when it last printed (monotonic)."""
+
+    def __init__(self, cl, name):
+        self.master, slave = os.openpty()
+
+        def ctty():
+            os.setsid()
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        try:
+            self.proc = subprocess.Popen(
+                [cl.bin, "--url", cl.url, "--token-file", cl.token_file,
+                 "vm", "console", name], stdin=slave, stdout=slave,
+                stderr=slave, env=cl.env, preexec_fn=ctty, close_fds=True)
+        finally:
+            os.close(slave)
+        self.out = bytearray()
+        self.last = time.monotonic()
+
+    def pump(self, seconds, until=None):
+        """Reads what the client prints for up to seconds: True once
+        `until` is in all it printed, or (until None) when it is still
+        running after seconds; False when it exits first or seconds pass
+        without `until`."""
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if until is not None and until in self.out:
+                return True
+            r, _, _ = select.select([self.master], [], [], 0.1)
+            if r:
+                try:
+                    chunk = os.read(self.master, 4096)
+                except OSError:      # EIO: the client has exited
+                    chunk = b""
+                if not chunk:
+                    break
+                self.out.extend(chunk)
+                self.last = time.monotonic()
+            elif self.proc.poll() is not None:
+                break
+        else:
+            return until is None or until in self.out
+        return until is not None and until in self.out
+
+    def write(self, data):
+        os.write(self.master, data)
+
+    def detach(self, timeout=10):
+        """Ctrl-] as a user types it; the client's exit code."""
+        self.write(b"\x1d")
+        return self.proc.wait(timeout=timeout)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
 
 
 class CvirtError(AssertionError):

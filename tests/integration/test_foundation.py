@@ -4,13 +4,10 @@ console and the REST basics. Written against shared/CONTRACT.md and
 docs/api.md.
 """
 
-import fcntl
 import os
 import re
-import select
 import signal
 import subprocess
-import termios
 import time
 
 import pytest
@@ -331,56 +328,23 @@ def test_create_start_serial(cluster, t1):
 
 def test_serial_console_interactive(cluster, t1):
     ensure_running(cluster, t1)
-    master, slave = os.openpty()
-
-    def ctty():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen(
-        [cluster.bin, "--url", cluster.url, "--token-file",
-         cluster.token_file, "vm", "console", t1],
-        stdin=slave, stdout=slave, stderr=slave, env=cluster.env,
-        preexec_fn=ctty, close_fds=True)
-    os.close(slave)
-    out = bytearray()
-
-    def pump(until, timeout):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if until is not None and until in out:
-                return True
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:      # EIO: the client has exited
-                    return until is not None and until in out
-                if not chunk:
-                    return False
-                out.extend(chunk)
-            elif p.poll() is not None:
-                return until is not None and until in out
-        return until is not None and until in out
-
+    con = cvirt.Console(cluster, t1)
     try:
         # Typed at once, while the client is still connecting: the line
         # reaches the guest once it has (src/cli/cli_console.c
         # cli_con_rawmode: the switch to raw mode keeps type-ahead; with
         # TCSAFLUSH it threw the line away).
-        os.write(master, b"echo cvirt-$((6*7))\r")
-        assert pump(b"Connected to %s's serial console" % t1.encode(), 20), \
-            "no 'Connected': %r" % bytes(out[-2000:])
-        assert pump(b"cvirt-42", 20), \
-            "no cvirt-42 on the console: %r" % bytes(out[-2000:])
-        os.write(master, b"\x1d")      # Ctrl-] detaches
-        rc = p.wait(timeout=10)
-        assert rc == 0, "console exited %d: %r" % (rc, bytes(out[-500:]))
+        con.write(b"echo cvirt-$((6*7))\r")
+        assert con.pump(20, b"Connected to %s's serial console"
+                        % t1.encode()), \
+            "no 'Connected': %r" % bytes(con.out[-2000:])
+        assert con.pump(20, b"cvirt-42"), \
+            "no cvirt-42 on the console: %r" % bytes(con.out[-2000:])
+        rc = con.detach()
+        assert rc == 0, "console exited %d: %r" % (rc,
+                                                   bytes(con.out[-500:]))
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(master)
+        con.close()
     # Detaching leaves the VM alone.
     assert cluster.vm(t1)["state"] == "running"
 

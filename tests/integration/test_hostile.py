@@ -5,16 +5,13 @@ the API), the manager stays healthy and fast, and nothing is created or
 lost."""
 
 import collections
-import fcntl
 import os
 import random
 import re
-import select
 import selectors
 import socket
 import ssl
 import subprocess
-import termios
 import threading
 import time
 import urllib.parse
@@ -1121,69 +1118,33 @@ def test_a_console_left_idle_stays_open(make_cluster, guest):
     cl.cli("vm", "start", "idle")
     cl.cli("vm", "start", "idlevnc")
     cl.wait_serial("idle", "cvirt-guest: boot-id", timeout=60)
-    master, slave = os.openpty()
-
-    def ctty():
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen(
-        [cl.bin, "--url", cl.url, "--token-file", cl.token_file, "vm",
-         "console", "idle"], stdin=slave, stdout=slave, stderr=slave,
-        env=cl.env, preexec_fn=ctty, close_fds=True)
-    os.close(slave)
-    out = bytearray()
-    last = [time.monotonic()]
-
-    def pump(seconds, until=None):
-        """Reads the console for up to seconds (until `until` is in what
-        it printed); False once the client has exited."""
-        end = time.monotonic() + seconds
-        while time.monotonic() < end:
-            if until is not None and until in out:
-                return True
-            r, _, _ = select.select([master], [], [], 0.1)
-            if r:
-                try:
-                    chunk = os.read(master, 4096)
-                except OSError:      # EIO: the client has exited
-                    return False
-                if not chunk:
-                    return False
-                out.extend(chunk)
-                last[0] = time.monotonic()
-            elif p.poll() is not None:
-                return False
-        return until is None
-
+    con = cvirt.Console(cl, "idle")
     vnc = None
+    out = con.out
     try:
-        assert pump(20, b"Connected to idle's serial console"), bytes(out)
-        os.write(master, b"\r")
-        assert pump(10, b"cvirt-guest# "), bytes(out[-2000:])
+        assert con.pump(20, b"Connected to idle's serial console"), \
+            bytes(out)
+        con.write(b"\r")
+        assert con.pump(10, b"cvirt-guest# "), bytes(out[-2000:])
         vnc = vnc_console(cl, "idlevnc")
         # Quiet both ways for IDLE_S (the guest may still print a late
         # boot message: the quiet span starts after the last byte).
         quiet_from = time.monotonic()
         end = quiet_from + IDLE_S + 30
-        while time.monotonic() - max(last[0], quiet_from) < IDLE_S:
+        while time.monotonic() - max(con.last, quiet_from) < IDLE_S:
             assert time.monotonic() < end, \
                 "never quiet for %d s: %r" % (IDLE_S, bytes(out[-2000:]))
-            idle = time.monotonic() - max(last[0], quiet_from)
-            assert pump(1), "the console closed after %.0f s idle: %r" % (
+            idle = time.monotonic() - max(con.last, quiet_from)
+            assert con.pump(1), "the console closed after %.0f s idle: %r" % (
                 idle, bytes(out[-2000:]))
         mark = len(out)
-        os.write(master, b"echo cvirt-$((6*7))\r")
-        assert pump(10, b"cvirt-42"), bytes(out[mark - 200:])
+        con.write(b"echo cvirt-$((6*7))\r")
+        assert con.pump(10, b"cvirt-42"), bytes(out[mark - 200:])
         assert still_open(vnc), "the graphical console was closed"
-        os.write(master, b"\x1d")      # Ctrl-] detaches
-        rc = p.wait(timeout=10)
+        rc = con.detach()
         assert rc == 0, "console exited %d: %r" % (rc, bytes(out[-500:]))
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        os.close(master)
+        con.close()
         if vnc is not None:
             vnc.close()
         cl.cli("vm", "stop", "idle", "--force")
