@@ -66,10 +66,17 @@ vmfake_main(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--fake-qemu") != 0)
 		return;
-	/* fd 3: the file a test wants held open (vmfake_qemu looks). */
-	if (argc >= 8 && strcmp(argv[6], "--open") == 0 &&
-	    open(argv[7], O_RDONLY) != 3)
-		_exit(126);
+	/* fd 3: the file a test wants held open (vmfake_qemu looks). fd 3
+	 * may be taken by what the test inherited (flock(1)'s lock file
+	 * when the suite runs under `flock LOCK tests/run`). */
+	if (argc >= 8 && strcmp(argv[6], "--open") == 0) {
+		int fd = open(argv[7], O_RDONLY);
+
+		if (fd < 0 || (fd != 3 && dup2(fd, 3) != 3))
+			_exit(126);
+		if (fd != 3)
+			close(fd);
+	}
 	for (;;)
 		pause();
 }
