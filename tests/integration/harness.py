@@ -27,6 +27,7 @@ import json
 import os
 import re
 import signal
+import time
 
 # fast_unwind_on_malloc=0: allocation stacks through libjansson (built
 # without frame pointers) lose the caller that leaked otherwise; it cost
@@ -290,12 +291,15 @@ def forget():
 # ---- pytest hooks (conftest.py: from harness import *) -------------------
 
 __all__ = ["pytest_runtest_makereport", "pytest_runtest_logreport",
-           "pytest_collectreport", "pytest_sessionfinish"]
+           "pytest_runtest_logstart", "pytest_collectreport",
+           "pytest_sessionstart", "pytest_sessionfinish"]
 
 _outcomes = {}      # nodeid -> "passed" | "failed" | "skipped"
 _skip_reasons = {}  # nodeid -> reason
 _durations = {}     # nodeid -> seconds, setup + call + teardown
 _collect_errors = []
+_running = {}       # nodeid -> monotonic time it started
+_counts_path = [None]   # $CVIRT_TEST_COUNTS in the controlling process
 
 
 def _attach(rep, problems, when):
@@ -340,10 +344,20 @@ def _test_id(nodeid):
     return head if at and re.fullmatch(r"[\w.-]+", group) else nodeid
 
 
+def pytest_runtest_logstart(nodeid, location):
+    _running[_test_id(nodeid)] = time.monotonic()
+    if _counts_path[0] is not None:
+        _write_counts(_counts_path[0], partial=True)
+
+
 def pytest_runtest_logreport(report):
     """Each test's outcome: failed if any phase failed, else skipped if
     one was skipped, else passed (pytest's own line counts a test whose
-    teardown failed as both passed and error)."""
+    teardown failed as both passed and error). In the controlling
+    process a failure's text goes to $CVIRT_TEST_COUNTS.failures at once
+    and the counts are rewritten as each test starts or fails (and on
+    SIGTERM), so a pass that is killed (tests/run's timeout) still says
+    what failed and what was running."""
     rank = {"passed": 0, "skipped": 1, "failed": 2}
     nid = _test_id(report.nodeid)
     new = "failed" if report.failed else \
@@ -357,6 +371,20 @@ def pytest_runtest_logreport(report):
         why = r[2] if isinstance(r, tuple) and len(r) == 3 else str(r)
         _skip_reasons[nid] = why[len("Skipped: "):] \
             if why.startswith("Skipped: ") else why
+    if report.when == "teardown":
+        _running.pop(nid, None)
+    path = _counts_path[0]
+    if path is None:
+        return
+    if report.failed:
+        text = report.longreprtext
+        if len(text) > 20000:
+            text = text[:2000] + "\n[...]\n" + text[-18000:]
+        with open(path + ".failures", "a") as f:
+            f.write("==== %s (%s, %s)\n%s\n\n" % (
+                nid, report.when, time.strftime("%H:%M:%S"), text))
+    if report.failed:
+        _write_counts(path, partial=True)
 
 
 def pytest_collectreport(report):
@@ -364,22 +392,51 @@ def pytest_collectreport(report):
         _collect_errors.append(report.nodeid or "(collection)")
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Writes {"passed": N, "failed": N, "skipped": N, "skips": {nodeid:
-    reason}, "failures": [nodeid], "durations": {nodeid: seconds}} to
-    $CVIRT_TEST_COUNTS (by the controlling process only, under
-    pytest-xdist). A module's fixtures count in its first test's setup
-    and its last test's teardown, so a module's sum is its wall time."""
+def pytest_sessionstart(session):
     path = os.environ.get("CVIRT_TEST_COUNTS")
     if not path or hasattr(session.config, "workerinput"):
         return
+    _counts_path[0] = path
+
+    def on_term(signum, frame):
+        """tests/run's timeout: the counts so far, then the default."""
+        _write_counts(path, partial=True)
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+    signal.signal(signal.SIGTERM, on_term)
+
+
+def _write_counts(path, partial):
     counts = {"passed": 0, "failed": len(_collect_errors), "skipped": 0}
-    for outcome in _outcomes.values():
+    for nid, outcome in _outcomes.items():
+        # A test still running has not passed (its setup has).
+        if outcome != "failed" and nid in _running:
+            continue
         counts[outcome] += 1
     counts["skips"] = {n: _skip_reasons.get(n, "") for n, o in
                        _outcomes.items() if o == "skipped"}
     counts["failures"] = _collect_errors + sorted(
         n for n, o in _outcomes.items() if o == "failed")
     counts["durations"] = {n: round(d, 1) for n, d in _durations.items()}
-    with open(path, "w") as f:
+    if partial:
+        now = time.monotonic()
+        counts["partial"] = True
+        counts["running"] = {n: round(now - t, 1) for n, t in
+                             _running.items()}
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
         json.dump(counts, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Writes {"passed": N, "failed": N, "skipped": N, "skips": {nodeid:
+    reason}, "failures": [nodeid], "durations": {nodeid: seconds}} to
+    $CVIRT_TEST_COUNTS (by the controlling process only, under
+    pytest-xdist). A module's fixtures count in its first test's setup
+    and its last test's teardown, so a module's sum is its wall time.
+    Until then the file holds the counts so far with "partial": true and
+    "running": {nodeid: seconds since it started}."""
+    path = _counts_path[0]
+    if path:
+        _write_counts(path, partial=False)

@@ -15,10 +15,12 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
 from cvirt import REPO
+from cvirt import wait_for as cvirt_wait
 
 # sqlite_only: the harness's own tests start no manager, so the
 # PostgreSQL pass would run them again unchanged.
@@ -399,3 +401,78 @@ def test_reset_storm_fails_the_test(tmp_path):
     assert len(problems) == 1, problems
     assert "vm b1 reset 12 times in 2.5 s: its guest cannot boot" in \
         problems[0], problems
+
+
+KILLED_TESTS = r'''
+import time
+
+
+def test_fails():
+    assert 6 * 7 == 41, "planted failure"
+
+
+def test_passes():
+    pass
+
+
+def test_hangs():
+    time.sleep(600)
+'''
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_killed_pass_still_says_what_failed_and_what_ran(tmp_path,
+                                                           workers):
+    """tests/run stops a pass that overruns with SIGTERM; pytest's own
+    summary is then lost. The harness keeps $CVIRT_TEST_COUNTS current
+    with "partial": true (a test still running has not passed), writes it
+    once more on SIGTERM with what is running, and each failure's text
+    goes to COUNTS.failures as it happens: on one process and under
+    pytest-xdist (the controller writes). Guards harness.py's
+    pytest_runtest_logstart, _write_counts(partial) and on_term; tests/run
+    prints both when the counts are partial."""
+    (tmp_path / "conftest.py").write_text(
+        "import sys\nsys.path.insert(0, %r)\n"
+        "from harness import *  # noqa: F401,F403\n" % HERE)
+    (tmp_path / "test_killed.py").write_text(KILLED_TESTS)
+    counts_path = tmp_path / "counts.json"
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PYTEST_", "CVIRT_TEST_COUNTS"))}
+    env.update(PYTHONDONTWRITEBYTECODE="1",
+               CVIRT_TEST_COUNTS=str(counts_path))
+    argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+            "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "t"),
+            str(tmp_path / "test_killed.py")]
+    argv += ["-n", str(workers)] if workers else ["-p", "no:xdist"]
+    p = subprocess.Popen(argv, cwd=str(tmp_path), env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def hanging():
+            if not counts_path.exists():
+                return False
+            with open(counts_path) as f:
+                c = json.load(f)
+            return [n for n in c.get("running", {}) if "hangs" in n] and \
+                c["failed"] == 1 and c["passed"] == 1
+        cvirt_wait(hanging, 60, "the inner session to reach test_hangs")
+        time.sleep(1.5)
+        p.terminate()
+        out = p.communicate(timeout=30)[0].decode()
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    with open(counts_path) as f:
+        counts = json.load(f)
+    assert counts["partial"] is True, counts
+    assert counts["passed"] == 1 and counts["failed"] == 1, counts
+    assert [n.split("::")[-1] for n in counts["failures"]] == \
+        ["test_fails"], counts
+    running = {n.split("::")[-1]: s for n, s in counts["running"].items()}
+    # Written at SIGTERM: the hanging test ran 1.5 s or more by then.
+    assert list(running) == ["test_hangs"] and running["test_hangs"] >= 1.5, \
+        (counts, out[-3000:])
+    with open(str(counts_path) + ".failures") as f:
+        failures = f.read()
+    assert "test_fails (call" in failures and "planted failure" in \
+        failures, failures
