@@ -59,8 +59,12 @@ keeper_op_status(json_t *req, int64_t now)
 		pthread_mutex_unlock(&kproc.dom[i].lock);
 		/* No renewal known yet (a keeper without its predecessor's
 		 * state): no age at all, rather than one counted from 0. */
+		/* held: past its kill time, the kill held (leave mode) */
 		json_object_set_new(doms, d->name, json_pack("{s:s, s:o, s:b, "
-		    "s:s}", "state", keeper_state_name(d->state), "age_ms",
+		    "s:s}", "state", d->state == KD_LATE && d->last_ok &&
+		    now - d->last_ok >= kproc.s.t.fence_ms -
+		    kproc.s.t.kill_grace_ms ? "held" :
+		    keeper_state_name(d->state), "age_ms",
 		    d->last_ok ? json_integer(now - d->last_ok) : json_null(),
 		    "direct", d->direct, "error", err));
 	}
@@ -149,6 +153,9 @@ keeper_op_hold(json_t *req, int64_t now)
 		return keeper_fail("hold wants a guarded domain and until_ms "
 		    "(monotonic, at most 60 s ahead)");
 	kproc.s.dom[k].hold_until = json_integer_value(u);
+	pthread_mutex_lock(&kproc.dom[k].lock);
+	kproc.dom[k].hold_until = json_integer_value(u);
+	pthread_mutex_unlock(&kproc.dom[k].lock);
 	return json_pack("{s:b}", "ok", 1);
 }
 

@@ -14,9 +14,11 @@
 #include "common/log.h"
 
 int
-kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done)
+kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done,
+    int64_t hold_until)
 {
-	return done < last_ok + t->fence_ms - t->kill_grace_ms;
+	return done < last_ok + t->fence_ms - t->kill_grace_ms ||
+	    (last_ok > 0 && done < hold_until);
 }
 
 /* (Re)open the lease file when it is not open, or was replaced or removed
@@ -141,7 +143,7 @@ kdom_main(void *arg)
 		pthread_mutex_lock(&d->lock);
 		if (rc == 0) {
 			d->last_done = t0;
-			if (kdom_counted(&d->t, d->last_ok, t1))
+			if (kdom_counted(&d->t, d->last_ok, t1, d->hold_until))
 				d->last_ok = t0;
 			d->error[0] = '\0';
 		} else {

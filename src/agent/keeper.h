@@ -126,6 +126,7 @@ struct kdom {
 	int64_t		last_ok;	/* counted renewal start */
 	int64_t		last_done;	/* latest completed renewal start */
 	int64_t		last_fail;	/* latest failed renewal end */
+	int64_t		hold_until;	/* leave mode: kdom_counted */
 	char		error[160];	/* why the last renewal failed */
 	int64_t		sync_req;	/* syncfs wanted (time asked) */
 	int64_t		sync_done;	/* start of the latest completed syncfs */
@@ -138,8 +139,12 @@ struct kdom {
 
 /* A renewal that completed at done counts (moves last_ok) only when it
  * completed before the kill time of the one before it, last_ok + F - K:
- * a late success revives no VM. */
-int	 kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done);
+ * a late success revives no VM. Or, in leave mode, before hold_until (the
+ * kill held since then, nothing killed: the manager, which restarts only
+ * a host it has not heard for H, has restarted nothing), unless no
+ * renewal was ever counted (last_ok 0). */
+int	 kdom_counted(const struct ktiming *t, int64_t last_ok, int64_t done,
+	    int64_t hold_until);
 /* Its lock and (monotonic) condition, once, before anything uses d. */
 int	 kdom_init(struct kdom *d);
 /* Start d's thread (detached: a hung write blocks only it). */

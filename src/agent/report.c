@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "agent/agent_int.h"
+#include "agent/keeper.h"
 #include "common/httpc.h"
 #include "common/log.h"
 #include "common/util.h"
@@ -44,6 +45,19 @@ static int64_t iso_after_ms = 5000, iso_last_ok;
 static char iso_response[16] = "poweroff";
 static int iso_isolated, iso_noted;
 
+/* ha_storage_loss_response=leave (docs/ha.md, "Storage lost by a live
+ * host"): the VMs of a domain this host lost stay (frozen) while the
+ * manager hears the host. After each report the manager acknowledged,
+ * sent at monotonic time S, the keeper holds the kill of a lost domain's
+ * VMs until S + H - W - M - T: H the manager's heartbeat timeout
+ * (isolation_ms), W the watchdog's timeout, M the margin, T the keeper's
+ * tick. The manager restarts the VMs no sooner than H after it received
+ * the last report (>= S); by then the keeper has killed them (at the
+ * hold's end) or stopped petting, and the host resets by S + H - M. */
+#define REPORT_HOLD_MARGIN_MS	500	/* M, as the manager's (failover.c) */
+static char loss_response[16] = "restart";
+static int hold_set;			/* a hold may be in force */
+
 static void
 report_take_settings(json_t *reply)
 {
@@ -60,6 +74,10 @@ report_take_settings(json_t *reply)
 		    "isolation_ms"));
 	if (resp && (strcmp(resp, "poweroff") == 0 || strcmp(resp, "leave") == 0))
 		snprintf(iso_response, sizeof(iso_response), "%s", resp);
+	resp = json_string_value(json_object_get(reply,
+	    "ha_storage_loss_response"));
+	if (resp && (strcmp(resp, "restart") == 0 || strcmp(resp, "leave") == 0))
+		snprintf(loss_response, sizeof(loss_response), "%s", resp);
 	if (json_is_integer(json_object_get(reply, "monitor_interval_ms")) &&
 	    json_is_integer(json_object_get(reply, "monitor_misses")))
 		health_settings((int)json_integer_value(json_object_get(reply,
@@ -171,6 +189,27 @@ report_apply_reply(json_t *reply)
 	}
 }
 
+/* After a report acknowledged (sent at sent_ms): with leave, a hold on
+ * every domain until sent_ms + H - W - M - T; one that would already be
+ * over, or restart after leave, ends the holds (until 0). */
+static void
+report_hold(int64_t sent_ms)
+{
+	int64_t until = sent_ms + iso_after_ms - agent_cfg.watchdog_ms -
+	    REPORT_HOLD_MARGIN_MS - KEEPER_TICK_MS;
+	int i, leave = strcmp(loss_response, "leave") == 0;
+
+	if (!leave && !hold_set)
+		return;
+	if (!leave || until <= util_mono_ms())
+		until = 0;
+	for (i = 0; i < agent_cfg.nstorage; i++)
+		if (keeperctl_hold(agent_cfg.storage[i].name, until) < 0)
+			log_debug("keeper: no hold on %s",
+			    agent_cfg.storage[i].name);
+	hold_set = until > 0;
+}
+
 /* 0 registered; -1 retry later; -2 refused for good (bad token). */
 /* The current manager's URL + path; only the report thread calls this. */
 static void
@@ -260,6 +299,7 @@ report_send(const char *key)
 	struct httpc_resp resp;
 	char url[640], gen[NET_GEN_MAX + 1];
 	json_t *exits = vmhost_exits(), *body;
+	int64_t sent_ms;
 	int rc = -1;
 
 	/* scan: whether a VM missing from vms is truly not running here;
@@ -276,6 +316,7 @@ report_send(const char *key)
 	json_object_set_new(body, "net_gen", json_string(gen));
 	json_object_set_new(body, "net_status", net_status());
 	report_url(url, sizeof(url), "/api/v1/agent/report");
+	sent_ms = util_mono_ms();
 	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {
 		log_debug("report: %s", resp.err);
 		resp.status = 0;
@@ -296,6 +337,7 @@ report_send(const char *key)
 	}
 	vmhost_exits_ack(exits);
 	report_apply_reply(resp.json);
+	report_hold(sent_ms);
 	/* A large cluster asks its hosts to report less often. */
 	if (json_is_integer(json_object_get(resp.json, "heartbeat_interval_ms"))) {
 		json_int_t iv = json_integer_value(json_object_get(resp.json,

@@ -285,6 +285,95 @@ def test_storage_lost_by_one_host_fences_and_restarts(hc, guest):
                    "storage lease could not be renewed)")], ev
 
 
+@pytest.mark.local_storage_only
+def test_storage_lost_with_leave_holds_while_the_host_is_heard(hc, guest):
+    """ha_storage_loss_response=leave: a host that lost a domain keeps its
+    VMs there (the agent has the keeper hold their kill after each report
+    the manager acknowledged) for as long as the manager hears it, and
+    nothing is restarted elsewhere; the host reports the lease lost. The
+    storage comes back: the lease is ok again and the VM never stopped.
+    Lost again, and the manager no longer hears the host (its agent
+    stopped with SIGSTOP: no reports; the keeper goes on): the hold runs
+    out H - W - M - T (3.4 s) after the last acknowledged report and the
+    keeper kills the VM there, before the manager could act (H, 5 s,
+    after the last report it received). The manager restarts nothing
+    then: the lease file made a directory is unreadable, which proves
+    nothing about renewals (hostlease.c), so here the restart elsewhere
+    comes once the agent, resumed, reports the fenced exit; never two
+    copies. (A host whose lease record stays readable and stops
+    changing is restarted on by the manager: test_host_crash_* and the
+    fault suite.) Guards src/agent/report.c report_hold
+    (without it the keeper kills the VM 3 s after the loss and nothing
+    restarts it while the host is heard), the keeper's hold
+    (src/agent/kctl.c keeper_op_hold, keeper.c keeper_absorb) and
+    kdomain.c kdom_counted (a renewal within the hold counts). Local
+    storage only, as the test above (the lease file made a directory)."""
+    pids = settled(hc, ("ha1", "ha2", "ha3"))
+    v = hc.vm("ha1")
+    host, pid = v["host"], pids["ha1"]
+    others = tuple(h for h in ("h1", "h2", "h3") if h != host)
+    lease = os.path.join(hc.storage, "leases", "%s.json" % host)
+
+    def lease_word():
+        return hc.cli("host", "show", host, json=True)["storage"][0].get(
+            "lease")
+
+    def same_vm():
+        got = hc.vm("ha1")
+        assert got["host"] == host and qemu_pid(v["uuid"]) == pid, got
+
+    hc.cli("cluster", "set", "ha_storage_loss_response=leave")
+    # The setting reaches the agents with the replies to their reports
+    # (every second).
+    time.sleep(3)
+    s = Sampler(v["uuid"])
+    stopped = broken = False
+    try:
+        os.unlink(lease)
+        os.mkdir(lease)         # renewals on the host now fail
+        broken = True
+        wait_for(lambda: lease_word() == "lost", 10,
+                 "%s to report its lease on local lost" % host)
+        # 9 s: three times the fence time F (3 s) past the loss.
+        end = time.monotonic() + 9
+        while time.monotonic() < end:
+            same_vm()
+            time.sleep(0.5)
+        os.rmdir(lease)         # the storage is back
+        broken = False
+        wait_for(lambda: lease_word() == "ok", 10,
+                 "%s's lease on local ok again" % host)
+        same_vm()
+        os.unlink(lease)
+        os.mkdir(lease)
+        broken = True
+        wait_for(lambda: lease_word() == "lost", 10,
+                 "%s to report its lease on local lost again" % host)
+        time.sleep(4)           # past F: only the hold keeps the VM
+        same_vm()
+        hc.agents[host].signal(signal.SIGSTOP)
+        stopped = time.monotonic()
+        # The last report acknowledged before the stop was sent at most
+        # a report interval (1 s) earlier, its hold ends 3.4 s after it;
+        # the keeper kills within a tick (0.1 s) of that.
+        wait_for(lambda: pid not in qemu_pids(v["uuid"]), 10,
+                 "ha1's QEMU on %s to be killed" % host)
+        killed = time.monotonic() - stopped
+        assert killed < 3.4 + 0.1 + 1.0, killed
+        hc.agents[host].signal(signal.SIGCONT)
+        stopped = False
+        got = wait_running_on(hc, "ha1", others, 40)
+    finally:
+        if stopped:
+            hc.agents[host].signal(signal.SIGCONT)
+        if broken:
+            os.rmdir(lease)
+        hc.cli("cluster", "set", "ha_storage_loss_response=restart")
+        assert s.stop() == 1
+    assert got["host"] in others, got
+    hc.wait_host(host, "up", 30)
+
+
 def test_manager_restart_restarts_nothing(hc, guest):
     vms = settled(hc, ("ha1", "ha2", "ha3"))
     hc.manager.stop()

@@ -350,9 +350,14 @@ test_record(void **state)
 static void
 test_renewal_counting_rule(void **state)
 {
-	assert_true(kdom_counted(&tim, 1000, 1000 + 2749));
-	assert_false(kdom_counted(&tim, 1000, 1000 + 2750));
-	assert_false(kdom_counted(&tim, 0, 5000));	/* fenced at start */
+	assert_true(kdom_counted(&tim, 1000, 1000 + 2749, 0));
+	assert_false(kdom_counted(&tim, 1000, 1000 + 2750, 0));
+	assert_false(kdom_counted(&tim, 0, 5000, 0));	/* fenced at start */
+	/* Leave mode: before hold_until it counts (the kill is held), not
+	 * at or after it, nor without a counted renewal before. */
+	assert_true(kdom_counted(&tim, 1000, 6000, 6001));
+	assert_false(kdom_counted(&tim, 1000, 6001, 6001));
+	assert_false(kdom_counted(&tim, 0, 5000, 9000));
 }
 
 /* Guards kmain.c: keeper_timing_check(): the start-up refusals. */
