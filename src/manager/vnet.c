@@ -551,6 +551,23 @@ cleanup:
 
 /* ---- which hosts can run which networks ------------------------------------- */
 
+/* The entries of an agent's net_datapath that name a datapath we know:
+ * nothing else an agent sends reaches network show. New reference. */
+static json_t *
+vnet_dp_known(json_t *dp)
+{
+	json_t *out = json_object(), *v;
+	const char *net, *s;
+
+	json_object_foreach(dp, net, v) {
+		s = json_string_value(v);
+		if (s != NULL && (strcmp(s, "8021q") == 0 ||
+		    strcmp(s, "ebpf") == 0) && util_name_valid(net))
+			json_object_set(out, net, v);
+	}
+	return out;
+}
+
 /* Keep the host's network states (and its VLAN networks' datapaths); a
  * network that fails or recovers on a host is an event (not every report:
  * only changes). */
@@ -578,7 +595,7 @@ vnet_host_status(const char *host, json_t *st, json_t *dp)
 	if (vnet_dp == NULL)
 		vnet_dp = json_object();
 	if (json_is_object(dp))
-		json_object_set_new(vnet_dp, host, json_deep_copy(dp));
+		json_object_set_new(vnet_dp, host, vnet_dp_known(dp));
 	else
 		json_object_del(vnet_dp, host);
 	pthread_mutex_unlock(&vnet_lock);
