@@ -8,6 +8,8 @@ with changed VXLAN peers, deletion, TAP clean-up, an agent restart (nothing
 lost, nothing duplicated) and that objects the agent does not own are never
 touched."""
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -129,6 +131,36 @@ def tc_filters(ns, dev, direction="ingress"):
         res.append((e["pref"], o.get("handle"), prog.get("name", e["kind"]),
                     prog.get("id")))
     return sorted(res, key=str)
+
+
+def bpf_prog_exists(prog_id):
+    """Whether the kernel still has eBPF program prog_id (bpf(2)
+    BPF_PROG_GET_FD_BY_ID; x86-64's syscall number): a program goes
+    once no filter and no file descriptor holds it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint32 * 32)()     # union bpf_attr, zero-filled
+    attr[0] = prog_id
+    fd = libc.syscall(321, 13, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd >= 0:
+        os.close(fd)
+        return True
+    assert ctypes.get_errno() == errno.ENOENT, os.strerror(ctypes.get_errno())
+    return False
+
+
+def bpf_fds(daemon):
+    """The eBPF programs and maps daemon holds open (it should hold none:
+    attached programs are held by their filters)."""
+    d = "/proc/%d/fd" % daemon.proc.pid
+    out = []
+    for fd in os.listdir(d):
+        try:
+            t = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if t.startswith("anon_inode:bpf"):
+            out.append(t)
+    return out
 
 
 def tc_qdiscs(ns, dev):
@@ -422,6 +454,7 @@ def test_apply_reapply_restart_remove(host):
     assert st == {"natnet": "ok", "vl": VLAN_OK, "vx": "ok", "br": "ok",
                   "nobr": "bridge nope0 not found on host h1"}, st
     pids = check_first(h, foreign)
+    assert bpf_fds(h.agent) == []
 
     # A leaked TAP of this agent (no VM holds it) and one a "QEMU" holds;
     # another agent's TAP.
@@ -464,8 +497,12 @@ def test_apply_reapply_restart_remove(host):
     assert st["vx"] == "ok" and st["vl"] == VLAN_OK
     assert {n: l["ifindex"] for n, l in links(h.ns).items()} == before
     assert {d: tc_filters(h.ns, d) for d in filters} == filters
+    assert bpf_fds(h.agent) == []
     assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.3", "10.77.0.4"]
     assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
+    progs = [f[3] for fs in filters.values() for f in fs if f[3]]
+    assert len(progs) == (2 if VLAN_DP == "ebpf" else 0), filters
+    assert all(bpf_prog_exists(p) for p in progs)
 
     # Every network removed: every owned object goes, foreign ones stay,
     # the TAP a VM holds stays.
@@ -480,10 +517,30 @@ def test_apply_reapply_restart_remove(host):
     assert "vbr0" in ln and "up0" in ln
     assert tc_filters(h.ns, "up0") == foreign
     assert tc_qdiscs(h.ns, "up0") == qdiscs
+    # Their programs are gone from the kernel, not only detached. A
+    # deleted tc filter drops its program after an RCU grace period (the
+    # kernel's cls_bpf, tcf_queue_work): milliseconds; 5 s for a loaded
+    # machine.
+    wait_for(lambda: not [p for p in progs if bpf_prog_exists(p)], 5,
+             "the VLAN programs %r to leave the kernel" % progs)
+    assert bpf_fds(h.agent) == []
+
+
+# VLAN ids no network may have (802.1Q: 0 is a priority tag, 4095
+# reserved) and what is not a VLAN id at all.
+BAD_VLANS = {"vlan0": 0, "vlan4095": 4095, "vlanneg": -1, "vlanbig": 65636,
+             "vlanstr": "100", "vlanreal": 100.0, "vlanbool": True}
 
 
 def test_bad_payloads(host):
+    """A payload's malformed networks are refused one by one, each with a
+    one-line status, and nothing is made for them. Guards src/net/netcfg.c
+    (net_parse_link's VLAN id range among them: the agent, as root, loads
+    the VLAN id into its eBPF programs, src/net/netbpf.c) -- no VLAN port,
+    no veth, no clsact or filter on the uplink for a VLAN id outside
+    1..4094."""
     h = host
+    qdiscs = tc_qdiscs(h.ns, "up0")
     h.push("b1", [
         net("ok1", 7, "vxlan", vni=7007, mtu=1450, uplink="up0"),
         net("badup", 8, "vlan", vlan=5, uplink="eth0;reboot"),
@@ -493,15 +550,22 @@ def test_bad_payloads(host):
         net("badpeer", 12, "vxlan", vni=7012, peers=["10.0.0.1; rm"]),
         net("badmac", 13, "nat", subnet="10.9.0.0/24", gateway="10.9.0.1",
             mac="01:00:5e:00:00:01"),
-    ])
+    ] + [net(name, 20 + i, "vlan", vlan=v, uplink="up0")
+         for i, (name, v) in enumerate(sorted(BAD_VLANS.items()))])
     h.start_agent()
     st = h.wait_gen("b1")
     assert st["ok1"] == "ok"
     for name in ("badup", "badvni", "badcidr", "dupvni", "badpeer", "badmac"):
         assert st[name].startswith("invalid network: "), (name, st[name])
+    for name in BAD_VLANS:
+        assert st[name] == "invalid network: vlan: want 1..4094", \
+            (name, st[name])
     ln = links(h.ns)
     assert sorted(n for n in ln if n.startswith("cvn")) == \
         ["cvnb7", "cvnb99", "cvnx7"]
+    assert tc_qdiscs(h.ns, "up0") == qdiscs and \
+        tc_filters(h.ns, "up0") == []
+    assert h.report()["net_datapath"] == {}
 
     # A network that fails is tried again without a new generation.
     x7 = ln["cvnx7"]
@@ -872,3 +936,35 @@ def test_vlan_without_a_datapath_refused(host):
     assert "cvnv2" not in ln and "cvnq2" not in ln
     assert tc_qdiscs(h.ns, "up0") == qdiscs and \
         tc_filters(h.ns, "up0") == []
+
+
+def test_vlan_removed_while_the_agent_was_down(host):
+    """A VLAN network deleted while its host's agent was stopped: the
+    agent that comes back removes its links, its tc filters and their
+    programs (the saved payload it starts from still has the network),
+    and leaves an operator's filter on the uplink and the qdiscs as they
+    were. Guards src/net/netapply.c net_reconcile ->
+    src/net/netbpf.c netbpf_reconcile (the uplink filter: nothing else
+    names it once the network is gone) and net_vlan_filter_wanted."""
+    h = host
+    foreign = add_foreign_filter(h.ns)
+    qdiscs = tc_qdiscs(h.ns, "up0")
+    h.push("d1", [VLAN])
+    h.start_agent()
+    assert h.wait_gen("d1") == {"vl": "ok"}
+    progs = [f[3] for d in ("up0", "cvnq2") if d in links(h.ns)
+             for f in tc_filters(h.ns, d) if f[3]]
+    assert len(progs) == (2 if VLAN_DP == "ebpf" else 0), progs
+    h.stop_agent()
+    h.push("d2", [])
+    h.start_agent()
+    assert h.wait_gen("d2") == {}
+    ln = links(h.ns)
+    assert "cvnv2" not in ln and "cvnq2" not in ln and "cvnb2" not in ln
+    assert tc_filters(h.ns, "up0") == foreign
+    assert tc_qdiscs(h.ns, "up0") == qdiscs
+    # A deleted filter's program goes after an RCU grace period
+    # (cls_bpf's tcf_queue_work): milliseconds; 5 s for a loaded machine.
+    wait_for(lambda: not [p for p in progs if bpf_prog_exists(p)], 5,
+             "the VLAN programs %r to leave the kernel" % progs)
+    assert bpf_fds(h.agent) == []
