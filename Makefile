@@ -1,6 +1,6 @@
 # cvirt build: `make` -> build/cvirt; `make test` runs every test layer.
 CC      ?= cc
-PKGS    := jansson sqlite3 libsodium openssl
+PKGS    := jansson sqlite3 libsodium openssl libbpf
 # Headers only: libpq is loaded on first use (src/manager/db_pqload.c).
 DLPKGS  := libpq
 CFLAGS  ?= -O2 -g
@@ -25,7 +25,8 @@ else
 BUILD   ?= build
 endif
 
-SRCS    := $(sort $(wildcard src/*.c src/*/*.c))
+# *.bpf.c are eBPF programs (below), not part of the host code.
+SRCS    := $(filter-out %.bpf.c,$(sort $(wildcard src/*.c src/*/*.c)))
 OBJS    := $(SRCS:%.c=$(BUILD)/%.o)
 LIBOBJS := $(filter-out $(BUILD)/src/main.o,$(OBJS))
 UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
@@ -47,6 +48,19 @@ $(BUILD)/tests/%: tests/unit/%.c $(UNIT_HELPERS) $(wildcard tests/unit/*.h) $(LI
 	$(CC) $(CFLAGS) $(LDFLAGS) -Itests/unit -o $@ $< $(UNIT_HELPERS) $(LIBOBJS) $(LDLIBS) -lcmocka
 
 unit: $(UNIT_BINS)
+
+# The eBPF VLAN datapath (src/net/netbpf.bpf.c): clang -target bpf, then
+# embedded in the binary by netbpf_obj.c (.incbin of the object file).
+BPF_CC     ?= clang
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Werror -Isrc \
+              -I/usr/include/$(shell $(BPF_CC) -print-multiarch 2>/dev/null)
+define netbpf_rules
+$(1)/src/net/netbpf.bpf.o: src/net/netbpf.bpf.c src/net/netbpf_prog.h
+	@mkdir -p $$(dir $$@)
+	$$(BPF_CC) $$(BPF_CFLAGS) -c -o $$@ $$<
+$(1)/src/net/netbpf_obj.o: $(1)/src/net/netbpf.bpf.o
+$(1)/src/net/netbpf_obj.o: $(2) += -DNETBPF_OBJ='"$(1)/src/net/netbpf.bpf.o"'
+endef
 
 # Everything is rebuilt when the compiler or its flags change (an old
 # build-san/ was made by GCC: its objects do not link with clang's ASan).
@@ -88,6 +102,9 @@ $(FUZZ_BUILD)/fuzz_api: tests/fuzz/fuzz_api.c $(FUZZ_OBJS)
 	    $(filter-out %/agentc.o,$(FUZZ_OBJS)) $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
+
+$(eval $(call netbpf_rules,$(BUILD),CFLAGS))
+$(eval $(call netbpf_rules,$(FUZZ_BUILD),FUZZ_CFLAGS))
 
 # `make install DESTDIR=... PREFIX=/usr`: the binary, systemd units, config
 # files, bash completion, docs and (when built) the web UI.

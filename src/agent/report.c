@@ -315,6 +315,7 @@ report_send(const char *key)
 	net_gen(gen, sizeof(gen));
 	json_object_set_new(body, "net_gen", json_string(gen));
 	json_object_set_new(body, "net_status", net_status());
+	json_object_set_new(body, "net_datapath", net_datapath());
 	report_url(url, sizeof(url), "/api/v1/agent/report");
 	sent_ms = util_mono_ms();
 	if (httpc_request("POST", url, key, body, 5000, &resp) < 0) {

@@ -20,7 +20,8 @@ cli_net_print(json_t *n)
 		{ "vms", "vms", CLI_F_NAMES },
 	};
 	json_t *hosts = json_object_get(n, "hosts"), *v;
-	const char *host;
+	json_t *dps = json_object_get(n, "datapaths");
+	const char *host, *dp;
 	char buf[256];
 
 	cli_out_kv(n, fields, NELEM(fields));
@@ -29,7 +30,11 @@ cli_net_print(json_t *n)
 	printf("hosts:\n");
 	json_object_foreach(hosts, host, v) {
 		cli_out_value(v, CLI_F_STR, buf, sizeof(buf));
-		printf("  %s: %s\n", host, buf);
+		dp = json_string_value(json_object_get(dps, host));
+		if (dp != NULL)
+			printf("  %s: %s (datapath %s)\n", host, buf, dp);
+		else
+			printf("  %s: %s\n", host, buf);
 	}
 }
 

@@ -301,7 +301,8 @@ api_agent_net(const char *host, json_t *body, json_t *reply)
 {
 	json_t *have = json_object_get(body, "net_gen"), *net;
 
-	vnet_host_status(host, json_object_get(body, "net_status"));
+	vnet_host_status(host, json_object_get(body, "net_status"),
+	    json_object_get(body, "net_datapath"));
 	if (!json_is_string(have))
 		return;
 	if ((net = vnet_payload(host, json_string_value(have))) != NULL)

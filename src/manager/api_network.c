@@ -46,6 +46,9 @@ api_net_full(json_t *row, int hosts)
 	if (hosts)
 		json_object_set_new(o, "hosts", vnet_hosts_of(JS(row, "name"),
 		    strcmp(JS(row, "type"), "user") == 0));
+	if (hosts && strcmp(JS(row, "type"), "vlan") == 0)
+		json_object_set_new(o, "datapaths", vnet_datapaths_of(JS(row,
+		    "name")));
 	return o;
 }
 

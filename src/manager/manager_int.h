@@ -397,13 +397,17 @@ void	 vnet_backfill(void);
 json_t	*vnet_json(json_t *row);
 /* The desired network state for host, NULL when have is current. */
 json_t	*vnet_payload(const char *host, const char *have);
-void	 vnet_host_status(const char *host, json_t *status);
+/* A host's report: status {network: "ok" | error}, dp {vlan network:
+ * "8021q" | "ebpf"} (NULL from agents that do not say). Borrowed. */
+void	 vnet_host_status(const char *host, json_t *status, json_t *dp);
 /* A deleted host: its network states are dropped. */
 void	 vnet_host_forget(const char *host);
 /* 0 when host realized every network of spec's nics; else -1 and why. */
 int	 vnet_host_check(const char *host, json_t *spec, char *why, size_t whysz);
 /* {host: state} of a network; user: a user-mode one ("ok" everywhere). */
 json_t	*vnet_hosts_of(const char *network, int user);
+/* {host: datapath} of a VLAN network (hosts that realized it). */
+json_t	*vnet_datapaths_of(const char *network);
 extern const struct httpd_route api_network_routes[];
 extern const size_t api_network_nroutes;
 

@@ -22,6 +22,7 @@ static pthread_mutex_t vnet_lock = PTHREAD_MUTEX_INITIALIZER;
 static char vnet_epoch[17];
 static unsigned long long vnet_counter;
 static json_t *vnet_status;	/* host name -> {network: "ok" | error} */
+static json_t *vnet_dp;		/* host name -> {vlan network: datapath} */
 
 /* ---- addresses ------------------------------------------------------------ */
 
@@ -550,10 +551,28 @@ cleanup:
 
 /* ---- which hosts can run which networks ------------------------------------- */
 
-/* Keep the host's network states; a network that fails or recovers on a
- * host is an event (not every report: only changes). */
+/* The entries of an agent's net_datapath that name a datapath we know:
+ * nothing else an agent sends reaches network show. New reference. */
+static json_t *
+vnet_dp_known(json_t *dp)
+{
+	json_t *out = json_object(), *v;
+	const char *net, *s;
+
+	json_object_foreach(dp, net, v) {
+		s = json_string_value(v);
+		if (s != NULL && (strcmp(s, "8021q") == 0 ||
+		    strcmp(s, "ebpf") == 0) && util_name_valid(net))
+			json_object_set(out, net, v);
+	}
+	return out;
+}
+
+/* Keep the host's network states (and its VLAN networks' datapaths); a
+ * network that fails or recovers on a host is an event (not every report:
+ * only changes). */
 void
-vnet_host_status(const char *host, json_t *st)
+vnet_host_status(const char *host, json_t *st, json_t *dp)
 {
 	json_t *old, *changed = json_object(), *v;
 	const char *net;
@@ -573,6 +592,12 @@ vnet_host_status(const char *host, json_t *st)
 			json_object_set(changed, net, v);
 	}
 	json_object_set_new(vnet_status, host, json_deep_copy(st));
+	if (vnet_dp == NULL)
+		vnet_dp = json_object();
+	if (json_is_object(dp))
+		json_object_set_new(vnet_dp, host, vnet_dp_known(dp));
+	else
+		json_object_del(vnet_dp, host);
 	pthread_mutex_unlock(&vnet_lock);
 	json_object_foreach(changed, net, v) {
 		if (strcmp(json_string_value(v), "ok") == 0)
@@ -591,6 +616,7 @@ vnet_host_forget(const char *host)
 {
 	pthread_mutex_lock(&vnet_lock);
 	json_object_del(vnet_status, host);
+	json_object_del(vnet_dp, host);
 	pthread_mutex_unlock(&vnet_lock);
 }
 
@@ -648,6 +674,23 @@ vnet_hosts_of(const char *network, int user)
 		json_t *s = json_object_get(v, network);
 		json_object_set_new(out, host, json_string(user ? "ok" :
 		    json_is_string(s) ? json_string_value(s) : "not realized"));
+	}
+	pthread_mutex_unlock(&vnet_lock);
+	return out;
+}
+
+/* {host: "8021q" | "ebpf"} of a VLAN network, for network show: which
+ * datapath each host that realized it uses. */
+json_t *
+vnet_datapaths_of(const char *network)
+{
+	json_t *out = json_object(), *v, *d;
+	const char *host;
+
+	pthread_mutex_lock(&vnet_lock);
+	json_object_foreach(vnet_dp, host, v) {
+		if (json_is_string(d = json_object_get(v, network)))
+			json_object_set(out, host, d);
 	}
 	pthread_mutex_unlock(&vnet_lock);
 	return out;

@@ -24,6 +24,7 @@ static pthread_cond_t net_cond;	/* CLOCK_MONOTONIC (net_init) */
 static pthread_once_t net_cond_once = PTHREAD_ONCE_INIT;
 static struct net_payload net_cur;
 static json_t *net_stat;		/* {name: "ok" | error} */
+static json_t *net_dp;			/* {vlan network: "8021q" | "ebpf"} */
 static json_t *net_pending;		/* a payload not yet applied */
 static int net_applied, net_quit, net_started, net_root;
 static char net_busy_gen[NET_GEN_MAX + 1];	/* being applied */
@@ -104,11 +105,12 @@ net_keep_tap(json_t *link)
 }
 
 /* Realize every network of p and delete what it does not want. Called
- * with net_kern_lock held; status gets one entry per named network. */
+ * with net_kern_lock held; status gets one entry per named network, dp
+ * one per VLAN network realized (its datapath). */
 static void
-net_apply_kernel(const struct net_payload *p, json_t *status)
+net_apply_kernel(const struct net_payload *p, json_t *status, json_t *dp)
 {
-	struct net_ctx c = { &net_cfg, p, NULL };
+	struct net_ctx c = { &net_cfg, p, NULL, dp };
 	char err[256], lerr[256] = "";
 	json_t *prev = net_status();
 	const char *was;
@@ -170,7 +172,7 @@ net_apply(json_t *raw, int save)
 	static int64_t logged;
 	struct net_payload p;
 	char err[256];
-	json_t *status = json_object(), *v;
+	json_t *status = json_object(), *dp = json_object(), *v;
 	const char *k;
 	int failing = 0;
 
@@ -183,10 +185,11 @@ net_apply(json_t *raw, int save)
 			logged = util_mono_ms();
 		}
 		json_decref(status);
+		json_decref(dp);
 		return -1;
 	}
 	pthread_mutex_lock(&net_kern_lock);
-	net_apply_kernel(&p, status);
+	net_apply_kernel(&p, status, dp);
 	pthread_mutex_unlock(&net_kern_lock);
 	json_object_foreach(status, k, v) {
 		if (strcmp(json_string_value(v), "ok") != 0)
@@ -202,6 +205,8 @@ net_apply(json_t *raw, int save)
 	net_cur = p;
 	json_decref(net_stat);
 	net_stat = status;
+	json_decref(net_dp);
+	net_dp = dp;
 	net_applied = 1;
 	pthread_mutex_unlock(&net_lock);
 	return failing;
@@ -371,6 +376,17 @@ net_status(void)
 
 	pthread_mutex_lock(&net_lock);
 	s = net_stat ? json_deep_copy(net_stat) : json_object();
+	pthread_mutex_unlock(&net_lock);
+	return s ? s : json_object();
+}
+
+json_t *
+net_datapath(void)
+{
+	json_t *s;
+
+	pthread_mutex_lock(&net_lock);
+	s = net_dp ? json_deep_copy(net_dp) : json_object();
 	pthread_mutex_unlock(&net_lock);
 	return s ? s : json_object();
 }

@@ -35,6 +35,9 @@ void	 net_submit(json_t *net);
 void	 net_gen(char *out, size_t outsz);
 /* {"<network>": "ok" | "<one-line error>"}; new reference. */
 json_t	*net_status(void);
+/* {"<vlan network>": "8021q" | "ebpf"}: the datapath of each VLAN network
+ * realized on this host; new reference. */
+json_t	*net_datapath(void);
 
 /* Create (or reuse) the TAP for this MAC on the network's bridge, owned
  * by the user QEMU runs as, with the network's MTU; waits up to ~5 s for

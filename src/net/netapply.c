@@ -1,5 +1,6 @@
 /* netapply.c - realize one network's links and reconcile every cvn link. */
 #include <fcntl.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,15 +109,55 @@ net_uplink_check(struct net_ctx *c, const char *up, char *err, size_t errsz)
 	return 0;
 }
 
+/* The VLAN datapaths: the kernel's 802.1Q devices first, the eBPF
+ * programs (netbpf.c) where the kernel has no 802.1Q. Found out once per
+ * agent process, by asking the kernel, never assumed. */
+enum { NET_DP_UNKNOWN, NET_DP_8021Q, NET_DP_EBPF };
+static int net_vlan_dp;
+
+int
+net_no_link_type(const char *err)
+{
+	return strstr(err, "Unknown device type") != NULL ||
+	    strstr(err, "Operation not supported") != NULL;
+}
+
+/* Does the kernel know the "vlan" link type? A VLAN device without a
+ * lower device: a kernel with 802.1Q refuses it for that (and makes
+ * nothing), one without says it does not know the type. Anything else
+ * counts as 802.1Q: creating the real device finds out for sure. */
 static int
-net_vlan(struct net_ctx *c, const struct net_def *n, char *err, size_t errsz)
+net_vlan_probe(void)
+{
+	char err[256];
+
+	if (net_vlan_dp != NET_DP_UNKNOWN)
+		return net_vlan_dp;
+	if (netk_run(err, sizeof(err), "ip link add name cvnvprobe type vlan "
+	    "id 1") == 0) {
+		netk_run(err, sizeof(err), "ip link del dev cvnvprobe");
+		net_vlan_dp = NET_DP_8021Q;
+	} else {
+		net_vlan_dp = net_no_link_type(err) ? NET_DP_EBPF : NET_DP_8021Q;
+	}
+	log_info("net: VLAN networks use %s", net_vlan_dp == NET_DP_EBPF ?
+	    "the eBPF datapath (no 802.1Q in the kernel)" :
+	    "802.1Q devices");
+	return net_vlan_dp;
+}
+
+/* 802.1Q: the VLAN device cvnv<id> on the uplink, a port of the bridge.
+ * 1 when the kernel turns out to have no 802.1Q after all (nothing
+ * made), 0 done, -1 with err. */
+static int
+net_vlan_8021q(struct net_ctx *c, const struct net_def *n, char *err,
+    size_t errsz)
 {
 	char dev[16];
 	json_t *l, *d;
 	const char *link;
 
-	if (net_uplink_check(c, n->uplink, err, errsz) < 0 ||
-	    net_ifname('v', n->id, dev, sizeof(dev)) < 0 ||
+	if (net_ifname('v', n->id, dev, sizeof(dev)) < 0 ||
 	    net_mine(c, dev, &l, err, errsz) < 0)
 		return -1;
 	d = netk_data(l);
@@ -132,14 +173,93 @@ net_vlan(struct net_ctx *c, const struct net_def *n, char *err, size_t errsz)
 	    "name %s type vlan id %d", n->uplink, dev, n->vlan) < 0) {
 		char why[160];
 
-		/* "Unknown device type": a kernel without CONFIG_VLAN_8021Q. */
+		/* Only the kernel's own words: an old ip(8)'s "Operation not
+		 * supported" may also mean an uplink that cannot do VLANs. */
+		if (strstr(err, "Unknown device type") != NULL)
+			return 1;
 		snprintf(why, sizeof(why), "%s", err);
 		snprintf(err, errsz, "cannot create VLAN device %s on host %s: "
-		    "%s%s", dev, c->cfg->host, why, strstr(why, "Unknown device")
-		    ? " (no 802.1Q support in the kernel)" : "");
+		    "%s", dev, c->cfg->host, why);
 		return -1;
 	}
 	return net_port_up(n, dev, err, errsz);
+}
+
+/* eBPF: a veth pair, cvnv<id> a port of the bridge and cvnq<id> the
+ * trunk end, and netbpf's two filters between cvnq<id> and the uplink. */
+static int
+net_vlan_ebpf(struct net_ctx *c, const struct net_def *n, char *err,
+    size_t errsz)
+{
+	char dev[16], trunk[16], why[160];
+	json_t *l, *q, *up = netk_link(c->links, n->uplink);
+	const char *peer;
+	json_int_t upmtu = json_integer_value(json_object_get(up, "mtu"));
+
+	/* A tagged frame is 4 bytes longer than its payload allows for: the
+	 * uplink carries the network's MTU the way it would under 802.1Q
+	 * (a VLAN device's MTU is at most its lower device's). */
+	if (upmtu > 0 && n->mtu > upmtu)
+		return net_errf(err, errsz, "the network's MTU %d is above the "
+		    "MTU %lld of uplink %s on host %s", n->mtu, (long long)upmtu,
+		    n->uplink, c->cfg->host);
+	if (netbpf_probe(why, sizeof(why)) < 0)
+		return net_errf(err, errsz, "cannot realize VLAN %d on host %s: "
+		    "no 802.1Q support in the kernel, and eBPF programs do not "
+		    "load there (%s)", n->vlan, c->cfg->host, why);
+	if (net_ifname('v', n->id, dev, sizeof(dev)) < 0 ||
+	    net_ifname('q', n->id, trunk, sizeof(trunk)) < 0 ||
+	    net_mine(c, dev, &l, err, errsz) < 0 ||
+	    net_mine(c, trunk, &q, err, errsz) < 0)
+		return -1;
+	peer = json_string_value(json_object_get(l, "link"));
+	if (l != NULL && (strcmp(netk_kind(l), "veth") != 0 || q == NULL ||
+	    peer == NULL || strcmp(peer, trunk) != 0)) {
+		if (net_drop_link(c, dev, err, errsz) < 0)
+			return -1;
+		l = NULL;
+	}
+	if (l == NULL && netk_link(c->links, trunk) != NULL &&
+	    netk_run(err, errsz, "ip link del dev %s", trunk) < 0)
+		return -1;
+	if (l == NULL && (netk_link_add(dev, c->cfg->owner, err, errsz, "name "
+	    "%s type veth peer name %s", dev, trunk) < 0 || netk_run(err,
+	    errsz, "ip link set dev %s alias %s", trunk, c->cfg->owner) < 0)) {
+		char e2[256];
+
+		netk_run(e2, sizeof(e2), "ip link del dev %s", dev);
+		return -1;
+	}
+	net_no_ipv6(trunk);
+	if (netk_run(err, errsz, "ip link set dev %s mtu %d up", trunk,
+	    n->mtu) < 0 || net_port_up(n, dev, err, errsz) < 0)
+		return -1;
+	if (netbpf_vlan_apply(c->cfg->owner, n->id, n->vlan, n->uplink, trunk,
+	    why, sizeof(why)) < 0)
+		return net_errf(err, errsz, "eBPF VLAN datapath on host %s: %s",
+		    c->cfg->host, why);
+	return 0;
+}
+
+static int
+net_vlan(struct net_ctx *c, const struct net_def *n, char *err, size_t errsz)
+{
+	int rc = 1;
+
+	if (net_uplink_check(c, n->uplink, err, errsz) < 0)
+		return -1;
+	if (net_vlan_probe() == NET_DP_8021Q &&
+	    (rc = net_vlan_8021q(c, n, err, errsz)) == 1) {
+		log_info("net: no 802.1Q in the kernel after all: VLAN "
+		    "networks use the eBPF datapath");
+		net_vlan_dp = NET_DP_EBPF;
+	}
+	if (rc == 1)
+		rc = net_vlan_ebpf(c, n, err, errsz);
+	if (rc == 0 && c->datapath != NULL)
+		json_object_set_new(c->datapath, n->name, json_string(
+		    net_vlan_dp == NET_DP_EBPF ? "ebpf" : "8021q"));
+	return rc;
 }
 
 /* Does the existing VXLAN device match what n wants? */
@@ -323,6 +443,28 @@ net_parse_ifname(const char *name, char *kind, long *id)
 	return 1;
 }
 
+/* Is network id's eBPF uplink filter on ifindex still wanted? Kept
+ * while its network is invalid (like its links) or the datapath is not
+ * known yet. */
+static int
+net_vlan_filter_wanted(void *arg, long id, unsigned ifindex)
+{
+	const struct net_payload *p = ((struct net_ctx *)arg)->p;
+	size_t i;
+
+	for (i = 0; i < p->nnets; i++) {
+		const struct net_def *n = &p->nets[i];
+
+		if (n->id != id)
+			continue;
+		if (n->err[0] || net_vlan_dp == NET_DP_UNKNOWN)
+			return 1;
+		return n->type == NET_VLAN && net_vlan_dp == NET_DP_EBPF &&
+		    if_nametoindex(n->uplink) == ifindex;
+	}
+	return 0;
+}
+
 void
 net_reconcile(struct net_ctx *c, int (*keep_tap)(json_t *link))
 {
@@ -330,6 +472,9 @@ net_reconcile(struct net_ctx *c, int (*keep_tap)(json_t *link))
 	json_t *l;
 	size_t i;
 	long id;
+
+	/* The uplink filters first: none may outlive the veth it sends to. */
+	netbpf_reconcile(c->cfg->owner, net_vlan_filter_wanted, c);
 
 	json_array_foreach(c->links, i, l) {
 		const char *name = json_string_value(json_object_get(l,

@@ -31,7 +31,7 @@ net_type_name(enum net_type t)
 int
 net_ifname(char kind, long id, char *out, size_t outsz)
 {
-	if (strchr("bxvde", kind) == NULL || id < 1 || id > NET_MAX_ID)
+	if (strchr("bxvdeq", kind) == NULL || id < 1 || id > NET_MAX_ID)
 		return -1;
 	return util_fmt(out, outsz, "cvn%c%ld", kind, id);
 }

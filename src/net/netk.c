@@ -225,6 +225,23 @@ netk_nft_tables(const char *family, const char *prefix, char *err,
 }
 
 int
+netk_tc_filters(const char *dev, const char *dir, char *err, size_t errsz)
+{
+	char *argv[] = { "tc", "-j", "filter", "show", "dev", (char *)dev,
+	    (char *)dir, NULL };
+	json_t *j = netk_json(argv, err, errsz);
+	int n;
+
+	if (j == NULL)
+		return -1;
+	n = json_is_array(j) ? (int)json_array_size(j) : -1;
+	if (n < 0)
+		snprintf(err, errsz, "tc: unexpected filter list");
+	json_decref(j);
+	return n;
+}
+
+int
 netk_owned(json_t *link, const char *owner)
 {
 	const char *a = json_string_value(json_object_get(link, "ifalias"));

@@ -9,11 +9,13 @@ NICs each, cabled to two switches in the switch namespace:
 
 Guests on different hosts ping each other and one fetches a page that
 the other serves. On vlan networks, two VLAN ids with the same subnet on
-one trunk stay apart. A kernel without 802.1Q (CONFIG_VLAN_8021Q) cannot
-carry VLAN traffic at all: there the vlan test checks the refusal the
-docs promise instead, then reports itself skipped, since the traffic was
-not checked."""
+one trunk stay apart, the guests' frames cross the trunk tagged with
+their network's id, and deleting the networks leaves each host as it was.
+A kernel with 802.1Q (CONFIG_VLAN_8021Q) carries them on VLAN devices,
+one without (this machine's) on the agent's eBPF datapath: either way the
+same test runs (docs/network.md)."""
 
+import json
 import os
 import re
 import shutil
@@ -21,7 +23,8 @@ import subprocess
 
 import pytest
 
-from cvirt import kernel_has_vlan, wait_for
+import l2frames
+from cvirt import NotYet, kernel_has_vlan, wait_for
 from netns import NetnsCluster, _ip
 
 # sqlite_only: what is checked is frames between guests on the hosts'
@@ -144,50 +147,101 @@ def make_vlan_networks(tc):
            "--uplink", "etht", "--subnet", VL_NET + ".0/24")
 
 
-def test_vlan_network_refused_where_the_kernel_has_no_8021q(tc, guest_):
-    """On a kernel without 802.1Q (CONFIG_VLAN_8021Q; the development and
-    CI machines' kernel lacks it, and bridge VLAN filtering too) every host
-    says why a VLAN network cannot be realized and no VM starts on one.
-    Guards src/net/netapply.c net_vlan()'s refusal line. Skipped (allow-
-    listed) on a kernel that has 802.1Q: there the traffic test below runs
-    instead; exactly one of the two runs on any machine."""
-    if kernel_has_vlan():
-        pytest.skip("this kernel has 802.1Q: the VLAN traffic test runs")
-    make_vlan_networks(tc)
-    for net in ("v100", "v200"):
-        st = wait_for(lambda: (lambda s: s if len(s) == 2 and all(
-            v not in ("ok", "not realized") for v in s.values())
-            else None)(net_state(tc, net)), 30,
-            "each host to report on network %s" % net)
-        for h, why in st.items():
-            assert "no 802.1Q support in the kernel" in why, (h, why)
-    status, body = tc.http("POST", "/api/v1/vms", {
-        "name": "q0", "cpus": 1, "memory_mib": 64,
-        "nics": [{"network": "v100"}]})
-    assert status == 201, body
-    rc, _, err = tc.cli("vm", "start", "q0", check=False)
-    assert rc == 1 and "no 802.1Q support in the kernel" in err, (rc, err)
-    tc.cli("vm", "delete", "q0")
-    for net in ("v100", "v200"):
-        tc.cli("network", "delete", net)
+def host_objects(cl, host):
+    """A host namespace's links (name, kind, master) and, on each link,
+    its qdiscs and tc filters (prio, handle, kind or eBPF program)."""
+    ns = cl.ns[host]
+    out = {}
+    links = json.loads(subprocess.run(
+        ["ip", "-n", ns, "-d", "-j", "link", "show"], capture_output=True,
+        text=True, check=True).stdout)
+    for ln in links:
+        dev = ln["ifname"]
+        tc = []
+        for what in (["qdisc", "show", "dev", dev],
+                     ["filter", "show", "dev", dev, "ingress"],
+                     ["filter", "show", "dev", dev, "egress"]):
+            p = subprocess.run(["tc", "-n", ns, "-j"] + what,
+                               capture_output=True, text=True)
+            if p.returncode != 0 and "Cannot find device" in p.stderr:
+                tc = None       # gone since the listing: as if not listed
+                break
+            assert p.returncode == 0, p.stderr
+            for e in json.loads(p.stdout or "[]"):
+                o = e.get("options") or {}
+                tc.append((what[0], what[-1], e.get("kind"), e.get("pref"),
+                           o.get("handle"), (o.get("prog") or {}).get(
+                               "name")))
+        if tc is not None:
+            out[dev] = (ln.get("linkinfo", {}).get("info_kind"),
+                        ln.get("master"), tuple(sorted(tc, key=str)))
+    return out
+
+
+def objects_as(cl, host, want):
+    """A wait_for condition: host_objects(cl, host) is want (NotYet
+    naming the links that differ)."""
+    def check():
+        now = host_objects(cl, host)
+        if now != want:
+            raise NotYet("; ".join("%s: %r -> %r" % (d, want.get(d),
+                                                     now.get(d))
+                                   for d in sorted(set(want) | set(now))
+                                   if want.get(d) != now.get(d)))
+        return True
+    return check
+
+
+def no_taps(cl, host):
+    """A wait_for condition: no VM's TAP is left on host (a VM's TAP
+    goes when its QEMU has ended, after `vm delete` returned)."""
+    def check():
+        taps = [d for d in host_objects(cl, host) if d.startswith("cvnt")]
+        if taps:
+            raise NotYet("TAPs %r" % taps)
+        return True
+    return check
+
+
+def trunk_tags(cl, host, mac, seconds):
+    """The tags of the frames from mac that the switch's port of host's
+    trunk cable (t0: h1, t1: h2) receives within seconds."""
+    port = "t%d" % ("h1", "h2").index(host)
+    cap = l2frames.Capture(cl.nsnames[0], port, "src=" + mac.lower(),
+                           seconds)
+    return cap.result()
 
 
 def test_vlan_networks_carry_traffic_and_stay_apart(tc, guest_):
-    """Guards src/net/netapply.c: net_vlan() makes the VLAN device
-    (`link UPLINK type vlan id N`) and net_port_up() puts it in the
-    network's bridge, where the TAPs are; two VLAN ids on one trunk are
-    two segments (a guest on vlan 200 with the same subnet gets no answer
-    from vlan 100). Skipped (allow-listed) on a kernel without 802.1Q,
-    where the refusal test above runs instead."""
-    if not kernel_has_vlan():
-        pytest.skip("this kernel has no 802.1Q (CONFIG_VLAN_8021Q): VLAN "
-                    "traffic cannot be checked here; its refusal is")
+    """Guards src/net/netapply.c net_vlan(): where the kernel has 802.1Q,
+    the VLAN device (`link UPLINK type vlan id N`) that net_port_up() puts
+    in the network's bridge; where it has none (this machine's kernel),
+    net_vlan_ebpf(): a veth pair into the bridge and src/net/netbpf.c's
+    two eBPF filters, tagging towards the trunk and untagging its VLAN's
+    frames from it. Real guests on two hosts talk across the trunk, their
+    frames tagged with their network's id (captured at the switch); two
+    VLAN ids on one trunk are two segments (a guest on vlan 200 with the
+    same subnet gets no answer from vlan 100); `network show` says which
+    datapath each host uses; deleting the networks removes their links
+    and filters and nothing else."""
+    dp = "8021q" if kernel_has_vlan() else "ebpf"
+    for h in ("h1", "h2"):      # the bridge test's VMs are gone
+        wait_for(no_taps(tc, h), 20, "no TAP on %s" % h)
+    before = {h: host_objects(tc, h) for h in ("h1", "h2")}
     make_vlan_networks(tc)
     for net in ("v100", "v200"):
         wait_realized(tc, net)
+        show = tc.cli("network", "show", net, json=True)
+        assert show["datapaths"] == {"h1": dp, "h2": dp}, show
+    _, text, _ = tc.cli("network", "show", "v100")
+    assert "h1: ok (datapath %s)" % dp in text, text
     macs = talk_across(tc, guest_, "v100", VL_NET, ("q1", "q2"))
     assert macs <= switch_macs(tc, "swt"), \
         "the guests' frames did not cross the trunk"
+    # q1 pings q2 once a second: its frames reach the switch tagged 100.
+    q1 = tc.vm("q1")["nics"][0]["mac"]
+    tags = trunk_tags(tc, "h1", q1, 3)
+    assert tags and all(t == [(0x8100, 100)] for t in tags), tags
     # q3 on vlan 200, same subnet, on h2 like q2: it asks for q1's
     # address and must get no answer, while q1 and q2 go on talking.
     guest(tc, guest_, "q3", "v200", VL_NET + ".13", "h2",
@@ -196,11 +250,23 @@ def test_vlan_networks_carry_traffic_and_stay_apart(tc, guest_):
              "q3 to try 5 pings")
     assert not any(pings(tc, "q3", VL_NET + ".11")), \
         "a guest on vlan 200 reached one on vlan 100"
+    q3 = tc.vm("q3")["nics"][0]["mac"]
+    tags = trunk_tags(tc, "h2", q3, 3)
+    assert tags and all(t == [(0x8100, 200)] for t in tags), tags
     n = sum(pings(tc, "q1", VL_NET + ".12"))
     wait_for(lambda: sum(pings(tc, "q1", VL_NET + ".12")) > n + 1, 20,
              "q1's pings of q2 to go on")
     for name in ("q1", "q2", "q3"):
         tc.cli("vm", "delete", name, "--force")
+    # Deleted networks leave each host as it was before them: links,
+    # qdiscs and tc filters (the trunk's included). The hosts apply the
+    # new state with their next heartbeat (1 s); 20 s for a loaded
+    # machine.
+    for net in ("v100", "v200"):
+        tc.cli("network", "delete", net)
+    for h in ("h1", "h2"):
+        wait_for(objects_as(tc, h, before[h]), 20,
+                 "%s's links and filters as before the vlan networks" % h)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ with changed VXLAN peers, deletion, TAP clean-up, an agent restart (nothing
 lost, nothing duplicated) and that objects the agent does not own are never
 touched."""
 
+import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -20,6 +22,7 @@ import tempfile
 
 import pytest
 
+import l2frames
 from cvirt import Daemon, cvirt_bin, free_port, kernel_has_vlan, wait_for
 
 # sqlite_only: the agent here talks to a stand-in manager, so no
@@ -113,6 +116,68 @@ def fdb_dsts(ns, dev):
     out = run(ns, "bridge", "-j", "fdb", "show", "dev", dev)
     return sorted(e["dst"] for e in json.loads(out or "[]")
                   if e.get("mac") == "00:00:00:00:00:00" and "dst" in e)
+
+
+def tc_filters(ns, dev, direction="ingress"):
+    """The tc filters on dev's clsact hook: sorted (prio, handle, kind or
+    eBPF program name, program id or None); [] without a clsact."""
+    out = run(ns, "tc", "-j", "filter", "show", "dev", dev, direction)
+    res = []
+    for e in json.loads(out or "[]"):
+        o = e.get("options")
+        if o is None:
+            continue
+        prog = o.get("prog") or {}
+        res.append((e["pref"], o.get("handle"), prog.get("name", e["kind"]),
+                    prog.get("id")))
+    return sorted(res, key=str)
+
+
+def bpf_prog_exists(prog_id):
+    """Whether the kernel still has eBPF program prog_id (bpf(2)
+    BPF_PROG_GET_FD_BY_ID; x86-64's syscall number): a program goes
+    once no filter and no file descriptor holds it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = (ctypes.c_uint32 * 32)()     # union bpf_attr, zero-filled
+    attr[0] = prog_id
+    fd = libc.syscall(321, 13, ctypes.byref(attr), ctypes.sizeof(attr))
+    if fd >= 0:
+        os.close(fd)
+        return True
+    assert ctypes.get_errno() == errno.ENOENT, os.strerror(ctypes.get_errno())
+    return False
+
+
+def bpf_fds(daemon):
+    """The eBPF programs and maps daemon holds open (it should hold none:
+    attached programs are held by their filters)."""
+    d = "/proc/%d/fd" % daemon.proc.pid
+    out = []
+    for fd in os.listdir(d):
+        try:
+            t = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if t.startswith("anon_inode:bpf"):
+            out.append(t)
+    return out
+
+
+def tc_qdiscs(ns, dev):
+    return sorted(q["kind"] for q in json.loads(
+        run(ns, "tc", "-j", "qdisc", "show", "dev", dev) or "[]"))
+
+
+# Someone else's filter on the uplink (classic BPF "return 0": no match,
+# the next filter decides): never touched by the agent.
+FOREIGN_FILTER = ("tc", "filter", "add", "dev", "up0", "ingress", "prio",
+                  "3", "bpf", "bytecode", "1,6 0 0 0,")
+
+
+def add_foreign_filter(ns):
+    run(ns, "tc", "qdisc", "add", "dev", "up0", "clsact")
+    run(ns, *FOREIGN_FILTER)
+    return tc_filters(ns, "up0")
 
 
 def nft_tables(ns):
@@ -296,25 +361,41 @@ VX = net("vx", 3, "vxlan", vni=10003, mtu=1450, subnet="10.60.0.0/24",
 BR = net("br", 4, "bridge", uplink="vbr0")
 BAD = net("nobr", 5, "bridge", uplink="nope0")
 
-VLAN_OK = "ok" if kernel_has_vlan() else \
-    "cannot create VLAN device cvnv2 on host h1: Error: Unknown device " \
-    "type. (no 802.1Q support in the kernel)"
+# 802.1Q devices where the kernel has them, the eBPF datapath elsewhere
+# (src/net/netapply.c net_vlan); either way the network is realized.
+VLAN_OK = "ok"
+VLAN_DP = "8021q" if kernel_has_vlan() else "ebpf"
+PRIO = 0xc7     # the agent's tc filters (src/net/net_int.h NETBPF_PRIO)
 
 
-def check_first(h):
+def check_first(h, foreign):
     ln = links(h.ns)
     b1 = ln["cvnb1"]
     assert b1["linkinfo"]["info_kind"] == "bridge"
     assert b1["address"] == "02:00:c7:00:00:01"
     assert b1.get("ifalias") == h.owner
     assert addrs(h.ns, "cvnb1") == ["10.50.0.1/24"]
-    if VLAN_OK == "ok":
-        v = ln["cvnv2"]
+    assert h.report()["net_datapath"] == {"vl": VLAN_DP}
+    v = ln["cvnv2"]
+    assert v["master"] == "cvnb2" and v["mtu"] == 1500
+    if VLAN_DP == "8021q":
         assert v["linkinfo"]["info_kind"] == "vlan"
         assert v["linkinfo"]["info_data"]["id"] == 100
-        assert v["link"] == "up0" and v["master"] == "cvnb2"
+        assert v["link"] == "up0"
+        assert tc_filters(h.ns, "up0") == foreign
     else:
-        assert "cvnv2" not in ln
+        # A veth: cvnv2 in the bridge, its peer cvnq2 the trunk end; one
+        # filter on each side (handle = network id).
+        assert v["linkinfo"]["info_kind"] == "veth"
+        assert v["link"] == "cvnq2"
+        q = ln["cvnq2"]
+        assert q.get("master") is None and q["mtu"] == 1500
+        assert q.get("ifalias") == h.owner
+        assert addrs6(h.ns, "cvnq2") == []
+        assert [f[:3] for f in tc_filters(h.ns, "cvnq2")] == \
+            [(PRIO, "0x2", "cvn_vlan_out")]
+        mine = [f for f in tc_filters(h.ns, "up0") if f not in foreign]
+        assert [f[:3] for f in mine] == [(PRIO, "0x2", "cvn_vlan_in")]
     x = ln["cvnx3"]
     d = x["linkinfo"]["info_data"]
     assert x["linkinfo"]["info_kind"] == "vxlan"
@@ -358,13 +439,22 @@ def check_first(h):
 
 
 def test_apply_reapply_restart_remove(host):
+    """Guards src/net (netapply.c net_realize, net_reconcile; netbpf.c for
+    the eBPF VLAN datapath): what each network type makes, a reapply, an
+    agent restart that neither loses nor makes anything twice (the same
+    links, the same tc filters running the same eBPF programs), and the
+    removal of everything owned -- VLAN filters included -- while an
+    operator's tc filter on the uplink stays."""
     h = host
+    foreign = add_foreign_filter(h.ns)
+    qdiscs = tc_qdiscs(h.ns, "up0")
     h.push("g1", [NAT, VLAN, VX, BR, BAD])
     h.start_agent()
     st = h.wait_gen("g1")
     assert st == {"natnet": "ok", "vl": VLAN_OK, "vx": "ok", "br": "ok",
                   "nobr": "bridge nope0 not found on host h1"}, st
-    pids = check_first(h)
+    pids = check_first(h, foreign)
+    assert bpf_fds(h.agent) == []
 
     # A leaked TAP of this agent (no VM holds it) and one a "QEMU" holds;
     # another agent's TAP.
@@ -383,8 +473,7 @@ def test_apply_reapply_restart_remove(host):
     ln = links(h.ns)
     assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.3", "10.77.0.4"]
     assert "cvnb1" not in ln
-    assert ln["cvnx3"]["ifindex"] > 0 and ("cvnv2" in ln) == \
-        (VLAN_OK == "ok")
+    assert ln["cvnx3"]["ifindex"] > 0 and "cvnv2" in ln
     assert "table ip cvirt_nat1" not in nft_tables(h.ns)
     assert not alive(pids["dhcp1.pid"])
     assert not os.path.exists(os.path.join(h.run_net, "dhcp1.conf"))
@@ -397,16 +486,23 @@ def test_apply_reapply_restart_remove(host):
 
     # An agent restart: everything stays, nothing is made twice.
     before = {n: l["ifindex"] for n, l in links(h.ns).items()}
+    filters = {d: tc_filters(h.ns, d) for d in ("up0", "cvnq2")
+               if d in before}
     h.stop_agent()
     after_stop = {n: l["ifindex"] for n, l in links(h.ns).items()}
     assert after_stop == before
     assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
     h.start_agent()
     st = h.wait_gen("g2")
-    assert st["vx"] == "ok"
+    assert st["vx"] == "ok" and st["vl"] == VLAN_OK
     assert {n: l["ifindex"] for n, l in links(h.ns).items()} == before
+    assert {d: tc_filters(h.ns, d) for d in filters} == filters
+    assert bpf_fds(h.agent) == []
     assert fdb_dsts(h.ns, "cvnx3") == ["10.77.0.3", "10.77.0.4"]
     assert h.dnsmasq_pids() == {"dhcp3.pid": pids["dhcp3.pid"]}
+    progs = [f[3] for fs in filters.values() for f in fs if f[3]]
+    assert len(progs) == (2 if VLAN_DP == "ebpf" else 0), filters
+    assert all(bpf_prog_exists(p) for p in progs)
 
     # Every network removed: every owned object goes, foreign ones stay,
     # the TAP a VM holds stays.
@@ -419,10 +515,32 @@ def test_apply_reapply_restart_remove(host):
     assert h.dnsmasq_pids() == {}
     assert not [f for f in os.listdir(h.run_net) if f.startswith("dhcp")]
     assert "vbr0" in ln and "up0" in ln
+    assert tc_filters(h.ns, "up0") == foreign
+    assert tc_qdiscs(h.ns, "up0") == qdiscs
+    # Their programs are gone from the kernel, not only detached. A
+    # deleted tc filter drops its program after an RCU grace period (the
+    # kernel's cls_bpf, tcf_queue_work): milliseconds; 5 s for a loaded
+    # machine.
+    wait_for(lambda: not [p for p in progs if bpf_prog_exists(p)], 5,
+             "the VLAN programs %r to leave the kernel" % progs)
+    assert bpf_fds(h.agent) == []
+
+
+# VLAN ids no network may have (802.1Q: 0 is a priority tag, 4095
+# reserved) and what is not a VLAN id at all.
+BAD_VLANS = {"vlan0": 0, "vlan4095": 4095, "vlanneg": -1, "vlanbig": 65636,
+             "vlanstr": "100", "vlanreal": 100.0, "vlanbool": True}
 
 
 def test_bad_payloads(host):
+    """A payload's malformed networks are refused one by one, each with a
+    one-line status, and nothing is made for them. Guards src/net/netcfg.c
+    (net_parse_link's VLAN id range among them: the agent, as root, loads
+    the VLAN id into its eBPF programs, src/net/netbpf.c) -- no VLAN port,
+    no veth, no clsact or filter on the uplink for a VLAN id outside
+    1..4094."""
     h = host
+    qdiscs = tc_qdiscs(h.ns, "up0")
     h.push("b1", [
         net("ok1", 7, "vxlan", vni=7007, mtu=1450, uplink="up0"),
         net("badup", 8, "vlan", vlan=5, uplink="eth0;reboot"),
@@ -432,15 +550,22 @@ def test_bad_payloads(host):
         net("badpeer", 12, "vxlan", vni=7012, peers=["10.0.0.1; rm"]),
         net("badmac", 13, "nat", subnet="10.9.0.0/24", gateway="10.9.0.1",
             mac="01:00:5e:00:00:01"),
-    ])
+    ] + [net(name, 20 + i, "vlan", vlan=v, uplink="up0")
+         for i, (name, v) in enumerate(sorted(BAD_VLANS.items()))])
     h.start_agent()
     st = h.wait_gen("b1")
     assert st["ok1"] == "ok"
     for name in ("badup", "badvni", "badcidr", "dupvni", "badpeer", "badmac"):
         assert st[name].startswith("invalid network: "), (name, st[name])
+    for name in BAD_VLANS:
+        assert st[name] == "invalid network: vlan: want 1..4094", \
+            (name, st[name])
     ln = links(h.ns)
     assert sorted(n for n in ln if n.startswith("cvn")) == \
         ["cvnb7", "cvnb99", "cvnx7"]
+    assert tc_qdiscs(h.ns, "up0") == qdiscs and \
+        tc_filters(h.ns, "up0") == []
+    assert h.report()["net_datapath"] == {}
 
     # A network that fails is tried again without a new generation.
     x7 = ln["cvnx7"]
@@ -650,3 +775,196 @@ def test_two_hosts_vxlan(host, host2):
     out = run(ga, "busybox", "ping", "-c", "1", "-W", "2", "10.60.0.34",
               check=False)
     assert "1 packets transmitted, 0 packets received" in out, out
+
+
+def vlan_guests(a, b):
+    """Two hosts a and b joined by a trunk (a veth named tr on both), two
+    VLAN networks on it with the same subnet (v100: id 2, v200: id 5),
+    and a guest namespace in each network on each host:
+    {(host, vlan): guest namespace}, addresses .1/.2 (v100 on a/b) and
+    .3/.4 (v200 on a/b) of 10.72.0.0/24."""
+    run(a.ns, "ip", "link", "add", "tr", "type", "veth", "peer", "name",
+        "tr", "netns", b.ns)
+    for h in (a, b):
+        run(h.ns, "ip", "link", "set", "tr", "up")
+    nets = [net("v100", 2, "vlan", vlan=100, uplink="tr"),
+            net("v200", 5, "vlan", vlan=200, uplink="tr")]
+    for h in (a, b):
+        h.push("t1", nets)
+        h.start_agent()
+    for h in (a, b):
+        assert h.wait_gen("t1") == {"v100": "ok", "v200": "ok"}
+        assert h.report()["net_datapath"] == {"v100": VLAN_DP,
+                                              "v200": VLAN_DP}
+    g = {}
+    for i, (h, vid, br) in enumerate(((a, 100, "cvnb2"), (b, 100, "cvnb2"),
+                                      (a, 200, "cvnb5"),
+                                      (b, 200, "cvnb5"))):
+        name = "g%d%d" % (vid, i % 2)
+        ns = guest_ns(h, name, br, "52:54:00:00:%02x:%02x" % (vid // 100,
+                                                               i + 1))
+        run(ns, "ip", "addr", "add", "10.72.0.%d/24" % (i + 1), "dev",
+            "eth0")
+        g[(h, vid)] = ns
+    return g
+
+
+def pingable(ns, ip, size=56):
+    out = run(ns, "busybox", "ping", "-c", "1", "-W", "2", "-s", str(size),
+              ip, check=False)
+    return "1 packets received" in out
+
+
+@pytest.mark.skipif(not shutil.which("busybox"), reason="needs busybox")
+def test_two_hosts_vlan(host, host2):
+    """VLAN networks between two hosts, checked frame by frame on the
+    trunk. Guards src/net/netapply.c net_vlan() (802.1Q devices, or where
+    the kernel has none, as here, net_vlan_ebpf() and the eBPF programs of
+    src/net/netbpf.bpf.c): guests on one VLAN reach each other with
+    full-size frames, frames leave tagged with their network's id, two
+    VLANs with one subnet stay apart, and nothing crafted on the trunk --
+    another id, an 802.1ad tag, a priority tag, two tags -- reaches a
+    network but through its own outer 802.1Q id (a double-tagged frame
+    travels in its outer VLAN with its inner tag as payload, as 802.1Q
+    devices do; a guest's own tag never lets it out on another id)."""
+    a, b = host, host2
+    g = vlan_guests(a, b)
+    # Same VLAN: through, full-size frames too (MTU 1500: 1472 + 28).
+    assert pingable(g[(a, 100)], "10.72.0.2")
+    assert pingable(g[(a, 100)], "10.72.0.2", 1472)
+    assert pingable(g[(b, 200)], "10.72.0.3", 1472)
+    # Across VLANs, same subnet: nothing.
+    assert not pingable(g[(a, 100)], "10.72.0.4")
+    assert not pingable(g[(a, 200)], "10.72.0.2")
+
+    at_b = {"b100": (g[(b, 100)], "eth0"), "b200": (g[(b, 200)], "eth0"),
+            "wire": (b.ns, "tr")}
+    Q, AD = 0x8100, 0x88a8
+
+    def check(got, want, vid):
+        """The eBPF datapath exactly as measured; 802.1Q devices (not on
+        this kernel) at least keep every frame in the VLAN vid."""
+        if VLAN_DP == "ebpf":
+            assert got == want
+        for k, kv in (("b100", 100), ("b200", 200)):
+            assert not got[k] or kv == vid, (k, got)
+
+    # From the guests: tagged with their network's id on the wire; a tag
+    # of the guest's own stays inside it.
+    cases = [
+        (100, [], {"b100": [[]], "b200": [], "wire": [[(Q, 100)]]}),
+        (200, [], {"b100": [], "b200": [[]], "wire": [[(Q, 200)]]}),
+        (100, [(Q, 200)], {"b100": [[(Q, 200)]], "b200": [],
+                           "wire": [[(Q, 100), (Q, 200)]]}),
+        (100, [(AD, 200)], {"b100": [[(AD, 200)]], "b200": [],
+                            "wire": [[(Q, 100), (AD, 200)]]}),
+    ]
+    for i, (vid, tags, want) in enumerate(cases):
+        got = l2frames.deliveries(g[(a, vid)], "eth0", tags, "cvg%d" % i,
+                                  at_b)
+        assert got["wire"] and got["wire"][0][0] == (Q, vid), (tags, got)
+        check(got, want, vid)
+
+    # Crafted on the trunk (sent into a's end, arriving at b's): only the
+    # outer 802.1Q id decides.
+    del at_b["wire"]
+    crafted = [
+        ([(Q, 100)], 100, {"b100": [[]], "b200": []}),
+        ([(Q, 200)], 200, {"b100": [], "b200": [[]]}),
+        ([(Q, 200), (Q, 100)], 200, {"b100": [], "b200": [[(Q, 100)]]}),
+        ([(Q, 100), (Q, 200)], 100, {"b100": [[(Q, 200)]], "b200": []}),
+        ([(AD, 100)], None, {"b100": [], "b200": []}),
+        ([(AD, 100), (Q, 100)], None, {"b100": [], "b200": []}),
+        # A priority tag (id 0) outside: 802.1Q devices look inside it.
+        ([(Q, 0), (Q, 100)], 100, {"b100": [], "b200": []}),
+        ([(Q, 300)], None, {"b100": [], "b200": []}),
+        ([], None, {"b100": [], "b200": []}),
+    ]
+    for i, (tags, vid, want) in enumerate(crafted):
+        got = l2frames.deliveries(a.ns, "tr", tags, "cvt%d" % i, at_b)
+        check(got, want, vid)
+    for h in (a, b):
+        h.stop_agent()
+
+
+def test_vlan_mtu_above_the_uplink_refused(host):
+    """A VLAN network whose MTU the uplink cannot carry says so in one
+    line (src/net/netapply.c net_vlan_ebpf's check; 802.1Q refuses a VLAN
+    device's MTU above its lower device's in the kernel's words) and makes
+    no VLAN port; with the MTU lowered it is realized."""
+    h = host
+    big = net("big", 2, "vlan", vlan=100, uplink="up0", mtu=9000)
+    h.push("m1", [big])
+    h.start_agent()
+    st = h.wait_gen("m1")["big"]
+    if VLAN_DP == "ebpf":
+        assert st == "the network's MTU 9000 is above the MTU 1500 of " \
+            "uplink up0 on host h1", st
+        assert "cvnv2" not in links(h.ns)
+    else:
+        assert st != "ok" and "\n" not in st, st
+    h.push("m2", [dict(big, mtu=1500)])
+    assert h.wait_gen("m2") == {"big": "ok"}
+    assert links(h.ns)["cvnv2"]["mtu"] == 1500
+
+
+@pytest.mark.skipif(not shutil.which("setpriv"), reason="needs setpriv")
+def test_vlan_without_a_datapath_refused(host):
+    """An agent that may not load eBPF programs (CAP_BPF and CAP_SYS_ADMIN
+    dropped, as in a container without them): on a kernel without 802.1Q
+    it has no VLAN datapath at all, and the network says so in one line
+    naming both causes, with nothing made on the uplink (no veth, no
+    clsact); where the kernel has 802.1Q that is used and eBPF is not
+    needed. Guards the datapath choice in src/net/netapply.c net_vlan()
+    and net_vlan_ebpf()'s refusal (netbpf_probe before anything is made)."""
+    h = host
+    qdiscs = tc_qdiscs(h.ns, "up0")
+    h.push("n1", [VLAN])
+    h.start_agent(wrap=["setpriv", "--bounding-set", "-bpf,-sys_admin",
+                        "--inh-caps", "-bpf,-sys_admin"])
+    st = h.wait_gen("n1")["vl"]
+    if VLAN_DP == "8021q":
+        assert st == "ok", st
+        assert h.report()["net_datapath"] == {"vl": "8021q"}
+        return
+    assert st.startswith("cannot realize VLAN 100 on host h1: no 802.1Q "
+                         "support in the kernel, and eBPF programs do not "
+                         "load there ("), st
+    assert "\n" not in st
+    assert h.report()["net_datapath"] == {}
+    ln = links(h.ns)
+    assert "cvnv2" not in ln and "cvnq2" not in ln
+    assert tc_qdiscs(h.ns, "up0") == qdiscs and \
+        tc_filters(h.ns, "up0") == []
+
+
+def test_vlan_removed_while_the_agent_was_down(host):
+    """A VLAN network deleted while its host's agent was stopped: the
+    agent that comes back removes its links, its tc filters and their
+    programs (the saved payload it starts from still has the network),
+    and leaves an operator's filter on the uplink and the qdiscs as they
+    were. Guards src/net/netapply.c net_reconcile ->
+    src/net/netbpf.c netbpf_reconcile (the uplink filter: nothing else
+    names it once the network is gone) and net_vlan_filter_wanted."""
+    h = host
+    foreign = add_foreign_filter(h.ns)
+    qdiscs = tc_qdiscs(h.ns, "up0")
+    h.push("d1", [VLAN])
+    h.start_agent()
+    assert h.wait_gen("d1") == {"vl": "ok"}
+    progs = [f[3] for d in ("up0", "cvnq2") if d in links(h.ns)
+             for f in tc_filters(h.ns, d) if f[3]]
+    assert len(progs) == (2 if VLAN_DP == "ebpf" else 0), progs
+    h.stop_agent()
+    h.push("d2", [])
+    h.start_agent()
+    assert h.wait_gen("d2") == {}
+    ln = links(h.ns)
+    assert "cvnv2" not in ln and "cvnq2" not in ln and "cvnb2" not in ln
+    assert tc_filters(h.ns, "up0") == foreign
+    assert tc_qdiscs(h.ns, "up0") == qdiscs
+    # A deleted filter's program goes after an RCU grace period
+    # (cls_bpf's tcf_queue_work): milliseconds; 5 s for a loaded machine.
+    wait_for(lambda: not [p for p in progs if bpf_prog_exists(p)], 5,
+             "the VLAN programs %r to leave the kernel" % progs)
+    assert bpf_fds(h.agent) == []

@@ -44,6 +44,22 @@ def test_network_validation(cluster):
         ({"name": "a", "type": "vlan", "uplink": "eth0"}, 400, "vlan id"),
         ({"name": "a", "type": "vlan", "vlan": 5000, "uplink": "eth0"}, 400,
          "vlan"),
+        # 802.1Q: 0 is a priority tag, 4095 reserved (src/manager/
+        # api_network.c api_net_create: vlan 1..4094).
+        ({"name": "a", "type": "vlan", "vlan": 0, "uplink": "eth0"}, 400,
+         "vlan must be between 1 and 4094"),
+        ({"name": "a", "type": "vlan", "vlan": 4095, "uplink": "eth0"}, 400,
+         "vlan must be between 1 and 4094"),
+        ({"name": "a", "type": "vlan", "vlan": -1, "uplink": "eth0"}, 400,
+         "vlan must be between 1 and 4094"),
+        ({"name": "a", "type": "vlan", "vlan": 2 ** 62, "uplink": "eth0"},
+         400, "vlan must be between 1 and 4094"),
+        ({"name": "a", "type": "vlan", "vlan": "100", "uplink": "eth0"}, 400,
+         "vlan must be an integer"),
+        ({"name": "a", "type": "vlan", "vlan": 100.5, "uplink": "eth0"}, 400,
+         "vlan must be an integer"),
+        ({"name": "a", "type": "vlan", "vlan": True, "uplink": "eth0"}, 400,
+         "vlan must be an integer"),
         ({"name": "a", "type": "vlan", "vlan": 5}, 400, "uplink"),
         ({"name": "a", "type": "bridge"}, 400, "uplink"),
         ({"name": "a", "type": "bridge", "uplink": "../etc"}, 400, "uplink"),
@@ -66,6 +82,7 @@ def test_network_validation(cluster):
         st, reply = cl.http("POST", "/api/v1/networks", body)
         assert st == status, (body, reply)
         assert words.lower() in reply["error"].lower(), (body, reply)
+        assert "\n" not in reply["error"], (body, reply)
     st, nets = cl.http("GET", "/api/v1/networks")
     assert [n["name"] for n in nets] == ["user"]
 
@@ -180,6 +197,15 @@ def test_cli(cluster):
     rc, _, err = cl.cli("network", "create", "x", "--type", "vxlan",
                         "--vni", "abc", check=False)
     assert rc == 1 and "--vni" in err and len(err.strip().splitlines()) == 1
+    # VLAN ids outside 1..4094: one line, nothing sent (src/cli/
+    # cli_network.c cli_network_create's range), nothing made.
+    for vid in ("0", "4095", "-1", "0x10", "1e3", "100abc", "", " 5",
+                "18446744073709551617"):
+        rc, _, err = cl.cli("network", "create", "x", "--type", "vlan",
+                            "--uplink", "eth0", "--vlan", vid, check=False)
+        assert rc == 1 and "--vlan" in err and \
+            len(err.strip().splitlines()) == 1, (vid, rc, err)
+    assert cl.http("GET", "/api/v1/networks/x")[0] == 404
     rc, _, err = cl.cli("network", "create", "x", check=False)
     assert rc == 2 and "--type" in err
     cl.cli("vm", "create", "clivm", "--cpus", 1, "--memory", 64,

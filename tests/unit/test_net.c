@@ -62,7 +62,10 @@ test_names(void **state)
 	assert_true(strlen(n) <= 15);
 	assert_int_equal(net_ifname('b', 0, n, sizeof(n)), -1);
 	assert_int_equal(net_ifname('b', NET_MAX_ID + 1L, n, sizeof(n)), -1);
-	assert_int_equal(net_ifname('q', 1, n, sizeof(n)), -1);
+	assert_int_equal(net_ifname('z', 1, n, sizeof(n)), -1);
+	/* The trunk end of an eBPF VLAN network's veth pair. */
+	assert_int_equal(net_ifname('q', 1, n, sizeof(n)), 0);
+	assert_string_equal(n, "cvnq1");
 	assert_int_equal(net_tap_name("52:54:00:AB:cd:EF", n, sizeof(n)), 0);
 	assert_string_equal(n, "cvntabcdef");
 	assert_int_equal(net_tap_name("52:54:00:ab:cd", n, sizeof(n)), -1);

@@ -1,5 +1,6 @@
 /* test_vnet.c - unit tests for the manager's network arithmetic: CIDR
- * parsing, overlap, usable host addresses, MAC and interface names. */
+ * parsing, overlap, usable host addresses, MAC and interface names, the
+ * VLAN datapaths agents report. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -101,6 +102,54 @@ test_mac_and_ifname(void **state)
 	assert_false(vnet_ifname_valid(NULL));
 }
 
+/* Guards src/manager/vnet.c vnet_dp_known (through vnet_host_status):
+ * network show names only datapaths we know, for well-formed network
+ * names; an agent's other words (a line break, a long text, a number) and
+ * a report without net_datapath leave nothing behind. */
+static void
+test_datapaths_reported(void **state)
+{
+	static const char *const bad[] = { "v3", "v4", "v/5", "v6" };
+	json_t *st = json_object(), *dp, *dp2, *got;
+	size_t i;
+
+	(void)state;
+	dp = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s}", "v1", "ebpf", "v2",
+	    "8021q", "v3", "ebpf\nh9: ok", "v4", 1, "v/5", "ebpf", "v6",
+	    "xdp");
+	vnet_host_status("h1", st, dp);
+	dp2 = json_pack("{s:s}", "v1", "8021q");
+	vnet_host_status("h2", st, dp2);
+	got = vnet_datapaths_of("v1");
+	assert_int_equal(json_object_size(got), 2);
+	assert_string_equal(json_string_value(json_object_get(got, "h1")),
+	    "ebpf");
+	assert_string_equal(json_string_value(json_object_get(got, "h2")),
+	    "8021q");
+	json_decref(got);
+	got = vnet_datapaths_of("v2");
+	assert_int_equal(json_object_size(got), 1);
+	json_decref(got);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		got = vnet_datapaths_of(bad[i]);
+		assert_int_equal(json_object_size(got), 0);
+		json_decref(got);
+	}
+	/* A report without it (an older agent): h1 says nothing any more. */
+	vnet_host_status("h1", st, NULL);
+	got = vnet_datapaths_of("v1");
+	assert_int_equal(json_object_size(got), 1);
+	json_decref(got);
+	vnet_host_forget("h1");
+	vnet_host_forget("h2");
+	got = vnet_datapaths_of("v1");
+	assert_int_equal(json_object_size(got), 0);
+	json_decref(got);
+	json_decref(dp);
+	json_decref(dp2);
+	json_decref(st);
+}
+
 int
 main(void)
 {
@@ -108,6 +157,7 @@ main(void)
 		cmocka_unit_test(test_cidr_parse),
 		cmocka_unit_test(test_overlap_and_hosts),
 		cmocka_unit_test(test_mac_and_ifname),
+		cmocka_unit_test(test_datapaths_reported),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
