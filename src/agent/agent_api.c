@@ -12,13 +12,24 @@
 
 /* The manager's key, which the agent learns when it registers: until
  * then (just after a start, while the manager still holds the key of the
- * agent before) it answers 503 and says why, not "invalid API token". */
+ * agent before) it answers 503 and says why, not "invalid API token".
+ * With certificates the caller must also be the manager: another host's
+ * certificate and a leaked key are not enough. Its OU, which managers'
+ * certificates have carried since issue 15, must be "managers" when
+ * present (a certificate from before has none). */
 int
 agent_auth(struct httpd_req *r, int min_role)
 {
 	char key[128];
 
 	(void)min_role;
+	if (agent_tls_on() && (strcmp(r->peer_cn, "cvirt-manager") != 0 ||
+	    (r->peer_ou[0] != '\0' && strcmp(r->peer_ou, "managers") != 0))) {
+		snprintf(r->auth_err, sizeof(r->auth_err), "only the manager "
+		    "calls this host (certificate of %s)", r->peer_cn[0] ?
+		    r->peer_cn : "nobody");
+		return 403;
+	}
 	report_agent_key(key, sizeof(key));
 	if (key[0] == '\0') {
 		httpd_reply_error(r, 503, "host %s is starting: its agent has "

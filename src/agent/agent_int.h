@@ -396,6 +396,16 @@ void	 report_kick(void);		/* send a report now */
 void	 report_stop(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
+/* This host's key: DATA/agent.secret (64 hex digits, 0600), made at the
+ * first start and never replaced; the agent registers and renews its
+ * certificate with it, the manager calls the agent with it. 0 or -1. */
+int	 report_secret_init(void);
+/* A new key in DATA/agent.secret, after the manager refused the old one:
+ * a new token comes with a new key (0 or -1). */
+int	 report_secret_rotate(void);
+/* The credentials to offer the manager, in order: i = 0 the host's key,
+ * 1 the token file's (admin or join) token; NULL past the last. */
+const char *report_cred(int i);
 
 /* ajob.c: background jobs (backups, copies, merges) the manager polls */
 #define AJOB_ID_LEN 16
@@ -479,6 +489,11 @@ json_t	*agent_storage(void);
  * cluster CA (asked for with the token on first start) and the TLS
  * settings for its server in *hc (zeroed otherwise); 0 or -1 (refused). */
 int	 agent_tls_setup(struct httpd_config *hc);
+/* 1 when this host serves mutual TLS with a cluster certificate. */
+int	 agent_tls_on(void);
+/* The addresses this host asked for that its certificate does not name
+ * (the manager's word at start-up; new reference or NULL). */
+json_t	*agent_tls_pending(void);
 /* With certificates: the next migration of this QEMU goes over TLS
  * (peer: the destination's address when sending, NULL when receiving). */
 struct qmp;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/agent_int.h"
 #include "common/httpc.h"
@@ -15,6 +16,7 @@ static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
+static char report_secret[72];		/* DATA/agent.secret, set at start */
 static int64_t report_interval_ms = 1000;
 static pthread_t report_thread;
 static size_t report_mgr;		/* which of --manager URL1,URL2,... */
@@ -25,6 +27,78 @@ report_agent_key(char *out, size_t outsz)
 	pthread_mutex_lock(&report_lock);
 	snprintf(out, outsz, "%s", report_key);
 	pthread_mutex_unlock(&report_lock);
+}
+
+#define REPORT_SECRET_LEN	64
+
+int
+report_secret_init(void)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8], line[sizeof(report_secret) + 2];
+	int rc = -1;
+
+	if (util_fmt(path, sizeof(path), "%s/agent.secret", agent_cfg.data) < 0 ||
+	    util_fmt(tmp, sizeof(tmp), "%s.new", path) < 0 ||
+	    util_mkdir_p(agent_cfg.data, 0700) < 0)
+		goto cleanup;
+	if (util_read_token(path, report_secret, sizeof(report_secret)) == 0)
+		goto check;
+	if (errno != ENOENT)
+		goto cleanup;
+	/* Made once: link() never replaces a key another start wrote. */
+	util_random_hex(report_secret, REPORT_SECRET_LEN / 2);
+	snprintf(line, sizeof(line), "%s\n", report_secret);
+	if (util_write_file_atomic(tmp, line, strlen(line), 0600) < 0)
+		goto cleanup;
+	if (link(tmp, path) < 0 && errno != EEXIST) {
+		unlink(tmp);
+		goto cleanup;
+	}
+	unlink(tmp);
+	if (util_read_token(path, report_secret, sizeof(report_secret)) < 0)
+		goto cleanup;
+	log_info("made this host's key %s", path);
+check:
+	if (strlen(report_secret) != REPORT_SECRET_LEN ||
+	    strspn(report_secret, "0123456789abcdef") != REPORT_SECRET_LEN) {
+		errno = EINVAL;
+		goto cleanup;
+	}
+	rc = 0;
+cleanup:
+	if (rc < 0)
+		log_error("cannot use this host's key %s: %s", path,
+		    strerror(errno));
+	return rc;
+}
+
+int
+report_secret_rotate(void)
+{
+	char path[PATH_MAX], line[sizeof(report_secret) + 2], next[72];
+
+	if (util_fmt(path, sizeof(path), "%s/agent.secret", agent_cfg.data) < 0)
+		return -1;
+	util_random_hex(next, REPORT_SECRET_LEN / 2);
+	snprintf(line, sizeof(line), "%s\n", next);
+	if (util_write_file_atomic(path, line, strlen(line), 0600) < 0) {
+		log_error("cannot write %s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(report_secret, sizeof(report_secret), "%s", next);
+	log_debug("this host's key was refused: a new one in %s goes with "
+	    "the token", path);
+	return 0;
+}
+
+const char *
+report_cred(int i)
+{
+	if (i == 0)
+		return report_secret;
+	if (i == 1 && strcmp(agent_cfg.token, report_secret) != 0)
+		return agent_cfg.token;
+	return NULL;
 }
 
 void
@@ -171,7 +245,6 @@ report_apply_reply(json_t *reply)
 	}
 }
 
-/* 0 registered; -1 retry later; -2 refused for good (bad token). */
 /* The current manager's URL + path; only the report thread calls this. */
 static void
 report_url(char *out, size_t outsz, const char *path)
@@ -204,17 +277,18 @@ report_failover(const struct httpc_resp *resp)
 	log_info("trying the manager at %s", next);
 }
 
+/* One registration attempt with credential cred: 0 registered, -1 retry
+ * later, -2 refused with this credential (the manager's reason in why). */
 static int
-report_register(void)
+report_register_with(const char *cred, json_t *body, char *why, size_t whysz)
 {
 	struct httpc_resp resp;
 	char url[640];
-	json_t *body = agent_info(), *key;
+	json_t *key;
 	int rc = -1;
 
-	json_object_set_new(body, "version", json_string("1"));
 	report_url(url, sizeof(url), "/api/v1/agent/register");
-	if (httpc_request("POST", url, agent_cfg.token, body, 10000, &resp) < 0) {
+	if (httpc_request("POST", url, cred, body, 10000, &resp) < 0) {
 		log_warnx("cannot reach the manager at %s: %s", url, resp.err);
 		resp.status = 0;
 		report_failover(&resp);
@@ -224,8 +298,9 @@ report_register(void)
 		report_failover(&resp);
 		goto cleanup;
 	}
-	if (resp.status == 401 || resp.status == 403) {
-		log_error("the manager refused this host: %s", resp.err);
+	if (resp.status == 400 || resp.status == 401 || resp.status == 403 ||
+	    resp.status == 409) {
+		snprintf(why, whysz, "%s", resp.err);
 		rc = -2;
 		goto cleanup;
 	}
@@ -249,6 +324,38 @@ report_register(void)
 	rc = 0;
 cleanup:
 	httpc_resp_free(&resp);
+	return rc;
+}
+
+/* 0 registered; -1 retry later; -2 refused for good. With the host's own
+ * key first (a known host), then with the token file's token (a new
+ * host, or one an admin reset), the key going along as the one the
+ * manager is to keep. A registration whose answer was lost (a manager
+ * that restarted after committing it) so succeeds on the retry with the
+ * key, although the join token is used up. */
+static int
+report_register(void)
+{
+	char why[2][256];
+	json_t *body = agent_info(), *pend;
+	const char *cred;
+	int i, rc = -2;
+
+	json_object_set_new(body, "version", json_string("1"));
+	json_object_set_new(body, "agent_key", json_string(report_cred(0)));
+	if ((pend = agent_tls_pending()) != NULL)
+		json_object_set_new(body, "pending_addresses", pend);
+	for (i = 0; rc == -2 && (cred = report_cred(i)) != NULL; i++) {
+		/* Refused by key: whoever else may hold it (an admin reset
+		 * the host), the token goes with a new one. */
+		if (i == 1 && report_secret_rotate() == 0)
+			json_object_set_new(body, "agent_key",
+			    json_string(report_cred(0)));
+		rc = report_register_with(cred, body, why[i], sizeof(why[i]));
+	}
+	if (rc == -2)
+		log_error("the manager refused this host: %s%s%s", why[i - 1],
+		    i > 1 ? "; with its key: " : "", i > 1 ? why[0] : "");
 	json_decref(body);
 	return rc;
 }
@@ -327,8 +434,9 @@ report_main(void *arg)
 			rc = report_register();
 			report_isolation_check(rc == 0);
 			if (rc == -2) {
-				log_error("exiting: fix the token file and start "
-				    "the agent again");
+				log_error("exiting: fix the token file (or have an "
+				    "admin reset the host) and start the agent "
+				    "again");
 				exit(1);
 			}
 			wait_ms = rc == 0 ? 0 : 1000;
