@@ -103,8 +103,9 @@ api_info(void)
 {
 	json_t *st = agent_storage(), *info;
 
-	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
+	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
+	    "migration_addr", agent_cfg.migration_addr,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
 	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
 	    "storage", st, "vms", vmhost_list(), "scan", vmadopt_scan());
@@ -253,17 +254,22 @@ api_console(struct httpd_req *r)
 	return httpd_reply_json(r, 200, json_pack("{s:s}", "ticket", ticket));
 }
 
+/* The body is the VM's spec plus "migration" ({"psk", "source"}), which
+ * never goes where the spec is kept. */
 static int
 api_incoming(struct httpd_req *r)
 {
-	json_t *result = NULL;
+	json_t *result = NULL, *mig;
 	char err[512];
 	int status = 500, rc;
 	const char *uuid = api_spec_uuid(r);
 
 	if (uuid == NULL)
 		return 0;
-	rc = mig_incoming(r->body, &result, err, sizeof(err), &status);
+	mig = json_incref(json_object_get(r->body, "migration"));
+	json_object_del(r->body, "migration");
+	rc = mig_incoming(r->body, mig, &result, err, sizeof(err), &status);
+	json_decref(mig);
 	return api_reply_result(r, rc, status, err, result);
 }
 

@@ -286,8 +286,9 @@ int	 health_start(struct avm *vm);
 void	 health_settings(int interval_ms, int misses);
 
 /* migrate.c: live migration, both ends */
-int	 mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,
-	    int *status);
+/* mig: the manager's {"psk", "source"} for this migration. */
+int	 mig_incoming(json_t *spec, json_t *mig, json_t **result, char *err,
+	    size_t errsz, int *status);
 int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
 	    int *status);
 json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
@@ -494,10 +495,17 @@ int	 agent_tls_on(void);
 /* The addresses this host asked for that its certificate does not name
  * (the manager's word at start-up; new reference or NULL). */
 json_t	*agent_tls_pending(void);
-/* With certificates: the next migration of this QEMU goes over TLS
- * (peer: the destination's address when sending, NULL when receiving). */
-struct qmp;
-int	 agent_tls_migration(struct qmp *q, const char *peer, char *err,
+/* migstream.c: a migration's stream, authenticated both ways (a one-time
+ * TLS-PSK key from the manager; the destination takes only a connection
+ * from the source's addresses). */
+/* p: {"psk": 64 hex digits, "source": [IP...] (incoming)}; 0 or -1. */
+int	 migstream_check(json_t *p, int incoming, char *err, size_t errsz);
+/* Destination: the key on vm's QEMU and a listener on our migration
+ * address (*port) whose thread hands QEMU the source's connection within
+ * 60 s, closing any other. 0 or -1 with err. */
+int	 migstream_listen(struct avm *vm, json_t *p, int *port, char *err,
 	    size_t errsz);
+/* Source: the key on vm's QEMU for its next migrate. 0 or -1. */
+int	 migstream_source(struct avm *vm, json_t *p, char *err, size_t errsz);
 
 #endif

@@ -14,10 +14,8 @@
 #include "common/log.h"
 #include "common/pki.h"
 #include "common/util.h"
-#include "qemu/qmp.h"
 
-static char tls_key[PATH_MAX], tls_cert[PATH_MAX], tls_ca[PATH_MAX],
-    tls_qemu[PATH_MAX];
+static char tls_key[PATH_MAX], tls_cert[PATH_MAX], tls_ca[PATH_MAX];
 static int tls_on;	/* set once at start-up */
 static json_t *tls_pending;	/* addresses not granted; set at start-up */
 
@@ -40,67 +38,6 @@ agent_tls_address(char *out, size_t outsz)
 	    util_fmt(out + used, outsz - used, ",%s",
 	    agent_cfg.migration_addr) < 0)
 		out[used] = '\0';	/* too long: the listen address only */
-}
-
-/* QEMU's tls-creds-x509 wants fixed file names in one directory. */
-static int
-agent_tls_qemu_dir(void)
-{
-	static const struct { const char *from, *to; mode_t mode; } f[] = {
-		{ tls_ca, "ca-cert.pem", 0644 },
-		{ tls_cert, "server-cert.pem", 0644 },
-		{ tls_key, "server-key.pem", 0600 },
-		{ tls_cert, "client-cert.pem", 0644 },
-		{ tls_key, "client-key.pem", 0600 },
-	};
-	char path[PATH_MAX], *buf;
-	size_t i, len;
-	int rc;
-
-	if (util_mkdir_p(tls_qemu, 0700) < 0)
-		return -1;
-	for (i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-		if ((buf = util_read_file(f[i].from, PKI_PEM_MAX, &len)) == NULL)
-			return -1;
-		rc = util_fmt(path, sizeof(path), "%s/%s", tls_qemu, f[i].to) < 0 ?
-		    -1 : util_write_file_atomic(path, buf, len, f[i].mode);
-		free(buf);
-		if (rc < 0)
-			return -1;
-	}
-	return 0;
-}
-
-int
-agent_tls_migration(struct qmp *q, const char *peer, char *err, size_t errsz)
-{
-	const char *id = peer ? "cvirt-mig-tls-out" : "cvirt-mig-tls-in";
-	json_t *args;
-	char e2[128];
-	int rc;
-
-	if (!tls_on)
-		return 0;
-	/* A retried migration finds the object of the last attempt. */
-	args = json_pack("{s:s}", "id", id);
-	qmp_command(q, "object-del", args, 5000, NULL, e2, sizeof(e2));
-	json_decref(args);
-	args = json_pack("{s:s, s:s, s:s, s:s, s:b}", "qom-type",
-	    "tls-creds-x509", "id", id, "dir", tls_qemu, "endpoint",
-	    peer ? "client" : "server", "verify-peer", 1);
-	rc = qmp_command(q, "object-add", args, 5000, NULL, err, errsz);
-	json_decref(args);
-	if (rc < 0)
-		return -1;
-	args = peer ? json_pack("{s:s, s:s}", "tls-creds", id, "tls-hostname",
-	    peer) : json_pack("{s:s}", "tls-creds", id);
-	rc = qmp_command(q, "migrate-set-parameters", args, 5000, NULL, err,
-	    errsz);
-	json_decref(args);
-	if (rc == 0)
-		log_info("migration stream over TLS (%s)", peer ? peer :
-		    "incoming");
-	return rc;
 }
 
 /* Saves what the manager answered; 0 or -1. */
@@ -287,7 +224,6 @@ agent_tls_setup(struct httpd_config *hc)
 	    util_fmt(tls_key, sizeof(tls_key), "%s/agent.key", dir) < 0 ||
 	    util_fmt(tls_cert, sizeof(tls_cert), "%s/agent.pem", dir) < 0 ||
 	    util_fmt(tls_ca, sizeof(tls_ca), "%s/ca.pem", dir) < 0 ||
-	    util_fmt(tls_qemu, sizeof(tls_qemu), "%s/qemu", dir) < 0 ||
 	    util_mkdir_p(dir, 0700) < 0) {
 		log_error("cannot prepare %s/pki: %s", agent_cfg.data,
 		    strerror(errno));
@@ -321,10 +257,6 @@ agent_tls_setup(struct httpd_config *hc)
 			goto cleanup;
 		}
 		log_info("host %s joined the cluster's CA", agent_cfg.name);
-	}
-	if (agent_tls_qemu_dir() < 0) {
-		log_error("cannot prepare %s: %s", tls_qemu, strerror(errno));
-		goto cleanup;
 	}
 	tls_on = 1;
 	hc->tls_cert = tls_cert;
