@@ -398,15 +398,22 @@ void	 report_stop(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
 /* This host's key: DATA/agent.secret (64 hex digits, 0600), made at the
- * first start and never replaced; the agent registers and renews its
- * certificate with it, the manager calls the agent with it. 0 or -1. */
+ * first start (never by two starts) and replaced only by a next key the
+ * manager took; the agent registers and renews its certificate with it,
+ * the manager calls the agent with it. 0 or -1. */
 int	 report_secret_init(void);
-/* A new key in DATA/agent.secret, after the manager refused the old one:
- * a new token comes with a new key (0 or -1). */
-int	 report_secret_rotate(void);
-/* The credentials to offer the manager, in order: i = 0 the host's key,
- * 1 the token file's (admin or join) token; NULL past the last. */
+/* The key to offer with a token: DATA/agent.secret.next, made once
+ * (0600); NULL when it cannot be written. */
+const char *report_next_key(void);
+/* The manager keeps key: when it is the next one, it becomes this host's
+ * key (DATA/agent.secret). */
+void	 report_key_accepted(const char *key);
+/* The credentials to offer the manager, in order (i from 0): the host's
+ * key, a next key offered before, the token file's (admin or join)
+ * token; NULL past the last. */
 const char *report_cred(int i);
+/* 1 when cred (from report_cred) is the token file's token. */
+int	 report_cred_is_token(const char *cred);
 
 /* ajob.c: background jobs (backups, copies, merges) the manager polls */
 #define AJOB_ID_LEN 16

@@ -143,8 +143,6 @@ agent_tls_join(const char *csr, int once)
 	body = json_pack("{s:s, s:s, s:s}", "name", agent_cfg.name, "csr", csr,
 	    "address", addr);
 	for (i = 0; (cred = report_cred(i)) != NULL; i++) {
-		if (i == 1 && report_secret_rotate() < 0)
-			break;		/* as registration does (report.c) */
 		while (agent_tls_ask(url, cred, body, once ? 3000 : 10000,
 		    &resp) < 0) {
 			log_warnx("cannot reach the manager at %s: %s", first,

@@ -17,6 +17,7 @@ static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
 static char report_secret[72];		/* DATA/agent.secret, set at start */
+static char report_next[72];		/* DATA/agent.secret.next or "" */
 static int64_t report_interval_ms = 1000;
 static pthread_t report_thread;
 static size_t report_mgr;		/* which of --manager URL1,URL2,... */
@@ -31,13 +32,28 @@ report_agent_key(char *out, size_t outsz)
 
 #define REPORT_SECRET_LEN	64
 
+/* A key file's path: DATA/agent.secret, or DATA/agent.secret.next. */
+static int
+report_secret_path(char *out, size_t outsz, int next)
+{
+	return util_fmt(out, outsz, "%s/agent.secret%s", agent_cfg.data,
+	    next ? ".next" : "");
+}
+
+static int
+report_secret_valid(const char *k)
+{
+	return strlen(k) == REPORT_SECRET_LEN &&
+	    strspn(k, "0123456789abcdef") == REPORT_SECRET_LEN;
+}
+
 int
 report_secret_init(void)
 {
 	char path[PATH_MAX], tmp[PATH_MAX + 8], line[sizeof(report_secret) + 2];
 	int rc = -1;
 
-	if (util_fmt(path, sizeof(path), "%s/agent.secret", agent_cfg.data) < 0 ||
+	if (report_secret_path(path, sizeof(path), 0) < 0 ||
 	    util_fmt(tmp, sizeof(tmp), "%s.new", path) < 0 ||
 	    util_mkdir_p(agent_cfg.data, 0700) < 0)
 		goto cleanup;
@@ -59,11 +75,15 @@ report_secret_init(void)
 		goto cleanup;
 	log_info("made this host's key %s", path);
 check:
-	if (strlen(report_secret) != REPORT_SECRET_LEN ||
-	    strspn(report_secret, "0123456789abcdef") != REPORT_SECRET_LEN) {
+	if (!report_secret_valid(report_secret)) {
 		errno = EINVAL;
 		goto cleanup;
 	}
+	/* A key offered with a token before a stop, maybe accepted. */
+	if (report_secret_path(tmp, sizeof(tmp), 1) == 0 &&
+	    (util_read_token(tmp, report_next, sizeof(report_next)) < 0 ||
+	    !report_secret_valid(report_next)))
+		report_next[0] = '\0';
 	rc = 0;
 cleanup:
 	if (rc < 0)
@@ -72,33 +92,64 @@ cleanup:
 	return rc;
 }
 
-int
-report_secret_rotate(void)
+const char *
+report_next_key(void)
 {
-	char path[PATH_MAX], line[sizeof(report_secret) + 2], next[72];
+	char path[PATH_MAX], line[sizeof(report_next) + 2], next[72];
 
-	if (util_fmt(path, sizeof(path), "%s/agent.secret", agent_cfg.data) < 0)
-		return -1;
+	if (report_next[0] != '\0')
+		return report_next;
+	if (report_secret_path(path, sizeof(path), 1) < 0)
+		return NULL;
 	util_random_hex(next, REPORT_SECRET_LEN / 2);
 	snprintf(line, sizeof(line), "%s\n", next);
 	if (util_write_file_atomic(path, line, strlen(line), 0600) < 0) {
 		log_error("cannot write %s: %s", path, strerror(errno));
-		return -1;
+		return NULL;
 	}
-	snprintf(report_secret, sizeof(report_secret), "%s", next);
-	log_debug("this host's key was refused: a new one in %s goes with "
-	    "the token", path);
-	return 0;
+	snprintf(report_next, sizeof(report_next), "%s", next);
+	return report_next;
+}
+
+void
+report_key_accepted(const char *key)
+{
+	char path[PATH_MAX], next[PATH_MAX];
+
+	if (key == NULL || report_next[0] == '\0' ||
+	    strcmp(key, report_next) != 0 ||
+	    report_secret_path(path, sizeof(path), 0) < 0 ||
+	    report_secret_path(next, sizeof(next), 1) < 0)
+		return;
+	if (rename(next, path) < 0) {
+		log_error("cannot make %s this host's key: %s", next,
+		    strerror(errno));
+		return;
+	}
+	snprintf(report_secret, sizeof(report_secret), "%s", report_next);
+	report_next[0] = '\0';
+	log_info("the manager took this host's new key (%s)", path);
 }
 
 const char *
 report_cred(int i)
 {
-	if (i == 0)
-		return report_secret;
-	if (i == 1 && strcmp(agent_cfg.token, report_secret) != 0)
-		return agent_cfg.token;
-	return NULL;
+	const char *c[3];
+	int n = 0;
+
+	c[n++] = report_secret;
+	if (report_next[0] != '\0')
+		c[n++] = report_next;
+	if (strcmp(agent_cfg.token, report_secret) != 0 &&
+	    strcmp(agent_cfg.token, report_next) != 0)
+		c[n++] = agent_cfg.token;
+	return i >= 0 && i < n ? c[i] : NULL;
+}
+
+int
+report_cred_is_token(const char *cred)
+{
+	return cred == agent_cfg.token;
 }
 
 void
@@ -310,6 +361,7 @@ report_register_with(const char *cred, json_t *body, char *why, size_t whysz)
 		    "unexpected reply");
 		goto cleanup;
 	}
+	report_key_accepted(json_string_value(key));
 	pthread_mutex_lock(&report_lock);
 	snprintf(report_key, sizeof(report_key), "%s", json_string_value(key));
 	if (json_is_integer(json_object_get(resp.json, "heartbeat_interval_ms")))
@@ -336,24 +388,27 @@ cleanup:
 static int
 report_register(void)
 {
-	char why[2][256];
+	char why[3][256];
 	json_t *body = agent_info(), *pend;
-	const char *cred;
+	const char *cred, *key;
 	int i, rc = -2;
 
 	json_object_set_new(body, "version", json_string("1"));
-	json_object_set_new(body, "agent_key", json_string(report_cred(0)));
 	if ((pend = agent_tls_pending()) != NULL)
 		json_object_set_new(body, "pending_addresses", pend);
-	for (i = 0; rc == -2 && (cred = report_cred(i)) != NULL; i++) {
-		/* Refused by key: whoever else may hold it (an admin reset
-		 * the host), the token goes with a new one. */
-		if (i == 1 && report_secret_rotate() == 0)
-			json_object_set_new(body, "agent_key",
-			    json_string(report_cred(0)));
+	for (i = 0; rc == -2 && i < 3 && (cred = report_cred(i)) != NULL;
+	    i++) {
+		/* With a token goes a new key (whoever may hold the old one:
+		 * an admin reset the host), made this host's only once the
+		 * manager took it: a refusal by mistake (a manager between
+		 * databases) costs no key. */
+		key = report_cred_is_token(cred) ? report_next_key() : cred;
+		if (key == NULL)
+			break;
+		json_object_set_new(body, "agent_key", json_string(key));
 		rc = report_register_with(cred, body, why[i], sizeof(why[i]));
 	}
-	if (rc == -2)
+	if (rc == -2 && i > 0)
 		log_error("the manager refused this host: %s%s%s", why[i - 1],
 		    i > 1 ? "; with its key: " : "", i > 1 ? why[0] : "");
 	json_decref(body);
