@@ -333,6 +333,35 @@ api_agent_key(struct httpd_req *r, char *key, size_t keysz,
 	return 0;
 }
 
+/* The key the host keeps: its own when it registers with it, else the
+ * one it sent (or a new one), which no other host may have. 0, or -1
+ * after replying. */
+static int
+api_agent_key_for(struct httpd_req *r, const struct hostid *id,
+    const char *name, char *key, size_t keysz, const char **source)
+{
+	json_t *taken;
+
+	if (id->how == HOSTID_SAME) {
+		snprintf(key, keysz, "%s", JS(id->row, "agent_key"));
+		*source = JS(id->row, "key_source") ? JS(id->row,
+		    "key_source") : "manager";
+		return 0;
+	}
+	if (api_agent_key(r, key, keysz, source) < 0) {
+		httpd_reply_error(r, 400, "agent_key must be %d lowercase hex "
+		    "digits", HOSTID_KEY_LEN);
+		return -1;
+	}
+	if ((taken = db_row("SELECT name FROM hosts WHERE agent_key = ? AND "
+	    "name <> ?", "ss", key, name)) != NULL) {
+		json_decref(taken);
+		httpd_reply_error(r, 409, "agent_key is another host's");
+		return -1;
+	}
+	return 0;
+}
+
 /* The host's row as this registration leaves it (in the caller's
  * transaction); 0 or -1. */
 static int
@@ -410,7 +439,7 @@ api_agent_register(struct httpd_req *r)
 	const char *name, *url, *accel, *reason, *fence, *source;
 	char key[UTIL_TOKEN_LEN + 1], ferr[256];
 	int64_t cpus = 0, mem = 0;
-	json_t *info = NULL, *stop = NULL, *taken = NULL;
+	json_t *info = NULL, *stop = NULL;
 	char *infos = NULL, *timing = NULL;
 	struct hostid id;
 	int st;
@@ -449,19 +478,8 @@ api_agent_register(struct httpd_req *r)
 		    "must be https://", name);
 		goto cleanup;
 	}
-	if (id.how == HOSTID_SAME) {
-		snprintf(key, sizeof(key), "%s", JS(id.row, "agent_key"));
-		source = JS(id.row, "key_source") ? JS(id.row, "key_source") :
-		    "manager";
-	} else if (api_agent_key(r, key, sizeof(key), &source) < 0) {
-		httpd_reply_error(r, 400, "agent_key must be %d lowercase hex "
-		    "digits", HOSTID_KEY_LEN);
+	if (api_agent_key_for(r, &id, name, key, sizeof(key), &source) < 0)
 		goto cleanup;
-	} else if ((taken = db_row("SELECT name FROM hosts WHERE agent_key = ? "
-	    "AND name <> ?", "ss", key, name)) != NULL) {
-		httpd_reply_error(r, 409, "agent_key is another host's");
-		goto cleanup;
-	}
 	stop = json_array();	/* after the checks: they return at once */
 	info = json_pack("{s:O, s:O}", "storage", json_object_get(r->body,
 	    "storage"), "version", json_object_get(r->body, "version") ?
@@ -505,7 +523,6 @@ api_agent_register(struct httpd_req *r)
 	}
 cleanup:
 	hostid_free(&id);
-	json_decref(taken);
 	free(infos);
 	free(timing);
 	json_decref(info);

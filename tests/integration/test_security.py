@@ -373,6 +373,7 @@ def test_join_token_is_single_use(cluster):
              if e.get("object") == "joined"]
     assert "host.reset" in kinds, kinds
     cluster.kill_agent("joined", signal.SIGTERM)
+    cluster.wait_host("joined", "down", 30)
     cluster.cli("host", "delete", "joined")
 
 
