@@ -114,9 +114,9 @@ def test_migration_keeps_guest_running(nc, guest):
 
 def agent_call(nc, host, method, path, body=None):
     """A call to host's agent as the manager makes it (from the manager's
-    namespace, with the host's key); (status, reply)."""
-    with open(os.path.join(nc.base, "a-" + host, "agent.secret")) as f:
-        key = f.read().strip()
+    namespace, with the host's key from the inventory); (status, reply)."""
+    key = nc.db_rows("SELECT agent_key FROM hosts WHERE name = '%s'"
+                     % host)[0][0]
     url = nc.cli("host", "show", host, json=True)["url"]
     argv = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
             "--max-time", "60", "-H", "Authorization: Bearer " + key]
@@ -188,7 +188,8 @@ def test_migration_stream_from_unnamed_source_refused(nc, guest):
     assert st == 200, reply
     nc.cli("vm", "delete", "mu")
     # A real migration: TLS with a one-time key, no cluster CA here.
-    boot(nc, guest, "mk", "h1")
+    boot(nc, guest, "mk", "h1", MEMCHECK)
+    nc.wait_serial("mk", "cvirt-guest: memcheck ok", 30)
     res = nc.cli("vm", "migrate", "mk", "--to", "h2", json=True)
     assert res["state"] == "succeeded", res
     assert nc.agents["h1"].logged("vm mk: migration stream over TLS with "
