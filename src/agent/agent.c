@@ -312,9 +312,6 @@ agent_main(int argc, char **argv)
 			snprintf(agent_cfg.migration_addr,
 			    sizeof(agent_cfg.migration_addr), "127.0.0.1");
 	}
-	/* A cluster with certificates: join for one, serve TLS. */
-	if (agent_tls_setup(&tls) < 0)
-		return 1;
 	if (agent_cfg.memory_mib == 0 && sysinfo(&si) == 0)
 		agent_cfg.memory_mib = (int64_t)((uint64_t)si.totalram *
 		    si.mem_unit / (1024 * 1024));
@@ -327,6 +324,11 @@ agent_main(int argc, char **argv)
 		return 1;
 	}
 	if (agent_lock() < 0)
+		return 1;
+	/* This host's key, then, in a cluster with certificates, one (or a
+	 * renewed one) and TLS: only the agent that holds the data
+	 * directory touches them. */
+	if (report_secret_init() < 0 || agent_tls_setup(&tls) < 0)
 		return 1;
 	/* QEMU runs as the agent until the switch (issue 15, B2) passes a
 	 * user here. */

@@ -12,13 +12,24 @@
 
 /* The manager's key, which the agent learns when it registers: until
  * then (just after a start, while the manager still holds the key of the
- * agent before) it answers 503 and says why, not "invalid API token". */
+ * agent before) it answers 503 and says why, not "invalid API token".
+ * With certificates the caller must also be the manager: another host's
+ * certificate and a leaked key are not enough. Its OU, which managers'
+ * certificates have carried since issue 15, must be "managers" when
+ * present (a certificate from before has none). */
 int
 agent_auth(struct httpd_req *r, int min_role)
 {
 	char key[128];
 
 	(void)min_role;
+	if (agent_tls_on() && (strcmp(r->peer_cn, "cvirt-manager") != 0 ||
+	    (r->peer_ou[0] != '\0' && strcmp(r->peer_ou, "managers") != 0))) {
+		snprintf(r->auth_err, sizeof(r->auth_err), "only the manager "
+		    "calls this host (certificate of %s)", r->peer_cn[0] ?
+		    r->peer_cn : "nobody");
+		return 403;
+	}
 	report_agent_key(key, sizeof(key));
 	if (key[0] == '\0') {
 		httpd_reply_error(r, 503, "host %s is starting: its agent has "
@@ -92,8 +103,9 @@ api_info(void)
 {
 	json_t *st = agent_storage(), *info;
 
-	info = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
+	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
+	    "migration_addr", agent_cfg.migration_addr,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
 	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
 	    "storage", st, "vms", vmhost_list(), "scan", vmadopt_scan());
@@ -242,17 +254,22 @@ api_console(struct httpd_req *r)
 	return httpd_reply_json(r, 200, json_pack("{s:s}", "ticket", ticket));
 }
 
+/* The body is the VM's spec plus "migration" ({"psk", "source"}), which
+ * never goes where the spec is kept. */
 static int
 api_incoming(struct httpd_req *r)
 {
-	json_t *result = NULL;
+	json_t *result = NULL, *mig;
 	char err[512];
 	int status = 500, rc;
 	const char *uuid = api_spec_uuid(r);
 
 	if (uuid == NULL)
 		return 0;
-	rc = mig_incoming(r->body, &result, err, sizeof(err), &status);
+	mig = json_incref(json_object_get(r->body, "migration"));
+	json_object_del(r->body, "migration");
+	rc = mig_incoming(r->body, mig, &result, err, sizeof(err), &status);
+	json_decref(mig);
 	return api_reply_result(r, rc, status, err, result);
 }
 

@@ -286,8 +286,9 @@ int	 health_start(struct avm *vm);
 void	 health_settings(int interval_ms, int misses);
 
 /* migrate.c: live migration, both ends */
-int	 mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,
-	    int *status);
+/* mig: the manager's {"psk", "source"} for this migration. */
+int	 mig_incoming(json_t *spec, json_t *mig, json_t **result, char *err,
+	    size_t errsz, int *status);
 int	 mig_start(const char *uuid, json_t *params, char *err, size_t errsz,
 	    int *status);
 json_t	*mig_status(const char *uuid, char *err, size_t errsz, int *status);
@@ -396,6 +397,23 @@ void	 report_kick(void);		/* send a report now */
 void	 report_stop(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
+/* This host's key: DATA/agent.secret (64 hex digits, 0600), made at the
+ * first start (never by two starts) and replaced only by a next key the
+ * manager took; the agent registers and renews its certificate with it,
+ * the manager calls the agent with it. 0 or -1. */
+int	 report_secret_init(void);
+/* The key to offer with a token: DATA/agent.secret.next, made once
+ * (0600); NULL when it cannot be written. */
+const char *report_next_key(void);
+/* The manager keeps key: when it is the next one, it becomes this host's
+ * key (DATA/agent.secret). */
+void	 report_key_accepted(const char *key);
+/* The credentials to offer the manager, in order (i from 0): the host's
+ * key, a next key offered before, the token file's (admin or join)
+ * token; NULL past the last. */
+const char *report_cred(int i);
+/* 1 when cred (from report_cred) is the token file's token. */
+int	 report_cred_is_token(const char *cred);
 
 /* ajob.c: background jobs (backups, copies, merges) the manager polls */
 #define AJOB_ID_LEN 16
@@ -479,10 +497,22 @@ json_t	*agent_storage(void);
  * cluster CA (asked for with the token on first start) and the TLS
  * settings for its server in *hc (zeroed otherwise); 0 or -1 (refused). */
 int	 agent_tls_setup(struct httpd_config *hc);
-/* With certificates: the next migration of this QEMU goes over TLS
- * (peer: the destination's address when sending, NULL when receiving). */
-struct qmp;
-int	 agent_tls_migration(struct qmp *q, const char *peer, char *err,
+/* 1 when this host serves mutual TLS with a cluster certificate. */
+int	 agent_tls_on(void);
+/* The addresses this host asked for that its certificate does not name
+ * (the manager's word at start-up; new reference or NULL). */
+json_t	*agent_tls_pending(void);
+/* migstream.c: a migration's stream, authenticated both ways (a one-time
+ * TLS-PSK key from the manager; the destination takes only a connection
+ * from the source's addresses). */
+/* p: {"psk": 64 hex digits, "source": [IP...] (incoming)}; 0 or -1. */
+int	 migstream_check(json_t *p, int incoming, char *err, size_t errsz);
+/* Destination: the key on vm's QEMU and a listener on our migration
+ * address (*port) whose thread hands QEMU the source's connection within
+ * 60 s, closing any other. 0 or -1 with err. */
+int	 migstream_listen(struct avm *vm, json_t *p, int *port, char *err,
 	    size_t errsz);
+/* Source: the key on vm's QEMU for its next migrate. 0 or -1. */
+int	 migstream_source(struct avm *vm, json_t *p, char *err, size_t errsz);
 
 #endif

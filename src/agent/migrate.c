@@ -1,6 +1,7 @@
-/* migrate.c - live migration on the agent: receive (-incoming defer +
- * migrate-incoming) and send (migrate with limits), status, cancel, finish.
- * The manager orchestrates; QEMU moves the state directly between hosts. */
+/* migrate.c - live migration on the agent: receive (-incoming defer, the
+ * stream through migstream.c) and send (migrate with limits), status,
+ * cancel, finish. The manager orchestrates; QEMU moves the state directly
+ * between hosts, over TLS with a key made for that migration. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
@@ -15,37 +16,6 @@
 #include "qemu/qmp.h"
 
 #define JS(o, k) json_string_value(json_object_get((o), (k)))
-
-/* A free TCP port on our migration address (QEMU binds it right after). */
-static int
-mig_free_port(char *err, size_t errsz)
-{
-	struct sockaddr_in sa;
-	socklen_t len = sizeof(sa);
-	int fd, port = -1;
-
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	if (inet_pton(AF_INET, agent_cfg.migration_addr, &sa.sin_addr) != 1) {
-		snprintf(err, errsz, "migration address %s is not IPv4",
-		    agent_cfg.migration_addr);
-		return -1;
-	}
-	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
-		goto fail;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sa, &len) < 0)
-		goto fail;
-	port = ntohs(sa.sin_port);
-	close(fd);
-	return port;
-fail:
-	snprintf(err, errsz, "no free port on %s: %s", agent_cfg.migration_addr,
-	    strerror(errno));
-	if (fd >= 0)
-		close(fd);
-	return -1;
-}
 
 static struct avm *
 mig_vm(const char *uuid, char *err, size_t errsz, int *status)
@@ -75,29 +45,30 @@ mig_caps(struct avm *vm, int auto_converge, char *err, size_t errsz)
 	return rc;
 }
 
+/* Receive: QEMU waits (-incoming defer) with the migration's key, and
+ * our listener hands it the source's connection (migstream.c). mig: the
+ * manager's {"psk", "source"} for this migration. */
 int
-mig_incoming(json_t *spec, json_t **result, char *err, size_t errsz,
-    int *status)
+mig_incoming(json_t *spec, json_t *mig, json_t **result, char *err,
+    size_t errsz, int *status)
 {
 	struct avm *vm = NULL;
-	json_t *res = NULL, *args = NULL;
+	json_t *res = NULL;
 	char uri[128];
 	int port, rc = -1;
 
+	*status = 400;
+	if (migstream_check(mig, 1, err, errsz) < 0)
+		return -1;
 	if (vmhost_start(spec, 1, &res, err, errsz, status) < 0)
 		goto cleanup;
 	*status = 502;
 	if ((vm = mig_vm(JS(spec, "uuid"), err, errsz, status)) == NULL)
 		goto cleanup;
-	if ((port = mig_free_port(err, errsz)) < 0)
+	if (mig_caps(vm, 0, err, errsz) < 0 ||
+	    migstream_listen(vm, mig, &port, err, errsz) < 0)
 		goto fail;
 	snprintf(uri, sizeof(uri), "tcp:%s:%d", agent_cfg.migration_addr, port);
-	args = json_pack("{s:s}", "uri", uri);
-	if (mig_caps(vm, 0, err, errsz) < 0 ||
-	    agent_tls_migration(vm->qmp, NULL, err, errsz) < 0 ||
-	    qmp_command(vm->qmp, "migrate-incoming", args, 10000, NULL, err,
-	    errsz) < 0)
-		goto fail;
 	log_info("vm %s: waiting for its migration on %s", vm->name, uri);
 	*result = json_pack("{s:s, s:O}", "uri", uri, "pid",
 	    json_object_get(res, "pid"));
@@ -111,29 +82,9 @@ fail:
 		vmhost_stop(vm->uuid, 1, 0, e2, sizeof(e2), &st2);
 	}
 cleanup:
-	json_decref(args);
 	json_decref(res);
 	vmhost_put(vm);
 	return rc;
-}
-
-/* The destination's address from "tcp:HOST:PORT": its certificate must
- * name it when the cluster has certificates. */
-static int
-mig_tls(struct avm *vm, const char *uri, char *err, size_t errsz)
-{
-	char host[128];
-	const char *h = uri + 4, *colon = strrchr(h, ':');
-
-	if (colon == NULL || (size_t)(colon - h) >= sizeof(host)) {
-		snprintf(err, errsz, "uri must be tcp:HOST:PORT");
-		return -1;
-	}
-	if (h[0] == '[')
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - h) - 2, h + 1);
-	else
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - h), h);
-	return agent_tls_migration(vm->qmp, host, err, errsz);
 }
 
 int
@@ -152,6 +103,8 @@ mig_start(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 		snprintf(err, errsz, "uri must be tcp:HOST:PORT");
 		goto cleanup;
 	}
+	if (migstream_check(p, 0, err, errsz) < 0)
+		goto cleanup;
 	if (json_is_integer(json_object_get(p, "downtime_ms")))
 		downtime = json_integer_value(json_object_get(p, "downtime_ms"));
 	if (json_is_integer(json_object_get(p, "bandwidth_mibs")))
@@ -167,7 +120,7 @@ mig_start(const char *uuid, json_t *p, char *err, size_t errsz, int *status)
 	if (mig_caps(vm, !json_is_false(json_object_get(p, "auto_converge")),
 	    err, errsz) < 0 || qmp_command(vm->qmp, "migrate-set-parameters",
 	    args, 5000, NULL, err, errsz) < 0 ||
-	    mig_tls(vm, uri, err, errsz) < 0)
+	    migstream_source(vm, p, err, errsz) < 0)
 		goto cleanup;
 	json_decref(args);
 	args = json_pack("{s:s}", "uri", uri);

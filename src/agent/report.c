@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "agent/agent_int.h"
 #include "agent/keeper.h"
@@ -16,6 +17,8 @@ static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
 static char report_key[128];		/* the agent key, "" before register */
+static char report_secret[72];		/* DATA/agent.secret, set at start */
+static char report_next[72];		/* DATA/agent.secret.next or "" */
 static int64_t report_interval_ms = 1000;
 static pthread_t report_thread;
 static size_t report_mgr;		/* which of --manager URL1,URL2,... */
@@ -26,6 +29,128 @@ report_agent_key(char *out, size_t outsz)
 	pthread_mutex_lock(&report_lock);
 	snprintf(out, outsz, "%s", report_key);
 	pthread_mutex_unlock(&report_lock);
+}
+
+#define REPORT_SECRET_LEN	64
+
+/* A key file's path: DATA/agent.secret, or DATA/agent.secret.next. */
+static int
+report_secret_path(char *out, size_t outsz, int next)
+{
+	return util_fmt(out, outsz, "%s/agent.secret%s", agent_cfg.data,
+	    next ? ".next" : "");
+}
+
+static int
+report_secret_valid(const char *k)
+{
+	return strlen(k) == REPORT_SECRET_LEN &&
+	    strspn(k, "0123456789abcdef") == REPORT_SECRET_LEN;
+}
+
+int
+report_secret_init(void)
+{
+	char path[PATH_MAX], tmp[PATH_MAX + 8], line[sizeof(report_secret) + 2];
+	int rc = -1;
+
+	if (report_secret_path(path, sizeof(path), 0) < 0 ||
+	    util_fmt(tmp, sizeof(tmp), "%s.new", path) < 0 ||
+	    util_mkdir_p(agent_cfg.data, 0700) < 0)
+		goto cleanup;
+	if (util_read_token(path, report_secret, sizeof(report_secret)) == 0)
+		goto check;
+	if (errno != ENOENT)
+		goto cleanup;
+	/* Made once: link() never replaces a key another start wrote. */
+	util_random_hex(report_secret, REPORT_SECRET_LEN / 2);
+	snprintf(line, sizeof(line), "%s\n", report_secret);
+	if (util_write_file_atomic(tmp, line, strlen(line), 0600) < 0)
+		goto cleanup;
+	if (link(tmp, path) < 0 && errno != EEXIST) {
+		unlink(tmp);
+		goto cleanup;
+	}
+	unlink(tmp);
+	if (util_read_token(path, report_secret, sizeof(report_secret)) < 0)
+		goto cleanup;
+	log_info("made this host's key %s", path);
+check:
+	if (!report_secret_valid(report_secret)) {
+		errno = EINVAL;
+		goto cleanup;
+	}
+	/* A key offered with a token before a stop, maybe accepted. */
+	if (report_secret_path(tmp, sizeof(tmp), 1) == 0 &&
+	    (util_read_token(tmp, report_next, sizeof(report_next)) < 0 ||
+	    !report_secret_valid(report_next)))
+		report_next[0] = '\0';
+	rc = 0;
+cleanup:
+	if (rc < 0)
+		log_error("cannot use this host's key %s: %s", path,
+		    strerror(errno));
+	return rc;
+}
+
+const char *
+report_next_key(void)
+{
+	char path[PATH_MAX], line[sizeof(report_next) + 2], next[72];
+
+	if (report_next[0] != '\0')
+		return report_next;
+	if (report_secret_path(path, sizeof(path), 1) < 0)
+		return NULL;
+	util_random_hex(next, REPORT_SECRET_LEN / 2);
+	snprintf(line, sizeof(line), "%s\n", next);
+	if (util_write_file_atomic(path, line, strlen(line), 0600) < 0) {
+		log_error("cannot write %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	snprintf(report_next, sizeof(report_next), "%s", next);
+	return report_next;
+}
+
+void
+report_key_accepted(const char *key)
+{
+	char path[PATH_MAX], next[PATH_MAX];
+
+	if (key == NULL || report_next[0] == '\0' ||
+	    strcmp(key, report_next) != 0 ||
+	    report_secret_path(path, sizeof(path), 0) < 0 ||
+	    report_secret_path(next, sizeof(next), 1) < 0)
+		return;
+	if (rename(next, path) < 0) {
+		log_error("cannot make %s this host's key: %s", next,
+		    strerror(errno));
+		return;
+	}
+	snprintf(report_secret, sizeof(report_secret), "%s", report_next);
+	report_next[0] = '\0';
+	log_info("the manager took this host's new key (%s)", path);
+}
+
+const char *
+report_cred(int i)
+{
+	const char *c[3];
+	int n = 0;
+
+	c[n++] = report_secret;
+	if (report_next[0] != '\0')
+		c[n++] = report_next;
+	if (strcmp(agent_cfg.token, report_secret) != 0 &&
+	    strcmp(agent_cfg.token, report_next) != 0)
+		c[n++] = agent_cfg.token;
+	return i >= 0 && i < n ? c[i] : NULL;
+}
+
+int
+report_cred_is_token(const char *cred)
+{
+	return cred == agent_cfg.token;
 }
 
 void
@@ -210,7 +335,6 @@ report_hold(int64_t sent_ms)
 	hold_set = until > 0;
 }
 
-/* 0 registered; -1 retry later; -2 refused for good (bad token). */
 /* The current manager's URL + path; only the report thread calls this. */
 static void
 report_url(char *out, size_t outsz, const char *path)
@@ -243,17 +367,18 @@ report_failover(const struct httpc_resp *resp)
 	log_info("trying the manager at %s", next);
 }
 
+/* One registration attempt with credential cred: 0 registered, -1 retry
+ * later, -2 refused with this credential (the manager's reason in why). */
 static int
-report_register(void)
+report_register_with(const char *cred, json_t *body, char *why, size_t whysz)
 {
 	struct httpc_resp resp;
 	char url[640];
-	json_t *body = agent_info(), *key;
+	json_t *key;
 	int rc = -1;
 
-	json_object_set_new(body, "version", json_string("1"));
 	report_url(url, sizeof(url), "/api/v1/agent/register");
-	if (httpc_request("POST", url, agent_cfg.token, body, 10000, &resp) < 0) {
+	if (httpc_request("POST", url, cred, body, 10000, &resp) < 0) {
 		log_warnx("cannot reach the manager at %s: %s", url, resp.err);
 		resp.status = 0;
 		report_failover(&resp);
@@ -263,8 +388,9 @@ report_register(void)
 		report_failover(&resp);
 		goto cleanup;
 	}
-	if (resp.status == 401 || resp.status == 403) {
-		log_error("the manager refused this host: %s", resp.err);
+	if (resp.status == 400 || resp.status == 401 || resp.status == 403 ||
+	    resp.status == 409) {
+		snprintf(why, whysz, "%s", resp.err);
 		rc = -2;
 		goto cleanup;
 	}
@@ -274,6 +400,7 @@ report_register(void)
 		    "unexpected reply");
 		goto cleanup;
 	}
+	report_key_accepted(json_string_value(key));
 	pthread_mutex_lock(&report_lock);
 	snprintf(report_key, sizeof(report_key), "%s", json_string_value(key));
 	if (json_is_integer(json_object_get(resp.json, "heartbeat_interval_ms")))
@@ -288,6 +415,41 @@ report_register(void)
 	rc = 0;
 cleanup:
 	httpc_resp_free(&resp);
+	return rc;
+}
+
+/* 0 registered; -1 retry later; -2 refused for good. With the host's own
+ * key first (a known host), then with the token file's token (a new
+ * host, or one an admin reset), the key going along as the one the
+ * manager is to keep. A registration whose answer was lost (a manager
+ * that restarted after committing it) so succeeds on the retry with the
+ * key, although the join token is used up. */
+static int
+report_register(void)
+{
+	char why[3][256];
+	json_t *body = agent_info(), *pend;
+	const char *cred, *key;
+	int i, rc = -2;
+
+	json_object_set_new(body, "version", json_string("1"));
+	if ((pend = agent_tls_pending()) != NULL)
+		json_object_set_new(body, "pending_addresses", pend);
+	for (i = 0; rc == -2 && i < 3 && (cred = report_cred(i)) != NULL;
+	    i++) {
+		/* With a token goes a new key (whoever may hold the old one:
+		 * an admin reset the host), made this host's only once the
+		 * manager took it: a refusal by mistake (a manager between
+		 * databases) costs no key. */
+		key = report_cred_is_token(cred) ? report_next_key() : cred;
+		if (key == NULL)
+			break;
+		json_object_set_new(body, "agent_key", json_string(key));
+		rc = report_register_with(cred, body, why[i], sizeof(why[i]));
+	}
+	if (rc == -2 && i > 0)
+		log_error("the manager refused this host: %s%s%s", why[i - 1],
+		    i > 1 ? "; with its key: " : "", i > 1 ? why[0] : "");
 	json_decref(body);
 	return rc;
 }
@@ -370,8 +532,9 @@ report_main(void *arg)
 			rc = report_register();
 			report_isolation_check(rc == 0);
 			if (rc == -2) {
-				log_error("exiting: fix the token file and start "
-				    "the agent again");
+				log_error("exiting: fix the token file (or have an "
+				    "admin reset the host) and start the agent "
+				    "again");
 				exit(1);
 			}
 			wait_ms = rc == 0 ? 0 : 1000;

@@ -36,6 +36,9 @@ cli_host_print(json_t *host)
 		{ "version", "version", CLI_F_STR },
 		{ "fence", "fence", CLI_F_STR },
 		{ "confirmed_off", "confirmed_off", CLI_F_STR },
+		{ "certificate", "cert_fingerprint", CLI_F_STR },
+		{ "approved", "approved_addresses", CLI_F_NAMES },
+		{ "pending", "pending_addresses", CLI_F_NAMES },
 	};
 	static const struct cli_col storage[] = {
 		{ "NAME", "name", CLI_F_STR }, { "PATH", "path", CLI_F_STR },
@@ -163,6 +166,41 @@ cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv)
 	snprintf(path, sizeof(path), "/hosts/%s/confirm-off", pos[0]);
 	return cli_call(c, "POST", path, NULL, cli_host_confirmed, NULL,
 	    pos[0]);
+}
+
+int
+cli_host_reset(struct cli_ctx *c, int argc, char **argv)
+{
+	char *pos[1], path[160];
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	if (cli_check_name("host", pos[0]) != 0)
+		return CLI_EXIT_FAIL;
+	snprintf(path, sizeof(path), "/hosts/%s/reset", pos[0]);
+	return cli_call(c, "POST", path, NULL, NULL, "host %s reset: its agent "
+	    "joins again with a token\n", pos[0]);
+}
+
+int
+cli_host_approve_address(struct cli_ctx *c, int argc, char **argv)
+{
+	char *pos[2], path[160];
+	json_t *body;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 2, 2, NULL, &rc) != 0)
+		return rc;
+	if (cli_check_name("host", pos[0]) != 0)
+		return CLI_EXIT_FAIL;
+	snprintf(path, sizeof(path), "/hosts/%s/addresses", pos[0]);
+	body = json_pack("{s:s}", "address", pos[1]);
+	rc = cli_call(c, "POST", path, body, NULL, "address approved for host "
+	    "%s: its certificate names it from its agent's next start\n",
+	    pos[0]);
+	json_decref(body);
+	return rc;
 }
 
 int

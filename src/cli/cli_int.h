@@ -160,6 +160,8 @@ int	 cli_host_show(struct cli_ctx *c, int argc, char **argv);
 int	 cli_host_maintenance(struct cli_ctx *c, int argc, char **argv);
 int	 cli_host_delete(struct cli_ctx *c, int argc, char **argv);
 int	 cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv);
+int	 cli_host_reset(struct cli_ctx *c, int argc, char **argv);
+int	 cli_host_approve_address(struct cli_ctx *c, int argc, char **argv);
 int	 cli_storage_list(struct cli_ctx *c, int argc, char **argv);
 
 /* cli_vm.c */

@@ -203,16 +203,21 @@ cli_user_passwd(struct cli_ctx *c, int argc, char **argv)
 	return rc;
 }
 
+/* The token on stdout (TOKEN=$(cvirt host join-token) takes it), when it
+ * expires on stderr. */
 int
 cli_host_join_token(struct cli_ctx *c, int argc, char **argv)
 {
-	const char *ttl = NULL;
+	const char *ttl = NULL, *addr = NULL;
 	const struct cli_opt opts[] = {
 		{ "ttl", CLI_OPT_STR, &ttl },
+		{ "address", CLI_OPT_STR, &addr },
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
-	json_t *body = json_object(), *reply = NULL;
+	json_t *body = json_object(), *reply = NULL, *list;
+	const char *p;
 	uint64_t v;
+	size_t n;
 	int rc;
 
 	if (cli_opts_parse(c, argc, argv, opts, NULL, 0, 0, NULL, &rc) != 0)
@@ -223,12 +228,25 @@ cli_host_join_token(struct cli_ctx *c, int argc, char **argv)
 			goto cleanup;
 		json_object_set_new(body, "ttl_s", json_integer((json_int_t)v));
 	}
+	if (addr != NULL) {
+		list = json_array();
+		for (p = addr; *p != '\0'; p += n + (p[n] == ',')) {
+			n = strcspn(p, ",");
+			if (n > 0)
+				json_array_append_new(list, json_stringn(p, n));
+		}
+		json_object_set_new(body, "addresses", list);
+	}
 	if (cli_api(c, "POST", "/join-tokens", body, &reply) != 0)
 		goto cleanup;
-	if (c->json)
+	if (c->json) {
 		cli_out_json(reply);
-	else
+	} else {
 		printf("%s\n", cli_json_str(reply, "token", ""));
+		fprintf(stderr, "join token %s admits one new host, once; it "
+		    "expires %s\n", cli_json_str(reply, "id", "?"),
+		    cli_json_str(reply, "expires", "?"));
+	}
 	rc = CLI_EXIT_OK;
 cleanup:
 	json_decref(body);

@@ -5,6 +5,7 @@
  * libraries and initialises OpenSSL in each process, ~6 MiB of the agent's
  * resident memory before its first request (docs/performance.md). Our
  * peers are cvirt's own servers: no redirects, no keep-alive. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -35,6 +36,7 @@ static const char *httpc_cert, *httpc_key;	/* client certificate */
 
 /* One request's connection and its answer as http-parser reads it. */
 struct httpc_conn {
+	const struct httpc_opts *opts;	/* never NULL */
 	int		 fd;
 	SSL		*ssl;		/* NULL: plain */
 	int64_t		 deadline;	/* monotonic ms */
@@ -125,7 +127,28 @@ httpc_parse_url(const char *url, int *tls, char *host, size_t hostsz,
 	return 0;
 }
 
-/* A connected socket within HTTPC_CONNECT_MS (or the deadline). */
+/* Binds fd (of family) to the numeric source address; 0, or -1 when
+ * that address is of another family or cannot be bound. */
+static int
+httpc_bind(int fd, int family, const char *source)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = (sa_family_t)family;
+	if (family == AF_INET && inet_pton(AF_INET, source, &s4->sin_addr) == 1)
+		return bind(fd, (struct sockaddr *)s4, sizeof(*s4));
+	if (family == AF_INET6 && inet_pton(AF_INET6, source,
+	    &s6->sin6_addr) == 1)
+		return bind(fd, (struct sockaddr *)s6, sizeof(*s6));
+	errno = EAFNOSUPPORT;
+	return -1;
+}
+
+/* A connected socket within HTTPC_CONNECT_MS (or the deadline), from
+ * the options' source address when one is given. */
 static int
 httpc_connect(struct httpc_conn *c, const char *host, int port, char *err,
     size_t errsz)
@@ -152,6 +175,13 @@ httpc_connect(struct httpc_conn *c, const char *host, int port, char *err,
 		if ((fd = socket(a->ai_family, SOCK_STREAM | SOCK_CLOEXEC |
 		    SOCK_NONBLOCK, 0)) < 0) {
 			e = errno;
+			continue;
+		}
+		if (c->opts->source && httpc_bind(fd, a->ai_family,
+		    c->opts->source) < 0) {
+			e = errno;
+			close(fd);
+			fd = -1;
 			continue;
 		}
 		if (connect(fd, a->ai_addr, a->ai_addrlen) < 0) {
@@ -396,6 +426,8 @@ httpc_tls(struct httpc_conn *c, const char *host, int port, char *err,
 	tc.ca_file = httpc_cafile;
 	tc.cert = httpc_cert;
 	tc.key = httpc_key;
+	tc.expect_name = c->opts->expect_name;
+	tc.expect_ou = c->opts->expect_ou;
 	err[0] = '\0';
 	if (httpc_arm(c) < 0 || (c->ssl = tls_client_open(c->fd, &tc, err,
 	    errsz)) == NULL) {
@@ -435,7 +467,17 @@ int
 httpc_request(const char *method, const char *url, const char *token,
     json_t *body, long timeout_ms, struct httpc_resp *resp)
 {
-	struct httpc_conn c = { .fd = -1 };
+	return httpc_request_opts(method, url, token, body, timeout_ms, NULL,
+	    resp);
+}
+
+int
+httpc_request_opts(const char *method, const char *url, const char *token,
+    json_t *body, long timeout_ms, const struct httpc_opts *opts,
+    struct httpc_resp *resp)
+{
+	static const struct httpc_opts none;
+	struct httpc_conn c = { .fd = -1, .opts = opts ? opts : &none };
 	char host[256], *payload = NULL, *head = NULL;
 	const char *path;
 	size_t plen;

@@ -21,6 +21,20 @@ struct httpc_resp {
 int	httpc_request(const char *method, const char *url, const char *token,
 	    json_t *body, long timeout_ms, struct httpc_resp *resp);
 void	httpc_resp_free(struct httpc_resp *resp);
+
+/* What a request may ask beyond httpc_request's (all may be NULL). */
+struct httpc_opts {
+	/* https: the server's certificate must be this host's
+	 * (tls_tunnel_config's expect_name and expect_ou, tls.h): checked
+	 * after the handshake, before any byte of the request is sent. */
+	const char	*expect_name;
+	const char	*expect_ou;
+	const char	*source;	/* numeric IP to connect from */
+};
+/* httpc_request with opts (NULL: none). */
+int	httpc_request_opts(const char *method, const char *url,
+	    const char *token, json_t *body, long timeout_ms,
+	    const struct httpc_opts *opts, struct httpc_resp *resp);
 /* Extra trust for https: CA file (NULL for the system store). */
 void	httpc_set_cafile(const char *path);
 /* Client certificate and key (PEM files) for https, or NULL. The strings

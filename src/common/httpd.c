@@ -369,12 +369,14 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	const struct mg_request_info *ri = mg_get_request_info(conn);
 	const struct httpd_route *rt, *found = NULL;
 	struct httpd_req r;
+	struct tls_peer_id id;
 	struct timespec t0, t1;
 	int path_matched = 0, rc, i;
 	size_t k;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	memset(&r, 0, sizeof(r));
+	memset(&id, 0, sizeof(id));
 	r.conn = conn;
 	r.method = ri->request_method;
 	r.path = ri->local_uri ? ri->local_uri : "/";
@@ -386,11 +388,14 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	 * nobody may reach the loopback listener around it. */
 	if (h->tls && (strcmp(ri->remote_addr, "127.0.0.1") != 0 ||
 	    tls_front_peer(h->tls, ri->remote_port, r.remote,
-	    sizeof(r.remote), r.peer_cn, sizeof(r.peer_cn)) < 0)) {
+	    sizeof(r.remote), &id) < 0)) {
 		httpd_reply_error(&r, 400, "connect through the server's "
 		    "address");
 		goto done;
 	}
+	snprintf(r.peer_cn, sizeof(r.peer_cn), "%s", id.cn);
+	snprintf(r.peer_ou, sizeof(r.peer_ou), "%s", id.ou);
+	snprintf(r.peer_fp, sizeof(r.peer_fp), "%s", id.fp);
 	r.token = httpd_bearer(mg_get_header(conn, "Authorization"));
 	/* civetweb resolves "." and ".." segments (also %2e%2e) and empty
 	 * ones in local_uri: DELETE /vms/web/snapshots/.. would reach
@@ -432,7 +437,8 @@ httpd_dispatch(struct mg_connection *conn, void *cbdata)
 	if (!(found->flags & HTTPD_NOAUTH) && h->cfg.auth) {
 		rc = h->cfg.auth(&r, found->min_role);
 		if (rc != 0 && r.status == 0) {	/* the hook may reply itself */
-			httpd_reply_error(&r, rc, rc == 401 ?
+			httpd_reply_error(&r, rc, "%s", r.auth_err[0] ?
+			    r.auth_err : rc == 401 ?
 			    "missing or invalid API token" :
 			    "permission denied for this operation");
 			goto done;

@@ -30,9 +30,15 @@ struct httpd_req {
 	void			*ctx;		/* server user data */
 	const char		*token;		/* bearer token or NULL */
 	int			 role;		/* set by the auth hook */
-	char			 principal[64];	/* who, for the audit/event log */
+	/* who, for the audit/event log: a user, "host:NAME", "join:ID" */
+	char			 principal[80];
 	char			 remote[64];	/* client address */
 	char			 peer_cn[64];	/* verified TLS client cert CN or "" */
+	char			 peer_ou[32];	/* ... its OU or "" */
+	char			 peer_fp[65];	/* ... its SHA-256 (hex) or "" */
+	/* An auth hook's reason for a 401/403 (one line), or "": the
+	 * generic text then. */
+	char			 auth_err[160];
 	int			 status;	/* status sent, for logging */
 	/* HTTPD_STREAM routes: the body's length (-1 unknown: chunked),
 	 * read with httpd_body_read. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -157,9 +158,11 @@ pki_ext(X509 *cert, X509 *issuer, int nid, const char *value)
 	return rc;
 }
 
-/* A certificate for pub with subject CN=cn issued by issuer (NULL: self). */
+/* A certificate for pub with subject CN=cn (and OU=ou unless NULL) issued
+ * by issuer (NULL: self). */
 static X509 *
-pki_cert_new(EVP_PKEY *pub, const char *cn, X509 *issuer, int days)
+pki_cert_new(EVP_PKEY *pub, const char *cn, const char *ou, X509 *issuer,
+    int days)
 {
 	unsigned char serial[16];
 	BIGNUM *bn = NULL;
@@ -171,6 +174,9 @@ pki_cert_new(EVP_PKEY *pub, const char *cn, X509 *issuer, int days)
 	if ((bn = BN_bin2bn(serial, sizeof(serial), NULL)) == NULL ||
 	    BN_to_ASN1_INTEGER(bn, X509_get_serialNumber(c)) == NULL ||
 	    X509_set_version(c, 2) != 1 || X509_set_pubkey(c, pub) != 1 ||
+	    (ou != NULL && X509_NAME_add_entry_by_NID(X509_get_subject_name(c),
+	    NID_organizationalUnitName, MBSTRING_UTF8,
+	    (const unsigned char *)ou, -1, -1, 0) != 1) ||
 	    X509_NAME_add_entry_by_NID(X509_get_subject_name(c),
 	    NID_commonName, MBSTRING_UTF8, (const unsigned char *)cn, -1, -1,
 	    0) != 1 ||
@@ -205,7 +211,7 @@ pki_ca_ensure(const char *dir, char *err, size_t errsz)
 		return 0;
 	if (pki_key_ensure(kp, err, errsz) < 0 || (k = pki_key_load(kp)) == NULL)
 		goto cleanup;
-	if ((c = pki_cert_new(k, "cvirt cluster CA", NULL, 3650)) == NULL ||
+	if ((c = pki_cert_new(k, "cvirt cluster CA", NULL, NULL, 3650)) == NULL ||
 	    pki_ext(c, c, NID_basic_constraints, "critical,CA:TRUE") < 0 ||
 	    pki_ext(c, c, NID_key_usage, "critical,keyCertSign,cRLSign") < 0 ||
 	    pki_ext(c, c, NID_subject_key_identifier, "hash") < 0 ||
@@ -247,7 +253,8 @@ pki_san_one(const char *v, size_t n, char *out, size_t outsz)
 	    one);
 }
 
-/* "a,b": addresses or DNS names, at most 8; -1 on anything else. */
+/* "a,b": addresses or DNS names, at most PKI_SAN_MAX; -1 on anything
+ * else. */
 static int
 pki_san(const char *san, char *out, size_t outsz)
 {
@@ -258,7 +265,7 @@ pki_san(const char *san, char *out, size_t outsz)
 	out[0] = '\0';
 	for (;;) {
 		n = strcspn(p, ",");
-		if (++count > 8 || pki_san_one(p, n, out, outsz) < 0)
+		if (++count > PKI_SAN_MAX || pki_san_one(p, n, out, outsz) < 0)
 			return -1;
 		if (p[n] == '\0')
 			return 0;
@@ -268,9 +275,9 @@ pki_san(const char *san, char *out, size_t outsz)
 
 char *
 pki_sign(const char *dir, const char *csr_pem, const char *cn,
-    const char *san, int days, char *err, size_t errsz)
+    const char *ou, const char *san, int days, char *err, size_t errsz)
 {
-	char kp[4096], cp[4096], sanval[2400];
+	char kp[4096], cp[4096], sanval[PKI_SAN_MAX * 260];
 	EVP_PKEY *cakey = NULL, *pub = NULL;
 	X509 *ca = NULL, *c = NULL;
 	X509_REQ *req = NULL;
@@ -294,7 +301,7 @@ pki_sign(const char *dir, const char *csr_pem, const char *cn,
 		pki_err(err, errsz, "invalid certificate signing request");
 		goto cleanup;
 	}
-	if ((c = pki_cert_new(pub, cn, ca, days)) == NULL ||
+	if ((c = pki_cert_new(pub, cn, ou, ca, days)) == NULL ||
 	    pki_ext(c, ca, NID_basic_constraints, "critical,CA:FALSE") < 0 ||
 	    pki_ext(c, ca, NID_key_usage,
 	    "critical,digitalSignature,keyEncipherment") < 0 ||
@@ -334,4 +341,44 @@ pki_cert_valid(const char *path, const char *capath)
 	X509_free(ca);
 	ERR_clear_error();
 	return ok;
+}
+
+int
+pki_san_valid(const char *san)
+{
+	char out[PKI_SAN_MAX * 260];
+
+	return san != NULL && pki_san(san, out, sizeof(out)) == 0;
+}
+
+int
+pki_cert_ou(const char *path, char *ou, size_t ousz)
+{
+	X509 *c = pki_cert_load(path);
+	int rc = -1;
+
+	if (ousz > 0)
+		ou[0] = '\0';
+	if (c != NULL && X509_NAME_get_text_by_NID(X509_get_subject_name(c),
+	    NID_organizationalUnitName, ou, (int)ousz) >= 0)
+		rc = 0;
+	if (rc < 0 && ousz > 0)
+		ou[0] = '\0';
+	X509_free(c);
+	ERR_clear_error();
+	return rc;
+}
+
+int
+pki_cert_expires_within(const char *path, int days)
+{
+	X509 *c = pki_cert_load(path);
+	time_t when = time(NULL) + (time_t)days * 86400;
+	int rc = 1;
+
+	if (c != NULL && X509_cmp_time(X509_get0_notAfter(c), &when) > 0)
+		rc = 0;
+	X509_free(c);
+	ERR_clear_error();
+	return rc;
 }

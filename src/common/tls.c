@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -161,19 +162,56 @@ tls_handshake(SSL *ssl, int fd, int64_t deadline)
 	}
 }
 
-/* The verified client certificate's common name, "" when none. */
+/* One text field of a subject: "" unless it is there exactly once, as
+ * UTF-8 without a NUL, and fits. */
 static void
-tls_peer_cn(SSL *ssl, char *cn, size_t cnsz)
+tls_name_field(X509_NAME *name, int nid, char *out, size_t outsz)
 {
-	X509 *cert;
+	unsigned char *utf8 = NULL;
+	int i, len;
 
-	cn[0] = '\0';
-	if (SSL_get_verify_result(ssl) != X509_V_OK ||
-	    (cert = SSL_get1_peer_certificate(ssl)) == NULL)
+	out[0] = '\0';
+	if ((i = X509_NAME_get_index_by_NID(name, nid, -1)) < 0 ||
+	    X509_NAME_get_index_by_NID(name, nid, i) >= 0)
 		return;
-	if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert),
-	    NID_commonName, cn, (int)cnsz) < 0)
-		cn[0] = '\0';
+	len = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(
+	    X509_NAME_get_entry(name, i)));
+	if (len > 0 && (size_t)len < outsz && memchr(utf8, '\0',
+	    (size_t)len) == NULL) {
+		memcpy(out, utf8, (size_t)len);
+		out[len] = '\0';
+	}
+	OPENSSL_free(utf8);
+}
+
+void
+tls_cert_id(X509 *cert, struct tls_peer_id *id)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0, i;
+
+	memset(id, 0, sizeof(*id));
+	if (cert == NULL)
+		return;
+	tls_name_field(X509_get_subject_name(cert), NID_commonName, id->cn,
+	    sizeof(id->cn));
+	tls_name_field(X509_get_subject_name(cert),
+	    NID_organizationalUnitName, id->ou, sizeof(id->ou));
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) != 1 || mdlen != 32)
+		return;
+	for (i = 0; i < mdlen; i++)
+		snprintf(id->fp + 2 * i, 3, "%02x", md[i]);
+}
+
+/* The verified client certificate (all "" when none). */
+static void
+tls_peer_cert(SSL *ssl, struct tls_peer_id *id)
+{
+	X509 *cert = NULL;
+
+	if (SSL_get_verify_result(ssl) == X509_V_OK)
+		cert = SSL_get1_peer_certificate(ssl);
+	tls_cert_id(cert, id);
 	X509_free(cert);
 }
 
@@ -205,7 +243,7 @@ fail:
 
 static void
 tls_peer_set(struct tls_front *t, int port, const char *remote,
-    const char *cn, int add)
+    const struct tls_peer_id *id, int add)
 {
 	int i;
 
@@ -216,7 +254,7 @@ tls_peer_set(struct tls_front *t, int port, const char *remote,
 			p->used = 1;
 			p->port = port;
 			snprintf(p->remote, sizeof(p->remote), "%s", remote);
-			snprintf(p->cn, sizeof(p->cn), "%s", cn);
+			p->id = *id;
 			break;
 		}
 		if (!add && p->used && p->port == port) {
@@ -229,7 +267,7 @@ tls_peer_set(struct tls_front *t, int port, const char *remote,
 
 int
 tls_front_peer(struct tls_front *t, int port, char *remote, size_t rsz,
-    char *cn, size_t cnsz)
+    struct tls_peer_id *id)
 {
 	int i, rc = -1;
 
@@ -237,7 +275,8 @@ tls_front_peer(struct tls_front *t, int port, char *remote, size_t rsz,
 	for (i = 0; i < TLS_MAX_CONNS; i++) {
 		if (t->peers[i].used && t->peers[i].port == port) {
 			snprintf(remote, rsz, "%s", t->peers[i].remote);
-			snprintf(cn, cnsz, "%s", t->peers[i].cn);
+			if (id != NULL)
+				*id = t->peers[i].id;
 			rc = 0;
 			break;
 		}
@@ -465,11 +504,12 @@ tls_conn_main(void *arg)
 	struct tls_front *t = c->t;
 	struct tls_request q;
 	int64_t deadline = c->accepted + TLS_HEAD_MS;
-	char cn[64] = "";
+	struct tls_peer_id id;
 	SSL *ssl = NULL;
 	int bfd = -1, port = 0, ok;
 
 	memset(&q, 0, sizeof(q));
+	memset(&id, 0, sizeof(id));
 	fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK);
 	if (t->ctx != NULL) {
 		if ((ssl = SSL_new(t->ctx)) == NULL ||
@@ -482,7 +522,7 @@ tls_conn_main(void *arg)
 			    ERR_reason_error_string(ERR_peek_last_error()));
 			goto cleanup;
 		}
-		tls_peer_cn(ssl, cn, sizeof(cn));
+		tls_peer_cert(ssl, &id);
 	}
 	if (tls_request(t, c, ssl, &q, deadline) < 0)
 		goto cleanup;
@@ -496,7 +536,7 @@ tls_conn_main(void *arg)
 		    strerror(errno));
 		goto cleanup;
 	}
-	tls_peer_set(t, port, c->remote, cn, 1);
+	tls_peer_set(t, port, c->remote, &id, 1);
 	tls_keepalive(c->fd);
 	ok = tls_plain_write_all(bfd, q.buf, q.len) == 0;
 	/* The body is the server's now: its budget is free. */

@@ -43,12 +43,20 @@ struct tls_front_config {
 struct tls_front *tls_front_start(const struct tls_front_config *cfg,
 	    char *err, size_t errsz);
 void	 tls_front_stop(struct tls_front *t);
+/* A verified client certificate: its subject's CN and OU and the
+ * SHA-256 of its DER (64 hex digits); all "" when the client sent none. */
+struct tls_peer_id {
+	char	cn[64];
+	char	ou[32];
+	char	fp[65];
+};
+
 /* Who is behind the backend connection whose source port is port: the
- * client's address and the CN of its verified certificate ("" when none).
+ * client's address and its verified certificate (id, or NULL).
  * 0 when port is one of ours, -1 otherwise (a connection that bypassed
  * TLS). */
 int	 tls_front_peer(struct tls_front *t, int port, char *remote,
-	    size_t rsz, char *cn, size_t cnsz);
+	    size_t rsz, struct tls_peer_id *id);
 
 /* Client side: a loopback port whose first connection (within 10 s) is
  * relayed over TLS to host:port, for clients (civetweb's websocket client)
@@ -60,6 +68,11 @@ struct tls_tunnel_config {
 	const char	*ca_file;
 	const char	*cert;		/* client certificate, or NULL */
 	const char	*key;
+	/* NULL, or who the server must be besides host: a certificate
+	 * whose subject CN is expect_name and that X509_check_host accepts
+	 * for it (a cluster host's name), with OU expect_ou unless NULL. */
+	const char	*expect_name;
+	const char	*expect_ou;
 };
 int	 tls_tunnel_open(const struct tls_tunnel_config *cfg, int *local_port,
 	    char *err, size_t errsz);

@@ -128,7 +128,7 @@ struct tls_peer {
 	int	used;
 	int	port;			/* backend connection's source port */
 	char	remote[64];
-	char	cn[64];
+	struct tls_peer_id id;
 };
 
 struct tls_front {
@@ -170,6 +170,11 @@ struct tls_request {
 
 /* err gets what OpenSSL (or errno) says about what failed. */
 void	tls_err(char *err, size_t errsz, const char *what);
+/* cert's subject CN and OU and its SHA-256 fingerprint into id; a field
+ * the subject holds twice, or that is not plain text that fits, is ""
+ * (never one of two picked). */
+struct x509_st;
+void	tls_cert_id(struct x509_st *cert, struct tls_peer_id *id);
 /* Moves bytes between the client (through ssl, or plain when ssl is NULL;
  * fd non-blocking) and bfd until either side closes or t (when not NULL)
  * is stopping. */

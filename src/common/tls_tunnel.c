@@ -91,6 +91,34 @@ tls_tunnel_main(void *arg)
 	return NULL;
 }
 
+/* The verified server is the one expected by name (and OU): its subject
+ * CN is the name and OpenSSL's X509_check_host accepts the certificate
+ * for it, so a certificate of another host of the same CA does not pass
+ * for this one, whatever address it was issued for. 0 or -1 with err. */
+static int
+tls_client_identity(SSL *ssl, const struct tls_tunnel_config *cfg,
+    char *err, size_t errsz)
+{
+	X509 *cert = SSL_get0_peer_certificate(ssl);
+	struct tls_peer_id id;
+
+	tls_cert_id(cert, &id);
+	if (cert == NULL || strcmp(id.cn, cfg->expect_name) != 0 ||
+	    X509_check_host(cert, cfg->expect_name, 0,
+	    X509_CHECK_FLAG_NO_WILDCARDS, NULL) != 1) {
+		snprintf(err, errsz, "host %s presented a certificate for %s",
+		    cfg->expect_name, id.cn[0] ? id.cn : "no single host");
+		return -1;
+	}
+	if (cfg->expect_ou && strcmp(id.ou, cfg->expect_ou) != 0) {
+		snprintf(err, errsz, "host %s presented a certificate of OU "
+		    "\"%s\", not \"%s\"", cfg->expect_name, id.ou,
+		    cfg->expect_ou);
+		return -1;
+	}
+	return 0;
+}
+
 SSL *
 tls_client_open(int fd, const struct tls_tunnel_config *cfg, char *err,
     size_t errsz)
@@ -123,12 +151,16 @@ tls_client_open(int fd, const struct tls_tunnel_config *cfg, char *err,
 		goto fail;
 	if (SSL_connect(ssl) != 1)
 		goto fail;
+	if (cfg->expect_name && tls_client_identity(ssl, cfg, err, errsz) < 0)
+		goto refused;
 	SSL_CTX_free(ctx);
 	return ssl;
 fail:
 	tls_err(err, errsz, "TLS");
+refused:
 	SSL_free(ssl);
 	SSL_CTX_free(ctx);
+	ERR_clear_error();
 	return NULL;
 }
 

@@ -11,25 +11,35 @@ agentc_call(const char *host, const char *method, const char *path,
     json_t *body, long timeout_ms, int *status, json_t **reply, char *err,
     size_t errsz)
 {
+	/* Whatever address the URL names, the agent there must be host. */
+	struct httpc_opts opts = { .expect_name = host };
 	struct httpc_resp resp;
 	char url[1024];
 	json_t *row;
+	const char *u;
 	int rc = -1;
 
 	memset(&resp, 0, sizeof(resp));
-	row = db_row("SELECT url, agent_key, state FROM hosts WHERE name = ?",
-	    "s", host);
+	row = db_row("SELECT url, agent_key, state, cert_fp FROM hosts WHERE "
+	    "name = ?", "s", host);
 	if (row == NULL || !json_is_string(json_object_get(row, "agent_key"))) {
 		snprintf(err, errsz, "host %s is not registered", host);
 		goto cleanup;
 	}
-	if (util_fmt(url, sizeof(url), "%s%s",
-	    json_string_value(json_object_get(row, "url")), path) < 0) {
+	u = json_string_value(json_object_get(row, "url"));
+	if (u == NULL || util_fmt(url, sizeof(url), "%s%s", u, path) < 0) {
 		snprintf(err, errsz, "agent URL too long");
 		goto cleanup;
 	}
-	if (httpc_request(method, url, json_string_value(json_object_get(row,
-	    "agent_key")), body, timeout_ms, &resp) < 0) {
+	/* Never the key of a host with a certificate in clear text. */
+	if (json_is_string(json_object_get(row, "cert_fp")) &&
+	    strncmp(u, "https://", 8) != 0) {
+		snprintf(err, errsz, "host %s has a certificate but no https:// "
+		    "URL", host);
+		goto cleanup;
+	}
+	if (httpc_request_opts(method, url, json_string_value(json_object_get(
+	    row, "agent_key")), body, timeout_ms, &opts, &resp) < 0) {
 		snprintf(err, errsz, "host %s is unreachable: %s", host, resp.err);
 		goto cleanup;
 	}

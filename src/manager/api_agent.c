@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/pki.h"
 #include "manager/manager_int.h"
 
 #define JS(o, k) json_string_value(json_object_get((o), (k)))
@@ -309,16 +310,142 @@ api_agent_net(const char *host, json_t *body, json_t *reply)
 		json_object_set_new(reply, "net", net);
 }
 
+/* The key the agent chose (body "agent_key": HOSTID_KEY_LEN lowercase
+ * hex digits) into key, or a new one when it sent none (agents before
+ * issue 15); *source says which. -1 when it sent something else. */
+static int
+api_agent_key(struct httpd_req *r, char *key, size_t keysz,
+    const char **source)
+{
+	json_t *k = json_object_get(r->body, "agent_key");
+	const char *s = json_string_value(k);
+
+	if (k == NULL) {
+		util_random_hex(key, UTIL_TOKEN_LEN / 2);
+		*source = "manager";
+		return 0;
+	}
+	if (s == NULL || strlen(s) != HOSTID_KEY_LEN ||
+	    strspn(s, "0123456789abcdef") != HOSTID_KEY_LEN || keysz <=
+	    HOSTID_KEY_LEN)
+		return -1;
+	snprintf(key, keysz, "%s", s);
+	*source = "agent";
+	return 0;
+}
+
+/* The key the host keeps: its own when it registers with it, else the
+ * one it sent (or a new one), which no other host may have. 0, or -1
+ * after replying. */
+static int
+api_agent_key_for(struct httpd_req *r, const struct hostid *id,
+    const char *name, char *key, size_t keysz, const char **source)
+{
+	json_t *taken;
+
+	if (id->how == HOSTID_SAME) {
+		snprintf(key, keysz, "%s", JS(id->row, "agent_key"));
+		*source = JS(id->row, "key_source") ? JS(id->row,
+		    "key_source") : "manager";
+		return 0;
+	}
+	if (api_agent_key(r, key, keysz, source) < 0) {
+		httpd_reply_error(r, 400, "agent_key must be %d lowercase hex "
+		    "digits", HOSTID_KEY_LEN);
+		return -1;
+	}
+	if ((taken = db_row("SELECT name FROM hosts WHERE agent_key = ? AND "
+	    "name <> ?", "ss", key, name)) != NULL) {
+		json_decref(taken);
+		httpd_reply_error(r, 409, "agent_key is another host's");
+		return -1;
+	}
+	return 0;
+}
+
+/* The host's row as this registration leaves it (in the caller's
+ * transaction); 0 or -1. */
+static int
+api_agent_record(struct httpd_req *r, const struct hostid *id,
+    const char *name, const char *url, const char *accel,
+    const char *reason, int64_t cpus, int64_t mem, const char *key,
+    const char *source, const char *infos)
+{
+	/* The certificate it registered with: its reports must present it. */
+	const char *fp = r->peer_fp[0] && strcmp(r->peer_cn, name) == 0 ?
+	    r->peer_fp : NULL;
+	int64_t now = util_wall_ms();
+
+	if (id->row == NULL)
+		return db_exec("INSERT INTO hosts (name, url, state, accel, "
+		    "accel_reason, cpus, memory_mib, agent_key, last_seen, info, "
+		    "registered, key_source, cert_fp) VALUES (?, ?, 'up', ?, ?, "
+		    "?, ?, ?, ?, ?, ?, ?, ?)", "ssssiisisiss", name, url, accel,
+		    reason, cpus, mem, key, now, infos, now, source, fp) < 0 ?
+		    -1 : 0;
+	return db_exec("UPDATE hosts SET url = ?, state = 'up', accel = ?, "
+	    "accel_reason = ?, cpus = ?, memory_mib = ?, agent_key = ?, "
+	    "last_seen = ?, info = ?, registered = ?, key_source = ?, "
+	    "cert_fp = COALESCE(?, cert_fp) WHERE name = ?", "sssiisisisss",
+	    url, accel, reason, cpus, mem, key, now, infos, now, source, fp,
+	    name) == 1 ? 0 : -1;
+}
+
+/* Where the host registered from and its migration address, into its
+ * info: migrate.c names both as the sources a migration stream to
+ * another host may come from. */
+static void
+api_agent_addresses(struct httpd_req *r, json_t *info)
+{
+	const char *m = json_string_value(json_object_get(r->body,
+	    "migration_addr"));
+
+	json_object_set_new(info, "address", json_string(r->remote));
+	if (m != NULL && strlen(m) < 64 && strchr(m, ',') == NULL &&
+	    pki_san_valid(m))
+		json_object_set_new(info, "migration_addr", json_string(m));
+}
+
+/* With a certificate: the addresses it asked for that the certificate
+ * does not name (the agent passes on the manager's answer; only an
+ * admin's approval puts them in a certificate). */
+static void
+api_agent_pending(struct httpd_req *r, const char *name)
+{
+	json_t *p = json_object_get(r->body, "pending_addresses"), *clean, *v;
+	char *s;
+	size_t i;
+
+	if (r->peer_fp[0] == '\0' || !json_is_array(p) ||
+	    json_array_size(p) > PKI_SAN_MAX)
+		return;
+	clean = json_array();
+	json_array_foreach(p, i, v)
+		if (json_is_string(v) && strchr(json_string_value(v), ',') ==
+		    NULL && pki_san_valid(json_string_value(v)))
+			json_array_append(clean, v);
+	s = json_dumps(clean, JSON_COMPACT);
+	db_exec("UPDATE hosts SET pending = ? WHERE name = ?", "ss",
+	    json_array_size(clean) ? s : NULL, name);
+	free(s);
+	json_decref(clean);
+}
+
+/* Registration: a new host with an admin or join token (the token is
+ * used up), or a known host with its own key or certificate; never an
+ * existing name with a token (hostid.c). */
 static int
 api_agent_register(struct httpd_req *r)
 {
-	const char *name, *url, *accel, *reason, *fence;
+	const char *name, *url, *accel, *reason, *fence, *source;
 	char key[UTIL_TOKEN_LEN + 1], ferr[256];
 	int64_t cpus = 0, mem = 0;
-	json_t *info = NULL, *old = NULL, *stop = NULL;
+	json_t *info = NULL, *stop = NULL;
 	char *infos = NULL, *timing = NULL;
-	int rc;
+	struct hostid id;
+	int st;
 
+	memset(&id, 0, sizeof(id));
 	if (r->body == NULL ||
 	    api_str_field(r, "name", 255, &name) < 0 ||
 	    api_str_field(r, "url", 255, &url) < 0 ||
@@ -339,35 +466,41 @@ api_agent_register(struct httpd_req *r)
 		return httpd_reply_error(r, 400, "storage and vms must be lists");
 	if (api_agent_fence(r, name, &fence, &timing, ferr, sizeof(ferr)) < 0)
 		return httpd_reply_error(r, 400, "%s", ferr);
+	if ((st = hostid_admit(r, name, 0, &id, ferr, sizeof(ferr))) != 0) {
+		log_warnx("registration of host %s by %s refused: %s", name,
+		    r->principal, ferr);
+		httpd_reply_error(r, st, "%s", ferr);
+		goto cleanup;
+	}
+	/* A host with a certificate is called over mutual TLS only. */
+	if ((r->peer_fp[0] || JS(id.row, "cert_fp")) &&
+	    strncmp(url, "https://", 8) != 0) {
+		httpd_reply_error(r, 400, "host %s has a certificate: its url "
+		    "must be https://", name);
+		goto cleanup;
+	}
+	if (api_agent_key_for(r, &id, name, key, sizeof(key), &source) < 0)
+		goto cleanup;
 	stop = json_array();	/* after the checks: they return at once */
-	util_random_hex(key, UTIL_TOKEN_LEN / 2);
 	info = json_pack("{s:O, s:O}", "storage", json_object_get(r->body,
 	    "storage"), "version", json_object_get(r->body, "version") ?
 	    json_object_get(r->body, "version") : json_null());
+	api_agent_addresses(r, info);
 	infos = json_dumps(info, JSON_COMPACT);
-	old = db_row("SELECT state FROM hosts WHERE name = ?", "s", name);
 	db_begin();
-	/* A join token admits one new host, then only that host again. */
-	if (r->role == ROLE_JOIN && users_join_claim(r->token, name) < 0) {
-		db_rollback();
-		httpd_reply_error(r, 401, "join token already used by another "
-		    "host, expired, or host %s exists", name);
-		goto cleanup;
-	}
-	rc = db_exec("INSERT INTO hosts (name, url, state, accel, accel_reason, "
-	    "cpus, memory_mib, agent_key, last_seen, info, registered) VALUES "
-	    "(?, ?, 'up', ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
-	    "url = excluded.url, state = 'up', accel = excluded.accel, "
-	    "accel_reason = excluded.accel_reason, cpus = excluded.cpus, "
-	    "memory_mib = excluded.memory_mib, agent_key = excluded.agent_key, "
-	    "last_seen = excluded.last_seen, info = excluded.info, "
-	    "registered = excluded.registered", "ssssiisisi", name, url, accel,
-	    reason, cpus, mem, key, util_wall_ms(), infos, util_wall_ms());
-	if (rc < 0) {
+	if (api_agent_record(r, &id, name, url, accel, reason, cpus, mem, key,
+	    source, infos) < 0) {
 		db_rollback();
 		httpd_reply_error(r, 500, "cannot record host %s", name);
 		goto cleanup;
 	}
+	/* The join token is used up with the host's creation, or neither. */
+	if (hostid_consume(&id, name) < 0) {
+		db_rollback();
+		httpd_reply_error(r, 401, "join token already used or expired");
+		goto cleanup;
+	}
+	api_agent_pending(r, name);
 	/* A confirm-off was about the host as it was: it is back now. */
 	db_exec("UPDATE hosts SET fence = ?, timing = ?, confirmed_off = NULL "
 	    "WHERE name = ?", "sss", fence, timing, name);
@@ -376,7 +509,9 @@ api_agent_register(struct httpd_req *r)
 	api_apply_report(name, json_object_get(r->body, "vms"), NULL, stop,
 	    api_scan(r->body));
 	event_add("info", "host.up", name, "host %s registered (%s, accel %s)%s",
-	    name, url, accel, old ? "" : ", new host");
+	    name, url, accel, id.row == NULL ? ", new host" :
+	    id.how == HOSTID_NEW ? ", after a reset" : id.how == HOSTID_REKEY ?
+	    ", new key" : "");
 	db_commit();
 	vnet_changed();		/* VXLAN peers: a new host or a new address */
 	{
@@ -388,10 +523,10 @@ api_agent_register(struct httpd_req *r)
 		httpd_reply_json(r, 200, reply);
 	}
 cleanup:
+	hostid_free(&id);
 	free(infos);
 	free(timing);
 	json_decref(info);
-	json_decref(old);
 	json_decref(stop);
 	return 0;
 }

@@ -1,7 +1,9 @@
 /* api_host.c - /api/v1/hosts and /api/v1/storage. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/pki.h"
 #include "manager/manager_int.h"
 
 #define HOST_SELECT "SELECT h.*, (SELECT COUNT(*) FROM vms v WHERE " \
@@ -215,6 +217,104 @@ cleanup:
 	return 0;
 }
 
+/* An admin takes a host's credentials away (a stolen disk, a host to
+ * re-install): its key and certificate no longer count, its agent is
+ * refused, and the name registers again only with an admin or a new join
+ * token (docs/security.md, "Admitting hosts"). Its VMs stay recorded. */
+static int
+api_host_reset(struct httpd_req *r)
+{
+	json_t *row;
+
+	if ((row = api_host_lookup(r)) == NULL)
+		return 0;
+	json_decref(row);
+	if (db_exec("UPDATE hosts SET agent_key = NULL, cert_fp = NULL, "
+	    "key_source = 'reset', state = 'down' WHERE name = ?", "s",
+	    r->params[0]) != 1)
+		return httpd_reply_error(r, 500, "cannot reset host %s",
+		    r->params[0]);
+	event_add("warning", "host.reset", r->params[0], "host %s reset by %s: "
+	    "its key and certificate no longer count; it joins again with a "
+	    "token", r->params[0], r->principal);
+	return httpd_reply_json(r, 200, json_pack("{s:s}", "reset",
+	    r->params[0]));
+}
+
+/* An address the host's certificate may name (it gets it when it next
+ * asks for a certificate: its agent does at every start). */
+static int
+api_host_approve(struct httpd_req *r)
+{
+	static const char *const fields[] = { "address", NULL };
+	json_t *row, *list = NULL, *pend = NULL, *v;
+	const char *addr;
+	char *a = NULL, *p = NULL;
+	size_t i;
+
+	if ((row = api_host_lookup(r)) == NULL)
+		return 0;
+	if (r->body == NULL || api_check_fields(r, fields) < 0 ||
+	    api_str_field(r, "address", 253, &addr) < 0) {
+		if (r->status == 0)
+			httpd_reply_error(r, 400, "body {\"address\": ADDR} "
+			    "required");
+		goto cleanup;
+	}
+	if (addr == NULL || strchr(addr, ',') || !pki_san_valid(addr)) {
+		httpd_reply_error(r, 400, "address must be an IP address or a "
+		    "DNS name");
+		goto cleanup;
+	}
+	list = json_loads(json_string_value(json_object_get(row, "approved")) ?
+	    json_string_value(json_object_get(row, "approved")) : "[]", 0, NULL);
+	pend = json_loads(json_string_value(json_object_get(row, "pending")) ?
+	    json_string_value(json_object_get(row, "pending")) : "[]", 0, NULL);
+	if (!json_is_array(list) || !json_is_array(pend)) {
+		httpd_reply_error(r, 500, "unreadable addresses of host %s",
+		    r->params[0]);
+		goto cleanup;
+	}
+	json_array_foreach(list, i, v)
+		if (strcmp(json_string_value(v) ? json_string_value(v) : "",
+		    addr) == 0)
+			break;
+	if (i == json_array_size(list)) {
+		if (json_array_size(list) >= PKI_SAN_MAX - 2) {
+			httpd_reply_error(r, 409, "host %s has %d approved "
+			    "addresses already", r->params[0], PKI_SAN_MAX - 2);
+			goto cleanup;
+		}
+		json_array_append_new(list, json_string(addr));
+	}
+	json_array_foreach(pend, i, v)
+		if (strcmp(json_string_value(v) ? json_string_value(v) : "",
+		    addr) == 0) {
+			json_array_remove(pend, i);
+			break;
+		}
+	a = json_dumps(list, JSON_COMPACT);
+	p = json_dumps(pend, JSON_COMPACT);
+	if (a == NULL || p == NULL || db_exec("UPDATE hosts SET approved = ?, "
+	    "pending = ? WHERE name = ?", "sss", a, json_array_size(pend) ? p :
+	    NULL, r->params[0]) != 1) {
+		httpd_reply_error(r, 500, "cannot record the address");
+		goto cleanup;
+	}
+	event_add("info", "host.address_approved", r->params[0], "address %s "
+	    "approved for the certificate of host %s by %s", addr, r->params[0],
+	    r->principal);
+	httpd_reply_json(r, 200, json_pack("{s:s, s:O, s:O}", "host",
+	    r->params[0], "approved_addresses", list, "pending_addresses", pend));
+cleanup:
+	free(a);
+	free(p);
+	json_decref(list);
+	json_decref(pend);
+	json_decref(row);
+	return 0;
+}
+
 static int
 api_storage_list(struct httpd_req *r)
 {
@@ -265,6 +365,8 @@ const struct httpd_route api_host_routes[] = {
 	{ "DELETE", "/api/v1/hosts/{}",             api_host_delete, 0, ROLE_ADMIN },
 	{ "POST", "/api/v1/hosts/{}/maintenance",   api_host_maintenance, 0, ROLE_ADMIN },
 	{ "POST", "/api/v1/hosts/{}/confirm-off",   api_host_confirm_off, 0, ROLE_ADMIN },
+	{ "POST", "/api/v1/hosts/{}/reset",         api_host_reset, 0, ROLE_ADMIN },
+	{ "POST", "/api/v1/hosts/{}/addresses",     api_host_approve, 0, ROLE_ADMIN },
 	{ "GET",  "/api/v1/storage",                api_storage_list, 0, ROLE_VIEWER },
 };
 const size_t api_host_nroutes = sizeof(api_host_routes) / sizeof(api_host_routes[0]);

@@ -1,5 +1,6 @@
 /* auth.c - API tokens: created once, stored only as hashes, checked per
- * request against the user's current role; agent keys and join tokens. */
+ * request against the user's current role; agent keys, host
+ * certificates and join tokens through hostid.c. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -73,56 +74,6 @@ auth_init(void)
 	return 0;
 }
 
-/* Agent routes: the key the manager handed out at registration; over
- * mutual TLS the certificate must name the same host. */
-static int
-auth_agent(struct httpd_req *r)
-{
-	json_t *row;
-	const char *name, *url;
-	int rc = 401;
-
-	row = db_row("SELECT name, url FROM hosts WHERE agent_key = ?", "s",
-	    r->token);
-	if (row == NULL || (name = json_string_value(json_object_get(row,
-	    "name"))) == NULL)
-		goto cleanup;
-	url = json_string_value(json_object_get(row, "url"));
-	/* A host that joined with a certificate must keep presenting it. */
-	if (r->peer_cn[0] == '\0' && url && strncmp(url, "https://", 8) == 0) {
-		log_warnx("agent key of host %s without its certificate", name);
-		goto cleanup;
-	}
-	if (r->peer_cn[0] != '\0' && strcmp(r->peer_cn, name) != 0) {
-		log_warnx("agent key of host %s presented with the certificate "
-		    "of %s", name, r->peer_cn);
-		goto cleanup;
-	}
-	snprintf(r->principal, sizeof(r->principal), "host:%s", name);
-	r->role = ROLE_AGENT;
-	rc = 0;
-cleanup:
-	json_decref(row);
-	return rc;
-}
-
-/* A join token that is unexpired, or already bound to a host. */
-static int
-auth_join(struct httpd_req *r, const char *hash)
-{
-	json_t *row;
-
-	row = db_row("SELECT id FROM join_tokens WHERE hash = ? AND "
-	    "(host IS NOT NULL OR expires > ?)", "si", hash, util_wall_ms());
-	if (row == NULL)
-		return 401;
-	snprintf(r->principal, sizeof(r->principal), "join:%s",
-	    json_string_value(json_object_get(row, "id")));
-	r->role = ROLE_JOIN;
-	json_decref(row);
-	return 0;
-}
-
 int
 auth_check(struct httpd_req *r, int min_role)
 {
@@ -133,16 +84,20 @@ auth_check(struct httpd_req *r, int min_role)
 	if (r->token == NULL || r->token[0] == '\0' || strlen(r->token) > 256)
 		goto cleanup;
 	if (min_role == ROLE_AGENT) {
-		rc = auth_agent(r);
+		rc = hostid_auth_agent(r);
 		goto cleanup;
 	}
+	/* Registration: a host's own key or certificate first (hostid.c). */
+	if (min_role == ROLE_JOIN && (rc = hostid_auth_host(r)) != 1)
+		goto cleanup;
+	rc = 401;
 	util_hash_hex(r->token, hash);
 	row = db_row("SELECT t.name AS name, u.role AS role, t.expires AS "
 	    "expires FROM tokens t JOIN users u ON u.name = t.name "
 	    "WHERE t.hash = ?", "s", hash);
 	if (row == NULL) {
 		if (min_role == ROLE_JOIN)
-			rc = auth_join(r, hash);
+			rc = hostid_auth_join(r, hash);
 		goto cleanup;
 	}
 	exp = json_object_get(row, "expires");

@@ -181,7 +181,7 @@ console_dial(const char *host, const char *uuid, int vnc,
 		goto cleanup;
 	/* civetweb's client cannot do TLS with this OpenSSL: a loopback
 	 * tunnel with our client certificate can. */
-	if (tls && pki_mgr_tunnel(hostport, (int)port, &lport, err,
+	if (tls && pki_mgr_tunnel(host, hostport, (int)port, &lport, err,
 	    sizeof(err)) < 0) {
 		log_warnx("console: host %s: %s", host, err);
 		goto cleanup;

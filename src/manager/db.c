@@ -100,6 +100,19 @@ static const char *const db_migrations[] = {
 	"ALTER TABLE hosts ADD COLUMN fence TEXT;"
 	"ALTER TABLE hosts ADD COLUMN timing TEXT;"
 	"ALTER TABLE hosts ADD COLUMN confirmed_off INTEGER;",
+	/* host identity (issue 15, docs/security.md "Admitting hosts"): how
+	 * a host's key came to be (key_source: 'agent' chose it, 'manager'
+	 * made it; NULL: registered before this, re-keyable once), the
+	 * SHA-256 of the certificate it registered with (its reports must
+	 * present that one), the addresses an admin approved for its
+	 * certificate and those it asked for besides; join tokens are used
+	 * once (used: when) and may carry approved addresses. */
+	"ALTER TABLE hosts ADD COLUMN key_source TEXT;"
+	"ALTER TABLE hosts ADD COLUMN cert_fp TEXT;"
+	"ALTER TABLE hosts ADD COLUMN approved TEXT;"
+	"ALTER TABLE hosts ADD COLUMN pending TEXT;"
+	"ALTER TABLE join_tokens ADD COLUMN used INTEGER;"
+	"ALTER TABLE join_tokens ADD COLUMN addresses TEXT;",
 };
 
 static int

@@ -12,6 +12,33 @@ static pthread_mutex_t hostmon_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t hostmon_cond;	/* CLOCK_MONOTONIC (hostmon_start) */
 static int hostmon_quit;
 
+/* Who the host is (docs/security.md): its certificate's fingerprint and
+ * the addresses approved for and asked for by its certificate. */
+static void
+host_json_identity(json_t *row, json_t *o)
+{
+	static const char *const lists[][2] = {
+		{ "approved", "approved_addresses" },
+		{ "pending", "pending_addresses" },
+	};
+	const char *s;
+	json_t *l;
+	size_t i;
+
+	json_object_set(o, "cert_fingerprint", json_object_get(row,
+	    "cert_fp") ? json_object_get(row, "cert_fp") : json_null());
+	json_object_set_new(o, "registered_key", json_boolean(
+	    json_is_string(json_object_get(row, "agent_key"))));
+	for (i = 0; i < sizeof(lists) / sizeof(lists[0]); i++) {
+		s = json_string_value(json_object_get(row, lists[i][0]));
+		l = s ? json_loads(s, 0, NULL) : NULL;
+		json_object_set_new(o, lists[i][1], json_is_array(l) ? l :
+		    json_array());
+		if (l != NULL && !json_is_array(l))
+			json_decref(l);
+	}
+}
+
 json_t *
 host_json(json_t *row)
 {
@@ -51,6 +78,7 @@ host_json(json_t *row)
 	json_object_set(o, "version", json_object_get(info, "version") ?
 	    json_object_get(info, "version") : json_null());
 	json_decref(info);
+	host_json_identity(row, o);
 	return o;
 }
 

@@ -101,9 +101,6 @@ const char *auth_role_name(int role);
 /* A new API token for user name (replacing the old ones when replace);
  * out gets the plain token, only its hash is stored. */
 int	 users_token_new(const char *name, int replace, char *out, size_t outsz);
-/* Bind join token tok to host on its first use (it must be unexpired and
- * host must not exist yet); later uses by the same host pass. 0 or -1. */
-int	 users_join_claim(const char *tok, const char *host);
 extern const struct httpd_route api_users_routes[];
 extern const size_t api_users_nroutes;
 
@@ -115,9 +112,61 @@ extern const size_t api_login_nroutes;
 /* api_pki.c: with TLS on, the cluster CA, our client certificate for
  * agents and client-certificate checks on the API server in *hc. */
 int	 pki_mgr_init(struct httpd_config *hc);
-/* A loopback port relayed over mutual TLS to an agent at host:port. */
-int	 pki_mgr_tunnel(const char *host, int port, int *local_port, char *err,
-	    size_t errsz);
+/* A loopback port relayed over mutual TLS to host name's agent at
+ * addr:port (its certificate must be name's, tls.h). */
+int	 pki_mgr_tunnel(const char *name, const char *addr, int port,
+	    int *local_port, char *err, size_t errsz);
+/* 1 when this manager runs the cluster CA. */
+int	 pki_mgr_ready(void);
+
+/* hostid.c: who may register as (or get a certificate for) which host
+ * (docs/security.md, "Admitting hosts"). */
+#define HOSTID_RESERVED	"cvirt-manager"	/* the manager's certificate CN */
+#define HOSTID_KEY_LEN	64		/* hex digits of an agent key */
+enum hostid_how {
+	HOSTID_NEW,	/* a new host (or one an admin reset) */
+	HOSTID_SAME,	/* the host itself, with its key: same key */
+	HOSTID_REKEY,	/* the host by its certificate, or one registered
+			 * before agents chose keys: takes a new key */
+};
+struct hostid {
+	enum hostid_how	 how;
+	json_t		*row;	/* the host's row or NULL; owned */
+	json_t		*token;	/* the join token's row or NULL; owned */
+};
+/* ROLE_JOIN credentials (auth.c calls it first): a host's key
+ * ("host:NAME") or, without one, a host's certificate ("cert:NAME");
+ * 0 with r->principal set, 1 when the token is neither (go on with user
+ * and join tokens), or 401 with r->auth_err. */
+int	 hostid_auth_host(struct httpd_req *r);
+/* ROLE_AGENT (reports): the host whose key is the token, which must also
+ * present the certificate it registered with when it has one; 0 or 401
+ * with r->auth_err. */
+int	 hostid_auth_agent(struct httpd_req *r);
+/* A join token: unused and unexpired ("join:ID"); 0 or 401 with
+ * r->auth_err saying which (used, expired). */
+int	 hostid_auth_join(struct httpd_req *r, const char *hash);
+/* May r's credential register host name (cert: get a certificate for
+ * it)? 0 with *id filled (release with hostid_free), else an HTTP status
+ * with err. */
+int	 hostid_admit(struct httpd_req *r, const char *name, int cert,
+	    struct hostid *id, char *err, size_t errsz);
+void	 hostid_free(struct hostid *id);
+/* In the registering transaction: the join token of id (if any) is used
+ * by name, once; its addresses become name's approved ones. 0, or -1
+ * when another registration used it first (or it just expired). */
+int	 hostid_consume(const struct hostid *id, const char *name);
+/* The join token of id (if any) is bound to name until used: a
+ * certificate for name was issued with it. 0 or -1. */
+int	 hostid_bind(const struct hostid *id, const char *name);
+/* The addresses name's certificate names besides DNS:name: where the
+ * request came from (remote), the join token's and the approved ones;
+ * "A,B,..." into out (name first). The requested addresses (want,
+ * "A,B" or NULL) that are not among them go to *pending (a JSON array,
+ * owned). 0 or -1 (too many). */
+int	 hostid_sans(const struct hostid *id, const char *name,
+	    const char *remote, const char *want, char *out, size_t outsz,
+	    json_t **pending);
 extern const struct httpd_route api_pki_routes[];
 extern const size_t api_pki_nroutes;
 

@@ -2,8 +2,11 @@
  * waits with -incoming, the source sends, we watch QEMU's own figures, and
  * the source ends only once the destination runs. Any failure before that
  * leaves the VM running on the source and the destination cleaned up. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
+
+#include <sodium.h>
 
 #include "common/log.h"
 #include "manager/manager_int.h"
@@ -312,11 +315,57 @@ mig_take_back(const char *src, const char *uuid, const char *prev, char *err,
 	return rc;
 }
 
-/* Move one running VM (row) to dest. */
+/* Where src's migration stream may come from: the address it registers
+ * from, its migration address and its URL's host (numeric addresses
+ * only), as a JSON list; the destination's agent takes no stream from
+ * elsewhere (agent migstream.c). */
+static json_t *
+mig_sources(const char *src)
+{
+	json_t *row = db_row("SELECT url, info FROM hosts WHERE name = ?", "s",
+	    src), *info = NULL, *out = json_array(), *v;
+	const char *cand[3] = { NULL, NULL, NULL }, *url;
+	char host[128];
+	unsigned char a[16];
+	size_t i, j, n;
+
+	if (row != NULL && JS(row, "info") != NULL)
+		info = json_loads(JS(row, "info"), 0, NULL);
+	cand[0] = JS(info, "address");
+	cand[1] = JS(info, "migration_addr");
+	if ((url = JS(row, "url")) != NULL && (url = strstr(url, "://")) !=
+	    NULL) {
+		url += 3;
+		n = *url == '[' ? strcspn(++url, "]") : strcspn(url, ":/");
+		if (n < sizeof(host)) {
+			memcpy(host, url, n);
+			host[n] = '\0';
+			cand[2] = host;
+		}
+	}
+	for (i = 0; i < 3; i++) {
+		if (cand[i] == NULL || (inet_pton(AF_INET, cand[i], a) != 1 &&
+		    inet_pton(AF_INET6, cand[i], a) != 1))
+			continue;
+		json_array_foreach(out, j, v)
+			if (strcmp(json_string_value(v), cand[i]) == 0)
+				break;
+		if (j == json_array_size(out))
+			json_array_append_new(out, json_string(cand[i]));
+	}
+	json_decref(info);
+	json_decref(row);
+	return out;
+}
+
+/* Move one running VM (row) to dest. The stream goes over TLS with a
+ * key made for this attempt alone (never logged or kept), and the
+ * destination takes it only from src's addresses. */
 static int
 mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
     json_t **result)
 {
+	char psk[65];
 	struct cluster_settings cs;
 	struct mig_watch w;
 	json_t *spec = vm_spec(row), *reply = NULL, *body = NULL;
@@ -328,6 +377,9 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 
 	cluster_get(&cs);
 	memset(&w, 0, sizeof(w));
+	util_random_hex(psk, 32);
+	json_object_set_new(spec, "migration", json_pack("{s:s, s:o}", "psk",
+	    psk, "source", mig_sources(src)));
 	vm_set_state(uuid, "migrating", src, JI(row, "pid"));
 	if (mig_call(dest, "POST", uuid, "incoming", spec, 30000, &reply, t->err,
 	    sizeof(t->err)) < 0) {
@@ -342,6 +394,7 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 	    JI(t->params, "bandwidth_mibs") : cs.migration_bandwidth_mibs),
 	    "auto_converge", !json_is_false(json_object_get(t->params,
 	    "auto_converge")));
+	json_object_set_new(body, "psk", json_string(psk));
 	if (mig_call(src, "POST", uuid, "migrate", body, 15000, NULL, t->err,
 	    sizeof(t->err)) < 0) {
 		mig_abort_dest(dest, uuid);
@@ -421,6 +474,7 @@ mig_one(struct task *t, json_t *row, const char *dest, int lo, int hi,
 	    (long long)JI(w.final, "total-time"));
 	rc = 0;
 cleanup:
+	sodium_memzero(psk, sizeof(psk));
 	json_decref(w.final);
 	json_decref(body);
 	json_decref(reply);

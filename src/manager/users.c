@@ -2,11 +2,13 @@
  * and the join tokens that let an agent register once. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "common/log.h"
+#include "common/pki.h"
 #include "manager/manager_int.h"
 
 #define USERS_PW_MIN	8
@@ -47,19 +49,6 @@ cleanup:
 		db_rollback();
 	sodium_memzero(out, outsz);
 	return -1;
-}
-
-int
-users_join_claim(const char *tok, const char *host)
-{
-	char hash[UTIL_HASH_LEN + 1];
-
-	util_hash_hex(tok, hash);
-	/* First use binds it to a new host; that host may use it again. */
-	return db_exec("UPDATE join_tokens SET host = ? WHERE hash = ? AND "
-	    "(host = ? OR (host IS NULL AND expires > ? AND NOT EXISTS "
-	    "(SELECT 1 FROM hosts WHERE name = ?)))", "sssis", host, hash, host,
-	    util_wall_ms(), host) == 1 ? 0 : -1;
 }
 
 static json_t *
@@ -306,26 +295,63 @@ api_users_password(struct httpd_req *r)
 	    r->params[0], "password", 1));
 }
 
+/* body "addresses": a list of IPs or DNS names the joining host's
+ * certificate may name beyond its join address (pre-approved); *out the
+ * list as JSON text (malloc'd) or NULL. -1 after replying. */
+static int
+api_join_addresses(struct httpd_req *r, char **out)
+{
+	json_t *l = json_object_get(r->body, "addresses"), *v;
+	size_t i;
+
+	*out = NULL;
+	if (l == NULL)
+		return 0;
+	if (!json_is_array(l) || json_array_size(l) > PKI_SAN_MAX - 2) {
+		httpd_reply_error(r, 400, "addresses must be a list of at most "
+		    "%d addresses", PKI_SAN_MAX - 2);
+		return -1;
+	}
+	json_array_foreach(l, i, v)
+		if (!json_is_string(v) || strchr(json_string_value(v), ',') ||
+		    !pki_san_valid(json_string_value(v))) {
+			httpd_reply_error(r, 400, "addresses: each an IP address "
+			    "or a DNS name");
+			return -1;
+		}
+	*out = json_dumps(l, JSON_COMPACT);
+	return 0;
+}
+
+/* A join token admits one new host, once, until it expires (ttl_s,
+ * default JOIN_TTL_DEFAULT_S). */
 static int
 api_join_create(struct httpd_req *r)
 {
-	static const char *const fields[] = { "ttl_s", NULL };
+	static const char *const fields[] = { "ttl_s", "addresses", NULL };
 	char tok[UTIL_TOKEN_LEN + 1], hash[UTIL_HASH_LEN + 1], id[17], when[40];
 	int64_t ttl = JOIN_TTL_DEFAULT_S, now = util_wall_ms();
+	char *addrs = NULL;
+	int rc;
 
 	if (r->body && (api_check_fields(r, fields) < 0 ||
-	    api_int_field(r, "ttl_s", 60, JOIN_TTL_MAX_S, &ttl, NULL) < 0))
+	    api_int_field(r, "ttl_s", 60, JOIN_TTL_MAX_S, &ttl, NULL) < 0 ||
+	    api_join_addresses(r, &addrs) < 0))
 		return 0;
 	util_random_hex(tok, UTIL_TOKEN_LEN / 2);
 	util_random_hex(id, 8);
 	util_hash_hex(tok, hash);
-	if (db_exec("INSERT INTO join_tokens (hash, id, created, expires, "
-	    "creator) VALUES (?, ?, ?, ?, ?)", "ssiis", hash, id, now,
-	    now + ttl * 1000, r->principal) < 0)
+	rc = db_exec("INSERT INTO join_tokens (hash, id, created, expires, "
+	    "creator, addresses) VALUES (?, ?, ?, ?, ?, ?)", "ssiiss", hash, id,
+	    now, now + ttl * 1000, r->principal, addrs);
+	free(addrs);
+	if (rc < 0)
 		return httpd_reply_error(r, 500, "cannot record the join token");
 	util_time_iso(now + ttl * 1000, when, sizeof(when));
-	httpd_reply_json(r, 201, json_pack("{s:s, s:s, s:s}", "id", id,
-	    "token", tok, "expires", when));
+	httpd_reply_json(r, 201, json_pack("{s:s, s:s, s:s, s:I, s:O}", "id",
+	    id, "token", tok, "expires", when, "ttl_s", (json_int_t)ttl,
+	    "addresses", json_object_get(r->body, "addresses") ?
+	    json_object_get(r->body, "addresses") : json_null()));
 	sodium_memzero(tok, sizeof(tok));
 	return 0;
 }
@@ -333,8 +359,10 @@ api_join_create(struct httpd_req *r)
 static int
 api_join_list(struct httpd_req *r)
 {
-	json_t *rows, *row, *out;
-	char c[40], e[40];
+	json_t *rows, *row, *out, *o, *addrs;
+	int64_t now = util_wall_ms();
+	char c[40], e[40], u[40];
+	const char *a;
 	size_t i;
 
 	if ((rows = db_query("SELECT * FROM join_tokens ORDER BY created",
@@ -342,14 +370,26 @@ api_join_list(struct httpd_req *r)
 		return httpd_reply_error(r, 500, "cannot read join tokens");
 	out = json_array();
 	json_array_foreach(rows, i, row) {
+		json_t *used = json_object_get(row, "used");
+
 		util_time_iso(json_integer_value(json_object_get(row,
 		    "created")), c, sizeof(c));
 		util_time_iso(json_integer_value(json_object_get(row,
 		    "expires")), e, sizeof(e));
-		json_array_append_new(out, json_pack("{s:O, s:s, s:s, s:O, s:O}",
+		util_time_iso(json_integer_value(used), u, sizeof(u));
+		a = json_string_value(json_object_get(row, "addresses"));
+		addrs = a ? json_loads(a, 0, NULL) : NULL;
+		o = json_pack("{s:O, s:s, s:s, s:O, s:O, s:s}",
 		    "id", json_object_get(row, "id"), "created", c,
 		    "expires", e, "host", json_object_get(row, "host"),
-		    "creator", json_object_get(row, "creator")));
+		    "creator", json_object_get(row, "creator"), "state",
+		    json_is_integer(used) ? "used" : json_integer_value(
+		    json_object_get(row, "expires")) <= now ? "expired" :
+		    "unused");
+		json_object_set_new(o, "used", json_is_integer(used) ?
+		    json_string(u) : json_null());
+		json_object_set_new(o, "addresses", addrs ? addrs : json_null());
+		json_array_append_new(out, o);
 	}
 	json_decref(rows);
 	return httpd_reply_json(r, 200, out);

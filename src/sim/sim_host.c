@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <sodium.h>
+
 #include "common/httpc.h"
 #include "common/log.h"
 #include "sim/sim_int.h"
@@ -250,17 +252,42 @@ sim_report_body(struct sim_host *h, int64_t now)
 	    (json_int_t)(h->nvms * 262144 + 1048576), "vms", per);
 }
 
+/* A simulated host's key: the BLAKE2b of the token and its name (64 hex
+ * digits), so a restarted sim registers its hosts again as themselves (a
+ * token admits only new hosts; docs/security.md). */
+static void
+sim_host_key(const struct sim_host *h, char *out, size_t outsz)
+{
+	crypto_generichash_state st;
+	unsigned char md[32];
+	size_t i;
+
+	crypto_generichash_init(&st, NULL, 0, sizeof(md));
+	crypto_generichash_update(&st, (const unsigned char *)sim_cfg.token,
+	    strlen(sim_cfg.token) + 1);
+	crypto_generichash_update(&st, (const unsigned char *)h->name,
+	    strlen(h->name));
+	crypto_generichash_final(&st, md, sizeof(md));
+	out[0] = '\0';
+	for (i = 0; i < sizeof(md) && 2 * i + 2 < outsz; i++)
+		snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
+
 /* Registration lists the host's VMs as a report does (an agent that
  * re-registers lists those it re-attached to): with none, the manager
- * would take every VM placed on the host as ended. */
+ * would take every VM placed on the host as ended. With the host's key
+ * first (a host this sim, or one before it, registered), then the
+ * token. */
 static void
 sim_register(struct sim_host *h)
 {
 	struct httpc_resp resp;
-	char url[1200], self[600];
+	char url[1200], self[600], mine[72];
+	const char *cred[2] = { mine, sim_cfg.token };
 	json_t *body, *key, *vms = json_array();
 	int64_t iv;
 	size_t i;
+	int c;
 
 	pthread_mutex_lock(&h->lock);
 	for (i = 0; i < h->nvms; i++)
@@ -268,15 +295,21 @@ sim_register(struct sim_host *h)
 		    h->vms[i].uuid, "state", h->vms[i].state, "pid",
 		    (json_int_t)h->vms[i].pid));
 	pthread_mutex_unlock(&h->lock);
+	sim_host_key(h, mine, sizeof(mine));
 	snprintf(self, sizeof(self), "http://%s/sim/%s", sim_cfg.listen, h->name);
-	body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
+	body = json_pack("{s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s, s:s}",
 	    "name", h->name, "url", self, "accel", "kvm", "accel_reason",
 	    "simulated host", "cpus", SIM_HOST_CPUS, "memory_mib",
 	    (json_int_t)SIM_HOST_MIB, "storage", sim_storage(), "vms", vms,
-	    "version", "1");
+	    "version", "1", "agent_key", mine);
 	sim_url(url, sizeof(url), "/api/v1/agent/register");
-	if (httpc_request("POST", url, sim_cfg.token, body, 30000, &resp) < 0 ||
-	    resp.status == 503) {
+	for (c = 0; c < 2; c++) {
+		if (httpc_request("POST", url, cred[c], body, 30000, &resp) < 0 ||
+		    resp.status != 401 || c == 1)
+			break;
+		httpc_resp_free(&resp);	/* not known by its key: the token */
+	}
+	if (resp.status == 0 || resp.status == 503) {
 		sim_failover(resp.status);
 	} else if (resp.status == 200 &&
 	    json_is_string(key = json_object_get(resp.json, "agent_key"))) {
@@ -289,7 +322,8 @@ sim_register(struct sim_host *h)
 	} else {
 		log_warnx("host %s: registration refused (%ld): %s", h->name,
 		    resp.status, resp.err);
-		if (resp.status == 401 || resp.status == 403)
+		if (resp.status == 401 || resp.status == 403 ||
+		    resp.status == 409)
 			exit(1);
 	}
 	httpc_resp_free(&resp);

@@ -678,6 +678,15 @@ fuzz_auth(const char *req, size_t len)
 		fuzz_fail("auth_check answered %d", rc);
 	if (rc == 401)
 		return;
+	/* Registration by a host's verified certificate (CN), whatever the
+	 * token: the certificate is the credential (src/manager/hostid.c). */
+	if (rc == 0 && min_role == ROLE_JOIN && cn != NULL &&
+	    strncmp(r.principal, "cert:", 5) == 0) {
+		if (strcmp(r.principal + 5, cn) != 0 || r.role != ROLE_JOIN)
+			fuzz_fail("certificate of %s taken as %s", cn,
+			    r.principal);
+		return;
+	}
 	if (r.token == NULL || !fuzz_is_known(r.token))
 		fuzz_fail("auth_check let \"%.80s\" through (%d) for role %s: "
 		    "no such secret was handed out", r.token ? r.token : "(none)",

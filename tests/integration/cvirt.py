@@ -565,6 +565,7 @@ class Cluster:
         self.agents = {}          # name -> Daemon
         self.agent_ports = {}     # name -> port (kept across restarts)
         self.agent_extra = {}     # name -> extra argv
+        self.host_keys = {}       # name -> key of a host registered by hand
         self.uuids = set()        # every VM uuid this cluster has seen
         self.db_url = None        # this cluster's PostgreSQL database
         self.watchdogs = None     # the hosts' watchdog stand-in
@@ -990,6 +991,22 @@ class Cluster:
     def token(self):
         with open(self.token_file) as f:
             return f.read().strip()
+
+    def register_host(self, body):
+        """POST /api/v1/agent/register by hand (as cvirt sim does): a
+        name new to this test with the admin token, one it registered
+        before with the key it got then, as an agent does (a token admits
+        only new hosts: docs/security.md, "Admitting hosts"); the admin
+        token again when that key is refused (the host was deleted).
+        Returns (status, reply)."""
+        key = self.host_keys.get(body["name"])
+        st, reply = self.http("POST", "/api/v1/agent/register", body,
+                              token=key or True)
+        if st == 401 and key:
+            st, reply = self.http("POST", "/api/v1/agent/register", body)
+        if st == 200:
+            self.host_keys[body["name"]] = reply["agent_key"]
+        return st, reply
 
     # ---- VM helpers ------------------------------------------------------
 

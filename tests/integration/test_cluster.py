@@ -4,9 +4,12 @@ downtime), busy guests converge or are cancelled cleanly, agent crashes
 mid-migration never leave two copies, maintenance empties a host,
 placement explains refusals, the balancer moves load."""
 
+import json
 import os
+import random
 import re
 import subprocess
+import sys
 import threading
 import time
 
@@ -107,6 +110,99 @@ def test_migration_keeps_guest_running(nc, guest):
     serial = assert_guest_intact(nc, "mv")
     assert len(boot_ids(serial)) == 1, "the guest rebooted"
     nc.cli("vm", "stop", "mv", "--force")
+
+
+def agent_call(nc, host, method, path, body=None):
+    """A call to host's agent as the manager makes it (from the manager's
+    namespace, with the host's key from the inventory); (status, reply)."""
+    key = nc.db_rows("SELECT agent_key FROM hosts WHERE name = '%s'"
+                     % host)[0][0]
+    url = nc.cli("host", "show", host, json=True)["url"]
+    argv = ["curl", "-s", "-X", method, "-w", "\n%{http_code}",
+            "--max-time", "60", "-H", "Authorization: Bearer " + key]
+    if body is not None:
+        argv += ["-H", "Content-Type: application/json", "--data-binary",
+                 "@-"]
+    p = subprocess.run(nc.wrap("manager", argv + [url + path]),
+                       input=json.dumps(body) if body is not None else "",
+                       capture_output=True, text=True, timeout=90)
+    text, _, code = p.stdout.rpartition("\n")
+    try:
+        return int(code), json.loads(text)
+    except ValueError:
+        return int(code or 0), text
+
+
+# From another host's namespace: connect to HOST:PORT, send the start of a
+# QEMU migration stream, and print what came back before the close.
+INTRUDER = """
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+try:
+    s.sendall(b"QEVM\\x00\\x00\\x00\\x03")
+    print(repr(s.recv(100)))
+except OSError as e:
+    print("error", e)
+"""
+
+
+def test_migration_stream_from_unnamed_source_refused(nc, guest):
+    """A destination waiting for a migration takes the stream only from
+    the source's addresses: a connection from another host (h3, here with
+    the VM's spec posted straight to h2's agent) is closed unread and the
+    destination goes on waiting; a real migration then comes over TLS
+    with a key made for it alone, whose files are gone afterwards. Before,
+    QEMU listened itself and took whoever connected first, in clear
+    without a cluster CA. Guards src/agent/migstream.c (migstream_main,
+    migstream_named, migstream_creds) and src/manager/migrate.c
+    (mig_sources, the psk)."""
+    nc.cli("vm", "create", "mu", "--cpus", 1, "--memory", 128,
+           "--kernel", guest.kernel, "--initrd", guest.initrd,
+           "--cmdline", BASE)
+    uuid = nc.vm("mu")["uuid"]
+    spec = json.loads(nc.db_rows("SELECT spec FROM vms WHERE uuid = '%s'"
+                                 % uuid)[0][0])
+    spec["migration"] = {"psk": "%064x" % random.getrandbits(256),
+                         "source": [nc.addr("h1")]}
+    st, reply = agent_call(nc, "h2", "POST", "/agent/v1/vms/%s/incoming"
+                           % uuid, spec)
+    assert st == 200, reply
+    host, port = reply["uri"][len("tcp:"):].rsplit(":", 1)
+    assert host == nc.addr("h2")
+    p = subprocess.run(nc.wrap("h3", [sys.executable, "-c", INTRUDER, host,
+                                      port]),
+                       capture_output=True, text=True, timeout=30)
+    assert p.stdout.strip() in ("b''", "error [Errno 104] Connection reset "
+                                "by peer"), (p.stdout, p.stderr)
+    wait_for(lambda: nc.agents["h2"].logged(
+        "vm mu: migration stream from %s refused: not its source"
+        % nc.addr("h3")), 10, "h2 to refuse h3's stream")
+    # QEMU never saw it: it still waits, nothing failed.
+    st, mig = agent_call(nc, "h2", "GET", "/agent/v1/vms/%s/migration"
+                         % uuid)
+    assert st == 200, mig
+    assert mig["status"] == "inmigrate", mig
+    assert mig["migration"].get("status") in (None, "none", "setup"), mig
+    st, reply = agent_call(nc, "h2", "POST", "/agent/v1/vms/%s/stop" % uuid,
+                           {"force": True, "timeout_s": 0})
+    assert st == 200, reply
+    nc.cli("vm", "delete", "mu")
+    # A real migration: TLS with a one-time key, no cluster CA here.
+    boot(nc, guest, "mk", "h1", MEMCHECK)
+    nc.wait_serial("mk", "cvirt-guest: memcheck ok", 30)
+    res = nc.cli("vm", "migrate", "mk", "--to", "h2", json=True)
+    assert res["state"] == "succeeded", res
+    assert nc.agents["h1"].logged("vm mk: migration stream over TLS with "
+                                  "a one-time key")
+    assert nc.agents["h2"].logged("vm mk: migration stream from %s over "
+                                  "TLS with a one-time key" % nc.addr("h1"))
+    for h in ("h1", "h2"):
+        d = os.path.join(nc.base, "a-" + h, "migration")
+        wait_for(lambda: not os.listdir(d), 35,
+                 "%s's migration keys to be removed" % h)
+    assert_guest_intact(nc, "mk")
+    nc.cli("vm", "stop", "mk", "--force")
+    nc.cli("vm", "delete", "mk")
 
 
 def busy_vm(nc, guest, host="h1"):

@@ -60,7 +60,7 @@ def fake_agent():
 
 
 def register(cl, name, url, fence, vms=()):
-    return cl.http("POST", "/api/v1/agent/register", {
+    return cl.register_host({
         "name": name, "url": url, "accel": "tcg", "accel_reason": "test",
         "cpus": 4, "memory_mib": 4096,
         "storage": [{"name": "local", "path": cl.storage, "ok": True}],
@@ -184,7 +184,7 @@ def test_registration_scan_and_unknown(make_cluster, guest, fake_agent):
 
     def reg(scan, vms):
         body_vms = [dict(v, uuid=uuid, name="ks") for v in vms]
-        st, reply = cl.http("POST", "/api/v1/agent/register", {
+        st, reply = cl.register_host({
             "name": "hs", "url": url, "accel": "tcg", "cpus": 4,
             "memory_mib": 4096, "accel_reason": "test",
             "storage": [{"name": "local", "path": cl.storage,

@@ -245,7 +245,7 @@ def test_viewer_cannot_change_networks(cluster):
 
 def register(cl, name, ip, storage=True):
     """A host registered by hand (as cvirt sim does): its agent key."""
-    st, reply = cl.http("POST", "/api/v1/agent/register", {
+    st, reply = cl.register_host({
         "name": name, "url": "http://%s:7901" % ip, "accel": "tcg",
         "cpus": 2, "memory_mib": 2048, "vms": [],
         "storage": [{"name": "local", "path": "/nonexistent", "ok": True}]

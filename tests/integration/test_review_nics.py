@@ -87,7 +87,7 @@ def test_deleted_host_leaves_network_show(cluster):
     """network show lists each host's state of the network; a deleted
     host is no longer among them."""
     cl = cluster
-    st, reply = cl.http("POST", "/api/v1/agent/register", {
+    st, reply = cl.register_host({
         "name": "rv-gone", "url": "http://10.241.0.9:7901", "accel": "tcg",
         "cpus": 2, "memory_mib": 2048, "vms": [], "storage": []})
     assert st == 200, reply

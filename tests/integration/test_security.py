@@ -5,6 +5,7 @@ a refused agent is never listed; a host reports only on itself)."""
 import json
 import os
 import re
+import signal
 import urllib.error
 import urllib.request
 
@@ -279,34 +280,111 @@ def test_agent_with_wrong_token_is_refused_and_never_listed(cluster):
     assert status == 404
 
 
-def test_join_token_admits_one_host(cluster):
-    tok = cluster.cli("host", "join-token", "--ttl", "600")[1].strip()
+def refused_agent(cl, tag, name, tokfile):
+    """An agent for host `name` from a new, empty data directory
+    (BASE/a-TAG) with the token in tokfile, which must be refused: exit 1
+    within 20 s. Returns its log."""
+    d = cvirt.Daemon("agent " + tag, [
+        cl.bin, "agent", "--data", os.path.join(cl.base, "a-" + tag),
+        "--manager", cl.url, "--token-file", tokfile, "--name", name,
+        "--listen", "127.0.0.1:%d" % cvirt.free_port(), "--storage",
+        "local=" + cl.storage, "--watchdog", "none"],
+        os.path.join(cl.logdir, "agent-%s.log" % tag), cl.env)
+    d.start()
+    d.declare_exit("refused (status checked by the test)")
+    assert d.wait(20), "the refused agent kept running:\n" + d.log_tail()
+    assert d.proc.returncode == 1, d.log_tail()
+    return d.log_tail()
+
+
+def test_join_token_is_single_use(cluster):
+    """A join token admits one new host, once; a name that exists never
+    registers with a token. Guards src/manager/hostid.c
+    (hostid_auth_join: a used token is refused, saying so;
+    hostid_admit_token: 409 for an existing name; hostid_consume in
+    api_agent_register's transaction) and src/agent/report.c (the agent
+    registers again with DATA/agent.secret, its own key). Before, the
+    token bound to j1 registered j1 again from an empty data directory,
+    and the admin token re-registered any name."""
+    rc, tok, err = cluster.cli("host", "join-token", "--ttl", "600")
+    tok = tok.strip()
     assert TOKEN_RE.match(tok)
+    # The CLI says when it expires (on stderr: TOKEN=$(...) takes stdout).
+    assert re.search(r"admits one new host, once; it expires "
+                     r"\d{4}-\d\d-\d\dT", err), err
     path = write_token(cluster, "join.token", tok)
     cluster.start_agent("joined", extra=["--token-file", path])
-    # The same token cannot bring in a second host...
-    d = cluster.start_agent("second", extra=["--token-file", path],
-                            wait=False)
-    d.declare_exit("refused: a used join token (status checked below)")
-    assert d.wait(20) and d.proc.returncode == 1
+    key = cluster.db_rows("SELECT agent_key FROM hosts WHERE name = "
+                          "'joined'")[0][0]
+    with open(os.path.join(cluster.base, "a-joined", "agent.secret")) as f:
+        assert f.read().strip() == key
+    assert os.stat(os.path.join(cluster.base, "a-joined",
+                                "agent.secret")).st_mode & 0o077 == 0
+    cluster.kill_agent("joined", signal.SIGTERM)
+    # Used: the same token from an empty data directory, for the same
+    # name or another, is refused (401), and says why.
+    used = "join token already used (it admitted host joined)"
+    for tag, name in (("joined-again", "joined"), ("second", "second")):
+        assert used in refused_agent(cluster, tag, name, path)
+    body = {"name": "second", "url": "http://127.0.0.1:9", "accel": "tcg",
+            "cpus": 1, "memory_mib": 64, "storage": [], "vms": []}
+    status, reply = cluster.http("POST", "/api/v1/agent/register", token=tok,
+                                 body=body)
+    assert status == 401 and used in reply["error"], (status, reply)
     assert "second" not in host_names(cluster)
-    # ...but the host it admitted may come back with it.
-    cluster.kill_agent("joined")
-    cluster.start_agent("joined")
-    listed = cluster.cli("host", "join-token", json=True)
-    assert "token" in listed and "expires" in listed
-    status, tokens = cluster.http("GET", "/api/v1/join-tokens")
-    assert any(t.get("host") == "joined" for t in tokens), tokens
-    # A join token is not an API token.
-    assert cluster.http("GET", "/api/v1/vms", token=tok)[0] == 401
-    # Nor may it take over an existing host's name.
+    # An existing name never registers with a token, not even the admin's.
+    log = refused_agent(cluster, "joined-admin", "joined",
+                        cluster.token_file)
+    assert "host joined exists: delete it (cvirt host delete) or reset " \
+        "it (cvirt host reset) first" in log, log
     tok2 = cluster.cli("host", "join-token")[1].strip()
     status, reply = cluster.http("POST", "/api/v1/agent/register", token=tok2,
-                                 body={"name": "h1", "url": "http://x:1",
-                                       "accel": "tcg", "cpus": 1,
-                                       "memory_mib": 64, "storage": [],
-                                       "vms": []})
-    assert status == 401, reply
+                                 body=dict(body, name="h1"))
+    assert status == 409, reply
+    # The host comes back from its data directory, with its own key.
+    cluster.start_agent("joined")
+    assert cluster.db_rows("SELECT agent_key FROM hosts WHERE name = "
+                           "'joined'")[0][0] == key
+    status, tokens = cluster.http("GET", "/api/v1/join-tokens")
+    mine = [t for t in tokens if t.get("host") == "joined"]
+    assert len(mine) == 1 and mine[0]["state"] == "used" and \
+        mine[0]["used"], tokens
+    # A join token is not an API token.
+    assert cluster.http("GET", "/api/v1/vms", token=tok)[0] == 401
+    # An admin resets the host: its key no longer counts (the running
+    # agent's reports are refused, and so is its registration with the
+    # key and the used token: it exits), and a new join token admits it.
+    cluster.cli("host", "reset", "joined")
+    d = cluster.agents["joined"]
+    d.declare_exit("refused after host reset (status checked below)")
+    assert d.wait(20) and d.proc.returncode == 1, d.log_tail()
+    assert used in d.log_tail()
+    path3 = write_token(cluster, "join3.token",
+                        cluster.cli("host", "join-token")[1].strip())
+    cluster.start_agent("joined", extra=["--token-file", path3])
+    assert cluster.cli("host", "show", "joined", json=True)["state"] == "up"
+    # ...with a new key: whoever kept the old one has nothing.
+    key2 = cluster.db_rows("SELECT agent_key FROM hosts WHERE name = "
+                           "'joined'")[0][0]
+    assert key2 != key
+    with open(os.path.join(cluster.base, "a-joined", "agent.secret")) as f:
+        assert f.read().strip() == key2
+    kinds = [e["kind"] for e in cluster.cli("event", "list", json=True)
+             if e.get("object") == "joined"]
+    assert "host.reset" in kinds, kinds
+    cluster.kill_agent("joined", signal.SIGTERM)
+    cluster.wait_host("joined", "down", 30)
+    cluster.cli("host", "delete", "joined")
+
+
+def test_reserved_host_name(cluster):
+    """cvirt-manager is the manager's certificate name: no host may take
+    it (src/manager/hostid.c hostid_admit)."""
+    status, reply = cluster.http("POST", "/api/v1/agent/register", body={
+        "name": "cvirt-manager", "url": "http://127.0.0.1:9",
+        "accel": "tcg", "cpus": 1, "memory_mib": 64, "storage": [],
+        "vms": []})
+    assert status == 400 and "reserved" in reply["error"], reply
 
 
 def test_a_host_reports_only_on_itself(cluster):

@@ -189,7 +189,7 @@ test_pki(void **state)
 	/* The request says "evil"; the certificate names the host we chose. */
 	csr = pki_csr(key, "evil", err, sizeof(err));
 	assert_non_null(csr);
-	pem = pki_sign(dir, csr, "h1", "127.0.0.1,node1.example", 1, err,
+	pem = pki_sign(dir, csr, "h1", NULL, "127.0.0.1,node1.example", 1, err,
 	    sizeof(err));
 	assert_non_null(pem);
 	c = t_cert(pem);
@@ -210,9 +210,11 @@ test_pki(void **state)
 	assert_int_equal(util_write_file_atomic(cert, pem, strlen(pem), 0644), 0);
 	assert_int_equal(pki_cert_valid(cert, ca), 1);
 	/* Bad requests and addresses are refused. */
-	assert_null(pki_sign(dir, "garbage", "h1", NULL, 1, err, sizeof(err)));
-	assert_null(pki_sign(dir, csr, "h1", "a b", 1, err, sizeof(err)));
-	assert_null(pki_sign(dir, csr, "h1", "1.2.3.4,,x", 1, err,
+	assert_null(pki_sign(dir, "garbage", "h1", NULL, NULL, 1, err,
+	    sizeof(err)));
+	assert_null(pki_sign(dir, csr, "h1", NULL, "a b", 1, err,
+	    sizeof(err)));
+	assert_null(pki_sign(dir, csr, "h1", NULL, "1.2.3.4,,x", 1, err,
 	    sizeof(err)));
 	free(pem);
 	free(csr);
