@@ -45,29 +45,10 @@ static int
 setup(void **state)
 {
 	struct tstate *t = calloc(1, sizeof(*t));
-	char path[PATH_MAX];
 
 	assert_non_null(t);
-	snprintf(t->dir, sizeof(t->dir), "/tmp/cvirt-adopt.XXXXXX");
-	assert_non_null(mkdtemp(t->dir));
-	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s/data", t->dir);
-	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s/run", t->dir);
-	snprintf(agent_cfg.name, sizeof(agent_cfg.name), "h1");
-	snprintf(agent_cfg.storage[0].name, sizeof(agent_cfg.storage[0].name),
-	    "local");
-	snprintf(agent_cfg.storage[0].path, sizeof(agent_cfg.storage[0].path),
-	    "%s/storage", t->dir);
-	agent_cfg.nstorage = 1;
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data),
-	    0);
-	assert_int_equal(util_mkdir_p(path, 0700), 0);
-	assert_int_equal(util_mkdir_p(agent_cfg.run, 0700), 0);
-	assert_int_equal(util_uuid_gen(t->uuid), 0);
-	assert_int_equal(util_fmt(t->qmp, sizeof(t->qmp), "%s/%.8s.qmp",
-	    agent_cfg.run, t->uuid), 0);
-	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s",
-	    agent_cfg.storage[0].path, t->uuid), 0);
-	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	vmfake_agent("/tmp/cvirt-adopt.XXXXXX", t->dir, sizeof(t->dir), t->uuid,
+	    t->qmp, sizeof(t->qmp));
 	*state = t;
 	return 0;
 }

@@ -82,6 +82,34 @@ vmfake_main(int argc, char **argv)
 }
 
 void
+vmfake_agent(const char *tmpl, char *dir, size_t dirsz, char *uuid,
+    char *qmp, size_t qmpsz)
+{
+	char path[PATH_MAX];
+
+	snprintf(dir, dirsz, "%s", tmpl);
+	assert_non_null(mkdtemp(dir));
+	snprintf(agent_cfg.data, sizeof(agent_cfg.data), "%s/data", dir);
+	snprintf(agent_cfg.run, sizeof(agent_cfg.run), "%s/run", dir);
+	snprintf(agent_cfg.name, sizeof(agent_cfg.name), "h1");
+	snprintf(agent_cfg.storage[0].name, sizeof(agent_cfg.storage[0].name),
+	    "local");
+	snprintf(agent_cfg.storage[0].path, sizeof(agent_cfg.storage[0].path),
+	    "%s/storage", dir);
+	agent_cfg.nstorage = 1;
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms", agent_cfg.data),
+	    0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+	assert_int_equal(util_mkdir_p(agent_cfg.run, 0700), 0);
+	assert_int_equal(util_uuid_gen(uuid), 0);
+	assert_int_equal(util_fmt(qmp, qmpsz, "%s/%.8s.qmp", agent_cfg.run,
+	    uuid), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s",
+	    agent_cfg.storage[0].path, uuid), 0);
+	assert_int_equal(util_mkdir_p(path, 0700), 0);
+}
+
+void
 vmfake_reap(pid_t *pid)
 {
 	if (*pid > 0) {

@@ -14,6 +14,12 @@
 pid_t	 vmfake_qemu(const char *uuid, const char *qmp, const char *open_path);
 /* Call first in main(): in a fake QEMU it never returns. */
 void	 vmfake_main(int argc, char **argv);
+/* A fresh agent under a new directory made from tmpl ("/tmp/NAME.XXXXXX",
+ * into dir): agent_cfg's data, run, name h1 and one storage domain
+ * "local" (DIR/storage), their directories, a new uuid with its VM
+ * directory there, and its QMP socket path (qmp). */
+void	 vmfake_agent(const char *tmpl, char *dir, size_t dirsz, char *uuid,
+	    char *qmp, size_t qmpsz);
 /* SIGKILL and reap *pid (when > 0); *pid becomes 0. */
 void	 vmfake_reap(pid_t *pid);
 /* The agent's record of uuid's QEMU (vmhost_record_save's fields). */
