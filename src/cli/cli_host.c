@@ -153,8 +153,10 @@ cli_host_confirmed(json_t *reply)
 	printf("\n");
 }
 
-int
-cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv)
+/* POST /hosts/HOST/ACTION: host confirm-off, host reset. */
+static int
+cli_host_post(struct cli_ctx *c, int argc, char **argv, const char *action,
+    void (*print)(json_t *), const char *done)
 {
 	char *pos[1], path[160];
 	int rc;
@@ -163,24 +165,22 @@ cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv)
 		return rc;
 	if (cli_check_name("host", pos[0]) != 0)
 		return CLI_EXIT_FAIL;
-	snprintf(path, sizeof(path), "/hosts/%s/confirm-off", pos[0]);
-	return cli_call(c, "POST", path, NULL, cli_host_confirmed, NULL,
-	    pos[0]);
+	snprintf(path, sizeof(path), "/hosts/%s/%s", pos[0], action);
+	return cli_call(c, "POST", path, NULL, print, done, pos[0]);
+}
+
+int
+cli_host_confirm_off(struct cli_ctx *c, int argc, char **argv)
+{
+	return cli_host_post(c, argc, argv, "confirm-off", cli_host_confirmed,
+	    NULL);
 }
 
 int
 cli_host_reset(struct cli_ctx *c, int argc, char **argv)
 {
-	char *pos[1], path[160];
-	int rc;
-
-	if (cli_opts_parse(c, argc, argv, NULL, pos, 1, 1, NULL, &rc) != 0)
-		return rc;
-	if (cli_check_name("host", pos[0]) != 0)
-		return CLI_EXIT_FAIL;
-	snprintf(path, sizeof(path), "/hosts/%s/reset", pos[0]);
-	return cli_call(c, "POST", path, NULL, NULL, "host %s reset: its agent "
-	    "joins again with a token\n", pos[0]);
+	return cli_host_post(c, argc, argv, "reset", NULL, "host %s reset: its "
+	    "agent joins again with a token\n");
 }
 
 int
