@@ -223,8 +223,15 @@ vmexit_monitor(void *arg)
 		pfd[1].fd = vm->pidfd;
 		pfd[0].revents = pfd[1].revents = 0;
 		n = poll(pfd, 2, VMEXIT_LOOK_MS);
-		if (n > 0 && (pfd[1].revents & (POLLIN | POLLHUP)))
-			break;		/* every thread of QEMU has exited */
+		if (n > 0 && (pfd[1].revents & (POLLIN | POLLHUP))) {
+			/* Every thread of QEMU has exited. What it sent
+			 * before (SHUTDOWN: a guest's poweroff is a clean
+			 * stop) is still in the socket when both are
+			 * readable at once: read it first. */
+			if (vm->qmp)
+				(void)qmp_dispatch_events(vm->qmp);
+			break;
+		}
 		if (n > 0 && pfd[0].revents) {
 			if (qmp_dispatch_events(vm->qmp) < 0)
 				break;
