@@ -2,13 +2,19 @@
  * one civetweb context (its own workers, on its own loopback port) per
  * class of requests, the front (tls.c) picking the class of each. */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <strings.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <civetweb.h>
 
@@ -21,6 +27,7 @@
 struct httpd {
 	struct mg_context	*mg[HTTPD_NCLASSES];	/* NULL: the api's */
 	int			 backend[HTTPD_NCLASSES]; /* in the front */
+	int			 port[HTTPD_NCLASSES];	/* civetweb's, 0: none */
 	struct tls_front	*tls;	/* TLS in front of the loopback ports */
 	struct httpd_config	 cfg;
 };
@@ -572,6 +579,7 @@ httpd_tls_start(struct httpd *h)
 			return -1;
 		}
 		h->backend[c] = tc.nbackends;
+		h->port[c] = port.port;
 		tc.backend[tc.nbackends].port = port.port;
 		tc.backend[tc.nbackends++].read_ahead = c != HTTPD_BULK;
 	}
@@ -637,25 +645,71 @@ httpd_context(struct httpd *h, enum httpd_class c, int threads)
 	return mg;
 }
 
+struct httpd_stopper {
+	struct mg_context	*mg;
+	atomic_int		 done;
+};
+
 static void *
-httpd_stop_one(void *mg)
+httpd_stop_one(void *arg)
 {
-	mg_stop(mg);
+	struct httpd_stopper *s = arg;
+
+	mg_stop(s->mg);
+	atomic_store(&s->done, 1);
 	return NULL;
 }
 
-/* mg_stop takes up to 2 s (civetweb's master thread polls that long):
- * the contexts stop side by side, not one after the other. */
+/* A connection to civetweb's loopback port: its master thread, which
+ * polls its listener for up to 2 s between looks at its stop flag, wakes
+ * and sees it. */
+static void
+httpd_poke(int port)
+{
+	struct sockaddr_in sa;
+	int fd;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0)) < 0)
+		return;
+	(void)connect(fd, (struct sockaddr *)&sa, sizeof(sa));
+	close(fd);
+}
+
+/* The contexts stop side by side, and each is poked until it has stopped
+ * (for 3 s at most: past that, a worker is what it waits for): otherwise
+ * mg_stop takes up to 2 s (civetweb's poll), and so did every agent's and
+ * manager's stop. */
 static void
 httpd_stop_all(struct httpd *h)
 {
+	struct httpd_stopper st[HTTPD_NCLASSES];
 	pthread_t th[HTTPD_NCLASSES];
-	int c, started[HTTPD_NCLASSES] = { 0 };
+	int c, left, started[HTTPD_NCLASSES] = { 0 };
+	int64_t until = util_mono_ms() + 3000;
 
-	for (c = 0; c < HTTPD_NCLASSES; c++)
+	for (c = 0; c < HTTPD_NCLASSES; c++) {
+		st[c].mg = h->mg[c];
+		atomic_init(&st[c].done, 0);
 		if (h->mg[c] != NULL)
 			started[c] = pthread_create(&th[c], NULL, httpd_stop_one,
-			    h->mg[c]) == 0;
+			    &st[c]) == 0;
+	}
+	do {
+		left = 0;
+		for (c = 0; c < HTTPD_NCLASSES; c++)
+			if (started[c] && !atomic_load(&st[c].done)) {
+				left++;
+				if (h->port[c] > 0)
+					httpd_poke(h->port[c]);
+			}
+		if (left > 0)
+			util_sleep_ms(20);
+	} while (left > 0 && util_mono_ms() < until);
 	for (c = 0; c < HTTPD_NCLASSES; c++) {
 		if (started[c])
 			pthread_join(th[c], NULL);
@@ -705,5 +759,6 @@ httpd_stop(struct httpd *h)
 		return;
 	tls_front_stop(h->tls);
 	httpd_stop_all(h);
+	tls_front_free(h->tls);
 	free(h);
 }

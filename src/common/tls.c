@@ -771,6 +771,18 @@ tls_front_stop(struct tls_front *t)
 	while (t->nthreads > 0)
 		pthread_cond_wait(&t->cond, &t->lock);
 	pthread_mutex_unlock(&t->lock);
+}
+
+/*
+ * Separate from tls_front_stop: the HTTP server's handler threads ask the
+ * front who their peer is (tls_front_peer) until the server has stopped, so
+ * the front's memory goes only after that.
+ */
+void
+tls_front_free(struct tls_front *t)
+{
+	if (t == NULL)
+		return;
 	close(t->wake[0]);
 	close(t->wake[1]);
 	SSL_CTX_free(t->ctx);

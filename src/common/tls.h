@@ -43,6 +43,7 @@ struct tls_front_config {
 struct tls_front *tls_front_start(const struct tls_front_config *cfg,
 	    char *err, size_t errsz);
 void	 tls_front_stop(struct tls_front *t);
+void	 tls_front_free(struct tls_front *t);
 /* A verified client certificate: its subject's CN and OU and the
  * SHA-256 of its DER (64 hex digits); all "" when the client sent none. */
 struct tls_peer_id {

@@ -21,7 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/httpc.h"
 #include "common/httpd.h"
+#include "common/pki.h"
 #include "common/tls_int.h"
 #include "common/util.h"
 
@@ -260,11 +262,20 @@ fr_upload(struct httpd_req *r)
 	    "bytes", total, "length", r->content_length));
 }
 
+/* A handler that keeps its worker busy: requests queue behind it. */
+static int
+fr_slow(struct httpd_req *r)
+{
+	usleep(2000);
+	return httpd_reply_json(r, 200, json_object());
+}
+
 static const struct httpd_route fr_routes[] = {
 	{ "PUT",  "/up",             fr_upload, HTTPD_STREAM, 0 },
 	{ "GET",  "/live",           fr_noop,   HTTPD_LONG | HTTPD_NOAUTH, 0 },
 	{ "POST", "/small",          fr_noop,   0, 0 },
 	{ "GET",  "/things/{}",      fr_noop,   0, 0 },
+	{ "GET",  "/slow",           fr_slow,   HTTPD_NOAUTH, 0 },
 };
 
 /* Guards httpd_classify: websockets (any case) and HTTPD_LONG routes to
@@ -544,6 +555,80 @@ test_head_as_civetweb_reads_it(void **state)
 	httpd_stop(h);
 }
 
+/* Clients of fr_stop_under_load: requests until told to stop. */
+static volatile int fr_load_quit;
+static char fr_load_url[64];
+
+static void *
+fr_load(void *arg)
+{
+	struct httpc_resp resp;
+
+	(void)arg;
+	while (!fr_load_quit) {
+		if (httpc_request("GET", fr_load_url, NULL, NULL, 2000,
+		    &resp) == 0)
+			httpc_resp_free(&resp);
+	}
+	return NULL;
+}
+
+/* Guards httpd_stop's order (httpd.c, tls.c): the front stops taking and
+ * relaying connections, then the HTTP server's handler threads end, and
+ * only then does the front's memory go: a handler that asked the front for
+ * its peer (tls_front_peer) after tls_front_stop read freed memory (found
+ * by ASan in an agent stopped during a manager's call). Stops a TLS server
+ * with one worker while sixteen clients keep sending to a slow route, so that
+ * requests wait in the server's queue when the front stops, several times. */
+static void
+test_stop_under_load(void **state)
+{
+	char dir[] = "/tmp/cvirt-front-XXXXXX", key[128], cert[128], ca[128];
+	char err[256], listen[64], *csr, *pem;
+	struct httpd_config c = { .routes = fr_routes, .threads = 1 };
+	struct httpd *h;
+	pthread_t th[16];
+	FILE *f;
+	int round, i, port;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_int_equal(pki_ca_ensure(dir, err, sizeof(err)), 0);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(key, sizeof(key), "%s/h.key", dir);
+	snprintf(cert, sizeof(cert), "%s/h.pem", dir);
+	assert_int_equal(pki_key_ensure(key, err, sizeof(err)), 0);
+	csr = pki_csr(key, "h1", err, sizeof(err));
+	assert_non_null(csr);
+	pem = pki_sign(dir, csr, "h1", NULL, "127.0.0.1", 1, err,
+	    sizeof(err));
+	assert_non_null(pem);
+	assert_non_null(f = fopen(cert, "w"));
+	assert_true(fputs(pem, f) >= 0);
+	assert_int_equal(fclose(f), 0);
+	free(csr);
+	free(pem);
+	httpc_set_cafile(ca);
+	c.tls_cert = cert;
+	c.tls_key = key;
+	for (round = 0; round < 40; round++) {
+		h = fr_start(&c, listen, sizeof(listen), &port);
+		snprintf(fr_load_url, sizeof(fr_load_url),
+		    "https://127.0.0.1:%d/slow", port);
+		fr_load_quit = 0;
+		for (i = 0; i < 16; i++)
+			assert_int_equal(pthread_create(&th[i], NULL, fr_load,
+			    NULL), 0);
+		usleep(50000 + round % 8 * 10000);
+		httpd_stop(h);
+		fr_load_quit = 1;
+		for (i = 0; i < 16; i++)
+			pthread_join(th[i], NULL);
+	}
+	httpc_set_cafile(NULL);
+	assert_int_equal(util_rm_rf(dir), 0);
+}
+
 int
 main(void)
 {
@@ -555,6 +640,7 @@ main(void)
 		cmocka_unit_test(test_classify),
 		cmocka_unit_test(test_stream_body),
 		cmocka_unit_test(test_head_as_civetweb_reads_it),
+		cmocka_unit_test(test_stop_under_load),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
