@@ -395,6 +395,8 @@ json_t	*stats_json(json_t *vms);
 int	 report_start(void);
 void	 report_kick(void);		/* send a report now */
 void	 report_stop(void);
+/* 1 when the manager refused this host for good (the agent then stops). */
+int	 report_was_refused(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
 /* This host's key: DATA/agent.secret (64 hex digits, 0600), made at the
