@@ -220,16 +220,29 @@ keeperctl_ready(const char *storage, char *err, size_t errsz)
 	return rc;
 }
 
+/* A renewal that is late, not failed (the keeper takes a VM only on a
+ * lease renewed within two renew intervals), is waited for up to two more
+ * intervals: a loaded host's start is not refused for a renewal that comes
+ * a few hundred ms after its time. A lost lease is refused at once. */
 int
 keeperctl_vm_add(const char *uuid, pid_t pid, json_t *domains, char *err,
     size_t errsz)
 {
-	json_t *rep = keeperctl_call(json_pack("{s:s, s:s, s:i, s:O}", "op",
-	    "vm_add", "uuid", uuid, "pid", (int)pid, "domains", domains),
-	    KC_STATUS_MS, err, errsz);
-	int rc = keeperctl_ok(rep, err, errsz);
+	int64_t until = util_mono_ms() + 2 * agent_cfg.renew_ms;
+	json_t *rep;
+	int rc;
 
-	json_decref(rep);
+	for (;;) {
+		rep = keeperctl_call(json_pack("{s:s, s:s, s:i, s:O}", "op",
+		    "vm_add", "uuid", uuid, "pid", (int)pid, "domains",
+		    domains), KC_STATUS_MS, err, errsz);
+		rc = keeperctl_ok(rep, err, errsz);
+		json_decref(rep);
+		if (rc == 0 || strstr(err, "lease not renewed (age") == NULL ||
+		    util_mono_ms() >= until)
+			break;
+		util_sleep_ms(50);
+	}
 	return rc;
 }
 
