@@ -381,6 +381,7 @@ const struct httpd_route agent_routes[] = {
 	{ "DELETE", "/agent/v1/files/{}/{}",          blockapi_remove, 0, 0 },
 	{ "PUT",    "/agent/v1/media/{}/{}/{}",       mediaapi_put, HTTPD_STREAM, 0 },
 	{ "GET",    "/agent/v1/media/{}/{}",          mediaapi_list, 0, 0 },
+	{ "POST",   "/agent/v1/media-check",          mediaapi_check, 0, 0 },
 	{ "DELETE", "/agent/v1/media/{}/{}/{}",       mediaapi_delete, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/nics",          nicapi_plug, 0, 0 },
 	{ "DELETE", "/agent/v1/vms/{}/nics/{}",       nicapi_unplug, 0, 0 },

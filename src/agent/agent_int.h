@@ -501,6 +501,7 @@ int	 media_open(const char *what, const char *value, char *err,
 	    size_t errsz);
 int	 media_add_dir(const char *path);
 json_t	*media_dirs_json(void);
+int	 mediaapi_check(struct httpd_req *r);
 int	 mediaapi_put(struct httpd_req *r);
 int	 mediaapi_list(struct httpd_req *r);
 int	 mediaapi_delete(struct httpd_req *r);

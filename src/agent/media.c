@@ -115,6 +115,25 @@ refuse:
 
 /* ---- the areas' routes ------------------------------------------------- */
 
+/* POST /agent/v1/media-check {"what", "path"}: whether media_open takes
+ * it here (the manager asks before it queues an import): 200, or 400
+ * with the one refusal text. */
+int
+mediaapi_check(struct httpd_req *r)
+{
+	const char *what = json_string_value(json_object_get(r->body, "what"));
+	const char *path = json_string_value(json_object_get(r->body, "path"));
+	char err[300];
+	int fd;
+
+	if (what == NULL || path == NULL || media_area(what) == NULL)
+		return httpd_reply_error(r, 400, "what and path are required");
+	if ((fd = media_open(what, path, err, sizeof(err))) < 0)
+		return httpd_reply_error(r, 400, "%s", err);
+	close(fd);
+	return httpd_reply_json(r, 200, json_object());
+}
+
 /* The area directory of domain st (created when missing), opened beneath
  * its root: an area that is a symlink does not open. -1 after replying. */
 static int

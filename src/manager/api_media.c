@@ -82,6 +82,38 @@ refuse:
 	return -1;
 }
 
+int
+api_media_check(struct httpd_req *r, const char *what, const char *value,
+    const char *path, const char *storage, const char *prefer)
+{
+	char host[UTIL_NAME_MAX + 1], err[512];
+	json_t *body;
+	int status = 0, rc;
+
+	if (agentc_host_with_storage(storage, prefer, host, sizeof(host)) < 0) {
+		httpd_reply_error(r, 503, "no host with storage %s is up",
+		    storage);
+		return -1;
+	}
+	body = json_pack("{s:s, s:s}", "what", what, "path", path);
+	rc = agentc_call(host, "POST", "/agent/v1/media-check", body, 30000,
+	    &status, NULL, err, sizeof(err));
+	json_decref(body);
+	if (rc < 0 || status >= 500) {
+		httpd_reply_error(r, 502, "%s", err);
+		return -1;
+	}
+	if (status >= 400) {
+		/* The agent's refusal names the path as hosts see it; the
+		 * client hears its own words, in the same one text. */
+		beneath_refusal(err, sizeof(err), what, value, api_media_area(
+		    what));
+		httpd_reply_error(r, 400, "%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 /* The storage and area of a route; -1 after replying. */
 static int
 api_media_where(struct httpd_req *r, char *host, size_t hostsz)

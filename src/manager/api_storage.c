@@ -315,7 +315,8 @@ api_image_import(struct httpd_req *r)
 	if (st == NULL && storops_storage_path("local", storage,
 	    sizeof(storage)) == 0)
 		st = "local";
-	if (api_st_pick(r, st, storage, sizeof(storage)) < 0)
+	if (api_st_pick(r, st, storage, sizeof(storage)) < 0 ||
+	    api_media_check(r, "file", file, path, storage, host) < 0)
 		return 0;
 	/* The row reserves the name; the task fills it in or removes it. */
 	if (db_exec("INSERT INTO images (name, storage, file, format, "

@@ -418,6 +418,12 @@ extern const size_t api_media_nroutes;
  * 0, or -1 after a 400 with one text whatever the reason. */
 int	 api_media_ref(struct httpd_req *r, const char *what,
 	    const char *value, char *out, size_t outsz);
+/* Whether path (api_media_ref's out for value) opens on an up host of
+ * storage (prefer first, may be NULL): 0, or -1 after replying (400 with
+ * the same one text). */
+int	 api_media_check(struct httpd_req *r, const char *what,
+	    const char *value, const char *path, const char *storage,
+	    const char *prefer);
 /* The first disk of a VM created from image name (a linked clone on it),
  * size_mib at least the image's; NULL after replying 4xx. */
 json_t	*api_image_disk(struct httpd_req *r, const char *image,
