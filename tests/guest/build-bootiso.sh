@@ -1,37 +1,29 @@
 #!/usr/bin/env bash
 # Builds a BIOS-bootable ISO from the test guest: El Torito hard-disk
-# emulation of a small disk (an MBR, one FAT partition with SYSLINUX, the
-# kernel, the initramfs and syslinux.cfg), as SeaBIOS boots it from a
-# CD-ROM. A guest that prints "cvirt-guest: init reached" booted from it:
-# the firmware, SYSLINUX and the kernel read the ISO through the CD-ROM.
+# emulation of a small disk (SYSLINUX's MBR, one FAT partition holding
+# build-bootdisk.sh's volume: SYSLINUX, the kernel, the initramfs), as
+# SeaBIOS boots it from a CD-ROM. A guest that prints "cvirt-guest: init
+# reached" booted from it: the firmware, SYSLINUX and the kernel read the
+# ISO through the CD-ROM.
 #
 # usage: tests/guest/build-bootiso.sh OUT.iso ["KERNEL CMDLINE"]
-# Needs tests/guest/out/{vmlinuz,initrd.img} (build-guest.sh), dosfstools,
-# mtools, syslinux, genisoimage and python3; no root, no loop mounts.
+# Needs what build-bootdisk.sh needs, genisoimage and python3.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OUT=${1:?usage: build-bootiso.sh OUT.iso [CMDLINE]}
-APPEND=${2:-console=ttyS0}
-K="$HERE/out/vmlinuz"
-I="$HERE/out/initrd.img"
 MBR=/usr/lib/syslinux/mbr/mbr.bin
 export PATH="$PATH:/usr/sbin:/sbin"
-for t in mkfs.vfat mcopy syslinux genisoimage python3; do
+for t in genisoimage python3; do
 	command -v "$t" >/dev/null || { echo "build-bootiso: missing $t: run scripts/install-deps" >&2; exit 1; }
 done
 [ -f "$MBR" ] || { echo "build-bootiso: missing $MBR (syslinux)" >&2; exit 1; }
-[ -f "$K" ] && [ -f "$I" ] || { echo "build-bootiso: build the guest first" >&2; exit 1; }
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-kib=$(( ($(stat -c %s "$K") + $(stat -c %s "$I")) / 1024 + 4096 ))
-mkfs.vfat -C -n CVIRTCD "$tmp/part.img" "$kib" >/dev/null
-printf 'DEFAULT linux\nPROMPT 0\nTIMEOUT 0\nSERIAL 0 115200\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd.img\n  APPEND %s\n' \
-	"$APPEND" >"$tmp/syslinux.cfg"
-mcopy -i "$tmp/part.img" "$K" "$I" "$tmp/syslinux.cfg" ::/
-# The emulated disk: SYSLINUX's MBR, one active FAT32-LBA partition at
-# sector 2048, then the volume.
+"$HERE/build-bootdisk.sh" "$tmp/part.img" "${2:-console=ttyS0}"
+# The emulated disk: the MBR, one active FAT32-LBA partition at sector
+# 2048 holding the volume; SYSLINUX installed again for that offset.
 python3 - "$MBR" "$tmp/part.img" "$tmp/disk.img" <<'PY'
 import struct, sys
 mbr, part, out = sys.argv[1:4]
