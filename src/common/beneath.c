@@ -107,23 +107,50 @@ fail:
 	return -1;
 }
 
+/* A regular file opened O_PATH (nothing of a device's open ran) reopened
+ * with flags through /proc/self/fd: the same inode, now readable. */
+static int
+beneath_reopen(int pfd, int flags)
+{
+	char proc[64];
+	struct stat st;
+	int fd;
+
+	if (fstat(pfd, &st) < 0)
+		return -1;
+	if (!S_ISREG(st.st_mode)) {
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
+		return -1;
+	}
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", pfd);
+	if ((fd = open(proc, (flags & ~(O_NOFOLLOW | O_CREAT | O_EXCL)) |
+	    O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
 int
 beneath_openat(int dirfd, const char *rel, int flags, int want_reg)
 {
 	struct open_how how;
-	struct stat st;
-	int fd, saved, nb = flags & O_NONBLOCK;
+	int fd, rfd, saved;
 
-	if (!beneath_name_ok(rel)) {
+	if (!beneath_name_ok(rel) || (want_reg && (flags & O_CREAT))) {
 		errno = EINVAL;
 		return -1;
 	}
+	/* A regular file is found with O_PATH first: opening a device
+	 * (a watchdog, a tape) may act, so only a regular file is opened. */
 	if (want_reg)
-		flags |= O_NONBLOCK;
+		flags = (flags & ~O_ACCMODE) | O_RDONLY;
 	memset(&how, 0, sizeof(how));
-	how.flags = (unsigned long long)(flags | O_NOFOLLOW | O_CLOEXEC);
-	if (flags & O_CREAT)
-		how.mode = 0600;
+	how.flags = (unsigned long long)((want_reg ? O_PATH : flags) |
+	    O_NOFOLLOW | O_CLOEXEC);
 	how.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 	    RESOLVE_NO_MAGICLINKS;
 	if (beneath_no_openat2) {
@@ -132,21 +159,14 @@ beneath_openat(int dirfd, const char *rel, int flags, int want_reg)
 	} else
 		fd = (int)syscall(SYS_openat2, dirfd, rel, &how, sizeof(how));
 	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
-		fd = beneath_walk(dirfd, rel, flags);
-	if (fd < 0)
-		return -1;
-	if (want_reg) {
-		if (fstat(fd, &st) < 0)
-			st.st_mode = 0;
-		if (!S_ISREG(st.st_mode) || (!nb && fcntl(fd, F_SETFL,
-		    fcntl(fd, F_GETFL) & ~O_NONBLOCK) < 0)) {
-			saved = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
-			close(fd);
-			errno = saved;
-			return -1;
-		}
-	}
-	return fd;
+		fd = beneath_walk(dirfd, rel, want_reg ? O_PATH : flags);
+	if (fd < 0 || !want_reg)
+		return fd;
+	rfd = beneath_reopen(fd, flags);
+	saved = errno;
+	close(fd);
+	errno = saved;
+	return rfd;
 }
 
 int

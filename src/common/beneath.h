@@ -28,8 +28,9 @@ const char *beneath_rel(const char *dir, const char *path);
  * RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS, or a walk with
  * O_NOFOLLOW per component where the kernel lacks openat2). flags are
  * open(2)'s (O_CLOEXEC and O_NOFOLLOW are added). With want_reg, the
- * result must be a regular file (O_NONBLOCK is used for the open, so a
- * FIFO does not block, and cleared after). The fd, or -1 with errno
+ * result is a regular file opened read-only: it is found with O_PATH
+ * (no device, FIFO or directory is ever opened) and reopened through
+ * /proc/self/fd (O_CREAT is then refused). The fd, or -1 with errno
  * (ENOENT, ELOOP, EXDEV, EINVAL, EISDIR, ...). */
 int	 beneath_openat(int dirfd, const char *rel, int flags, int want_reg);
 /* Tests: nonzero makes beneath_openat take the walk, as on a kernel

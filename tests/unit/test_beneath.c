@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include "common/beneath.h"
@@ -57,6 +58,11 @@ setup(void **state)
 	assert_int_equal(symlink("/etc", p), 0);
 	snprintf(p, sizeof(p), "%s/isos/fifo", root);
 	assert_int_equal(mkfifo(p, 0600), 0);
+	/* A device (/dev/null's numbers); where mknod is not allowed, a
+	 * second FIFO stands in. */
+	snprintf(p, sizeof(p), "%s/isos/dev", root);
+	if (mknod(p, S_IFCHR | 0600, makedev(1, 3)) < 0)
+		assert_int_equal(mkfifo(p, 0600), 0);
 	snprintf(q, sizeof(q), "%s/isos/hard.iso", root);
 	snprintf(p, sizeof(p), "%s/isos/a.iso", root);
 	assert_int_equal(link(p, q), 0);
@@ -133,7 +139,8 @@ check_opens(void)
 	static const char *good[] = { "isos/a.iso", "isos/sub/b.iso",
 	    "isos/hard.iso", NULL };
 	static const char *bad[] = { "isos/out.iso", "isos/up.iso",
-	    "isos/in.iso", "isos/etc/passwd", "isos/fifo", "isos/sub",
+	    "isos/in.iso", "isos/etc/passwd", "isos/fifo", "isos/dev",
+	    "isos/sub",
 	    "isos/missing.iso", "isos/../secret", "/etc/passwd",
 	    "isos/nodir/x", NULL };
 	char buf[8];
@@ -143,8 +150,9 @@ check_opens(void)
 		fd = beneath_open(root, good[i], O_RDONLY, 1);
 		if (fd < 0)
 			fail_msg("cannot open %s: %s", good[i], strerror(errno));
-		/* Blocking again after the O_NONBLOCK open. */
-		assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+		/* Read-only, blocking: a plain open of the file. */
+		assert_int_equal(fcntl(fd, F_GETFL) & (O_NONBLOCK | O_ACCMODE),
+		    O_RDONLY);
 		assert_true(read(fd, buf, sizeof(buf)) > 0);
 		close(fd);
 	}
@@ -161,6 +169,13 @@ check_opens(void)
 	close(fd);
 	assert_true(beneath_open(root, "isos/etc", O_RDONLY | O_DIRECTORY,
 	    0) < 0);
+	/* A regular file is only ever read-only; creating is refused. */
+	fd = beneath_open(root, "isos/a.iso", O_RDWR, 1);
+	assert_true(fd >= 0);
+	assert_int_equal(fcntl(fd, F_GETFL) & O_ACCMODE, O_RDONLY);
+	close(fd);
+	assert_true(beneath_open(root, "isos/new.iso", O_RDONLY | O_CREAT,
+	    1) < 0);
 }
 
 static void
