@@ -9,6 +9,7 @@ a client's own --cdrom/--kernel/--initrd/image file first).
 
 import hashlib
 import http.client
+import json
 import os
 import stat
 import subprocess
@@ -59,12 +60,11 @@ def put(cl, path, data, headers=None, length=None):
                 conn.send(data)
             except (BrokenPipeError, ConnectionResetError):
                 pass
-        if length is not None and length > len(data):
-            conn.sock.shutdown(1)
+        if data and length is not None and length > len(data):
+            conn.sock.shutdown(1)   # cut short: the client goes
         r = conn.getresponse()
         raw = r.read().decode(errors="replace")
         try:
-            import json
             return r.status, json.loads(raw)
         except ValueError:
             return r.status, raw
@@ -214,7 +214,7 @@ def test_upload_limits_and_names(cluster):
     names = [x["name"] for x in cl.http("GET", "/api/v1/storage/local/isos")[1]]
     assert "cut.iso" not in names and "huge.iso" not in names
     # A viewer lists but does not upload.
-    tok = cl.cli("user", "create", "mviewer", "--role", "viewer").strip()
+    tok = cl.cli("user", "create", "mviewer", "--role", "viewer")[1].strip()
     status, _ = cl.http("GET", "/api/v1/storage/local/isos", token=tok)
     assert status == 200
     status, _ = cl.http("DELETE", iso + "x.iso", token=tok)
@@ -229,8 +229,8 @@ def test_cli_uploads_client_files(cluster, guest, tmp_path):
     CLI."""
     cl = cluster
     iso = build_iso(tmp_path, "cli.iso")
-    out = cl.cli("iso", "upload", str(iso))
-    assert "uploaded isos/cli.iso to storage local" in out
+    out = cl.cli("iso", "upload", str(iso))[1]
+    assert "uploaded isos/cli.iso to storage local" in out, out
     lst = cl.cli("iso", "list", json=True)
     assert [x["name"] for x in lst if x["name"] == "cli.iso"] == ["cli.iso"]
     rc, _, err = cl.cli("iso", "upload", str(iso), check=False)
