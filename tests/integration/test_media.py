@@ -189,10 +189,15 @@ def test_upload_limits_and_names(cluster):
     # Beyond the manager's limit (16 GiB by default): refused at once.
     status, body = put(cl, iso + "huge.iso", b"", length=(16 << 30) + 1)
     assert status == 413 and "limit" in body["error"], (status, body)
-    for name in (".hidden", "a%00b", "a%2Fb", "a%20b", "%2e%2e", "a:b",
+    for name in (".hidden", "a%00b", "a%00", "a%20b", "%2e%2e", "a:b",
                  "x" * 201):
         status, body = put(cl, iso + name, b"data")
         assert status == 400, (name, status, body)
+    # "a/b" once decoded: no such route.
+    status, body = put(cl, iso + "a%2Fb", b"data")
+    assert status == 404, (status, body)
+    names = [x["name"] for x in cl.http("GET", "/api/v1/storage/local/isos")[1]]
+    assert "a" not in names and "a b" not in names, names
     status, body = put(cl, "/api/v1/storage/local/etc/x", b"data")
     assert status == 404, (status, body)
     status, body = put(cl, "/api/v1/storage/nosuch/isos/x.iso", b"data")
