@@ -54,22 +54,30 @@ cli_media_is_host_path(struct cli_ctx *c, const char *path, const char *area)
 	return found;
 }
 
-/* The storage domain to upload to: want, or the only one there is. */
+/* The storage domain to upload to: want, else "local" when it exists,
+ * else the only one there is. */
 static int
 cli_media_storage(struct cli_ctx *c, const char *want, char *out,
     size_t outsz)
 {
-	json_t *st = NULL;
-	int rc = -1;
+	json_t *st = NULL, *e;
+	size_t i;
+	int rc = -1, local = 0;
 
 	if (want)
 		return cli_check_name("storage", want) != 0 ? -1 :
 		    util_fmt(out, outsz, "%s", want);
 	if (cli_api(c, "GET", "/storage", NULL, &st) != 0)
 		return -1;
-	if (json_array_size(st) == 1)
-		rc = util_fmt(out, outsz, "%s", json_string_value(json_object_get(
-		    json_array_get(st, 0), "name")));
+	/* As the manager's image import: "local" when there is one. */
+	json_array_foreach(st, i, e)
+		if (json_is_string(json_object_get(e, "name")) && strcmp(
+		    json_string_value(json_object_get(e, "name")), "local") == 0)
+			local = 1;
+	if (local || json_array_size(st) == 1)
+		rc = util_fmt(out, outsz, "%s", local ? "local" :
+		    json_string_value(json_object_get(json_array_get(st, 0),
+		    "name")));
 	else
 		cli_err("%s: choose a storage domain with --storage",
 		    json_array_size(st) ? "several storage domains exist" :
