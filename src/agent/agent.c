@@ -391,10 +391,15 @@ agent_main(int argc, char **argv)
 		if (sigwait(&set, &sig) != 0)
 			break;
 	} while (sig == SIGHUP);
-	log_info("signal %d: stopping the agent (VMs keep running)", sig);
+	/* Set before the report thread's SIGTERM. */
+	if (report_was_refused())
+		log_info("refused by the manager: stopping the agent");
+	else
+		log_info("signal %d: stopping the agent (VMs keep running)",
+		    sig);
 	report_stop();
 	net_stop();	/* networks and TAPs stay for the running VMs */
-	rc = 0;
+	rc = report_was_refused() ? 1 : 0;
 cleanup:
 	httpd_stop(h);
 	/* With no VM left the host leaves (also when this agent could not

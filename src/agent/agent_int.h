@@ -384,6 +384,8 @@ json_t	*vmhost_isolate(void);
 json_t	*serial_read(const char *dir, int64_t offset, char *err, size_t errsz);
 /* Keep serial.log bounded: move it to serial.log.0 past max bytes. */
 void	 serial_rotate(const char *dir, size_t max);
+/* Appends line to dir/serial.log, never through a symlink. */
+void	 serial_mark(const char *dir, const char *line);
 extern const struct httpd_ws_route serial_ws_route;
 /* A websocket <-> unix socket bridge (serial and VNC consoles): open
  * connects to path and returns the state for the three callbacks, or NULL. */
@@ -407,6 +409,8 @@ json_t	*stats_json(json_t *vms);
 int	 report_start(void);
 void	 report_kick(void);		/* send a report now */
 void	 report_stop(void);
+/* 1 when the manager refused this host for good (the agent then stops). */
+int	 report_was_refused(void);
 /* Copy of the current agent key ("" before registration). */
 void	 report_agent_key(char *out, size_t outsz);
 /* This host's key: DATA/agent.secret (64 hex digits, 0600), made at the

@@ -1,6 +1,8 @@
 /* report.c - registration with the manager and heartbeats (state reports). */
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@
 static pthread_mutex_t report_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t report_cond;	/* CLOCK_MONOTONIC (report_start) */
 static int report_kicked, report_quit;
+/* The manager refused this host for good: the agent stops, status 1. */
+static atomic_int report_refused;
 static char report_key[128];		/* the agent key, "" before register */
 static char report_secret[72];		/* DATA/agent.secret, set at start */
 static char report_next[72];		/* DATA/agent.secret.next or "" */
@@ -535,7 +539,11 @@ report_main(void *arg)
 				log_error("exiting: fix the token file (or have an "
 				    "admin reset the host) and start the agent "
 				    "again");
-				exit(1);
+				/* Through the agent's own stop, not exit(): its
+				 * keeper and listener go too. */
+				atomic_store(&report_refused, 1);
+				kill(getpid(), SIGTERM);
+				break;
 			}
 			wait_ms = rc == 0 ? 0 : 1000;
 		} else {
@@ -583,6 +591,12 @@ report_start(void)
 	pthread_once(&once, report_cond_init);
 	return pthread_create(&report_thread, NULL, report_main, NULL) == 0 ?
 	    0 : -1;
+}
+
+int
+report_was_refused(void)
+{
+	return atomic_load(&report_refused);
 }
 
 void

@@ -20,98 +20,175 @@
 
 /* ---- the log kept on storage ------------------------------------------ */
 
+/* The VM's directory is on shared storage, which other hosts (and whoever
+ * can write there) may change under us: every file in it is opened
+ * through the directory's descriptor with O_NOFOLLOW, and read only when
+ * it is a regular file (O_NONBLOCK: a FIFO planted there does not hang
+ * the open). */
+
+/* The VM's directory, or -1 (a symlink at its last component is not it). */
+static int
+serial_dir_open(const char *dir)
+{
+	return open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+}
+
+/* name in dfd, opened with flags (plus O_NOFOLLOW | O_NONBLOCK), when it is
+ * a regular file; -1 otherwise. Its size in *sizep. */
+static int
+serial_open_at(int dfd, const char *name, int flags, int64_t *sizep)
+{
+	struct stat st;
+	int fd;
+
+	if ((fd = openat(dfd, name, flags | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) < 0)
+		return -1;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	*sizep = (int64_t)st.st_size;
+	return fd;
+}
+
+/* The last (at most) max bytes of fd, a file of size bytes, NUL-terminated,
+ * their number in *lenp; NULL when it cannot be read (or out of memory).
+ * The caller frees the result. */
+static char *
+serial_tail_fd(int fd, int64_t size, size_t max, size_t *lenp)
+{
+	char *buf = NULL;
+	size_t want, got = 0;
+	ssize_t n;
+
+	want = (uint64_t)size < max ? (size_t)size : max;
+	if ((buf = malloc(want + 1)) == NULL)
+		return NULL;
+	while (got < want) {
+		n = pread(fd, buf + got, want - got, size - (off_t)want +
+		    (off_t)got);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	/* Shrunk meanwhile (another host rotated it): what there was. */
+	buf[got] = '\0';
+	*lenp = got;
+	return buf;
+}
+
+/* serial_tail_fd of the file name in dfd, its size in *sizep. */
+static char *
+serial_tail(int dfd, const char *name, size_t max, size_t *lenp,
+    int64_t *sizep)
+{
+	char *ret;
+	int fd;
+
+	if ((fd = serial_open_at(dfd, name, O_RDONLY, sizep)) < 0)
+		return NULL;
+	ret = serial_tail_fd(fd, *sizep, max, lenp);
+	close(fd);
+	return ret;
+}
+
+/* Highest offset serial.meta may claim: base + size never overflows. */
+#define SERIAL_BASE_MAX	(INT64_MAX / 4)
+
 /* Absolute offset of serial.log's first byte (bytes rotated away so far). */
 static int64_t
-serial_base(const char *dir)
+serial_base(int dfd)
 {
-	char path[PATH_MAX], *s;
+	char *s;
+	size_t len;
+	int64_t size;
 	uint64_t v = 0;
 
-	if (util_fmt(path, sizeof(path), "%s/serial.meta", dir) < 0 ||
-	    (s = util_read_file(path, 64, NULL)) == NULL)
+	if ((s = serial_tail(dfd, "serial.meta", 64, &len, &size)) == NULL)
 		return 0;
 	s[strcspn(s, "\n")] = '\0';
-	if (util_parse_u64(s, 0, INT64_MAX, &v) < 0)
+	if (util_parse_u64(s, 0, SERIAL_BASE_MAX, &v) < 0)
 		v = 0;
 	free(s);
 	return (int64_t)v;
 }
 
-/* The last (at most) max bytes of the file at path, NUL-terminated, their
- * number in *lenp and the file's size in *sizep; NULL when it cannot be
- * read (absent, or out of memory). The caller frees the result. */
-static char *
-serial_tail(const char *path, size_t max, size_t *lenp, int64_t *sizep)
-{
-	struct stat st;
-	char *buf = NULL, *ret = NULL;
-	size_t want, got = 0;
-	ssize_t n;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return NULL;
-	if (fstat(fd, &st) < 0)
-		goto cleanup;
-	want = (uint64_t)st.st_size < max ? (size_t)st.st_size : max;
-	if ((buf = malloc(want + 1)) == NULL)
-		goto cleanup;
-	while (got < want) {
-		n = pread(fd, buf + got, want - got, st.st_size - (off_t)want +
-		    (off_t)got);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			goto cleanup;
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*lenp = got;
-	*sizep = (int64_t)st.st_size;
-	ret = buf;
-	buf = NULL;
-cleanup:
-	free(buf);
-	close(fd);
-	return ret;
-}
-
 /* Past max bytes, the newest max bytes of serial.log become serial.log.0
  * and serial.log starts over; serial.meta counts every byte let go of
  * serial.log, so offsets stay absolute. The log may be of any size: QEMU
- * goes on writing it while the agent is away. */
+ * goes on writing it while the agent is away. The log is truncated even
+ * when serial.log.0 or serial.meta cannot be written (disk full, a
+ * directory planted under the name): its size stays bounded. */
 void
 serial_rotate(const char *dir, size_t max)
 {
-	char cur[PATH_MAX], old[PATH_MAX], meta[PATH_MAX], num[32];
-	char *buf = NULL;
+	char num[32], *buf = NULL;
 	size_t len;
-	int64_t size;
-	struct stat st;
-	int fd = -1;
+	int64_t size, base;
+	int dfd, fd = -1;
 
-	if (util_fmt(cur, sizeof(cur), "%s/serial.log", dir) < 0 ||
-	    util_fmt(old, sizeof(old), "%s/serial.log.0", dir) < 0 ||
-	    util_fmt(meta, sizeof(meta), "%s/serial.meta", dir) < 0)
+	if ((dfd = serial_dir_open(dir)) < 0)
 		return;
-	if (stat(cur, &st) < 0 || (size_t)st.st_size <= max)
-		return;
-	if ((buf = serial_tail(cur, max, &len, &size)) == NULL)
+	if ((fd = serial_open_at(dfd, "serial.log", O_RDWR, &size)) < 0 ||
+	    (uint64_t)size <= max)
 		goto cleanup;
-	if (util_write_file_atomic(old, buf, len, 0644) < 0)
+	if ((buf = serial_tail_fd(fd, size, max, &len)) == NULL)
 		goto cleanup;
-	snprintf(num, sizeof(num), "%lld\n", (long long)(serial_base(dir) +
-	    size));
-	if (util_write_file_atomic(meta, num, strlen(num), 0644) < 0)
-		goto cleanup;
+	if (util_write_file_atomic_at(dfd, "serial.log.0", buf, len,
+	    0644) < 0)
+		log_warn("%s/serial.log.0: its older output is lost", dir);
+	base = serial_base(dfd) + size;
+	snprintf(num, sizeof(num), "%lld\n", (long long)(base >
+	    SERIAL_BASE_MAX ? 0 : base));
+	if (util_write_file_atomic_at(dfd, "serial.meta", num, strlen(num),
+	    0644) < 0)
+		log_warn("%s/serial.meta", dir);
 	/* QEMU appends (O_APPEND): it goes on at the new end. Bytes written
 	 * between the read above and this truncate are the only loss. */
-	if ((fd = open(cur, O_WRONLY | O_CLOEXEC)) >= 0 && ftruncate(fd, 0) < 0)
-		log_warn("truncate %s", cur);
+	if (ftruncate(fd, 0) < 0)
+		log_warn("truncate %s/serial.log", dir);
 cleanup:
 	if (fd >= 0)
 		close(fd);
+	close(dfd);
 	free(buf);
+}
+
+/* Appends line to serial.log (created when absent); a symlink or other
+ * non-regular file planted under the name is removed first, so what QEMU
+ * then opens by the same path is a file of the VM's own. */
+void
+serial_mark(const char *dir, const char *line)
+{
+	int64_t size;
+	int dfd, fd = -1;
+
+	if ((dfd = serial_dir_open(dir)) < 0) {
+		log_warn("%s: serial log", dir);
+		return;
+	}
+	if ((fd = serial_open_at(dfd, "serial.log", O_WRONLY | O_APPEND |
+	    O_CREAT, &size)) < 0) {
+		struct stat st;
+
+		if (fstatat(dfd, "serial.log", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+			log_warnx("%s/serial.log is no regular file: replaced",
+			    dir);
+			(void)unlinkat(dfd, "serial.log", 0);
+			fd = serial_open_at(dfd, "serial.log", O_WRONLY |
+			    O_APPEND | O_CREAT | O_EXCL, &size);
+		}
+	}
+	if (fd < 0 || write(fd, line, strlen(line)) < 0)
+		log_warn("%s: serial log", dir);
+	if (fd >= 0)
+		close(fd);
+	close(dfd);
 }
 
 /* Replace bytes that are not valid UTF-8 so the text fits in JSON. */
@@ -149,25 +226,23 @@ serial_utf8_clean(unsigned char *s, size_t len)
 json_t *
 serial_read(const char *dir, int64_t offset, char *err, size_t errsz)
 {
-	char cur[PATH_MAX], old[PATH_MAX];
 	char *a = NULL, *b = NULL, *all = NULL;
 	const char *pa;
 	size_t la = 0, lb = 0;
 	int64_t base, start, from, sa, sb = 0;
 	json_t *ret = NULL;
+	int dfd;
 
-	if (util_fmt(cur, sizeof(cur), "%s/serial.log", dir) < 0 ||
-	    util_fmt(old, sizeof(old), "%s/serial.log.0", dir) < 0) {
-		snprintf(err, errsz, "path too long");
-		goto cleanup;
-	}
-	base = serial_base(dir);
-	if ((b = serial_tail(cur, SERIAL_READ_MAX, &lb, &sb)) == NULL)
+	/* No directory (yet): no output, as with no files (-1 opens none). */
+	dfd = serial_dir_open(dir);
+	base = serial_base(dfd);
+	if ((b = serial_tail(dfd, "serial.log", SERIAL_READ_MAX, &lb,
+	    &sb)) == NULL)
 		lb = 0, sb = 0;
 	/* serial.log.0 ends where serial.log starts: wanted only when all of
 	 * serial.log is (a log not rotated yet may be longer than we send). */
-	if ((int64_t)lb == sb && (a = serial_tail(old, SERIAL_READ_MAX, &la,
-	    &sa)) == NULL)
+	if ((int64_t)lb == sb && (a = serial_tail(dfd, "serial.log.0",
+	    SERIAL_READ_MAX, &la, &sa)) == NULL)
 		la = 0;
 	/* Without serial.meta (lost), the newest bytes of serial.log.0. */
 	pa = a;
@@ -197,6 +272,8 @@ serial_read(const char *dir, int64_t offset, char *err, size_t errsz)
 	if (ret == NULL)
 		snprintf(err, errsz, "cannot encode serial output");
 cleanup:
+	if (dfd >= 0)
+		close(dfd);
 	free(a);
 	free(b);
 	free(all);

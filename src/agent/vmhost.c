@@ -730,16 +730,11 @@ static void
 vmhost_serial_mark(struct avm *vm, const char *log)
 {
 	char line[256], when[40];
-	int fd;
 
 	util_time_iso(util_wall_ms(), when, sizeof(when));
 	snprintf(line, sizeof(line), "\r\n[cvirt: %s starting on host %s at %s]"
 	    "\r\n", vm->name, agent_cfg.name, when);
-	if ((fd = open(log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) < 0)
-		return;
-	if (write(fd, line, strlen(line)) < 0)
-		log_warn("vm %s: serial log", vm->name);
-	close(fd);
+	serial_mark(vm->dir, line);
 }
 
 int

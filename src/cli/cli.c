@@ -155,6 +155,13 @@ static const struct cli_cmd cli_cmds[] = {
 	    "print a new API token (the old ones stop working), or revoke all" },
 	{ "user", "passwd", cli_user_passwd, "NAME [--password-file F]",
 	    "set a user's password for the web UI (read from stdin)" },
+	{ "user", "totp", cli_user_totp, "enable|disable NAME [--json]",
+	    "give a user a TOTP second factor (prints its secret and "
+	    "otpauth:// URI), or take it away" },
+	{ "login", "", cli_login, "NAME [--password-file F] [--otp CODE] "
+	    "[--json]",
+	    "log in with a password (and one-time code): print a session "
+	    "token" },
 	{ "host", "join-token", cli_host_join_token,
 	    "[--ttl S] [--address A[,A...]] [--json]",
 	    "print a token that lets one new agent join, once (default 1 h)" },
@@ -200,8 +207,8 @@ cli_usage_error(struct cli_ctx *c, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	if (c != NULL && c->cmd != NULL)
-		cli_err("%s (try 'cvirt %s %s --help')", msg, c->cmd->noun,
-		    c->cmd->verb);
+		cli_err("%s (try 'cvirt %s%s%s --help')", msg, c->cmd->noun,
+		    c->cmd->verb[0] ? " " : "", c->cmd->verb);
 	else
 		cli_err("%s (try 'cvirt --help')", msg);
 	return CLI_EXIT_USAGE;
@@ -240,8 +247,9 @@ cli_cmd_usage(const struct cli_cmd *cmd, int to_stderr)
 {
 	FILE *f = to_stderr ? stderr : stdout;
 
-	fprintf(f, "usage: cvirt %s %s %s\n  %s\n\n%s", cmd->noun, cmd->verb,
-	    cmd->usage, cmd->help, cli_global_help);
+	fprintf(f, "usage: cvirt %s%s%s %s\n  %s\n\n%s", cmd->noun,
+	    cmd->verb[0] ? " " : "", cmd->verb, cmd->usage, cmd->help,
+	    cli_global_help);
 }
 
 /* The command list, all of it or one noun's. */
@@ -335,8 +343,8 @@ cli_missing(struct cli_ctx *c)
 		n = (size_t)(opt - u);
 	while (n > 0 && u[n - 1] == ' ')
 		n--;
-	cli_usage_error(c, "%s %s needs %.*s", c->cmd->noun, c->cmd->verb,
-	    (int)n, u);
+	cli_usage_error(c, "%s%s%s needs %.*s", c->cmd->noun,
+	    c->cmd->verb[0] ? " " : "", c->cmd->verb, (int)n, u);
 }
 
 int
@@ -452,6 +460,9 @@ cli_dispatch(struct cli_ctx *c, int argc, char **argv)
 		return cli_help(argc - 1, argv + 1);
 	if (!cli_noun_known(noun))
 		return cli_usage_error(NULL, "unknown command \"%s\"", noun);
+	/* A command of one word ("cvirt login NAME"). */
+	if ((c->cmd = cli_cmd_find(noun, "")) != NULL)
+		return c->cmd->fn(c, argc - 1, argv + 1);
 	if ((v = cli_globals(c, argc, argv, 1)) < 0)
 		return CLI_EXIT_USAGE;
 	if (v >= argc) {

@@ -200,6 +200,8 @@ int	 cli_user_list(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_delete(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_token(struct cli_ctx *c, int argc, char **argv);
 int	 cli_user_passwd(struct cli_ctx *c, int argc, char **argv);
+int	 cli_user_totp(struct cli_ctx *c, int argc, char **argv);
+int	 cli_login(struct cli_ctx *c, int argc, char **argv);
 int	 cli_host_join_token(struct cli_ctx *c, int argc, char **argv);
 int	 cli_audit_list(struct cli_ctx *c, int argc, char **argv);
 

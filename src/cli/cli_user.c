@@ -1,5 +1,6 @@
-/* cli_user.c - `cvirt user ...`, `cvirt host join-token` and
- * `cvirt audit list`: users, tokens, passwords, join tokens, the audit log. */
+/* cli_user.c - `cvirt user ...`, `cvirt login`, `cvirt host join-token`
+ * and `cvirt audit list`: users, tokens, passwords, TOTP, sessions, join
+ * tokens, the audit log. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,7 +8,10 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cli/cli_int.h"
+#include "common/httpc.h"
 #include "common/util.h"
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
@@ -200,6 +204,144 @@ cli_user_passwd(struct cli_ctx *c, int argc, char **argv)
 	rc = cli_user_call(c, "POST", pos[0], "/password", body, NULL,
 	    "password of user %s set\n");
 	json_decref(body);
+	return rc;
+}
+
+/* `cvirt user totp enable|disable NAME`: enable prints the secret and
+ * the otpauth:// URI an authenticator app takes (once: the manager keeps
+ * it only to check codes). */
+int
+cli_user_totp(struct cli_ctx *c, int argc, char **argv)
+{
+	char *pos[2];
+	json_t *reply = NULL;
+	char path[160];
+	int rc, enable;
+
+	if (cli_opts_parse(c, argc, argv, NULL, pos, 2, 2, NULL, &rc) != 0)
+		return rc;
+	if (strcmp(pos[0], "enable") != 0 && strcmp(pos[0], "disable") != 0)
+		return cli_usage_error(c, "user totp wants enable or disable, "
+		    "not \"%s\"", pos[0]);
+	enable = pos[0][0] == 'e';
+	if (cli_check_name("user", pos[1]) != 0)
+		return CLI_EXIT_FAIL;
+	snprintf(path, sizeof(path), "/users/%s/totp", pos[1]);
+	if (cli_api(c, enable ? "POST" : "DELETE", path, NULL, &reply) != 0)
+		return cli_fail(c);
+	if (c->json)
+		cli_out_json(reply);
+	else if (enable)
+		printf("secret: %s\nuri: %s\n", cli_json_str(reply, "secret",
+		    ""), cli_json_str(reply, "uri", ""));
+	else
+		printf("TOTP of user %s disabled\n", pos[1]);
+	json_decref(reply);
+	return CLI_EXIT_OK;
+}
+
+/* A one-time code, asked for on the terminal (read from stdin else). */
+static int
+cli_otp_read(char *out, size_t size)
+{
+	size_t n;
+
+	if (isatty(STDIN_FILENO))
+		fputs("One-time code: ", stderr);
+	if (fgets(out, (int)size, stdin) == NULL) {
+		cli_err("no one-time code given");
+		return -1;
+	}
+	n = strcspn(out, "\r\n");
+	out[n] = '\0';
+	return 0;
+}
+
+/* POST /login without a token; the reply (any status) in *reply. */
+static int
+cli_login_post(struct cli_ctx *c, json_t *body, json_t **reply,
+    long *status)
+{
+	struct httpc_resp r;
+	char url[CLI_URL_MAX + 16];
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	if (cli_ctx_resolve(c) != 0)
+		return -1;
+	snprintf(url, sizeof(url), "%s/api/v1/login", c->url);
+	if (httpc_request("POST", url, NULL, body, 30000, &r) != 0 ||
+	    r.status == 0) {
+		cli_err("cannot reach the manager at %s: %s", c->url, r.err);
+		goto cleanup;
+	}
+	*status = r.status;
+	*reply = r.json;
+	r.json = NULL;
+	rc = 0;
+cleanup:
+	httpc_resp_free(&r);
+	return rc;
+}
+
+/* `cvirt login NAME`: a session token (12 h) for the password, and the
+ * one-time code when the user has TOTP, on stdout (export
+ * CVIRT_TOKEN=$(cvirt login alice)); when it expires on stderr. */
+int
+cli_login(struct cli_ctx *c, int argc, char **argv)
+{
+	const char *pwfile = NULL, *otp = NULL;
+	const struct cli_opt opts[] = {
+		{ "password-file", CLI_OPT_STR, &pwfile },
+		{ "otp", CLI_OPT_STR, &otp },
+		{ NULL, CLI_OPT_FLAG, NULL },
+	};
+	char *pos[1], pw[CLI_PW_MAX + 2], code[32];
+	json_t *body = NULL, *reply = NULL;
+	long status = 0;
+	int rc;
+
+	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
+		return rc;
+	rc = CLI_EXIT_FAIL;
+	if (cli_check_name("user", pos[0]) != 0 ||
+	    cli_password_read(pwfile, pw, sizeof(pw)) != 0)
+		goto cleanup;
+	body = json_pack("{s:s, s:s}", "name", pos[0], "password", pw);
+	sodium_memzero(pw, sizeof(pw));
+	if (otp != NULL)
+		json_object_set_new(body, "otp", json_string(otp));
+	if (cli_login_post(c, body, &reply, &status) != 0)
+		goto cleanup;
+	if (status == 401 && otp == NULL && json_is_true(json_object_get(reply,
+	    "otp_required"))) {
+		if (cli_otp_read(code, sizeof(code)) != 0)
+			goto cleanup;
+		json_object_set_new(body, "otp", json_string(code));
+		json_decref(reply);
+		reply = NULL;
+		if (cli_login_post(c, body, &reply, &status) != 0)
+			goto cleanup;
+	}
+	if (status != 200) {
+		cli_err("%s", json_is_string(json_object_get(reply, "error")) ?
+		    json_string_value(json_object_get(reply, "error")) :
+		    "login refused");
+		goto cleanup;
+	}
+	if (c->json)
+		cli_out_json(reply);
+	else {
+		printf("%s\n", cli_json_str(reply, "token", ""));
+		fprintf(stderr, "session of %s expires %s\n", pos[0],
+		    cli_json_str(reply, "expires", "?"));
+	}
+	rc = CLI_EXIT_OK;
+cleanup:
+	if (body != NULL && json_object_get(body, "password") != NULL)
+		json_object_del(body, "password");
+	json_decref(body);
+	json_decref(reply);
 	return rc;
 }
 

@@ -217,20 +217,29 @@ util_mkdir_p(const char *path, mode_t mode)
 	return 0;
 }
 
+/* The temp file is created fresh (O_EXCL | O_NOFOLLOW): a symlink or file
+ * planted under its name is removed, never followed (directories on shared
+ * storage are not trusted); rename replaces a symlink at name itself. */
 int
-util_write_file_atomic(const char *path, const void *buf, size_t len,
-    mode_t mode)
+util_write_file_atomic_at(int dfd, const char *name, const void *buf,
+    size_t len, mode_t mode)
 {
-	char tmp[PATH_MAX], dir[PATH_MAX];
+	char tmp[NAME_MAX + 1];
 	const char *p = buf;
-	char *slash;
-	int fd = -1, dfd = -1, rc = -1;
+	int fd = -1, rc = -1, tries;
 	ssize_t n;
 
-	if (util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", path, (long)getpid()) < 0 ||
-	    util_fmt(dir, sizeof(dir), "%s", path) < 0)
+	if (util_fmt(tmp, sizeof(tmp), "%s.tmp.%ld", name, (long)getpid()) < 0) {
+		tmp[0] = '\0';
 		goto cleanup;
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) < 0)
+	}
+	for (tries = 0; fd < 0 && tries < 2; tries++) {
+		fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+		    O_CLOEXEC, mode);
+		if (fd < 0 && (errno != EEXIST || unlinkat(dfd, tmp, 0) < 0))
+			break;
+	}
+	if (fd < 0)
 		goto cleanup;
 	while (len > 0) {
 		n = write(fd, p, len);
@@ -247,25 +256,47 @@ util_write_file_atomic(const char *path, const void *buf, size_t len,
 		goto cleanup;
 	}
 	fd = -1;
-	if (rename(tmp, path) < 0)
+	if (renameat(dfd, tmp, dfd, name) < 0)
 		goto cleanup;
-	slash = strrchr(dir, '/');
-	if (slash) {
-		*(slash == dir ? slash + 1 : slash) = '\0';
-		if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0)
-			(void)fsync(dfd);
-	}
+	(void)fsync(dfd);	/* fails harmlessly on an O_PATH descriptor */
 	rc = 0;
 cleanup:
 	if (fd >= 0)
 		close(fd);
-	if (dfd >= 0)
-		close(dfd);
-	if (rc < 0) {
+	if (rc < 0 && tmp[0]) {
 		int e = errno;
-		(void)unlink(tmp);
+		(void)unlinkat(dfd, tmp, 0);
 		errno = e;
 	}
+	return rc;
+}
+
+int
+util_write_file_atomic(const char *path, const void *buf, size_t len,
+    mode_t mode)
+{
+	char dir[PATH_MAX];
+	const char *base;
+	char *slash;
+	int dfd, rc, e;
+
+	if (util_fmt(dir, sizeof(dir), "%s", path) < 0)
+		return -1;
+	if ((slash = strrchr(dir, '/')) == NULL) {
+		base = path;
+		snprintf(dir, sizeof(dir), ".");
+	} else {
+		base = path + (slash - dir) + 1;
+		*(slash == dir ? slash + 1 : slash) = '\0';
+	}
+	/* Read access for fsync; a directory we may only search: O_PATH. */
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 &&
+	    (dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return -1;
+	rc = util_write_file_atomic_at(dfd, base, buf, len, mode);
+	e = errno;
+	close(dfd);
+	errno = e;
 	return rc;
 }
 

@@ -35,9 +35,12 @@ size_t	 util_utf8_fix(char *s);
 int	 util_fmt(char *buf, size_t size, const char *fmt, ...)
 	    __attribute__((format(printf, 3, 4)));
 int	 util_mkdir_p(const char *path, mode_t mode);
-/* Write via temp file + fsync + rename + fsync(dir). */
+/* Write via temp file + fsync + rename + fsync(dir); the temp file is
+ * never a symlink followed. _at: name (one component) in directory dfd. */
 int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
 	    mode_t mode);
+int	 util_write_file_atomic_at(int dfd, const char *name, const void *buf,
+	    size_t len, mode_t mode);
 /* Whole file, NUL-terminated, at most max bytes (else -1, EFBIG).
  * Caller frees. */
 char	*util_read_file(const char *path, size_t max, size_t *len);

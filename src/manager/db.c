@@ -113,6 +113,11 @@ static const char *const db_migrations[] = {
 	"ALTER TABLE hosts ADD COLUMN pending TEXT;"
 	"ALTER TABLE join_tokens ADD COLUMN used INTEGER;"
 	"ALTER TABLE join_tokens ADD COLUMN addresses TEXT;",
+	/* TOTP second factor (docs/security.md "Logins"): the base32 secret
+	 * (NULL: none) and the last time step a code was accepted for (a
+	 * code of that step or before is a replay). */
+	"ALTER TABLE users ADD COLUMN totp_secret TEXT;"
+	"ALTER TABLE users ADD COLUMN totp_step INTEGER;",
 };
 
 static int

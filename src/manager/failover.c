@@ -300,6 +300,8 @@ fo_domain_fail(const struct fo_host *h, const char *d, const struct hlease *l,
 {
 	json_t *row = db_row("SELECT state, fenced_seq FROM host_domains WHERE "
 	    "host = ? AND storage = ?", "ss", h->name, d);
+	/* A read that ended after this round's "now" is 0 s old, not -0.0. */
+	int64_t fresh_ms = now > l->fresh_at ? now - l->fresh_at : 0;
 
 	if (row && strcmp(JS(row, "state"), "fenced") == 0 &&
 	    JI(row, "fenced_seq") == l->seq) {
@@ -317,7 +319,7 @@ fo_domain_fail(const struct fo_host *h, const char *d, const struct hlease *l,
 	    "%s: lease seq %lld unchanged for %lld ms (timeout %d ms), read "
 	    "fresh via %s %.1f s ago%s; %s", h->name, d, (long long)l->seq,
 	    (long long)(now - l->first_seen), cs->ha_lease_timeout_ms, l->via,
-	    (double)(now - l->fresh_at) / 1000.0, h->down ? "" :
+	    (double)fresh_ms / 1000.0, h->down ? "" :
 	    ", and it reports the domain lost", h->fence != FO_WATCHDOG ?
 	    "an operator confirmed it is off" : "its keeper has killed its "
 	    "VMs there or reset the host");

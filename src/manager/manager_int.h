@@ -24,6 +24,7 @@ struct mgr_cfg {
 	int64_t	heartbeat_timeout_ms;	/* host down after this silence */
 	char	web_root[PATH_MAX];	/* the UI's files; "" when none */
 	int64_t	upload_max;	/* bytes an upload into a media area may have */
+	int64_t	login_window_ms;	/* failed logins count this long */
 };
 extern struct mgr_cfg mgr_cfg;
 
@@ -107,6 +108,13 @@ extern const size_t api_users_nroutes;
 
 /* login.c: argon2id hashes (at most two at a time), POST /login|logout */
 int	 login_pw_hash(const char *pw, char *out, size_t outsz);
+/* loginlimit.c: login attempts per client address (an IPv6 /64) and in
+ * flight. reserve counts one attempt before its password is checked: 0,
+ * or -1 with a one-line reason for a 429 in err. release ends it (failed:
+ * it counts against the address for mgr_cfg.login_window_ms). */
+int	 loginlimit_reserve(const char *remote, int64_t now, char *err,
+	    size_t errsz);
+void	 loginlimit_release(const char *remote, int failed);
 extern const struct httpd_route api_login_routes[];
 extern const size_t api_login_nroutes;
 

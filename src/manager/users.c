@@ -1,5 +1,5 @@
 /* users.c - users and their roles, API tokens (new, revoke), passwords,
- * and the join tokens that let an agent register once. */
+ * TOTP secrets, and the join tokens that let an agent register once. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,7 @@
 
 #include "common/log.h"
 #include "common/pki.h"
+#include "common/totp.h"
 #include "manager/manager_int.h"
 
 #define USERS_PW_MIN	8
@@ -58,12 +59,13 @@ users_json(json_t *row)
 
 	util_time_iso(json_integer_value(json_object_get(row, "created")), when,
 	    sizeof(when));
-	return json_pack("{s:O, s:s, s:s, s:b, s:O}",
+	return json_pack("{s:O, s:s, s:s, s:b, s:O, s:b}",
 	    "name", json_object_get(row, "name"),
 	    "role", auth_role_name((int)json_integer_value(json_object_get(row,
 	    "role"))), "created", when,
 	    "password", json_is_string(json_object_get(row, "password")),
-	    "tokens", json_object_get(row, "tokens"));
+	    "tokens", json_object_get(row, "tokens"),
+	    "totp", json_integer_value(json_object_get(row, "totp")) != 0);
 }
 
 static json_t *
@@ -71,7 +73,8 @@ users_rows(const char *name)
 {
 	static const char sel[] = "SELECT u.name AS name, u.role AS role, "
 	    "u.created AS created, u.password AS password, (SELECT COUNT(*) "
-	    "FROM tokens t WHERE t.name = u.name AND t.kind = 'api') AS tokens "
+	    "FROM tokens t WHERE t.name = u.name AND t.kind = 'api') AS tokens, "
+	    "CASE WHEN u.totp_secret IS NULL THEN 0 ELSE 1 END AS totp "
 	    "FROM users u";
 	char sql[512];
 
@@ -295,6 +298,67 @@ api_users_password(struct httpd_req *r)
 	    r->params[0], "password", 1));
 }
 
+/* A new TOTP secret for the user (409 when it has one: an admin disables
+ * it first); the reply carries it once, base32 and as an otpauth:// URI
+ * (what authenticator apps scan). Its sessions end: the next login needs
+ * a code. */
+static int
+api_users_totp_enable(struct httpd_req *r)
+{
+	unsigned char key[TOTP_KEY_LEN];
+	char b32[TOTP_B32_LEN + 1], uri[256];
+	json_t *rows = users_find(r);
+	int n;
+
+	if (rows == NULL)
+		return 0;
+	json_decref(rows);
+	randombytes_buf(key, sizeof(key));
+	if (totp_b32_encode(key, sizeof(key), b32, sizeof(b32)) < 0 ||
+	    util_fmt(uri, sizeof(uri), "otpauth://totp/cvirt:%s?secret=%s&"
+	    "issuer=cvirt&algorithm=SHA1&digits=%d&period=%d", r->params[0],
+	    b32, TOTP_DIGITS, TOTP_STEP_S) < 0) {
+		n = -1;
+		goto cleanup;
+	}
+	n = db_exec("UPDATE users SET totp_secret = ?, totp_step = NULL "
+	    "WHERE name = ? AND totp_secret IS NULL", "ss", b32, r->params[0]);
+	if (n == 1)
+		db_exec("DELETE FROM tokens WHERE name = ? AND kind = 'session'",
+		    "s", r->params[0]);
+cleanup:
+	if (n < 0)
+		httpd_reply_error(r, 500, "cannot set a TOTP secret");
+	else if (n == 0)
+		httpd_reply_error(r, 409, "user %s has TOTP enabled already; "
+		    "disable it first", r->params[0]);
+	else
+		httpd_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "name",
+		    r->params[0], "secret", b32, "uri", uri));
+	sodium_memzero(key, sizeof(key));
+	sodium_memzero(b32, sizeof(b32));
+	sodium_memzero(uri, sizeof(uri));
+	return 0;
+}
+
+/* The user logs in with the password alone again. */
+static int
+api_users_totp_disable(struct httpd_req *r)
+{
+	json_t *rows = users_find(r);
+	int n;
+
+	if (rows == NULL)
+		return 0;
+	json_decref(rows);
+	if ((n = db_exec("UPDATE users SET totp_secret = NULL, totp_step = "
+	    "NULL WHERE name = ? AND totp_secret IS NOT NULL", "s",
+	    r->params[0])) < 0)
+		return httpd_reply_error(r, 500, "cannot disable TOTP");
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:b, s:b}", "name",
+	    r->params[0], "totp", 0, "changed", n > 0));
+}
+
 /* body "addresses": a list of IPs or DNS names the joining host's
  * certificate may name beyond its join address (pre-approved); *out the
  * list as JSON text (malloc'd) or NULL. -1 after replying. */
@@ -419,6 +483,8 @@ const struct httpd_route api_users_routes[] = {
 	{ "DELETE", "/api/v1/users/{}",            api_users_delete, 0, ROLE_ADMIN },
 	{ "POST",   "/api/v1/users/{}/token",      api_users_token,  0, ROLE_ADMIN },
 	{ "POST",   "/api/v1/users/{}/password",   api_users_password, 0, ROLE_VIEWER },
+	{ "POST",   "/api/v1/users/{}/totp",       api_users_totp_enable, 0, ROLE_ADMIN },
+	{ "DELETE", "/api/v1/users/{}/totp",       api_users_totp_disable, 0, ROLE_ADMIN },
 	{ "GET",    "/api/v1/join-tokens",         api_join_list,    0, ROLE_ADMIN },
 	{ "POST",   "/api/v1/join-tokens",         api_join_create,  0, ROLE_ADMIN },
 	{ "DELETE", "/api/v1/join-tokens/{}",      api_join_delete,  0, ROLE_ADMIN },

@@ -3,6 +3,7 @@
 // task progress, and no JavaScript errors on the way.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
 import { startCluster, launch, api, waitFor, shot, NotYet } from './lib.mjs';
 
 let cl;
@@ -294,6 +295,40 @@ test('log in with a user name and password; logging out ends the session', async
   await page.locator('#token').fill(cl.token);
   await page.locator('#token').press('Enter');
   await page.locator('.host-card[data-host="h1"]').waitFor();
+});
+
+// The RFC 6238 code (SHA-1, 6 digits, 30 s) of a base32 secret now, as
+// an authenticator app computes it.
+function totp(secret) {
+  const A = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
+  let bits = '';
+  for (const c of secret) bits += A.indexOf(c).toString(2).padStart(5, '0');
+  const key = Buffer.from(bits.match(/.{8}/g).map((b) => parseInt(b, 2)));
+  const msg = Buffer.alloc(8);
+  msg.writeBigUInt64BE(BigInt(Math.floor(Date.now() / 30000)));
+  const mac = createHmac('sha1', key).update(msg).digest();
+  const off = mac[mac.length - 1] & 15;
+  return String((mac.readUInt32BE(off) & 0x7fffffff) % 1000000).padStart(6, '0');
+}
+
+test('a user with TOTP is asked for the one-time code', async () => {
+  await api(cl, 'POST', '/users', { name: 'tess', role: 'viewer', password: 'two factors 42' });
+  const { secret } = await api(cl, 'POST', '/users/tess/totp');
+  await page.locator('#logout').click();
+  await page.locator('#use-password').click();
+  assert.equal(await page.locator('#otp').isVisible(), false);
+  expectHttp = ['401 /api/v1/login'];
+  await page.locator('#user').fill('tess');
+  await page.locator('#password').fill('two factors 42');
+  await page.locator('#password').press('Enter');
+  await page.locator('#login-error', { hasText: 'one-time code' }).waitFor();
+  await page.locator('#otp').fill(totp(secret));
+  await page.locator('#otp').press('Enter');
+  await page.locator('#whoami', { hasText: 'tess (viewer)' }).waitFor();
+  await page.locator('#logout').click();
+  await page.locator('#token').fill(cl.token);
+  await page.locator('#token').press('Enter');
+  await page.locator('#whoami', { hasText: '(admin)' }).waitFor();
 });
 
 test('a viewer sees the cluster but is offered no actions', async () => {

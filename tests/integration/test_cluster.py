@@ -186,6 +186,10 @@ def test_migration_stream_from_unnamed_source_refused(nc, guest):
     st, reply = agent_call(nc, "h2", "POST", "/agent/v1/vms/%s/stop" % uuid,
                            {"force": True, "timeout_s": 0})
     assert st == 200, reply
+    # The manager learns of that stop from h2's next report (under load a
+    # run saw "vm mu is stopping" here).
+    wait_for(lambda: nc.vm("mu")["state"] == "stopped", 20,
+             "the manager to see mu stopped")
     nc.cli("vm", "delete", "mu")
     # A real migration: TLS with a one-time key, no cluster CA here.
     boot(nc, guest, "mk", "h1", MEMCHECK)

@@ -283,7 +283,9 @@ def test_agent_with_wrong_token_is_refused_and_never_listed(cluster):
 def refused_agent(cl, tag, name, tokfile):
     """An agent for host `name` from a new, empty data directory
     (BASE/a-TAG) with the token in tokfile, which must be refused: exit 1
-    within 20 s. Returns its log."""
+    within 20 s, its lease keeper gone with it (src/agent/report.c stops
+    the agent through its own stop; it called exit(1) and left the keeper
+    running). Returns its log."""
     d = cvirt.Daemon("agent " + tag, [
         cl.bin, "agent", "--data", os.path.join(cl.base, "a-" + tag),
         "--manager", cl.url, "--token-file", tokfile, "--name", name,
@@ -294,7 +296,13 @@ def refused_agent(cl, tag, name, tokfile):
     d.declare_exit("refused (status checked by the test)")
     assert d.wait(20), "the refused agent kept running:\n" + d.log_tail()
     assert d.proc.returncode == 1, d.log_tail()
-    return d.log_tail()
+    log = d.log_tail()
+    m = re.search(r"lease keeper pid (\d+) renews", log)
+    assert m, log
+    cvirt.wait_for(lambda: not os.path.exists("/proc/%s" % m.group(1)),
+                   10, "keeper pid %s gone with its refused agent"
+                   % m.group(1))
+    return log
 
 
 def test_join_token_is_single_use(cluster):

@@ -4,9 +4,10 @@
 const KEY = 'cvirt.token';
 
 export class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, data) {
     super(message);
     this.status = status;
+    this.data = data || null;	// the reply's JSON, e.g. {otp_required}
   }
 }
 
@@ -70,7 +71,7 @@ export async function api(method, path, body, token) {
   if (!r.ok) {
     const msg = data && data.error ? data.error : r.status + ' ' + r.statusText;
     if (r.status === 401) window.dispatchEvent(new CustomEvent('cvirt-unauthorized'));
-    throw new ApiError(r.status, msg);
+    throw new ApiError(r.status, msg, data);
   }
   return data;
 }

@@ -52,6 +52,8 @@ function loginView(root, message) {
     h('input', { id: 'user', name: 'user', autocomplete: 'username' }),
     h('label', { for: 'password' }, 'Password'),
     h('input', { id: 'password', name: 'password', type: 'password', autocomplete: 'current-password' }),
+    h('label', { for: 'otp', hidden: true, id: 'otp-label' }, 'One-time code'),
+    h('input', { id: 'otp', name: 'otp', hidden: true, inputmode: 'numeric', autocomplete: 'one-time-code', maxlength: '6' }),
     h('button', { type: 'submit', class: 'primary' }, 'Log in'));
   const canPw = has('POST', '/login');
   const tabT = h('button', { type: 'button', 'aria-selected': 'true', id: 'use-token' }, 'API token');
@@ -90,11 +92,21 @@ function loginView(root, message) {
       err.textContent = 'Enter your user name and password.';
       return;
     }
+    const body = { name, password };
+    // Users with a TOTP second factor: the manager asks for the code.
+    if (!pwForm.otp.hidden) body.otp = pwForm.otp.value.trim();
     try {
-      const r = await api('POST', '/login', { name, password }, '');
+      const r = await api('POST', '/login', body, '');
       session.save(r.token, remember.querySelector('input').checked);
       start();
     } catch (ex) {
+      if (ex.data && ex.data.otp_required) {
+        pwForm.otp.hidden = false;
+        pwForm.querySelector('#otp-label').hidden = false;
+        pwForm.otp.focus();
+        err.textContent = 'Enter the one-time code from your authenticator app.';
+        return;
+      }
       err.textContent = ex.message;
     }
   });
