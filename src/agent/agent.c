@@ -30,7 +30,8 @@ static const char agent_usage[] =
     "                   [--accel auto|kvm|tcg] [--stop-timeout SECONDS]\n"
     "                   [--memory MIB] [--migration-address IP]\n"
     "                   [--ca-file FILE] [--watchdog auto|none|DEVICE|unix:PATH]\n"
-    "                   [--watchdog-timeout-ms N] [--fence-ms N] [--renew-ms N]\n";
+    "                   [--watchdog-timeout-ms N] [--fence-ms N] [--renew-ms N]\n"
+    "                   [--media-dir DIR ...]\n";
 
 static int
 agent_add_storage(const char *arg)
@@ -155,6 +156,7 @@ agent_parse(int argc, char **argv)
 		{ "watchdog-timeout-ms", required_argument, NULL, 'w' },
 		{ "fence-ms", required_argument, NULL, 'F' },
 		{ "renew-ms", required_argument, NULL, 'r' },
+		{ "media-dir", required_argument, NULL, 'D' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -180,6 +182,7 @@ agent_parse(int argc, char **argv)
 		case 'n': snprintf(agent_cfg.name, sizeof(agent_cfg.name), "%s", optarg); break;
 		case 'l': snprintf(agent_cfg.listen, sizeof(agent_cfg.listen), "%s", optarg); break;
 		case 's': if (agent_add_storage(optarg) < 0) return -1; break;
+		case 'D': if (media_add_dir(optarg) < 0) return -1; break;
 		case 'a': accel = optarg; break;
 		case 'C': httpc_set_cafile(optarg); break;
 		case 'T':

@@ -103,12 +103,14 @@ api_info(void)
 {
 	json_t *st = agent_storage(), *info;
 
-	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s}",
+	info = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:I, s:o, s:o, s:s, "
+	    "s:o}",
 	    "name", agent_cfg.name, "url", agent_cfg.url,
 	    "migration_addr", agent_cfg.migration_addr,
 	    "accel", agent_cfg.accel, "accel_reason", agent_cfg.accel_reason,
 	    "cpus", agent_cfg.cpus, "memory_mib", (json_int_t)agent_cfg.memory_mib,
-	    "storage", st, "vms", vmhost_list(), "scan", vmadopt_scan());
+	    "storage", st, "vms", vmhost_list(), "scan", vmadopt_scan(),
+	    "media_dirs", media_dirs_json());
 	if (info)
 		keeperctl_info(info);	/* fence, timing, keeper, leases */
 	return info;
@@ -377,6 +379,10 @@ const struct httpd_route agent_routes[] = {
 	{ "POST",   "/agent/v1/jobs",                 blockapi_job_start, 0, 0 },
 	{ "GET",    "/agent/v1/jobs/{}",              blockapi_job_get, 0, 0 },
 	{ "DELETE", "/agent/v1/files/{}/{}",          blockapi_remove, 0, 0 },
+	{ "PUT",    "/agent/v1/media/{}/{}/{}",       mediaapi_put, HTTPD_STREAM, 0 },
+	{ "GET",    "/agent/v1/media/{}/{}",          mediaapi_list, 0, 0 },
+	{ "POST",   "/agent/v1/media-check",          mediaapi_check, 0, 0 },
+	{ "DELETE", "/agent/v1/media/{}/{}/{}",       mediaapi_delete, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/nics",          nicapi_plug, 0, 0 },
 	{ "DELETE", "/agent/v1/vms/{}/nics/{}",       nicapi_unplug, 0, 0 },
 	{ "POST",   "/agent/v1/vms/{}/{}",            api_op, 0, 0 },

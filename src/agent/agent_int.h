@@ -20,6 +20,8 @@ struct agent_storage {
 	int	direct;		/* its VMs' disks bypass the page cache */
 };
 
+#define AGENT_MAX_MEDIA_DIRS 8
+
 /* Written once at start-up, read-only afterwards (except the key fields,
  * which report.c owns under agent_key_lock). */
 struct agent_cfg {
@@ -38,6 +40,11 @@ struct agent_cfg {
 	char			url[160];	/* how the manager reaches us */
 	struct agent_storage	storage[AGENT_MAX_STORAGE];
 	int			nstorage;
+	/* --media-dir: directories an admin lists whose files (beneath
+	 * them) may be boot media, kernels and import sources, besides the
+	 * media areas of the storage domains (media.c) */
+	char			media_dirs[AGENT_MAX_MEDIA_DIRS][PATH_MAX];
+	int			nmedia_dirs;
 	char			accel[8];
 	char			accel_reason[160];
 	int			cpus;
@@ -156,6 +163,11 @@ json_t	*vmhost_exits(void);
 json_t	*vmhost_exit_of(const char *uuid);
 void	 vmhost_exits_ack(json_t *sent);
 const char *vmhost_storage_path(const char *name);
+/* media_open's file (what, value) passed to QEMU (q): its slot, or -1
+ * with err; vmhost_start closes it after QEMU started. */
+struct qemu_vm_spec;
+int	 vmhost_media_fd(struct qemu_vm_spec *q, const char *what,
+	    const char *value, char *err, size_t errsz);
 /* 1 when the domain takes O_DIRECT (its VMs' disks bypass the page cache;
  * domwatch_start decides). */
 int	 vmhost_storage_direct(const char *name);
@@ -479,6 +491,24 @@ int	 disk_resize(json_t *spec, const char *disk, int64_t size_mib,
 struct qemu_vm_spec;
 int	 bootmedia_add(json_t *spec, const char *dir, struct qemu_vm_spec *q,
 	    char *err, size_t errsz);
+
+/* media.c: user-named host files, only from media areas (isos/,
+ * kernels/, images/ of a storage domain) or --media-dir directories.
+ * media_area: the area for what ("cdrom", "kernel", "initrd", "file":
+ * an image import's source),
+ * or NULL. media_open: value (an absolute path as this host sees it)
+ * opened read-only beneath its area, a regular file: the fd (the caller
+ * closes it), or -1 with beneath_refusal's one text in err, whatever the
+ * reason. */
+const char *media_area(const char *what);
+int	 media_open(const char *what, const char *value, char *err,
+	    size_t errsz);
+int	 media_add_dir(const char *path);
+json_t	*media_dirs_json(void);
+int	 mediaapi_check(struct httpd_req *r);
+int	 mediaapi_put(struct httpd_req *r);
+int	 mediaapi_list(struct httpd_req *r);
+int	 mediaapi_delete(struct httpd_req *r);
 
 /* blockapi.c: the /agent/v1/block, jobs, images and backups routes */
 int	 blockapi_snapshot(struct httpd_req *r);

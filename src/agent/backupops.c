@@ -490,20 +490,17 @@ bk_import_probe(const char *file, char *fmt, size_t fmtsz, char *err,
 	const char *f;
 	int rc = -1;
 
-	if (file[0] != '/' || access(file, R_OK) < 0) {
-		snprintf(err, errsz, "%s is not readable on host %s", file,
-		    agent_cfg.name);
-		return -1;
-	}
 	if ((info = qimg_info(file, NULL, err, errsz)) == NULL)
 		return -1;
 	f = js(info, "format");
 	if (strcmp(f, "raw") != 0 && strcmp(f, "qcow2") != 0)
 		snprintf(err, errsz, "%s is a %s image: only raw and qcow2 can "
 		    "be imported", file, f[0] ? f : "unknown");
-	else if (json_object_get(info, "backing-filename"))
-		snprintf(err, errsz, "%s has a backing file: import a "
-		    "self-contained image", file);
+	else if (json_object_get(info, "backing-filename") ||
+	    json_object_get(json_object_get(json_object_get(info,
+	    "format-specific"), "data"), "data-file"))
+		snprintf(err, errsz, "the source has a backing or data file: "
+		    "import a self-contained image");
 	else
 		rc = util_fmt(fmt, fmtsz, "%s", f);
 	json_decref(info);
@@ -516,10 +513,10 @@ bk_import_job(struct ajob *j, json_t *args, json_t **result, char *err,
 {
 	const char *name = js(args, "name"), *file = js(args, "file"), *root;
 	char dir[PATH_MAX], tmp[PATH_MAX], fin[PATH_MAX], fmt[16];
-	char sum[QIMG_SHA256_HEX + 1];
+	char sum[QIMG_SHA256_HEX + 1], src[64];
 	json_t *info = NULL;
 	uint64_t bytes;
-	int rc = -1;
+	int rc = -1, sfd = -1, made = 0;
 
 	if ((root = bk_root(js(args, "storage"), err, errsz)) == NULL)
 		return -1;
@@ -530,18 +527,24 @@ bk_import_job(struct ajob *j, json_t *args, json_t **result, char *err,
 		snprintf(err, errsz, "invalid image name");
 		return -1;
 	}
-	if (bk_import_probe(file, fmt, sizeof(fmt), err, errsz) < 0)
+	/* The source opened beneath its media area; qemu-img reads that
+	 * open file (through this process's fd), never the path. */
+	if ((sfd = media_open("file", file, err, errsz)) < 0)
 		return -1;
+	if (util_fmt(src, sizeof(src), "/proc/%d/fd/%d", (int)getpid(),
+	    sfd) < 0 || bk_import_probe(src, fmt, sizeof(fmt), err, errsz) < 0)
+		goto cleanup;
 	if (access(fin, F_OK) == 0) {
 		snprintf(err, errsz, "image file %s already exists", fin);
-		return -1;
+		goto cleanup;
 	}
 	if (util_mkdir_p(dir, 0755) < 0) {
 		snprintf(err, errsz, "cannot create %s: %s", dir, strerror(errno));
-		return -1;
+		goto cleanup;
 	}
 	ajob_progress(j, 5);
-	if (qimg_convert(file, fmt, tmp, err, errsz) < 0)
+	made = 1;
+	if (qimg_convert(src, fmt, tmp, err, errsz) < 0)
 		goto cleanup;
 	ajob_progress(j, 80);
 	if (qimg_check(tmp, err, errsz) < 0 ||
@@ -558,8 +561,10 @@ bk_import_job(struct ajob *j, json_t *args, json_t **result, char *err,
 	    "virtual-size"), "size_bytes", (json_int_t)bytes, "sha256", sum);
 	rc = 0;
 cleanup:
-	if (rc < 0)
+	if (rc < 0 && made)
 		(void)unlink(tmp);
+	if (sfd >= 0)
+		close(sfd);
 	json_decref(info);
 	return rc;
 }

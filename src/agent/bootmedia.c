@@ -190,17 +190,23 @@ bootmedia_disks(json_t *spec, const char *dir, struct qemu_vm_spec *q,
 	const char *cdrom = js(spec, "cdrom");
 	json_t *ci = json_object_get(spec, "cloud_init");
 	struct qemu_disk *d;
+	int fd, set;
 
 	if (cdrom[0]) {
-		if (access(cdrom, R_OK) < 0) {
-			snprintf(err, errsz, "cdrom %s is not readable on host %s",
-			    cdrom, agent_cfg.name);
-			return -1;
-		}
 		if (q->ndisks >= QEMU_MAX_DISKS)
 			goto full;
+		/* Opened beneath isos/ here; QEMU gets the open file in an
+		 * fdset and never resolves the path. */
+		if ((fd = media_open("cdrom", cdrom, err, errsz)) < 0)
+			return -1;
+		if ((set = qemu_spec_fdset(q, fd, "cdrom")) < 0) {
+			close(fd);
+			snprintf(err, errsz, "too many files for QEMU");
+			return -1;
+		}
 		d = &q->disks[q->ndisks++];
 		memset(d, 0, sizeof(*d));
+		d->fdset = set;
 		snprintf(d->path, sizeof(d->path), "%s", cdrom);
 		snprintf(d->format, sizeof(d->format), "raw");
 		d->cdrom = 1;

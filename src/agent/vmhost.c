@@ -593,6 +593,35 @@ jstr(json_t *o, const char *key)
 	return s ? s : "";
 }
 
+int
+vmhost_media_fd(struct qemu_vm_spec *q, const char *what, const char *value,
+    char *err, size_t errsz)
+{
+	int fd, slot;
+
+	if ((fd = media_open(what, value, err, errsz)) < 0)
+		return -1;
+	if ((slot = qemu_spec_fd(q, fd)) < 0) {
+		close(fd);
+		snprintf(err, errsz, "too many files for QEMU");
+		return -1;
+	}
+	return slot;
+}
+
+/* The files vmhost_media_fd opened for QEMU (after qemu_spawn, or when
+ * it did not run). */
+static void
+vmhost_media_close(struct qemu_vm_spec *q)
+{
+	int i;
+
+	for (i = 0; q && i < q->npass; i++)
+		close(q->pass_fd[i]);
+	if (q)
+		q->npass = 0;
+}
+
 /* Translate the manager's VM spec into a QEMU description. */
 static int
 vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
@@ -616,16 +645,12 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 		snprintf(err, errsz, "kernel, initrd or cmdline too long");
 		return -1;
 	}
-	if (q->kernel[0] && access(q->kernel, R_OK) < 0) {
-		snprintf(err, errsz, "kernel %s is not readable on host %s",
-		    q->kernel, agent_cfg.name);
+	/* Opened here, beneath their media area; QEMU gets the open files
+	 * (it never resolves a path a user named). */
+	if ((q->kernel[0] && (q->kernel_fd = vmhost_media_fd(q, "kernel",
+	    q->kernel, err, errsz)) < 0) || (q->initrd[0] && (q->initrd_fd =
+	    vmhost_media_fd(q, "initrd", q->initrd, err, errsz)) < 0))
 		return -1;
-	}
-	if (q->initrd[0] && access(q->initrd, R_OK) < 0) {
-		snprintf(err, errsz, "initrd %s is not readable on host %s",
-		    q->initrd, agent_cfg.name);
-		return -1;
-	}
 	json_array_foreach(json_object_get(spec, "disks"), i, d) {
 		if (q->ndisks >= QEMU_MAX_DISKS ||
 		    store_disk_path(root, vm->uuid, jstr(d, "file"),
@@ -745,7 +770,7 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 	int rc = -1, inserted = 0, i;
 
 	*status = 500;
-	if ((q = malloc(sizeof(*q))) == NULL) {
+	if ((q = calloc(1, sizeof(*q))) == NULL) {
 		snprintf(err, errsz, "out of memory");
 		goto cleanup;
 	}
@@ -799,8 +824,11 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		vmhost_serial_mark(vm, q->serial_log);
 	}
 	*status = 502;
-	if (qemu_spawn(q, log, &vm->pid, err, errsz) < 0)
+	rc = qemu_spawn(q, log, &vm->pid, err, errsz);
+	vmhost_media_close(q);	/* QEMU has its own copies */
+	if (rc < 0)
 		goto cleanup;
+	rc = -1;
 	vm->child = 1;
 	/* Its end is known by this pidfd alone (vmexit.c). The command line
 	 * is checked after the open, as for every pidfd we trust. */
@@ -892,6 +920,7 @@ cleanup:
 	}
 	vmhost_put(vm);
 	json_decref(names);
+	vmhost_media_close(q);
 	free(q);
 	return rc;
 }
@@ -1023,6 +1052,7 @@ vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 	static const char *const files[] = { "kernel", "initrd", "cdrom" };
 	const char *root = vmhost_storage_path(jstr(spec, "storage"));
 	size_t i;
+	int fd;
 
 	*status = 400;
 	if (root == NULL) {
@@ -1035,11 +1065,11 @@ vmhost_define(json_t *spec, char *err, size_t errsz, int *status)
 		return -1;
 	}
 	for (i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-		if (json_object_get(spec, files[i]) && jstr(spec, files[i])[0] &&
-		    access(jstr(spec, files[i]), R_OK) < 0) {
-			snprintf(err, errsz, "%s %s is not readable on host %s",
-			    files[i], jstr(spec, files[i]), agent_cfg.name);
-			return -1;
+		if (json_object_get(spec, files[i]) && jstr(spec, files[i])[0]) {
+			if ((fd = media_open(files[i], jstr(spec, files[i]), err,
+			    errsz)) < 0)
+				return -1;
+			close(fd);
 		}
 	}
 	if (store_vm_define(root, spec, err, errsz) < 0) {

@@ -271,3 +271,75 @@ cleanup:
 	json_decref(reply);
 	return rc;
 }
+
+/* ---- uploads ------------------------------------------------------------ */
+
+struct cli_upload {
+	int		 fd;
+	long long	 size, sent;
+	int		 tty, pct;
+	const char	*label;
+};
+
+/* The file's next bytes, with a progress line on a terminal. */
+static int
+cli_upload_read(void *arg, void *buf, size_t n)
+{
+	struct cli_upload *u = arg;
+	ssize_t got = read(u->fd, buf, n);
+	int pct;
+
+	if (got <= 0)
+		return (int)got;
+	u->sent += got;
+	pct = u->size > 0 ? (int)(u->sent * 100 / u->size) : 100;
+	if (u->tty && pct != u->pct) {
+		fprintf(stderr, "\r%s: %3d%% (%lld MiB)", u->label, pct,
+		    u->sent >> 20);
+		if (pct == 100)
+			fputc('\n', stderr);
+	}
+	u->pct = pct;
+	return (int)got;
+}
+
+int
+cli_api_upload(struct cli_ctx *c, const char *path, int fd, long long size,
+    const char *label, json_t **out)
+{
+	struct cli_upload u = { .fd = fd, .size = size, .pct = -1,
+	    .label = label, .tty = isatty(STDERR_FILENO) };
+	struct httpc_opts o = { .body_read = cli_upload_read, .body_arg = &u,
+	    .body_len = size };
+	struct httpc_resp r;
+	char url[CLI_URL_MAX + CLI_PATH_MAX], err[512];
+	int rc = -1;
+
+	memset(&r, 0, sizeof(r));
+	*out = NULL;
+	if (cli_ctx_resolve(c) != 0)
+		return -1;
+	if (util_fmt(url, sizeof(url), "%s/api/v1%s", c->url, path) != 0) {
+		cli_err("request path too long");
+		return -1;
+	}
+	/* Hours at most: the manager's own read deadlines cut a stall. */
+	if (httpc_request_opts("PUT", url, c->token, NULL, 6L * 3600 * 1000,
+	    &o, &r) != 0) {
+		cli_err("upload of %s failed: %s", label, r.err);
+		goto cleanup;
+	}
+	if (r.status < 200 || r.status > 299) {
+		cli_api_errline(c, &r, err, sizeof(err));
+		cli_err("%s", err);
+		goto cleanup;
+	}
+	*out = r.json;
+	r.json = NULL;
+	rc = 0;
+cleanup:
+	if (u.tty && u.pct >= 0 && u.pct < 100)
+		fputc('\n', stderr);
+	httpc_resp_free(&r);
+	return rc;
+}

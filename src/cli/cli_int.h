@@ -110,6 +110,11 @@ int	 cli_api_try(struct cli_ctx *c, const char *method, const char *path,
 int	 cli_call(struct cli_ctx *c, const char *method, const char *path,
 	    json_t *body, void (*print)(json_t *), const char *done,
 	    const char *name);
+/* PUT /api/v1 + path with size bytes of fd as the body (a progress line
+ * on a terminal, label naming it); 0 and the reply in *out (owned), or
+ * -1 after one line. */
+int	 cli_api_upload(struct cli_ctx *c, const char *path, int fd,
+	    long long size, const char *label, json_t **out);
 /* Resolves url and token once; prints one line and returns -1 on error. */
 int	 cli_ctx_resolve(struct cli_ctx *c);
 void	 cli_ctx_free(struct cli_ctx *c);
@@ -221,8 +226,23 @@ int	 cli_disk_add(struct cli_ctx *c, int argc, char **argv);
 int	 cli_disk_resize(struct cli_ctx *c, int argc, char **argv);
 /* vm create's --cdrom, --hostname, --user-data FILE, --ssh-key FILE (each
  * may be NULL) into body; -1 after printing one line. */
-int	 cli_vm_boot_media(const char *cdrom, const char *hostname,
-	    const char *user_data, const char *ssh_key, json_t *body);
+int	 cli_vm_boot_media(struct cli_ctx *c, const char *cdrom,
+	    const char *storage, const char *hostname, const char *user_data,
+	    const char *ssh_key, json_t *body);
+/* cli_media.c: arg (of option opt) as the API names a host file of area
+ * ("isos", "kernels", "images"): STORAGE:AREA/NAME or an absolute path
+ * in a media area or media directory the manager reports passes as is
+ * (the hosts' file, never read here); anything else is this client's
+ * file, uploaded into AREA of storage (or the only domain) under a
+ * content-addressed name unless there already, then named
+ * STORAGE:AREA/NAME. 0 with out, or -1 after one line. *uploaded (may be
+ * NULL): whether this call uploaded it. */
+int	 cli_media_arg(struct cli_ctx *c, const char *opt, const char *area,
+	    const char *arg, const char *storage, char *out, size_t outsz,
+	    int *uploaded);
+int	 cli_iso_upload(struct cli_ctx *c, int argc, char **argv);
+int	 cli_iso_list(struct cli_ctx *c, int argc, char **argv);
+int	 cli_iso_delete(struct cli_ctx *c, int argc, char **argv);
 /* --firmware bios|uefi (may be NULL) into body; -1 after one line. */
 int	 cli_vm_firmware(const char *firmware, json_t *body);
 

@@ -60,7 +60,7 @@ cli_image_import(struct cli_ctx *c, int argc, char **argv)
 		{ NULL, CLI_OPT_FLAG, NULL },
 	};
 	struct cli_st_done done = { "image %s imported", NULL, NULL };
-	char *pos[1], abs[PATH_MAX];
+	char *pos[1], ref[PATH_MAX];
 	json_t *body;
 
 	if (cli_opts_parse(c, argc, argv, opts, pos, 1, 1, NULL, &rc) != 0)
@@ -71,15 +71,12 @@ cli_image_import(struct cli_ctx *c, int argc, char **argv)
 	    (storage && cli_check_name("storage", storage) != 0) ||
 	    (host && cli_check_name("host", host) != 0))
 		return CLI_EXIT_FAIL;
-	/* Made absolute here; it must be readable on the host that imports. */
-	if (realpath(pos[0], abs) == NULL) {
-		if (pos[0][0] != '/') {
-			cli_err("%s: no such file", pos[0]);
-			return CLI_EXIT_FAIL;
-		}
-		snprintf(abs, sizeof(abs), "%s", pos[0]);
-	}
-	body = json_pack("{s:s, s:s}", "file", abs, "name", name);
+	/* The hosts' file in images/, or this client's uploaded there
+	 * first (cli_media.c). */
+	if (cli_media_arg(c, "image import", "images", pos[0], storage, ref,
+	    sizeof(ref), NULL) != 0)
+		return CLI_EXIT_FAIL;
+	body = json_pack("{s:s, s:s}", "file", ref, "name", name);
 	if (storage)
 		json_object_set_new(body, "storage", json_string(storage));
 	if (host)
@@ -537,19 +534,19 @@ cli_st_read(const char *opt, const char *path, size_t max)
 }
 
 int
-cli_vm_boot_media(const char *cdrom, const char *hostname,
-    const char *user_data, const char *ssh_key, json_t *body)
+cli_vm_boot_media(struct cli_ctx *c, const char *cdrom, const char *storage,
+    const char *hostname, const char *user_data, const char *ssh_key,
+    json_t *body)
 {
-	char abs[PATH_MAX], *text = NULL;
+	char ref[PATH_MAX], *text = NULL;
 	json_t *ci;
 
+	/* The hosts' ISO, or this client's uploaded first (cli_media.c). */
 	if (cdrom) {
-		if (realpath(cdrom, abs) == NULL && cdrom[0] != '/') {
-			cli_err("--cdrom %s: %s", cdrom, strerror(errno));
+		if (cli_media_arg(c, "--cdrom", "isos", cdrom, storage, ref,
+		    sizeof(ref), NULL) != 0)
 			return -1;
-		}
-		json_object_set_new(body, "cdrom", json_string(realpath(cdrom,
-		    abs) ? abs : cdrom));
+		json_object_set_new(body, "cdrom", json_string(ref));
 	}
 	if (!hostname && !user_data && !ssh_key)
 		return 0;

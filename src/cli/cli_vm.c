@@ -33,33 +33,18 @@ struct cli_vm_create_opts {
 	int		 ha;
 };
 
-/* A local file for the guest: made absolute so relative paths work; an
- * absolute path that does not exist here may exist on the hosts. */
+/* --kernel/--initrd: the hosts' file, or this client's uploaded first
+ * (cli_media.c decides which, by one rule). */
 static int
-cli_vm_bootfile(const char *opt, const char *arg, json_t *body,
-    const char *key)
+cli_vm_bootfile(struct cli_ctx *c, const char *opt, const char *arg,
+    const char *storage, json_t *body, const char *key)
 {
-	char abs[PATH_MAX];
-	const char *p = arg;
-	struct stat st;
+	char ref[CLI_VM_PATH_MAX + 1];
 
-	if (realpath(arg, abs) != NULL) {
-		if (stat(abs, &st) == 0 && !S_ISREG(st.st_mode)) {
-			cli_err("%s %s is not a regular file", opt, arg);
-			return -1;
-		}
-		p = abs;
-	} else if (arg[0] != '/') {
-		cli_err("%s %s: %s", opt, arg, strerror(errno));
+	if (cli_media_arg(c, opt, "kernels", arg, storage, ref, sizeof(ref),
+	    NULL) != 0)
 		return -1;
-	}
-	if (strlen(p) > CLI_VM_PATH_MAX || strstr(p, "/../") != NULL ||
-	    (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0)) {
-		cli_err("%s %s: the path must be absolute, without \"..\", of "
-		    "at most %d bytes", opt, arg, CLI_VM_PATH_MAX);
-		return -1;
-	}
-	json_object_set_new(body, key, json_string(p));
+	json_object_set_new(body, key, json_string(ref));
 	return 0;
 }
 
@@ -109,7 +94,8 @@ fail:
 
 /* Names and boot files of a create request into body. */
 static int
-cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
+cli_vm_create_refs(struct cli_ctx *c, const struct cli_vm_create_opts *o,
+    json_t *body)
 {
 	if ((o->image && cli_check_name("image", o->image) != 0) ||
 	    (o->net && !strchr(o->net, ',') &&
@@ -121,11 +107,11 @@ cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 		cli_err("--%s needs --kernel", o->initrd ? "initrd" : "cmdline");
 		return -1;
 	}
-	if (o->kernel && cli_vm_bootfile("--kernel", o->kernel, body,
-	    "kernel") != 0)
+	if (o->kernel && cli_vm_bootfile(c, "--kernel", o->kernel, o->storage,
+	    body, "kernel") != 0)
 		return -1;
-	if (o->initrd && cli_vm_bootfile("--initrd", o->initrd, body,
-	    "initrd") != 0)
+	if (o->initrd && cli_vm_bootfile(c, "--initrd", o->initrd, o->storage,
+	    body, "initrd") != 0)
 		return -1;
 	if (o->cmdline && strlen(o->cmdline) > CLI_VM_CMDLINE_MAX) {
 		cli_err("--cmdline is longer than %d bytes", CLI_VM_CMDLINE_MAX);
@@ -171,7 +157,8 @@ cli_vm_create_refs(const struct cli_vm_create_opts *o, json_t *body)
 
 /* The POST /vms body, validated; NULL after printing one line. */
 static json_t *
-cli_vm_create_body(const char *name, const struct cli_vm_create_opts *o)
+cli_vm_create_body(struct cli_ctx *c, const char *name,
+    const struct cli_vm_create_opts *o)
 {
 	uint64_t cpus, mem, disk = 0;
 	json_t *body = NULL;
@@ -192,9 +179,9 @@ cli_vm_create_body(const char *name, const struct cli_vm_create_opts *o)
 	if (o->disk)
 		json_object_set_new(body, "disk_mib", json_integer(
 		    (json_int_t)disk));
-	if (cli_vm_create_refs(o, body) != 0 ||
-	    cli_vm_boot_media(o->cdrom, o->hostname, o->user_data, o->ssh_key,
-	    body) != 0 || cli_vm_firmware(o->firmware, body) != 0)
+	if (cli_vm_create_refs(c, o, body) != 0 ||
+	    cli_vm_boot_media(c, o->cdrom, o->storage, o->hostname,
+	    o->user_data, o->ssh_key, body) != 0 || cli_vm_firmware(o->firmware, body) != 0)
 		goto fail;
 	return body;
 fail:
@@ -240,7 +227,7 @@ cli_vm_create(struct cli_ctx *c, int argc, char **argv)
 		return cli_usage_error(c, "--%s is required",
 		    o.cpus == NULL ? "cpus" : "memory");
 	rc = CLI_EXIT_FAIL;
-	if ((body = cli_vm_create_body(pos[0], &o)) == NULL)
+	if ((body = cli_vm_create_body(c, pos[0], &o)) == NULL)
 		goto cleanup;
 	if (cli_api(c, "POST", "/vms", body, &vm) != 0)
 		goto cleanup;

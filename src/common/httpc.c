@@ -392,7 +392,7 @@ httpc_read_response(struct httpc_conn *c, long *status, char *err,
 /* Request line and headers (malloc'd), or NULL. */
 static char *
 httpc_head(const char *method, const char *host, int port, int tls,
-    const char *path, const char *token, size_t blen, int has_body)
+    const char *path, const char *token, long long blen, int has_body)
 {
 	char *h = NULL, hostport[300], auth[1024] = "";
 	int v6 = strchr(host, ':') != NULL;
@@ -407,7 +407,8 @@ httpc_head(const char *method, const char *host, int port, int tls,
 		return NULL;
 	if (asprintf(&h, "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: cvirt\r\n"
 	    "Accept: application/json\r\nConnection: close\r\n%s%s"
-	    "Content-Length: %zu\r\n\r\n", method, path, hostport, auth,
+	    "Content-Length: %lld\r\n\r\n", method, path, hostport, auth,
+	    has_body == 2 ? "Content-Type: application/octet-stream\r\n" :
 	    has_body ? "Content-Type: application/json\r\n" : "", blen) < 0)
 		return NULL;
 	return h;
@@ -463,6 +464,37 @@ httpc_take_body(struct httpc_conn *c, struct httpc_resp *resp)
 		    resp->status);
 }
 
+/* opts' streamed body: 0, -1 with errno when sending failed, -2 when
+ * the source did (ended early or failed: the request is abandoned). */
+static int
+httpc_send_stream(struct httpc_conn *c)
+{
+	const struct httpc_opts *o = c->opts;
+	long long left = o->body_len;
+	char *buf;
+	int n, rc = -1;
+
+	if ((buf = malloc(65536)) == NULL)
+		return -1;
+	while (left > 0) {
+		n = o->body_read(o->body_arg, buf, left < 65536 ? (size_t)left :
+		    65536);
+		if (n <= 0) {
+			rc = -2;
+			goto cleanup;
+		}
+		if (n > left)
+			n = (int)left;
+		if (httpc_send(c, buf, (size_t)n) < 0)
+			goto cleanup;
+		left -= n;
+	}
+	rc = 0;
+cleanup:
+	free(buf);
+	return rc;
+}
+
 int
 httpc_request(const char *method, const char *url, const char *token,
     json_t *body, long timeout_ms, struct httpc_resp *resp)
@@ -481,7 +513,7 @@ httpc_request_opts(const char *method, const char *url, const char *token,
 	char host[256], *payload = NULL, *head = NULL;
 	const char *path;
 	size_t plen;
-	int tls, port, sent_errno = 0, rc = -1;
+	int tls, port, sent_errno = 0, sent = 0, rc = -1;
 
 	memset(resp, 0, sizeof(*resp));
 	c.deadline = httpc_now() + (timeout_ms > 0 ? timeout_ms : 30000);
@@ -496,8 +528,9 @@ httpc_request_opts(const char *method, const char *url, const char *token,
 		goto cleanup;
 	}
 	plen = payload ? strlen(payload) : 0;
-	if ((head = httpc_head(method, host, port, tls, path, token, plen,
-	    payload != NULL)) == NULL) {
+	if ((head = httpc_head(method, host, port, tls, path, token,
+	    c.opts->body_read ? c.opts->body_len : (long long)plen,
+	    c.opts->body_read ? 2 : payload != NULL)) == NULL) {
 		snprintf(resp->err, sizeof(resp->err), "out of memory");
 		goto cleanup;
 	}
@@ -509,6 +542,12 @@ httpc_request_opts(const char *method, const char *url, const char *token,
 	if (httpc_send(&c, head, strlen(head)) < 0 ||
 	    (plen && httpc_send(&c, payload, plen) < 0))
 		sent_errno = errno ? errno : EPIPE;
+	else if (c.opts->body_read && (sent = httpc_send_stream(&c)) < 0)
+		sent_errno = errno ? errno : EPIPE;
+	if (sent == -2) {
+		snprintf(resp->err, sizeof(resp->err), "the body ended early");
+		goto cleanup;
+	}
 	/* Even when sending failed: a server may refuse (413) and close
 	 * before it has read everything; its answer is what matters. */
 	if (httpc_read_response(&c, &resp->status, resp->err,

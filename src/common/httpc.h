@@ -30,6 +30,13 @@ struct httpc_opts {
 	const char	*expect_name;
 	const char	*expect_ou;
 	const char	*source;	/* numeric IP to connect from */
+	/* A streamed body instead of JSON (body then NULL): body_len bytes
+	 * (application/octet-stream) that body_read yields, as read(2)
+	 * does (>0 bytes, 0 at an early end, -1 an error: the request is
+	 * then cut short). body_arg is passed through. */
+	int		(*body_read)(void *arg, void *buf, size_t n);
+	void		*body_arg;
+	long long	 body_len;
 };
 /* httpc_request with opts (NULL: none). */
 int	httpc_request_opts(const char *method, const char *url,

@@ -103,8 +103,8 @@ tls_tchar(unsigned char c)
 /* 1 when the head (len bytes: the request line and the header lines,
  * each with its CRLF) is one that civetweb reads as the front does: a
  * request line "METHOD TARGET HTTP/d.d", then "name:value" lines, the
- * name all tchars right up to its colon; no control byte but a tab in a
- * value, no CR or LF outside a line's CRLF, no folded line. civetweb is
+ * name all tchars right up to its colon; no "%00" in the target (a NUL
+ * once decoded); no control byte but a tab in a value, no CR or LF outside a line's CRLF, no folded line. civetweb is
  * laxer (bare LFs end its lines and head, blanks before a colon are
  * dropped, "+5" is a Content-Length of 5): a head it read otherwise could
  * hide a body from the front, which civetweb's worker would then read
@@ -138,6 +138,10 @@ tls_head_valid(const char *head, size_t len)
 			return 0;
 		for (p = c; c < eol && *c > ' ' && *c < 0x7f; c++)
 			;
+		/* %00 in the target: civetweb decodes it into a NUL that
+		 * cuts the path short ("a%00b" would name "a"). */
+		if (memmem(p, (size_t)(c - p), "%00", 3) != NULL)
+			return 0;
 		if (c == p || eol - c != 9 || memcmp(c, " HTTP/", 6) != 0 ||
 		    c[6] < '0' || c[6] > '9' || c[7] != '.' ||
 		    c[8] < '0' || c[8] > '9')

@@ -11,6 +11,15 @@ agentc_call(const char *host, const char *method, const char *path,
     json_t *body, long timeout_ms, int *status, json_t **reply, char *err,
     size_t errsz)
 {
+	return agentc_call_stream(host, method, path, body, NULL, timeout_ms,
+	    status, reply, err, errsz);
+}
+
+int
+agentc_call_stream(const char *host, const char *method, const char *path,
+    json_t *body, const struct httpc_opts *stream, long timeout_ms,
+    int *status, json_t **reply, char *err, size_t errsz)
+{
 	/* Whatever address the URL names, the agent there must be host. */
 	struct httpc_opts opts = { .expect_name = host };
 	struct httpc_resp resp;
@@ -37,6 +46,11 @@ agentc_call(const char *host, const char *method, const char *path,
 		snprintf(err, errsz, "host %s has a certificate but no https:// "
 		    "URL", host);
 		goto cleanup;
+	}
+	if (stream) {
+		opts.body_read = stream->body_read;
+		opts.body_arg = stream->body_arg;
+		opts.body_len = stream->body_len;
 	}
 	if (httpc_request_opts(method, url, json_string_value(json_object_get(
 	    row, "agent_key")), body, timeout_ms, &opts, &resp) < 0) {

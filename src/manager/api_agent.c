@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/beneath.h"
 #include "common/log.h"
 #include "common/pki.h"
 #include "manager/manager_int.h"
@@ -406,6 +407,26 @@ api_agent_addresses(struct httpd_req *r, json_t *info)
 		json_object_set_new(info, "migration_addr", json_string(m));
 }
 
+/* The directories besides its domains' media areas that the host takes
+ * boot media, kernels and import sources from (--media-dir): absolute,
+ * clean, at most 8. */
+static void
+api_agent_media_dirs(struct httpd_req *r, json_t *info)
+{
+	json_t *d = json_object_get(r->body, "media_dirs"), *clean, *v;
+	size_t i;
+
+	if (!json_is_array(d))
+		return;
+	clean = json_array();
+	json_array_foreach(d, i, v)
+		if (i < 8 && json_is_string(v) && json_string_value(v)[0] == '/'
+		    && json_string_length(v) < 4096 &&
+		    beneath_name_ok(json_string_value(v) + 1))
+			json_array_append(clean, v);
+	json_object_set_new(info, "media_dirs", clean);
+}
+
 /* With a certificate: the addresses it asked for that the certificate
  * does not name (the agent passes on the manager's answer; only an
  * admin's approval puts them in a certificate). */
@@ -486,6 +507,7 @@ api_agent_register(struct httpd_req *r)
 	    "storage"), "version", json_object_get(r->body, "version") ?
 	    json_object_get(r->body, "version") : json_null());
 	api_agent_addresses(r, info);
+	api_agent_media_dirs(r, info);
 	infos = json_dumps(info, JSON_COMPACT);
 	db_begin();
 	if (api_agent_record(r, &id, name, url, accel, reason, cpus, mem, key,

@@ -14,6 +14,7 @@
 const struct api_route_table api_route_tables[] = {
 	API_TABLE(web),
 	API_TABLE(storage),
+	API_TABLE(media),
 	API_TABLE(snapshot),
 	API_TABLE(network),
 	API_TABLE(vm),

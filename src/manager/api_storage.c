@@ -191,6 +191,7 @@ api_vm_boot_media(struct httpd_req *r, json_t *spec)
 	json_t *cd = json_object_get(r->body, "cdrom");
 	json_t *ci = json_object_get(r->body, "cloud_init"), *c;
 	json_t *fw = json_object_get(r->body, "firmware");
+	char path[4096];
 	const char *p;
 
 	if (fw && !json_is_null(fw)) {
@@ -204,13 +205,15 @@ api_vm_boot_media(struct httpd_req *r, json_t *spec)
 
 	if (cd && !json_is_null(cd)) {
 		p = json_string_value(cd);
-		if (p == NULL || p[0] != '/' || strlen(p) > 4095 || strstr(p,
-		    "/../") || strchr(p, ',') || !api_printable(p, 1)) {
-			httpd_reply_error(r, 400, "cdrom must be an absolute path "
-			    "(no '..' or ',') readable on the hosts");
+		if (p == NULL || strlen(p) > 4095 ||
+		    strlen(p) != json_string_length(cd)) {
+			httpd_reply_error(r, 400, "cdrom must be a file name of at "
+			    "most 4095 bytes");
 			return -1;
 		}
-		json_object_set(spec, "cdrom", cd);
+		if (api_media_ref(r, "cdrom", p, path, sizeof(path)) < 0)
+			return -1;
+		json_object_set_new(spec, "cdrom", json_string(path));
 	}
 	if (ci && !json_is_null(ci)) {
 		if (!json_is_object(ci)) {
@@ -286,7 +289,7 @@ api_image_import(struct httpd_req *r)
 	static const char *const fields[] = { "file", "name", "storage", "host",
 	    NULL };
 	const char *file = NULL, *name = NULL, *st = NULL, *host = NULL;
-	char storage[UTIL_NAME_MAX + 1];
+	char storage[UTIL_NAME_MAX + 1], path[4096];
 	json_t *row = NULL;
 
 	if (r->body == NULL)
@@ -300,9 +303,11 @@ api_image_import(struct httpd_req *r)
 	if (name == NULL || !util_name_valid(name))
 		return httpd_reply_error(r, 400, "invalid image name \"%.64s\"",
 		    name ? name : "");
-	if (file == NULL || file[0] != '/' || strstr(file, "/../") != NULL)
-		return httpd_reply_error(r, 400, "file must be an absolute path "
-		    "readable on the hosts");
+	if (file == NULL)
+		return httpd_reply_error(r, 400, "file is required: a file in "
+		    "the images/ area of a storage domain");
+	if (api_media_ref(r, "file", file, path, sizeof(path)) < 0)
+		return 0;
 	if (host && (!util_name_valid(host) || (row = db_row("SELECT name FROM "
 	    "hosts WHERE name = ?", "s", host)) == NULL))
 		return httpd_reply_error(r, 404, "host \"%.64s\" not found", host);
@@ -310,7 +315,8 @@ api_image_import(struct httpd_req *r)
 	if (st == NULL && storops_storage_path("local", storage,
 	    sizeof(storage)) == 0)
 		st = "local";
-	if (api_st_pick(r, st, storage, sizeof(storage)) < 0)
+	if (api_st_pick(r, st, storage, sizeof(storage)) < 0 ||
+	    api_media_check(r, "file", file, path, storage, host) < 0)
 		return 0;
 	/* The row reserves the name; the task fills it in or removes it. */
 	if (db_exec("INSERT INTO images (name, storage, file, format, "
@@ -320,7 +326,7 @@ api_image_import(struct httpd_req *r)
 		    errno == EEXIST ? "image \"%s\" already exists" :
 		    "cannot record image \"%s\"", name);
 	return api_st_submit(r, "image.import", NULL, json_pack("{s:s, s:s, "
-	    "s:s, s:s?}", "file", file, "name", name, "storage", storage, "host",
+	    "s:s, s:s?}", "file", path, "name", name, "storage", storage, "host",
 	    host));
 }
 

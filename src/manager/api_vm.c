@@ -22,20 +22,6 @@ api_text_ok(const char *s)
 /* An absolute path without ".." components, ',' or control characters
  * (as QEMU's command line takes it): it names a file on hosts. */
 static int
-api_path_ok(const char *p)
-{
-	const char *s;
-
-	if (p == NULL || p[0] != '/' || strlen(p) > 4095 || strchr(p, ',') ||
-	    !api_text_ok(p))
-		return 0;
-	for (s = p; (s = strstr(s, "..")) != NULL; s += 2)
-		if ((s == p || s[-1] == '/') && (s[2] == '\0' || s[2] == '/'))
-			return 0;
-	return 1;
-}
-
-static int
 api_ha_monitor_ok(const char *m)
 {
 	static const char *const kinds[] = { "process", "panic", "watchdog",
@@ -154,6 +140,7 @@ api_vm_spec(struct httpd_req *r)
 	int64_t cpus = 0, mem = 0, disk = 0;
 	int has_cpus, has_mem, has_disk, ha = 0;
 	char uuid[UTIL_UUID_LEN + 1], storage[UTIL_NAME_MAX + 1];
+	char kpath[4096], ipath[4096];
 	json_t *spec, *row, *nics;
 
 	if (r->body == NULL) {
@@ -195,11 +182,10 @@ api_vm_spec(struct httpd_req *r)
 		httpd_reply_error(r, 400, "cpus and memory_mib are required");
 		return NULL;
 	}
-	if ((kernel && !api_path_ok(kernel)) || (initrd && !api_path_ok(initrd))) {
-		httpd_reply_error(r, 400, "kernel and initrd must be absolute "
-		    "paths without '..' or ','");
+	if ((kernel && api_media_ref(r, "kernel", kernel, kpath,
+	    sizeof(kpath)) < 0) || (initrd && api_media_ref(r, "initrd",
+	    initrd, ipath, sizeof(ipath)) < 0))
 		return NULL;
-	}
 	if (cmdline && !api_text_ok(cmdline)) {
 		httpd_reply_error(r, 400, "cmdline must not hold control "
 		    "characters");
@@ -260,9 +246,9 @@ api_vm_spec(struct httpd_req *r)
 		    "{s:s, s:s, s:s, s:I}", "name", "disk0", "file", "disk0.qcow2",
 		    "format", "qcow2", "size_mib", (json_int_t)disk));
 	if (kernel)
-		json_object_set_new(spec, "kernel", json_string(kernel));
+		json_object_set_new(spec, "kernel", json_string(kpath));
 	if (initrd)
-		json_object_set_new(spec, "initrd", json_string(initrd));
+		json_object_set_new(spec, "initrd", json_string(ipath));
 	if (cmdline)
 		json_object_set_new(spec, "cmdline", json_string(cmdline));
 	if (display && strcmp(display, "vnc") == 0)

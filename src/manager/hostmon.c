@@ -75,6 +75,9 @@ host_json(json_t *row)
 	}
 	json_object_set(o, "storage", json_object_get(info, "storage") ?
 	    json_object_get(info, "storage") : json_array());
+	/* --media-dir: where else it takes boot media from (media.c) */
+	json_object_set(o, "media_dirs", json_object_get(info, "media_dirs") ?
+	    json_object_get(info, "media_dirs") : json_array());
 	json_object_set(o, "version", json_object_get(info, "version") ?
 	    json_object_get(info, "version") : json_null());
 	json_decref(info);

@@ -22,7 +22,8 @@ static const char manager_usage[] =
     "                     [--config FILE (default /etc/cvirt/manager.conf)]\n"
     "                     [--tls-cert FILE --tls-key FILE]\n"
     "                     [--heartbeat-interval MS] [--heartbeat-timeout MS]\n"
-    "                     [--web-root DIR] [--login-window S]\n";
+    "                     [--web-root DIR] [--login-window S]\n"
+    "                     [--upload-max-mib N]\n";
 
 static int
 manager_parse(int argc, char **argv)
@@ -36,6 +37,7 @@ manager_parse(int argc, char **argv)
 		{ "web-root", required_argument, NULL, 'w' },
 		{ "heartbeat-interval", required_argument, NULL, 'i' },
 		{ "heartbeat-timeout", required_argument, NULL, 't' },
+		{ "upload-max-mib", required_argument, NULL, 'U' },
 		{ "login-window", required_argument, NULL, 'L' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
@@ -45,6 +47,7 @@ manager_parse(int argc, char **argv)
 
 	mgr_cfg.heartbeat_interval_ms = 1000;
 	mgr_cfg.heartbeat_timeout_ms = 5000;
+	mgr_cfg.upload_max = INT64_C(16384) << 20;
 	mgr_cfg.login_window_ms = 60000;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -66,6 +69,13 @@ manager_parse(int argc, char **argv)
 				mgr_cfg.heartbeat_interval_ms = (int64_t)v;
 			else
 				mgr_cfg.heartbeat_timeout_ms = (int64_t)v;
+			break;
+		case 'U':
+			if (util_parse_u64(optarg, 1, UINT64_C(1) << 30, &v) < 0) {
+				log_error("--upload-max-mib wants 1..1073741824");
+				return -1;
+			}
+			mgr_cfg.upload_max = (int64_t)v << 20;
 			break;
 		case 'L':
 			/* Failed logins count this long (docs/security.md). */

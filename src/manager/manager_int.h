@@ -23,6 +23,7 @@ struct mgr_cfg {
 	int64_t	heartbeat_interval_ms;	/* agents report this often */
 	int64_t	heartbeat_timeout_ms;	/* host down after this silence */
 	char	web_root[PATH_MAX];	/* the UI's files; "" when none */
+	int64_t	upload_max;	/* bytes an upload into a media area may have */
 	int64_t	login_window_ms;	/* failed logins count this long */
 };
 extern struct mgr_cfg mgr_cfg;
@@ -218,6 +219,13 @@ json_t	*task_get(int64_t id);
 int	 agentc_call(const char *host, const char *method, const char *path,
 	    json_t *body, long timeout_ms, int *status, json_t **reply,
 	    char *err, size_t errsz);
+/* agentc_call with stream's body_read, body_arg and body_len (NULL:
+ * none; body is then NULL): a body streamed to the agent. */
+struct httpc_opts;
+int	 agentc_call_stream(const char *host, const char *method,
+	    const char *path, json_t *body, const struct httpc_opts *stream,
+	    long timeout_ms, int *status, json_t **reply, char *err,
+	    size_t errsz);
 /* Host name of an up host that has storage domain st, or -1. */
 int	 agentc_host_with_storage(const char *st, const char *prefer,
 	    char *out, size_t outsz);
@@ -409,6 +417,21 @@ int	 storops_save_spec(const char *uuid, json_t *spec);
 /* api_storage.c, api_snapshot.c: images, backups, clones, snapshots */
 extern const struct httpd_route api_storage_routes[], api_snapshot_routes[];
 extern const size_t api_storage_nroutes, api_snapshot_nroutes;
+extern const struct httpd_route api_media_routes[];
+extern const size_t api_media_nroutes;
+/* api_media.c: value, a host file a VM or an import names (what:
+ * "cdrom", "kernel", "initrd" or "file"), as STORAGE:AREA/NAME or the
+ * path as hosts see it, into out (that path) when it lies in its media
+ * area (isos/, kernels/, images/) or a media directory a host reports;
+ * 0, or -1 after a 400 with one text whatever the reason. */
+int	 api_media_ref(struct httpd_req *r, const char *what,
+	    const char *value, char *out, size_t outsz);
+/* Whether path (api_media_ref's out for value) opens on an up host of
+ * storage (prefer first, may be NULL): 0, or -1 after replying (400 with
+ * the same one text). */
+int	 api_media_check(struct httpd_req *r, const char *what,
+	    const char *value, const char *path, const char *storage,
+	    const char *prefer);
 /* The first disk of a VM created from image name (a linked clone on it),
  * size_mib at least the image's; NULL after replying 4xx. */
 json_t	*api_image_disk(struct httpd_req *r, const char *image,

@@ -27,6 +27,13 @@ store_domain_init(const char *root, const char *name, char *err, size_t errsz)
 	    util_fmt(path, sizeof(path), "%s/vms", root) < 0 ||
 	    util_mkdir_p(path, 0755) < 0 ||
 	    util_fmt(path, sizeof(path), "%s/leases", root) < 0 ||
+	    util_mkdir_p(path, 0755) < 0 ||
+	    /* The media areas (media.c): what users upload and name. */
+	    util_fmt(path, sizeof(path), "%s/isos", root) < 0 ||
+	    util_mkdir_p(path, 0755) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/kernels", root) < 0 ||
+	    util_mkdir_p(path, 0755) < 0 ||
+	    util_fmt(path, sizeof(path), "%s/images", root) < 0 ||
 	    util_mkdir_p(path, 0755) < 0) {
 		snprintf(err, errsz, "cannot create storage domain %s: %s",
 		    root, strerror(errno));

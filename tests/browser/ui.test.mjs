@@ -143,6 +143,28 @@ test('acceptance 2: the create form shows a message next to a bad field and crea
   assert.equal(vm.display, 'vnc', 'the form asks for a graphical console by default');
 });
 
+test('an ISO uploaded from the storage page shows a progress bar reaching 100 % and is listed', async () => {
+  await page.goto(cl.url + '/#/storage');
+  await page.locator('#iso-storage option').first().waitFor({ state: 'attached' });
+  // 3 MiB: several progress events on the way.
+  const data = Buffer.alloc(3 << 20, 7);
+  await page.locator('#iso-file').setInputFiles({ name: 'ui-test.iso', mimeType: 'application/octet-stream', buffer: data });
+  const seen = new Set();
+  await page.locator('#iso-upload').click();
+  await waitFor(async () => {
+    seen.add(await page.locator('#iso-progress').evaluate((e) => e.value));
+    return (await page.locator('#iso-msg').textContent()).startsWith('Uploaded ui-test.iso');
+  }, 60000, 'upload finished');
+  assert.equal(await page.locator('#iso-progress').evaluate((e) => e.value), 100);
+  assert.equal(await page.locator('#iso-pct').textContent(), '100 %');
+  await page.locator('tr[data-iso="ui-test.iso"]').waitFor();
+  const list = await api(cl, 'GET', '/storage/local/isos');
+  const f = list.find((x) => x.name === 'ui-test.iso');
+  assert.ok(f && f.size_bytes === data.length, JSON.stringify(list));
+  await shot(page, 'storage-iso-upload');
+  await api(cl, 'DELETE', '/storage/local/isos/ui-test.iso');
+});
+
 test('acceptance 3: a migration started in the UI shows a progress bar reaching 100 %', async () => {
   await waitFor(async () => (await vmState('web1')) === 'running', 30000, 'web1 running');
   const from = (await api(cl, 'GET', '/vms/web1')).host;

@@ -778,7 +778,10 @@ class Cluster:
             self.wrap(name, [self.bin, "agent", "--data", adir, "--manager", self.url,
              "--token-file", self.token_file, "--name", name,
              "--listen", "%s:%d" % (self.addr(name), self.agent_ports[name]),
-             "--storage", "local=" + self.storage] + extra),
+             "--storage", "local=" + self.storage,
+             # The test guest's kernel and initrd: a directory an admin
+             # lists, the hosts' files beyond the media areas (media.c).
+             "--media-dir", GUEST_DIR] + extra),
             os.path.join(self.logdir, "agent-%s.log" % name), self.env)
         self.agents[name] = d
         d.start()

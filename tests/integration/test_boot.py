@@ -59,13 +59,20 @@ def test_boot_media_are_validated(cluster, tmp_path):
     (d / "README").write_text("cvirt test cd\n")
     subprocess.run(["genisoimage", "-quiet", "-V", "CVIRTCD", "-o", str(iso),
                     str(d)], check=True)
+    # The client's ISO: uploaded into isos/ first (content-addressed).
     cl.cli("vm", "create", "c1", "--cpus", 1, "--memory", 64, "--disk", 16,
            "--cdrom", str(iso))
     assert cl.vm("c1")["state"] == "stopped"
+    spec = json.load(open(os.path.join(cl.storage, "vms",
+                                       cl.vm("c1")["uuid"], "vm.json")))
+    assert spec["cdrom"].startswith(os.path.join(cl.storage, "isos",
+                                                 "x.iso-")), spec
     cl.cli("vm", "start", "c1")
     argv = cvirt.proc_cmdline(qemu_pid(cl.vm("c1")["uuid"]))
     assert any(a.startswith("ide-cd,") for a in argv), argv
-    assert any(str(iso) in a for a in argv), argv
+    # QEMU got the open file, never the path.
+    assert any("/dev/fdset/" in a for a in argv), argv
+    assert not any(spec["cdrom"] in a for a in argv), argv
     cl.cli("vm", "stop", "c1", "--force")
 
     def refused(status_body, text):
@@ -84,18 +91,20 @@ def test_boot_media_are_validated(cluster, tmp_path):
     rc, _, err = cl.cli("vm", "create", "c3", "--cpus", 1, "--memory", 64,
                         "--ssh-key", "/nonexistent.pub", check=False)
     assert rc == 1 and "--ssh-key /nonexistent.pub" in err
-    # An ISO the host cannot read is refused at create...
+    # A client ISO that is not there: the client says so.
     rc, _, err = cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64,
                         "--cdrom", "/nonexistent/x.iso", check=False)
-    assert rc == 1 and "cdrom /nonexistent/x.iso is not readable" in err
-    # ... and one that vanished since is reported when the VM starts.
-    gone = tmp_path / "gone.iso"
+    assert rc == 1 and "--cdrom /nonexistent/x.iso: No such file" in err
+    # An ISO in isos/ that vanished since is reported when the VM starts,
+    # in the one text.
+    gone = os.path.join(cl.storage, "isos", "gone.iso")
     shutil.copy(iso, gone)
     cl.cli("vm", "create", "c4", "--cpus", 1, "--memory", 64, "--cdrom",
-           str(gone))
-    gone.unlink()
+           gone)
+    os.unlink(gone)
     rc, _, err = cl.cli("vm", "start", "c4", check=False)
-    assert rc == 1 and "cdrom %s is not readable" % gone in err
+    assert rc == 1 and "cdrom %s: not a file in a media area (isos/ of a " \
+        "storage domain)" % gone in err, err
     assert set(cl.vm_names()) - before == {"c1", "c4"}
 
 

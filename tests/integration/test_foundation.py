@@ -242,12 +242,13 @@ BAD_CREATES = [
     ("relative kernel", ["v1", "--cpus", "1", "--memory", "256",
                          "--kernel", "vmlinuz"], 1,
      "--kernel vmlinuz: No such file or directory"),
+    # Not in a media area: the client's own file, which is not there.
     ("missing kernel", ["v1", "--cpus", "1", "--memory", "256",
                         "--kernel", "/nonexistent/vmlinuz"], 1,
-     "kernel /nonexistent/vmlinuz is not readable on host h1"),
+     "--kernel /nonexistent/vmlinuz: No such file or directory"),
     ("missing cdrom", ["v1", "--cpus", "1", "--memory", "256",
                        "--cdrom", "/nonexistent/install.iso"], 1,
-     "cdrom /nonexistent/install.iso is not readable on host h1"),
+     "--cdrom /nonexistent/install.iso: No such file or directory"),
 ]
 
 

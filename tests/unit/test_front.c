@@ -519,6 +519,9 @@ test_head_as_civetweb_reads_it(void **state)
 		{ "POST /small HTTP/1.1\nContent-Length: 100\n\n\r\n", 400 },
 		{ "POST  /small HTTP/1.1\r\n", 400 },
 		{ "POST /small HTTP/1.1 \r\n", 400 },
+		/* A NUL once decoded would cut the path short. */
+		{ "POST /small%00x HTTP/1.1\r\n", 400 },
+		{ "POST /small?a=%00 HTTP/1.1\r\n", 400 },
 		{ "POST /small HTTP/1.1\r\nContent-Length: +100\r\n", 411 },
 		{ "POST /small HTTP/1.1\r\nContent-Length: 100x\r\n", 411 },
 		{ "POST /small HTTP/1.1\r\nContent-Length: "

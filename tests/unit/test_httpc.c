@@ -122,6 +122,66 @@ test_request_and_json(void **state)
 	json_decref(body);
 }
 
+/* A streamed body (opts.body_read): sent with its length, as an octet
+ * stream, in the pieces the source gives. */
+struct src {
+	const char	*data;
+	size_t		 off, len, step;
+	int		 fail_at;	/* >= 0: return -1 once off reaches it */
+};
+
+static int
+src_read(void *arg, void *buf, size_t n)
+{
+	struct src *s = arg;
+
+	if (s->fail_at >= 0 && s->off >= (size_t)s->fail_at)
+		return -1;
+	if (n > s->step)
+		n = s->step;
+	if (n > s->len - s->off)
+		n = s->len - s->off;
+	memcpy(buf, s->data + s->off, n);
+	s->off += n;
+	return (int)n;
+}
+
+static void
+test_stream_body(void **state)
+{
+	struct src src = { "0123456789abcdef", 0, 16, 5, -1 };
+	struct httpc_opts o = { .body_read = src_read, .body_arg = &src,
+	    .body_len = 16 };
+	struct httpc_resp r;
+	struct srv s;
+	char url[128];
+
+	(void)state;
+	srv_start(&s, "HTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\n{}", 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/up", s.port);
+	assert_int_equal(httpc_request_opts("PUT", url, "tok", NULL, 5000, &o,
+	    &r), 0);
+	srv_stop(&s);
+	assert_int_equal(r.status, 201);
+	assert_non_null(strstr(s.req, "\r\nContent-Type: application/"
+	    "octet-stream\r\n"));
+	assert_non_null(strstr(s.req, "\r\nContent-Length: 16\r\n\r\n"
+	    "0123456789abcdef"));
+	httpc_resp_free(&r);
+
+	/* The source fails half way: the request is abandoned, no answer
+	 * waited for. */
+	src.off = 0;
+	src.fail_at = 10;
+	srv_start(&s, NULL, 3000);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/up", s.port);
+	assert_int_equal(httpc_request_opts("PUT", url, "tok", NULL, 2000, &o,
+	    &r), -1);
+	assert_string_equal(r.err, "the body ended early");
+	srv_stop(&s);
+	httpc_resp_free(&r);
+}
+
 static void
 test_chunked(void **state)
 {
@@ -254,6 +314,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_request_and_json),
 		cmocka_unit_test(test_chunked),
+		cmocka_unit_test(test_stream_body),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_timeout),
 		cmocka_unit_test(test_bad_urls),

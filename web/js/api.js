@@ -78,6 +78,28 @@ export async function api(method, path, body, token) {
 
 export const enc = encodeURIComponent;
 
+// PUT a File as the body of path (a media upload), with progress:
+// onProgress(percent) as it goes; resolves to the manager's answer.
+// XMLHttpRequest, as fetch reports no upload progress.
+export function upload(path, file, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x = new XMLHttpRequest();
+    x.open('PUT', '/api/v1' + path);
+    x.setRequestHeader('Accept', 'application/json');
+    if (session.token) x.setRequestHeader('Authorization', 'Bearer ' + session.token);
+    x.upload.onprogress = (e) => { if (e.lengthComputable) onProgress(Math.floor(e.loaded * 100 / e.total)); };
+    x.onerror = () => reject(new ApiError(0, 'cannot reach the manager'));
+    x.onload = () => {
+      let data = null;
+      try { data = x.responseText ? JSON.parse(x.responseText) : null; } catch (e) { data = null; }
+      if (x.status >= 200 && x.status < 300) { onProgress(100); resolve(data); return; }
+      if (x.status === 401) window.dispatchEvent(new CustomEvent('cvirt-unauthorized'));
+      reject(new ApiError(x.status, data && data.error ? data.error : x.status + ' ' + x.statusText));
+    };
+    x.send(file);
+  });
+}
+
 // Who is logged in (GET /session); the UI hides what the role may not do.
 export const me = { name: '', role: '' };
 const RANK = { viewer: 1, operator: 2, admin: 3 };

@@ -16,10 +16,14 @@ function intCheck(label, min, max) {
   };
 }
 
+// A host file in a media area: STORAGE:AREA/NAME or its absolute path on
+// the hosts (the manager and the hosts check the rest).
 function pathCheck(label) {
   return (v) => {
     if (v === '') return '';
-    if (!v.startsWith('/')) return label + ' must be an absolute path (starting with /).';
+    if (!v.startsWith('/') && !/^[A-Za-z0-9][A-Za-z0-9._-]{0,62}:[^/]/.test(v)) {
+      return label + ' must be STORAGE:kernels/NAME or an absolute path on the hosts (starting with /).';
+    }
     if (v.split('/').includes('..')) return label + ' must not contain "..".';
     if (v.length > 4095) return label + ' is longer than 4095 bytes.';
     return '';
@@ -34,7 +38,7 @@ const FIELDS = [
   { id: 'memory_mib', label: 'Memory (MiB)', value: '256', inputmode: 'numeric', check: intCheck('Memory', 16, 4194304) },
   { id: 'disk_mib', label: 'Disk (MiB)', value: '', inputmode: 'numeric', help: 'Empty: no disk.',
     check: (v) => (v === '' ? '' : intCheck('Disk size', 1, 67108864)(v)) },
-  { id: 'kernel', label: 'Kernel', help: 'Absolute path on the hosts, for direct kernel boot.', check: pathCheck('Kernel') },
+  { id: 'kernel', label: 'Kernel', help: 'A file in kernels/ of a storage domain (STORAGE:kernels/NAME, or its path on the hosts), for direct kernel boot.', check: pathCheck('Kernel') },
   { id: 'initrd', label: 'Initrd', check: pathCheck('Initrd') },
   { id: 'cmdline', label: 'Kernel command line', help: 'e.g. console=tty0 console=ttyS0',
     check: (v) => (v.length > 1024 ? 'The command line is longer than 1024 bytes.' : '') },

@@ -1,5 +1,5 @@
 // misc.js - storage domains, networks and the task list (live progress).
-import { api, has, enc } from '../api.js';
+import { api, has, enc, upload, allowed } from '../api.js';
 import { h, replace, table, badge, bytes, progress, ago, link, toast } from '../ui.js';
 
 export function storageView() {
@@ -21,9 +21,75 @@ export function storageView() {
       replace(body, h('p', { class: 'error' }, e.message));
     }
   }
+  const isos = isoSection();
+  el.append(isos.el);
   load();
-  timer = setInterval(load, 5000);
+  isos.load();
+  timer = setInterval(() => { load(); isos.load(); }, 5000);
   return { el, update() {}, unmount() { clearInterval(timer); } };
+}
+
+// ISOs of a storage domain's isos/ area: the list, and an upload with a
+// progress bar (PUT /storage/S/isos/NAME streams the file to a host).
+function isoSection() {
+  const sel = h('select', { id: 'iso-storage', 'aria-label': 'Storage domain' });
+  const file = h('input', { type: 'file', id: 'iso-file', accept: '.iso,.img', 'aria-label': 'ISO file' });
+  const bar = h('progress', { id: 'iso-progress', max: '100', value: '0', hidden: true });
+  const pct = h('span', { id: 'iso-pct' });
+  const msg = h('span', { id: 'iso-msg', role: 'status' });
+  const btn = h('button', { id: 'iso-upload', type: 'button' }, 'Upload ISO');
+  const list = h('div', { id: 'iso-list' });
+  let busy = false;
+  async function load() {
+    try {
+      const doms = await api('GET', '/storage');
+      const keep = sel.value;
+      replace(sel, doms.map((d) => h('option', { value: d.name }, d.name)));
+      if (keep && doms.some((d) => d.name === keep)) sel.value = keep;
+      if (!sel.value) { replace(list, h('p', { class: 'muted' }, 'No storage domains.')); return; }
+      const l = await api('GET', '/storage/' + enc(sel.value) + '/isos');
+      replace(list, table(['Name', 'Size', 'SHA-256', 'Path'], l.map((f) =>
+        h('tr', { dataset: { iso: f.name } }, h('td', {}, f.name), h('td', {}, bytes(f.size_bytes)),
+          h('td', { class: 'mono' }, f.sha256 || '-'), h('td', {}, f.path))), 'No ISOs.'));
+    } catch (e) {
+      replace(list, h('p', { class: 'error' }, e.message));
+    }
+  }
+  sel.addEventListener('change', load);
+  btn.addEventListener('click', async () => {
+    const f = file.files[0];
+    if (busy) return;
+    if (!f) { msg.textContent = 'Choose a file first.'; return; }
+    if (!/^[A-Za-z0-9_+-][A-Za-z0-9._+-]{0,199}$/.test(f.name)) {
+      msg.textContent = 'The file name must be 1-200 letters, digits, ".", "_", "-" or "+", not starting with ".".';
+      return;
+    }
+    busy = true;
+    btn.disabled = true;
+    bar.hidden = false;
+    bar.value = 0;
+    pct.textContent = '0 %';
+    msg.textContent = 'Uploading ' + f.name + '…';
+    try {
+      const r = await upload('/storage/' + enc(sel.value) + '/isos/' + enc(f.name), f, (p) => {
+        bar.value = p;
+        pct.textContent = p + ' %';
+      });
+      msg.textContent = 'Uploaded ' + r.name + ' (sha256 ' + r.sha256 + ').';
+      toast('ISO ' + r.name + ' uploaded');
+      file.value = '';
+      load();
+    } catch (e) {
+      msg.textContent = e.message;
+    } finally {
+      busy = false;
+      btn.disabled = false;
+    }
+  });
+  const form = allowed('operator') && has('PUT', '/storage/{}/{}/{}')
+    ? h('div', { class: 'iso-upload' }, sel, file, btn, bar, pct, msg) : h('div', {}, sel);
+  const el = h('section', { id: 'isos' }, h('h2', {}, 'ISO images'), form, list);
+  return { el, load };
 }
 
 // Networks: the manager's list when it has one, else the networks VMs use.
