@@ -55,6 +55,16 @@ hlease_observe(struct hlease *l, int present, int64_t seq, int64_t sent,
 	 * renewals, so it is no observation. */
 	if (!present)
 		return;
+	/* A seq a little below the one seen is an older snapshot (another
+	 * reader's view that lags behind, a read that started earlier): no
+	 * change, and no fresh read either. Taken as a change, it restarted
+	 * first_seen, and the seq seen before it did so once more on the next
+	 * round: a stopped lease was found expired up to ~2 s late. A keeper
+	 * that starts without its predecessor's state draws a random 48-bit
+	 * seq (docs/keeper.md), HLEASE_BACK_MAX below the last one only by a
+	 * chance of 2^-42: that one counts as a change like any other. */
+	if (l->seen && seq < l->seq && l->seq - seq <= HLEASE_BACK_MAX)
+		return;
 	if (!l->seen || seq != l->seq) {
 		l->seen = 1;
 		l->seq = seq;

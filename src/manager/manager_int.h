@@ -284,6 +284,7 @@ void	 sched_move_end(struct sched_move *mv, const char *host);
  * monotonic clock after each read returns (docs/ha.md, "Timing"). */
 #define HLEASE_READ_MAX_MS	1000	/* a slower read is not fresh */
 #define HLEASE_SNAP_MAX_MS	1500	/* an older agent snapshot is refused */
+#define HLEASE_BACK_MAX		64	/* seqs this far below the last: older snapshots */
 struct hlease {
 	int64_t	seq;		/* the lease's sequence number (compared only) */
 	int64_t	first_seen;	/* mono ms: arrival of the reply first showing seq */

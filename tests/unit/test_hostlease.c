@@ -94,6 +94,36 @@ test_slow_read_and_seq_change(void **state)
 	assert_false(hlease_expired(&l, 100000, L, F));
 }
 
+/* Guards hlease_observe: a snapshot older than the one already seen (a
+ * seq a little below, from a reader whose view lags) is no change. Taken
+ * as one, seq 7 -> 6 -> 7 restarted first_seen twice, and the stopped
+ * lease was found expired only L after the last flip, not L after 7 was
+ * first seen. A seq far below (a keeper that started afresh with a
+ * random seq) is a change. */
+static void
+test_older_snapshot_is_no_change(void **state)
+{
+	struct hlease l;
+
+	(void)state;
+	memset(&l, 0, sizeof(l));
+	hlease_observe(&l, 1, 7, 1000, 1010, 0, 5);
+	hlease_observe(&l, 1, 6, 1500, 1510, 0, 5);
+	assert_int_equal(l.seq, 7);
+	assert_int_equal(l.first_seen, 1010);
+	assert_int_equal(l.fresh_from, 1000);
+	hlease_observe(&l, 1, 7, 2000, 2010, 0, 5);
+	assert_int_equal(l.first_seen, 1010);
+	hlease_observe(&l, 1, 7 - HLEASE_BACK_MAX, 3000, 3010, 0, 5);
+	hlease_observe(&l, 1, 7, 4500, 4510, 0, 5);
+	assert_true(hlease_expired(&l, 6010, L, F));
+	/* a fresh keeper's random seq, far below: a renewal */
+	hlease_observe(&l, 1, 7 - HLEASE_BACK_MAX - 1, 5000, 5010, 0, 5);
+	assert_int_equal(l.seq, 7 - HLEASE_BACK_MAX - 1);
+	assert_int_equal(l.first_seen, 5010);
+	assert_false(hlease_expired(&l, 6010, L, F));
+}
+
 static json_t *
 reply(const char *host, long long seq, long long seq_end, long long age)
 {
@@ -519,6 +549,7 @@ main(void)
 		cmocka_unit_test(test_dated_after_the_read),
 		cmocka_unit_test(test_snapshot_age_and_fresh_read),
 		cmocka_unit_test(test_slow_read_and_seq_change),
+		cmocka_unit_test(test_older_snapshot_is_no_change),
 		cmocka_unit_test(test_apply_torn_and_old),
 		cmocka_unit_test(test_fence_per_domain),
 		cmocka_unit_test(test_fence_all_domains_and_up_host),
