@@ -268,6 +268,7 @@ cli_vm_print(json_t *vm)
 		{ "cpus", "cpus", CLI_F_STR },
 		{ "memory", "memory_mib", CLI_F_MIB },
 		{ "ha", "ha", CLI_F_BOOL },
+		{ "protected", "protected", CLI_F_BOOL },
 		{ "ha_monitor", "ha_monitor", CLI_F_STR },
 		{ "storage", "storage", CLI_F_STR },
 		{ "kernel", "kernel", CLI_F_STR },
@@ -285,7 +286,18 @@ cli_vm_print(json_t *vm)
 		{ "IP", "ip", CLI_F_STR }, { "MODEL", "model", CLI_F_STR },
 	};
 
+	json_t *why;
+	size_t i;
+
 	cli_out_kv(vm, fields, NELEM(fields));
+	/* HA: why no other host could restart it now, a line each. */
+	if (json_array_size(json_object_get(vm, "protection_reasons")) > 0) {
+		printf("protection_reasons:\n");
+		json_array_foreach(json_object_get(vm, "protection_reasons"), i,
+		    why)
+			printf("  %s\n", json_string_value(why) ?
+			    json_string_value(why) : "?");
+	}
 	cli_out_sublist("disks", json_object_get(vm, "disks"), disks,
 	    NELEM(disks));
 	cli_out_sublist("nics", json_object_get(vm, "nics"), nics,

@@ -342,9 +342,15 @@ api_vm_show(struct httpd_req *r)
 {
 	json_t *row = api_vm_lookup(r);
 
+	json_t *o;
+
 	if (row == NULL)
 		return 0;
-	httpd_reply_json(r, 200, vm_json(row));
+	o = vm_json(row);
+	/* HA VMs: could another host restart it now (CONTRACT.md)? */
+	if (json_is_true(json_object_get(o, "ha")))
+		json_object_update_new(o, sched_protection(row));
+	httpd_reply_json(r, 200, o);
 	json_decref(row);
 	return 0;
 }

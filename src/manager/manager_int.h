@@ -267,6 +267,9 @@ int	 sched_pick(json_t *vm, const char *want, const char *exclude,
 int	 sched_place(json_t *vm, const char *want, const char *prefer,
 	    const char *exclude, char *out, size_t outsz, char *err,
 	    size_t errsz);
+/* HA VMs (vm show): whether another host could restart the VM now, and
+ * why not (one line per host); new reference {protected, protection_reasons}. */
+json_t	*sched_protection(json_t *vm);
 /* Per host: memory_mib, mem_used_mib, cpus_used, state; new reference. */
 json_t	*sched_loads(void);
 /* Around the update of a VM's host (vm_set_state): keeps placement's

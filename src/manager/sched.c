@@ -653,6 +653,56 @@ cleanup:
 	return rc;
 }
 
+/* Whether another host could restart the VM now: up, seeing its storage
+ * (and not fenced there), with room and its networks, by the filters of
+ * placement (the VM not counted against its own host). Not protected:
+ * one line per other host saying why not. New reference:
+ * {"protected": B, "protection_reasons": [..]}. */
+json_t *
+sched_protection(json_t *vm)
+{
+	struct cluster_settings cs;
+	struct sched_hosts hs;
+	struct sched_host *h;
+	json_t *spec, *reasons = json_array();
+	const char *cur = JS(vm, "host");
+	char why[160], line[UTIL_NAME_MAX + 200];
+	size_t i;
+	int ok = 0, others = 0;
+
+	memset(&hs, 0, sizeof(hs));
+	cluster_get(&cs);
+	spec = vm_spec(vm);
+	if (spec == NULL || sched_hosts_load(&hs) < 0 ||
+	    sched_tally(&hs, JS(vm, "uuid")) < 0) {
+		json_array_append_new(reasons, json_string("cannot read the "
+		    "inventory"));
+		goto cleanup;
+	}
+	for (i = 0; i < hs.n && !ok; i++) {
+		h = &hs.h[i];
+		if (cur && strcmp(cur, h->name) == 0)
+			continue;
+		others++;
+		if (sched_filter(&hs, h, spec, &cs, why, sizeof(why)) == NULL) {
+			ok = 1;
+			continue;
+		}
+		snprintf(line, sizeof(line), "%s: %s", h->name, why);
+		json_array_append_new(reasons, json_string(line));
+	}
+	if (ok)
+		json_array_clear(reasons);
+	else if (others == 0)
+		json_array_append_new(reasons, json_string(cur ? "no other host "
+		    "is registered" : "no host is registered"));
+cleanup:
+	sched_hosts_free(&hs);
+	json_decref(spec);
+	return json_pack("{s:b, s:o}", "protected", ok, "protection_reasons",
+	    reasons);
+}
+
 json_t *
 sched_loads(void)
 {

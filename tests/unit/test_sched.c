@@ -298,6 +298,52 @@ test_pick_prefer_is_no_pin(void **state)
 	db_exec("DELETE FROM vms", NULL);
 }
 
+/* vm show's protected / protection_reasons (CONTRACT.md): an HA VM is
+ * protected while some other host could restart it now; otherwise one
+ * line per other host says why not. Guards sched.c sched_protection. */
+static void
+test_protection(void **state)
+{
+	json_t *row, *p, *r;
+
+	(void)state;
+	db_exec("DELETE FROM vms", NULL);
+	add_vm("p1", "h1", 1, 1024, NULL);
+	row = vm_find("p1");
+	p = sched_protection(row);
+	assert_true(json_is_true(json_object_get(p, "protected")));
+	assert_int_equal(json_array_size(json_object_get(p,
+	    "protection_reasons")), 0);
+	json_decref(p);
+	/* h2 down, h3 without room: no other host; its own host is no
+	 * answer, and is not named */
+	db_exec("UPDATE hosts SET state = 'down' WHERE name = 'h2'", NULL);
+	db_exec("UPDATE hosts SET memory_mib = 512 WHERE name = 'h3'", NULL);
+	p = sched_protection(row);
+	assert_false(json_is_true(json_object_get(p, "protected")));
+	r = json_object_get(p, "protection_reasons");
+	assert_int_equal(json_array_size(r), 2);
+	assert_string_equal(json_string_value(json_array_get(r, 0)),
+	    "h2: down");
+	assert_non_null(strstr(json_string_value(json_array_get(r, 1)),
+	    "h3: not enough memory"));
+	json_decref(p);
+	/* h2 back, but without the VM's storage */
+	db_exec("UPDATE hosts SET state = 'up', info = '{\"storage\":[]}' "
+	    "WHERE name = 'h2'", NULL);
+	p = sched_protection(row);
+	assert_false(json_is_true(json_object_get(p, "protected")));
+	assert_string_equal(json_string_value(json_array_get(json_object_get(p,
+	    "protection_reasons"), 0)), "h2: no storage s1");
+	json_decref(p);
+	db_exec("UPDATE hosts SET info = ? WHERE name = 'h2'", "s", INFO);
+	p = sched_protection(row);
+	assert_true(json_is_true(json_object_get(p, "protected")));
+	json_decref(p);
+	db_exec("UPDATE hosts SET memory_mib = 4096", NULL);
+	json_decref(row);
+}
+
 /* vmops_check: the state rules the API answers before queueing a task. */
 static void
 ops_check_is(const char *op, const char *vm, json_t *params, int want_errno,
@@ -371,6 +417,7 @@ main(void)
 		cmocka_unit_test(test_sums_follow_changes),
 		cmocka_unit_test(test_pick),
 		cmocka_unit_test(test_pick_prefer_is_no_pin),
+		cmocka_unit_test(test_protection),
 		cmocka_unit_test(test_vmops_check),
 	};
 
