@@ -137,6 +137,18 @@ agentc_call(const char *host, const char *method, const char *path,
 	return 0;
 }
 
+/* Uploads relayed to an agent (api_media.c): as any call, the body the
+ * request streams left unread. */
+int
+agentc_call_stream(const char *host, const char *method, const char *path,
+    json_t *body, const struct httpc_opts *stream, long timeout_ms,
+    int *status, json_t **reply, char *err, size_t errsz)
+{
+	(void)stream;
+	return agentc_call(host, method, path, body, timeout_ms, status, reply,
+	    err, errsz);
+}
+
 int
 agentc_host_with_storage(const char *st, const char *prefer, char *out,
     size_t outsz)
