@@ -73,11 +73,14 @@ host_json(json_t *row)
 	} else {
 		json_object_set_new(o, "confirmed_off", json_null());
 	}
-	json_object_set(o, "storage", json_object_get(info, "storage") ?
-	    json_object_get(info, "storage") : json_array());
+	/* set_new of a reference: what the host did not report is a new
+	 * empty array, which json_object_set would have leaked. */
+	json_object_set_new(o, "storage", json_object_get(info, "storage") ?
+	    json_incref(json_object_get(info, "storage")) : json_array());
 	/* --media-dir: where else it takes boot media from (media.c) */
-	json_object_set(o, "media_dirs", json_object_get(info, "media_dirs") ?
-	    json_object_get(info, "media_dirs") : json_array());
+	json_object_set_new(o, "media_dirs", json_object_get(info,
+	    "media_dirs") ? json_incref(json_object_get(info, "media_dirs")) :
+	    json_array());
 	json_object_set(o, "version", json_object_get(info, "version") ?
 	    json_object_get(info, "version") : json_null());
 	json_decref(info);
