@@ -89,7 +89,7 @@ agent_storage(void)
 
 	json_array_foreach(st, i, e) {
 		if (json_is_true(json_object_get(e, "ok")) && !lease_storage_ok(
-		    json_string_value(json_object_get(e, "name")))) {
+		    json_string_value(json_object_get(e, "name")), 0)) {
 			json_object_set_new(e, "ok", json_false());
 			json_object_set_new(e, "error", json_string("its lease "
 			    "cannot be renewed"));

@@ -367,8 +367,9 @@ void	 keeperctl_info(json_t *info);
  * (new reference) or NULL with err. */
 json_t	*keeperctl_call_at(const char *sock, json_t *req, int timeout_ms,
 	    char *err, size_t errsz);
-/* 1 when the keeper holds domain name's lease (ok or late). */
-int	 lease_storage_ok(const char *name);
+/* 1 when the keeper holds domain name's lease (ok or late): its status
+ * of the last 100 ms, or (fresh) asked now. */
+int	 lease_storage_ok(const char *name, int fresh);
 json_t	*lease_read_all(const char *root, char *err, size_t errsz);
 /* The isolation record (rec borrowed: {host, isolated, stopped, time}) on
  * the domain at root, and its removal; storage I/O: only from the

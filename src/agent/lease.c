@@ -752,9 +752,10 @@ keeperctl_info(json_t *info)
 }
 
 int
-lease_storage_ok(const char *name)
+lease_storage_ok(const char *name, int fresh)
 {
-	json_t *st = keeperctl_status_recent(), *d;
+	json_t *st = fresh ? keeperctl_status(KC_STATUS_MS) :
+	    keeperctl_status_recent(), *d;
 	const char *state;
 	int ok;
 

@@ -145,7 +145,10 @@ vmexit_stop_failed(struct avm *vm, char *err, size_t errsz)
 }
 
 /* The keeper killed QEMUs on one of vm's domains moments ago (its status
- * says that domain's lease failed). */
+ * says that domain's lease failed). Asked now, not from the status of
+ * the last 100 ms: the keeper marks the domain fencing before its kill,
+ * so only a status asked after the exit is sure to say so (a cached
+ * "late" made a fence "QEMU exited unexpectedly"). */
 static int
 vmexit_fenced_recently(struct avm *vm)
 {
@@ -153,7 +156,7 @@ vmexit_fenced_recently(struct avm *vm)
 
 	for (i = 0; i < agent_cfg.nstorage; i++)
 		if ((vm->domains & (1u << i)) &&
-		    !lease_storage_ok(agent_cfg.storage[i].name))
+		    !lease_storage_ok(agent_cfg.storage[i].name, 1))
 			return 1;
 	return 0;
 }

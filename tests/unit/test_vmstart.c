@@ -45,6 +45,7 @@ struct fkeeper {
 	pthread_mutex_t	 lock;
 	json_t		*log;		/* [{op, uuid?, pid?, domains?, state}] */
 	int		 refuse;	/* vm_add answers ok:false */
+	const char	*local_state;	/* status: domain local's, "ok" if NULL */
 };
 
 struct tstate {
@@ -56,16 +57,20 @@ fk_answer(struct fkeeper *k, json_t *req)
 {
 	const char *op = json_string_value(json_object_get(req, "op"));
 	const char *uuid = json_string_value(json_object_get(req, "uuid"));
+	const char *local;
 	char st[16] = "";
 	int refuse;
 
 	if (op == NULL)
 		return json_pack("{s:b, s:s}", "ok", 0, "error", "no op");
+	pthread_mutex_lock(&k->lock);
+	local = k->local_state ? k->local_state : "ok";
+	pthread_mutex_unlock(&k->lock);
 	if (strcmp(op, "status") == 0)
 		return json_pack("{s:b, s:i, s:s, s:s, s:{s:{s:s, s:i, s:b}, "
 		    "s:{s:s, s:i, s:b}}, s:i}", "ok", 1, "pid", 1, "fence",
 		    "kill-only", "watchdog", "none", "domains", "local", "state",
-		    "ok", "age_ms", 10, "direct", 0, "second", "state", "ok",
+		    local, "age_ms", 10, "direct", 0, "second", "state", "ok",
 		    "age_ms", 10, "direct", 0, "vms", 0);
 	/* What the agent's table says of the VM at this moment. */
 	if (uuid)
@@ -295,6 +300,59 @@ test_start_is_guarded_before_cont(void **state)
 	json_decref(spec);
 }
 
+/* The keeper fences the VM's domain and kills its QEMU moments after the
+ * agent last asked its status (still "ok"): the exit is reported as the
+ * fence, not as a QEMU that ended by itself. Guards vmexit.c
+ * vmexit_fenced_recently() (a status asked after the exit, not the one
+ * of the last 100 ms: with that, a CI run recorded a fence as "QEMU
+ * exited unexpectedly"). */
+static void
+test_fence_kill_is_reported_as_fence(void **state)
+{
+	struct tstate *t = *state;
+	json_t *spec = t_spec(), *res = NULL, *e;
+	char err[512];
+	int status = 0;
+	pid_t pid;
+
+	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+	    &status), 0);
+	pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	assert_true(pid > 0);
+	/* The agent's latest view: the lease is held. */
+	assert_int_equal(lease_storage_ok("local", 0), 1);
+	pthread_mutex_lock(&t->k.lock);
+	t->k.local_state = "fencing";
+	pthread_mutex_unlock(&t->k.lock);
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	vmfake_wait_state(T_UUID, "", 5000);
+	assert_non_null(e = vmfake_exit(T_UUID));
+	assert_string_equal(json_string_value(json_object_get(e, "state")),
+	    "failed");
+	assert_string_equal(json_string_value(json_object_get(e, "reason")),
+	    "fenced: the storage lease could not be renewed");
+	json_decref(e);
+
+	/* A QEMU that ends by itself while the lease is held is no fence. */
+	pthread_mutex_lock(&t->k.lock);
+	t->k.local_state = NULL;
+	pthread_mutex_unlock(&t->k.lock);
+	assert_int_equal(lease_storage_ok("local", 1), 1);
+	json_decref(res);
+	res = NULL;
+	if (vmhost_start(spec, 0, &res, err, sizeof(err), &status) != 0)
+		fail_msg("second start: %d %s", status, err);
+	pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	assert_int_equal(kill(pid, SIGKILL), 0);
+	vmfake_wait_state(T_UUID, "", 5000);
+	assert_non_null(e = vmfake_exit(T_UUID));
+	assert_string_equal(json_string_value(json_object_get(e, "reason")),
+	    "QEMU exited unexpectedly");
+	json_decref(e);
+	json_decref(res);
+	json_decref(spec);
+}
+
 /* A VM's disk on a domain that takes O_DIRECT reaches QEMU with
  * cache.direct=on and werror=stop, one on a domain that does not without
  * them. Guards vmhost.c vmhost_qemu_spec() (each disk's direct from its
@@ -491,6 +549,7 @@ main(int argc, char **argv)
 		T(test_domains_of_a_spec),
 		T(test_disk_cache_follows_domain),
 		T(test_backup_target_cache),
+		T(test_fence_kill_is_reported_as_fence),
 	};
 
 	int rc;
