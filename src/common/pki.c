@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/dh.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -107,6 +108,27 @@ pki_bio_string(BIO *b)
 		return NULL;
 	memcpy(out, data, (size_t)len);
 	out[len] = '\0';
+	return out;
+}
+
+char *
+pki_dh_params(char *err, size_t errsz)
+{
+	EVP_PKEY_CTX *ctx = EVP_PKEY_CTX_new_from_name(NULL, "DH", NULL);
+	EVP_PKEY *params = NULL;
+	BIO *b = NULL;
+	char *out = NULL;
+
+	if (ctx == NULL || EVP_PKEY_paramgen_init(ctx) <= 0 ||
+	    EVP_PKEY_CTX_set_dh_nid(ctx, NID_ffdhe2048) <= 0 ||
+	    EVP_PKEY_paramgen(ctx, &params) <= 0 ||
+	    (b = BIO_new(BIO_s_mem())) == NULL ||
+	    PEM_write_bio_Parameters(b, params) != 1 ||
+	    (out = pki_bio_string(b)) == NULL)
+		pki_err(err, errsz, "DH parameters");
+	BIO_free(b);
+	EVP_PKEY_free(params);
+	EVP_PKEY_CTX_free(ctx);
 	return out;
 }
 

@@ -34,5 +34,10 @@ int	 pki_cert_expires_within(const char *path, int days);
 /* 1 when the certificate at path is signed by the CA at capath and not
  * expired. */
 int	 pki_cert_valid(const char *path, const char *capath);
+/* The Diffie-Hellman group ffdhe2048 (RFC 7919) as PEM "DH PARAMETERS",
+ * for a TLS server that would otherwise generate parameters of its own
+ * (QEMU's tls-creds without dh-params.pem: ~1 s of CPU each). A named,
+ * public group: nothing secret. malloc'd, NULL with err. */
+char	*pki_dh_params(char *err, size_t errsz);
 
 #endif

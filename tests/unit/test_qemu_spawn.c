@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "capenv.h"
+#include "common/pki.h"
 #include "common/proc.h"
 #include "common/util.h"
 #include "qemu/qemu_cmd.h"
@@ -526,6 +527,62 @@ test_spawn_real_qemu(void **state)
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
+/* tls-creds-psk (endpoint server) of dir on q: 0, or -1 with err. */
+static int
+t_psk_server(struct qmp *q, const char *id, const char *dir, char *err,
+    size_t errsz)
+{
+	json_t *args = json_pack("{s:s, s:s, s:s, s:s}", "qom-type",
+	    "tls-creds-psk", "id", id, "dir", dir, "endpoint", "server");
+	int rc = qmp_command(q, "object-add", args, 5000, NULL, err, errsz);
+
+	json_decref(args);
+	return rc;
+}
+
+/* A migration's receiving QEMU takes pki_dh_params' PEM as its
+ * dh-params.pem (without one it generates parameters inside object-add:
+ * ~0.8 s of CPU, past QMP's 5 s on a busy host), and reads that file: a
+ * broken one fails the object-add. Guards pki.c pki_dh_params() and the
+ * file migstream.c migstream_key() writes beside keys.psk. */
+static void
+test_migration_dh_params(void **state)
+{
+	struct tstate *t = *state;
+	char logp[256], dir[128], *pem;
+	struct qmp *q;
+	pid_t pid = 0;
+
+	if (!t_in_path("qemu-system-x86_64"))
+		skip();
+	t_real_spec(t);
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
+	    sizeof(t->err)), 0);
+	t->qemu = pid;
+	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
+	assert_non_null(q);
+	snprintf(dir, sizeof(dir), "%s/mig", t->dir);
+	assert_int_equal(util_mkdir_p(dir, 0700), 0);
+	assert_int_equal(util_write_file_atomic(qt_fmt("%s/keys.psk", dir, NULL),
+	    "cvirt:00112233445566778899aabbccddeeff\n", 38, 0600), 0);
+	assert_non_null(pem = pki_dh_params(t->err, sizeof(t->err)));
+	assert_non_null(strstr(pem, "-----BEGIN DH PARAMETERS-----"));
+	assert_int_equal(util_write_file_atomic(qt_fmt("%s/dh-params.pem", dir, NULL),
+	    pem, strlen(pem), 0600), 0);
+	free(pem);
+	if (t_psk_server(q, "good", dir, t->err, sizeof(t->err)) < 0)
+		fail_msg("object-add with pki_dh_params: %s", t->err);
+	assert_int_equal(util_write_file_atomic(qt_fmt("%s/dh-params.pem", dir, NULL),
+	    "not a PEM\n", 10, 0600), 0);
+	assert_int_equal(t_psk_server(q, "bad", dir, t->err, sizeof(t->err)),
+	    -1);
+	(void)qmp_command(q, "quit", NULL, 5000, NULL, t->err, sizeof(t->err));
+	qmp_close(q);
+	waitpid(pid, NULL, 0);
+	t->qemu = 0;
+}
+
 /* The value of field (e.g. "Uid:") in /proc/PID/status: its first word
  * into out. */
 static void
@@ -807,6 +864,7 @@ main(int argc, char **argv)
 		T(test_spawn_as_user),
 		T(test_spawn_real_qemu),
 		T(test_spawn_real_qemu_unprivileged),
+		T(test_migration_dh_params),
 	};
 
 	if (getenv("CVIRT_TEST_STANDIN"))
