@@ -198,6 +198,9 @@ void	 vmhost_remove(struct avm *vm);
 /* Keep the serial logs of the VMs on storage bounded (its domwatch
  * thread: storage I/O). */
 void	 vmhost_rotate_serials(const char *storage);
+/* fn(uuid) with the VM table locked, unless uuid is in it (a start
+ * inserts the VM before anything else). */
+void	 vmhost_unless_here(const char *uuid, void (*fn)(const char *));
 /* vm->dir, qmp_path and serial_path from its uuid and storage. */
 int	 vmhost_paths(struct avm *vm, char *err, size_t errsz);
 /* Queue an exit for the manager; remove the record and the sockets. */
@@ -232,6 +235,9 @@ void	 vmexit_stop_failed(struct avm *vm, char *err, size_t errsz);
 void	 vmadopt_start(void);
 /* "complete", or "partial" while a record or /proc could not be read. */
 const char *vmadopt_scan(void);
+/* 1 once a scan has put every QEMU of this agent in the table (before,
+ * a VM missing from it may still run here). */
+int	 vmadopt_complete(void);
 /* 1 when vm is unknown (not attached to its QMP). */
 int	 vmadopt_unknown(struct avm *vm);
 /* Stop an unknown VM through its pidfd (SIGTERM, then SIGKILL; force:
@@ -336,6 +342,8 @@ json_t	*domwatch_leases(const char *name, char *err, size_t errsz,
  * isolation record on every domain, from its own thread; no wait. */
 void	 domwatch_isolation(json_t *stopped);
 void	 domwatch_isolation_clear(void);
+/* A round of every domain thread now (a VM's last serial output). */
+void	 domwatch_kick(void);
 
 /* lease.c: the keeper's client (the keeper: keeper.h), lease records,
  * isolation records */
@@ -387,6 +395,19 @@ json_t	*serial_read(const char *dir, int64_t offset, char *err, size_t errsz);
 void	 serial_rotate(const char *dir, size_t max);
 /* Appends line to dir/serial.log, never through a symlink. */
 void	 serial_mark(const char *dir, const char *line);
+/* dir/serial.log opened with flags, never through a symlink; with O_CREAT
+ * a non-regular file planted under the name is replaced. -1 on error. */
+int	 serial_log_open(const char *dir, int flags);
+/* serialcopy.c: QEMU's serial log on this host's disk, copied to the
+ * VM's serial.log on storage by the domain's thread. */
+int	 serialcopy_local_path(const char *uuid, char *out, size_t outsz);
+/* Before uuid's QEMU starts: what an earlier run left is copied, the log
+ * is to go to dir (on storage). 0 or -1. */
+int	 serialcopy_begin(const char *uuid, const char *storage,
+	    const char *dir);
+/* One round for the domain storage (its domwatch thread): new output of
+ * each log copied, logs of VMs gone from this host removed once copied. */
+void	 serialcopy_round(const char *storage);
 extern const struct httpd_ws_route serial_ws_route;
 /* A websocket <-> unix socket bridge (serial and VNC consoles): open
  * connects to path and returns the state for the three callbacks, or NULL. */

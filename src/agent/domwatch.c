@@ -4,8 +4,9 @@
  *
  * Every 500 ms each thread checks its domain (store_domain_check, statvfs)
  * into a cache, reads every host's lease record into a snapshot, runs the
- * jobs others submitted (the isolation record) and now and then keeps the
- * serial logs of its VMs bounded; once at start it probes O_DIRECT. The
+ * jobs others submitted (the isolation record), copies its VMs' new
+ * serial output there (serialcopy.c) and now and then keeps their serial
+ * logs bounded; once at start it probes O_DIRECT. The
  * report and HTTP threads read the cache only: a check or snapshot older
  * than 1500 ms means the domain does not answer, and requests that need it
  * fail at once (503) instead of waiting on it. */
@@ -27,6 +28,7 @@
 
 #define DW_JOB_ISO_WRITE	1
 #define DW_JOB_ISO_CLEAR	2
+#define DW_JOB_ROUND		4	/* a round now (a VM's QEMU ended) */
 
 struct dw_dom {
 	int		 idx;		/* agent_cfg.storage[idx] */
@@ -160,6 +162,7 @@ dw_main(void *arg)
 		dw_check(d, t0);
 		dw_read_leases(d);
 		dw_jobs(d);
+		serialcopy_round(agent_cfg.storage[d->idx].name);
 		if (t0 - last_rotate >= DW_ROTATE_MS) {
 			vmhost_rotate_serials(agent_cfg.storage[d->idx].name);
 			last_rotate = t0;
@@ -333,7 +336,9 @@ dw_submit(int job, json_t *rec)
 
 	pthread_mutex_lock(&dw_lock);
 	for (i = 0; i < dw_n; i++) {
-		if (job == DW_JOB_ISO_WRITE) {
+		if (job == DW_JOB_ROUND) {
+			;
+		} else if (job == DW_JOB_ISO_WRITE) {
 			json_decref(dw[i].iso);
 			dw[i].iso = json_incref(rec);
 			dw[i].jobs &= ~DW_JOB_ISO_CLEAR;
@@ -367,4 +372,10 @@ void
 domwatch_isolation_clear(void)
 {
 	dw_submit(DW_JOB_ISO_CLEAR, NULL);
+}
+
+void
+domwatch_kick(void)
+{
+	dw_submit(DW_JOB_ROUND, NULL);
 }

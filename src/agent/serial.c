@@ -165,21 +165,16 @@ cleanup:
 	free(buf);
 }
 
-/* Appends line to serial.log (created when absent); a symlink or other
- * non-regular file planted under the name is removed first, so what QEMU
- * then opens by the same path is a file of the VM's own. */
-void
-serial_mark(const char *dir, const char *line)
+int
+serial_log_open(const char *dir, int flags)
 {
 	int64_t size;
-	int dfd, fd = -1;
+	int dfd, fd;
 
-	if ((dfd = serial_dir_open(dir)) < 0) {
-		log_warn("%s: serial log", dir);
-		return;
-	}
-	if ((fd = serial_open_at(dfd, "serial.log", O_WRONLY | O_APPEND |
-	    O_CREAT, &size)) < 0) {
+	if ((dfd = serial_dir_open(dir)) < 0)
+		return -1;
+	if ((fd = serial_open_at(dfd, "serial.log", flags, &size)) < 0 &&
+	    (flags & O_CREAT)) {
 		struct stat st;
 
 		if (fstatat(dfd, "serial.log", &st, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -187,15 +182,26 @@ serial_mark(const char *dir, const char *line)
 			log_warnx("%s/serial.log is no regular file: replaced",
 			    dir);
 			(void)unlinkat(dfd, "serial.log", 0);
-			fd = serial_open_at(dfd, "serial.log", O_WRONLY |
-			    O_APPEND | O_CREAT | O_EXCL, &size);
+			fd = serial_open_at(dfd, "serial.log", flags | O_EXCL,
+			    &size);
 		}
 	}
-	if (fd < 0 || write(fd, line, strlen(line)) < 0)
+	close(dfd);
+	return fd;
+}
+
+/* Appends line to serial.log (created when absent), never through a
+ * symlink (serial_log_open). */
+void
+serial_mark(const char *dir, const char *line)
+{
+	int fd;
+
+	if ((fd = serial_log_open(dir, O_WRONLY | O_APPEND | O_CREAT)) < 0 ||
+	    write(fd, line, strlen(line)) < 0)
 		log_warn("%s: serial log", dir);
 	if (fd >= 0)
 		close(fd);
-	close(dfd);
 }
 
 /* Replace bytes that are not valid UTF-8 so the text fits in JSON. */

@@ -32,6 +32,7 @@ static pthread_mutex_t adopt_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t adopt_cond;
 static int adopt_first_pending;	/* attach threads before their 1st try */
 static int adopt_partial;	/* a record or /proc could not be read */
+static int adopt_complete;	/* a scan has found every QEMU of ours */
 
 /* What a check of a pid says about a VM's QEMU. */
 enum vmadopt_seen { SEEN_GONE, SEEN_OURS, SEEN_UNSURE };
@@ -58,6 +59,17 @@ vmadopt_set_partial(const char *why)
 		log_warnx("scan of this host's QEMUs is partial: %s", why);
 	adopt_partial = 1;
 	pthread_mutex_unlock(&adopt_lock);
+}
+
+int
+vmadopt_complete(void)
+{
+	int complete;
+
+	pthread_mutex_lock(&adopt_lock);
+	complete = adopt_complete;
+	pthread_mutex_unlock(&adopt_lock);
+	return complete;
 }
 
 const char *
@@ -525,6 +537,7 @@ vmadopt_rescan_main(void *arg)
 	}
 	pthread_mutex_lock(&adopt_lock);
 	adopt_partial = 0;
+	adopt_complete = 1;
 	pthread_mutex_unlock(&adopt_lock);
 	log_info("scan of this host's QEMUs is complete");
 	report_kick();
@@ -551,6 +564,10 @@ vmadopt_start(void)
 		vmadopt_set_partial(why);
 		if (pthread_create(&t, NULL, vmadopt_rescan_main, NULL) == 0)
 			pthread_detach(t);
+	} else {
+		pthread_mutex_lock(&adopt_lock);
+		adopt_complete = 1;
+		pthread_mutex_unlock(&adopt_lock);
 	}
 	/* The first report should not call a QEMU that answers unknown. */
 	pthread_mutex_lock(&adopt_lock);

@@ -160,6 +160,20 @@ vmhost_get(const char *uuid)
 }
 
 void
+vmhost_unless_here(const char *uuid, void (*fn)(const char *))
+{
+	int i, here = 0;
+
+	pthread_mutex_lock(&table_lock);
+	for (i = 0; i < VMHOST_MAX; i++)
+		if (table[i] && strcmp(table[i]->uuid, uuid) == 0)
+			here = 1;
+	if (!here)
+		fn(uuid);
+	pthread_mutex_unlock(&table_lock);
+}
+
+void
 vmhost_put(struct avm *vm)
 {
 	int last;
@@ -640,8 +654,8 @@ vmhost_qemu_spec(json_t *spec, struct avm *vm, struct qemu_vm_spec *q,
 	if (util_fmt(q->kernel, sizeof(q->kernel), "%s", jstr(spec, "kernel")) < 0 ||
 	    util_fmt(q->initrd, sizeof(q->initrd), "%s", jstr(spec, "initrd")) < 0 ||
 	    util_fmt(q->cmdline, sizeof(q->cmdline), "%s", jstr(spec, "cmdline")) < 0 ||
-	    util_fmt(q->serial_log, sizeof(q->serial_log), "%s/serial.log",
-	    vm->dir) < 0) {
+	    serialcopy_local_path(vm->uuid, q->serial_log,
+	    sizeof(q->serial_log)) < 0) {
 		snprintf(err, errsz, "kernel, initrd or cmdline too long");
 		return -1;
 	}
@@ -727,7 +741,7 @@ vmhost_qemu_reason(const char *log, char *err, size_t errsz)
 
 /* A line in the serial log where each run of the VM begins. */
 static void
-vmhost_serial_mark(struct avm *vm, const char *log)
+vmhost_serial_mark(struct avm *vm)
 {
 	char line[256], when[40];
 
@@ -817,11 +831,17 @@ vmhost_start(json_t *spec, int incoming, json_t **result, char *err,
 		goto cleanup;
 	(void)unlink(vm->qmp_path);
 	(void)unlink(vm->serial_path);
+	*status = 500;
+	if (serialcopy_begin(vm->uuid, vm->storage, vm->dir) < 0) {
+		snprintf(err, errsz, "cannot keep the serial log of VM %s in "
+		    "%s/serial: %s", vm->name, agent_cfg.data, strerror(errno));
+		goto cleanup;
+	}
 	if (incoming) {
 		snprintf(q->incoming, sizeof(q->incoming), "defer");
 		q->start_paused = 0;	/* run as soon as the state is in */
 	} else {
-		vmhost_serial_mark(vm, q->serial_log);
+		vmhost_serial_mark(vm);
 	}
 	*status = 502;
 	rc = qemu_spawn(q, log, &vm->pid, err, errsz);

@@ -9,16 +9,20 @@ import signal
 import pytest
 
 import cvirt
-from cvirt import boot_ids, last_tick, pid_alive, qemu_pid, wait_for
+from cvirt import boot_ids, last_tick, pid_alive, qemu_pid, ticks, wait_for
 
 CMDLINE = "console=ttyS0 cvirt.tick=1"
 
 
-def serial_file(cl, uuid):
-    """A VM's serial log, read from `cvirt up`'s storage (no daemon
-    needed): DATA/storage/local/vms/UUID/serial.log."""
-    with open(os.path.join(cl.base, "up", "storage", "local", "vms", uuid,
-                           "serial.log"), errors="replace") as f:
+def serial_file(cl, uuid, where="storage"):
+    """A VM's serial log read from files (no daemon needed): where
+    "storage", DATA/storage/local/vms/UUID/serial.log; where "host", the
+    file QEMU itself appends to on the host's disk, DATA/agent/serial/
+    UUID.log (the agent copies it to storage: src/agent/serialcopy.c)."""
+    path = os.path.join(cl.base, "up", "storage", "local", "vms", uuid,
+                        "serial.log") if where == "storage" else \
+        os.path.join(cl.base, "up", "agent", "serial", uuid + ".log")
+    with open(path, errors="replace") as f:
         return f.read()
 
 
@@ -64,10 +68,12 @@ def test_up_reattaches_to_running_vms(tmp_path, cvirt_bin, guest):
         # keeper, which renews for them).
         assert not cvirt.Cluster._procs(
             "cvirt", lambda a: a.startswith(cl.base)), "daemons left"
-        tick = last_tick(serial_file(cl, uuids["upa"]))
-        # upa goes on ticking (one a second) with cvirt up down.
-        wait_for(lambda: last_tick(serial_file(cl, uuids["upa"])) >= tick + 2,
-                 10, "upa ticking while cvirt up is down")
+        tick = last_tick(serial_file(cl, uuids["upa"], "host"))
+        # upa goes on ticking (one a second) with cvirt up down: QEMU
+        # writes its log on the host's disk with no agent to copy it.
+        wait_for(lambda: last_tick(serial_file(cl, uuids["upa"], "host")) >=
+                 tick + 2, 10, "upa ticking while cvirt up is down")
+        down_tick = last_tick(serial_file(cl, uuids["upa"], "host"))
         for n, pid in pids.items():
             assert pid_alive(pid) and qemu_pid(uuids[n]) == pid, n
 
@@ -78,6 +84,13 @@ def test_up_reattaches_to_running_vms(tmp_path, cvirt_bin, guest):
         for n, pid in pids.items():
             assert qemu_pid(uuids[n]) == pid, n
         assert len(boot_ids(cl.serial("upa"))) == 1, "upa rebooted"
+        # What it printed while the agent was away reaches storage after:
+        # every tick, once, in order.
+        got = wait_for(lambda: (lambda t: t if t and t[-1] > down_tick
+                                else None)(ticks(serial_file(
+                                    cl, uuids["upa"]))), 15,
+                       "upa's ticks on storage past %d" % down_tick)
+        assert got == list(range(1, got[-1] + 1)), got
         assert console_answers(cl, "upa", "after")
         # And they are under the agent's control again.
         cl.cli("vm", "resume", "upb")
