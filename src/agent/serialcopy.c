@@ -17,7 +17,9 @@
  * no longer on this host are removed. Once the local file is past
  * SC_LOCAL_MAX and fully copied it is truncated (QEMU appends: it goes on
  * at the new end); bytes written between the last look at its size and
- * the truncation would be lost (microseconds, once per SC_LOCAL_MAX). */
+ * the truncation would be lost (microseconds, once per SC_LOCAL_MAX).
+ * serialcopy_begin copies an earlier run's leftovers from the starting
+ * thread; a round copying them at the same moment sends them twice. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
