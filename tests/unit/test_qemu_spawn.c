@@ -485,12 +485,35 @@ t_real_spec(struct tstate *t)
 	snprintf(s->pidfile, sizeof(s->pidfile), "%s/qemu.pid", t->dir);
 }
 
+/* A real QEMU of t_real_spec, its pid in *pid (and t->qemu), QMP open. */
+static struct qmp *
+t_real_qemu(struct tstate *t, pid_t *pid)
+{
+	char logp[256], *log;
+	struct qmp *q;
+
+	t_real_spec(t);
+	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
+	assert_int_equal(qemu_spawn(t->spec, logp, pid, t->err,
+	    sizeof(t->err)), 0);
+	t->qemu = *pid;
+	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
+	if (q == NULL) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+		t->qemu = 0;
+		log = util_read_file(logp, 1 << 20, NULL);
+		fail_msg("%s; QEMU said: %s", t->err, log ? log : "?");
+	}
+	return q;
+}
+
 /* The command line is accepted by the real QEMU (skipped without one). */
 static void
 test_spawn_real_qemu(void **state)
 {
 	struct tstate *t = *state;
-	char logp[256], *pidtxt, *log;
+	char *pidtxt;
 	struct qmp *q;
 	json_t *ret = NULL;
 	pid_t pid = 0;
@@ -498,19 +521,7 @@ test_spawn_real_qemu(void **state)
 
 	if (!t_in_path("qemu-system-x86_64"))
 		skip();
-	t_real_spec(t);
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), 0);
-	t->qemu = pid;
-	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
-	if (q == NULL) {
-		kill(pid, SIGKILL);
-		waitpid(pid, NULL, 0);
-		t->qemu = 0;
-		log = util_read_file(logp, 1 << 20, NULL);
-		fail_msg("%s; QEMU said: %s", t->err, log ? log : "?");
-	}
+	q = t_real_qemu(t, &pid);
 	assert_int_equal(qmp_command(q, "query-status", NULL, 5000, &ret,
 	    t->err, sizeof(t->err)), 0);
 	assert_string_equal(json_string_value(json_object_get(ret, "status")),
@@ -549,19 +560,13 @@ static void
 test_migration_dh_params(void **state)
 {
 	struct tstate *t = *state;
-	char logp[256], dir[128], *pem;
+	char dir[128], *pem;
 	struct qmp *q;
 	pid_t pid = 0;
 
 	if (!t_in_path("qemu-system-x86_64"))
 		skip();
-	t_real_spec(t);
-	snprintf(logp, sizeof(logp), "%s/qemu.log", t->dir);
-	assert_int_equal(qemu_spawn(t->spec, logp, &pid, t->err,
-	    sizeof(t->err)), 0);
-	t->qemu = pid;
-	q = qmp_open(t->spec->qmp_path, 5000, NULL, NULL, t->err, sizeof(t->err));
-	assert_non_null(q);
+	q = t_real_qemu(t, &pid);
 	snprintf(dir, sizeof(dir), "%s/mig", t->dir);
 	assert_int_equal(util_mkdir_p(dir, 0700), 0);
 	assert_int_equal(util_write_file_atomic(qt_fmt("%s/keys.psk", dir, NULL),

@@ -43,6 +43,7 @@ struct tstate {
 	char	local[PATH_MAX];	/* DATA/serial/UUID.log */
 };
 
+/* An agent just started: vmadopt's scan has not run. */
 static int
 setup_noscan(void **state)
 {
@@ -60,22 +61,13 @@ setup_noscan(void **state)
 	return 0;
 }
 
+/* An agent whose start-up scan (vmadopt) is over: nothing of ours runs. */
 static int
 setup(void **state)
 {
-	struct tstate *t = calloc(1, sizeof(*t));
-	char qmp[PATH_MAX];
-
-	assert_non_null(t);
-	vmfake_agent("/tmp/cvirt-serialcopy.XXXXXX", t->dir, sizeof(t->dir),
-	    t->uuid, qmp, sizeof(qmp));
-	assert_int_equal(util_fmt(t->vmdir, sizeof(t->vmdir), "%s/vms/%s",
-	    agent_cfg.storage[0].path, t->uuid), 0);
-	assert_int_equal(serialcopy_local_path(t->uuid, t->local,
-	    sizeof(t->local)), 0);
+	setup_noscan(state);
 	agent_cfg.serial_max = 1 << 20;
-	vmadopt_start();	/* nothing of ours runs: the scan is complete */
-	*state = t;
+	vmadopt_start();
 	return 0;
 }
 
