@@ -195,8 +195,8 @@ struct avm *vmhost_insert(const char *uuid, const char *name,
 	    const char *storage, char *err, size_t errsz, int *status);
 /* Take the VM out of the table and drop the table's reference. */
 void	 vmhost_remove(struct avm *vm);
-/* Keep the serial logs of the VMs on storage bounded (its domwatch
- * thread: storage I/O). */
+/* Keep the serial logs of the VMs on storage bounded (its serial
+ * thread, serialcopy.c: storage I/O). */
 void	 vmhost_rotate_serials(const char *storage);
 /* fn(uuid) with the VM table locked, unless uuid is in it (a start
  * inserts the VM before anything else). */
@@ -342,8 +342,6 @@ json_t	*domwatch_leases(const char *name, char *err, size_t errsz,
  * isolation record on every domain, from its own thread; no wait. */
 void	 domwatch_isolation(json_t *stopped);
 void	 domwatch_isolation_clear(void);
-/* A round of every domain thread now (a VM's last serial output). */
-void	 domwatch_kick(void);
 
 /* lease.c: the keeper's client (the keeper: keeper.h), lease records,
  * isolation records */
@@ -405,9 +403,14 @@ int	 serialcopy_local_path(const char *uuid, char *out, size_t outsz);
  * is to go to dir (on storage). 0 or -1. */
 int	 serialcopy_begin(const char *uuid, const char *storage,
 	    const char *dir);
-/* One round for the domain storage (its domwatch thread): new output of
+/* One round for the domain storage (its serial thread): new output of
  * each log copied, logs of VMs gone from this host removed once copied. */
 void	 serialcopy_round(const char *storage);
+/* One serial thread per domain: a round every 500 ms, the logs on storage
+ * rotated every 2 s (vmhost_rotate_serials). 0 or -1. */
+int	 serialcopy_start(void);
+/* A round of every serial thread now (a VM's QEMU ended). */
+void	 serialcopy_kick(void);
 extern const struct httpd_ws_route serial_ws_route;
 /* A websocket <-> unix socket bridge (serial and VNC consoles): open
  * connects to path and returns the state for the three callbacks, or NULL. */

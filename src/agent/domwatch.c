@@ -4,9 +4,7 @@
  *
  * Every 500 ms each thread checks its domain (store_domain_check, statvfs)
  * into a cache, reads every host's lease record into a snapshot, runs the
- * jobs others submitted (the isolation record), copies its VMs' new
- * serial output there (serialcopy.c) and now and then keeps their serial
- * logs bounded; once at start it probes O_DIRECT. The
+ * jobs others submitted (the isolation record); once at start it probes O_DIRECT. The
  * report and HTTP threads read the cache only: a check or snapshot older
  * than 1500 ms means the domain does not answer, and requests that need it
  * fail at once (503) instead of waiting on it. */
@@ -24,11 +22,9 @@
 #define DW_PERIOD_MS		500	/* one round per domain */
 #define DW_STALE_MS		1500	/* older: the domain does not answer */
 #define DW_PROBE_WAIT_MS	2000	/* start-up waits for the probes */
-#define DW_ROTATE_MS		2000	/* serial logs kept bounded */
 
 #define DW_JOB_ISO_WRITE	1
 #define DW_JOB_ISO_CLEAR	2
-#define DW_JOB_ROUND		4	/* a round now (a VM's QEMU ended) */
 
 struct dw_dom {
 	int		 idx;		/* agent_cfg.storage[idx] */
@@ -154,7 +150,7 @@ static void *
 dw_main(void *arg)
 {
 	struct dw_dom *d = arg;
-	int64_t t0, last_rotate = 0;
+	int64_t t0;
 
 	dw_probe(d);
 	for (;;) {
@@ -162,11 +158,6 @@ dw_main(void *arg)
 		dw_check(d, t0);
 		dw_read_leases(d);
 		dw_jobs(d);
-		serialcopy_round(agent_cfg.storage[d->idx].name);
-		if (t0 - last_rotate >= DW_ROTATE_MS) {
-			vmhost_rotate_serials(agent_cfg.storage[d->idx].name);
-			last_rotate = t0;
-		}
 		pthread_mutex_lock(&dw_lock);
 		while (d->jobs == 0 && util_cond_wait_until(&dw_cond, &dw_lock,
 		    t0 + DW_PERIOD_MS) == 0)
@@ -198,6 +189,8 @@ domwatch_start(void)
 		dw_n = i + 1;
 	}
 	pthread_attr_destroy(&attr);
+	if (serialcopy_start() < 0)
+		return -1;
 	/* What the probes say goes to the keeper's configuration and to
 	 * every QEMU started later: decided once, here. */
 	pthread_mutex_lock(&dw_lock);
@@ -336,9 +329,7 @@ dw_submit(int job, json_t *rec)
 
 	pthread_mutex_lock(&dw_lock);
 	for (i = 0; i < dw_n; i++) {
-		if (job == DW_JOB_ROUND) {
-			;
-		} else if (job == DW_JOB_ISO_WRITE) {
+		if (job == DW_JOB_ISO_WRITE) {
 			json_decref(dw[i].iso);
 			dw[i].iso = json_incref(rec);
 			dw[i].jobs &= ~DW_JOB_ISO_CLEAR;
@@ -374,8 +365,3 @@ domwatch_isolation_clear(void)
 	dw_submit(DW_JOB_ISO_CLEAR, NULL);
 }
 
-void
-domwatch_kick(void)
-{
-	dw_submit(DW_JOB_ROUND, NULL);
-}

@@ -1,7 +1,10 @@
 /* serialcopy.c - QEMU writes a VM's serial output to a file on this host's
- * own disk (DATA/serial/UUID.log); the domain's thread (domwatch.c) copies
- * what is new to the VM's serial.log on shared storage every round, one
- * write per round.
+ * own disk (DATA/serial/UUID.log); a serial thread per storage domain
+ * copies what is new to the VM's serial.log there every 500 ms, one write
+ * per round, and rotates those logs every 2 s. Its own thread, not the
+ * domain's check thread (domwatch.c): a slow copy must not make the
+ * domain look hung (requests there fail 503 once its check is 1.5 s
+ * old), and a hung domain stops that domain's copies only.
  *
  * QEMU writes its serial log one byte per write(2), in the vCPU thread,
  * holding the global lock: on a networked filesystem every byte the guest
@@ -35,6 +38,8 @@
 #include "common/util.h"
 
 #define SC_LOCAL_MAX	((off_t)1 << 20)	/* truncated once copied */
+#define SC_PERIOD_MS	500		/* a round per domain */
+#define SC_ROTATE_MS	2000		/* the logs on storage kept bounded */
 /* Most copied in one round: half of what rotation keeps (serial_max, 1
  * MiB), so that the line saying what was not kept is kept too. */
 #define SC_BATCH_MAX	((agent_cfg.serial_max ? agent_cfg.serial_max : \
@@ -273,4 +278,65 @@ serialcopy_round(const char *storage)
 		json_decref(st);
 	}
 	closedir(d);
+}
+
+static pthread_mutex_t sc_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sc_cond;		/* CLOCK_MONOTONIC */
+static unsigned sc_kicks;		/* under sc_lock */
+static int sc_idx[AGENT_MAX_STORAGE];
+
+static void *
+sc_main(void *arg)
+{
+	const char *name = agent_cfg.storage[*(int *)arg].name;
+	int64_t t0, last_rotate = 0;
+	unsigned seen;
+
+	for (;;) {
+		t0 = util_mono_ms();
+		pthread_mutex_lock(&sc_lock);
+		seen = sc_kicks;
+		pthread_mutex_unlock(&sc_lock);
+		serialcopy_round(name);
+		if (t0 - last_rotate >= SC_ROTATE_MS) {
+			vmhost_rotate_serials(name);
+			last_rotate = t0;
+		}
+		pthread_mutex_lock(&sc_lock);
+		while (sc_kicks == seen && util_cond_wait_until(&sc_cond,
+		    &sc_lock, t0 + SC_PERIOD_MS) == 0)
+			;
+		pthread_mutex_unlock(&sc_lock);
+	}
+	return NULL;
+}
+
+int
+serialcopy_start(void)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+	int i, rc = 0;
+
+	if (util_cond_init_mono(&sc_cond) != 0)
+		return -1;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	/* Nobody joins these: a hung one must not stop the agent. */
+	for (i = 0; rc == 0 && i < agent_cfg.nstorage; i++) {
+		sc_idx[i] = i;
+		if (pthread_create(&t, &attr, sc_main, &sc_idx[i]) != 0)
+			rc = -1;
+	}
+	pthread_attr_destroy(&attr);
+	return rc;
+}
+
+void
+serialcopy_kick(void)
+{
+	pthread_mutex_lock(&sc_lock);
+	sc_kicks++;
+	pthread_cond_broadcast(&sc_cond);
+	pthread_mutex_unlock(&sc_lock);
 }

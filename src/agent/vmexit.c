@@ -319,7 +319,7 @@ vmexit_end(struct avm *vm, int64_t dying_since)
 	pthread_cond_broadcast(&vm->cond);
 	pthread_mutex_unlock(&vm->lock);
 	vmhost_remove(vm);
-	domwatch_kick();	/* its last serial output to storage */
+	serialcopy_kick();	/* its last serial output to storage */
 	report_kick();
 	vmhost_put(vm);		/* the caller's (monitor's) own reference */
 }
