@@ -103,18 +103,30 @@ tls_oldest_pending(struct tls_limits *l, int a)
 	return best;
 }
 
-/* The pending slot to close when the front is full: the oldest of the
- * address with the most pending. */
+/* The pending slot to close when the front is full: the oldest pending
+ * one of the addresses with the most pending. Among addresses tied (a
+ * crowd of many addresses holds about one each), the oldest: it was the
+ * first address in the table, and an admin's fresh connection, one
+ * pending among a hundred idle ones, was closed before it sent its
+ * request (test_hostile, 1 GET in 400). */
 static int
 tls_victim(struct tls_limits *l)
 {
-	int i, most = -1;
+	int i, most = 0, best = -1;
 
 	for (i = 0; i < l->nslots; i++)
-		if (l->addrs[i].key[0] != '\0' && l->addrs[i].npending > 0 &&
-		    (most < 0 || l->addrs[i].npending > l->addrs[most].npending))
-			most = i;
-	return most < 0 ? -1 : tls_oldest_pending(l, most);
+		if (l->addrs[i].key[0] != '\0' && l->addrs[i].npending > most)
+			most = l->addrs[i].npending;
+	for (i = 0; most > 0 && i < l->nslots; i++) {
+		struct tls_slot *s = &l->slots[i];
+
+		if (s->state != TLS_PENDING || l->addrs[s->addr].npending !=
+		    most)
+			continue;
+		if (best < 0 || s->since < l->slots[best].since)
+			best = i;
+	}
+	return best;
 }
 
 static void

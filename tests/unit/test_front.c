@@ -94,6 +94,33 @@ test_admit_caps(void **state)
 	tls_limits_free(&l);
 }
 
+/* A full front whose addresses hold one pending connection each (a
+ * crowd of many addresses): the oldest of them is displaced, not that of
+ * the address first in the table. Here B is first in the table, its
+ * pending one the newest. Guards tls_admit.c tls_victim(). */
+static void
+test_admit_tie_takes_the_oldest(void **state)
+{
+	struct tls_limits l;
+	int s[8], v;
+
+	(void)state;
+	assert_int_equal(tls_limits_init(&l, 8, 3, 2), 0);
+	s[0] = tls_admit(&l, "B", 1, &v);
+	s[1] = tls_admit(&l, "A", 2, &v);
+	assert_int_equal(tls_admitted(&l, s[0]), 0);
+	s[2] = tls_admit(&l, "B", 3, &v);
+	s[3] = tls_admit(&l, "C", 4, &v);
+	s[4] = tls_admit(&l, "D", 5, &v);
+	assert_int_equal(l.npending, 4);
+	s[5] = tls_admit(&l, "E", 6, &v);
+	assert_true(s[5] >= 0);
+	assert_int_equal(v, s[1]);
+	assert_int_equal(tls_admitted(&l, s[1]), -1);
+	assert_int_equal(tls_admitted(&l, s[2]), 0);
+	tls_limits_free(&l);
+}
+
 /* Guards tls_admit's bookkeeping when the displaced connection was its
  * address's last: with one pending allowed per address, A's newcomer
  * displaces A's only connection and takes its place. */
@@ -636,6 +663,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_admit_tie_takes_the_oldest),
 		cmocka_unit_test(test_admit_caps),
 		cmocka_unit_test(test_admit_displaces_last),
 		cmocka_unit_test(test_body_budget),
