@@ -337,8 +337,13 @@ api_exit(struct httpd_req *r)
 static int
 api_ping(struct httpd_req *r)
 {
-	return httpd_reply_json(r, 200, json_pack("{s:s}", "name",
-	    agent_cfg.name));
+	char key[128];
+
+	/* registered: the manager has taken this agent's key (since this
+	 * start), so the manager's calls are answered, not refused 503. */
+	report_agent_key(key, sizeof(key));
+	return httpd_reply_json(r, 200, json_pack("{s:s, s:b}", "name",
+	    agent_cfg.name, "registered", key[0] != '\0'));
 }
 
 /* Every host's lease on a storage domain, as seen from here: domwatch's

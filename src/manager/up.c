@@ -59,26 +59,32 @@ up_word_in(const char *st, const char *list)
 	return 0;
 }
 
-/* Poll url until it answers 200 (and, with want, its JSON "state" is one
- * of want's comma-separated words); -1 at once when kid, the daemon that
- * should answer, has exited (it said why on stderr). */
+/* Poll url until it answers 200 (and, with want, its JSON field is one
+ * of want's comma-separated words; a boolean is "true" or "false"); -1 at
+ * once when kid, the daemon that should answer, has exited (it said why
+ * on stderr). */
 static int
 up_wait_http(struct up_child *kid, const char *url, const char *token,
-    const char *want, int ms)
+    const char *field, const char *want, int ms)
 {
 	int64_t deadline = util_mono_ms() + ms;
 	struct httpc_resp r;
 	const char *st;
+	json_t *v;
 
 	while (util_mono_ms() < deadline) {
 		if (waitpid(kid->pid, NULL, WNOHANG) == kid->pid) {
 			kid->pid = 0;
 			return -1;
 		}
+		v = NULL;
 		if (httpc_request("GET", url, token, NULL, 2000, &r) == 0 &&
-		    r.status == 200 && (want == NULL || ((st = json_string_value(
-		    json_object_get(r.json, "state"))) != NULL && st[0] != '\0' &&
-		    up_word_in(st, want)))) {
+		    r.status == 200)
+			v = json_object_get(r.json, field ? field : "");
+		st = json_is_boolean(v) ? (json_is_true(v) ? "true" : "false") :
+		    json_string_value(v);
+		if (r.status == 200 && (want == NULL || (st != NULL &&
+		    st[0] != '\0' && up_word_in(st, want)))) {
 			httpc_resp_free(&r);
 			return 0;
 		}
@@ -195,6 +201,7 @@ up_main(int argc, char **argv)
 	char data[PATH_MAX], listen[128] = "127.0.0.1:7480", exe[PATH_MAX];
 	char agentdata[PATH_MAX], token[PATH_MAX], storage[PATH_MAX + 8];
 	char url[160], alisten[160], name[64], hosturl[300], tok[256];
+	char agenturl[220];
 	const char *accel = "auto";
 	struct up_child kids[2];
 	uint64_t port;
@@ -265,15 +272,22 @@ up_main(int argc, char **argv)
 	    0, 0, 0 };
 	up_spawn(&kids[0]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/health", url);
-	if (up_wait_http(&kids[0], hosturl, NULL, NULL, 15000) < 0 ||
+	if (up_wait_http(&kids[0], hosturl, NULL, NULL, NULL, 15000) < 0 ||
 	    util_read_token(token, tok, sizeof(tok)) < 0) {
 		log_error("the manager did not come up on %s", listen);
 		goto cleanup;
 	}
 	up_spawn(&kids[1]);
 	snprintf(hosturl, sizeof(hosturl), "%s/api/v1/hosts/%s", url, name);
-	/* A host the user put into maintenance registers as such. */
-	if (up_wait_http(&kids[1], hosturl, tok, "up,maintenance", 20000) < 0) {
+	/* A host the user put into maintenance registers as such. The
+	 * manager's record of the host may be from an earlier run (up from
+	 * before a restart): the agent itself says when the manager has
+	 * taken its key, and until then it refuses the manager's calls. */
+	if (up_wait_http(&kids[1], hosturl, tok, "state", "up,maintenance",
+	    20000) < 0 || util_fmt(agenturl, sizeof(agenturl),
+	    "http://%s/agent/v1/ping", alisten) < 0 ||
+	    up_wait_http(&kids[1], agenturl, NULL, "registered", "true",
+	    20000) < 0) {
 		log_error("the local agent did not register");
 		goto cleanup;
 	}
