@@ -4,7 +4,8 @@
  *
  * Every 500 ms each thread checks its domain (store_domain_check, statvfs)
  * into a cache, reads every host's lease record into a snapshot, runs the
- * jobs others submitted (the isolation record); once at start it probes O_DIRECT. The
+ * jobs others submitted (the isolation record); once at start it probes
+ * O_DIRECT. The serial logs have threads of their own (serialcopy.c). The
  * report and HTTP threads read the cache only: a check or snapshot older
  * than 1500 ms means the domain does not answer, and requests that need it
  * fail at once (503) instead of waiting on it. */
@@ -364,4 +365,3 @@ domwatch_isolation_clear(void)
 {
 	dw_submit(DW_JOB_ISO_CLEAR, NULL);
 }
-

@@ -134,9 +134,8 @@ serial_rotate(const char *dir, size_t max)
 
 	if ((dfd = serial_dir_open(dir)) < 0)
 		return;
-	/* Most rounds find it short: a stat, not an open for writing (a
-	 * second writer's open and close of QEMU's file costs a shared
-	 * filesystem's replication locks every round). */
+	/* Most rounds find it short: a stat, not an open for writing and a
+	 * close on shared storage every round. */
 	if (fstatat(dfd, "serial.log", &st, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    !S_ISREG(st.st_mode) || (uint64_t)st.st_size <= max)
 		goto cleanup;
