@@ -353,6 +353,50 @@ test_fence_kill_is_reported_as_fence(void **state)
 	json_decref(spec);
 }
 
+/* QEMU's serial log is a file on the host's own disk (DATA/serial/
+ * UUID.log), never on storage: QEMU writes it a byte per write(2) with
+ * the guest stopped, so on shared storage every printed byte was a round
+ * trip there, and a hung domain froze a guest that only printed. The
+ * start's mark is on storage. Guards vmhost.c vmhost_qemu_spec() and
+ * serialcopy.c. */
+static void
+test_serial_log_is_local(void **state)
+{
+	json_t *spec = t_spec(), *res = NULL;
+	char err[512], path[PATH_MAX], want[PATH_MAX], *cmd, *mark;
+	int status = 0;
+	size_t len, i;
+	pid_t pid;
+
+	(void)state;
+	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+	    &status), 0);
+	pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
+	assert_int_equal(util_fmt(path, sizeof(path), "/proc/%d/cmdline",
+	    (int)pid), 0);
+	assert_non_null(cmd = util_read_file(path, 1 << 20, &len));
+	for (i = 0; i + 1 < len; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	assert_int_equal(util_fmt(want, sizeof(want), "logfile=%s/serial/%s.log",
+	    agent_cfg.data, T_UUID), 0);
+	if (strstr(cmd, want) == NULL)
+		fail_msg("no %s in QEMU's command line: %s", want, cmd);
+	assert_null(strstr(cmd, "serial.log"));
+	free(cmd);
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s/serial.log",
+	    agent_cfg.storage[0].path, T_UUID), 0);
+	assert_non_null(mark = util_read_file(path, 1 << 20, &len));
+	assert_non_null(strstr(mark, "[cvirt: web1 starting on host h1"));
+	free(mark);
+	assert_int_equal(vmhost_stop(T_UUID, 1, 0, err, sizeof(err), &status),
+	    0);
+	vmfake_wait_state(T_UUID, "", 5000);
+	json_decref(vmfake_exit(T_UUID));
+	json_decref(res);
+	json_decref(spec);
+}
+
 /* A VM's disk on a domain that takes O_DIRECT reaches QEMU with
  * cache.direct=on and werror=stop, one on a domain that does not without
  * them. Guards vmhost.c vmhost_qemu_spec() (each disk's direct from its
@@ -550,6 +594,7 @@ main(int argc, char **argv)
 		T(test_disk_cache_follows_domain),
 		T(test_backup_target_cache),
 		T(test_fence_kill_is_reported_as_fence),
+		T(test_serial_log_is_local),
 	};
 
 	int rc;
