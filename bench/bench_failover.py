@@ -21,8 +21,8 @@ import cvirt  # noqa: E402
 from netns import NetnsCluster  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_FAILOVER_RUNS", "10"))
-KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+KERNEL = cvirt.GUEST_KERNEL
+INITRD = cvirt.GUEST_INITRD
 
 
 def log(msg):

@@ -23,8 +23,8 @@ import cvirt  # noqa: E402
 from guestcheck import damage  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_MIG_RUNS", "5"))
-KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+KERNEL = cvirt.GUEST_KERNEL
+INITRD = cvirt.GUEST_INITRD
 
 
 def log(msg):

@@ -28,8 +28,8 @@ from netns import NetnsCluster  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_NET_RUNS", "3"))
 MIB = int(os.environ.get("BENCH_NET_MIB", "16"))
-KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+KERNEL = cvirt.GUEST_KERNEL
+INITRD = cvirt.GUEST_INITRD
 SENT_RE = re.compile(r"cvirt-guest: sent (\d+) MiB in (\d+) ms")
 UPLINK = "bnbr0"
 

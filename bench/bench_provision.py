@@ -35,8 +35,8 @@ from libvirt_peer import PeerError, SANE_MS  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_PROV_RUNS", "10"))
 VIRSH_RUNS = int(os.environ.get("BENCH_PROV_VIRSH_RUNS", "10"))
-KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+KERNEL = cvirt.GUEST_KERNEL
+INITRD = cvirt.GUEST_INITRD
 
 
 def log(msg):

@@ -26,8 +26,8 @@ import cvirt  # noqa: E402
 SNAP_RUNS = int(os.environ.get("BENCH_SNAP_RUNS", "15"))
 BACKUP_RUNS = int(os.environ.get("BENCH_BACKUP_RUNS", "3"))
 BACKUP_MIB = int(os.environ.get("BENCH_BACKUP_MIB", "1024"))
-KERNEL = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-INITRD = os.path.join(cvirt.GUEST_DIR, "initrd.img")
+KERNEL = cvirt.GUEST_KERNEL
+INITRD = cvirt.GUEST_INITRD
 
 
 def log(msg):

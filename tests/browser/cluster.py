@@ -73,8 +73,8 @@ def main():
     print(json.dumps({
         "url": cl.url, "token": cl.token(), "base": cl.base,
         "logs": cl.logdir,
-        "kernel": os.path.join(cvirt.GUEST_DIR, "vmlinuz"),
-        "initrd": os.path.join(cvirt.GUEST_DIR, "initrd.img"),
+        "kernel": cvirt.GUEST_KERNEL,
+        "initrd": cvirt.GUEST_INITRD,
     }), flush=True)
     try:
         for line in sys.stdin:

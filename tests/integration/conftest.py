@@ -93,13 +93,15 @@ def cvirt_bin():
 
 @pytest.fixture(scope="session")
 def guest():
-    """The test guest: .kernel and .initrd paths (tests/guest/out)."""
-    kernel = os.path.join(cvirt.GUEST_DIR, "vmlinuz")
-    initrd = os.path.join(cvirt.GUEST_DIR, "initrd.img")
-    if not (os.path.exists(kernel) and os.path.exists(initrd)):
+    """The test guest: .kernel (an ELF booted by its PVH entry), .bzimage
+    (the same kernel as a bzImage: what OVMF boots) and .initrd paths
+    (tests/guest/out)."""
+    paths = (cvirt.GUEST_KERNEL, cvirt.GUEST_BZIMAGE, cvirt.GUEST_INITRD)
+    if not all(os.path.exists(p) for p in paths):
         pytest.skip("test guest not built: run tests/guest/build-guest.sh "
                     "(tests/run does)")
-    return types.SimpleNamespace(kernel=kernel, initrd=initrd)
+    return types.SimpleNamespace(kernel=paths[0], bzimage=paths[1],
+                                 initrd=paths[2])
 
 
 def _make_cluster(request, tmp_path_factory, hosts=("h1",), agent_extra=None):

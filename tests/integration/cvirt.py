@@ -32,9 +32,16 @@ import harness
 from watchdogs import Watchdogs
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-# CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, initrd.img).
+# CVIRT_GUEST_DIR: another build of the test guest (vmlinuz, vmlinux,
+# initrd.img).
 GUEST_DIR = os.environ.get("CVIRT_GUEST_DIR") or os.path.join(
     REPO, "tests", "guest", "out")
+# The kernel the tests boot: the uncompressed ELF, entered at its PVH
+# entry point (half the CPU of a bzImage boot under TCG: build-guest.sh).
+# OVMF boots only the bzImage (GUEST_BZIMAGE).
+GUEST_KERNEL = os.path.join(GUEST_DIR, "vmlinux")
+GUEST_BZIMAGE = os.path.join(GUEST_DIR, "vmlinuz")
+GUEST_INITRD = os.path.join(GUEST_DIR, "initrd.img")
 # The networked-storage pass (tests/run, docs/testing.md): every shared
 # storage domain of a Cluster lives on CVIRT_TEST_SHARED, the suite's own
 # mount of a shared filesystem (tests/gluster-server start). With

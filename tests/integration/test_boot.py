@@ -116,9 +116,10 @@ def test_uefi_firmware(cluster, guest):
     status, body = cl.http("POST", "/api/v1/vms", {
         "name": "u0", "cpus": 1, "memory_mib": 64, "firmware": "x"})
     assert status == 400 and "firmware" in body["error"]
-    # OVMF boots the kernel it is given (its own direct-boot loader).
+    # OVMF boots the kernel it is given (its own direct-boot loader: a
+    # bzImage, by its EFI stub).
     cl.cli("vm", "create", "u1", "--cpus", 1, "--memory", 256, "--disk", 16,
-           "--firmware", "uefi", "--kernel", guest.kernel, "--initrd",
+           "--firmware", "uefi", "--kernel", guest.bzimage, "--initrd",
            guest.initrd, "--cmdline", "console=ttyS0")
     cl.cli("vm", "start", "u1")
     v = cl.vm("u1")
