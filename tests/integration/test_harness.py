@@ -476,3 +476,45 @@ def test_a_killed_pass_still_says_what_failed_and_what_ran(tmp_path,
         failures = f.read()
     assert "test_fails (call" in failures and "planted failure" in \
         failures, failures
+
+
+def test_wait_for_retries_only_a_daemon_that_is_not_up(cvirt_bin, tmp_path):
+    """wait_for(starting=True) tries again on what the real CLI says when
+    the manager does not listen yet, and on nothing else. Guards
+    cvirt._STARTING_RE against the CLI's words: they changed once (libcurl's
+    "Couldn't connect to server" became httpc.c's "cannot connect to H
+    port N: Connection refused") and every wait across a manager restart
+    failed at the first refusal instead of waiting."""
+    import socket
+    import cvirt
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()                   # nobody listens there now
+    token = tmp_path / "token"
+    token.write_text("x\n")
+    argv = [cvirt_bin, "--url", "http://127.0.0.1:%d" % port,
+            "--token-file", str(token), "vm", "list"]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0, p
+    down = cvirt.CvirtError("cvirt vm list: exit %d\nstdout: %s\nstderr: %s"
+                            % (p.returncode, p.stdout, p.stderr))
+    assert cvirt.refused(down), p.stderr
+    calls = []
+
+    def up_at_third():
+        calls.append(1)
+        if len(calls) < 3:
+            raise down
+        return "up"
+    assert cvirt.wait_for(up_at_third, 10, "x", interval=0.01,
+                          starting=True) == "up"
+    # Without starting=True, or for an error of a daemon that is up,
+    # the first one ends the wait.
+    with pytest.raises(cvirt.CvirtError):
+        cvirt.wait_for(lambda: (_ for _ in ()).throw(down), 10, "x")
+    failed = cvirt.CvirtError("cvirt vm list: exit 1\nstdout: \nstderr: "
+                              "cvirt: internal error (500)")
+    with pytest.raises(cvirt.CvirtError):
+        cvirt.wait_for(lambda: (_ for _ in ()).throw(failed), 10, "x",
+                       starting=True)
