@@ -29,6 +29,12 @@
 #                      (N passes checked, at most once a second) or
 #                      "cvirt-guest: memcheck BAD N pages=K page=P ..."
 #                      for a pass that found K pages that differ
+#   cvirt.gencount=1   keep a 64-bit generation counter at 1 MiB of /dev/vda,
+#                      written with O_DIRECT every 100 ms, each write checked
+#                      against the block read back first (gencount.c):
+#                      "cvirt-guest: gen start N id=I", "cvirt-guest: gen N id=I"
+#                      (every 10th), "cvirt-guest: gen BAD ..." when the
+#                      block is not what this run wrote last
 # Network (eth0 is the first virtio NIC):
 #   cvirt.net=dhcp     configure eth0 by DHCP (busybox udhcpc, retried) and
 #                      print "cvirt-guest: ip A.B.C.D/P" once configured
@@ -76,7 +82,7 @@ die() { echo "build-guest: $*" >&2; exit 1; }
 
 if [ "$FORCE" = 0 ] && [ "$OUT/vmlinuz" -nt "$SELF" ] && [ "$OUT/vmlinux" -nt "$SELF" ] &&
 	[ "$OUT/initrd.img" -nt "$SELF" ] &&
-	[ "$OUT/initrd.img" -nt "$HERE/memcheck.c" ]; then
+	[ "$OUT/initrd.img" -nt "$HERE/memcheck.c" ] && [ "$OUT/initrd.img" -nt "$HERE/gencount.c" ]; then
 	exit 0
 fi
 
@@ -232,6 +238,9 @@ done
 # besides qemu-ga's.
 gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o "$STAGE/bin/cvirt-memcheck" "$HERE/memcheck.c" ||
 	die "could not build memcheck.c (needs gcc and libc6-dev's libc.a)"
+# The generation counter of the fault suite (cvirt.gencount=1), static too.
+gcc -std=c11 -O2 -Wall -Wextra -Werror -static -o "$STAGE/bin/cvirt-gencount" "$HERE/gencount.c" ||
+	die "could not build gencount.c (needs gcc and libc6-dev's libc.a)"
 mknod -m 600 "$STAGE/dev/console" c 5 1 2>/dev/null || true
 mknod -m 666 "$STAGE/dev/null" c 1 3 2>/dev/null || true
 
@@ -405,6 +414,11 @@ if opt memhog; then
 			dd if=/dev/urandom of=/hog/x bs=1M count=64 conv=notrunc 2>/dev/null
 		done
 	) &
+fi
+
+# A generation counter on /dev/vda (gencount.c prints its own lines).
+if opt gencount; then
+	cvirt-gencount /dev/vda &
 fi
 
 # A memory pattern that checks itself (memcheck.c prints its own lines).

@@ -25,6 +25,16 @@ def pytest_configure(config):
         "with every shared storage domain on CVIRT_TEST_SHARED (a GlusterFS "
         "volume; the only tests there)")
     config.addinivalue_line(
+        "markers", "faults: the fault-injection suite (test_faults.py); "
+        "runs only where each host has a storage client of its own "
+        "(CVIRT_TEST_SHARED_CLIENT: the GlusterFS pass)")
+    # The fault suite's table (test_faults.py writes it, a worker too;
+    # pytest_terminal_summary prints it): one file per session.
+    if not hasattr(config, "workerinput") and \
+            not os.environ.get("CVIRT_FAULTS_TABLE"):
+        os.environ["CVIRT_FAULTS_TABLE"] = os.path.join(
+            "/tmp", "cvirt-faults-table.%d" % os.getpid())
+    config.addinivalue_line(
         "markers", "local_storage_only: a test of a shared_storage module "
         "deselected in the networked-storage pass, with the reason in its "
         "docstring")
@@ -54,6 +64,9 @@ def pytest_collection_modifyitems(config, items):
     the SQLite pass. The networked-storage pass (CVIRT_TEST_SHARED set)
     runs only the tests marked shared_storage and not local_storage_only.
 
+    Tests marked faults run only where hosts have storage clients of
+    their own (CVIRT_TEST_SHARED_CLIENT: the GlusterFS pass).
+
     tests/run spreads the suite over two pytest-xdist workers with
     --dist loadgroup: each module is one group, so it runs on one worker
     and its module-scoped cluster is made once. A module may name a
@@ -64,6 +77,9 @@ def pytest_collection_modifyitems(config, items):
 
     def runs_here(item):
         if item.get_closest_marker(other) is not None:
+            return False
+        if item.get_closest_marker("faults") is not None and \
+                not cvirt.SHARED_CLIENT:
             return False
         if not cvirt.SHARED:
             return True
@@ -125,3 +141,17 @@ def make_cluster(request, tmp_path_factory, cvirt_bin):
     def make(hosts=("h1",), agent_extra=None):
         return _make_cluster(request, tmp_path_factory, hosts, agent_extra)
     return make
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The fault suite's table (test_faults.py), when it ran."""
+    if hasattr(config, "workerinput"):
+        return
+    path = os.environ.get("CVIRT_FAULTS_TABLE")
+    if not path or not os.path.exists(path):
+        return
+    with open(path) as f:
+        text = f.read()
+    os.unlink(path)
+    terminalreporter.write_sep("=", "fault-injection suite")
+    terminalreporter.write(text)

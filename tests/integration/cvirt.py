@@ -74,12 +74,13 @@ class NotYet(Exception):
 
 # What the CLI says when a daemon that is (re)starting cannot answer yet:
 # the manager does not listen yet (src/common/httpc.c's words for a
-# refused connect); the manager relays a call to an agent that does not
-# listen yet, or that has not registered yet (src/manager/agentc.c,
+# refused connect), or it exited with the request in flight (a test that
+# has it exit on purpose); the manager relays a call to an agent that does
+# not listen yet, or that has not registered yet (src/manager/agentc.c,
 # src/agent/agent_api.c).
 _STARTING_RE = re.compile(
-    r"cvirt: (cannot reach the manager at \S+: cannot connect to \S+ port "
-    r"\d+: Connection refused"
+    r"cvirt: (cannot reach the manager at \S+: (cannot connect to \S+ port "
+    r"\d+: Connection refused|no answer: Connection reset by peer)"
     r"|host \S+ is unreachable: cannot connect to \S+ port \d+: "
     r"Connection refused"
     r"|host \S+ is starting: its agent has not registered with the "

@@ -15,9 +15,11 @@ keeper stopped petting while it was alive (a fence it could not confirm,
 or a decision loop late by W/2), or died and was not replaced within W:
 a real watchdog would reset the host there. That is a problem for the
 test (harness.add_problem), unless the test said the host goes down
-(forget(), which Cluster.crash_host-style helpers call): the stand-in
-does not reset anything itself; resets that tests rely on are the fault
-suite's (its own stand-in kills the host's pid namespace).
+(forget(), which Cluster.crash_host-style helpers call). The stand-in
+resets nothing itself, unless a test gave it what a reset of that host
+is (on_expiry[host] = fn: the fault suite's reset kills every process of
+the host and its storage client, test_faults.py); then an expiry calls
+fn(host) in a thread of its own and is no problem.
 """
 
 import os
@@ -39,6 +41,9 @@ class Watchdogs:
         self.lock = threading.Lock()
         self.hosts = {}         # name -> _Host
         self.expiries = []      # (host, last_pet, late_ms)
+        # host -> fn(host): what an expiry does instead of failing the
+        # test (the fault suite resets the host: test_faults.py).
+        self.on_expiry = {}
         self.wake_r, self.wake_w = os.pipe()
         self.quit = False
         self.thread = threading.Thread(target=self._run, daemon=True,
@@ -89,6 +94,7 @@ class Watchdogs:
             if self.wake_r in r:
                 os.read(self.wake_r, 64)
             now = time.monotonic()
+            resets = []
             with self.lock:
                 for fd in r:
                     if fd in socks:
@@ -99,6 +105,9 @@ class Watchdogs:
                     h.armed = False
                     late = (now - h.deadline) * 1000.0
                     self.expiries.append((h.name, h.last_pet, late))
+                    if h.name in self.on_expiry:
+                        resets.append((self.on_expiry[h.name], h.name))
+                        continue
                     harness.add_problem(
                         "watchdog stand-in of %s: host %s's lease keeper "
                         "stopped petting: no pet for %.0f ms, its watchdog "
@@ -107,6 +116,11 @@ class Watchdogs:
                         "Watchdogs.forget)" % (self.label, h.name,
                                                (now - h.last_pet) * 1000.0,
                                                h.timeout_ms))
+            # Outside the lock (a reset forgets the host) and this loop
+            # (a reset takes a while): the other hosts stay watched.
+            for fn, name in resets:
+                threading.Thread(target=fn, args=(name,), daemon=True,
+                                 name="watchdog reset of " + name).start()
 
 
 class _Host:
