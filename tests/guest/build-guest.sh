@@ -41,7 +41,8 @@
 #   cvirt.ip=A.B.C.D/P configure eth0 statically, print the same line
 #   cvirt.mtu=N        with cvirt.ip: eth0's MTU (1450 on a vxlan network)
 #   cvirt.ping=IP      ping IP once a second forever, printing
-#                      "cvirt-guest: ping IP ok N" or "... fail N"
+#                      "cvirt-guest: ping IP ok N" or "... fail N" (each
+#                      ping killed after 5 s: "... fail N (ping hung ...)")
 #   cvirt.fetch=URL    busybox wget URL once a second until it works, then
 #                      print "cvirt-guest: fetched <first line>"
 #   cvirt.sink=PORT    accept TCP connections on PORT and discard the data
@@ -480,12 +481,20 @@ fi
 		usleep 300000
 	done
 ) &
+# Each ping is bounded: in one full run a guest's ping of a peer that was
+# not up yet never returned (its loop printed "fail 5" and nothing more
+# for minutes while the guest and its NICs worked). A ping killed that way
+# is a failed ping, and says so.
 if [ -n "$(optval ping)" ]; then
 	( t=$(optval ping); n=0
 	  while :; do
 		n=$((n + 1))
-		if ping -c 1 -W 1 "$t" >/dev/null 2>&1; then
+		timeout -s KILL 5 ping -c 1 -W 1 "$t" >/dev/null 2>&1
+		rc=$?
+		if [ "$rc" = 0 ]; then
 			echo "cvirt-guest: ping $t ok $n"; sleep 1
+		elif [ "$rc" -ge 124 ]; then
+			echo "cvirt-guest: ping $t fail $n (ping hung: killed after 5 s)"
 		else
 			echo "cvirt-guest: ping $t fail $n"
 		fi

@@ -75,12 +75,14 @@ class NotYet(Exception):
 # What the CLI says when a daemon that is (re)starting cannot answer yet:
 # the manager does not listen yet (src/common/httpc.c's words for a
 # refused connect), or it exited with the request in flight (a test that
-# has it exit on purpose); the manager relays a call to an agent that does
-# not listen yet, or that has not registered yet (src/manager/agentc.c,
-# src/agent/agent_api.c).
+# has it exit on purpose), or, on PostgreSQL, it is a standby until the
+# lease of the manager before it ran out (src/manager/ha.c); the manager
+# relays a call to an agent that does not listen yet, or that has not
+# registered yet (src/manager/agentc.c, src/agent/agent_api.c).
 _STARTING_RE = re.compile(
     r"cvirt: (cannot reach the manager at \S+: (cannot connect to \S+ port "
     r"\d+: Connection refused|no answer: Connection reset by peer)"
+    r"|this manager is a standby; ask the leader"
     r"|host \S+ is unreachable: cannot connect to \S+ port \d+: "
     r"Connection refused"
     r"|host \S+ is starting: its agent has not registered with the "
