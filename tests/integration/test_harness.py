@@ -518,3 +518,38 @@ def test_wait_for_retries_only_a_daemon_that_is_not_up(cvirt_bin, tmp_path):
     with pytest.raises(cvirt.CvirtError):
         cvirt.wait_for(lambda: (_ for _ in ()).throw(failed), 10, "x",
                        starting=True)
+
+
+def test_fault_suite_sampler_counts_every_copy():
+    """test_faults.Copies, the fault suite's detector of a VM running
+    twice, counts a QEMU that first appears as its parent's fork (another
+    command line) and becomes the VM's QEMU by exec, as the agent starts
+    one, and counts a stopped one apart. The first version filed such a
+    pid as "not the VM's" for good, and the suite saw no new copy at all."""
+    import signal
+    import uuid as uuidlib
+    from test_faults import Copies
+    u = str(uuidlib.uuid4())
+    qemu = [sys.executable, "-c", "import time; time.sleep(4)", "-uuid", u]
+    c = Copies(u)
+    procs = []
+    try:
+        time.sleep(0.1)
+        # A fork that execs into "QEMU" after 1 s (the sampler has long
+        # seen it by then), and one that is QEMU from its start.
+        procs.append(subprocess.Popen(
+            ["sh", "-c", "sleep 1; exec \"$Q\" -c 'import time; "
+             "time.sleep(4)' -uuid \"$U\""],
+            env=dict(os.environ, Q=sys.executable, U=u)))
+        procs.append(subprocess.Popen(qemu))
+        stopped = subprocess.Popen(qemu)
+        procs.append(stopped)
+        os.kill(stopped.pid, signal.SIGSTOP)
+        cvirt_wait(lambda: c.runnable == 2 and c.stopped == 1, 10,
+                   "two runnable copies and a stopped one")
+    finally:
+        c.stop()
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert {p.pid for p in procs} <= c.pids, (c.pids, procs)
