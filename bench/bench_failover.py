@@ -52,13 +52,14 @@ def figure(times):
             "target": "<= 10 s"}
 
 
-def failovers(cl, n, fault, inject, heal):
-    """n failovers of the HA VM "fo" (started here): inject(victim) on its
-    host, then the time until it runs on another host; heal(victim) and
-    the host back. (times, runs that saw two runnable QEMUs of it)."""
+def failovers(cl, n, fault, inject, heal, storage="local"):
+    """n failovers of the HA VM "fo" (started here, on domain storage):
+    inject(victim) on its host, then the time until it runs on another
+    host; heal(victim) and the host back. (times, runs that saw two
+    runnable QEMUs of it)."""
     cl.cli("vm", "create", "fo", "--cpus", 1, "--memory", 128, "--ha",
            "--kernel", KERNEL, "--initrd", INITRD, "--cmdline",
-           "console=ttyS0")
+           "console=ttyS0", "--storage", storage)
     cl.cli("vm", "start", "fo")
     uuid = cl.vm("fo")["uuid"]
     times, doubles = [], 0
