@@ -248,6 +248,28 @@ t_spec(void)
 	return spec;
 }
 
+/* Starts spec's VM (it must start) and returns its QEMU's command line,
+ * arguments joined by spaces (the caller frees it). */
+static char *
+t_start_cmdline(json_t *spec)
+{
+	json_t *res = NULL;
+	char err[512], path[PATH_MAX], *cmd;
+	int status = 0;
+	size_t len, i;
+
+	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
+	    &status), 0);
+	assert_int_equal(util_fmt(path, sizeof(path), "/proc/%d/cmdline",
+	    (int)json_integer_value(json_object_get(res, "pid"))), 0);
+	json_decref(res);
+	assert_non_null(cmd = util_read_file(path, 1 << 20, &len));
+	for (i = 0; i + 1 < len; i++)
+		if (cmd[i] == '\0')
+			cmd[i] = ' ';
+	return cmd;
+}
+
 /* vm_add comes with the QEMU's pid and the VM's domains while the VM is
  * still "starting" (before cont), the record names the domains, the exit
  * sends vm_del. Guards vmhost.c vmhost_start() (keeperctl_vm_add before
@@ -362,22 +384,13 @@ test_fence_kill_is_reported_as_fence(void **state)
 static void
 test_serial_log_is_local(void **state)
 {
-	json_t *spec = t_spec(), *res = NULL;
+	json_t *spec = t_spec();
 	char err[512], path[PATH_MAX], want[PATH_MAX], *cmd, *mark;
 	int status = 0;
-	size_t len, i;
-	pid_t pid;
+	size_t len;
 
 	(void)state;
-	assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
-	    &status), 0);
-	pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
-	assert_int_equal(util_fmt(path, sizeof(path), "/proc/%d/cmdline",
-	    (int)pid), 0);
-	assert_non_null(cmd = util_read_file(path, 1 << 20, &len));
-	for (i = 0; i + 1 < len; i++)
-		if (cmd[i] == '\0')
-			cmd[i] = ' ';
+	cmd = t_start_cmdline(spec);
 	assert_int_equal(util_fmt(want, sizeof(want), "logfile=%s/serial/%s.log",
 	    agent_cfg.data, T_UUID), 0);
 	if (strstr(cmd, want) == NULL)
@@ -393,7 +406,6 @@ test_serial_log_is_local(void **state)
 	    0);
 	vmfake_wait_state(T_UUID, "", 5000);
 	json_decref(vmfake_exit(T_UUID));
-	json_decref(res);
 	json_decref(spec);
 }
 
@@ -404,11 +416,9 @@ test_serial_log_is_local(void **state)
 static void
 test_disk_cache_follows_domain(void **state)
 {
-	json_t *spec = t_spec(), *res = NULL;
+	json_t *spec = t_spec();
 	char err[512], path[PATH_MAX], *cmd;
 	int status = 0, direct, has;
-	size_t len, i;
-	pid_t pid;
 
 	(void)state;
 	assert_int_equal(util_fmt(path, sizeof(path), "%s/vms/%s/disk0.qcow2",
@@ -418,17 +428,7 @@ test_disk_cache_follows_domain(void **state)
 	    "{s:s, s:s}", "name", "disk0", "file", "disk0.qcow2"));
 	for (direct = 1; direct >= 0; direct--) {
 		agent_cfg.storage[0].direct = direct;
-		assert_int_equal(vmhost_start(spec, 0, &res, err, sizeof(err),
-		    &status), 0);
-		pid = (pid_t)json_integer_value(json_object_get(res, "pid"));
-		json_decref(res);
-		res = NULL;
-		assert_int_equal(util_fmt(path, sizeof(path), "/proc/%d/cmdline",
-		    (int)pid), 0);
-		assert_non_null(cmd = util_read_file(path, 1 << 20, &len));
-		for (i = 0; i + 1 < len; i++)
-			if (cmd[i] == '\0')
-				cmd[i] = ' ';
+		cmd = t_start_cmdline(spec);
 		has = strstr(cmd, "filename=") != NULL && strstr(cmd,
 		    "disk0.qcow2,read-only=off,cache.direct=on") != NULL &&
 		    strstr(cmd, "id=virtio-disk0,werror=stop,rerror=stop") !=
