@@ -325,8 +325,9 @@ void	 mig_announce(struct avm *vm);
 /* Start the threads; waits up to 2 s for each domain's O_DIRECT probe and
  * sets agent_cfg.storage[].direct (once: before the keeper's start). */
 int	 domwatch_start(void);
-/* 0 when the domain answered a check in the last 1500 ms and is usable;
- * else -1 with why (for a 503) in err. */
+/* 0 when the domain's last check found it usable and no storage call of
+ * its thread has been under way for over 3000 ms; else -1 with why (for a
+ * 503) in err. Waits for a call under way, at most until that bound. */
 int	 domwatch_ok(const char *name, char *err, size_t errsz);
 /* domwatch_ok for every domain of a VM spec (vmhost_domains). */
 int	 domwatch_ready(json_t *spec, char *err, size_t errsz);
@@ -335,7 +336,8 @@ int	 domwatch_ready(json_t *spec, char *err, size_t errsz);
 json_t	*domwatch_storage_json(void);
 /* {leases, read_start_age_ms, read_ms}: the last snapshot of the domain's
  * lease records (new reference), or NULL with err and *status (400
- * unknown domain, 503 none younger than 1500 ms). */
+ * unknown domain, 503 none yet or the domain does not answer, as in
+ * domwatch_ok, but without a wait: the snapshot's age says how old). */
 json_t	*domwatch_leases(const char *name, char *err, size_t errsz,
 	    int *status);
 /* Write (stopped: the HA VMs powered off, borrowed) or remove the

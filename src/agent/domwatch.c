@@ -6,9 +6,15 @@
  * into a cache, reads every host's lease record into a snapshot, runs the
  * jobs others submitted (the isolation record); once at start it probes
  * O_DIRECT. The serial logs have threads of their own (serialcopy.c). The
- * report and HTTP threads read the cache only: a check or snapshot older
- * than 1500 ms means the domain does not answer, and requests that need it
- * fail at once (503) instead of waiting on it. */
+ * report and HTTP threads read the cache only. A domain does not answer
+ * when a storage call of its thread has been under way for over 3000 ms
+ * (the keeper's default fence delay: a silence it would fence on):
+ * requests that need it then fail at once (503) instead of waiting on it;
+ * one that comes while a call is under way waits for that call, up to the
+ * bound. Slow storage, each call under the bound, still answers: on a
+ * GlusterFS volume beside busy guests a lease read took 1.0-1.7 s, and the
+ * age of the last check, the bound before, counted the round's other
+ * calls and its pause as silence (a 503 for `vm serial`, in CI). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -21,7 +27,8 @@
 #include "storage/store.h"
 
 #define DW_PERIOD_MS		500	/* one round per domain */
-#define DW_STALE_MS		1500	/* older: the domain does not answer */
+#define DW_STALE_MS		3000	/* a call under way longer: no answer */
+#define DW_SLOW_MS		1500	/* a call this long is logged */
 #define DW_PROBE_WAIT_MS	2000	/* start-up waits for the probes */
 
 #define DW_JOB_ISO_WRITE	1
@@ -36,6 +43,8 @@ struct dw_dom {
 	char		 error[192];
 	uint64_t	 total, avail;
 	int64_t		 check_at;	/* start of the last check that ended */
+	int64_t		 busy_since;	/* start of the call under way, or 0 */
+	const char	*busy_what;	/* what that call is */
 	json_t		*leases;	/* the last snapshot, or NULL */
 	char		 lease_err[192];
 	int64_t		 read_start, read_ms;
@@ -59,6 +68,51 @@ dw_find(const char *name)
 	return NULL;
 }
 
+/* The thread starts (what != NULL) or ends a storage call on d. An end
+ * wakes the requests waiting in dw_wait; one that took DW_SLOW_MS or more
+ * is logged, the sign of a slow domain before it stops answering. */
+static void
+dw_busy(struct dw_dom *d, const char *what)
+{
+	int64_t now = util_mono_ms(), took = 0;
+	const char *was;
+
+	pthread_mutex_lock(&dw_lock);
+	was = d->busy_what;
+	if (what == NULL && d->busy_since != 0)
+		took = now - d->busy_since;
+	d->busy_since = what ? now : 0;
+	d->busy_what = what;
+	if (what == NULL)
+		pthread_cond_broadcast(&dw_cond);
+	pthread_mutex_unlock(&dw_lock);
+	if (took >= DW_SLOW_MS)
+		log_warnx("storage %s: %s took %lld ms on host %s",
+		    agent_cfg.storage[d->idx].name, was ? was : "a call",
+		    (long long)took, agent_cfg.name);
+}
+
+/* Wait (dw_lock held) while the call of d under way at entry goes on,
+ * until it has for DW_STALE_MS: what a request then reads of d is an
+ * answer or a silence, not a call caught in flight. The calls after it
+ * are not waited for: the wait is bounded by one call's. */
+static void
+dw_wait(struct dw_dom *d)
+{
+	int64_t since = d->busy_since;
+
+	while (since != 0 && d->busy_since == since && util_cond_wait_until(
+	    &dw_cond, &dw_lock, since + DW_STALE_MS + 1) == 0)
+		;
+}
+
+/* How long d's call under way has been (dw_lock held), or 0. */
+static int64_t
+dw_silent_ms(const struct dw_dom *d, int64_t now)
+{
+	return d->busy_since != 0 ? now - d->busy_since : 0;
+}
+
 static void
 dw_probe(struct dw_dom *d)
 {
@@ -66,8 +120,10 @@ dw_probe(struct dw_dom *d)
 	char err[192];
 	int r;
 
+	dw_busy(d, "the O_DIRECT probe");
 	r = store_domain_probe_direct(st->path, agent_cfg.name, err,
 	    sizeof(err));
+	dw_busy(d, NULL);
 	if (r == 1)
 		log_info("storage %s: O_DIRECT works: VM disks there bypass "
 		    "the page cache", st->name);
@@ -88,12 +144,14 @@ dw_check(struct dw_dom *d, int64_t t0)
 	char err[192];
 	int ok;
 
+	dw_busy(d, "the check");
 	ok = store_domain_check(st->path, err, sizeof(err)) == 0;
 	if (ok && store_domain_space(st->path, &total, &avail) < 0) {
 		snprintf(err, sizeof(err), "storage %s: cannot read its free "
 		    "space: %s", st->name, strerror(errno));
 		ok = 0;
 	}
+	dw_busy(d, NULL);
 	pthread_mutex_lock(&dw_lock);
 	d->checked = 1;
 	d->ok = ok;
@@ -108,10 +166,14 @@ static void
 dw_read_leases(struct dw_dom *d)
 {
 	char err[192] = "";
-	int64_t t0 = util_mono_ms();
-	json_t *l = lease_read_all(agent_cfg.storage[d->idx].path, err,
-	    sizeof(err));
-	int64_t t1 = util_mono_ms();
+	int64_t t0, t1;
+	json_t *l;
+
+	dw_busy(d, "the lease read");
+	t0 = util_mono_ms();
+	l = lease_read_all(agent_cfg.storage[d->idx].path, err, sizeof(err));
+	t1 = util_mono_ms();
+	dw_busy(d, NULL);
 
 	pthread_mutex_lock(&dw_lock);
 	if (l != NULL) {
@@ -139,11 +201,15 @@ dw_jobs(struct dw_dom *d)
 	d->jobs = 0;
 	d->iso = NULL;
 	pthread_mutex_unlock(&dw_lock);
+	if (jobs)
+		dw_busy(d, "the isolation record");
 	if ((jobs & DW_JOB_ISO_WRITE) && lease_isolation_write(root, iso) < 0)
 		log_warn("storage %s: cannot record the isolation",
 		    agent_cfg.storage[d->idx].name);
 	if (jobs & DW_JOB_ISO_CLEAR)
 		lease_isolation_remove(root);
+	if (jobs)
+		dw_busy(d, NULL);
 	json_decref(iso);
 }
 
@@ -224,10 +290,10 @@ dw_usable(struct dw_dom *d, int64_t now, char *err, size_t errsz)
 		    "since the agent started", name, agent_cfg.name);
 		return -1;
 	}
-	if (now - d->check_at > DW_STALE_MS) {
+	if (dw_silent_ms(d, now) > DW_STALE_MS) {
 		snprintf(err, errsz, "storage %s does not answer on host %s "
 		    "(for %lld ms)", name, agent_cfg.name,
-		    (long long)(now - d->check_at));
+		    (long long)dw_silent_ms(d, now));
 		return -1;
 	}
 	if (!d->ok) {
@@ -249,6 +315,7 @@ domwatch_ok(const char *name, char *err, size_t errsz)
 		return -1;
 	}
 	pthread_mutex_lock(&dw_lock);
+	dw_wait(d);
 	rc = dw_usable(d, util_mono_ms(), err, errsz);
 	pthread_mutex_unlock(&dw_lock);
 	return rc;
@@ -295,7 +362,7 @@ json_t *
 domwatch_leases(const char *name, char *err, size_t errsz, int *status)
 {
 	struct dw_dom *d = dw_find(name);
-	int64_t age;
+	int64_t age, now;
 	json_t *out = NULL;
 
 	if (d == NULL) {
@@ -304,12 +371,16 @@ domwatch_leases(const char *name, char *err, size_t errsz, int *status)
 		return NULL;
 	}
 	*status = 503;
+	/* No wait: the manager's read has a deadline of its own (1000 ms)
+	 * and dates what it gets by its age, so an older snapshot only makes
+	 * it later, never wrong (docs/ha.md). */
 	pthread_mutex_lock(&dw_lock);
-	age = util_mono_ms() - d->read_start;
+	now = util_mono_ms();
+	age = now - d->read_start;
 	if (d->leases == NULL)
 		snprintf(err, errsz, "storage %s: %s", name, d->lease_err[0] ?
 		    d->lease_err : "its leases have not been read yet");
-	else if (age > DW_STALE_MS)
+	else if (dw_silent_ms(d, now) > DW_STALE_MS)
 		snprintf(err, errsz, "storage %s: lease read stalled for %lld ms",
 		    name, (long long)age);
 	else

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <linux/fuse.h>
 #include <poll.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -28,6 +29,7 @@ struct fusestall {
 	int		 wake[2];	/* stall or stop the thread */
 	pthread_t	 thread;
 	int		 started;
+	atomic_int	 delay_ms;	/* before each answer */
 };
 
 static void
@@ -70,6 +72,8 @@ fs_serve(struct fusestall *fs, char *buf)
 		return errno == EINTR || errno == ENOENT ? 0 : -1;
 	if ((size_t)n < sizeof(*in))
 		return -1;
+	if (atomic_load(&fs->delay_ms) > 0 && in->opcode != FUSE_INIT)
+		poll(NULL, 0, atomic_load(&fs->delay_ms));
 	switch (in->opcode) {
 	case FUSE_INIT: {
 		const struct fuse_init_in *ii = (const void *)arg;
@@ -214,6 +218,12 @@ fusestall_stall(struct fusestall *fs)
 		pthread_join(fs->thread, NULL);
 		fs->started = 0;
 	}
+}
+
+void
+fusestall_slow(struct fusestall *fs, int ms)
+{
+	atomic_store(&fs->delay_ms, ms);
 }
 
 void

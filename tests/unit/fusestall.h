@@ -15,6 +15,9 @@ struct fusestall	*fusestall_start(const char *dir);
  * of a closing file is a request that cannot be interrupted), with
  * every thread of it but the stuck one gone. */
 void			 fusestall_stall(struct fusestall *fs);
+/* From now on every request is answered after ms (0: at once), as a
+ * slow but live storage daemon does. Before a stall only. */
+void			 fusestall_slow(struct fusestall *fs, int ms);
 /* Abort the connection (what the death of a FUSE daemon does: pending
  * requests fail at once), unmount and free. NULL is accepted. */
 void			 fusestall_stop(struct fusestall *fs);
