@@ -22,6 +22,31 @@ def _ip(*args, check=True):
     return p
 
 
+def kill_netns(ns):
+    """SIGKILL to every process of network namespace ns, until a listing
+    shows none not killed yet (a reset: nothing of the host runs on).
+    Returns their pids. One listing was not enough: it left a keeper
+    alive that the agent started between the listing and its own kill
+    (the old keeper killed first), and that keeper went on renewing and
+    petting after the "reset". A process that got SIGKILL forks no more,
+    so a listing after the kills sees every child forked before them."""
+    killed = []
+    for _ in range(100):
+        p = subprocess.run(["ip", "netns", "pids", ns], capture_output=True,
+                           text=True)
+        new = [int(x) for x in p.stdout.split() if int(x) not in killed]
+        if not new:
+            return killed
+        for pid in new:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        killed += new
+    raise CvirtError("netns %s: processes still appear after 100 rounds "
+                     "of SIGKILL" % ns)
+
+
 class NetnsCluster(Cluster):
     """A Cluster with one namespace per role ("manager", each host)."""
 
@@ -97,16 +122,9 @@ class NetnsCluster(Cluster):
         self.agents[role].declare_exit("its host crashed (crash_host)")
         if self.watchdogs is not None:
             self.watchdogs.forget(role, "its host crashed (crash_host)")
-        p = subprocess.run(["ip", "netns", "pids", self.ns[role]],
-                           capture_output=True, text=True)
-        pids = [int(x) for x in p.stdout.split()]
-        for pid in pids:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        killed = kill_netns(self.ns[role])
         self.agents[role].wait(10)
-        return pids
+        return killed
 
     def cut(self, role, up=False):
         """Takes the role's only network link down (or up again)."""
