@@ -596,3 +596,47 @@ def test_host_reset_leaves_no_process_forked_during_it():
         if forker is not None:
             forker.wait()
         subprocess.run(["ip", "netns", "del", ns])
+
+
+def test_fault_suite_sampler_looks_again_at_a_process_mid_exec():
+    """test_faults.Copies: a process first seen in the middle of its exec
+    into the VM's QEMU (the kernel has set the new comm, the command line
+    still reads empty) is looked at again, and counted; a kernel thread
+    (no command line ever) is read once. A version that filed every
+    process without a command line for good missed the new QEMU of a
+    failover in a run of the fault suite."""
+    from test_faults import Copies
+    u = "0b5e0d4c-2f3a-4f52-9d49-1c1d7c1b1a11"
+    calls = {"kthread": 0}
+
+    class Fake(Copies):
+        looks = 0
+
+        @staticmethod
+        def _listing():
+            return {2, 100}
+
+        @staticmethod
+        def _stat(pid):
+            if pid == 2:
+                return ("kthreadd", "S", Copies.PF_KTHREAD, "1")
+            return ("qemu-system-x86", "R", 0, "55")
+
+        def _cmdline(self, pid):
+            if pid == 2:
+                calls["kthread"] += 1
+                return None
+            Fake.looks += 1
+            # The first look: mid-exec, no command line yet.
+            return None if Fake.looks == 1 else [
+                "qemu-system-x86_64", "-name", "x", "-uuid", u]
+
+        @staticmethod
+        def _state(pid):
+            return "run"
+
+    c = Fake(u, start=False)
+    for r in range(1, 11):
+        c.round(r)
+    assert c.pids == {100} and c.runnable == 1, (c.pids, c.other)
+    assert calls["kthread"] == 1, calls
