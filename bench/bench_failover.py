@@ -7,14 +7,24 @@ sampler saw two QEMUs of the VM (must be 0). Peers: vSphere HA declares a
 host dead after ~15 s; Proxmox HA takes ~2 minutes (documented figures,
 they cannot run here). Prints one JSON object (bench/run).
 
-Then the same for a storage hang (failover_storage_hang_s): the hosts'
-storage on a GlusterFS volume (tests/gluster-server, replica 3), each host
-with a FUSE client of its own, and the VM's host's client stopped
-(SIGSTOP) until the VM runs elsewhere. Its QEMU is stuck in D there, so
-its keeper cannot confirm the kill, stops petting, and the watchdog
-stand-in resets the host (test_faults.FaultCluster, the fault suite's
-cluster). Copies are sampled as the fault suite does: runnable QEMUs of
-the VM, every 10 ms. BENCH_FAILOVER_HANG_RUNS (default 5) runs.
+Then the same for a storage hang: the hosts' storage on a GlusterFS
+volume (tests/gluster-server, replica 3), each host with a FUSE client of
+its own, and the VM's host's client stopped (SIGSTOP) until the VM runs
+elsewhere (test_faults.FaultCluster, the fault suite's cluster, whose
+watchdog stand-in resets a host). Two series, BENCH_FAILOVER_HANG_RUNS
+(default 5) runs each:
+
+- failover_storage_hang_s: a guest that only prints. Its QEMU has no I/O
+  in flight on the hung storage, so the keeper's SIGKILL completes and is
+  confirmed: no reset (the path of storage that fails fast, or of a hang
+  that leaves QEMU killable).
+- failover_storage_hang_io_s: a guest writing its disk every 100 ms (the
+  fault suite's generation counter). Its QEMU is stuck in D on the hung
+  storage, the keeper cannot confirm the kill, stops petting, and the
+  watchdog resets the host; the figure says in how many runs it did.
+
+Copies are sampled as the fault suite does: runnable QEMUs of the VM,
+every 10 ms.
 """
 
 import json
@@ -52,14 +62,17 @@ def figure(times):
             "target": "<= 10 s"}
 
 
-def failovers(cl, n, fault, inject, heal, storage="local"):
-    """n failovers of the HA VM "fo" (started here, on domain storage):
-    inject(victim) on its host, then the time until it runs on another
-    host; heal(victim) and the host back. (times, runs that saw two
-    runnable QEMUs of it)."""
+def failovers(cl, n, fault, inject, heal, storage="local", io=False):
+    """n failovers of the HA VM "fo" (started here, on domain storage;
+    with io, a disk its guest writes every 100 ms): inject(victim) on its
+    host, then the time until it runs on another host; heal(victim) and
+    the host back. The VM is deleted at the end. (times, runs that saw
+    two runnable QEMUs of it)."""
+    more = ["--disk", 1, "--cmdline", "console=ttyS0 cvirt.gencount=1"] \
+        if io else ["--cmdline", "console=ttyS0"]
     cl.cli("vm", "create", "fo", "--cpus", 1, "--memory", 128, "--ha",
-           "--kernel", KERNEL, "--initrd", INITRD, "--cmdline",
-           "console=ttyS0", "--storage", storage)
+           "--kernel", KERNEL, "--initrd", INITRD, "--storage", storage,
+           *more)
     cl.cli("vm", "start", "fo")
     uuid = cl.vm("fo")["uuid"]
     times, doubles = [], 0
@@ -79,6 +92,10 @@ def failovers(cl, n, fault, inject, heal, storage="local"):
             heal(victim)
         log("%s %d: %s -> %s in %.2f s" % (fault, i, victim,
                                             cl.vm("fo")["host"], times[-1]))
+    cl.cli("vm", "stop", "fo", "--force")
+    cvirt.wait_for(lambda: cl.vm("fo")["state"] == "stopped", 60,
+                   "fo stopped")
+    cl.cli("vm", "delete", "fo")
     return times, doubles
 
 
@@ -104,11 +121,25 @@ def hang_series():
     try:
         cl.start(hosts=hosts)
         times, doubles = failovers(cl, HANG_RUNS, "storage hang", hang, heal)
+        idle_resets = cl.nresets
+        io_times, io_doubles = failovers(cl, HANG_RUNS,
+                                         "storage hang, guest writing",
+                                         hang, heal, io=True)
+        io_resets = cl.nresets - idle_resets
     finally:
         cl.stop()
-    print(json.dumps({"failover_storage_hang_s": dict(
-        figure(times), target="<= 10 s, like a crash"),
-        "failover_storage_hang_double_runs": doubles}))
+    log("hosts reset by their watchdog: %d in %d runs with the idle guest, "
+        "%d in %d with the writing one" % (idle_resets, len(times),
+                                          io_resets, len(io_times)))
+    print(json.dumps({
+        "failover_storage_hang_s": dict(figure(times),
+                                        target="<= 10 s, like a crash"),
+        "failover_storage_hang_double_runs": doubles,
+        "failover_storage_hang_resets": idle_resets,
+        "failover_storage_hang_io_s": dict(figure(io_times),
+                                           target="<= 10 s, like a crash"),
+        "failover_storage_hang_io_double_runs": io_doubles,
+        "failover_storage_hang_io_resets": io_resets}))
 
 
 def storage_hang():

@@ -75,6 +75,7 @@ class FaultCluster(NetnsCluster):
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.resets = {}        # host -> monotonic time of its last reset
+        self.nresets = 0        # resets in all
         self.reset_lock = threading.Lock()
         # The second storage domain, "second": the same volume, but each
         # host mounts it with a client of its own at BASE/d2, so that one
@@ -167,6 +168,7 @@ class FaultCluster(NetnsCluster):
         at once, its storage clients too (their in-flight writes die)."""
         with self.reset_lock:
             self.resets[host] = time.monotonic()
+            self.nresets += 1
             for pid in (self.client_pid(host), self.d2_clients.get(host)):
                 try:
                     os.kill(pid, signal.SIGKILL)
