@@ -327,7 +327,8 @@ void	 mig_announce(struct avm *vm);
 int	 domwatch_start(void);
 /* 0 when the domain's last check found it usable and no storage call of
  * its thread has been under way for over 3000 ms; else -1 with why (for a
- * 503) in err. Waits for a call under way, at most until that bound. */
+ * 503) in err. Waits for a call under way for 1500 ms or more, at most
+ * until that bound. */
 int	 domwatch_ok(const char *name, char *err, size_t errsz);
 /* domwatch_ok for every domain of a VM spec (vmhost_domains). */
 int	 domwatch_ready(json_t *spec, char *err, size_t errsz);

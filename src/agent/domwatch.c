@@ -10,8 +10,8 @@
  * when a storage call of its thread has been under way for over 3000 ms
  * (the keeper's default fence delay: a silence it would fence on):
  * requests that need it then fail at once (503) instead of waiting on it;
- * one that comes while a call is under way waits for that call, up to the
- * bound. Slow storage, each call under the bound, still answers: on a
+ * one that comes while a call has been under way for 1500 ms waits for
+ * that call, up to the bound. Slow storage, each call under the bound, still answers: on a
  * GlusterFS volume beside busy guests a lease read took 1.0-1.7 s, and the
  * age of the last check, the bound before, counted the round's other
  * calls and its pause as silence (a 503 for `vm serial`, in CI). */
@@ -92,17 +92,22 @@ dw_busy(struct dw_dom *d, const char *what)
 		    (long long)took, agent_cfg.name);
 }
 
-/* Wait (dw_lock held) while the call of d under way at entry goes on,
- * until it has for DW_STALE_MS: what a request then reads of d is an
- * answer or a silence, not a call caught in flight. The calls after it
- * are not waited for: the wait is bounded by one call's. */
+/* Wait (dw_lock held) while the call of d under way at entry, already
+ * slow (DW_SLOW_MS), goes on, until it has for DW_STALE_MS: what a
+ * request then reads of d is an answer or a silence, not a hang caught
+ * in its first seconds. A call under way for less is not waited for: on
+ * a busy volume one is under way most of the time, and every request
+ * would take as long as the storage's round. The calls after it are not
+ * waited for: the wait is bounded by one call's. */
 static void
 dw_wait(struct dw_dom *d)
 {
 	int64_t since = d->busy_since;
 
-	while (since != 0 && d->busy_since == since && util_cond_wait_until(
-	    &dw_cond, &dw_lock, since + DW_STALE_MS + 1) == 0)
+	if (since == 0 || util_mono_ms() - since < DW_SLOW_MS)
+		return;
+	while (d->busy_since == since && util_cond_wait_until(&dw_cond,
+	    &dw_lock, since + DW_STALE_MS + 1) == 0)
 		;
 }
 

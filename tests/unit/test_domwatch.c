@@ -184,7 +184,7 @@ t_reports_go_on(void)
 
 /* "shared" is slow but live: every call of its thread ends within the
  * bound, a round and the next check take longer. It answers all along:
- * requests wait for the call under way and go on. Guards domwatch.c
+ * requests wait for a slow call under way and go on. Guards domwatch.c
  * dw_busy, dw_wait and dw_usable (before: a domain whose last check
  * started over 1500 ms ago did not answer, which counted the round's other
  * calls and its pause as silence; `vm serial` failed on a busy GlusterFS
