@@ -11,10 +11,11 @@
  * (the keeper's default fence delay: a silence it would fence on):
  * requests that need it then fail at once (503) instead of waiting on it;
  * one that comes while a call has been under way for 1500 ms waits for
- * that call, up to the bound. Slow storage, each call under the bound, still answers: on a
- * GlusterFS volume beside busy guests a lease read took 1.0-1.7 s, and the
- * age of the last check, the bound before, counted the round's other
- * calls and its pause as silence (a 503 for `vm serial`, in CI). */
+ * that call, up to the bound. Slow storage, each call under the bound,
+ * still answers: on a GlusterFS volume beside busy guests a lease read
+ * took 1.0-1.7 s, and the age of the last check, the bound before,
+ * counted the round's other calls and its pause as silence (a 503 for
+ * `vm serial`, in CI). */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -42,7 +43,6 @@ struct dw_dom {
 	int		 ok;
 	char		 error[192];
 	uint64_t	 total, avail;
-	int64_t		 check_at;	/* start of the last check that ended */
 	int64_t		 busy_since;	/* start of the call under way, or 0 */
 	const char	*busy_what;	/* what that call is */
 	json_t		*leases;	/* the last snapshot, or NULL */
@@ -142,7 +142,7 @@ dw_probe(struct dw_dom *d)
 }
 
 static void
-dw_check(struct dw_dom *d, int64_t t0)
+dw_check(struct dw_dom *d)
 {
 	const struct agent_storage *st = &agent_cfg.storage[d->idx];
 	uint64_t total = 0, avail = 0;
@@ -163,7 +163,6 @@ dw_check(struct dw_dom *d, int64_t t0)
 	snprintf(d->error, sizeof(d->error), "%s", ok ? "" : err);
 	d->total = total;
 	d->avail = avail;
-	d->check_at = t0;
 	pthread_mutex_unlock(&dw_lock);
 }
 
@@ -227,7 +226,7 @@ dw_main(void *arg)
 	dw_probe(d);
 	for (;;) {
 		t0 = util_mono_ms();
-		dw_check(d, t0);
+		dw_check(d);
 		dw_read_leases(d);
 		dw_jobs(d);
 		pthread_mutex_lock(&dw_lock);
