@@ -474,13 +474,23 @@ ev_powerdown(struct avm *vm, json_t *data)
 	log_info("vm %s: ACPI power-down requested", vm->name);
 }
 
+/* QEMU says why: "host-qmp-system-reset" for `vm reboot`, "guest-reset"
+ * when the guest asked. On QEMU, SeaBIOS answers a reset of a guest it has
+ * booted with resets of its own (its shadowed copy says POST has run, and
+ * it resets again to start clean): one or more "guest-reset" within a
+ * fraction of a second of every reset (docs/testing.md). */
 static void
 ev_reset(struct avm *vm, json_t *data)
 {
+	const char *why = json_string_value(json_object_get(data, "reason"));
+
 	pthread_mutex_lock(&vm->lock);
 	vm->boots++;
 	pthread_mutex_unlock(&vm->lock);
-	log_info("vm %s: reset", vm->name);
+	if (why)
+		log_info("vm %s: reset (%s)", vm->name, why);
+	else
+		log_info("vm %s: reset", vm->name);
 }
 
 static void
