@@ -554,14 +554,20 @@ def test_fault_suite_sampler_counts_every_copy():
         stopped = subprocess.Popen(qemu)
         procs.append(stopped)
         os.kill(stopped.pid, signal.SIGSTOP)
-        cvirt_wait(lambda: c.runnable == 2 and c.stopped == 1, 10,
-                   "two runnable copies and a stopped one")
+        # Waits for every pid, not for the counts alone: the sampler may
+        # see the stopped copy run before its SIGSTOP lands, and then has
+        # two runnable copies at once before the fork's exec (a full run
+        # ended the wait there and missed the exec).
+        cvirt_wait(lambda: {p.pid for p in procs} <= c.pids and
+                   c.stopped == 1, 10,
+                   "the exec'd fork, the copy and the stopped one seen")
     finally:
         c.stop()
         for p in procs:
             p.kill()
             p.wait()
     assert {p.pid for p in procs} <= c.pids, (c.pids, procs)
+    assert c.runnable == 2 and c.stopped == 1, (c.runnable, c.stopped)
 
 
 def test_host_reset_leaves_no_process_forked_during_it():
