@@ -2,10 +2,11 @@
  * storage I/O there, so that a hung domain blocks that thread and nothing
  * else (docs/concurrency.md).
  *
- * Every 500 ms each thread checks its domain (store_domain_check, statvfs)
- * into a cache, reads every host's lease record into a snapshot, runs the
- * jobs others submitted (the isolation record); once at start it probes
- * O_DIRECT. The serial logs have threads of their own (serialcopy.c). The
+ * Every 500 ms each thread checks its domain (store_domain_check: there,
+ * vms/ writable, its space) into a cache, reads every host's lease record
+ * into a snapshot, runs the jobs others submitted (the isolation record);
+ * once at start it probes O_DIRECT. Each resolves the domain's path once
+ * and the rest relative to it (store.c, leasefile.c). The serial logs have threads of their own (serialcopy.c). The
  * report and HTTP threads read the cache only. A domain does not answer
  * when a storage call of its thread has been under way for over 3000 ms
  * (the keeper's default fence delay: a silence it would fence on):
@@ -150,12 +151,8 @@ dw_check(struct dw_dom *d)
 	int ok;
 
 	dw_busy(d, "the check");
-	ok = store_domain_check(st->path, err, sizeof(err)) == 0;
-	if (ok && store_domain_space(st->path, &total, &avail) < 0) {
-		snprintf(err, sizeof(err), "storage %s: cannot read its free "
-		    "space: %s", st->name, strerror(errno));
-		ok = 0;
-	}
+	ok = store_domain_check(st->path, &total, &avail, err,
+	    sizeof(err)) == 0;
 	dw_busy(d, NULL);
 	pthread_mutex_lock(&dw_lock);
 	d->checked = 1;

@@ -5,6 +5,7 @@
  * (kdomain.c); this file never renews anything. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +20,45 @@ lease_path(const char *root, const char *suffix, char *out, size_t sz)
 	return util_fmt(out, sz, "%s/leases/%s%s", root, agent_cfg.name, suffix);
 }
 
+#define LEASE_RECORD_MAX	(64 * 1024)
+
+/* A record by name in the leases directory: the name alone is looked up
+ * (openat), not every component of its path, which a shared filesystem
+ * without a dentry cache sends to every replica (store.c); never through
+ * a symlink; read whole (json_loadfd reads a byte per read(2)). NULL when
+ * it cannot be read. */
+static json_t *
+lease_load_at(int dfd, const char *name)
+{
+	json_t *v = NULL;
+	char *buf = NULL;
+	size_t len;
+	int fd;
+
+	if ((fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
+	    (buf = util_read_fd(fd, LEASE_RECORD_MAX, &len)) != NULL)
+		v = json_loadb(buf, len, 0, NULL);
+	if (fd >= 0)
+		close(fd);
+	free(buf);
+	return v;
+}
+
 json_t *
 lease_read_all(const char *root, char *err, size_t errsz)
 {
-	char dir[PATH_MAX], path[PATH_MAX];
+	char dir[PATH_MAX];
 	json_t *out = json_object();
 	struct dirent *de;
-	DIR *d;
+	DIR *d = NULL;
+	int dfd = -1;
 
 	if (util_fmt(dir, sizeof(dir), "%s/leases", root) < 0 ||
-	    (d = opendir(dir)) == NULL) {
+	    (dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    (d = fdopendir(dfd)) == NULL) {
 		snprintf(err, errsz, "cannot read leases: %s", strerror(errno));
+		if (dfd >= 0)
+			close(dfd);
 		json_decref(out);
 		return NULL;
 	}
@@ -49,9 +78,8 @@ lease_read_all(const char *root, char *err, size_t errsz)
 		if (kind == NULL || n > UTIL_NAME_MAX)
 			continue;
 		snprintf(host, sizeof(host), "%.*s", (int)n, de->d_name);
-		if (!util_name_valid(host) || util_fmt(path, sizeof(path), "%s/%s",
-		    dir, de->d_name) < 0 || (v = json_load_file(path, 0, NULL)) ==
-		    NULL)
+		if (!util_name_valid(host) ||
+		    (v = lease_load_at(dirfd(d), de->d_name)) == NULL)
 			continue;
 		/* A record read while it was rewritten is no observation. */
 		if (strcmp(kind, "lease") == 0 && json_object_get(v, "seq_end") &&

@@ -301,15 +301,12 @@ util_write_file_atomic(const char *path, const void *buf, size_t len,
 }
 
 char *
-util_read_file(const char *path, size_t max, size_t *lenp)
+util_read_fd(int fd, size_t max, size_t *lenp)
 {
 	char *buf = NULL, *ret = NULL;
 	size_t len = 0, cap = 0;
 	ssize_t n;
-	int fd;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-		return NULL;
 	for (;;) {
 		if (len + 1 >= cap) {
 			size_t ncap = cap ? cap * 2 : 4096;
@@ -344,7 +341,21 @@ util_read_file(const char *path, size_t max, size_t *lenp)
 	buf = NULL;
 cleanup:
 	free(buf);
+	return ret;
+}
+
+char *
+util_read_file(const char *path, size_t max, size_t *lenp)
+{
+	char *ret;
+	int fd, e;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return NULL;
+	ret = util_read_fd(fd, max, lenp);
+	e = errno;
 	close(fd);
+	errno = e;
 	return ret;
 }
 

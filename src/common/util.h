@@ -41,9 +41,10 @@ int	 util_write_file_atomic(const char *path, const void *buf, size_t len,
 	    mode_t mode);
 int	 util_write_file_atomic_at(int dfd, const char *name, const void *buf,
 	    size_t len, mode_t mode);
-/* Whole file, NUL-terminated, at most max bytes (else -1, EFBIG).
- * Caller frees. */
+/* Whole file, NUL-terminated, at most max bytes (else NULL, EFBIG).
+ * Caller frees. util_read_fd: the rest of fd, which stays open. */
 char	*util_read_file(const char *path, size_t max, size_t *len);
+char	*util_read_fd(int fd, size_t max, size_t *len);
 int	 util_rm_rf(const char *path);
 /* 1 while pid runs and is not a zombie: for display and helper daemons
  * only; a QEMU's end is its pidfd (a zombie leader may still have a

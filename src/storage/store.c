@@ -60,34 +60,41 @@ cleanup:
 	return rc;
 }
 
+/* One resolution of root's path, then calls relative to it. A shared
+ * filesystem mounted without the kernel's dentry cache (GlusterFS with
+ * entry-timeout=0, which a lease reader needs: docs/storage.md) makes
+ * every component of every path a LOOKUP on every replica; each agent
+ * checks each domain every 500 ms (domwatch.c). An O_PATH descriptor
+ * opens nothing on the server. */
 int
-store_domain_check(const char *root, char *err, size_t errsz)
-{
-	char path[PATH_MAX];
-	struct stat st;
-
-	if (stat(root, &st) < 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(err, errsz, "storage %s is missing", root);
-		return -1;
-	}
-	if (util_fmt(path, sizeof(path), "%s/vms", root) < 0 ||
-	    access(path, W_OK) < 0) {
-		snprintf(err, errsz, "storage %s is not writable", root);
-		return -1;
-	}
-	return 0;
-}
-
-int
-store_domain_space(const char *root, uint64_t *total, uint64_t *avail)
+store_domain_check(const char *root, uint64_t *total, uint64_t *avail,
+    char *err, size_t errsz)
 {
 	struct statvfs sv;
+	struct stat st;
+	int fd, rc = -1;
 
-	if (statvfs(root, &sv) < 0)
-		return -1;
+	if ((fd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(err, errsz, "storage %s is missing", root);
+		goto cleanup;
+	}
+	if (faccessat(fd, "vms", W_OK, 0) < 0) {
+		snprintf(err, errsz, "storage %s is not writable", root);
+		goto cleanup;
+	}
+	if (fstatvfs(fd, &sv) < 0) {
+		snprintf(err, errsz, "storage %s: cannot read its free space: "
+		    "%s", root, strerror(errno));
+		goto cleanup;
+	}
 	*total = (uint64_t)sv.f_blocks * sv.f_frsize;
 	*avail = (uint64_t)sv.f_bavail * sv.f_frsize;
-	return 0;
+	rc = 0;
+cleanup:
+	if (fd >= 0)
+		close(fd);
+	return rc;
 }
 
 int

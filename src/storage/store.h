@@ -19,9 +19,11 @@
 /* Prepare a domain directory (creates it and its layout). */
 int	store_domain_init(const char *root, const char *name, char *err,
 	    size_t errsz);
-/* Usable: exists, is a directory, writable. 0 or -1 with reason. */
-int	store_domain_check(const char *root, char *err, size_t errsz);
-int	store_domain_space(const char *root, uint64_t *total, uint64_t *avail);
+/* Usable: exists, is a directory, its vms/ writable; and its space. 0 or
+ * -1 with reason. root's path is resolved once, the rest relative to it
+ * (see store.c). */
+int	store_domain_check(const char *root, uint64_t *total, uint64_t *avail,
+	    char *err, size_t errsz);
 /* Whether the domain at root takes O_DIRECT I/O: ROOT/.probe-HOST opened
  * O_DIRECT, a 4096-byte aligned block written, fdatasync'd, read back and
  * compared, then removed. 1 yes; 0 no (EINVAL, or other data read back;

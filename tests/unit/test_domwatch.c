@@ -218,7 +218,7 @@ t_slow_domain_answers(struct fusestall *fs)
 static void
 test_one_hung_domain_blocks_nothing_else(void **state)
 {
-	char path[PATH_MAX], err[256];
+	char path[PATH_MAX], link[PATH_MAX], err[256];
 	struct fusestall *fs;
 	struct t_call c = { NULL, 0 };
 	json_t *l, *e, *spec;
@@ -280,6 +280,22 @@ test_one_hung_domain_blocks_nothing_else(void **state)
 	    json_object_get(json_object_get(l, "leases"), "h2"), "lease"),
 	    "seq")), 5);
 	json_decref(l);
+	/* A record that is a symlink (to a record outside the domain) is not
+	 * read: leasefile.c opens each O_NOFOLLOW. */
+	assert_int_equal(util_fmt(path, sizeof(path), "%s/h3.json", t_dir), 0);
+	assert_int_equal(util_write_file_atomic(path,
+	    "{\"host\":\"h3\",\"seq\":7,\"seq_end\":7}", 33, 0644), 0);
+	assert_int_equal(util_fmt(link, sizeof(link), "%s/leases/h3.json",
+	    agent_cfg.storage[1].path), 0);
+	assert_int_equal(symlink(path, link), 0);
+	util_sleep_ms(1100);
+	assert_non_null(l = domwatch_leases("second", err, sizeof(err),
+	    &status));
+	assert_non_null(json_object_get(json_object_get(l, "leases"), "h2"));
+	assert_null(json_object_get(json_object_get(l, "leases"), "h3"));
+	json_decref(l);
+	assert_int_equal(unlink(link), 0);
+	assert_int_equal(unlink(path), 0);
 
 	t_slow_domain_answers(fs);
 
