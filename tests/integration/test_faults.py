@@ -29,6 +29,7 @@ every process of its network namespace and its storage client, so its
 in-flight writes die), as a real watchdog would.
 """
 
+import concurrent.futures
 import os
 import re
 import shlex
@@ -500,6 +501,9 @@ def make_vms(fc, guest, placement, storage=None):
     # cores took over 120 s each with the bzImage (guest kernel time 44 s,
     # still probing PCI, after 120 s); the ELF kernel's boot takes half
     # the CPU (build-guest.sh).
+    # A batch's VMs are created, then started all at once: one after the
+    # other, each start waited for the boots already under way (1.5-7 s a
+    # start, 39 s for five in one run, the boots behind them).
     for i in range(0, len(names), 5):
         batch = names[i:i + 5]
         for name in batch:
@@ -507,7 +511,10 @@ def make_vms(fc, guest, placement, storage=None):
             fc.cli("vm", "create", name, "--cpus", 1, "--memory", 128,
                    "--ha", "--disk", 8, "--kernel", guest.kernel,
                    "--initrd", guest.initrd, "--cmdline", CMDLINE, *more)
-            fc.cli("vm", "start", name, "--host", placement[name])
+        with concurrent.futures.ThreadPoolExecutor(len(batch)) as ex:
+            for f in [ex.submit(fc.cli, "vm", "start", name, "--host",
+                                placement[name]) for name in batch]:
+                f.result()
         for name in batch:
             v = fc.vm(name)
             NAMES[v["uuid"]] = name
