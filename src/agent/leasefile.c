@@ -25,8 +25,8 @@ lease_path(const char *root, const char *suffix, char *out, size_t sz)
 /* A record by name in the leases directory: the name alone is looked up
  * (openat), not every component of its path, which a shared filesystem
  * without a dentry cache sends to every replica (store.c); never through
- * a symlink; read whole (json_loadfd reads a byte per read(2)). NULL when
- * it cannot be read. */
+ * a symlink, and a FIFO put there does not block the open; read whole
+ * (json_loadfd reads a byte per read(2)). NULL when it cannot be read. */
 static json_t *
 lease_load_at(int dfd, const char *name)
 {
@@ -35,7 +35,8 @@ lease_load_at(int dfd, const char *name)
 	size_t len;
 	int fd;
 
-	if ((fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) >= 0 &&
+	if ((fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC)) >= 0 &&
 	    (buf = util_read_fd(fd, LEASE_RECORD_MAX, &len)) != NULL)
 		v = json_loadb(buf, len, 0, NULL);
 	if (fd >= 0)
