@@ -6,13 +6,14 @@
  * vms/ writable, its space) into a cache, reads every host's lease record
  * into a snapshot, runs the jobs others submitted (the isolation record);
  * once at start it probes O_DIRECT. Each resolves the domain's path once
- * and the rest relative to it (store.c, leasefile.c). The serial logs have threads of their own (serialcopy.c). The
- * report and HTTP threads read the cache only. A domain does not answer
- * when a storage call of its thread has been under way for over 3000 ms
- * (the keeper's default fence delay: a silence it would fence on):
- * requests that need it then fail at once (503) instead of waiting on it;
- * one that comes while a call has been under way for 1500 ms waits for
- * that call, up to the bound. Slow storage, each call under the bound,
+ * and the rest relative to it (store.c, leasefile.c). The serial logs
+ * have threads of their own (serialcopy.c). The report and HTTP threads
+ * read the cache only. A domain does not answer when a storage call of
+ * its thread has been under way for over 3000 ms (the keeper's default
+ * fence delay: a silence it would fence on): requests that need it then
+ * fail at once (503) instead of waiting on it; one that comes while a
+ * call has been under way for 1500 ms waits for that call, up to the
+ * bound. Slow storage, each call under the bound,
  * still answers: on a GlusterFS volume beside busy guests a lease read
  * took 1.0-1.7 s, and the age of the last check, the bound before,
  * counted the round's other calls and its pause as silence (a 503 for
